@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each sets up .venv itself.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test venv bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## Run the synthetic airport on the embedded broker and print a summary.
+demo: $(STAMP)
+	$(VENV)/bin/paxsim demo $(ARGS)
+
+## Run the test suite (integration tests start the real embedded broker).
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	@echo "benchmarks run on demand: see bench/README.md"
+
+clean:
+	rm -rf $(VENV) .pytest_cache runs var

@@ -1,0 +1,192 @@
+"""Typed, versioned messages that travel on the broker.
+
+Every message is a ``msgspec.Struct`` with a tag naming its type and major version (``"sighting.v1"``),
+encoded as MessagePack. Embeddings travel as raw little-endian float32 bytes (512 bytes for 128-D),
+never as lists of floats. ``paxsim schema`` writes the JSON Schema of all of them to
+``broker/schema/messages.schema.json`` for other tools.
+
+Adding a field with a default is a compatible change (old readers ignore it, new readers fill the default);
+anything else is a new tag (``.v2``) on a new topic.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, TypeVar, Union
+
+import msgspec
+import numpy as np
+
+EMBEDDING_DTYPE = np.dtype("<f4")
+
+
+class _Msg(msgspec.Struct, kw_only=True, frozen=True, tag_field="type", omit_defaults=True):
+    pass
+
+
+class Sighting(_Msg, tag="sighting.v1"):
+    """One face seen by one camera: the edge's output. Carries no image bytes by default."""
+
+    event_id: str
+    camera_id: str
+    zone: str
+    captured_at: float  # epoch seconds at frame capture
+    track_id: int
+    box: tuple[int, int, int, int]  # x, y, w, h in pixels
+    quality: float
+    embedding: bytes = b""  # raw float32; empty when sealed
+    dim: int = 128
+    sealed: bytes = b""  # AES-GCM ciphertext of ``embedding`` under an epoch key (policy/crypto)
+    key_id: str = ""  # which epoch key sealed it
+
+    def vector(self) -> np.ndarray:
+        return embedding_from_bytes(self.embedding, self.dim)
+
+
+class ZoneCount(_Msg, tag="zonecount.v1"):
+    """Aggregate from a camera in a non-biometric zone: how many faces, no identities, no embeddings."""
+
+    camera_id: str
+    zone: str
+    window_start: float
+    window_end: float
+    faces: int
+
+
+class Match(_Msg, tag="match.v1"):
+    """The matcher's decision on one admitted sighting. Unknown faces carry no subject and no embedding."""
+
+    event_id: str
+    camera_id: str
+    zone: str
+    purpose: str
+    captured_at: float
+    matched_at: float
+    decision: Literal["match", "unknown", "refused"]
+    subject_id: str | None = None
+    distance: float | None = None
+    rule: str = ""  # policy rule that refused it, when decision == "refused"
+    source_partition: int = -1
+    source_offset: int = -1
+
+
+class TrackUpdate(_Msg, tag="trackupdate.v1"):
+    """A consented subject's trajectory moved: seen at a camera, possibly in a new zone."""
+
+    event_id: str
+    subject_id: str
+    camera_id: str
+    zone: str
+    prev_zone: str | None
+    at: float
+    captured_at: float
+    dwell_s: float = 0.0
+    plausible: bool = True  # False when the transition is faster than walking
+
+
+class Alert(_Msg, tag="alert.v1"):
+    alert_id: str
+    kind: str
+    at: float
+    zone: str
+    subject_id: str | None = None
+    detail: str = ""
+
+
+class AuditRecord(_Msg, tag="audit.v1"):
+    """One decision, access, export or erasure, chained to the previous record by hash."""
+
+    seq: int
+    at: float
+    actor: str
+    action: str
+    decision: str
+    rule: str = ""
+    subject_id: str | None = None
+    object_id: str | None = None
+    policy_version: str = ""
+    prev_hash: str = ""
+    hash: str = ""
+
+
+class ErasureRequest(_Msg, tag="erasure.v1"):
+    request_id: str
+    subject_id: str
+    requested_at: float
+    reason: str = "consent-withdrawn"
+
+
+class DeadLetter(_Msg, tag="deadletter.v1"):
+    """A message a stage could not process, with why. The original bytes are kept as they came."""
+
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    stage: str
+    reason: str
+    at: float
+    payload: bytes = b""
+
+
+Message = Union[Sighting, ZoneCount, Match, TrackUpdate, Alert, AuditRecord, ErasureRequest, DeadLetter]
+ALL_TYPES: tuple[type[_Msg], ...] = (Sighting, ZoneCount, Match, TrackUpdate, Alert, AuditRecord, ErasureRequest, DeadLetter)
+
+M = TypeVar("M", bound=_Msg)
+
+_encoder = msgspec.msgpack.Encoder()
+_decoders: dict[object, msgspec.msgpack.Decoder] = {}
+
+
+class MessageError(ValueError):
+    """The bytes are not a valid message of the expected type; the text says why."""
+
+
+def encode(msg: _Msg) -> bytes:
+    return _encoder.encode(msg)
+
+
+def decode(data: bytes, kind: type[M] | object = Message) -> M:
+    """Decode ``data`` as ``kind`` (a message type or a Union of them); raise MessageError if it is not."""
+    dec = _decoders.get(kind)
+    if dec is None:
+        dec = _decoders[kind] = msgspec.msgpack.Decoder(kind)
+    try:
+        return dec.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MessageError(f"undecodable message: {exc}") from None
+
+
+def embedding_to_bytes(vec: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vec, dtype=EMBEDDING_DTYPE).tobytes()
+
+
+def embedding_from_bytes(data: bytes, dim: int) -> np.ndarray:
+    """Return the float32 vector; raise MessageError on a wrong length or a non-finite value."""
+    if len(data) != dim * EMBEDDING_DTYPE.itemsize:
+        raise MessageError(f"embedding has {len(data)} bytes, expected {dim * EMBEDDING_DTYPE.itemsize} for dim {dim}")
+    vec = np.frombuffer(data, dtype=EMBEDDING_DTYPE)
+    if not np.isfinite(vec).all():
+        raise MessageError("embedding contains NaN or infinity")
+    return vec
+
+
+def check_sighting(s: Sighting) -> None:
+    """Field-level sanity a schema cannot express. Raises MessageError with the reason."""
+    if not s.event_id or not s.camera_id:
+        raise MessageError("sighting without event_id or camera_id")
+    if not math.isfinite(s.captured_at) or not math.isfinite(s.quality):
+        raise MessageError("sighting with a non-finite time or quality")
+    if s.box[2] < 0 or s.box[3] < 0:
+        raise MessageError("sighting with a negative box size")
+
+
+def json_schema() -> dict:
+    """JSON Schema (draft 2020-12) of every message type, for tools outside this code base."""
+    schemas, components = msgspec.json.schema_components(ALL_TYPES, ref_template="#/$defs/{name}")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "paxsim broker messages",
+        "description": "Encoded as MessagePack; 'embedding' and 'sealed' are raw bytes (float32 LE / AES-GCM).",
+        "oneOf": schemas,
+        "$defs": components,
+    }

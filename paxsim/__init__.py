@@ -1,0 +1,1 @@
+"""paxsim: airport camera analytics testbed whose privacy controls are measured under load."""

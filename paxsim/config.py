@@ -1,0 +1,202 @@
+"""Configuration as data: one YAML file plus ``PAXSIM__SECTION__KEY`` environment overrides.
+
+Loaded and validated once at start-up; a bad file or override stops the process with a message naming
+the offending key. Every service receives the same :class:`Settings` object (the demo passes the file
+path and its overrides to its children through the environment).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "PAXSIM__"
+CONFIG_ENV = "PAXSIM_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClientTuning(_Section):
+    """Kafka client settings that must differ between Tansu and real Kafka (see ARCHITECTURE.md)."""
+
+    session_timeout_ms: int = Field(ge=1000)
+    heartbeat_interval_ms: int = Field(ge=100)
+    fetch_max_wait_ms: int = Field(ge=1)
+    request_timeout_ms: int = Field(ge=1000)
+    max_message_bytes: int = Field(ge=1024)
+    linger_ms: int = Field(ge=0)
+
+
+EMBEDDED_TUNING = ClientTuning(
+    session_timeout_ms=6000,
+    heartbeat_interval_ms=1000,
+    fetch_max_wait_ms=10,
+    request_timeout_ms=15000,
+    max_message_bytes=1_000_000,
+    linger_ms=5,
+)
+KAFKA_TUNING = ClientTuning(
+    session_timeout_ms=10000,
+    heartbeat_interval_ms=3000,
+    fetch_max_wait_ms=50,
+    request_timeout_ms=30000,
+    max_message_bytes=1_000_000,
+    linger_ms=5,
+)
+
+
+class BrokerSettings(_Section):
+    bootstrap: str | None = Field(
+        default=None, description="host:port[,host:port] of an external Kafka; empty = embedded Tansu"
+    )
+    profile: Literal["auto", "embedded", "kafka"] = "auto"
+    tuning: dict[str, int] = Field(default_factory=dict, description="overrides of ClientTuning fields")
+    partitions: int = Field(default=4, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1)
+    connect_timeout_s: float = Field(default=15.0, gt=0)
+    embedded_port: int = Field(default=0, ge=0, le=65535, description="0 = pick a free port")
+
+    @property
+    def embedded(self) -> bool:
+        return not self.bootstrap
+
+    def client_tuning(self) -> ClientTuning:
+        profile = self.profile
+        if profile == "auto":
+            profile = "embedded" if self.embedded else "kafka"
+        base = EMBEDDED_TUNING if profile == "embedded" else KAFKA_TUNING
+        return base.model_copy(update=self.tuning)
+
+    @model_validator(mode="after")
+    def _check_tuning_keys(self) -> "BrokerSettings":
+        unknown = set(self.tuning) - set(ClientTuning.model_fields)
+        if unknown:
+            raise ValueError(f"unknown broker.tuning keys: {sorted(unknown)}")
+        return self
+
+
+class RetentionSettings(_Section):
+    """How long each kind of record may live (seconds). Applied as retention.ms on real Kafka, as
+    key destruction (crypto-shredding) on the embedded broker, and as deletion in our own stores."""
+
+    sightings_s: float = Field(default=300.0, gt=0)
+    matches_s: float = Field(default=3600.0, gt=0)
+    tracks_s: float = Field(default=86400.0, gt=0)
+    audit_s: float = Field(default=30 * 86400.0, gt=0)
+    deadletter_s: float = Field(default=86400.0, gt=0)
+
+
+class ScenarioSettings(_Section):
+    seed: int = 7
+    cameras: int = Field(default=6, ge=1, le=10_000)
+    travellers: int = Field(default=300, ge=1)
+    consent_share: float = Field(default=0.6, ge=0.0, le=1.0)
+    events_per_second: float = Field(default=150.0, gt=0, description="total sighting rate, all cameras")
+    embedding_noise: float = Field(default=0.027, ge=0.0, description="per-dimension sigma (virtual mode)")
+
+
+class PolicySettings(_Section):
+    max_event_age_s: float = Field(default=30.0, gt=0, description="older sightings are refused as stale")
+    biometric_zones: list[str] = Field(
+        default_factory=lambda: ["security", "immigration", "egate", "gate"],
+        description="zones whose cameras may submit faces for matching; others publish counts only",
+    )
+    zone_purpose: dict[str, str] = Field(
+        default_factory=lambda: {
+            "security": "flow-analytics",
+            "immigration": "egate-verification",
+            "egate": "egate-verification",
+            "gate": "boarding",
+        },
+        description="the purpose a sighting from a zone is processed for",
+    )
+
+
+class MatcherSettings(_Section):
+    threshold: float = Field(default=0.55, gt=0, description="Euclidean distance; below = same person")
+    batch_max: int = Field(default=256, ge=1)
+    dedupe_window_s: float = Field(default=600.0, gt=0)
+
+
+class DashboardSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8600, ge=0, le=65535)
+
+
+class MetricsSettings(_Section):
+    host: str = "127.0.0.1"
+    base_port: int = Field(default=0, ge=0, le=65535, description="0 = each service picks a free port")
+
+
+class Settings(_Section):
+    state_dir: Path = Path("var")
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    scenario: ScenarioSettings = Field(default_factory=ScenarioSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    matcher: MatcherSettings = Field(default_factory=MatcherSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+
+class ConfigError(Exception):
+    """The configuration file or an override is invalid; the message says which key and why."""
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(raw) if raw != "" else None
+    return tree
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read the YAML file (``path``, else ``$PAXSIM_CONFIG``, else defaults) and apply env overrides."""
+    environ = dict(os.environ if environ is None else environ)
+    path = path or environ.get(CONFIG_ENV) or None
+    data: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+        data = loaded
+    data = _merge(data, _env_overrides(environ))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(x) for x in err["loc"])
+            lines.append(f"  {where}: {err['msg']}")
+        source = str(path) if path else "defaults"
+        raise ConfigError(f"invalid configuration ({source} + {ENV_PREFIX}* overrides):\n" + "\n".join(lines)) from None
