@@ -178,6 +178,8 @@ def check_sighting(s: Sighting) -> None:
         raise MessageError("sighting with a non-finite time or quality")
     if s.box[2] < 0 or s.box[3] < 0:
         raise MessageError("sighting with a negative box size")
+    if not s.sealed:
+        embedding_from_bytes(s.embedding, s.dim)
 
 
 def json_schema() -> dict:

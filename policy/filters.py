@@ -12,7 +12,7 @@ from typing import Callable, Generic, Protocol, TypeVar
 
 from prometheus_client import Counter, Histogram
 
-from broker.messages import MessageError, Sighting, embedding_from_bytes
+from broker.messages import Sighting
 
 DECISIONS = Counter("paxsim_policy_decisions_total", "Policy decisions by stage, rule and outcome", ["stage", "rule", "decision"])
 DECISION_SECONDS = Histogram(
@@ -104,17 +104,7 @@ def gate_chain(biometric_zones: set[str], zone_purpose: dict[str, str], max_age_
         age = ctx.now - ctx.sighting.captured_at
         return f"stale by {age:.1f}s" if age > max_age_s else None
 
-    def embedding_valid(ctx: GateContext) -> str | None:
-        s = ctx.sighting
-        if s.sealed:
-            return None  # sealed payloads are checked after unsealing
-        try:
-            embedding_from_bytes(s.embedding, s.dim)
-        except MessageError as exc:
-            return str(exc)
-        return None
-
-    return Chain("gate", [Rule("biometric_zone", biometric_zone), Rule("fresh", fresh), Rule("embedding_valid", embedding_valid)])
+    return Chain("gate", [Rule("biometric_zone", biometric_zone), Rule("fresh", fresh)])
 
 
 # --- matcher → stores (right after the 1:N search) ---------------------------------------------
