@@ -1,0 +1,305 @@
+"""One camera's vision pipeline: source → sample → detect → track → gated embed → filters → results.
+
+Frames flow through a bounded queue. A live source (stream, webcam, real-time file or synthetic camera)
+never waits for us: when the queue is full the oldest frame is dropped and counted, so memory stays
+bounded and latency low. A file read "as fast as possible" blocks instead (offline runs lose nothing).
+Up to ``max_inflight`` frames per camera are analysed at once in the shared :class:`VisionPool`
+(processes spread over the cores); results are tracked in frame order.
+
+Usage, N cameras in one asyncio agent::
+
+    pool = VisionPool()                       # one per agent
+    cams = [Camera(cfg, pool, filters=[...]) for cfg in configs]
+    async def pump(cam):
+        async for result in cam.results():    # FrameResult per processed frame
+            for obs in result.faces:           # FaceObservation; obs.embedding is None unless embedded now
+                ...                            # -> broker.messages.Sighting via observation_to_sighting()
+    await asyncio.gather(*(pump(c) for c in cams))
+
+A camera whose source fails ends its ``results()`` (state ``failed``); the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from typing import AsyncIterator, Callable, Sequence
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge.metrics import CameraMetrics
+from edge.sources import Backoff, Frame, Source, SourceState, open_source
+from edge.tracker import Tracker, TrackerSettings
+from edge.vision.detector import Box, DetectorSettings
+from edge.vision.pool import FrameAnalysis, VisionPool
+
+log = logging.getLogger("paxsim.edge.camera")
+
+
+class CameraConfig(BaseModel):
+    """Per-camera settings (one entry of the agent's camera list)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    camera_id: str = Field(min_length=1)
+    zone: str = ""
+    source: str = Field(description="file path, folder, rtsp://…, http://…, webcam:N, synthetic:CAMERA")
+    loop: bool = Field(default=False, description="restart a file or folder at its end")
+    realtime: bool = Field(default=False, description="pace a file/folder at its frame rate (acts live)")
+    fps: float | None = Field(default=None, gt=0, description="source frame rate override")
+    sample_fps: float | None = Field(default=None, gt=0, description="frames per second to analyse (None: all)")
+    max_width: int | None = Field(default=None, ge=32, description="downscale wider frames before detection")
+    max_height: int | None = Field(default=None, ge=32)
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    tracker: TrackerSettings = Field(default_factory=TrackerSettings)
+    embed: bool = Field(default=True, description="compute embeddings (off: boxes and counts only)")
+    queue_size: int = Field(default=4, ge=1, le=256)
+    max_inflight: int = Field(default=2, ge=1, le=16)
+    drop_when_full: bool | None = Field(default=None, description="None: drop for live sources, block for files")
+    reconnect_base_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    reconnect_attempts: int = Field(default=0, ge=0, description="0 = retry streams for ever")
+
+
+@dataclass(slots=True)
+class FaceObservation:
+    """One tracked face in one frame. ``embedding`` (128 float32) is set only on the frames where the
+    track was (re-)embedded; image pixels never leave the pipeline."""
+
+    camera_id: str
+    zone: str
+    frame_index: int
+    captured_at: float
+    track_id: int
+    box: Box  # x, y, w, h in source-frame pixels
+    quality: float
+    score: float
+    new_track: bool = False
+    embedding: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
+class FrameResult:
+    camera_id: str
+    zone: str
+    frame_index: int
+    position: int  # position in the file/folder (-1 for streams)
+    captured_at: float
+    face_count: int  # faces detected (before filters): what a count-only zone publishes
+    tracks_active: int
+    faces: list[FaceObservation]  # after the filter chain
+
+
+ObservationFilter = Callable[[FaceObservation], "FaceObservation | None"]
+
+
+def observation_to_sighting(obs: FaceObservation, event_id: str | None = None):
+    """The broker message for an embedded observation (import-light helper for the agent)."""
+    from broker.messages import Sighting, embedding_to_bytes
+
+    if obs.embedding is None:
+        raise ValueError("observation has no embedding")
+    return Sighting(
+        event_id=event_id or f"{obs.camera_id}-{uuid.uuid4().hex}",
+        camera_id=obs.camera_id,
+        zone=obs.zone,
+        captured_at=obs.captured_at,
+        track_id=obs.track_id,
+        box=obs.box,
+        quality=float(obs.quality),
+        embedding=embedding_to_bytes(obs.embedding),
+    )
+
+
+def _scale_box(box: Box, s: float) -> Box:
+    if s == 1.0:
+        return box
+    return (int(round(box[0] * s)), int(round(box[1] * s)), int(round(box[2] * s)), int(round(box[3] * s)))
+
+
+class Camera:
+    def __init__(
+        self,
+        config: CameraConfig,
+        pool: VisionPool,
+        filters: Sequence[ObservationFilter] = (),
+        source: Source | None = None,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.filters = list(filters)
+        self.metrics = CameraMetrics(config.camera_id)
+        self.tracker = Tracker(config.tracker)
+        backoff = Backoff(base=config.reconnect_base_s, cap=config.reconnect_max_s, attempts=config.reconnect_attempts)
+        if source is None:
+            source = open_source(
+                config.camera_id, config.source, loop=config.loop, realtime=config.realtime, fps=config.fps,
+                backoff=backoff, listener=self.metrics.source_listener,
+            )
+        elif source.listener is None:
+            source.listener = self.metrics.source_listener
+        self.source = source
+        self.drop_when_full = source.live if config.drop_when_full is None else config.drop_when_full
+        self.processed = 0
+        self.dropped = 0
+        self.errors = 0
+        self._next_sample = 0.0
+
+    @property
+    def state(self) -> SourceState:
+        return self.source.state
+
+    def status(self) -> dict:
+        s = self.source.stats
+        return {
+            "camera": self.config.camera_id, "zone": self.config.zone, "state": self.state.value,
+            "last_error": self.source.last_error, "read": s.read, "decoded": s.decoded, "bad": s.bad,
+            "reconnects": s.reconnects, "dropped": self.dropped, "processed": self.processed,
+            "tracks_active": len(self.tracker.tracks), "tracks_started": self.tracker.started,
+        }
+
+    def stop(self) -> None:
+        self.source.stop()
+
+    # -- stages --
+    def _sampled(self, frame: Frame) -> bool:
+        rate = self.config.sample_fps
+        if not rate:
+            return True
+        fps = self.source.fps
+        t = frame.index / fps if fps > 0 else frame.captured_at
+        if t + 1e-9 >= self._next_sample:
+            self._next_sample = max(self._next_sample + 1.0 / rate, t) if fps > 0 else t + 1.0 / rate
+            return True
+        return False
+
+    def _resize(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        h, w = image.shape[:2]
+        f = 1.0
+        if self.config.max_width and w > self.config.max_width:
+            f = self.config.max_width / w
+        if self.config.max_height and h * f > self.config.max_height:
+            f = self.config.max_height / h
+        if f == 1.0:
+            return image, 1.0
+        small = cv2.resize(image, (max(1, int(w * f)), max(1, int(h * f))), interpolation=cv2.INTER_AREA)
+        return small, 1.0 / f
+
+    async def _read(self, q: asyncio.Queue) -> None:
+        try:
+            async for frame in self.source.frames():
+                if not self._sampled(frame):
+                    self.metrics.skipped.inc()
+                    continue
+                image, scale = self._resize(frame.image)
+                item = (frame, image, scale)
+                if self.drop_when_full:
+                    if q.full():
+                        q.get_nowait()
+                        self.dropped += 1
+                        self.metrics.dropped.inc()
+                    q.put_nowait(item)
+                else:
+                    await q.put(item)
+                self.metrics.queue.set(q.qsize())
+        except Exception:
+            log.exception("camera %s: reader crashed", self.config.camera_id, extra={"camera": self.config.camera_id})
+        await q.put(None)  # end marker, after every frame already queued
+
+    async def _finish(self, frame: Frame, scale: float, analysis: FrameAnalysis) -> FrameResult:
+        cfg = self.config
+        m = self.metrics
+        m.detect.observe(analysis.detect_s)
+        m.align.observe(analysis.align_s)
+        faces = analysis.faces
+        assignments = self.tracker.update(frame.index, [f.box for f in faces], [f.quality for f in faces])
+        started = sum(a.born for a in assignments)
+        if started:
+            m.tracks.inc(started)
+        vectors: dict[int, np.ndarray] = {}
+        if cfg.embed:
+            todo = [a for a in assignments if self.tracker.should_embed(a.track, faces[a.det_index].quality)]
+            if todo:
+                vecs, secs = await self.pool.embed([faces[a.det_index].chip for a in todo])
+                m.embed.observe(secs)
+                m.embeddings.inc(len(todo))
+                for a, v in zip(todo, vecs):
+                    self.tracker.mark_embedded(a.track, faces[a.det_index].quality)
+                    vectors[a.det_index] = v
+        observations: list[FaceObservation] = []
+        for a in assignments:
+            if not self.tracker.reportable(a.track):
+                continue
+            f = faces[a.det_index]
+            obs: FaceObservation | None = FaceObservation(
+                cfg.camera_id, cfg.zone, frame.index, frame.captured_at, a.track.track_id, _scale_box(f.box, scale),
+                f.quality, f.score, a.born, vectors.get(a.det_index),
+            )
+            for flt in self.filters:
+                obs = flt(obs)
+                if obs is None:
+                    m.filtered.inc()
+                    break
+            if obs is not None:
+                observations.append(obs)
+        m.faces.inc(len(faces))
+        m.tracks_active.set(len(self.tracker.tracks))
+        m.processed.inc()
+        m.latency.observe(max(0.0, time.time() - frame.captured_at))
+        self.processed += 1
+        return FrameResult(
+            cfg.camera_id, cfg.zone, frame.index, frame.position, frame.captured_at, len(faces),
+            len(self.tracker.tracks), observations,
+        )
+
+    async def results(self) -> AsyncIterator[FrameResult]:
+        """Process the source until it ends, fails or ``stop()``; one FrameResult per analysed frame."""
+        cfg = self.config
+        q: asyncio.Queue = asyncio.Queue(maxsize=cfg.queue_size)
+        reader = asyncio.create_task(self._read(q), name=f"camera-{cfg.camera_id}-reader")
+        inflight: deque[tuple[Frame, float, asyncio.Future]] = deque()
+        reading = True
+        try:
+            while True:
+                while reading and len(inflight) < cfg.max_inflight:
+                    if inflight and q.empty():
+                        break  # work is pending: don't wait for the next frame
+                    item = await q.get()
+                    self.metrics.queue.set(q.qsize())
+                    if item is None:
+                        reading = False
+                        break
+                    frame, image, scale = item
+                    regions = self.tracker.predicted_boxes(frame.index) if cfg.detector.region_redetect else ()
+                    fut = asyncio.ensure_future(self.pool.analyze(image, cfg.detector, regions))
+                    inflight.append((frame, scale, fut))
+                if not inflight:
+                    if not reading:
+                        break
+                    continue
+                frame, scale, fut = inflight.popleft()
+                try:
+                    analysis = await fut
+                except BrokenProcessPool:
+                    raise
+                except Exception as exc:
+                    self.errors += 1
+                    log.error(
+                        "camera %s: frame %d could not be analysed: %s", cfg.camera_id, frame.index, exc,
+                        extra={"camera": cfg.camera_id},
+                    )
+                    continue
+                yield await self._finish(frame, scale, analysis)
+        finally:
+            self.source.stop()
+            reader.cancel()
+            for _, _, fut in inflight:
+                fut.cancel()
+            await asyncio.gather(reader, *(f for _, _, f in inflight), return_exceptions=True)

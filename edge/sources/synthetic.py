@@ -1,0 +1,78 @@
+"""Synthetic live cameras: an adapter over any blocking frame generator (the scenario renderer's live source).
+
+``GeneratorSource`` pulls frames from an iterator made by ``factory()`` in the source's own thread and
+paces them at ``fps`` (a live camera does not wait for us). ``SyntheticSource`` builds that factory
+from the scenario renderer (``scenario.render``) for one camera of the synthetic airport.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from edge.sources.base import EndOfSource, Source, SourceError
+from edge.sources.file import Paced
+
+
+class GeneratorSource(Paced, Source):
+    def __init__(self, name: str, factory: Callable[[], Iterable[np.ndarray]], *, fps: float = 10.0, realtime: bool = True, **kw) -> None:
+        super().__init__(name, **kw)
+        self.factory = factory
+        self.fps = fps
+        self.realtime = realtime
+        self.live = realtime
+        self._it: Iterator[np.ndarray] | None = None
+
+    def _open(self) -> None:
+        try:
+            self._it = iter(self.factory())
+        except SourceError:
+            raise
+        except Exception as exc:
+            raise SourceError(f"synthetic source {self.name} could not start: {exc}", "connect") from exc
+
+    def _read(self) -> np.ndarray | None:
+        assert self._it is not None
+        try:
+            return next(self._it)
+        except StopIteration:
+            raise EndOfSource() from None
+
+    def _close(self) -> None:
+        close = getattr(self._it, "close", None)
+        self._it = None
+        if close is not None:
+            close()
+
+
+def scenario_source(
+    name: str,
+    camera_id: str,
+    *,
+    fps: float | None = None,
+    realtime: bool = True,
+    seconds: float = 24 * 3600.0,
+    scenario: str | None = None,
+    seed: int | None = None,
+    **kw,
+) -> GeneratorSource:
+    """A live camera of the synthetic airport (``scenario.render.LiveSource``, see docs/scenario.md).
+
+    The renderer paces itself when ``realtime``; this adapter only hands its frames on. A camera id the
+    world does not have fails the source with a clear message at start.
+    """
+
+    def factory() -> Iterator[np.ndarray]:
+        from scenario.render import LiveSource
+        from scenario.world import load_world
+
+        world = load_world(scenario, seed=seed) if (scenario or seed is not None) else load_world()
+        if camera_id not in {c.id for c in world.cameras}:
+            raise SourceError(f"no camera {camera_id!r} in the scenario", "missing")
+        live = LiveSource(world, camera_id, seconds=seconds, realtime=realtime)
+        return (frame for _index, _ts, frame in live)
+
+    src = GeneratorSource(name, factory, fps=fps or 0.0, realtime=False, **kw)
+    src.live = realtime
+    return src
