@@ -2,8 +2,8 @@
 
 Every message is a ``msgspec.Struct`` with a tag naming its type and major version (``"sighting.v1"``),
 encoded as MessagePack. Embeddings travel as raw little-endian float32 bytes (512 bytes for 128-D),
-never as lists of floats. ``paxsim schema`` writes the JSON Schema of all of them to
-``broker/schema/messages.schema.json`` for other tools.
+never as lists of floats. ``paxsim schema`` writes the JSON Schema of all of them, with the topic catalogue, to
+``broker/schema.json`` for other tools (see broker/schema.py).
 
 Adding a field with a default is a compatible change (old readers ignore it, new readers fill the default);
 anything else is a new tag (``.v2``) on a new topic.
@@ -180,15 +180,3 @@ def check_sighting(s: Sighting) -> None:
         raise MessageError("sighting with a negative box size")
     if not s.sealed:
         embedding_from_bytes(s.embedding, s.dim)
-
-
-def json_schema() -> dict:
-    """JSON Schema (draft 2020-12) of every message type, for tools outside this code base."""
-    schemas, components = msgspec.json.schema_components(ALL_TYPES, ref_template="#/$defs/{name}")
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "paxsim broker messages",
-        "description": "Encoded as MessagePack; 'embedding' and 'sealed' are raw bytes (float32 LE / AES-GCM).",
-        "oneOf": schemas,
-        "$defs": components,
-    }

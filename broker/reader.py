@@ -1,0 +1,47 @@
+"""Reading a topic from offset 0 to its current end (for recovery, summaries and the audit scan).
+
+The end is the partition's highwater as reported by fetch responses: ListOffsets(latest) is wrong on the
+embedded broker after batched produce, the highwater is right on both Tansu and Kafka.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from broker.clients import start_consumer
+from paxsim.config import Settings
+
+IDLE_POLLS = 3
+
+
+async def read_all(settings: Settings, topic: str, partitions: Iterable[int] | None = None) -> list[ConsumerRecord]:
+    """Every record of ``topic`` (or of the given partitions) from the beginning to the current highwater."""
+    consumer = await start_consumer(settings, group_id=None)
+    out: list[ConsumerRecord] = []
+    try:
+        if partitions is None:
+            await consumer.topics()  # refreshes metadata
+            parts = sorted(consumer.partitions_for_topic(topic) or ())
+        else:
+            parts = sorted(partitions)
+        tps = [TopicPartition(topic, p) for p in parts]
+        if not tps:
+            return out
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        done: set[TopicPartition] = set()
+        idle = 0
+        while len(done) < len(tps) and idle < IDLE_POLLS:
+            batch = await consumer.getmany(*[tp for tp in tps if tp not in done], timeout_ms=200, max_records=10_000)
+            idle = 0 if batch else idle + 1
+            for recs in batch.values():
+                out.extend(recs)
+            for tp in tps:
+                hw = consumer.highwater(tp)
+                if tp not in done and hw is not None and await consumer.position(tp) >= hw:
+                    done.add(tp)
+    finally:
+        await consumer.stop()
+    return out

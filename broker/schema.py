@@ -1,0 +1,40 @@
+"""The machine-readable contract: JSON Schema of every message plus the topic catalogue.
+
+``broker/schema.json`` is this document, committed; a test fails when it is out of date
+(regenerate with ``paxsim schema -o broker/schema.json``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from broker import topics as t
+from broker.messages import ALL_TYPES
+
+SCHEMA_PATH = Path(__file__).with_name("schema.json")
+
+
+def schema_document() -> dict:
+    schemas, components = msgspec.json.schema_components(ALL_TYPES, ref_template="#/$defs/{name}")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "paxsim broker messages",
+        "description": (
+            "Records are MessagePack maps with a 'type' tag (e.g. 'sighting.v1'). Fields typed bytes are raw: "
+            "'embedding' is little-endian float32 x dim, 'sealed' is AES-GCM ciphertext, 'payload' the original record."
+        ),
+        "oneOf": schemas,
+        "$defs": components,
+        "x-topics": [
+            {
+                "name": topic.name,
+                "message": topic.message.__struct_config__.tag,
+                "key": topic.key,
+                "retention": topic.retention,
+                "doc": topic.doc,
+            }
+            for topic in t.ALL
+        ],
+    }

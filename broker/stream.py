@@ -1,0 +1,67 @@
+"""Consume-transform-produce helpers shared by the stages: dead letters, acknowledged sends, lag."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from prometheus_client import Counter, Gauge
+
+from broker import topics as t
+from broker.messages import DeadLetter, encode
+
+DEADLETTERS = Counter("paxsim_broker_deadletters_total", "Messages sent to the dead-letter topic", ["stage", "kind"])
+ASSIGNED = Gauge("paxsim_broker_assigned_partitions", "Partitions currently assigned to a consuming stage", ["stage"])
+CONSUMER_LAG = Gauge(
+    "paxsim_broker_consumer_lag_messages", "Highwater minus position, per consuming stage", ["stage", "topic", "partition"]
+)
+
+
+async def dead_letter(producer: AIOKafkaProducer, record: ConsumerRecord, stage: str, kind: str, reason: str) -> asyncio.Future[Any]:
+    """Queue the original bytes of ``record`` on the dead-letter topic with the reason; returns the send future."""
+    DEADLETTERS.labels(stage, kind).inc()
+    dl = DeadLetter(
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        stage=stage,
+        reason=f"{kind}: {reason}",
+        at=time.time(),
+        payload=record.value or b"",
+    )
+    return await producer.send(t.DEADLETTER.name, encode(dl), key=stage.encode())
+
+
+async def acknowledged(futures: Iterable[asyncio.Future[Any]]) -> None:
+    """Wait until the broker acknowledged every queued send (raises if one failed)."""
+    futs = list(futures)
+    if futs:
+        await asyncio.gather(*futs)
+
+
+def update_lag(consumer: AIOKafkaConsumer, stage: str, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    """Export lag as highwater − next offset (ListOffsets(latest) is wrong on Tansu; highwater is right)."""
+    for tp, recs in batch.items():
+        hw = consumer.highwater(tp)
+        if hw is not None and recs:
+            CONSUMER_LAG.labels(stage, tp.topic, str(tp.partition)).set(max(0, hw - recs[-1].offset - 1))
+
+
+def offsets_after(batch: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, int]:
+    """Commit positions for a processed batch: last offset + 1 per partition."""
+    return {tp: recs[-1].offset + 1 for tp, recs in batch.items() if recs}
+
+
+class AssignmentGauge(ConsumerRebalanceListener):
+    """Rebalance listener that exports how many partitions a stage holds (0 until it has joined its group)."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        ASSIGNED.labels(self.stage).set(0)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        ASSIGNED.labels(self.stage).set(len(assigned))

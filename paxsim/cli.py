@@ -1,0 +1,145 @@
+"""The ``paxsim`` command: the demo, the embedded broker, each stage as its own process, and tools."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from paxsim.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="paxsim: airport camera analytics whose privacy controls are measured under load.")
+console = Console(stderr=False)
+
+ConfigOpt = typer.Option(None, "--config", "-c", envvar="PAXSIM_CONFIG", help="YAML configuration file")
+MetricsOpt = typer.Option(None, "--metrics-port", help="serve Prometheus metrics on this port (0 = any free port)")
+
+
+def _settings(config: Optional[str]) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def demo(
+    duration: float = typer.Option(30.0, "--duration", "-d", min=2, max=3600, help="seconds of camera traffic"),
+    cameras: Optional[int] = typer.Option(None, "--cameras", "-n", min=1, help="virtual cameras (default: config)"),
+    config: Optional[str] = ConfigOpt,
+) -> None:
+    """Start the embedded broker and every stage, run the synthetic airport, print a summary."""
+    from broker.clients import BrokerUnreachable
+    from paxsim.demo import run_demo
+
+    settings = _settings(config)
+    if cameras is not None:
+        settings = settings.model_copy(update={"scenario": settings.scenario.model_copy(update={"cameras": cameras})})
+    try:
+        summary = asyncio.run(run_demo(settings, duration, config, console))
+    except BrokerUnreachable as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(3) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: every stage stopped[/]")
+        raise typer.Exit(130) from None
+    if summary["matched"] <= 0:
+        console.print("[red]no sighting was matched: the pipeline is broken[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def broker(config: Optional[str] = ConfigOpt, port: int = typer.Option(9092, help="loopback port to listen on")) -> None:
+    """Run only the embedded broker (Tansu) with the topics created, until Ctrl-C."""
+    from broker.embedded import EmbeddedBroker
+    from paxsim.obs import setup_logging
+
+    setup_logging("broker")
+    settings = _settings(config)
+
+    async def _run() -> None:
+        b = await EmbeddedBroker(settings, port=port).start()
+        console.print(f"embedded broker on [bold]{b.bootstrap}[/]; topics created. Ctrl-C stops it.")
+        console.print(f"  list topics: kcat -b {b.bootstrap} -L")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        sup = asyncio.create_task(b.supervise())
+        await stop.wait()
+        sup.cancel()
+        await b.stop()
+
+    asyncio.run(_run())
+
+
+@app.command()
+def edge(
+    virtual: bool = typer.Option(True, "--virtual/--no-virtual", help="virtual cameras in embedding space"),
+    duration: float = typer.Option(30.0, "--duration", min=0.1, help="seconds to run"),
+    ground_truth: Optional[Path] = typer.Option(None, "--ground-truth", help="append event id → traveller here (evaluation only)"),
+    config: Optional[str] = ConfigOpt,
+    metrics_port: Optional[int] = MetricsOpt,
+) -> None:
+    """Run an edge agent that publishes sightings."""
+    from edge.service import run_virtual_edge
+    from paxsim.service import run_stage
+
+    if not virtual:
+        console.print("[red]only --virtual cameras are available in this version[/]")
+        raise typer.Exit(2)
+    run_stage("edge", lambda s, stop: run_virtual_edge(s, stop, duration, ground_truth), metrics_port, config)
+
+
+@app.command()
+def policy(config: Optional[str] = ConfigOpt, metrics_port: Optional[int] = MetricsOpt) -> None:
+    """Run the policy gate between the sightings and the admitted topics."""
+    from paxsim.service import run_stage
+    from policy.gate import run_gate
+
+    run_stage("policy", run_gate, metrics_port, config)
+
+
+@app.command()
+def matcher(config: Optional[str] = ConfigOpt, metrics_port: Optional[int] = MetricsOpt) -> None:
+    """Run the matcher (1:N search against the consented gallery)."""
+    from matcher.service import run_matcher
+    from paxsim.service import run_stage
+
+    run_stage("matcher", run_matcher, metrics_port, config)
+
+
+@app.command()
+def dashboard(config: Optional[str] = ConfigOpt, port: Optional[int] = typer.Option(None, "--port", help="HTTP port (default: config)")) -> None:
+    """Run the dashboard API (also serves /metrics and /healthz)."""
+    from dashboard.app import run_dashboard
+    from paxsim.service import run_stage
+
+    run_stage("dashboard", lambda s, stop: run_dashboard(s, stop, port), None, config)
+
+
+@app.command()
+def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="write here instead of stdout")) -> None:
+    """Print the JSON Schema of every broker message (and the topic catalogue)."""
+    from broker.schema import schema_document
+
+    text = json.dumps(schema_document(), indent=2, sort_keys=True) + "\n"
+    if out:
+        out.write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,269 @@
+"""``paxsim demo``: the synthetic airport through every stage on a real broker, with live progress and a summary.
+
+1. start the embedded broker (or use ``broker.bootstrap``) and create the topics;
+2. enrol the scenario's consenting travellers (gallery + consent registry in the run's state dir);
+3. start policy gate, matcher, dashboard and the virtual-camera edge agent as separate processes;
+4. show events/s per stage while the edge runs, then wait until the gate and matcher have drained;
+5. stop every process and print a summary computed from the matches topic itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from broker import topics as t
+from broker.admin import ensure_topics
+from broker.embedded import EmbeddedBroker
+from broker.messages import Match, decode
+from broker.reader import read_all
+from matcher.gallery import Gallery
+from paxsim.config import Settings
+from paxsim.stack import Stack, total
+from paxsim.state import consent_path, gallery_path, ground_truth_path
+from policy.consent import ConsentRecord, ConsentRegistry
+from scenario.virtual import VirtualAirport
+
+CONSENT_VALIDITY_S = 86400.0
+
+
+def enrol_scenario(settings: Settings, duration_s: float) -> tuple[int, int]:
+    """Write the gallery and consent registry for the scenario's enrolled travellers. Returns (subjects, purposes granted)."""
+    airport = VirtualAirport(settings.scenario, duration_s)
+    ids, vecs, purposes = airport.enrolment()
+    now = time.time()
+    consent = ConsentRegistry()
+    for sid in ids:
+        for p in purposes[sid]:
+            consent.grant(ConsentRecord(sid, p, granted_at=now - 60, expires_at=now + CONSENT_VALIDITY_S))
+    gallery = Gallery()
+    for sid, v in zip(ids, vecs):
+        gallery.enrol(sid, v, consent)
+    gallery.save(gallery_path(settings))
+    consent.save(consent_path(settings))
+    return len(ids), sum(len(p) for p in purposes.values())
+
+
+def child_env(settings: Settings, bootstrap: str, embedded: bool, config: str | None) -> dict[str, str]:
+    env = {
+        "PAXSIM__BROKER__BOOTSTRAP": bootstrap,
+        "PAXSIM__BROKER__PROFILE": "embedded" if embedded else "kafka",
+        "PAXSIM__STATE_DIR": str(Path(settings.state_dir).resolve()),
+        "PAXSIM__SCENARIO__CAMERAS": str(settings.scenario.cameras),
+        "PAXSIM__SCENARIO__SEED": str(settings.scenario.seed),
+    }
+    if config:
+        env["PAXSIM_CONFIG"] = str(Path(config).resolve())
+    return env
+
+
+def start_pipeline(stack: Stack, duration_s: float, ground_truth: Path | None, join_timeout_s: float = 30.0) -> None:
+    """Consumers first; the edge once they hold their partitions, so start-up does not count as latency.
+
+    (Correctness does not depend on the order: consumers start at offset 0.)"""
+    stack.spawn("policy", ["policy"])
+    stack.spawn("matcher", ["matcher"])
+    stack.spawn("dashboard", ["dashboard"], metrics_flag="--port")
+    deadline = time.monotonic() + join_timeout_s
+    for name in ("policy", "matcher"):
+        while total(stack.scrape(name), "paxsim_broker_assigned_partitions") < 1:
+            child = stack.children[name]
+            if not child.alive():
+                raise RuntimeError(f"stage {name} exited during start-up (code {child.proc.returncode}); see {child.log_path}")  # type: ignore[union-attr]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"stage {name} did not join its consumer group within {join_timeout_s:.0f}s; see {child.log_path}")
+            time.sleep(0.1)
+    edge_args = ["edge", "--virtual", "--duration", str(duration_s)]
+    if ground_truth:
+        edge_args += ["--ground-truth", str(ground_truth)]
+    stack.spawn("edge", edge_args)
+
+
+@dataclass
+class StageCounts:
+    published: float = 0.0
+    count_only: float = 0.0
+    edge_dropped: float = 0.0
+    gate_admitted: float = 0.0
+    gate_denied: float = 0.0
+    gate_dead: float = 0.0
+    matched: float = 0.0
+    unknown: float = 0.0
+    refused: float = 0.0
+    duplicates: float = 0.0
+    gate_denied_by_rule: dict[str, float] | None = None
+
+    @property
+    def gate_total(self) -> float:
+        return self.gate_admitted + self.gate_denied + self.gate_dead
+
+    @property
+    def matcher_total(self) -> float:
+        return self.matched + self.unknown + self.refused + self.duplicates
+
+
+def scrape_counts(stack: Stack, last: StageCounts) -> StageCounts:
+    """Counters from every live child; a child that has exited keeps its last values."""
+    c = StageCounts(**{k: v for k, v in last.__dict__.items()})
+    if stack.children["edge"].alive():
+        e = stack.scrape("edge")
+        if e:
+            c.published = total(e, "paxsim_edge_published_total", topic=t.SIGHTINGS.name)
+            c.count_only = total(e, "paxsim_edge_count_only_faces_total")
+            c.edge_dropped = total(e, "paxsim_edge_dropped_total")
+    g = stack.scrape("policy")
+    if g:
+        c.gate_admitted = total(g, "paxsim_gate_events_total", outcome="admitted")
+        c.gate_denied = total(g, "paxsim_gate_events_total", outcome="denied")
+        c.gate_dead = total(g, "paxsim_gate_events_total", outcome="deadletter")
+        rules: dict[str, float] = {}
+        for (name, labels), v in g.items():
+            lbl = dict(labels)
+            if name == "paxsim_policy_decisions_total" and lbl.get("decision") == "deny" and v:
+                rules[f"{lbl['stage']}:{lbl['rule']}"] = v
+        c.gate_denied_by_rule = rules
+    m = stack.scrape("matcher")
+    if m:
+        c.matched = total(m, "paxsim_matcher_events_total", decision="match")
+        c.unknown = total(m, "paxsim_matcher_events_total", decision="unknown")
+        c.refused = total(m, "paxsim_matcher_events_total", decision="refused")
+        c.duplicates = total(m, "paxsim_matcher_duplicates_total")
+    return c
+
+
+def progress_table(c: StageCounts, prev: StageCounts, dt: float, elapsed: float) -> Table:
+    tab = Table(title=f"paxsim demo: {elapsed:5.1f} s", expand=False)
+    for col in ("stage", "events", "events/s"):
+        tab.add_column(col, justify="right" if col != "stage" else "left")
+    rows = [
+        ("edge → sightings", c.published, prev.published),
+        ("policy gate in", c.gate_total, prev.gate_total),
+        ("policy gate admitted", c.gate_admitted, prev.gate_admitted),
+        ("matcher decided", c.matcher_total, prev.matcher_total),
+        ("matcher matched", c.matched, prev.matched),
+    ]
+    for name, now, before in rows:
+        tab.add_row(name, f"{now:,.0f}", f"{(now - before) / dt if dt > 0 else 0:,.0f}")
+    return tab
+
+
+async def summarise(settings: Settings) -> dict:
+    """Figures computed from the matches topic itself (one record per decided event)."""
+    produced = len(await read_all(settings, t.SIGHTINGS.name))
+    records = await read_all(settings, t.MATCHES.name)
+    matches = [decode(r.value, Match) for r in records]
+    ids = [m.event_id for m in matches]
+    lat = np.array([m.matched_at - m.captured_at for m in matches]) if matches else np.zeros(0)
+    by = {d: sum(1 for m in matches if m.decision == d) for d in ("match", "unknown", "refused")}
+    refused_by_rule: dict[str, int] = {}
+    for m in matches:
+        if m.decision != "match":
+            refused_by_rule[f"post_match:{m.rule}"] = refused_by_rule.get(f"post_match:{m.rule}", 0) + 1
+    dead = await read_all(settings, t.DEADLETTER.name)
+    return {
+        "produced": produced,
+        "decided": len(matches),
+        "duplicate_decisions": len(ids) - len(set(ids)),
+        "matched": by["match"],
+        "unknown": by["unknown"],
+        "refused": by["refused"],
+        "refused_by_rule": refused_by_rule,
+        "deadletters": len(dead),
+        "latency_p50_ms": float(np.percentile(lat, 50) * 1000) if lat.size else None,
+        "latency_p99_ms": float(np.percentile(lat, 99) * 1000) if lat.size else None,
+    }
+
+
+def summary_table(c: StageCounts, s: dict) -> Table:
+    tab = Table(title="paxsim demo summary")
+    tab.add_column("figure")
+    tab.add_column("value", justify="right")
+    tab.add_row("sightings produced (biometric zones)", f"{s['produced']:,}")
+    tab.add_row("faces counted only (non-biometric zones)", f"{c.count_only:,.0f}")
+    tab.add_row("dropped at the edge (backpressure)", f"{c.edge_dropped:,.0f}")
+    tab.add_row("admitted by the policy gate", f"{c.gate_admitted:,.0f}")
+    for rule, n in sorted((c.gate_denied_by_rule or {}).items()):
+        tab.add_row(f"  dropped by {rule}", f"{n:,.0f}")
+    for rule, n in sorted(s["refused_by_rule"].items()):
+        tab.add_row(f"  dropped by {rule}", f"{n:,}")
+    tab.add_row("matched (consented, within threshold)", f"{s['matched']:,}")
+    tab.add_row("unknown (embedding discarded)", f"{s['unknown']:,}")
+    tab.add_row("decisions recorded / duplicates", f"{s['decided']:,} / {s['duplicate_decisions']}")
+    tab.add_row("dead letters", f"{s['deadletters']:,}")
+    p50, p99 = s["latency_p50_ms"], s["latency_p99_ms"]
+    tab.add_row("end-to-end latency p50 / p99", f"{p50:.1f} / {p99:.1f} ms" if p50 is not None else "n/a")
+    return tab
+
+
+async def run_demo(settings: Settings, duration_s: float, config: str | None, console: Console) -> dict:
+    """Run the whole demo; returns the summary (also written to ``<state_dir>/summary.json``).
+
+    Its stores live in ``<state_dir>/demo``, emptied first: a demo starts from an empty broker, so old stores would be stale."""
+    run_dir = Path(settings.state_dir) / "demo"
+    settings = settings.model_copy(update={"state_dir": run_dir})
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    broker = None
+    if settings.broker.embedded:
+        broker = await EmbeddedBroker(settings).start()
+        bootstrap = broker.bootstrap
+        console.print(f"[bold]embedded broker[/] (Tansu) on {bootstrap}")
+    else:
+        bootstrap = settings.broker.bootstrap  # type: ignore[assignment]
+        await ensure_topics(settings, bootstrap)
+        console.print(f"[bold]external Kafka[/] at {bootstrap}")
+    client_settings = settings.model_copy(
+        update={"broker": settings.broker.model_copy(update={"bootstrap": bootstrap, "profile": "embedded" if broker else settings.broker.profile})}
+    )
+    subjects, grants = enrol_scenario(settings, duration_s)
+    console.print(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
+    stack = Stack(run_dir, child_env(settings, bootstrap, broker is not None, config))
+    supervisor = asyncio.create_task(broker.supervise()) if broker else None
+    try:
+        start_pipeline(stack, duration_s, ground_truth_path(settings))
+        counts = StageCounts()
+        t0 = last_t = time.monotonic()
+        with Live(progress_table(counts, counts, 1, 0), console=console, refresh_per_second=4, transient=False) as live:
+            stable, drained_since = 0, None
+            while True:
+                await asyncio.sleep(1.0)
+                now = time.monotonic()
+                new = await asyncio.to_thread(scrape_counts, stack, counts)
+                live.update(progress_table(new, counts, now - last_t, now - t0))
+                edge = stack.children["edge"]
+                for name, child in stack.children.items():
+                    if name != "edge" and not child.alive():
+                        raise RuntimeError(f"stage {name} exited unexpectedly (code {child.proc.returncode}); see {child.log_path}")
+                if not edge.alive():
+                    if edge.proc.returncode != 0:  # type: ignore[union-attr]
+                        raise RuntimeError(f"edge agent failed (code {edge.proc.returncode}); see {edge.log_path}")  # type: ignore[union-attr]
+                    drained_since = drained_since or now
+                    same = new.gate_total == counts.gate_total and new.matcher_total == counts.matcher_total
+                    caught_up = new.gate_total >= new.published and new.matcher_total >= new.gate_admitted
+                    stable = stable + 1 if same else 0
+                    if (caught_up and stable >= 1) or stable >= 3 or now - drained_since > 30:
+                        counts = new
+                        break
+                counts, last_t = new, now
+    finally:
+        stack.stop()
+        if supervisor:
+            supervisor.cancel()
+    summary = await summarise(client_settings)
+    if broker:
+        await broker.stop()
+    summary["admitted"] = counts.gate_admitted
+    summary["gate_dropped_by_rule"] = counts.gate_denied_by_rule or {}
+    console.print(summary_table(counts, summary))
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    console.print(f"logs, stores and summary.json in {run_dir}/")
+    return summary

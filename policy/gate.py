@@ -1,0 +1,64 @@
+"""The policy gate service: sightings topic → (filters) → admitted topic. Broker → matcher boundary.
+
+At-least-once: a batch's admitted records and dead letters are acknowledged by the broker before the
+batch's offsets are committed, so a crash re-delivers rather than loses; the matcher is idempotent by event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from prometheus_client import Counter
+
+from broker import topics as t
+from broker.clients import start_consumer, start_producer
+from broker.messages import MessageError, Sighting, check_sighting, decode
+from broker.stream import AssignmentGauge, acknowledged, dead_letter, offsets_after, update_lag
+from paxsim.config import Settings
+from policy.filters import GateContext, gate_chain
+
+log = logging.getLogger("paxsim.policy.gate")
+
+STAGE = "gate"
+GROUP = "paxsim-policy-gate"
+EVENTS = Counter("paxsim_gate_events_total", "Sightings the gate handled, by outcome", ["outcome"])
+
+
+async def run_gate(settings: Settings, stop: asyncio.Event) -> None:
+    pol = settings.policy
+    chain = gate_chain(set(pol.biometric_zones), dict(pol.zone_purpose), pol.max_event_age_s)
+    producer = await start_producer(settings)
+    consumer = await start_consumer(settings, group_id=GROUP)
+    consumer.subscribe([t.SIGHTINGS.name], listener=AssignmentGauge(STAGE))
+    admitted_c, denied_c, dead_c = EVENTS.labels("admitted"), EVENTS.labels("denied"), EVENTS.labels("deadletter")
+    log.info("gate running", extra={"topic_in": t.SIGHTINGS.name, "topic_out": t.ADMITTED.name})
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=1000)
+            if not batch:
+                continue
+            now = time.time()
+            sends = []
+            for records in batch.values():
+                for rec in records:
+                    try:
+                        s = decode(rec.value or b"", Sighting)
+                        check_sighting(s)
+                    except MessageError as exc:
+                        sends.append(await dead_letter(producer, rec, STAGE, "undecodable", str(exc)))
+                        dead_c.inc()
+                        continue
+                    decision = chain(GateContext(s, now))
+                    if decision.allow:
+                        sends.append(await producer.send(t.ADMITTED.name, rec.value, key=rec.key))
+                        admitted_c.inc()
+                    else:
+                        denied_c.inc()
+            await acknowledged(sends)
+            await consumer.commit(offsets_after(batch))
+            update_lag(consumer, STAGE, batch)
+    finally:
+        await consumer.stop()
+        await producer.stop()
