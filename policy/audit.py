@@ -1,0 +1,299 @@
+"""Tamper-evident audit log: append-only JSON lines, each record chained to the previous one by hash.
+
+``hash = sha256(canonical(record without hash))`` where the canonical form is the record's every field
+(defaults included, ``hash`` excluded, ``type`` = ``audit.v1``) as JSON with sorted keys and no spaces.
+``prev_hash`` is the previous record's ``hash`` (``GENESIS`` for the first) and ``seq`` counts from 1,
+so :func:`verify` finds a changed record (its hash no longer matches), a removed one (a gap in ``seq``),
+reordered or inserted ones (``seq`` going back, a broken ``prev_hash`` link) and a torn last line.
+
+One chain per file, ``<state_dir>/audit/<chain>.jsonl``. Several processes may append to the same chain:
+each append takes an exclusive ``flock`` and re-reads the tail if someone else wrote since. A writer that
+finds a torn last line (killed mid-write) cuts it and records an ``audit.recovered`` entry saying so.
+
+What a hash chain cannot show on its own: a truncated *tail* (the last records removed) or a chain
+rewritten from the start. Both need an anchor kept elsewhere: every record is also published to the audit
+topic, and ``verify(path, anchor=...)`` / ``paxsim audit scan`` compare against it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import msgspec
+from prometheus_client import Counter
+
+from broker.messages import AuditRecord
+
+GENESIS = "0" * 64
+_TAG = "audit.v1"
+
+APPENDS = Counter("paxsim_audit_records_total", "Audit records appended", ["chain", "action"])
+
+_json_enc = msgspec.json.Encoder()
+_canon_enc = msgspec.json.Encoder(order="sorted")
+_json_dec = msgspec.json.Decoder(AuditRecord)
+
+
+class AuditError(Exception):
+    """The audit log cannot be appended to (its tail is unreadable); the message says where."""
+
+
+def canonical(rec: AuditRecord) -> bytes:
+    """Every field but ``hash`` (defaults included) plus ``type``, as compact JSON with sorted keys."""
+    d = msgspec.structs.asdict(rec)
+    del d["hash"]
+    d["type"] = _TAG
+    if not math.isfinite(rec.at):
+        raise AuditError("audit record time must be finite")
+    return _canon_enc.encode(d)
+
+
+def record_hash(rec: AuditRecord) -> str:
+    return hashlib.sha256(canonical(rec)).hexdigest()
+
+
+def audit_dir(state_dir: str | Path) -> Path:
+    return Path(state_dir) / "audit"
+
+
+def chain_path(state_dir: str | Path, chain: str) -> Path:
+    return audit_dir(state_dir) / f"{chain}.jsonl"
+
+
+class _FileLock:
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __enter__(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
+class AuditLog:
+    """Appends hash-chained :class:`AuditRecord` lines to one chain file.
+
+    ``publish`` (optional) is called with each record after it is on disk (e.g. to queue it for the audit
+    topic). ``fsync=True`` makes each append durable against power loss (slower).
+    """
+
+    def __init__(self, path: str | Path, actor: str, publish: Callable[[AuditRecord], None] | None = None,
+                 fsync: bool = False, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.actor = actor
+        self.publish = publish
+        self.fsync = fsync
+        self.clock = clock
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._hash = GENESIS
+        self._end = -1  # file size after our last write; -1 = tail unknown
+        self._chain = self.path.stem
+        self._counters: dict[str, Counter] = {}
+        with self._locked():
+            self._sync_tail()
+
+    @classmethod
+    def in_state_dir(cls, state_dir: str | Path, chain: str, **kw) -> "AuditLog":
+        return cls(chain_path(state_dir, chain), actor=kw.pop("actor", chain), **kw)
+
+    @property
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last record: an anchor to keep elsewhere."""
+        return self._seq, self._hash
+
+    def _locked(self) -> "_FileLock":
+        return _FileLock(self._fd)
+
+    def _sync_tail(self) -> None:
+        """Find the last record (under the file lock); cut a torn last line and record that we did."""
+        size = os.fstat(self._fd).st_size
+        if size == self._end:
+            return
+        if size == 0:
+            self._seq, self._hash, self._end = 0, GENESIS, 0
+            return
+        back = min(size, 64 * 1024)
+        data = os.pread(self._fd, back, size - back)
+        torn = b""
+        if not data.endswith(b"\n"):
+            cut = data.rfind(b"\n")
+            torn = data[cut + 1:] if cut >= 0 else data
+            if cut < 0 and back < size:
+                raise AuditError(f"{self.path}: last line longer than 64 KiB and torn")
+            os.ftruncate(self._fd, size - len(torn))
+            size -= len(torn)
+            data = data[: len(data) - len(torn)]
+        lines = data.rstrip(b"\n").rsplit(b"\n", 1)
+        last = lines[-1] if lines and lines[-1] else b""
+        if last:
+            try:
+                rec = _json_dec.decode(last)
+            except msgspec.DecodeError as exc:
+                raise AuditError(f"{self.path}: last record unreadable ({exc}); run `paxsim audit verify`") from None
+            self._seq, self._hash = rec.seq, rec.hash
+        else:
+            self._seq, self._hash = 0, GENESIS
+        self._end = size
+        if torn:
+            self._write(self._make("audit.recovered", "torn-tail", rule="", object_id=f"{len(torn)} bytes cut",
+                                   subject_id=None, policy_version="", at=None))
+
+    def _make(self, action: str, decision: str, *, rule: str, subject_id: str | None, object_id: str | None,
+              policy_version: str, at: float | None) -> AuditRecord:
+        rec = AuditRecord(seq=self._seq + 1, at=self.clock() if at is None else at, actor=self.actor, action=action,
+                          decision=decision, rule=rule, subject_id=subject_id, object_id=object_id,
+                          policy_version=policy_version, prev_hash=self._hash)
+        return msgspec.structs.replace(rec, hash=record_hash(rec))
+
+    def _write(self, rec: AuditRecord) -> None:
+        line = _json_enc.encode(rec) + b"\n"
+        n = os.write(self._fd, line)
+        if n != len(line):
+            raise AuditError(f"{self.path}: short write")
+        if self.fsync:
+            os.fsync(self._fd)
+        self._seq, self._hash = rec.seq, rec.hash
+        self._end += n
+
+    def append(self, action: str, decision: str, *, rule: str = "", subject_id: str | None = None,
+               object_id: str | None = None, policy_version: str = "", at: float | None = None) -> AuditRecord:
+        """Append one record and return it (with its seq and hashes)."""
+        with self._lock, self._locked():
+            self._sync_tail()
+            rec = self._make(action, decision, rule=rule, subject_id=subject_id, object_id=object_id,
+                             policy_version=policy_version, at=at)
+            self._write(rec)
+        counter = self._counters.get(action)
+        if counter is None:
+            counter = self._counters[action] = APPENDS.labels(self._chain, action)
+        counter.inc()
+        if self.publish is not None:
+            self.publish(rec)
+        return rec
+
+    def decision_hook(self, action: str, subject: Callable[[object], str | None] = lambda c: None,
+                      obj: Callable[[object], str | None] = lambda c: None,
+                      log_allows: bool | Callable[[], bool] = True):  # noqa: ANN201
+        """An ``on_decision`` callback for :class:`policy.filters.Chain` that audits its results.
+
+        Denials are always audited; allows when ``log_allows`` (a bool, or e.g.
+        ``lambda: holder.current.audit.log_allows`` to follow the policy file).
+        """
+
+        def hook(ctx, d) -> None:  # noqa: ANN001
+            if not d.allow or (log_allows() if callable(log_allows) else log_allows):
+                self.append(action, "allow" if d.allow else "deny", rule=d.rule, subject_id=subject(ctx),
+                            object_id=obj(ctx), policy_version=d.policy_version)
+
+        return hook
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "AuditLog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------- verify
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    line: int
+    seq: int | None
+    kind: str  # changed | removed | reordered | inserted | unreadable | torn | anchor
+    detail: str
+
+    def __str__(self) -> str:
+        at = f"line {self.line}" + (f" (seq {self.seq})" if self.seq is not None else "")
+        return f"{at}: {self.kind}: {self.detail}"
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    path: Path
+    records: int = 0
+    head: tuple[int, str] = (0, GENESIS)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def read_records(path: str | Path) -> Iterator[tuple[int, AuditRecord | None, bytes]]:
+    """(line number, record or None if unreadable, raw line) for every line of a chain file."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                rec = _json_dec.decode(raw)
+            except msgspec.DecodeError:
+                rec = None
+            yield lineno, rec, raw
+
+
+def verify(path: str | Path, anchor: tuple[int, str] | None = None) -> VerifyReport:
+    """Check one chain file. ``anchor`` = a (seq, hash) known from elsewhere that must be in the chain."""
+    rep = VerifyReport(Path(path))
+    expected_seq, prev_hash = 1, GENESIS
+    seen: dict[int, str] = {}
+    rows = list(read_records(path))
+    present = {rec.seq for _l, rec, _r in rows if rec is not None}
+    for lineno, rec, raw in rows:
+        if not raw.endswith(b"\n"):
+            rep.problems.append(Problem(lineno, None, "torn", "last line is incomplete (writer killed mid-write?)"))
+            continue
+        if rec is None:
+            rep.problems.append(Problem(lineno, None, "unreadable", "not a valid audit record"))
+            continue
+        rep.records += 1
+        if record_hash(rec) != rec.hash:
+            rep.problems.append(Problem(lineno, rec.seq, "changed", "content does not match its hash"))
+        if rec.seq > expected_seq:
+            gap = range(expected_seq, rec.seq)
+            if all(q in present for q in gap):
+                rep.problems.append(Problem(lineno, rec.seq, "reordered",
+                                            f"seq jumps from {expected_seq - 1} to {rec.seq}; the skipped records are elsewhere in the file"))
+            else:
+                lost = sum(1 for q in gap if q not in present)
+                rep.problems.append(Problem(lineno, rec.seq, "removed",
+                                            f"{lost} record(s) missing before it (seq {expected_seq}..{rec.seq - 1})"))
+        elif rec.seq < expected_seq:
+            kind = "inserted" if rec.seq in seen else "reordered"
+            rep.problems.append(Problem(lineno, rec.seq, kind, f"seq goes back from {expected_seq - 1} to {rec.seq}"))
+        elif rec.prev_hash != prev_hash:
+            rep.problems.append(Problem(lineno, rec.seq, "inserted",
+                                        "prev_hash does not link to the record before (inserted or replaced)"))
+        seen[rec.seq] = rec.hash
+        expected_seq, prev_hash = rec.seq + 1, rec.hash
+        rep.head = (rec.seq, rec.hash)
+    if anchor is not None and seen.get(anchor[0]) != anchor[1]:
+        got = seen.get(anchor[0])
+        what = "is missing (tail removed?)" if got is None else "has a different hash"
+        rep.problems.append(Problem(0, anchor[0], "anchor", f"anchored record seq {anchor[0]} {what}"))
+    return rep
+
+
+def verify_dir(directory: str | Path) -> list[VerifyReport]:
+    """Verify every ``*.jsonl`` chain in ``directory``."""
+    d = Path(directory)
+    return [verify(p) for p in sorted(d.glob("*.jsonl"))] if d.is_dir() else []

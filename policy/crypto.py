@@ -1,0 +1,483 @@
+"""Crypto-shredding: retention and erasure that hold even in an append-only log.
+
+Two kinds of keys, both held only in memory (never written to the broker or to disk):
+
+* **Epoch keys** seal sighting embeddings on the broker (AES-256-GCM). Time is cut into epochs of
+  ``epoch_s``; the key of epoch *e* comes from a forward hash ratchet (``C[e+1] = HMAC(C[e], "next")``,
+  ``K[e] = HMAC(C[e], "enc")``). Whoever holds ``C[e]`` can derive every *later* key but never an earlier
+  one, so destroying old keys is just advancing the chain. The key of epoch *e* is destroyed once
+  ``e * epoch_s + ttl_s <= now``: a payload sealed at time *t* is unreadable by ``t + ttl_s`` at the
+  latest and readable for at least ``ttl_s - epoch_s``.
+* **Subject keys** (one random AES key per subject) seal stored trajectories and gallery entries;
+  erasure destroys the key, which makes every copy of that subject's data unreadable wherever it is.
+
+Distribution: one :class:`KeyHolder` per run (``policy.keyd``, a loopback HTTP process authenticated by
+a per-run bearer token) owns the chains and the subject keys. Services use an :class:`EpochKeyRing` and
+a :class:`SubjectVault` over a :class:`KeySource` (in-process :class:`LocalKeySource` or
+:class:`HttpKeySource`); they fetch the chain state once, ratchet locally, and re-sync every epoch. A
+service restarted mid-run fetches the *current* state and so cannot read anything already expired. If
+the key holder itself dies, all sealed data becomes unreadable (fail closed). See docs/privacy.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import msgspec
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from prometheus_client import Counter
+
+from broker.messages import Sighting
+
+NONCE_BYTES = 12
+KEY_BYTES = 32
+
+SHRED = Counter("paxsim_crypto_keys_destroyed_total", "Keys destroyed (epoch keys on expiry, subject keys on erasure)", ["kind"])
+OPEN_FAIL = Counter("paxsim_crypto_open_failures_total", "Payloads that could not be opened", ["reason"])
+
+
+class CryptoError(Exception):
+    """Base of the errors below."""
+
+
+class KeyExpired(CryptoError):
+    """The key for this payload is destroyed (past its TTL, erased) or was never known here."""
+
+
+class KeyUnavailable(CryptoError):
+    """The key holder cannot be reached; callers must fail closed (drop, never send plaintext)."""
+
+
+class SealError(CryptoError):
+    """The ciphertext does not authenticate (tampered, wrong key, wrong context)."""
+
+
+def _mac(key: bytes | bytearray, label: bytes) -> bytes:
+    return hmac.new(bytes(key), label, hashlib.sha256).digest()
+
+
+def _wipe(buf: bytearray) -> None:
+    buf[:] = b"\x00" * len(buf)
+
+
+def epoch_of(t: float, epoch_s: float) -> int:
+    return math.floor(t / epoch_s)
+
+
+def min_live_epoch(now: float, epoch_s: float, ttl_s: float) -> int:
+    """The oldest epoch whose key may still exist: epoch e lives while e * epoch_s + ttl_s > now."""
+    return math.floor((now - ttl_s) / epoch_s) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class ChainState:
+    """What a key holder hands out: the chain key of the oldest live epoch (never anything older)."""
+
+    name: str
+    chain_id: str
+    epoch: int
+    chain_key: bytes
+    epoch_s: float
+    ttl_s: float
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "chain_id": self.chain_id, "epoch": self.epoch, "epoch_s": self.epoch_s,
+                "ttl_s": self.ttl_s, "chain_key": base64.b64encode(self.chain_key).decode()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ChainState":
+        return cls(d["name"], d["chain_id"], int(d["epoch"]), base64.b64decode(d["chain_key"]), float(d["epoch_s"]), float(d["ttl_s"]))
+
+
+class Ratchet:
+    """A forward hash chain positioned at ``epoch``; derives keys of that epoch and later ones."""
+
+    __slots__ = ("name", "chain_id", "epoch", "_chain", "epoch_s", "ttl_s", "_keys")
+
+    def __init__(self, state: ChainState) -> None:
+        self.name, self.chain_id, self.epoch = state.name, state.chain_id, state.epoch
+        self.epoch_s, self.ttl_s = state.epoch_s, state.ttl_s
+        self._chain = bytearray(state.chain_key)
+        self._keys: dict[int, AESGCM] = {}
+
+    @classmethod
+    def fresh(cls, name: str, epoch_s: float, ttl_s: float, now: float) -> "Ratchet":
+        state = ChainState(name, secrets.token_hex(4), min_live_epoch(now, epoch_s, ttl_s), secrets.token_bytes(KEY_BYTES), epoch_s, ttl_s)
+        return cls(state)
+
+    def state(self) -> ChainState:
+        return ChainState(self.name, self.chain_id, self.epoch, bytes(self._chain), self.epoch_s, self.ttl_s)
+
+    def advance(self, now: float) -> int:
+        """Destroy every key of an epoch past its TTL. Returns how many epochs were destroyed."""
+        target = min_live_epoch(now, self.epoch_s, self.ttl_s)
+        n = 0
+        while self.epoch < target:
+            nxt = _mac(self._chain, b"paxsim-ratchet-next")
+            _wipe(self._chain)
+            self._chain = bytearray(nxt)
+            self._keys.pop(self.epoch, None)
+            self.epoch += 1
+            n += 1
+        if n:
+            SHRED.labels("epoch").inc(n)
+        return n
+
+    def aead(self, epoch: int, now: float) -> AESGCM:
+        """The cipher of ``epoch``; :class:`KeyExpired` if that key is destroyed (or, as a result, never held)."""
+        self.advance(now)
+        if epoch < self.epoch:
+            raise KeyExpired(f"epoch {epoch} of chain {self.name}:{self.chain_id} is destroyed")
+        cipher = self._keys.get(epoch)
+        if cipher is None:
+            if epoch - self.epoch > 100_000:
+                raise KeyExpired(f"epoch {epoch} is implausibly far in the future")
+            chain = bytes(self._chain)
+            for _ in range(epoch - self.epoch):
+                chain = _mac(chain, b"paxsim-ratchet-next")
+            cipher = self._keys[epoch] = AESGCM(_mac(chain, b"paxsim-epoch-key"))
+        return cipher
+
+
+class KeySource(Protocol):
+    """Where services get key material from: the key holder, in-process or over loopback HTTP."""
+
+    def chain(self, name: str) -> ChainState: ...
+
+    def subject_keys(self, subject_ids: list[str], create: bool) -> dict[str, tuple[str, bytes]]: ...
+
+    def destroy_subject(self, subject_id: str) -> bool: ...
+
+
+class KeyHolder:
+    """The run's only owner of key material: ratchets per retention class and per-subject keys."""
+
+    def __init__(self, classes: dict[str, tuple[float, float]], clock: Callable[[], float] = time.time) -> None:
+        """``classes``: name → (epoch_s, ttl_s), e.g. ``{"sightings": (10, 120)}``."""
+        self.clock = clock
+        self._lock = threading.Lock()
+        now = clock()
+        self._chains = {name: Ratchet.fresh(name, e, t, now) for name, (e, t) in classes.items()}
+        self._subjects: dict[str, tuple[int, bytes]] = {}
+        self._generations: dict[str, int] = {}
+
+    def set_ttl(self, name: str, ttl_s: float) -> None:
+        """Change a class's TTL (policy reload). A longer TTL cannot bring back keys already destroyed."""
+        with self._lock:
+            r = self._chains[name]
+            r.ttl_s = ttl_s
+            r.advance(self.clock())
+
+    def chain(self, name: str) -> ChainState:
+        with self._lock:
+            r = self._chains.get(name)
+            if r is None:
+                raise KeyExpired(f"no key class {name!r}")
+            r.advance(self.clock())
+            return r.state()
+
+    def shred(self) -> None:
+        with self._lock:
+            now = self.clock()
+            for r in self._chains.values():
+                r.advance(now)
+
+    def subject_keys(self, subject_ids: list[str], create: bool) -> dict[str, tuple[str, bytes]]:
+        out: dict[str, tuple[str, bytes]] = {}
+        with self._lock:
+            for sid in subject_ids:
+                entry = self._subjects.get(sid)
+                if entry is None and create:
+                    gen = self._generations.get(sid, 0) + 1
+                    self._generations[sid] = gen
+                    entry = self._subjects[sid] = (gen, secrets.token_bytes(KEY_BYTES))
+                if entry is not None:
+                    out[sid] = (f"subject:{sid}:{entry[0]}", entry[1])
+        return out
+
+    def destroy_subject(self, subject_id: str) -> bool:
+        with self._lock:
+            existed = self._subjects.pop(subject_id, None) is not None
+        if existed:
+            SHRED.labels("subject").inc()
+        return existed
+
+
+class LocalKeySource:
+    """A :class:`KeySource` over a :class:`KeyHolder` in this process (tests, single-process tools)."""
+
+    def __init__(self, holder: KeyHolder) -> None:
+        self.holder = holder
+
+    def chain(self, name: str) -> ChainState:
+        return self.holder.chain(name)
+
+    def subject_keys(self, subject_ids: list[str], create: bool) -> dict[str, tuple[str, bytes]]:
+        return self.holder.subject_keys(subject_ids, create)
+
+    def destroy_subject(self, subject_id: str) -> bool:
+        return self.holder.destroy_subject(subject_id)
+
+
+class HttpKeySource:
+    """A :class:`KeySource` talking to ``policy.keyd`` on loopback with the run's bearer token."""
+
+    def __init__(self, url: str, token: str, timeout_s: float = 2.0) -> None:
+        import httpx
+
+        self._client = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s,
+                                    headers={"Authorization": f"Bearer {token}"}, trust_env=False)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "HttpKeySource":
+        env = os.environ if environ is None else environ
+        try:
+            return cls(env["PAXSIM_KEYD_URL"], env["PAXSIM_KEYD_TOKEN"])
+        except KeyError as exc:
+            raise KeyUnavailable(f"{exc.args[0]} is not set: no key holder for this run") from None
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+        import httpx
+
+        try:
+            r = self._client.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise KeyUnavailable(f"key holder unreachable: {exc}") from None
+        if r.status_code == 404:
+            raise KeyExpired(r.json().get("detail", "not found"))
+        if r.status_code != 200:
+            raise KeyUnavailable(f"key holder answered {r.status_code}: {r.text[:200]}")
+        return r.json()
+
+    def chain(self, name: str) -> ChainState:
+        return ChainState.from_json(self._call("GET", f"/v1/chain/{name}"))
+
+    def subject_keys(self, subject_ids: list[str], create: bool) -> dict[str, tuple[str, bytes]]:
+        d = self._call("POST", "/v1/subjects", {"ids": subject_ids, "create": create})
+        return {sid: (v["key_id"], base64.b64decode(v["key"])) for sid, v in d["keys"].items()}
+
+    def destroy_subject(self, subject_id: str) -> bool:
+        return bool(self._call("DELETE", f"/v1/subject/{subject_id}")["destroyed"])
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class EpochKeyRing:
+    """A service's local view of one key class: seal with the current epoch, open while the key lives.
+
+    Fetches the chain state from ``source`` on first use and again at most every ``resync_s`` (default:
+    one epoch) to follow TTL changes and key-holder restarts. Holds several chains when the key holder was
+    restarted (old chain until its keys expire, new chain for sealing).
+    """
+
+    def __init__(self, source: KeySource, name: str = "sightings", clock: Callable[[], float] = time.time,
+                 resync_s: float | None = None) -> None:
+        self.source, self.name, self.clock = source, name, clock
+        self._chains: dict[str, Ratchet] = {}
+        self._current: Ratchet | None = None
+        self._synced_at = -math.inf
+        self._resync_s = resync_s
+        self._lock = threading.Lock()
+
+    def _sync(self, now: float, force: bool = False) -> Ratchet:
+        cur = self._current
+        period = self._resync_s if self._resync_s is not None else (cur.epoch_s if cur else 0.0)
+        if cur is not None and not force and now - self._synced_at < period:
+            return cur
+        try:
+            state = self.source.chain(self.name)
+        except KeyUnavailable:
+            if cur is None:
+                raise
+            self._synced_at = now  # keep working on local state; retry next period
+            return cur
+        self._synced_at = now
+        r = self._chains.get(state.chain_id)
+        if r is None:
+            r = self._chains[state.chain_id] = Ratchet(state)
+        else:
+            r.ttl_s = state.ttl_s
+            if state.epoch > r.epoch:  # the holder shredded further (e.g. shorter TTL): follow it
+                r.advance(now)
+        self._current = r
+        return r
+
+    def shred(self) -> None:
+        """Destroy expired keys now (also done lazily on every seal/open). Drops fully expired chains."""
+        now = self.clock()
+        with self._lock:
+            for cid, r in list(self._chains.items()):
+                r.advance(now)
+                if r is not self._current and r.epoch > epoch_of(now, r.epoch_s) + 1:
+                    del self._chains[cid]
+
+    def key_id(self, at: float) -> str:
+        with self._lock:
+            r = self._sync(self.clock())
+            return f"{self.name}:{r.chain_id}:{epoch_of(at, r.epoch_s)}"
+
+    def seal(self, plaintext: bytes, at: float, aad: bytes = b"") -> tuple[str, bytes]:
+        """Encrypt under the key of the epoch containing ``at``. :class:`KeyExpired` if ``at`` is too old."""
+        now = self.clock()
+        with self._lock:
+            r = self._sync(now)
+            epoch = epoch_of(at, r.epoch_s)
+            cipher = r.aead(epoch, now)
+        key_id = f"{self.name}:{r.chain_id}:{epoch}"
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        return key_id, nonce + cipher.encrypt(nonce, plaintext, aad + key_id.encode())
+
+    def open(self, key_id: str, blob: bytes, aad: bytes = b"") -> bytes:
+        """Decrypt; :class:`KeyExpired` if the key is destroyed/unknown, :class:`SealError` if tampered."""
+        try:
+            name, chain_id, epoch_s = key_id.split(":")
+            epoch = int(epoch_s)
+        except ValueError:
+            OPEN_FAIL.labels("bad-key-id").inc()
+            raise SealError(f"malformed key id {key_id!r}") from None
+        if name != self.name:
+            OPEN_FAIL.labels("wrong-class").inc()
+            raise SealError(f"key id {key_id!r} is not of class {self.name!r}")
+        now = self.clock()
+        with self._lock:
+            self._sync(now)
+            r = self._chains.get(chain_id)
+            if r is None:
+                self._sync(now, force=True)
+                r = self._chains.get(chain_id)
+            if r is None:
+                OPEN_FAIL.labels("unknown-chain").inc()
+                raise KeyExpired(f"chain {chain_id} is not known here (key holder restarted?)")
+            try:
+                cipher = r.aead(epoch, now)
+            except KeyExpired:
+                OPEN_FAIL.labels("expired").inc()
+                raise
+        if len(blob) < NONCE_BYTES + 16:
+            OPEN_FAIL.labels("tampered").inc()
+            raise SealError("sealed payload too short")
+        try:
+            return cipher.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad + key_id.encode())
+        except InvalidTag:
+            OPEN_FAIL.labels("tampered").inc()
+            raise SealError(f"payload sealed under {key_id} does not authenticate") from None
+
+    def can_open(self, key_id: str) -> bool:
+        """True if this ring still holds (or can derive) the key named by ``key_id``."""
+        try:
+            name, chain_id, epoch = key_id.split(":")
+            now = self.clock()
+            with self._lock:
+                self._sync(now)
+                r = self._chains.get(chain_id) or (self._sync(now, force=True) and self._chains.get(chain_id))
+                if name != self.name or r is None:
+                    return False
+                r.aead(int(epoch), now)
+            return True
+        except (ValueError, KeyExpired, KeyUnavailable):
+            return False
+
+
+def _sighting_aad(s: Sighting) -> bytes:
+    return f"sighting|{s.event_id}|{s.camera_id}|{s.zone}|{s.captured_at!r}|{s.dim}|".encode()
+
+
+def seal_sighting(ring: EpochKeyRing, s: Sighting) -> Sighting:
+    """Move the embedding into ``sealed`` (bound to the event's identity fields). Raises KeyExpired if stale."""
+    key_id, blob = ring.seal(s.embedding, s.captured_at, _sighting_aad(s))
+    return msgspec.structs.replace(s, embedding=b"", sealed=blob, key_id=key_id)
+
+
+def open_sighting(ring: EpochKeyRing, s: Sighting) -> Sighting:
+    """The same sighting with ``embedding`` restored. Plain (unsealed) sightings are returned unchanged."""
+    if not s.sealed:
+        return s
+    plain = ring.open(s.key_id, s.sealed, _sighting_aad(s))
+    return msgspec.structs.replace(s, embedding=plain, sealed=b"", key_id="")
+
+
+class SubjectVault:
+    """Per-subject sealing for stored data (gallery entries, trajectories, snapshots).
+
+    Keys are cached in memory for at most ``cache_s`` so that a process that misses an erasure message
+    still loses the key within that bound; :meth:`forget` drops it at once (call it on every erasure).
+    """
+
+    def __init__(self, source: KeySource, clock: Callable[[], float] = time.monotonic, cache_s: float = 5.0) -> None:
+        self.source, self.clock, self.cache_s = source, clock, cache_s
+        self._cache: dict[str, tuple[float, str, AESGCM]] = {}
+        self._lock = threading.Lock()
+
+    def _keys(self, subject_ids: list[str], create: bool) -> dict[str, tuple[str, AESGCM]]:
+        now = self.clock()
+        out: dict[str, tuple[str, AESGCM]] = {}
+        missing = []
+        with self._lock:
+            for sid in subject_ids:
+                hit = self._cache.get(sid)
+                if hit is not None and now - hit[0] < self.cache_s:
+                    out[sid] = (hit[1], hit[2])
+                else:
+                    missing.append(sid)
+        if missing:
+            fetched = self.source.subject_keys(missing, create)
+            with self._lock:
+                for sid in missing:
+                    self._cache.pop(sid, None)
+                for sid, (kid, raw) in fetched.items():
+                    cipher = AESGCM(raw)
+                    self._cache[sid] = (now, kid, cipher)
+                    out[sid] = (kid, cipher)
+        return out
+
+    def warm(self, subject_ids: list[str], create: bool = True) -> None:
+        """Fetch many keys in one round trip (e.g. at gallery load)."""
+        self._keys(subject_ids, create)
+
+    def seal(self, subject_id: str, plaintext: bytes, aad: bytes = b"") -> tuple[str, bytes]:
+        kid, cipher = self._keys([subject_id], True)[subject_id]
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        return kid, nonce + cipher.encrypt(nonce, plaintext, aad + kid.encode())
+
+    def open(self, subject_id: str, key_id: str, blob: bytes, aad: bytes = b"") -> bytes:
+        got = self._keys([subject_id], False).get(subject_id)
+        if got is None or got[0] != key_id:
+            OPEN_FAIL.labels("subject-erased").inc()
+            raise KeyExpired(f"key {key_id} of subject {subject_id} is destroyed")
+        try:
+            return got[1].decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad + key_id.encode())
+        except InvalidTag:
+            OPEN_FAIL.labels("tampered").inc()
+            raise SealError(f"payload of subject {subject_id} does not authenticate") from None
+
+    def can_open(self, subject_id: str, key_id: str) -> bool:
+        got = self._keys([subject_id], False).get(subject_id)
+        return got is not None and got[0] == key_id
+
+    def forget(self, subject_id: str) -> None:
+        with self._lock:
+            self._cache.pop(subject_id, None)
+
+    def erase(self, subject_id: str) -> bool:
+        """Destroy the subject's key at the holder and here. True if a key existed."""
+        self.forget(subject_id)
+        return self.source.destroy_subject(subject_id)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def token_matches(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
