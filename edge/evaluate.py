@@ -6,7 +6,7 @@
 - :func:`tracking_metrics`: IDF1, IDP, IDR, MOTA, ID switches with ``motmetrics``; detections on
   don't-care faces are removed first (the usual MOTChallenge preprocessing).
 
-Both files are read with ``motmetrics.io.loadtxt`` (MOT15/16 text: ``frame,id,x,y,w,h,conf,…``).
+Both files are MOTChallenge text (``frame,id,x,y,w,h,conf,…``); see :func:`load_mot`.
 """
 
 from __future__ import annotations
@@ -24,17 +24,28 @@ from scipy.optimize import linear_sum_assignment
 DEFAULT_BINS = (20, 40, 60, 80, 120, math.inf)
 
 
+MOT_COLUMNS = ["FrameId", "Id", "X", "Y", "Width", "Height", "Confidence", "ClassId", "Visibility"]
+
+
 def load_mot(path: str | Path) -> pd.DataFrame:
-    """A MOT file as motmetrics' DataFrame (index FrameId, Id; columns X, Y, Width, Height, Confidence…)."""
+    """A MOT text file (``frame,id,x,y,w,h,conf[,class,visibility,…]``) as a DataFrame indexed by
+    (FrameId, Id), the layout motmetrics uses. Missing trailing columns are filled (class 1, visibility 1)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such MOT file: {path}")
     if path.stat().st_size == 0:
-        return pd.DataFrame(
-            columns=["X", "Y", "Width", "Height", "Confidence", "ClassId", "Visibility"],
-            index=pd.MultiIndex.from_arrays([[], []], names=["FrameId", "Id"]),
-        )
-    return mm.io.loadtxt(str(path), fmt="mot16")
+        df = pd.DataFrame(columns=MOT_COLUMNS)
+    else:
+        df = pd.read_csv(path, header=None, sep=r"[\s,]+", engine="python")
+        if df.shape[1] < 7:
+            raise ValueError(f"{path}: a MOT line needs at least 7 fields (frame,id,x,y,w,h,conf)")
+        df = df.iloc[:, :9]
+        df.columns = MOT_COLUMNS[: df.shape[1]]
+        for col, default in (("ClassId", 1), ("Visibility", 1.0)):
+            if col not in df:
+                df[col] = default
+    df = df.astype({"FrameId": int, "Id": int, "X": float, "Y": float, "Width": float, "Height": float, "Confidence": float})
+    return df.set_index(["FrameId", "Id"])
 
 
 def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -174,7 +185,17 @@ def tracking_metrics(gt: pd.DataFrame, dt: pd.DataFrame, iou: float = 0.5, min_p
     if min_px > 0:
         gt.loc[gt["Width"] < min_px, "Confidence"] = 0
     dt = _drop_dontcare(gt, dt, iou)
-    acc = mm.utils.compare_to_groundtruth(gt[gt["Confidence"] >= 1], dt, "iou", distth=1.0 - iou)
+    care = gt[gt["Confidence"] >= 1]
+    acc = mm.MOTAccumulator(auto_id=False)
+    frames = sorted(set(care.index.get_level_values("FrameId")) | set(dt.index.get_level_values("FrameId")))
+    g_by = {int(f): grp for f, grp in care.groupby(level="FrameId")}
+    d_by = {int(f): grp for f, grp in dt.groupby(level="FrameId")} if len(dt) else {}
+    empty = care.iloc[:0]
+    for f in frames:
+        g, d = g_by.get(int(f), empty), d_by.get(int(f), empty)
+        m = _iou_matrix(g[["X", "Y", "Width", "Height"]].to_numpy(float), d[["X", "Y", "Width", "Height"]].to_numpy(float))
+        dist = np.where(m >= iou, 1.0 - m, np.nan)  # motmetrics: NaN = may not be paired
+        acc.update(g.index.get_level_values("Id").tolist(), d.index.get_level_values("Id").tolist(), dist, frameid=int(f))
     mh = mm.metrics.create()
     names = ["idf1", "idp", "idr", "mota", "motp", "num_switches", "num_unique_objects", "mostly_tracked", "num_false_positives", "num_misses"]
     summary = mh.compute(acc, metrics=names, name="seq")

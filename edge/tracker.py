@@ -27,7 +27,7 @@ class TrackerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     iou_min: float = Field(default=0.2, ge=0.0, le=1.0, description="overlap that counts as the same face")
-    centroid_gate: float = Field(default=0.8, ge=0.0, description="max centre shift in face widths (no overlap)")
+    centroid_gate: float = Field(default=1.0, ge=0.0, description="max centre shift from the prediction, in face widths per √frame gap")
     max_misses: int = Field(default=8, ge=0, description="frames a track may go unseen before it ends")
     min_hits: int = Field(default=1, ge=1, description="detections before a track is reported (and embedded)")
     improve_margin: float = Field(default=0.08, ge=0.0, description="quality gain that earns a re-embedding")
@@ -65,7 +65,7 @@ class Assignment:
     born: bool
 
 
-def _cost(track_box: np.ndarray, det: Box, gate: float, iou_min: float) -> float:
+def _cost(track_box: np.ndarray, det: Box, gate: float, iou_min: float, gap: int = 1) -> float:
     tb = (track_box[0], track_box[1], track_box[2], track_box[3])
     o = iou(tb, det)
     if o >= iou_min:
@@ -73,7 +73,7 @@ def _cost(track_box: np.ndarray, det: Box, gate: float, iou_min: float) -> float
     size = max(1.0, (tb[2] + det[2]) / 2.0)
     dc = np.hypot(tb[0] + tb[2] / 2 - (det[0] + det[2] / 2), tb[1] + tb[3] / 2 - (det[1] + det[3] / 2)) / size
     ratio = det[2] / max(1.0, tb[2])
-    if dc <= gate and 0.6 <= ratio <= 1.67:
+    if dc <= gate * max(1, gap) ** 0.5 and 0.6 <= ratio <= 1.67:
         return 1.0 + dc
     return _NO
 
@@ -100,7 +100,9 @@ class Tracker:
         live = list(self.tracks.values())
         assigned: dict[int, Track] = {}
         if live and boxes:
-            cost = np.array([[_cost(t.predicted(frame_index), b, st.centroid_gate, st.iou_min) for b in boxes] for t in live])
+            cost = np.array(
+                [[_cost(t.predicted(frame_index), b, st.centroid_gate, st.iou_min, frame_index - t.last_frame) for b in boxes] for t in live]
+            )
             rows, cols = linear_sum_assignment(cost)
             for r, c in zip(rows, cols):
                 if cost[r, c] < _NO:
