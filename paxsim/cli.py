@@ -43,7 +43,7 @@ def demo(
     if cameras is not None:
         settings = settings.model_copy(update={"scenario": settings.scenario.model_copy(update={"cameras": cameras})})
     try:
-        summary = asyncio.run(run_demo(settings, duration, config, console))
+        summary = asyncio.run(run_demo(settings, duration, console))
     except BrokerUnreachable as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(3) from None

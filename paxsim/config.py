@@ -1,8 +1,8 @@
 """Configuration as data: one YAML file plus ``PAXSIM__SECTION__KEY`` environment overrides.
 
 Loaded and validated once at start-up; a bad file or override stops the process with a message naming
-the offending key. Every service receives the same :class:`Settings` object (the demo passes the file
-path and its overrides to its children through the environment).
+the offending key. Processes started together share one configuration: the parent writes its validated
+settings to ``effective-config.yaml`` and passes that file to its children as ``PAXSIM_CONFIG``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -29,7 +30,7 @@ from broker.reader import read_all
 from matcher.gallery import Gallery
 from paxsim.config import Settings
 from paxsim.stack import Stack, total
-from paxsim.state import consent_path, gallery_path, ground_truth_path
+from paxsim.state import consent_path, gallery_path, ground_truth_path, state_dir
 from policy.consent import ConsentRecord, ConsentRegistry
 from scenario.virtual import VirtualAirport
 
@@ -53,17 +54,20 @@ def enrol_scenario(settings: Settings, duration_s: float) -> tuple[int, int]:
     return len(ids), sum(len(p) for p in purposes.values())
 
 
-def child_env(settings: Settings, bootstrap: str, embedded: bool, config: str | None) -> dict[str, str]:
-    env = {
-        "PAXSIM__BROKER__BOOTSTRAP": bootstrap,
-        "PAXSIM__BROKER__PROFILE": "embedded" if embedded else "kafka",
-        "PAXSIM__STATE_DIR": str(Path(settings.state_dir).resolve()),
-        "PAXSIM__SCENARIO__CAMERAS": str(settings.scenario.cameras),
-        "PAXSIM__SCENARIO__SEED": str(settings.scenario.seed),
-    }
-    if config:
-        env["PAXSIM_CONFIG"] = str(Path(config).resolve())
-    return env
+def child_env(settings: Settings, bootstrap: str, embedded: bool) -> dict[str, str]:
+    """Environment for stage processes: the effective configuration, written once into the state dir.
+
+    Children load exactly the settings the parent validated (including ``--cameras`` style overrides),
+    pointed at the broker the parent started."""
+    effective = settings.model_copy(
+        update={
+            "state_dir": Path(settings.state_dir).resolve(),
+            "broker": settings.broker.model_copy(update={"bootstrap": bootstrap, "profile": "embedded" if embedded else settings.broker.profile}),
+        }
+    )
+    path = state_dir(effective) / "effective-config.yaml"
+    path.write_text(yaml.safe_dump(effective.model_dump(mode="json"), sort_keys=False))
+    return {"PAXSIM_CONFIG": str(path)}
 
 
 def start_pipeline(stack: Stack, duration_s: float, ground_truth: Path | None, join_timeout_s: float = 30.0) -> None:
@@ -204,7 +208,7 @@ def summary_table(c: StageCounts, s: dict) -> Table:
     return tab
 
 
-async def run_demo(settings: Settings, duration_s: float, config: str | None, console: Console) -> dict:
+async def run_demo(settings: Settings, duration_s: float, console: Console) -> dict:
     """Run the whole demo; returns the summary (also written to ``<state_dir>/summary.json``).
 
     Its stores live in ``<state_dir>/demo``, emptied first: a demo starts from an empty broker, so old stores would be stale."""
@@ -226,7 +230,7 @@ async def run_demo(settings: Settings, duration_s: float, config: str | None, co
     )
     subjects, grants = enrol_scenario(settings, duration_s)
     console.print(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
-    stack = Stack(run_dir, child_env(settings, bootstrap, broker is not None, config))
+    stack = Stack(run_dir, child_env(settings, bootstrap, broker is not None))
     supervisor = asyncio.create_task(broker.supervise()) if broker else None
     try:
         start_pipeline(stack, duration_s, ground_truth_path(settings))

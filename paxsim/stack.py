@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from paxsim.config import ENV_PREFIX
 from paxsim.obs import free_port, wait_port
 
 PR_SET_PDEATHSIG = 1
@@ -51,7 +52,10 @@ class Child:
 
 @dataclass
 class Stack:
-    """Start, watch, kill and stop stage processes that share one environment (broker address, state dir)."""
+    """Start, watch, kill and stop stage processes that share one environment.
+
+    ``env`` normally holds only PAXSIM_CONFIG, the effective configuration the parent validated; the parent's
+    own ``PAXSIM__*`` overrides are already in it and are not passed on a second time."""
 
     run_dir: Path
     env: dict[str, str]
@@ -68,7 +72,7 @@ class Stack:
         log = child.log_path.open("ab")
         child.proc = subprocess.Popen(
             [sys.executable, "-m", "paxsim.cli", *child.args],
-            env={**os.environ, **self.env},
+            env={**{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}, **self.env},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

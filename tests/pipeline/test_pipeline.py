@@ -1,0 +1,156 @@
+"""End to end on the real embedded broker: edge → policy gate → matcher, each a separate process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from broker import topics as t
+from broker.clients import start_producer
+from broker.messages import DeadLetter, Match, Sighting, decode, embedding_to_bytes, encode
+from broker.reader import read_all
+from paxsim.config import Settings
+from paxsim.demo import child_env, enrol_scenario, start_pipeline
+from paxsim.stack import Stack, total
+from paxsim.state import consent_path, ground_truth_path
+from policy.consent import ConsentRegistry
+
+SMALL = dict(cameras=4, travellers=80, consent_share=0.6, events_per_second=120.0)
+
+
+def small(settings: Settings) -> Settings:
+    return settings.model_copy(update={"scenario": settings.scenario.model_copy(update=SMALL)})
+
+
+def wait_drained(stack: Stack, timeout: float = 40.0) -> None:
+    """Wait for the edge to finish and for gate and matcher to have nothing left to read."""
+    deadline = time.monotonic() + timeout
+    while stack.children["edge"].alive():
+        assert time.monotonic() < deadline, "edge did not finish"
+        time.sleep(0.2)
+    assert stack.children["edge"].proc.returncode == 0
+    last, stable = None, 0
+    while time.monotonic() < deadline:
+        g, m = stack.scrape("policy"), stack.scrape("matcher")
+        now = (total(g, "paxsim_gate_events_total"), total(m, "paxsim_matcher_events_total") + total(m, "paxsim_matcher_duplicates_total"))
+        lag = total(g, "paxsim_broker_consumer_lag_messages") + total(m, "paxsim_broker_consumer_lag_messages")
+        joined = total(g, "paxsim_broker_assigned_partitions") > 0 and total(m, "paxsim_broker_assigned_partitions") > 0
+        stable = stable + 1 if (joined and now == last and lag == 0) else 0
+        if stable >= 2:
+            return
+        last = now
+        time.sleep(1.0)
+    raise AssertionError("pipeline did not drain")
+
+
+def topic(settings: Settings, name: str) -> list:
+    return asyncio.run(read_all(settings, name))
+
+
+def check_exactly_once_and_consent(cs: Settings) -> list[Match]:
+    admitted = [decode(r.value, Sighting).event_id for r in topic(cs, t.ADMITTED.name)]
+    matches = [decode(r.value, Match) for r in topic(cs, t.MATCHES.name)]
+    decided = [m.event_id for m in matches]
+    assert admitted, "nothing was admitted"
+    assert len(decided) == len(set(decided)), "an event was decided twice"
+    assert set(decided) == set(admitted), "an admitted event was lost"
+    truth = {row["event_id"]: row["traveller_id"] for row in map(json.loads, ground_truth_path(cs).read_text().splitlines())}
+    consent = ConsentRegistry.load(consent_path(cs))
+    for m in matches:
+        if m.decision == "match":
+            assert m.subject_id == truth[m.event_id], "matched the wrong traveller"
+            assert consent.is_allowed(m.subject_id, m.purpose, m.zone, m.captured_at), "non-consented subject in the output"
+        else:
+            assert m.subject_id is None and m.distance is None, "an unknown/refused decision leaked identity data"
+    # every sighting of a traveller without consent for that purpose was kept out of the output
+    refused = [m for m in matches if not consent.is_allowed(truth[m.event_id], m.purpose, m.zone, m.captured_at)]
+    assert refused and all(m.decision != "match" for m in refused)
+    return matches
+
+
+def test_pipeline_end_to_end_exactly_once_and_consent(settings: Settings, client_settings: Settings, broker):
+    cs = small(client_settings)
+    enrol_scenario(cs, 6.0)
+    stack = Stack(Path(cs.state_dir), child_env(cs, broker.bootstrap, True))
+    try:
+        start_pipeline(stack, 6.0, ground_truth_path(cs))
+        wait_drained(stack)
+    finally:
+        stack.stop()
+    matches = check_exactly_once_and_consent(cs)
+    assert sum(m.decision == "match" for m in matches) > 0
+    assert sum(m.decision == "unknown" for m in matches) > 0
+
+
+def test_matcher_kill_9_and_restart_loses_and_doubles_nothing(settings: Settings, client_settings: Settings, broker):
+    cs = small(client_settings)
+    enrol_scenario(cs, 10.0)
+    stack = Stack(Path(cs.state_dir), child_env(cs, broker.bootstrap, True))
+    try:
+        start_pipeline(stack, 10.0, ground_truth_path(cs))
+        # kill once the matcher has decided something, mid-stream
+        deadline = time.monotonic() + 20
+        while total(stack.scrape("matcher"), "paxsim_matcher_events_total") < 100:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        stack.kill("matcher")  # SIGKILL: no chance to commit or flush
+        time.sleep(1.5)  # sightings keep arriving while it is down
+        stack.restart("matcher")
+        wait_drained(stack)
+        recovered = total(stack.scrape("matcher"), "paxsim_matcher_recovered_decisions_total")
+    finally:
+        stack.stop()
+    check_exactly_once_and_consent(cs)
+    assert recovered >= 100, "the restarted matcher did not read back its earlier decisions"
+
+
+def test_garbage_goes_to_dead_letter_and_matcher_keeps_running(settings: Settings, client_settings: Settings, broker):
+    cs = small(client_settings)
+    enrol_scenario(cs, 3.0)
+    stack = Stack(Path(cs.state_dir), child_env(cs, broker.bootstrap, True))
+    nan = np.zeros(128, np.float32)
+    nan[0] = np.nan
+    poison = Sighting(event_id="poison-nan", camera_id="cam-001", zone="security", captured_at=time.time(), track_id=1,
+                      box=(0, 0, 1, 1), quality=1.0, embedding=embedding_to_bytes(nan))
+
+    async def inject() -> None:
+        p = await start_producer(cs)
+        await p.send_and_wait(t.SIGHTINGS.name, b"\x00not msgpack at all", key=b"cam-001")
+        await p.send_and_wait(t.SIGHTINGS.name, encode(poison), key=b"cam-001")
+        await p.send_and_wait(t.ADMITTED.name, b"\xc1garbage straight to the matcher", key=b"cam-002")
+        await p.stop()
+
+    try:
+        stack.spawn("policy", ["policy"])
+        stack.spawn("matcher", ["matcher"])
+        asyncio.run(inject())
+        start_edge = ["edge", "--virtual", "--duration", "3", "--ground-truth", str(ground_truth_path(cs))]
+        stack.spawn("edge", start_edge)
+        wait_drained(stack)
+        assert stack.children["matcher"].alive() and stack.children["policy"].alive()
+    finally:
+        stack.stop()
+    dead = [decode(r.value, DeadLetter) for r in topic(cs, t.DEADLETTER.name)]
+    reasons = {(d.stage, d.source_topic): d.reason for d in dead}
+    assert len(dead) == 3
+    assert "undecodable" in reasons[("matcher", t.ADMITTED.name)]
+    assert any("NaN" in d.reason for d in dead if d.stage == "gate")
+    assert any(d.payload == b"\x00not msgpack at all" for d in dead)
+    # and the real traffic behind the poison was still decided
+    assert sum(decode(r.value, Match).decision == "match" for r in topic(cs, t.MATCHES.name)) > 0
+
+
+def test_unreachable_broker_is_a_clear_error_not_a_hang(tmp_path: Path):
+    import subprocess
+    import sys
+
+    env_cfg = tmp_path / "c.yaml"
+    env_cfg.write_text("broker:\n  bootstrap: 127.0.0.1:1\n  connect_timeout_s: 3\n")
+    proc = subprocess.run([sys.executable, "-m", "paxsim.cli", "matcher", "--config", str(env_cfg)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert "cannot reach a Kafka broker at 127.0.0.1:1" in proc.stderr
