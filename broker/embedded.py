@@ -3,7 +3,8 @@
 What it does not do (see ARCHITECTURE.md): no retention, no exactly-once, wrong ListOffsets(latest),
 and a restart loses every topic, record and committed offset. So the launcher:
 
-* starts the binary with explicit flags in a temporary working directory (it reads ``.env`` from its cwd);
+* starts the binary with explicit flags in an empty working directory under the state dir (it reads ``.env``
+  from its cwd);
 * creates every catalogue topic with the admin client before anyone produces (auto-create gives 4 partitions);
 * stops it by PID with SIGKILL (SIGTERM takes ~5 s while clients are connected; nothing to flush);
 * supervises it: when the process dies it is restarted on the same port and the topics are re-created,
@@ -27,6 +28,8 @@ from prometheus_client import Counter
 from broker.admin import ensure_topics
 from paxsim.config import Settings
 from paxsim.obs import free_port, wait_port
+from paxsim.stack import die_with_parent
+from paxsim.state import state_dir
 
 log = logging.getLogger("paxsim.broker")
 
@@ -69,7 +72,7 @@ class EmbeddedBroker:
 
     def _spawn(self) -> None:
         if self._workdir is None:
-            self._workdir = tempfile.TemporaryDirectory(prefix="paxsim-tansu-")
+            self._workdir = tempfile.TemporaryDirectory(prefix="tansu-", dir=state_dir(self.settings))
         url = f"tcp://{self.host}:{self.port}"
         env = {k: v for k, v in os.environ.items() if k not in ("LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "CLUSTER_ID")}
         env["RUST_LOG"] = env.get("PAXSIM_TANSU_LOG", "warn")
@@ -87,6 +90,7 @@ class EmbeddedBroker:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
         if not wait_port(self.host, self.port, timeout=10.0):
             self._kill()
