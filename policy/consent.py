@@ -1,15 +1,67 @@
 """Consent registry: which enrolled subject consented to which purpose, where, until when.
 
+One current record per (subject, purpose): granted_at, expires_at, zone scope (empty = every zone the
+purpose applies to) and withdrawn_at. Persisted in SQLite under the state dir (``consent.sqlite``), read
+into memory so that ``is_allowed`` costs a dict lookup; other processes' changes are picked up
+incrementally (``PRAGMA data_version`` + a change sequence), at most ``refresh_s`` late (0 = checked on
+every call).
+
+Withdrawal is final for the record: a withdrawn record never allows anything again, whatever the event
+time (a later grant writes a new record starting at its own ``granted_at``). Each withdrawal also queues an
+:class:`~broker.messages.ErasureRequest` in an outbox table, so the CLI can withdraw without a broker and
+a service publishes the queue to the erasure topic (``pending_erasures`` / ``mark_published``).
+
 A subject without an active record for a purpose is, for that purpose, an unknown face.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable, Iterable
+
+from broker.messages import ErasureRequest
 
 PURPOSES = ("egate-verification", "boarding", "flow-analytics", "model-training")
+WITHDRAWN_REASON = "consent-withdrawn"
+ANY_ZONE = "*"  # for questions that are not about a place (exports): any zone scope matches
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS consents (
+    subject_id   TEXT NOT NULL,
+    purpose      TEXT NOT NULL,
+    granted_at   REAL NOT NULL,
+    expires_at   REAL NOT NULL,
+    zones        TEXT NOT NULL DEFAULT '[]',
+    withdrawn_at REAL,
+    seq          INTEGER NOT NULL,
+    PRIMARY KEY (subject_id, purpose)
+);
+CREATE INDEX IF NOT EXISTS consents_seq ON consents(seq);
+CREATE TABLE IF NOT EXISTS erasures (
+    request_id   TEXT PRIMARY KEY,
+    subject_id   TEXT NOT NULL,
+    requested_at REAL NOT NULL,
+    reason       TEXT NOT NULL,
+    published_at REAL
+);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('seq', 0);
+"""
+
+
+def registry_path(state_dir: str | Path) -> Path:
+    """Where the SQLite registry lives inside the state directory."""
+    return Path(state_dir) / "consent.sqlite"
+
+
+class ConsentError(ValueError):
+    """A consent record that makes no sense (expires before it is granted, empty ids)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,44 +74,247 @@ class ConsentRecord:
     withdrawn_at: float | None = None
 
     def active(self, zone: str, at: float) -> bool:
-        if self.withdrawn_at is not None and at >= self.withdrawn_at:
+        """True iff never withdrawn, ``granted_at <= at < expires_at`` and ``zone`` is in scope (or ``"*"``)."""
+        if self.withdrawn_at is not None:
             return False
         if not (self.granted_at <= at < self.expires_at):
             return False
-        return not self.zones or zone in self.zones
+        return not self.zones or zone == ANY_ZONE or zone in self.zones
+
+    def status(self, now: float) -> str:
+        if self.withdrawn_at is not None:
+            return "withdrawn"
+        if now < self.granted_at:
+            return "pending"
+        return "active" if now < self.expires_at else "expired"
 
 
-@dataclass(slots=True)
+def _check(rec: ConsentRecord) -> None:
+    if not rec.subject_id or not rec.purpose:
+        raise ConsentError("consent record needs a subject_id and a purpose")
+    if not rec.expires_at > rec.granted_at:
+        raise ConsentError(f"{rec.subject_id}/{rec.purpose}: expires_at must be after granted_at")
+
+
 class ConsentRegistry:
-    """In-memory view of consent records, persisted as JSON. ``is_allowed`` is the only question asked."""
+    """Consent records, in memory, optionally persisted in SQLite (``ConsentRegistry.open(path)``).
 
-    records: dict[str, dict[str, ConsentRecord]] = field(default_factory=dict)
+    ``is_allowed(subject, purpose, zone, at)`` is the one question services ask. ``records`` maps
+    subject → purpose → current record.
+    """
 
-    def grant(self, rec: ConsentRecord) -> None:
-        self.records.setdefault(rec.subject_id, {})[rec.purpose] = rec
+    def __init__(self, db: sqlite3.Connection | None = None, refresh_s: float = 0.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.records: dict[str, dict[str, ConsentRecord]] = {}
+        self._db = db
+        self._lock = threading.RLock()
+        self._seq = 0
+        self._data_version = -1
+        self._refresh_s = refresh_s
+        self._checked_at = -1e18
+        self.clock = clock
+        self._listeners: list[Callable[[ErasureRequest], None]] = []
+        if db is not None:
+            self.refresh(force=True)
 
-    def withdraw(self, subject_id: str, at: float, purpose: str | None = None) -> None:
-        for p, rec in list(self.records.get(subject_id, {}).items()):
-            if purpose is None or p == purpose:
-                self.records[subject_id][p] = ConsentRecord(**{**asdict(rec), "withdrawn_at": at})
-
-    def is_allowed(self, subject_id: str, purpose: str, zone: str, at: float) -> bool:
-        rec = self.records.get(subject_id, {}).get(purpose)
-        return rec is not None and rec.active(zone, at)
-
-    def subjects(self) -> list[str]:
-        return sorted(self.records)
-
-    def save(self, path: Path) -> None:
-        rows = [asdict(r) for recs in self.records.values() for r in recs.values()]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(rows))
-        tmp.replace(path)
+    # ------------------------------------------------------------------------------------ persistence
 
     @classmethod
-    def load(cls, path: Path) -> "ConsentRegistry":
+    def open(cls, path: str | Path, refresh_s: float = 0.0) -> "ConsentRegistry":
+        """Open (creating if needed) the SQLite registry at ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA secure_delete=ON")
+        db.executescript(_SCHEMA)
+        return cls(db, refresh_s=refresh_s)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ConsentRegistry":
+        """A ``.json`` file (rows as written by :meth:`save`) in memory only; anything else: :meth:`open`."""
+        path = Path(path)
+        if path.suffix != ".json":
+            return cls.open(path)
         reg = cls()
         for row in json.loads(path.read_text()):
             row["zones"] = tuple(row.get("zones") or ())
             reg.grant(ConsentRecord(**row))
         return reg
+
+    def save(self, path: str | Path) -> None:
+        """Write every record to ``path``: JSON rows for ``.json``, else into the SQLite registry there."""
+        path = Path(path)
+        if path.suffix != ".json":
+            other = ConsentRegistry.open(path)
+            try:
+                other.grant_many(self.all())
+            finally:
+                other.close()
+            return
+        rows = [asdict(r) for r in self.all()]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rows))
+        tmp.replace(path)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _next_seq(self) -> int:
+        assert self._db is not None
+        self._db.execute("UPDATE meta SET v = v + 1 WHERE k = 'seq'")
+        return self._db.execute("SELECT v FROM meta WHERE k = 'seq'").fetchone()[0]
+
+    def refresh(self, force: bool = False) -> int:
+        """Apply other processes' changes. Returns how many records changed."""
+        db = self._db
+        if db is None:
+            return 0
+        with self._lock:
+            if not force:
+                now = time.monotonic()
+                if now - self._checked_at < self._refresh_s:
+                    return 0
+                self._checked_at = now
+                dv = db.execute("PRAGMA data_version").fetchone()[0]
+                if dv == self._data_version:
+                    return 0
+                self._data_version = dv
+            rows = db.execute(
+                "SELECT subject_id, purpose, granted_at, expires_at, zones, withdrawn_at, seq FROM consents WHERE seq > ?",
+                (self._seq,),
+            ).fetchall()
+            for sid, purpose, granted, expires, zones, withdrawn, seq in rows:
+                rec = ConsentRecord(sid, purpose, granted, expires, tuple(json.loads(zones)), withdrawn)
+                self.records.setdefault(sid, {})[purpose] = rec
+                self._seq = max(self._seq, seq)
+            if force:
+                self._data_version = db.execute("PRAGMA data_version").fetchone()[0]
+            return len(rows)
+
+    def _write(self, recs: Iterable[ConsentRecord]) -> None:
+        db = self._db
+        if db is None:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            seq = self._next_seq()
+            db.executemany(
+                "INSERT OR REPLACE INTO consents VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(r.subject_id, r.purpose, r.granted_at, r.expires_at, json.dumps(list(r.zones)), r.withdrawn_at, seq)
+                 for r in recs],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------------------------------ changes
+
+    def grant(self, rec: ConsentRecord) -> None:
+        """Record (or replace) the subject's consent for ``rec.purpose``."""
+        self.grant_many([rec])
+
+    def grant_many(self, recs: Iterable[ConsentRecord]) -> int:
+        recs = list(recs)
+        for r in recs:
+            _check(r)
+        with self._lock:
+            self.refresh(force=True)
+            self._write(recs)
+            for r in recs:
+                self.records.setdefault(r.subject_id, {})[r.purpose] = r
+            self.refresh(force=True)
+        return len(recs)
+
+    def consent(self, subject_id: str, purpose: str, *, at: float | None = None, ttl_s: float = 365 * 86400.0,
+                zones: Iterable[str] = ()) -> ConsentRecord:
+        """Convenience: grant ``purpose`` from ``at`` (now) for ``ttl_s`` seconds."""
+        at = self.clock() if at is None else at
+        rec = ConsentRecord(subject_id, purpose, at, at + ttl_s, tuple(zones))
+        self.grant(rec)
+        return rec
+
+    def on_withdraw(self, callback: Callable[[ErasureRequest], None]) -> None:
+        """Call ``callback(request)`` in this process after each withdrawal."""
+        self._listeners.append(callback)
+
+    def withdraw(self, subject_id: str, at: float | None = None, purpose: str | None = None) -> ErasureRequest | None:
+        """Withdraw one purpose (or all) and queue an erasure request. None if nothing was active to withdraw."""
+        at = self.clock() if at is None else at
+        with self._lock:
+            self.refresh(force=True)
+            changed = [
+                replace(rec, withdrawn_at=at)
+                for p, rec in self.records.get(subject_id, {}).items()
+                if (purpose is None or p == purpose) and rec.withdrawn_at is None
+            ]
+            if not changed:
+                return None
+            reason = WITHDRAWN_REASON if purpose is None else f"{WITHDRAWN_REASON}:{purpose}"
+            req = ErasureRequest(request_id=uuid.uuid4().hex, subject_id=subject_id, requested_at=at, reason=reason)
+            self._write(changed)
+            if self._db is not None:
+                self._db.execute("INSERT INTO erasures VALUES (?, ?, ?, ?, NULL)",
+                                 (req.request_id, subject_id, at, reason))
+            for r in changed:
+                self.records[subject_id][r.purpose] = r
+            self.refresh(force=True)
+        for cb in self._listeners:
+            cb(req)
+        return req
+
+    def pending_erasures(self) -> list[ErasureRequest]:
+        """Erasure requests not yet published to the erasure topic (oldest first)."""
+        if self._db is None:
+            return []
+        rows = self._db.execute(
+            "SELECT request_id, subject_id, requested_at, reason FROM erasures WHERE published_at IS NULL ORDER BY requested_at"
+        ).fetchall()
+        return [ErasureRequest(request_id=r[0], subject_id=r[1], requested_at=r[2], reason=r[3]) for r in rows]
+
+    def mark_published(self, request_ids: Iterable[str], at: float | None = None) -> None:
+        if self._db is None:
+            return
+        at = self.clock() if at is None else at
+        self._db.executemany("UPDATE erasures SET published_at = ? WHERE request_id = ?", [(at, i) for i in request_ids])
+
+    def erasures(self) -> list[tuple[ErasureRequest, float | None]]:
+        """Every erasure request with its publication time (None = not yet published)."""
+        if self._db is None:
+            return []
+        rows = self._db.execute(
+            "SELECT request_id, subject_id, requested_at, reason, published_at FROM erasures ORDER BY requested_at").fetchall()
+        return [(ErasureRequest(request_id=r[0], subject_id=r[1], requested_at=r[2], reason=r[3]), r[4]) for r in rows]
+
+    # ------------------------------------------------------------------------------------ questions
+
+    def is_allowed(self, subject_id: str, purpose: str, zone: str, at: float) -> bool:
+        """May ``subject_id``'s data be processed for ``purpose`` in ``zone`` for an event at time ``at``?"""
+        if self._db is not None:
+            self.refresh()
+        rec = self.records.get(subject_id, {}).get(purpose)
+        return rec is not None and rec.active(zone, at)
+
+    def has_any(self, subject_id: str, at: float) -> bool:
+        """Does the subject hold any active (unwithdrawn, unexpired) consent at ``at``, in any zone?"""
+        if self._db is not None:
+            self.refresh()
+        return any(r.withdrawn_at is None and r.granted_at <= at < r.expires_at
+                   for r in self.records.get(subject_id, {}).values())
+
+    def withdrawn(self, subject_id: str) -> bool:
+        """True if the subject has withdrawn every record it had (erasure is due everywhere)."""
+        recs = self.records.get(subject_id, {})
+        return bool(recs) and all(r.withdrawn_at is not None for r in recs.values())
+
+    def get(self, subject_id: str, purpose: str) -> ConsentRecord | None:
+        return self.records.get(subject_id, {}).get(purpose)
+
+    def subjects(self) -> list[str]:
+        return sorted(self.records)
+
+    def all(self) -> list[ConsentRecord]:
+        return [r for recs in self.records.values() for r in recs.values()]

@@ -1,25 +1,39 @@
-"""Policy filters between stages: small units that each decide allow/deny and are counted and timed.
+"""Policy filters at every stage boundary: small units that each decide allow/deny, counted and timed.
 
-A chain asks each filter in order and stops at the first deny. Every decision increments
-``paxsim_policy_decisions_total{stage,rule,decision}`` and is timed in ``paxsim_policy_decision_seconds``.
+A filter unit has a ``name`` and ``decide(ctx, policy) -> Decision``; :class:`Rule` turns a predicate
+``check(ctx, policy) -> reason | None`` into one. A :class:`Chain` pins the policy in force once per call
+(hot reload swaps it between calls, never inside one), asks each unit in order, stops at the first deny
+and returns a :class:`Decision` that records the policy version. A chain is itself a unit, so chains
+compose. Every unit's run increments ``paxsim_policy_decisions_total{stage,rule,decision}`` and is timed
+in ``paxsim_policy_decision_seconds{stage,rule}``; ``on_decision`` (e.g. an audit writer) sees every result.
+
+Stages and their rules:
+
+* ``edge`` (camera → broker): ``biometric_zone`` (else counts only), ``no_image_bytes``, ``quality``.
+* ``gate`` (broker → matcher): ``biometric_zone``, ``purpose``, ``fresh`` (stale or from the future).
+* ``post_match`` (matcher → stores): ``known_face``, ``consent`` (active, unexpired, zone-scoped, at event time).
+* ``store`` (anything written to a store): ``retention`` (the item's purpose TTL has not already passed).
+* ``export`` (stores → outside): ``export_purpose`` (exportable at all), ``purpose_binding`` (subject consented).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Generic, Protocol, TypeVar
+from typing import Callable, Generic, Iterable, Protocol, TypeVar
 
 from prometheus_client import Counter, Histogram
 
 from broker.messages import Sighting
+from policy.consent import ANY_ZONE
+from policy.policyfile import Policy, PolicyHolder, PurposeRule, ZoneRule
 
 DECISIONS = Counter("paxsim_policy_decisions_total", "Policy decisions by stage, rule and outcome", ["stage", "rule", "decision"])
 DECISION_SECONDS = Histogram(
     "paxsim_policy_decision_seconds",
     "Time one policy rule took to decide",
     ["stage", "rule"],
-    buckets=(1e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 1e-2),
+    buckets=(1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 1e-2),
 )
 
 C = TypeVar("C")
@@ -30,6 +44,8 @@ class Decision:
     allow: bool
     rule: str
     reason: str = ""
+    policy_version: str = ""
+    stage: str = ""
 
 
 ALLOW = Decision(True, "")
@@ -38,51 +54,119 @@ ALLOW = Decision(True, "")
 class Filter(Protocol[C]):
     name: str
 
-    def __call__(self, ctx: C) -> Decision: ...
+    def decide(self, ctx: C, policy: Policy) -> Decision: ...
 
 
 @dataclass(slots=True)
 class Rule(Generic[C]):
-    """A named predicate: ``check(ctx)`` returns a reason string to deny, or None to allow."""
+    """A named predicate: ``check(ctx, policy)`` returns a reason string to deny, or None to allow."""
 
     name: str
-    check: Callable[[C], str | None]
+    check: Callable[[C, Policy], str | None]
 
-    def __call__(self, ctx: C) -> Decision:
-        reason = self.check(ctx)
-        return ALLOW if reason is None else Decision(False, self.name, reason)
+    def decide(self, ctx: C, policy: Policy) -> Decision:
+        reason = self.check(ctx, policy)
+        if reason is None:
+            return Decision(True, self.name, "", policy.version)
+        return Decision(False, self.name, reason, policy.version)
+
+
+PolicySource = PolicyHolder | Policy | Callable[[], Policy]
+
+
+def _policy_getter(src: PolicySource) -> Callable[[], Policy]:
+    if isinstance(src, Policy):
+        return lambda: src
+    if isinstance(src, PolicyHolder):
+        return lambda: src.current
+    return src
 
 
 class Chain(Generic[C]):
-    """Run filters in order; the first deny wins. Counts and times every rule it runs."""
+    """Run filter units in order against one pinned policy; the first deny wins."""
 
-    def __init__(self, stage: str, filters: list[Filter[C]]) -> None:
+    def __init__(self, stage: str, filters: Iterable[Filter[C]], policy: PolicySource | None = None,
+                 on_decision: Callable[[C, Decision], None] | None = None) -> None:
         self.stage = stage
-        self.filters = filters
+        self.name = stage
+        self.filters = list(filters)
+        self._policy = _policy_getter(policy if policy is not None else Policy())
+        self.on_decision = on_decision
         self._metrics = {
             f.name: (
                 DECISIONS.labels(stage, f.name, "allow"),
                 DECISIONS.labels(stage, f.name, "deny"),
                 DECISION_SECONDS.labels(stage, f.name),
             )
-            for f in filters
+            for f in self.filters
         }
 
-    def __call__(self, ctx: C) -> Decision:
+    @property
+    def policy(self) -> Policy:
+        return self._policy()
+
+    def decide(self, ctx: C, policy: Policy | None = None) -> Decision:
+        pol = policy if policy is not None else self._policy()
+        perf = time.perf_counter
+        result: Decision | None = None
         for f in self.filters:
             allow_c, deny_c, hist = self._metrics[f.name]
-            t0 = time.perf_counter()
-            d = f(ctx)
-            hist.observe(time.perf_counter() - t0)
+            t0 = perf()
+            d = f.decide(ctx, pol)
+            hist.observe(perf() - t0)
             if d.allow:
                 allow_c.inc()
             else:
                 deny_c.inc()
-                return d
-        return ALLOW
+                result = Decision(False, d.rule, d.reason, pol.version, self.stage)
+                break
+        if result is None:
+            result = Decision(True, "", "", pol.version, self.stage)
+        if self.on_decision is not None:
+            self.on_decision(ctx, result)
+        return result
+
+    __call__ = decide
 
 
-# --- broker → matcher gate ----------------------------------------------------------------------
+# --- edge: camera → broker ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeContext:
+    zone: str
+    quality: float
+    box: tuple[int, int, int, int]
+    image_bytes: int = 0
+
+
+def _edge_biometric(ctx: EdgeContext, p: Policy) -> str | None:
+    z = p.zones.get(ctx.zone)
+    return None if z is not None and z.biometric else f"zone {ctx.zone!r} is not biometric: counts only"
+
+
+def _edge_no_images(ctx: EdgeContext, p: Policy) -> str | None:
+    if ctx.image_bytes and not p.edge.allow_image_bytes:
+        return f"{ctx.image_bytes} image bytes may not leave the edge"
+    return None
+
+
+def _edge_quality(ctx: EdgeContext, p: Policy) -> str | None:
+    q = p.quality
+    if not ctx.quality >= q.min_quality:  # also catches NaN
+        return f"quality {ctx.quality:.2f} < {q.min_quality}"
+    if min(ctx.box[2], ctx.box[3]) < q.min_face_px:
+        return f"face {min(ctx.box[2], ctx.box[3])}px < {q.min_face_px}px"
+    return None
+
+
+def edge_chain(policy: PolicySource | None = None, **kw) -> Chain[EdgeContext]:
+    """Before a camera publishes a sighting. A deny on ``biometric_zone`` means: publish counts only."""
+    return Chain("edge", [Rule("biometric_zone", _edge_biometric), Rule("no_image_bytes", _edge_no_images),
+                          Rule("quality", _edge_quality)], policy, **kw)
+
+
+# --- gate: broker → matcher --------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,23 +175,50 @@ class GateContext:
     now: float
 
 
-def gate_chain(biometric_zones: set[str], zone_purpose: dict[str, str], max_age_s: float) -> Chain[GateContext]:
-    """Filters applied before a sighting may reach the matcher."""
-
-    def biometric_zone(ctx: GateContext) -> str | None:
-        z = ctx.sighting.zone
-        if z not in biometric_zones or z not in zone_purpose:
-            return f"zone {z!r} is not a biometric zone"
-        return None
-
-    def fresh(ctx: GateContext) -> str | None:
-        age = ctx.now - ctx.sighting.captured_at
-        return f"stale by {age:.1f}s" if age > max_age_s else None
-
-    return Chain("gate", [Rule("biometric_zone", biometric_zone), Rule("fresh", fresh)])
+def _gate_biometric(ctx: GateContext, p: Policy) -> str | None:
+    z = p.zones.get(ctx.sighting.zone)
+    return None if z is not None and z.biometric else f"zone {ctx.sighting.zone!r} is not a biometric zone"
 
 
-# --- matcher → stores (right after the 1:N search) ---------------------------------------------
+def _gate_purpose(ctx: GateContext, p: Policy) -> str | None:
+    purpose = p.purpose_for_zone(ctx.sighting.zone)
+    if purpose is None or purpose not in p.purposes:
+        return f"no purpose defined for zone {ctx.sighting.zone!r}"
+    return None
+
+
+def _gate_fresh(ctx: GateContext, p: Policy) -> str | None:
+    age = ctx.now - ctx.sighting.captured_at
+    if not age <= p.max_event_age_s:  # NaN is stale too
+        return f"stale by {age:.1f}s (max {p.max_event_age_s}s)"
+    if age < -p.max_clock_skew_s:
+        return f"from {-age:.1f}s in the future (max skew {p.max_clock_skew_s}s)"
+    return None
+
+
+def policy_from_legacy(biometric_zones: Iterable[str], zone_purpose: dict[str, str], max_age_s: float) -> Policy:
+    """A policy equivalent to the old PolicySettings (biometric_zones, zone_purpose, max_event_age_s)."""
+    bio = set(biometric_zones)
+    zones = {z: ZoneRule(biometric=z in bio and z in zone_purpose, purpose=zone_purpose.get(z))
+             for z in bio | set(zone_purpose)}
+    purposes = {p: PurposeRule() for p in set(zone_purpose.values())}
+    return Policy(label="settings", zones=zones, purposes=purposes, max_event_age_s=max_age_s)
+
+
+def gate_chain(biometric_zones: Iterable[str] | None = None, zone_purpose: dict[str, str] | None = None,
+               max_age_s: float | None = None, *, policy: PolicySource | None = None, **kw) -> Chain[GateContext]:
+    """Filters applied before a sighting may reach the matcher.
+
+    Pass ``policy=`` (a :class:`PolicyHolder` for hot reload); the positional form builds a fixed policy
+    from the old settings fields.
+    """
+    if policy is None:
+        policy = policy_from_legacy(biometric_zones or (), zone_purpose or {}, max_age_s if max_age_s is not None else 30.0)
+    return Chain("gate", [Rule("biometric_zone", _gate_biometric), Rule("purpose", _gate_purpose),
+                          Rule("fresh", _gate_fresh)], policy, **kw)
+
+
+# --- post-match: matcher → stores ---------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,19 +226,76 @@ class PostMatchContext:
     subject_id: str | None  # None: no gallery entry within threshold
     purpose: str
     zone: str
-    at: float
+    at: float  # event (capture) time
 
 
-def post_match_chain(is_allowed: Callable[[str, str, str, float], bool]) -> Chain[PostMatchContext]:
-    """Filters between a search result and anything stored or published about a subject."""
+def post_match_chain(is_allowed: Callable[[str, str, str, float], bool], policy: PolicySource | None = None,
+                     **kw) -> Chain[PostMatchContext]:
+    """Between a search result and anything stored or published about a subject.
 
-    def known(ctx: PostMatchContext) -> str | None:
+    A deny means: drop the embedding now and keep only the count (``known_face``: unknown face;
+    ``consent``: a known face without active consent for this purpose, zone and time).
+    """
+
+    def known(ctx: PostMatchContext, p: Policy) -> str | None:
         return "no consented enrolee within threshold" if ctx.subject_id is None else None
 
-    def consented(ctx: PostMatchContext) -> str | None:
-        assert ctx.subject_id is not None
-        if not is_allowed(ctx.subject_id, ctx.purpose, ctx.zone, ctx.at):
+    def consented(ctx: PostMatchContext, p: Policy) -> str | None:
+        rule = p.purposes.get(ctx.purpose)
+        if rule is not None and not rule.requires_consent:
+            return None
+        if not is_allowed(ctx.subject_id, ctx.purpose, ctx.zone, ctx.at):  # type: ignore[arg-type]
             return f"no active consent for {ctx.purpose} in {ctx.zone}"
         return None
 
-    return Chain("post_match", [Rule("known_face", known), Rule("consent", consented)])
+    return Chain("post_match", [Rule("known_face", known), Rule("consent", consented)], policy, **kw)
+
+
+# --- store: anything written to a store -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoreContext:
+    purpose: str
+    captured_at: float
+    now: float
+
+
+def _store_retention(ctx: StoreContext, p: Policy) -> str | None:
+    ttl = p.retention_for(ctx.purpose)
+    if not ctx.now - ctx.captured_at < ttl:
+        return f"already past its {ttl:.0f}s retention for {ctx.purpose!r}"
+    return None
+
+
+def store_chain(policy: PolicySource | None = None, **kw) -> Chain[StoreContext]:
+    return Chain("store", [Rule("retention", _store_retention)], policy, **kw)
+
+
+# --- export: stores → outside --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExportContext:
+    subject_id: str
+    purpose: str  # what the export is for, e.g. "model-training"
+    now: float
+    object_id: str = ""  # what is exported (record id), for the audit trail
+    actor: str = "export"
+
+
+def export_chain(is_allowed: Callable[[str, str, str, float], bool], policy: PolicySource | None = None,
+                 **kw) -> Chain[ExportContext]:
+    """Purpose binding: data leaves only for an exportable purpose the subject consented to (any zone)."""
+
+    def export_purpose(ctx: ExportContext, p: Policy) -> str | None:
+        if ctx.purpose not in p.exports.allowed_purposes:
+            return f"purpose {ctx.purpose!r} is not exportable (allowed: {p.exports.allowed_purposes})"
+        return None
+
+    def purpose_binding(ctx: ExportContext, p: Policy) -> str | None:
+        if p.exports.require_subject_consent and not is_allowed(ctx.subject_id, ctx.purpose, ANY_ZONE, ctx.now):
+            return f"subject has no active consent for {ctx.purpose!r}"
+        return None
+
+    return Chain("export", [Rule("export_purpose", export_purpose), Rule("purpose_binding", purpose_binding)], policy, **kw)

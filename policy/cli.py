@@ -1,0 +1,192 @@
+"""CLI sub-apps of the policy package (mounted by paxsim/cli.py):
+
+* ``audit_app``        → ``paxsim audit verify`` (and ``paxsim audit scan`` when the scanner is present)
+* ``consent_app``      → ``paxsim consent grant | withdraw | list``
+* ``policy_file_app``  → ``paxsim policy-file check | show``
+
+The state directory comes from ``--state-dir``, else the configuration (``state_dir``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from policy.audit import AuditLog, verify, verify_dir, audit_dir
+from policy.consent import ConsentError, ConsentRegistry, registry_path
+from policy.policyfile import PolicyError, load_policy
+
+console = Console()
+audit_app = typer.Typer(no_args_is_help=True, help="Tamper-evident audit log: verify the hash chains, scan for leaks.")
+consent_app = typer.Typer(no_args_is_help=True, help="Consent registry: grant, withdraw (queues erasure), list.")
+policy_file_app = typer.Typer(no_args_is_help=True, help="The policy file: validate it, show the policy in force.")
+
+StateOpt = typer.Option(None, "--state-dir", help="state directory (default: the configuration's state_dir)")
+ConfigOpt = typer.Option(None, "--config", "-c", envvar="PAXSIM_CONFIG", help="YAML configuration file")
+
+
+def _state_dir(state_dir: Optional[Path], config: Optional[str]) -> Path:
+    if state_dir is not None:
+        return state_dir
+    from paxsim.config import ConfigError, load_settings
+
+    try:
+        return Path(load_settings(config).state_dir)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+
+def _policy_version() -> str:
+    try:
+        return load_policy().version
+    except PolicyError:
+        return ""
+
+
+# ---------------------------------------------------------------------------------------------- audit
+
+
+@audit_app.command("verify")
+def audit_verify(
+    files: Optional[list[Path]] = typer.Argument(None, help="chain files (default: every chain in <state>/audit)"),
+    state_dir: Optional[Path] = StateOpt,
+    config: Optional[str] = ConfigOpt,
+) -> None:
+    """Check every audit chain: changed, removed, reordered, inserted or torn records. Exit 1 if any."""
+    if files:
+        reports = [verify(f) for f in files]
+    else:
+        d = audit_dir(_state_dir(state_dir, config))
+        reports = verify_dir(d)
+        if not reports:
+            console.print(f"no audit chains in {d}")
+            raise typer.Exit(0)
+    table = Table("chain", "records", "head seq", "head hash", "problems")
+    bad = 0
+    for r in reports:
+        table.add_row(r.path.name, str(r.records), str(r.head[0]), r.head[1][:16],
+                      "[green]none[/]" if r.ok else f"[red]{len(r.problems)}[/]")
+        bad += len(r.problems)
+    console.print(table)
+    for r in reports:
+        for p in r.problems:
+            console.print(f"[red]{r.path}[/]: {p}")
+    if bad:
+        console.print(f"[red]{bad} problem(s): the audit log was altered or damaged[/]")
+        raise typer.Exit(1)
+    console.print("[green]every chain verifies[/]")
+
+
+# ---------------------------------------------------------------------------------------------- consent
+
+
+def _registry(state_dir: Optional[Path], config: Optional[str]) -> tuple[ConsentRegistry, Path]:
+    sd = _state_dir(state_dir, config)
+    return ConsentRegistry.open(registry_path(sd)), sd
+
+
+@consent_app.command("grant")
+def consent_grant(
+    subject: str = typer.Argument(..., help="subject id, e.g. pax-00012"),
+    purpose: str = typer.Argument(..., help="purpose, e.g. boarding"),
+    zone: Optional[list[str]] = typer.Option(None, "--zone", "-z", help="limit to these zones (repeat; default: all)"),
+    days: float = typer.Option(365.0, "--days", min=0.0, help="validity in days"),
+    ttl_s: Optional[float] = typer.Option(None, "--ttl-s", min=0.001, help="validity in seconds (overrides --days)"),
+    state_dir: Optional[Path] = StateOpt,
+    config: Optional[str] = ConfigOpt,
+) -> None:
+    """Grant (or renew) a subject's consent for one purpose."""
+    pol = load_policy()
+    if purpose not in pol.purposes:
+        console.print(f"[red]unknown purpose {purpose!r}; the policy defines {sorted(pol.purposes)}[/]")
+        raise typer.Exit(2)
+    reg, sd = _registry(state_dir, config)
+    try:
+        rec = reg.consent(subject, purpose, ttl_s=ttl_s if ttl_s is not None else days * 86400.0, zones=zone or ())
+    except ConsentError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    with AuditLog.in_state_dir(sd, "consent") as audit:
+        audit.append("consent.grant", "allow", rule=purpose, subject_id=subject, policy_version=pol.version)
+    console.print(f"granted {subject} → {purpose} until {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(rec.expires_at))}"
+                  f" in {', '.join(rec.zones) if rec.zones else 'every zone'}")
+
+
+@consent_app.command("withdraw")
+def consent_withdraw(
+    subject: str = typer.Argument(..., help="subject id"),
+    purpose: Optional[str] = typer.Option(None, "--purpose", "-p", help="only this purpose (default: all)"),
+    state_dir: Optional[Path] = StateOpt,
+    config: Optional[str] = ConfigOpt,
+) -> None:
+    """Withdraw consent; queues an erasure request that the services publish and act on."""
+    reg, sd = _registry(state_dir, config)
+    req = reg.withdraw(subject, purpose=purpose)
+    if req is None:
+        console.print(f"[yellow]{subject} has no active consent{' for ' + purpose if purpose else ''}: nothing to withdraw[/]")
+        raise typer.Exit(1)
+    with AuditLog.in_state_dir(sd, "consent") as audit:
+        audit.append("consent.withdraw", "allow", rule=purpose or "*", subject_id=subject, object_id=req.request_id,
+                     policy_version=_policy_version())
+    console.print(f"withdrawn: {subject} ({purpose or 'every purpose'}); erasure request {req.request_id} queued")
+
+
+@consent_app.command("list")
+def consent_list(
+    subject: Optional[str] = typer.Option(None, "--subject", "-s"),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table"),
+    state_dir: Optional[Path] = StateOpt,
+    config: Optional[str] = ConfigOpt,
+) -> None:
+    """List consent records and their status."""
+    reg, _sd = _registry(state_dir, config)
+    now = time.time()
+    recs = sorted((r for r in reg.all() if subject is None or r.subject_id == subject), key=lambda r: (r.subject_id, r.purpose))
+    if as_json:
+        for r in recs:
+            print(json.dumps({"subject_id": r.subject_id, "purpose": r.purpose, "granted_at": r.granted_at,
+                              "expires_at": r.expires_at, "zones": list(r.zones), "withdrawn_at": r.withdrawn_at,
+                              "status": r.status(now)}))
+        return
+    table = Table("subject", "purpose", "zones", "expires", "status")
+    for r in recs:
+        st = r.status(now)
+        color = {"active": "green", "withdrawn": "red", "expired": "yellow"}.get(st, "white")
+        table.add_row(r.subject_id, r.purpose, ",".join(r.zones) or "*",
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(r.expires_at)), f"[{color}]{st}[/]")
+    console.print(table)
+    pending = reg.pending_erasures()
+    console.print(f"{len(recs)} record(s); {len(pending)} erasure request(s) not yet published")
+
+
+# ---------------------------------------------------------------------------------------------- policy file
+
+
+@policy_file_app.command("check")
+def policy_check(path: Optional[Path] = typer.Argument(None, help="policy file (default: $PAXSIM_POLICY or the packaged one)")) -> None:
+    """Validate a policy file; print its version, or every error with its line. Exit 1 if invalid."""
+    try:
+        pol = load_policy(path)
+    except PolicyError as exc:
+        for issue in exc.issues:
+            console.print(f"[red]{issue}[/]", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(f"valid: version [bold]{pol.version}[/] ({len(pol.zones)} zones, {len(pol.purposes)} purposes)")
+
+
+@policy_file_app.command("show")
+def policy_show(path: Optional[Path] = typer.Argument(None)) -> None:
+    """Print the policy in force with every default filled in, as JSON."""
+    try:
+        pol = load_policy(path)
+    except PolicyError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    print(json.dumps({"version": pol.version, "source": pol.source, **pol.model_dump(mode="json")}, indent=2))

@@ -1,0 +1,214 @@
+"""The run's key holder: a tiny loopback HTTP process that owns every key in memory (``python -m policy.keyd``).
+
+Key classes come from the policy: ``sightings`` (epoch ``retention.epoch_s``, TTL ``retention.sightings_s``)
+and ``tracklets`` (TTL ``unknown_faces.tracklets.ttl_s``). A background thread destroys expired epoch keys
+every ``tick``; a policy reload changes TTLs (a shorter TTL destroys at once; a longer one cannot revive).
+
+Every request but ``/healthz`` needs ``Authorization: Bearer <token>``, the per-run token given in
+``PAXSIM_KEYD_TOKEN`` (environment, never argv). It binds to loopback only. Nothing is written to disk.
+
+    GET    /healthz                       → {"ok": true}
+    GET    /v1/chain/<class>              → the chain state of the oldest live epoch
+    POST   /v1/subjects {"ids": [...], "create": bool} → {"keys": {id: {"key_id", "key"}}}
+    DELETE /v1/subject/<id>               → {"destroyed": bool}
+
+On start it prints one JSON line ``{"url": ..., "pid": ...}`` on stdout.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote
+
+from policy.crypto import KeyExpired, KeyHolder, new_token, token_matches
+from policy.policyfile import Policy, PolicyHolder
+
+log = logging.getLogger("paxsim.policy.keyd")
+
+TOKEN_ENV = "PAXSIM_KEYD_TOKEN"
+URL_ENV = "PAXSIM_KEYD_URL"
+
+
+def key_classes(policy: Policy) -> dict[str, tuple[float, float]]:
+    """name → (epoch_s, ttl_s) for every key class the policy defines."""
+    r, tr = policy.retention, policy.unknown_faces.tracklets
+    return {"sightings": (r.epoch_s, r.sightings_s), "tracklets": (min(r.epoch_s, tr.ttl_s / 4), tr.ttl_s)}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "KeyServer"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        return  # never log requests (paths carry subject ids)
+
+    def _send(self, code: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _authorized(self) -> bool:
+        given = self.headers.get("Authorization", "")
+        if given.startswith("Bearer ") and token_matches(given[7:], self.server.token):
+            return True
+        self._send(401, {"detail": "missing or wrong bearer token"})
+        return False
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path == "/healthz":
+            return self._send(200, {"ok": True})
+        if not self._authorized():
+            return
+        if self.path.startswith("/v1/chain/"):
+            try:
+                state = self.server.holder.chain(unquote(self.path[len("/v1/chain/"):]))
+            except KeyExpired as exc:
+                return self._send(404, {"detail": str(exc)})
+            return self._send(200, state.to_json())
+        self._send(404, {"detail": "no such endpoint"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        if not self._authorized():
+            return
+        if self.path != "/v1/subjects":
+            return self._send(404, {"detail": "no such endpoint"})
+        try:
+            n = int(self.headers.get("Content-Length", "0"))
+            body = json.loads(self.rfile.read(n) or b"{}")
+            ids = [str(i) for i in body["ids"]]
+            create = bool(body.get("create", False))
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._send(400, {"detail": f"bad request: {exc}"})
+        keys = self.server.holder.subject_keys(ids, create)
+        self._send(200, {"keys": {sid: {"key_id": kid, "key": base64.b64encode(k).decode()} for sid, (kid, k) in keys.items()}})
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        if not self._authorized():
+            return
+        if not self.path.startswith("/v1/subject/"):
+            return self._send(404, {"detail": "no such endpoint"})
+        self._send(200, {"destroyed": self.server.holder.destroy_subject(unquote(self.path[len("/v1/subject/"):]))})
+
+
+class KeyServer(ThreadingHTTPServer):
+    """Serves a :class:`KeyHolder` on loopback; ``start()`` runs it and the shredder in daemon threads."""
+
+    daemon_threads = True
+
+    def __init__(self, holder: KeyHolder, token: str, host: str = "127.0.0.1", port: int = 0, tick_s: float = 0.05) -> None:
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"the key holder binds to loopback only, not {host}")
+        super().__init__((host, port), _Handler)
+        self.holder, self.token, self.tick_s = holder, token, tick_s
+        self._stop = threading.Event()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def _shredder(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            self.holder.shred()
+
+    def start(self) -> "KeyServer":
+        threading.Thread(target=self.serve_forever, name="keyd-http", daemon=True).start()
+        threading.Thread(target=self._shredder, name="keyd-shred", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.shutdown()
+        self.server_close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m policy.keyd", description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--policy", default=None, help="policy file (default: $PAXSIM_POLICY or the packaged default)")
+    ap.add_argument("--reload-s", type=float, default=1.0)
+    args = ap.parse_args(argv)
+    token = os.environ.get(TOKEN_ENV)
+    if not token:
+        print(f"{TOKEN_ENV} is not set: refusing to serve keys without a token", file=sys.stderr)
+        return 2
+    policies = PolicyHolder.from_settings_path(args.policy)
+    holder = KeyHolder(key_classes(policies.current))
+    policies.on_change(lambda old, new: [holder.set_ttl(n, ttl) for n, (_e, ttl) in key_classes(new).items()])
+    server = KeyServer(holder, token, port=args.port).start()
+    print(json.dumps({"url": server.url, "pid": os.getpid()}), flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(args.reload_s):
+        policies.reload()
+    server.stop()
+    return 0
+
+
+@dataclass
+class KeydProcess:
+    """A running ``policy.keyd`` child; ``env`` is what its clients need (pass it to every service)."""
+
+    proc: subprocess.Popen
+    url: str
+    token: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {URL_ENV: self.url, TOKEN_ENV: self.token}
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def spawn_keyd(policy_path: str | Path | None = None, token: str | None = None, port: int = 0,
+               timeout_s: float = 10.0) -> KeydProcess:
+    """Start the key holder as a child process and wait for its ready line."""
+    token = token or new_token()
+    env = {**os.environ, TOKEN_ENV: token}
+    cmd = [sys.executable, "-m", "policy.keyd", "--port", str(port)]
+    if policy_path is not None:
+        cmd += ["--policy", str(policy_path)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    ready: dict = {}
+
+    def read() -> None:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if line:
+            ready.update(json.loads(line))
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if "url" not in ready:
+        proc.kill()
+        raise RuntimeError(f"policy.keyd did not start within {timeout_s}s (exit code {proc.poll()})")
+    return KeydProcess(proc, ready["url"], token)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

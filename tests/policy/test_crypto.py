@@ -1,0 +1,174 @@
+"""Crypto-shredding: epoch keys die with their TTL, ratchets only go forward, erasure destroys subject keys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broker.messages import Sighting, decode, embedding_to_bytes, encode
+from policy.crypto import (
+    EpochKeyRing, HttpKeySource, KeyExpired, KeyHolder, KeyUnavailable, LocalKeySource, SealError, SubjectVault,
+    open_sighting, seal_sighting,
+)
+from policy.keyd import spawn_keyd
+
+T0 = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def setup(ttl: float = 2.0, epoch: float = 0.25):
+    clock = Clock()
+    holder = KeyHolder({"sightings": (epoch, ttl)}, clock=clock)
+    return clock, holder, EpochKeyRing(LocalKeySource(holder), clock=clock)
+
+
+def sighting(at: float, vec: np.ndarray | None = None) -> Sighting:
+    vec = np.linspace(-1, 1, 128, dtype=np.float32) if vec is None else vec
+    return Sighting(event_id="e1", camera_id="cam-1", zone="egate", captured_at=at, track_id=3, box=(1, 2, 60, 60),
+                    quality=0.8, embedding=embedding_to_bytes(vec))
+
+
+def test_sealed_sighting_round_trips_and_carries_no_plaintext():
+    clock, _h, ring = setup()
+    s = sighting(clock.t)
+    sealed = seal_sighting(ring, s)
+    wire = encode(sealed)
+    assert sealed.embedding == b"" and sealed.key_id.startswith("sightings:")
+    assert s.embedding not in wire and s.embedding[:64] not in wire
+    assert open_sighting(ring, decode(wire, Sighting)) == s
+
+
+@settings(max_examples=60, deadline=None)
+@given(age=st.floats(min_value=0, max_value=10), ttl=st.floats(min_value=0.5, max_value=5),
+       epoch_frac=st.floats(min_value=0.01, max_value=0.9))
+def test_nothing_is_readable_past_its_ttl_and_everything_is_for_ttl_minus_epoch(age, ttl, epoch_frac):
+    epoch = ttl * epoch_frac
+    clock, _h, ring = setup(ttl, epoch)
+    s = seal_sighting(ring, sighting(clock.t))
+    captured = clock.t
+    clock.t = captured + age
+    try:
+        open_sighting(ring, s)
+        readable = True
+    except KeyExpired:
+        readable = False
+    if age >= ttl:
+        assert not readable
+    if age < ttl - epoch:
+        assert readable
+
+
+def test_a_ring_synced_later_cannot_derive_earlier_epochs():
+    """A service restarted mid-run gets the current chain state: expired payloads stay unreadable for it."""
+    clock, holder, ring = setup(ttl=2.0, epoch=0.25)
+    old = seal_sighting(ring, sighting(clock.t))
+    clock.t += 1.0
+    mid = seal_sighting(ring, sighting(clock.t))
+    clock.t += 1.5  # `old` is past its TTL, `mid` is not
+    restarted = EpochKeyRing(LocalKeySource(holder), clock=clock)
+    with pytest.raises(KeyExpired):
+        open_sighting(restarted, old)
+    assert open_sighting(restarted, mid).embedding
+    state = holder.chain("sightings")
+    assert state.epoch > int(old.key_id.rsplit(":", 1)[1])
+
+
+def test_sealing_a_sighting_older_than_its_ttl_is_refused():
+    clock, _h, ring = setup()
+    with pytest.raises(KeyExpired):
+        seal_sighting(ring, sighting(clock.t - 5))
+
+
+def test_tampering_or_moving_a_payload_to_another_event_is_detected():
+    clock, _h, ring = setup()
+    s = seal_sighting(ring, sighting(clock.t))
+    flipped = bytearray(s.sealed)
+    flipped[20] ^= 1
+    import msgspec
+
+    with pytest.raises(SealError):
+        open_sighting(ring, msgspec.structs.replace(s, sealed=bytes(flipped)))
+    with pytest.raises(SealError):
+        open_sighting(ring, msgspec.structs.replace(s, event_id="e2"))
+    with pytest.raises(SealError):
+        open_sighting(ring, msgspec.structs.replace(s, key_id="nonsense"))
+
+
+def test_key_holder_restart_makes_old_payloads_unreadable_and_sealing_moves_to_the_new_chain():
+    clock, holder, ring = setup()
+    s = seal_sighting(ring, sighting(clock.t))
+    new_holder = KeyHolder({"sightings": (0.25, 2.0)}, clock=clock)  # the holder died and came back empty
+    ring2 = EpochKeyRing(LocalKeySource(new_holder), clock=clock)
+    with pytest.raises(KeyExpired):
+        open_sighting(ring2, s)
+    s2 = seal_sighting(ring2, sighting(clock.t))
+    assert s2.key_id.split(":")[1] != s.key_id.split(":")[1]
+
+
+def test_shorter_ttl_at_the_holder_destroys_at_once():
+    clock, holder, ring = setup(ttl=10.0, epoch=1.0)
+    s = seal_sighting(ring, sighting(clock.t))
+    clock.t += 3
+    holder.set_ttl("sightings", 2.0)
+    fresh = EpochKeyRing(LocalKeySource(holder), clock=clock)
+    with pytest.raises(KeyExpired):
+        open_sighting(fresh, s)
+
+
+def test_subject_vault_erasure_destroys_every_copy():
+    holder = KeyHolder({})
+    a, b = SubjectVault(LocalKeySource(holder)), SubjectVault(LocalKeySource(holder))
+    kid, blob = a.seal("pax-7", b"trajectory", aad=b"tracks")
+    assert b.open("pax-7", kid, blob, aad=b"tracks") == b"trajectory"
+    with pytest.raises(SealError):
+        b.open("pax-7", kid, blob, aad=b"gallery")
+    assert a.erase("pax-7")
+    b.forget("pax-7")  # what an erasure message does in every other process
+    for v in (a, b):
+        with pytest.raises(KeyExpired):
+            v.open("pax-7", kid, blob, aad=b"tracks")
+        assert not v.can_open("pax-7", kid)
+    kid2, _ = a.seal("pax-7", b"again")  # re-consent gets a new key; the old data stays unreadable
+    assert kid2 != kid
+
+
+def test_subject_key_cache_expires_even_without_an_erasure_message():
+    t = Clock(0.0)
+    holder = KeyHolder({})
+    a, b = SubjectVault(LocalKeySource(holder), clock=t, cache_s=5), SubjectVault(LocalKeySource(holder), clock=t, cache_s=5)
+    kid, blob = a.seal("s", b"x")
+    assert b.open("s", kid, blob) == b"x"
+    a.erase("s")
+    t.t = 5.1
+    with pytest.raises(KeyExpired):
+        b.open("s", kid, blob)
+
+
+def test_keyd_process_serves_keys_only_with_the_token():
+    keyd = spawn_keyd()
+    try:
+        src = HttpKeySource(keyd.url, keyd.token)
+        ring, other = EpochKeyRing(src), EpochKeyRing(HttpKeySource(keyd.url, keyd.token))
+        s = seal_sighting(ring, sighting(__import__("time").time()))
+        assert open_sighting(other, s).embedding  # another process opens it through the same holder
+        vault = SubjectVault(src)
+        kid, blob = vault.seal("pax-1", b"g")
+        assert SubjectVault(HttpKeySource(keyd.url, keyd.token)).open("pax-1", kid, blob) == b"g"
+        assert vault.erase("pax-1")
+        with pytest.raises(KeyExpired):
+            SubjectVault(HttpKeySource(keyd.url, keyd.token)).open("pax-1", kid, blob)
+        with pytest.raises(KeyUnavailable, match="401"):
+            HttpKeySource(keyd.url, "wrong-token").chain("sightings")
+    finally:
+        keyd.stop()
+    with pytest.raises(KeyUnavailable):
+        EpochKeyRing(HttpKeySource(keyd.url, keyd.token)).seal(b"x", __import__("time").time())
