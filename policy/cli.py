@@ -190,3 +190,69 @@ def policy_show(path: Optional[Path] = typer.Argument(None)) -> None:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
     print(json.dumps({"version": pol.version, "source": pol.source, **pol.model_dump(mode="json")}, indent=2))
+
+
+@audit_app.command("scan")
+def audit_scan(
+    state_dir: Optional[Path] = StateOpt,
+    config: Optional[str] = ConfigOpt,
+    bootstrap: Optional[str] = typer.Option(None, "--bootstrap", help="broker host:port (default: the configuration's)"),
+    policy_path: Optional[Path] = typer.Option(None, "--policy", help="policy file (default: $PAXSIM_POLICY or packaged)"),
+    show: int = typer.Option(20, "--show", help="print at most this many findings"),
+) -> None:
+    """Read every topic from offset 0 and every store; report (a) expired-readable, (b) non-consented, (c) audit gaps.
+
+    Exit 1 if any count is not 0. Keys come from the run's key holder (PAXSIM_KEYD_URL / PAXSIM_KEYD_TOKEN).
+    """
+    import asyncio
+
+    from rich.progress import Progress
+
+    from broker.clients import BrokerUnreachable
+    from paxsim.config import ConfigError, load_settings
+    from policy.crypto import HttpKeySource, KeyUnavailable
+    from policy.scan import run_scan
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    upd: dict = {}
+    if state_dir is not None:
+        upd["state_dir"] = state_dir
+    if bootstrap is not None:
+        upd["broker"] = settings.broker.model_copy(update={"bootstrap": bootstrap})
+    settings = settings.model_copy(update=upd)
+    try:
+        pol = load_policy(policy_path)
+    except PolicyError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    try:
+        keys = HttpKeySource.from_env()
+        keys.chain("sightings")
+    except KeyUnavailable as exc:
+        console.print(f"[yellow]no key holder ({exc}): no key exists, sealed payloads count as unreadable[/]")
+        keys = None
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("scanning", total=None)
+        try:
+            report = asyncio.run(run_scan(settings, pol, keys, progress=lambda what: bar.update(task, description=what)))
+        except BrokerUnreachable as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(3) from None
+    a, b, c = report.counts
+    table = Table("source", "items read", "undecodable")
+    for src, n in sorted(report.records.items()):
+        table.add_row(src, str(n), str(report.undecodable.get(src, 0)))
+    console.print(table)
+    for f in report.findings[:show]:
+        console.print(str(f), highlight=False)
+    if len(report.findings) > show:
+        console.print(f"... and {len(report.findings) - show} more")
+    console.print(f"not scanned by design: {'; '.join(report.excluded)}")
+    color = "green" if report.clean else "red"
+    console.print(f"[{color}]expired-readable {a} / non-consented {b} / audit {c}[/]")
+    if not report.clean:
+        raise typer.Exit(1)

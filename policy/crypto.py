@@ -407,6 +407,10 @@ def open_sighting(ring: EpochKeyRing, s: Sighting) -> Sighting:
     return msgspec.structs.replace(s, embedding=plain, sealed=b"", key_id="")
 
 
+def _pseudonym(raw_key: bytes) -> str:
+    return "ps-" + hmac.new(raw_key, b"paxsim-pseudonym", hashlib.sha256).hexdigest()[:24]
+
+
 class SubjectVault:
     """Per-subject sealing for stored data (gallery entries, trajectories, snapshots).
 
@@ -416,7 +420,7 @@ class SubjectVault:
 
     def __init__(self, source: KeySource, clock: Callable[[], float] = time.monotonic, cache_s: float = 5.0) -> None:
         self.source, self.clock, self.cache_s = source, clock, cache_s
-        self._cache: dict[str, tuple[float, str, AESGCM]] = {}
+        self._cache: dict[str, tuple[float, str, AESGCM, str]] = {}
         self._lock = threading.Lock()
 
     def _keys(self, subject_ids: list[str], create: bool) -> dict[str, tuple[str, AESGCM]]:
@@ -437,7 +441,7 @@ class SubjectVault:
                     self._cache.pop(sid, None)
                 for sid, (kid, raw) in fetched.items():
                     cipher = AESGCM(raw)
-                    self._cache[sid] = (now, kid, cipher)
+                    self._cache[sid] = (now, kid, cipher, _pseudonym(raw))
                     out[sid] = (kid, cipher)
         return out
 
@@ -464,6 +468,21 @@ class SubjectVault:
     def can_open(self, subject_id: str, key_id: str) -> bool:
         got = self._keys([subject_id], False).get(subject_id)
         return got is not None and got[0] == key_id
+
+    def pseudonym(self, subject_id: str) -> str:
+        """A stable pseudonym for records that leave the matcher (matches, tracks, audit): ``ps-<24 hex>``.
+
+        Derived from the subject key, so it links to the subject only while the key lives; after erasure
+        every copy on the broker or in a store is an unlinkable token. Cached like the key.
+        """
+        self._keys([subject_id], True)
+        with self._lock:
+            return self._cache[subject_id][3]
+
+    def resolve(self, pseudonyms: set[str], candidates: list[str]) -> dict[str, str]:
+        """pseudonym → subject, for those of ``candidates`` whose key still exists (erased ones stay unknown)."""
+        fetched = self.source.subject_keys(list(candidates), False)
+        return {ps: sid for sid, (_kid, raw) in fetched.items() if (ps := _pseudonym(raw)) in pseudonyms}
 
     def forget(self, subject_id: str) -> None:
         with self._lock:

@@ -172,3 +172,13 @@ def test_keyd_process_serves_keys_only_with_the_token():
         keyd.stop()
     with pytest.raises(KeyUnavailable):
         EpochKeyRing(HttpKeySource(keyd.url, keyd.token)).seal(b"x", __import__("time").time())
+
+
+def test_pseudonyms_are_stable_while_the_key_lives_and_unlinkable_after_erasure():
+    holder = KeyHolder({})
+    a, scanner = SubjectVault(LocalKeySource(holder)), SubjectVault(LocalKeySource(holder))
+    ps = a.pseudonym("pax-1")
+    assert ps == a.pseudonym("pax-1") != a.pseudonym("pax-2") and ps.startswith("ps-") and "pax" not in ps
+    assert scanner.resolve({ps}, ["pax-1", "pax-2", "pax-3"]) == {ps: "pax-1"}
+    a.erase("pax-1")
+    assert scanner.resolve({ps}, ["pax-1", "pax-2"]) == {}

@@ -1,0 +1,288 @@
+"""``paxsim audit scan``: read every store and every topic from offset 0 and report three counts.
+
+(a) **expired-readable**: records past their TTL that can still be read: a sighting embedding in plaintext,
+    or sealed under an epoch key that still exists; a match/track that links to a subject after its
+    purpose's retention.
+(b) **non-consented**: data about a subject who has no active consent for it (never consented, expired,
+    withdrawn): matches, tracks and alerts on the broker, gallery entries in the stores.
+(c) **audit**: problems in the audit hash chains, and audit records published on the audit topic that are
+    missing from the chain files (a removed tail) or do not match their own hash.
+
+Subject references are either plain subject ids or pseudonyms (``ps-…``, :meth:`SubjectVault.pseudonym`);
+a pseudonym whose subject key was destroyed is unlinkable and therefore not personal data any more.
+Deliberately out of scope: the erasure topic (it must name the subject to erase), the consent registry
+(the record of consent and withdrawal itself) and the scenario's ground-truth file (the simulated
+world's truth, not system data); the report lists them as excluded.
+
+Key material: the scanner asks the run's key holder (``PAXSIM_KEYD_URL``/``PAXSIM_KEYD_TOKEN``) like any
+service. Without a key holder no epoch or subject key exists anywhere, so sealed payloads are unreadable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Literal, Protocol
+
+from broker import messages as m
+from policy.audit import audit_dir, record_hash, verify_dir
+from policy.consent import ConsentRegistry
+from policy.crypto import EpochKeyRing, KeySource, SubjectVault
+from policy.policyfile import Policy
+
+Kind = Literal["expired-readable", "non-consented", "audit"]
+EXCLUDED = ("erasure topic (names the subjects to erase)", "consent registry (the consent record itself)",
+            "scenario ground truth (simulation truth, not system data)")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    kind: Kind
+    where: str  # topic/partition/offset, or store path
+    detail: str
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.where}: {self.detail}"
+
+
+@dataclass(slots=True)
+class ScanReport:
+    findings: list[Finding] = field(default_factory=list)
+    records: Tally = field(default_factory=Tally)  # topic or store → items read
+    undecodable: Tally = field(default_factory=Tally)
+    scanned_at: float = 0.0
+    excluded: tuple[str, ...] = EXCLUDED
+
+    def count(self, kind: Kind) -> int:
+        return sum(1 for f in self.findings if f.kind == kind)
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        return self.count("expired-readable"), self.count("non-consented"), self.count("audit")
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """One item in a project store, as a store reports it to the scanner."""
+
+    where: str
+    subject_ref: str | None  # subject id or pseudonym; None for anonymous items
+    purpose: str | None  # None: needs *any* active consent (e.g. a gallery template)
+    zone: str | None
+    stored_at: float  # the time its TTL runs from (capture time)
+    readable: bool = True  # False if sealed under a key that no longer exists
+
+
+class Store(Protocol):
+    """A project store the scanner reads: ``items()`` yields every item it holds."""
+
+    name: str
+
+    def items(self) -> Iterable[StoredItem]: ...
+
+
+class GalleryStore:
+    """The matcher's gallery file (``gallery.npz``): one template row per view, by subject id."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.name = path, f"store:{path.name}"
+
+    def items(self) -> Iterable[StoredItem]:
+        if not self.path.exists():
+            return
+        from matcher.gallery import Gallery
+
+        g = Gallery.load(self.path)
+        for i, sid in enumerate(g.subject_ids):
+            yield StoredItem(f"{self.path}#row{i}", sid, None, None, stored_at=time.time())
+
+
+@dataclass(slots=True)
+class _Pending:
+    where: str
+    subject_ref: str
+    purpose: str | None
+    zone: str | None
+    at: float
+    ttl: float | None  # None: no TTL check (e.g. gallery templates live as long as consent)
+    what: str
+
+
+class Scanner:
+    """Feed it raw topic records and store items, then call :meth:`finish` for the report."""
+
+    def __init__(self, policy: Policy, consent: ConsentRegistry, keys: KeySource | None, now: float | None = None,
+                 grace_s: float = 0.25) -> None:
+        self.policy, self.consent, self.grace_s = policy, consent, grace_s
+        self.now = time.time() if now is None else now
+        self.ring = EpochKeyRing(keys, "sightings") if keys is not None else None
+        self.vault = SubjectVault(keys) if keys is not None else None
+        self.report = ScanReport(scanned_at=self.now)
+        self._subject_refs: list[_Pending] = []
+        self._audit_topic: list[tuple[str, m.AuditRecord]] = []
+        self._seen_subjects: set[str] = set()
+
+    # ------------------------------------------------------------------------------------ topics
+
+    def add_record(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        where = f"{topic}/{partition}@{offset}"
+        self.report.records[topic] += 1
+        try:
+            msg = m.decode(value or b"", m.Message)
+        except m.MessageError:
+            self.report.undecodable[topic] += 1
+            return
+        self._add_message(where, msg)
+
+    def _expired(self, at: float, ttl: float) -> bool:
+        return not (self.now - at <= ttl + self.grace_s)  # NaN times count as expired
+
+    def _add_message(self, where: str, msg: m.Message) -> None:
+        pol = self.policy
+        if isinstance(msg, m.Sighting):
+            ttl = pol.retention.sightings_s
+            if not self._expired(msg.captured_at, ttl):
+                return
+            age = self.now - msg.captured_at
+            if msg.embedding:
+                self._find("expired-readable", where, f"plaintext embedding {age:.1f}s old (TTL {ttl:g}s)")
+            elif msg.sealed and self.ring is not None and self.ring.can_open(msg.key_id):
+                self._find("expired-readable", where, f"sealed embedding {age:.1f}s old (TTL {ttl:g}s) but key {msg.key_id} still exists")
+        elif isinstance(msg, m.Match):
+            if msg.subject_id:
+                self._subject_refs.append(_Pending(where, msg.subject_id, msg.purpose, msg.zone, msg.captured_at,
+                                                   pol.retention_for(msg.purpose), f"match ({msg.decision})"))
+        elif isinstance(msg, m.TrackUpdate):
+            purpose = pol.purpose_for_zone(msg.zone)
+            self._subject_refs.append(_Pending(where, msg.subject_id, purpose or f"<none for zone {msg.zone}>", msg.zone,
+                                               msg.captured_at, pol.retention_for(purpose or ""), "track update"))
+        elif isinstance(msg, m.Alert):
+            if msg.subject_id:
+                self._subject_refs.append(_Pending(where, msg.subject_id, None, None, msg.at,
+                                                   max(p.retention_s for p in pol.purposes.values()) if pol.purposes else 0.0,
+                                                   f"alert {msg.kind}"))
+        elif isinstance(msg, m.AuditRecord):
+            self._audit_topic.append((where, msg))
+        elif isinstance(msg, m.DeadLetter):
+            if msg.payload:
+                try:
+                    inner = m.decode(msg.payload, m.Message)
+                except m.MessageError:
+                    self.report.undecodable["deadletter-payload"] += 1
+                    return
+                if not isinstance(inner, m.DeadLetter):
+                    self._add_message(f"{where}→{msg.source_topic}", inner)
+        # ZoneCount: aggregate, no person; ErasureRequest: excluded by design
+
+    # ------------------------------------------------------------------------------------ stores
+
+    def add_store(self, store: Store) -> None:
+        for item in store.items():
+            self.report.records[store.name] += 1
+            if item.subject_ref is None or not item.readable:
+                continue
+            ttl = self.policy.retention_for(item.purpose) if item.purpose else None
+            self._subject_refs.append(_Pending(item.where, item.subject_ref, item.purpose, item.zone, item.stored_at,
+                                               ttl, f"stored item in {store.name}"))
+
+    # ------------------------------------------------------------------------------------ audit
+
+    def add_audit_chains(self, directory: Path) -> None:
+        self._audit_dir = directory
+
+    def _check_audit(self) -> None:
+        directory = getattr(self, "_audit_dir", None)
+        hashes: set[str] = set()
+        if directory is not None:
+            for rep in verify_dir(directory):
+                self.report.records[f"audit:{rep.path.name}"] += rep.records
+                for p in rep.problems:
+                    self._find("audit", f"{rep.path}:{p.line}", f"{p.kind}: {p.detail}")
+                from policy.audit import read_records
+
+                hashes |= {rec.hash for _n, rec, _r in read_records(rep.path) if rec is not None}
+        for where, rec in self._audit_topic:
+            if record_hash(rec) != rec.hash:
+                self._find("audit", where, f"published audit record {rec.actor}#{rec.seq} does not match its hash")
+            elif rec.hash not in hashes:
+                self._find("audit", where, f"published audit record {rec.actor}#{rec.seq} is missing from the chain files")
+
+    # ------------------------------------------------------------------------------------ finish
+
+    def _find(self, kind: Kind, where: str, detail: str) -> None:
+        self.report.findings.append(Finding(kind, where, detail))
+
+    def _identities(self) -> dict[str, str]:
+        refs = {p.subject_ref for p in self._subject_refs}
+        ids = {r: r for r in refs if not r.startswith("ps-")}
+        pseudonyms = refs - set(ids)
+        if pseudonyms and self.vault is not None:
+            ids.update(self.vault.resolve(pseudonyms, self.consent.subjects()))
+        return ids
+
+    def finish(self) -> ScanReport:
+        identities = self._identities()
+        for p in self._subject_refs:
+            sid = identities.get(p.subject_ref)
+            if sid is None:
+                continue  # a pseudonym whose key is destroyed: unlinkable
+            shown = sid if sid == p.subject_ref else f"{sid} (as {p.subject_ref})"
+            if p.ttl is not None and self._expired(p.at, p.ttl):
+                self._find("expired-readable", p.where,
+                           f"{p.what} about {shown} is {self.now - p.at:.0f}s old, past the {p.ttl:g}s retention of {p.purpose}")
+            if p.purpose is None:
+                ok = self.consent.has_any(sid, self.now)
+            else:
+                zone = p.zone or "*"  # consent must have covered the event and must still hold now
+                ok = self.consent.is_allowed(sid, p.purpose, zone, p.at) and self.consent.is_allowed(sid, p.purpose, zone, self.now)
+            if not ok:
+                rec = self.consent.get(sid, p.purpose) if p.purpose else None
+                why = ("withdrawn" if self.consent.withdrawn(sid) or (rec and rec.withdrawn_at is not None)
+                       else "no active consent")
+                self._find("non-consented", p.where, f"{p.what} about {shown}: {why} for {p.purpose or 'any purpose'}")
+        self._check_audit()
+        return self.report
+
+
+def open_consent(state_dir: Path, legacy_json: Path | None = None) -> ConsentRegistry:
+    """The run's consent registry: ``consent.sqlite`` in the state dir, else a legacy JSON file, else empty."""
+    from policy.consent import registry_path
+
+    sqlite = registry_path(state_dir)
+    if sqlite.exists():
+        return ConsentRegistry.open(sqlite)
+    if legacy_json is not None and legacy_json.exists():
+        return ConsentRegistry.load(legacy_json)
+    return ConsentRegistry()
+
+
+async def run_scan(settings, policy: Policy, keys: KeySource | None, *, stores: Iterable[Store] | None = None,  # noqa: ANN001
+                   consent: ConsentRegistry | None = None, now: float | None = None,
+                   progress: Callable[[str], None] | None = None) -> ScanReport:
+    """Read every topic of the catalogue from offset 0 (broker at ``settings.broker.bootstrap``) and every store."""
+    from broker import topics as t
+    from broker.reader import read_all
+    from paxsim.state import consent_path, gallery_path
+
+    state = Path(settings.state_dir)
+    consent = consent if consent is not None else open_consent(state, consent_path(settings))
+    scanner = Scanner(policy, consent, keys, now=now)
+    for topic in t.ALL:
+        if topic is t.ERASURES:
+            continue
+        if progress:
+            progress(topic.name)
+        for rec in await read_all(settings, topic.name):
+            scanner.add_record(topic.name, rec.partition, rec.offset, rec.value)
+    for store in (stores if stores is not None else [GalleryStore(gallery_path(settings))]):
+        if progress:
+            progress(store.name)
+        scanner.add_store(store)
+    scanner.add_audit_chains(audit_dir(state))
+    return scanner.finish()
