@@ -148,6 +148,7 @@ class Camera:
         self.source = source
         self.drop_when_full = source.live if config.drop_when_full is None else config.drop_when_full
         self.processed = 0
+        self.embedded = 0
         self.dropped = 0
         self.errors = 0
         self._next_sample = 0.0
@@ -161,7 +162,7 @@ class Camera:
         return {
             "camera": self.config.camera_id, "zone": self.config.zone, "state": self.state.value,
             "last_error": self.source.last_error, "read": s.read, "decoded": s.decoded, "bad": s.bad,
-            "reconnects": s.reconnects, "dropped": self.dropped, "processed": self.processed,
+            "reconnects": s.reconnects, "dropped": self.dropped, "processed": self.processed, "embedded": self.embedded,
             "tracks_active": len(self.tracker.tracks), "tracks_started": self.tracker.started,
         }
 
@@ -230,6 +231,7 @@ class Camera:
                 vecs, secs = await self.pool.embed([faces[a.det_index].chip for a in todo])
                 m.embed.observe(secs)
                 m.embeddings.inc(len(todo))
+                self.embedded += len(todo)
                 for a, v in zip(todo, vecs):
                     self.tracker.mark_embedded(a.track, faces[a.det_index].quality)
                     vectors[a.det_index] = v

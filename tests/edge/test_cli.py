@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from edge.cli import app
+from edge.evaluate import load_mot
+from tests.edge.media import write_video
+
+
+def test_detect_writes_mot_and_json_and_fails_clearly_on_a_missing_file(tmp_path):
+    video = write_video(tmp_path / "v.mp4", n=6)
+    runner = CliRunner()
+    out = tmp_path / "det.txt"
+    r = runner.invoke(app, ["detect", str(video), "--threads", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "6 frames" in r.output
+    assert out.read_text() == ""  # no faces in this clip; every frame was still processed
+    r = runner.invoke(app, ["detect", str(video), "--threads", "--format", "json"])
+    assert r.exit_code == 0
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    assert len(lines) == 6 and lines[0] == '{"frame": 1, "faces": []}'
+    r = runner.invoke(app, ["detect", str(tmp_path / "missing.mp4"), "--threads"])
+    assert r.exit_code == 2 and "not found" in r.output
+
+
+def test_mot_lines_round_trip(tmp_path):
+    from edge.camera import FaceObservation, FrameResult
+    from edge.cli import mot_lines
+
+    obs = FaceObservation("c", "z", 4, 0.0, 7, (10, 20, 64, 66), 0.8, 1.234)
+    lines = mot_lines(FrameResult("c", "z", 4, 4, 0.0, 1, 1, [obs]))
+    assert lines == ["5,7,11,21,64,66,1.234,-1,-1,-1"]
+    (tmp_path / "d.txt").write_text(lines[0] + "\n")
+    df = load_mot(tmp_path / "d.txt")
+    assert df.loc[(5, 7), "Width"] == 64
