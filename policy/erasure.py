@@ -1,0 +1,109 @@
+"""Erasure propagation: consent withdrawal → erasure topic → every store forgets the subject.
+
+* :func:`publish_pending` ships the registry's erasure outbox (filled by ``withdraw``, even from the CLI
+  without a broker) to the erasure topic, at least once, and marks what the broker acknowledged.
+* :class:`ErasureWorker` consumes the erasure topic in its own consumer group per stage (so every stage
+  sees every request), calls the stage's handlers (drop gallery rows, tracks, snapshots, destroy or
+  forget subject keys), audits each application and records the withdrawal→gone latency in
+  ``paxsim_policy_erasure_seconds{stage}``. Handlers must be idempotent (redelivery after a crash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from typing import Awaitable, Callable, Iterable
+
+from prometheus_client import Counter, Histogram
+
+from broker import topics as t
+from broker.messages import ErasureRequest, MessageError, decode, encode
+from policy.audit import AuditLog
+from policy.consent import ConsentRegistry
+
+log = logging.getLogger("paxsim.policy.erasure")
+
+ERASURE_SECONDS = Histogram(
+    "paxsim_policy_erasure_seconds", "Consent withdrawal → subject gone from a stage", ["stage"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+ERASURES = Counter("paxsim_policy_erasures_total", "Erasure requests applied by a stage", ["stage", "outcome"])
+
+Handler = Callable[[ErasureRequest], Awaitable[None] | None]
+
+
+async def publish_pending(registry: ConsentRegistry, producer) -> int:  # noqa: ANN001
+    """Send every unpublished erasure request; mark those the broker acknowledged. Returns how many."""
+    pending = registry.pending_erasures()
+    if not pending:
+        return 0
+    futs = [await producer.send(t.ERASURES.name, encode(r), key=r.subject_id.encode()) for r in pending]
+    await asyncio.gather(*futs)
+    registry.mark_published([r.request_id for r in pending])
+    return len(pending)
+
+
+async def run_publisher(registry: ConsentRegistry, producer, stop: asyncio.Event, interval_s: float = 0.1) -> None:  # noqa: ANN001
+    """Poll the outbox until ``stop``; a failed send is retried on the next poll."""
+    while not stop.is_set():
+        try:
+            n = await publish_pending(registry, producer)
+            if n:
+                log.info("erasure requests published", extra={"count": n})
+        except Exception as exc:  # keep the outbox; retry next time
+            log.warning("erasure publish failed; will retry", extra={"error": str(exc)})
+        try:
+            await asyncio.wait_for(stop.wait(), interval_s)
+        except asyncio.TimeoutError:
+            pass
+
+
+class ErasureWorker:
+    """Applies erasure requests from the topic in one stage."""
+
+    def __init__(self, stage: str, handlers: Iterable[Handler], audit: AuditLog | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.stage, self.handlers, self.audit, self.clock = stage, list(handlers), audit, clock
+        self.latencies: list[float] = []
+        self._hist = ERASURE_SECONDS.labels(stage)
+
+    async def apply(self, req: ErasureRequest) -> float:
+        """Run every handler for ``req``; returns the withdrawal→gone latency in seconds."""
+        for h in self.handlers:
+            out = h(req)
+            if inspect.isawaitable(out):
+                await out
+        latency = max(0.0, self.clock() - req.requested_at)
+        self._hist.observe(latency)
+        self.latencies.append(latency)
+        ERASURES.labels(self.stage, "applied").inc()
+        if self.audit is not None:
+            self.audit.append("erasure.applied", "allow", rule=req.reason, subject_id=req.subject_id,
+                              object_id=req.request_id)
+        return latency
+
+    async def run(self, settings, stop: asyncio.Event) -> None:  # noqa: ANN001
+        """Consume the erasure topic (group ``paxsim-erasure-<stage>``) until ``stop``."""
+        from broker.clients import start_consumer
+        from broker.stream import offsets_after
+
+        consumer = await start_consumer(settings, t.ERASURES.name, group_id=f"paxsim-erasure-{self.stage}")
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=100, max_records=500)
+                if not batch:
+                    continue
+                for records in batch.values():
+                    for rec in records:
+                        try:
+                            req = decode(rec.value or b"", ErasureRequest)
+                        except MessageError as exc:
+                            ERASURES.labels(self.stage, "undecodable").inc()
+                            log.warning("undecodable erasure request skipped", extra={"error": str(exc)})
+                            continue
+                        await self.apply(req)
+                await consumer.commit(offsets_after(batch))
+        finally:
+            await consumer.stop()

@@ -1,0 +1,181 @@
+"""End to end on the real embedded broker: the scanner finds planted violations; retention (2 s TTL)
+holds in the append-only log by crypto-shredding; erasure propagates over the erasure topic."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+import pytest
+
+from broker import topics as t
+from broker.clients import start_producer
+from broker.messages import Match, Sighting, decode, embedding_to_bytes, encode
+from broker.reader import read_all
+from policy.audit import AuditLog
+from policy.consent import ConsentRecord, ConsentRegistry, registry_path
+from policy.crypto import EpochKeyRing, KeyExpired, KeyHolder, LocalKeySource, SubjectVault, open_sighting, seal_sighting
+from policy.erasure import ErasureWorker, publish_pending
+from policy.policyfile import parse_policy
+from policy.scan import StoredItem, run_scan
+
+POLICY = parse_policy("""
+label: scan-test
+zones:
+  egate: {biometric: true, purpose: egate-verification}
+  gate: {biometric: true, purpose: boarding}
+purposes:
+  egate-verification: {retention_s: 600}
+  boarding: {retention_s: 600}
+retention: {sightings_s: 2, epoch_s: 0.25}
+""")
+
+
+def sighting(eid: str, at: float) -> Sighting:
+    vec = np.random.default_rng(abs(hash(eid)) % 2**32).standard_normal(128).astype(np.float32)
+    return Sighting(event_id=eid, camera_id="cam-1", zone="egate", captured_at=at, track_id=1, box=(0, 0, 60, 60),
+                    quality=0.9, embedding=embedding_to_bytes(vec))
+
+
+def match(eid: str, subject: str | None, at: float, zone: str = "egate", purpose: str = "egate-verification") -> Match:
+    return Match(event_id=eid, camera_id="cam-1", zone=zone, purpose=purpose, captured_at=at, matched_at=at,
+                 decision="match" if subject else "unknown", subject_id=subject, distance=0.3 if subject else None)
+
+
+async def produce(settings, items: Iterable[tuple[str, bytes]]) -> None:  # noqa: ANN001
+    producer = await start_producer(settings)
+    try:
+        futs = [await producer.send(topic, value, key=b"k") for topic, value in items]
+        await asyncio.gather(*futs)
+    finally:
+        await producer.stop()
+
+
+@dataclass
+class ListStore:
+    name: str = "store:test"
+    rows: list[StoredItem] = field(default_factory=list)
+
+    def items(self) -> Iterable[StoredItem]:
+        return list(self.rows)
+
+
+def test_scanner_finds_every_planted_violation_and_nothing_else(client_settings):
+    now = time.time()
+    state = client_settings.state_dir
+    consent = ConsentRegistry.open(registry_path(state))
+    consent.grant_many([ConsentRecord("pax-ok", "egate-verification", now - 100, now + 100),
+                        ConsentRecord("pax-gone", "egate-verification", now - 100, now + 100)])
+    consent.withdraw("pax-gone", at=now - 1)
+    short = KeyHolder({"sightings": (0.25, 2.0)})
+    long = KeyHolder({"sightings": (0.25, 60.0)})  # a service that kept its key too long
+    ring_short, ring_long = EpochKeyRing(LocalKeySource(short)), EpochKeyRing(LocalKeySource(long))
+    audit = AuditLog.in_state_dir(state, "matcher")
+    published = [audit.append("match.decision", "allow", subject_id="pax-ok", object_id=f"e{i}") for i in range(3)]
+    rogue = AuditLog(state / "elsewhere" / "matcher.jsonl", actor="matcher").append("export", "allow")
+    store = ListStore(rows=[StoredItem("row-ok", "pax-ok", None, None, now),
+                            StoredItem("row-gone", "pax-gone", None, None, now),        # (b) withdrawn, still stored
+                            StoredItem("row-shredded", "pax-gone", None, None, now, readable=False)])
+
+    planted = [
+        (t.SIGHTINGS.name, encode(seal_sighting(ring_short, sighting("fresh-sealed", now)))),
+        (t.SIGHTINGS.name, encode(sighting("old-plain", now - 10))),                       # (a) plaintext past TTL
+        (t.ADMITTED.name, encode(seal_sighting(ring_long, sighting("old-sealed", now - 10)))),  # (a) key still alive
+        (t.MATCHES.name, encode(match("m-ok", "pax-ok", now))),
+        (t.MATCHES.name, encode(match("m-unknown", None, now))),
+        (t.MATCHES.name, encode(match("m-withdrawn", "pax-gone", now - 50))),              # (b) withdrawn
+        (t.MATCHES.name, encode(match("m-stranger", "pax-never", now))),                   # (b) never consented
+        (t.MATCHES.name, encode(match("m-old", "pax-ok", now - 601))),                     # (a) past 600 s, (b) before the grant
+        *[(t.AUDIT.name, encode(r)) for r in published],
+        (t.AUDIT.name, encode(rogue)),                                                     # (c) not in the chain files
+    ]
+    asyncio.run(produce(client_settings, planted))
+    lines = audit.path.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace("match.decision", "match.decisioN")                         # (c) altered entry
+    audit.path.write_text("".join(lines))
+
+    # the scanner sees keys as the long-lived holder does (the one that still holds the old epoch)
+    report = asyncio.run(run_scan(client_settings, POLICY, LocalKeySource(long), stores=[store], consent=consent))
+    details = "\n".join(map(str, report.findings))
+    assert report.records[t.SIGHTINGS.name] == 2 and report.records[t.MATCHES.name] == 5, details
+    a, b, c = report.counts
+    assert a == 3, details  # old-plain, old-sealed, m-old
+    assert "plaintext embedding" in details and "still exists" in details and "past the 600s retention" in details
+    assert b == 4, details  # m-withdrawn, m-stranger, m-old (granted after its event), row-gone
+    assert "pax-never" in details and "withdrawn" in details and "row-gone" in details and "row-shredded" not in details
+    assert c == 2, details  # altered line, rogue published record
+    assert "changed" in details and "missing from the chain files" in details
+
+
+def test_retention_holds_in_the_append_only_log_with_a_2s_ttl(client_settings):
+    """Tansu ignores retention.ms: the record stays, but after its TTL nobody can open it."""
+    holder = KeyHolder({"sightings": (0.25, 2.0)})
+    edge_ring = EpochKeyRing(LocalKeySource(holder))
+    original = sighting("ret-1", time.time())
+    asyncio.run(produce(client_settings, [(t.SIGHTINGS.name, encode(seal_sighting(edge_ring, original)))]))
+
+    async def read_back() -> Sighting:
+        recs = await read_all(client_settings, t.SIGHTINGS.name)
+        return decode(recs[0].value, Sighting)
+
+    stored = asyncio.run(read_back())
+    matcher_ring = EpochKeyRing(LocalKeySource(holder))  # a different service
+    assert open_sighting(matcher_ring, stored).embedding == original.embedding
+    assert asyncio.run(run_scan(client_settings, POLICY, LocalKeySource(holder), stores=[])).counts == (0, 0, 0)
+    time.sleep(max(0.0, original.captured_at + 2.05 - time.time()))
+    stored = asyncio.run(read_back())  # still in the log...
+    assert stored.sealed and not stored.embedding
+    for ring in (matcher_ring, edge_ring, EpochKeyRing(LocalKeySource(holder))):  # ...but unreadable for everyone
+        with pytest.raises(KeyExpired):
+            open_sighting(ring, stored)
+    assert asyncio.run(run_scan(client_settings, POLICY, LocalKeySource(holder), stores=[])).counts == (0, 0, 0)
+
+
+def test_withdrawal_propagates_over_the_erasure_topic_and_the_scan_comes_back_clean(client_settings):
+    now = time.time()
+    state = client_settings.state_dir
+    consent = ConsentRegistry.open(registry_path(state))
+    consent.grant(ConsentRecord("pax-7", "boarding", now - 10, now + 1000, ("gate",)))
+    holder = KeyHolder({"sightings": (0.25, 2.0)})
+    vault = SubjectVault(LocalKeySource(holder))
+    store = ListStore(rows=[StoredItem("gallery#pax-7", "pax-7", None, None, now)])
+    asyncio.run(produce(client_settings, [(t.MATCHES.name, encode(match("m1", vault.pseudonym("pax-7"), now, "gate", "boarding")))]))
+
+    def scan():  # noqa: ANN202
+        return asyncio.run(run_scan(client_settings, POLICY, LocalKeySource(holder), stores=[store], consent=consent))
+
+    assert scan().counts == (0, 0, 0)
+    req = consent.withdraw("pax-7")
+    assert scan().counts == (0, 2, 0)  # withdrawn, but the gallery row and the (linkable) match are still there
+
+    def drop_from_store(r) -> None:  # noqa: ANN001
+        store.rows = [i for i in store.rows if i.subject_ref != r.subject_id]
+
+    worker = ErasureWorker("matcher", [drop_from_store, lambda r: vault.erase(r.subject_id)],
+                           audit=AuditLog.in_state_dir(state, "matcher"))
+
+    async def propagate() -> None:
+        producer = await start_producer(client_settings)
+        try:
+            assert await publish_pending(consent, producer) == 1
+        finally:
+            await producer.stop()
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(client_settings, stop))
+        for _ in range(300):
+            if worker.latencies:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+
+    asyncio.run(propagate())
+    assert consent.pending_erasures() == []
+    assert len(worker.latencies) == 1 and 0 < worker.latencies[0] < 30
+    report = scan()
+    assert report.counts == (0, 0, 0), [str(f) for f in report.findings]  # the match on the broker is now unlinkable
+    recs = asyncio.run(read_all(client_settings, t.ERASURES.name))
+    assert decode(recs[0].value).request_id == req.request_id
