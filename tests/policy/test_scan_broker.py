@@ -179,3 +179,32 @@ def test_withdrawal_propagates_over_the_erasure_topic_and_the_scan_comes_back_cl
     assert report.counts == (0, 0, 0), [str(f) for f in report.findings]  # the match on the broker is now unlinkable
     recs = asyncio.run(read_all(client_settings, t.ERASURES.name))
     assert decode(recs[0].value).request_id == req.request_id
+
+
+def test_training_export_from_the_broker_refuses_and_audits_subjects_without_that_consent(client_settings, tmp_path):
+    from broker.messages import TrackUpdate
+    from policy.audit import read_records, verify
+    from policy.export import export_tracks
+    from policy.policyfile import load_policy
+
+    policy = load_policy()  # the packaged default: model-training is exportable
+    now = time.time()
+    consent = ConsentRegistry.open(registry_path(client_settings.state_dir))
+    consent.grant_many([ConsentRecord("pax-a", "boarding", now - 10, now + 100),
+                        ConsentRecord("pax-a", "model-training", now - 10, now + 100),
+                        ConsentRecord("pax-b", "boarding", now - 10, now + 100)])
+    vault = SubjectVault(LocalKeySource(KeyHolder({})))
+    tracks = [TrackUpdate(event_id=f"t{i}", subject_id=vault.pseudonym(sid), camera_id="cam-1", zone="gate", prev_zone=None,
+                          at=now, captured_at=now) for i, sid in enumerate(["pax-a", "pax-b", "pax-a"])]
+    asyncio.run(produce(client_settings, [(t.TRACKS.name, encode(x)) for x in tracks]))
+    audit = AuditLog.in_state_dir(client_settings.state_dir, "export")
+    out = tmp_path / "training.jsonl"
+    res = asyncio.run(export_tracks(client_settings, policy, consent, vault, "model-training", out, audit))
+    assert (res.exported, res.refused, res.unlinkable) == (2, 1, 0)
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2 and "pax-" not in out.read_text()  # pseudonyms only
+    refusals = [r for _n, r, _raw in read_records(audit.path) if r.decision == "deny"]
+    assert [(r.subject_id, r.rule, r.object_id) for r in refusals] == [("pax-b", "purpose_binding", "t1")]
+    assert verify(audit.path).ok
+    res = asyncio.run(export_tracks(client_settings, policy, consent, vault, "boarding", tmp_path / "b.jsonl", audit))
+    assert (res.exported, res.refused) == (0, 3)  # boarding is not an exportable purpose at all

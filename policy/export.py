@@ -1,0 +1,67 @@
+"""Purpose-bound export: data leaves the system only for an exportable purpose its subject consented to.
+
+:func:`export_tracks` reads the tracks topic from offset 0, resolves each subject reference (plain id or
+pseudonym), asks the ``export`` chain (``export_purpose`` then ``purpose_binding``) per record, writes the
+allowed ones as JSON lines and audits every decision (refusals always; allows too unless the policy's
+``audit.log_allows`` is off). Exported lines carry the pseudonym, never the subject id, and no embedding.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from broker import topics as t
+from broker.messages import MessageError, TrackUpdate, decode
+from policy.audit import AuditLog
+from policy.consent import ConsentRegistry
+from policy.crypto import SubjectVault
+from policy.filters import ExportContext, export_chain
+from policy.policyfile import Policy
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    purpose: str
+    exported: int
+    refused: int
+    unlinkable: int  # pseudonyms whose subject key is destroyed (erased): nothing to export
+    path: Path
+
+
+async def export_tracks(settings, policy: Policy, consent: ConsentRegistry, vault: SubjectVault | None,  # noqa: ANN001
+                        purpose: str, out: Path, audit: AuditLog, now: float | None = None) -> ExportResult:
+    from broker.reader import read_all
+
+    now = time.time() if now is None else now
+    chain = export_chain(consent.is_allowed, policy, on_decision=audit.decision_hook(
+        "export", subject=lambda c: c.subject_id, obj=lambda c: c.object_id, log_allows=policy.audit.log_allows))
+    records = []
+    for rec in await read_all(settings, t.TRACKS.name):
+        try:
+            records.append(decode(rec.value or b"", TrackUpdate))
+        except MessageError:
+            continue
+    refs = {r.subject_id for r in records}
+    ids = {r: r for r in refs if not r.startswith("ps-")}
+    if vault is not None:
+        ids.update(vault.resolve(refs - set(ids), consent.subjects()))
+    exported = refused = unlinkable = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w") as f:
+        for r in records:
+            sid = ids.get(r.subject_id)
+            if sid is None:
+                unlinkable += 1
+                continue
+            d = chain(ExportContext(sid, purpose, now, object_id=r.event_id, actor="export"))
+            if not d.allow:
+                refused += 1
+                continue
+            ref = vault.pseudonym(sid) if vault is not None else r.subject_id
+            f.write(json.dumps({"subject": ref, "zone": r.zone, "prev_zone": r.prev_zone, "captured_at": r.captured_at,
+                                "camera_id": r.camera_id, "purpose": purpose, "policy_version": d.policy_version}) + "\n")
+            exported += 1
+    return ExportResult(purpose, exported, refused, unlinkable, out)
