@@ -70,7 +70,9 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def _spawn(self) -> None:
+    async def _spawn(self) -> None:
+        """Start the process from the event loop's thread: PR_SET_PDEATHSIG fires when the *thread* that
+        forked the child exits, so forking from a short-lived worker thread would kill the broker early."""
         if self._workdir is None:
             self._workdir = tempfile.TemporaryDirectory(prefix="tansu-", dir=state_dir(self.settings))
         url = f"tcp://{self.host}:{self.port}"
@@ -92,39 +94,42 @@ class EmbeddedBroker:
             stderr=subprocess.DEVNULL,
             preexec_fn=die_with_parent,
         )
-        if not wait_port(self.host, self.port, timeout=10.0):
+        if not await asyncio.to_thread(wait_port, self.host, self.port, 10.0):
             self._kill()
             raise BrokerError(f"embedded broker did not listen on {self.bootstrap} within 10 s")
         log.info("embedded broker listening", extra={"bootstrap": self.bootstrap, "pid": self.proc.pid})
 
     async def start(self) -> "EmbeddedBroker":
-        await asyncio.to_thread(self._spawn)
+        await self._spawn()
         await ensure_topics(self.settings, self.bootstrap)
         return self
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    async def supervise(self, interval_s: float = 1.0) -> None:
-        """Run until cancelled: restart a dead broker and re-create missing topics."""
+    async def supervise(self, interval_s: float = 1.0, topic_check_every: int = 5) -> None:
+        """Run until cancelled: restart a dead broker and re-create missing topics (checked every few rounds)."""
+        rounds = 0
         while True:
             await asyncio.sleep(interval_s)
-            if not self.alive():
-                code = self.proc.returncode if self.proc else None
-                log.error("embedded broker died; restarting and re-creating topics (its data is lost)", extra={"exit_code": code})
-                RESTARTS.inc()
-                self.restarts += 1
-                await asyncio.to_thread(self._spawn)
-                await ensure_topics(self.settings, self.bootstrap)
-                continue
+            rounds += 1
             try:
-                created = await ensure_topics(self.settings, self.bootstrap)
-            except Exception as exc:  # broker momentarily unreachable: next round decides
-                log.warning("topic check failed", extra={"error": repr(exc)})
-                continue
-            if created:
-                TOPICS_RECREATED.inc()
-                log.error("topics were missing and have been re-created (broker restart?)", extra={"topics": created})
+                if not self.alive():
+                    code = self.proc.returncode if self.proc else None
+                    log.error("embedded broker died; restarting and re-creating topics (its data is lost)", extra={"exit_code": code})
+                    await self._spawn()
+                    await ensure_topics(self.settings, self.bootstrap)
+                    RESTARTS.inc()
+                    self.restarts += 1
+                elif rounds % topic_check_every == 0:
+                    created = await ensure_topics(self.settings, self.bootstrap)
+                    if created:
+                        TOPICS_RECREATED.inc()
+                        log.error("topics were missing and have been re-created (broker restart?)", extra={"topics": created})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # next round tries again
+                log.warning("broker supervision step failed", extra={"error": repr(exc)})
 
     def _kill(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -208,63 +208,88 @@ def summary_table(c: StageCounts, s: dict) -> Table:
     return tab
 
 
+def drain_marker(stack: Stack) -> tuple[float, float] | None:
+    """(gate handled, matcher handled) when both consumers hold partitions and have no lag, else None.
+
+    The pipeline has drained once the edge has exited and this marker stays the same for two polls."""
+    g, m = stack.scrape("policy"), stack.scrape("matcher")
+    joined = total(g, "paxsim_broker_assigned_partitions") > 0 and total(m, "paxsim_broker_assigned_partitions") > 0
+    lag = total(g, "paxsim_broker_consumer_lag_messages") + total(m, "paxsim_broker_consumer_lag_messages")
+    if not joined or lag > 0:
+        return None
+    return total(g, "paxsim_gate_events_total"), total(m, "paxsim_matcher_events_total") + total(m, "paxsim_matcher_duplicates_total")
+
+
+async def watch(stack: Stack, console: Console, drain_timeout_s: float = 30.0) -> StageCounts:
+    """Show live progress until the edge has finished and gate and matcher have drained; return the last counts."""
+    counts = StageCounts()
+    t0 = last_t = time.monotonic()
+    marker, stable, edge_done_at = None, 0, None
+    with Live(progress_table(counts, counts, 1, 0), console=console, refresh_per_second=4) as live:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            new = await asyncio.to_thread(scrape_counts, stack, counts)
+            live.update(progress_table(new, counts, now - last_t, now - t0))
+            counts, last_t = new, now
+            for name, child in stack.children.items():
+                if child.alive():
+                    continue
+                code = child.proc.returncode  # type: ignore[union-attr]
+                if name != "edge" or code != 0:
+                    raise RuntimeError(f"stage {name} exited (code {code}); see {child.log_path}")
+            if stack.children["edge"].alive():
+                continue
+            edge_done_at = edge_done_at or now
+            current = await asyncio.to_thread(drain_marker, stack)
+            stable = stable + 1 if current is not None and current == marker else 0
+            marker = current
+            if stable >= 2:
+                return counts
+            if now - edge_done_at > drain_timeout_s:
+                console.print(f"[yellow]pipeline did not drain within {drain_timeout_s:.0f}s of the edge finishing[/]")
+                return counts
+
+
 async def run_demo(settings: Settings, duration_s: float, console: Console) -> dict:
     """Run the whole demo; returns the summary (also written to ``<state_dir>/summary.json``).
 
-    Its stores live in ``<state_dir>/demo``, emptied first: a demo starts from an empty broker, so old stores would be stale."""
+    Its stores live in ``<state_dir>/demo``, emptied first: a demo starts from an empty broker, so old stores
+    would be stale. Every process it started is stopped on the way out, whatever happens (Ctrl-C included)."""
     run_dir = Path(settings.state_dir) / "demo"
     settings = settings.model_copy(update={"state_dir": run_dir})
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    broker = None
-    if settings.broker.embedded:
-        broker = await EmbeddedBroker(settings).start()
-        bootstrap = broker.bootstrap
-        console.print(f"[bold]embedded broker[/] (Tansu) on {bootstrap}")
-    else:
-        bootstrap = settings.broker.bootstrap  # type: ignore[assignment]
-        await ensure_topics(settings, bootstrap)
-        console.print(f"[bold]external Kafka[/] at {bootstrap}")
-    client_settings = settings.model_copy(
-        update={"broker": settings.broker.model_copy(update={"bootstrap": bootstrap, "profile": "embedded" if broker else settings.broker.profile})}
-    )
-    subjects, grants = enrol_scenario(settings, duration_s)
-    console.print(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
-    stack = Stack(run_dir, child_env(settings, bootstrap, broker is not None))
-    supervisor = asyncio.create_task(broker.supervise()) if broker else None
+    broker = EmbeddedBroker(settings) if settings.broker.embedded else None
+    supervisor = None
+    stack = None
     try:
-        start_pipeline(stack, duration_s, ground_truth_path(settings))
-        counts = StageCounts()
-        t0 = last_t = time.monotonic()
-        with Live(progress_table(counts, counts, 1, 0), console=console, refresh_per_second=4, transient=False) as live:
-            stable, drained_since = 0, None
-            while True:
-                await asyncio.sleep(1.0)
-                now = time.monotonic()
-                new = await asyncio.to_thread(scrape_counts, stack, counts)
-                live.update(progress_table(new, counts, now - last_t, now - t0))
-                edge = stack.children["edge"]
-                for name, child in stack.children.items():
-                    if name != "edge" and not child.alive():
-                        raise RuntimeError(f"stage {name} exited unexpectedly (code {child.proc.returncode}); see {child.log_path}")
-                if not edge.alive():
-                    if edge.proc.returncode != 0:  # type: ignore[union-attr]
-                        raise RuntimeError(f"edge agent failed (code {edge.proc.returncode}); see {edge.log_path}")  # type: ignore[union-attr]
-                    drained_since = drained_since or now
-                    same = new.gate_total == counts.gate_total and new.matcher_total == counts.matcher_total
-                    caught_up = new.gate_total >= new.published and new.matcher_total >= new.gate_admitted
-                    stable = stable + 1 if same else 0
-                    if (caught_up and stable >= 1) or stable >= 3 or now - drained_since > 30:
-                        counts = new
-                        break
-                counts, last_t = new, now
+        if broker:
+            await broker.start()
+            bootstrap = broker.bootstrap
+            supervisor = asyncio.create_task(broker.supervise())
+            console.print(f"[bold]embedded broker[/] (Tansu) on {bootstrap}")
+        else:
+            bootstrap = settings.broker.bootstrap  # type: ignore[assignment]
+            await ensure_topics(settings, bootstrap)
+            console.print(f"[bold]external Kafka[/] at {bootstrap}")
+        subjects, grants = enrol_scenario(settings, duration_s)
+        console.print(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
+        stack = Stack(run_dir, child_env(settings, bootstrap, broker is not None))
+        try:
+            start_pipeline(stack, duration_s, ground_truth_path(settings))
+            counts = await watch(stack, console)
+        finally:
+            stack.stop()
+        client_settings = settings.model_copy(
+            update={"broker": settings.broker.model_copy(update={"bootstrap": bootstrap, "profile": "embedded" if broker else settings.broker.profile})}
+        )
+        summary = await summarise(client_settings)
     finally:
-        stack.stop()
         if supervisor:
             supervisor.cancel()
-    summary = await summarise(client_settings)
-    if broker:
-        await broker.stop()
+        if broker:
+            await broker.stop()
     summary["admitted"] = counts.gate_admitted
     summary["gate_dropped_by_rule"] = counts.gate_denied_by_rule or {}
     console.print(summary_table(counts, summary))

@@ -15,7 +15,7 @@ from broker.clients import start_producer
 from broker.messages import DeadLetter, Match, Sighting, decode, embedding_to_bytes, encode
 from broker.reader import read_all
 from paxsim.config import Settings
-from paxsim.demo import child_env, enrol_scenario, start_pipeline
+from paxsim.demo import child_env, drain_marker, enrol_scenario, start_pipeline
 from paxsim.stack import Stack, total
 from paxsim.state import consent_path, ground_truth_path
 from policy.consent import ConsentRegistry
@@ -34,16 +34,13 @@ def wait_drained(stack: Stack, timeout: float = 40.0) -> None:
         assert time.monotonic() < deadline, "edge did not finish"
         time.sleep(0.2)
     assert stack.children["edge"].proc.returncode == 0
-    last, stable = None, 0
+    marker, stable = None, 0
     while time.monotonic() < deadline:
-        g, m = stack.scrape("policy"), stack.scrape("matcher")
-        now = (total(g, "paxsim_gate_events_total"), total(m, "paxsim_matcher_events_total") + total(m, "paxsim_matcher_duplicates_total"))
-        lag = total(g, "paxsim_broker_consumer_lag_messages") + total(m, "paxsim_broker_consumer_lag_messages")
-        joined = total(g, "paxsim_broker_assigned_partitions") > 0 and total(m, "paxsim_broker_assigned_partitions") > 0
-        stable = stable + 1 if (joined and now == last and lag == 0) else 0
+        current = drain_marker(stack)
+        stable = stable + 1 if current is not None and current == marker else 0
+        marker = current
         if stable >= 2:
             return
-        last = now
         time.sleep(1.0)
     raise AssertionError("pipeline did not drain")
 
