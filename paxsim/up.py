@@ -1,0 +1,291 @@
+"""``paxsim up --config FILE``: the whole stack as local processes, from the same file the compose testbed uses.
+
+1. broker: the embedded one (Tansu) unless ``broker.bootstrap`` names a Kafka; topics ensured either way;
+2. enrolment: the scenario's consenting travellers into the gallery and consent registry (state dir);
+3. policy gate, ``--matchers`` matcher processes (one consumer group), dashboard, then the virtual-camera edge,
+   each its own ``python -m paxsim.cli <stage>`` process (:class:`paxsim.stack.Stack`);
+4. the edge replays the scenario in cycles of ``--cycle`` seconds (fresh event ids each time) until Ctrl-C,
+   SIGTERM or ``--duration``; then the edge stops, gate and matchers drain, and everything is stopped.
+
+Files live in ``<state_dir>/up``. With the embedded broker that directory is emptied first: a fresh
+broker holds no topics, so stores from a previous run would describe records that no longer exist.
+``paxsim enrol`` (the compose one-shot ``enrol`` service) only does step 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from broker import topics as t
+from broker.admin import ensure_topics
+from broker.clients import BrokerUnreachable
+from broker.embedded import EmbeddedBroker
+from paxsim.config import ConfigError, Settings, load_settings
+from paxsim.demo import child_env, enrol_scenario
+from paxsim.stack import Stack, total
+
+JOIN_TIMEOUT_S = 45.0
+DRAIN_TIMEOUT_S = 20.0
+EXIT_STAGE, EXIT_CONFIG, EXIT_BROKER = 1, 2, 3
+
+
+class StageFailed(RuntimeError):
+    """A stage process exited while the stack was supposed to be running."""
+
+
+@dataclass
+class UpCounts:
+    """Counters summed over every process of a stage (edge cycles are added up as they end)."""
+
+    published: float = 0.0
+    gate_in: float = 0.0
+    admitted: float = 0.0
+    decided: float = 0.0
+    matched: float = 0.0
+    duplicates: float = 0.0
+    edge_cycles: int = 0
+
+    def rows(self) -> list[tuple[str, float]]:
+        return [
+            ("edge → sightings", self.published),
+            ("policy gate in", self.gate_in),
+            ("policy gate admitted", self.admitted),
+            ("matchers decided", self.decided),
+            ("matchers matched", self.matched),
+        ]
+
+
+@dataclass
+class _Edge:
+    """Published count of the edge cycles that already ended (a restarted edge starts its counters at 0)."""
+
+    done: float = 0.0
+    current: float = 0.0
+
+
+def matcher_names(n: int) -> list[str]:
+    return ["matcher"] + [f"matcher-{i}" for i in range(2, n + 1)]
+
+
+def scrape(stack: Stack, edge: _Edge, matchers: list[str], cycles: int) -> UpCounts:
+    if stack.children["edge"].alive():
+        e = stack.scrape("edge")
+        if e:
+            edge.current = total(e, "paxsim_edge_published_total", topic=t.SIGHTINGS.name)
+    c = UpCounts(published=edge.done + edge.current, edge_cycles=cycles)
+    g = stack.scrape("policy")
+    c.gate_in = total(g, "paxsim_gate_events_total")
+    c.admitted = total(g, "paxsim_gate_events_total", outcome="admitted")
+    for name in matchers:
+        m = stack.scrape(name)
+        c.decided += total(m, "paxsim_matcher_events_total")
+        c.matched += total(m, "paxsim_matcher_events_total", decision="match")
+        c.duplicates += total(m, "paxsim_matcher_duplicates_total")
+    return c
+
+
+def _table(c: UpCounts, prev: UpCounts, dt: float, elapsed: float, dashboard: str) -> Table:
+    tab = Table(title=f"paxsim up: {elapsed:6.1f} s, edge cycle {c.edge_cycles}  dashboard {dashboard}  (Ctrl-C stops)")
+    for col in ("stage", "events", "events/s"):
+        tab.add_column(col, justify="left" if col == "stage" else "right")
+    for (name, now), (_, before) in zip(c.rows(), prev.rows()):
+        tab.add_row(name, f"{now:,.0f}", f"{(now - before) / dt if dt > 0 else 0:,.0f}")
+    return tab
+
+
+def _check_alive(stack: Stack) -> None:
+    for name, child in stack.children.items():
+        if name != "edge" and not child.alive():
+            raise StageFailed(f"stage {name} exited (code {child.proc.returncode}); see {child.log_path}")  # type: ignore[union-attr]
+
+
+async def _wait_joined(stack: Stack, names: list[str], stop: asyncio.Event) -> None:
+    """Every consumer stage holds at least one partition (so edge start-up does not count as latency)."""
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    for name in names:
+        while total(await asyncio.to_thread(stack.scrape, name), "paxsim_broker_assigned_partitions") < 1:
+            _check_alive(stack)
+            if stop.is_set():
+                return
+            if time.monotonic() > deadline:
+                raise StageFailed(f"stage {name} did not join its consumer group within {JOIN_TIMEOUT_S:.0f}s; see {stack.children[name].log_path}")
+            await asyncio.sleep(0.2)
+
+
+async def _drain(stack: Stack, edge: _Edge, matchers: list[str], cycles: int) -> UpCounts:
+    """After the edge stopped: wait until gate and matchers have handled what was published (or give up)."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    last = None
+    while True:
+        c = await asyncio.to_thread(scrape, stack, edge, matchers, cycles)
+        caught_up = c.gate_in >= c.published and c.decided + c.duplicates >= c.admitted
+        if (caught_up and last is not None and (c.gate_in, c.decided) == (last.gate_in, last.decided)) or time.monotonic() > deadline:
+            return c
+        last = c
+        await asyncio.sleep(0.5)
+
+
+def _run_dir(settings: Settings) -> Path:
+    return Path(settings.state_dir).resolve() / "up"
+
+
+async def up(settings: Settings, duration: float | None, console: Console, matchers: int = 1, cycle_s: float = 60.0) -> dict:
+    """Run the stack until ``duration`` seconds of traffic have passed (``None``: until SIGINT/SIGTERM).
+
+    Returns the final counts (also written to ``<state_dir>/up/up-summary.json``). Raises
+    :class:`StageFailed` when a stage dies and ``BrokerUnreachable`` when an external broker is not there;
+    every process it started is stopped on the way out in all cases."""
+    run_dir = _run_dir(settings)
+    embedded = settings.broker.embedded
+    if embedded:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings = settings.model_copy(update={"state_dir": run_dir})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    broker = EmbeddedBroker(settings) if embedded else None
+    supervisor: asyncio.Task[None] | None = None
+    stack: Stack | None = None
+    names = matcher_names(matchers)
+    edge = _Edge()
+    cycles = 0
+    counts = UpCounts()
+    try:
+        if broker:
+            await broker.start()
+            bootstrap = broker.bootstrap
+            supervisor = asyncio.create_task(broker.supervise())
+            console.print(f"[bold]embedded broker[/] (Tansu) on {bootstrap}; topics created")
+        else:
+            bootstrap = settings.broker.bootstrap  # type: ignore[assignment]
+            created = await ensure_topics(settings, bootstrap)
+            console.print(f"[bold]Kafka[/] at {bootstrap}; created {len(created)} missing topic(s)")
+        if matchers > settings.broker.partitions:
+            console.print(f"[yellow]{matchers} matchers but {settings.broker.partitions} partitions: {matchers - settings.broker.partitions} will sit idle[/]")
+        subjects, grants = await asyncio.to_thread(enrol_scenario, settings, cycle_s)
+        console.print(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
+        stack = Stack(run_dir, child_env(settings, bootstrap, embedded))
+        stack.spawn("policy", ["policy"])
+        for name in names:
+            stack.spawn(name, ["matcher"])
+        dash = stack.spawn("dashboard", ["dashboard"], metrics_flag="--port")
+        dashboard_url = f"http://{settings.dashboard.host}:{dash.metrics_port}/api/summary"
+        await _wait_joined(stack, ["policy", *names], stop)
+        cycle = min(cycle_s, duration) if duration else cycle_s
+        stack.spawn("edge", ["edge", "--virtual", "--duration", f"{cycle:g}"])
+        cycles = 1
+        console.print(f"all stages up: policy, {len(names)} matcher(s), dashboard {dashboard_url}, edge ({settings.scenario.cameras} cameras)")
+        t0 = last_t = time.monotonic()
+        deadline = t0 + duration if duration else None
+        with Live(_table(counts, counts, 1, 0, dashboard_url), console=console, refresh_per_second=2) as live:
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    pass
+                now = time.monotonic()
+                new = await asyncio.to_thread(scrape, stack, edge, names, cycles)
+                live.update(_table(new, counts, now - last_t, now - t0, dashboard_url))
+                counts, last_t = new, now
+                _check_alive(stack)
+                e = stack.children["edge"]
+                if not e.alive():
+                    code = e.proc.returncode  # type: ignore[union-attr]
+                    if code != 0:
+                        raise StageFailed(f"edge exited (code {code}); see {e.log_path}")
+                    edge.done, edge.current = edge.done + edge.current, 0.0
+                    if deadline is not None and now >= deadline:
+                        break
+                    stack.restart("edge")  # next scenario cycle; event ids carry a fresh nonce
+                    cycles += 1
+        console.print("stopping: edge first, then gate and matchers drain")
+        if stack.children["edge"].alive():
+            stack.kill("edge", signal.SIGTERM)
+            edge.done, edge.current = edge.done + edge.current, 0.0
+        counts = await _drain(stack, edge, names, cycles)
+    finally:
+        if stack is not None:
+            await asyncio.to_thread(stack.stop)
+        if supervisor:
+            supervisor.cancel()
+        if broker:
+            await broker.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    summary = {**asdict(counts), "matchers": len(names), "bootstrap": bootstrap, "embedded": embedded}
+    (run_dir / "up-summary.json").write_text(json.dumps(summary, indent=2))
+    tab = Table(title="paxsim up: totals")
+    tab.add_column("figure")
+    tab.add_column("value", justify="right")
+    for name, value in counts.rows():
+        tab.add_row(name, f"{value:,.0f}")
+    tab.add_row("duplicates skipped", f"{counts.duplicates:,.0f}")
+    tab.add_row("edge cycles", str(cycles))
+    console.print(tab)
+    console.print(f"logs and stores in {run_dir}/")
+    return summary
+
+
+# ------------------------------------------------------------------------------------------- commands
+
+ConfigOpt = typer.Option(None, "--config", "-c", envvar="PAXSIM_CONFIG", help="YAML configuration file (e.g. deploy/paxsim.example.yaml)")
+
+
+def _load(config: Optional[str], console: Console) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+def up_command(
+    config: Optional[str] = ConfigOpt,
+    duration: Optional[float] = typer.Option(None, "--duration", "-d", min=1, help="seconds of traffic, then stop (default: until Ctrl-C)"),
+    matchers: int = typer.Option(1, "--matchers", "-m", min=1, max=64, help="matcher processes in the one consumer group"),
+    cycle: float = typer.Option(60.0, "--cycle", min=2, help="seconds of one scenario run; the edge replays it until stopped"),
+) -> None:
+    """Run the whole stack as local processes: embedded broker unless broker.bootstrap is set."""
+    console = Console()
+    settings = _load(config, console)
+    try:
+        asyncio.run(up(settings, duration, console, matchers=matchers, cycle_s=cycle))
+    except BrokerUnreachable as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_BROKER) from None
+    except StageFailed as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_STAGE) from None
+
+
+def enrol_command(
+    config: Optional[str] = ConfigOpt,
+    cycle: float = typer.Option(60.0, "--cycle", min=2, help="scenario length (the enrolled identities do not depend on it)"),
+) -> None:
+    """Enrol the scenario's consenting travellers into the gallery and consent registry of the state dir."""
+    console = Console()
+    settings = _load(config, console)
+    subjects, grants = enrol_scenario(settings, cycle)
+    console.print(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers} into {Path(settings.state_dir).resolve()}")
+
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="paxsim up / enrol (standalone until mounted in paxsim.cli)")
+cli.command("up")(up_command)
+cli.command("enrol")(enrol_command)
+
+if __name__ == "__main__":
+    cli()
