@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
 from broker import topics as t
@@ -26,6 +26,7 @@ from broker.messages import Match, MessageError, Sighting, TrackUpdate, check_si
 from broker.reader import read_all
 from broker.stream import AssignmentGauge, acknowledged, dead_letter, offsets_after, update_lag
 from matcher.gallery import Gallery
+from matcher.index import GalleryIndex, SearchResult
 from paxsim.config import Settings
 from paxsim.state import consent_path, gallery_path
 from policy.consent import ConsentRegistry
@@ -48,26 +49,6 @@ E2E_SECONDS = Histogram(
 )
 GALLERY_SIZE = Gauge("paxsim_matcher_gallery_templates", "Templates in the gallery")
 RECOVERED = Counter("paxsim_matcher_recovered_decisions_total", "Decisions re-read from the matches topic on assignment")
-
-
-class ExactSearch:
-    """Exact L2 search over the gallery rows (skeleton; matcher.index chooses the index by size).
-
-    ``search`` runs in a worker thread: FAISS releases the GIL. Returns Euclidean (not squared) distances
-    and row numbers (-1 when the gallery is empty)."""
-
-    def __init__(self, vectors: np.ndarray) -> None:
-        import faiss
-
-        self.index = faiss.IndexFlatL2(vectors.shape[1] if vectors.size else 128)
-        if len(vectors):
-            self.index.add(np.ascontiguousarray(vectors, np.float32))
-
-    def search(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.index.ntotal == 0:
-            return np.full(len(queries), np.inf, np.float32), np.full(len(queries), -1, np.int64)
-        d2, rows = self.index.search(np.ascontiguousarray(queries, np.float32), 1)
-        return np.sqrt(np.maximum(d2[:, 0], 0.0)), rows[:, 0]
 
 
 class MatcherState:
@@ -131,85 +112,105 @@ class _Recover(AssignmentGauge):
         await super().on_partitions_assigned(assigned)
 
 
-async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
-    gallery = Gallery.load(gallery_path(settings)) if gallery_path(settings).exists() else Gallery()
-    consent = ConsentRegistry.load(consent_path(settings)) if consent_path(settings).exists() else ConsentRegistry()
-    index = ExactSearch(gallery.vectors)
-    GALLERY_SIZE.set(len(gallery))
-    chain = post_match_chain(consent.is_allowed)
-    zone_purpose = settings.policy.zone_purpose
-    threshold = settings.matcher.threshold
-    state = MatcherState(settings.matcher.dedupe_window_s)
+class Matcher:
+    """Decides micro-batches: decode, dedupe by event id, one search per batch, post-match policy, outputs."""
 
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer, state: MatcherState) -> None:
+        gallery = Gallery.load(gallery_path(settings)) if gallery_path(settings).exists() else Gallery()
+        consent = ConsentRegistry.load(consent_path(settings)) if consent_path(settings).exists() else ConsentRegistry()
+        self.index = GalleryIndex.build(gallery.subject_ids, gallery.vectors) if len(gallery) else None
+        GALLERY_SIZE.set(len(gallery))
+        self.chain = post_match_chain(consent.is_allowed)
+        self.zone_purpose = settings.policy.zone_purpose
+        self.threshold = settings.matcher.threshold
+        self.producer = producer
+        self.state = state
+        log.info("gallery loaded", extra={"templates": len(gallery), "subjects": len(gallery.subjects())})
+
+    async def _search(self, queries: np.ndarray) -> list[SearchResult | None]:
+        if self.index is None:
+            return [None] * len(queries)
+        t0 = time.perf_counter()
+        results = await asyncio.to_thread(self.index.search, queries)  # FAISS releases the GIL
+        SEARCH_SECONDS.observe(time.perf_counter() - t0)
+        return list(results)
+
+    async def decide_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        producer, state = self.producer, self.state
+        pending: list[tuple[int, int, Sighting, np.ndarray]] = []
+        dead = []
+        for tp, records in batch.items():
+            for rec in records:
+                try:
+                    s = decode(rec.value or b"", Sighting)
+                    check_sighting(s)
+                    vec = s.vector()
+                except MessageError as exc:
+                    dead.append(await dead_letter(producer, rec, STAGE, "undecodable", str(exc)))
+                    continue
+                if state.seen(s.event_id):
+                    DUPLICATES.inc()
+                    continue
+                pending.append((tp.partition, rec.offset, s, vec))
+        results: list[SearchResult | None] = []
+        if pending:
+            BATCH_SIZE.observe(len(pending))
+            results = await self._search(np.stack([p[3] for p in pending]))
+        tracks, matches = [], []
+        now = time.time()
+        for (partition, offset, s, _vec), result in zip(pending, results):
+            m = self._decide(s, result, partition, offset, now)
+            if m.decision == "match":
+                tracks.append(await producer.send(t.TRACKS.name, encode(self._track_update(m, now)), key=m.subject_id.encode()))
+            state.apply(m)
+            DECISIONS.labels(m.decision).inc()
+            E2E_SECONDS.observe(max(0.0, now - s.captured_at))
+            matches.append((partition, m))
+        await acknowledged(tracks + dead)  # a recorded match implies its track update exists
+        await acknowledged([await producer.send(t.MATCHES.name, encode(m), key=m.camera_id.encode(), partition=p) for p, m in matches])
+
+    def _decide(self, s: Sighting, result: SearchResult | None, partition: int, offset: int, now: float) -> Match:
+        purpose = self.zone_purpose.get(s.zone, "")
+        hit = result.identify(self.threshold) if result is not None else None
+        common = dict(
+            event_id=s.event_id, camera_id=s.camera_id, zone=s.zone, purpose=purpose, captured_at=s.captured_at,
+            matched_at=now, source_partition=partition, source_offset=offset,
+        )
+        if not purpose:
+            return Match(decision="refused", rule="purpose", **common)
+        decision = self.chain(PostMatchContext(hit.subject_id if hit else None, purpose, s.zone, s.captured_at))
+        if not decision.allow:
+            # unknown or non-consented: the embedding is dropped here, only the count survives
+            return Match(decision="unknown" if decision.rule == "known_face" else "refused", rule=decision.rule, **common)
+        assert hit is not None
+        return Match(decision="match", subject_id=hit.subject_id, distance=hit.distance, **common)
+
+    def _track_update(self, m: Match, now: float) -> TrackUpdate:
+        assert m.subject_id is not None
+        prev = self.state.last_zone.get(m.subject_id)
+        return TrackUpdate(
+            event_id=m.event_id, subject_id=m.subject_id, camera_id=m.camera_id, zone=m.zone,
+            prev_zone=prev[0] if prev else None, at=now, captured_at=m.captured_at,
+            dwell_s=(m.captured_at - prev[1]) if prev and prev[0] == m.zone else 0.0,
+        )
+
+
+async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
+    state = MatcherState(settings.matcher.dedupe_window_s)
     producer = await start_producer(settings)
+    matcher = Matcher(settings, producer, state)
     ref: list[AIOKafkaConsumer] = []
     consumer = await start_consumer(settings, group_id=GROUP)
     ref.append(consumer)
     consumer.subscribe([t.ADMITTED.name], listener=_Recover(settings, state, ref))
-    log.info("matcher running", extra={"gallery_templates": len(gallery), "subjects": len(gallery.subjects())})
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=settings.matcher.batch_max)
             if not batch:
                 continue
-            await _decide_batch(batch, settings, producer, state, gallery, index, chain, zone_purpose, threshold)
+            await matcher.decide_batch(batch)
             await consumer.commit(offsets_after(batch))
             update_lag(consumer, STAGE, batch)
     finally:
         await consumer.stop()
         await producer.stop()
-
-
-async def _decide_batch(batch, settings, producer, state, gallery, index, chain, zone_purpose, threshold) -> None:  # noqa: ANN001
-    pending: list[tuple[int, int, Sighting, np.ndarray]] = []
-    dead = []
-    for tp, records in batch.items():
-        for rec in records:
-            try:
-                s = decode(rec.value or b"", Sighting)
-                check_sighting(s)
-                vec = s.vector()
-            except MessageError as exc:
-                dead.append(await dead_letter(producer, rec, STAGE, "undecodable", str(exc)))
-                continue
-            if state.seen(s.event_id):
-                DUPLICATES.inc()
-                continue
-            pending.append((tp.partition, rec.offset, s, vec))
-    if pending:
-        BATCH_SIZE.observe(len(pending))
-        queries = np.stack([p[3] for p in pending])
-        t0 = time.perf_counter()
-        dist, rows = await asyncio.to_thread(index.search, queries)
-        SEARCH_SECONDS.observe(time.perf_counter() - t0)
-    tracks, matches = [], []
-    now = time.time()
-    for i, (partition, offset, s, _vec) in enumerate(pending):
-        purpose = zone_purpose.get(s.zone, "")
-        best = gallery.subject_ids[rows[i]] if rows[i] >= 0 and dist[i] < threshold else None
-        decision = chain(PostMatchContext(best, purpose, s.zone, s.captured_at)) if purpose else None
-        common = dict(
-            event_id=s.event_id, camera_id=s.camera_id, zone=s.zone, purpose=purpose, captured_at=s.captured_at,
-            matched_at=now, source_partition=partition, source_offset=offset,
-        )
-        if decision is None:
-            m = Match(decision="refused", rule="purpose", **common)
-        elif not decision.allow:
-            # unknown or non-consented: the embedding is dropped here, only the count survives
-            m = Match(decision="unknown" if decision.rule == "known_face" else "refused", rule=decision.rule, **common)
-        else:
-            m = Match(decision="match", subject_id=best, distance=float(dist[i]), **common)
-            prev = state.last_zone.get(best)
-            tu = TrackUpdate(
-                event_id=s.event_id, subject_id=best, camera_id=s.camera_id, zone=s.zone,
-                prev_zone=prev[0] if prev else None, at=now, captured_at=s.captured_at,
-                dwell_s=(s.captured_at - prev[1]) if prev and prev[0] == s.zone else 0.0,
-            )
-            tracks.append(await producer.send(t.TRACKS.name, encode(tu), key=best.encode()))
-        state.apply(m)
-        DECISIONS.labels(m.decision).inc()
-        E2E_SECONDS.observe(max(0.0, now - s.captured_at))
-        matches.append((partition, m))
-    await acknowledged(tracks + dead)
-    sends = [await producer.send(t.MATCHES.name, encode(m), key=m.camera_id.encode(), partition=p) for p, m in matches]
-    await acknowledged(sends)
