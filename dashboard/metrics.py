@@ -1,0 +1,29 @@
+"""The dashboard's own Prometheus metrics (``paxsim_dashboard_<what>_<unit>``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECORDS = Counter("paxsim_dashboard_records_total", "Records read from the output topics", ["topic"])
+UNDECODABLE = Counter("paxsim_dashboard_undecodable_total", "Records skipped because they did not decode", ["topic"])
+INGEST_SECONDS = Histogram(
+    "paxsim_dashboard_ingest_latency_seconds",
+    "Capture to the dashboard having the decision (matches topic)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+ERASURE_SECONDS = Histogram(
+    "paxsim_dashboard_erasure_seconds",
+    "Erasure request to the subject's data being gone from the dashboard's store",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+ERASURES = Counter("paxsim_dashboard_erasures_total", "Erasure requests applied to the dashboard's store")
+ERASURES_PUBLISHED = Counter("paxsim_dashboard_erasures_published_total", "Erasure requests the dashboard published to the erasure topic")
+DATA_AGE = Gauge("paxsim_dashboard_data_age_seconds", "Age of the oldest stored trajectory point, by purpose", ["purpose"])
+DATA_TTL = Gauge("paxsim_dashboard_data_ttl_seconds", "Retention limit (policy) of stored items, by purpose", ["purpose"])
+STORED = Gauge("paxsim_dashboard_stored_points", "Trajectory points held, by purpose", ["purpose"])
+EXPIRED = Counter("paxsim_dashboard_expired_points_total", "Trajectory points deleted because their purpose's TTL passed", ["purpose"])
+API_IDENTITY = Counter(
+    "paxsim_dashboard_api_identity_requests_total", "Requests for identity data, by endpoint and outcome", ["endpoint", "outcome"]
+)
+SSE_CLIENTS = Gauge("paxsim_dashboard_sse_clients", "Live dashboard pages connected")
+SCRAPE_UP = Gauge("paxsim_dashboard_scrape_up", "Whether the last scrape of a stage's /metrics worked", ["target"])

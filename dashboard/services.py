@@ -1,0 +1,214 @@
+"""What the API works on: the stream view, the scraper, tokens, the consent registry, the gallery and the audit log.
+
+One :class:`Services` per app. Every read or change of identity data through the API is appended to the
+``dashboard-api`` audit chain (``<state_dir>/audit/dashboard-api.jsonl``) with the token holder as actor,
+and queued for the audit topic. Erasure requests (from the API or queued by ``paxsim consent withdraw``)
+are published to the erasure topic from the consent registry's outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from broker import topics as t
+from broker.clients import BrokerUnreachable, start_producer
+from broker.messages import AuditRecord, ErasureRequest, encode
+from dashboard import metrics as M
+from dashboard.auth import Principal, TokenStore
+from dashboard.feed import StreamView, follow
+from dashboard.scrape import Scraper
+from matcher.gallery import Gallery
+from paxsim.config import Settings
+from paxsim.state import consent_path, gallery_path
+from policy.audit import AuditLog
+from policy.consent import ConsentRecord, ConsentRegistry, registry_path
+from policy.policyfile import Policy, PolicyError, load_policy
+
+log = logging.getLogger("paxsim.dashboard")
+
+AUDIT_CHAIN = "dashboard-api"
+TOKENS_FILE_ENV = "PAXSIM_DASHBOARD_TOKENS_FILE"
+RETRY_S = 3.0
+
+
+def tokens_path(settings: Settings) -> Path:
+    env = os.environ.get(TOKENS_FILE_ENV)
+    return Path(env) if env else Path(settings.state_dir) / "dashboard" / "tokens.json"
+
+
+def open_registry(settings: Settings) -> ConsentRegistry:
+    """The SQLite consent registry; on first use it takes over the demo's ``consent.json`` if there is one."""
+    sd = Path(settings.state_dir)
+    path = registry_path(sd)
+    fresh = not path.exists()
+    reg = ConsentRegistry.open(path, refresh_s=0.5)
+    if fresh and consent_path(settings).exists() and not reg.all():
+        reg.grant_many(ConsentRegistry.load(consent_path(settings)).all())
+        log.info("consent registry created from consent.json", extra={"records": len(reg.all())})
+    return reg
+
+
+@dataclass
+class Services:
+    settings: Settings
+    view: StreamView
+    scraper: Scraper
+    tokens: TokenStore
+    registry: ConsentRegistry
+    policy: Policy
+    policy_error: str = ""
+    producer: object | None = None
+    audit_out: deque[AuditRecord] = field(default_factory=lambda: deque(maxlen=100_000))
+    erasure_out: deque[ErasureRequest] = field(default_factory=deque)  # erasures with no consent record to withdraw
+    _audit: dict[str, AuditLog] = field(default_factory=dict)
+    _gallery_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def create(cls, settings: Settings, environ: dict[str, str] | None = None) -> "Services":
+        try:
+            policy, err = load_policy(), ""
+        except PolicyError as exc:
+            policy, err = Policy(), str(exc)
+        zone_purpose = {z: r.purpose for z, r in policy.zones.items() if r.biometric and r.purpose} or dict(settings.policy.zone_purpose)
+        ttl = {p: r.retention_s for p, r in policy.purposes.items()}
+        view = StreamView(zone_purpose=zone_purpose, ttl=ttl, default_ttl_s=settings.retention.tracks_s)
+        return cls(
+            settings=settings,
+            view=view,
+            scraper=Scraper(Path(settings.state_dir), environ),
+            tokens=TokenStore.from_env(tokens_path(settings), environ),
+            registry=open_registry(settings),
+            policy=policy,
+            policy_error=err,
+        )
+
+    @property
+    def biometric_zones(self) -> set[str]:
+        zones = {z for z, r in self.policy.zones.items() if r.biometric}
+        return zones or set(self.settings.policy.biometric_zones)
+
+    # ------------------------------------------------------------------------------------ audit
+
+    def audit(self, who: Principal | None, action: str, decision: str, *, subject_id: str | None = None,
+              object_id: str | None = None, rule: str = "") -> AuditRecord:
+        actor = f"api:{who.name}" if who else "api:anonymous"
+        logger = self._audit.get(actor)
+        if logger is None:
+            logger = self._audit[actor] = AuditLog.in_state_dir(self.settings.state_dir, AUDIT_CHAIN, actor=actor,
+                                                               publish=self.audit_out.append)
+        return logger.append(action, decision, rule=rule or (who.role.value if who else ""), subject_id=subject_id,
+                             object_id=object_id, policy_version=self.policy.version)
+
+    # ------------------------------------------------------------------------------------ gallery
+
+    def gallery(self) -> Gallery:
+        p = gallery_path(self.settings)
+        return Gallery.load(p) if p.exists() else Gallery()
+
+    def gallery_remove(self, subject_id: str) -> int:
+        with self._gallery_lock:
+            p = gallery_path(self.settings)
+            if not p.exists():
+                return 0
+            g = Gallery.load(p)
+            n = g.remove(subject_id)
+            if n:
+                g.save(p)
+            return n
+
+    # ------------------------------------------------------------------------------------ erasure
+
+    def erase(self, subject_id: str, reason: str) -> tuple[ErasureRequest, int, int]:
+        """Withdraw every consent of the subject (queues the erasure), drop its templates and stored points.
+
+        Returns (request, gallery templates removed, dashboard points removed)."""
+        req = self.registry.withdraw(subject_id)
+        if req is None:  # nothing active to withdraw: still an erasure of whatever is stored
+            req = ErasureRequest(request_id=uuid.uuid4().hex, subject_id=subject_id, requested_at=time.time(), reason=reason)
+            self.erasure_out.append(req)
+        templates = self.gallery_remove(subject_id)
+        stat = self.view.erase(req, time.time())
+        return req, templates, stat.points_removed
+
+    async def publish_outbox(self) -> int:
+        """Publish queued erasure requests and audit records; returns how many erasures went out."""
+        if self.producer is None:
+            return 0
+        sent = 0
+        pending = self.registry.pending_erasures()
+        extra = list(self.erasure_out)
+        if pending or extra:
+            futs = [await self.producer.send(t.ERASURES.name, encode(r), key=r.subject_id.encode()) for r in pending + extra]  # type: ignore[attr-defined]
+            await asyncio.gather(*futs)
+            self.registry.mark_published([r.request_id for r in pending])
+            for _ in extra:
+                self.erasure_out.popleft()
+            M.ERASURES_PUBLISHED.inc(len(pending) + len(extra))
+            sent = len(pending) + len(extra)
+        if self.audit_out:
+            batch = [self.audit_out.popleft() for _ in range(len(self.audit_out))]
+            futs = [await self.producer.send(t.AUDIT.name, encode(r), key=r.actor.encode()) for r in batch]  # type: ignore[attr-defined]
+            await asyncio.gather(*futs)
+        return sent
+
+    # ------------------------------------------------------------------------------------ background
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the topics, scrape the stages and publish the outbox until ``stop``; survive a missing broker."""
+        tasks = [asyncio.create_task(self._follow(stop)), asyncio.create_task(self.scraper.run(stop)),
+                 asyncio.create_task(self._outbox(stop))]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            if self.producer is not None:
+                await self.producer.stop()  # type: ignore[attr-defined]
+                self.producer = None
+
+    async def _follow(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await follow(self.settings, self.view, stop)
+            except BrokerUnreachable as exc:
+                log.warning("stream follower: broker unreachable; retrying", extra={"error": str(exc)})
+            except Exception:  # noqa: BLE001 - the API must outlive a stream failure
+                log.exception("stream follower failed; retrying")
+            await _sleep(stop, RETRY_S)
+
+    async def _outbox(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                if self.producer is None and self.settings.broker.bootstrap:
+                    self.producer = await start_producer(self.settings)
+                await self.publish_outbox()
+            except BrokerUnreachable as exc:
+                log.warning("erasure outbox: broker unreachable; retrying", extra={"error": str(exc)})
+            except Exception:  # noqa: BLE001
+                log.exception("erasure outbox failed; retrying")
+            await _sleep(stop, 1.0)
+
+    def close(self) -> None:
+        for a in self._audit.values():
+            a.close()
+        self.registry.close()
+
+
+async def _sleep(stop: asyncio.Event, s: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), s)
+    except asyncio.TimeoutError:
+        pass
+
+
+def consent_row(r: ConsentRecord, now: float) -> dict:
+    return {"subject_id": r.subject_id, "purpose": r.purpose, "granted_at": r.granted_at, "expires_at": r.expires_at,
+            "zones": list(r.zones), "withdrawn_at": r.withdrawn_at, "status": r.status(now)}
