@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test venv sysdeps bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,12 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/paxsim demo $(ARGS)
 
+## Debian packages the tests use for real: prometheus, chromium, kcat, docker-compose (skips what is present).
+sysdeps:
+	sh deploy/install-system-deps.sh
+
 ## Run the test suite (integration tests start the real embedded broker).
-test: $(STAMP)
+test: $(STAMP) sysdeps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
