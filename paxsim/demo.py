@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import time
@@ -187,15 +188,15 @@ async def summarise(settings: Settings) -> dict:
     }
 
 
-def summary_table(c: StageCounts, s: dict) -> Table:
+def summary_table(s: dict) -> Table:
     tab = Table(title="paxsim demo summary")
     tab.add_column("figure")
     tab.add_column("value", justify="right")
     tab.add_row("sightings produced (biometric zones)", f"{s['produced']:,}")
-    tab.add_row("faces counted only (non-biometric zones)", f"{c.count_only:,.0f}")
-    tab.add_row("dropped at the edge (backpressure)", f"{c.edge_dropped:,.0f}")
-    tab.add_row("admitted by the policy gate", f"{c.gate_admitted:,.0f}")
-    for rule, n in sorted((c.gate_denied_by_rule or {}).items()):
+    tab.add_row("faces counted only (non-biometric zones)", f"{s['count_only_faces']:,.0f}")
+    tab.add_row("dropped at the edge (backpressure)", f"{s['edge_dropped']:,.0f}")
+    tab.add_row("admitted by the policy gate", f"{s['admitted']:,.0f}")
+    for rule, n in sorted(s["gate_dropped_by_rule"].items()):
         tab.add_row(f"  dropped by {rule}", f"{n:,.0f}")
     for rule, n in sorted(s["refused_by_rule"].items()):
         tab.add_row(f"  dropped by {rule}", f"{n:,}")
@@ -220,17 +221,21 @@ def drain_marker(stack: Stack) -> tuple[float, float] | None:
     return total(g, "paxsim_gate_events_total"), total(m, "paxsim_matcher_events_total") + total(m, "paxsim_matcher_duplicates_total")
 
 
-async def watch(stack: Stack, console: Console, drain_timeout_s: float = 30.0) -> StageCounts:
-    """Show live progress until the edge has finished and gate and matcher have drained; return the last counts."""
+async def watch(stack: Stack, console: Console | None, drain_timeout_s: float = 30.0) -> StageCounts:
+    """Until the edge has finished and gate and matcher have drained: sample counters and resources, and show
+    live progress when a console is given. Returns the last counts."""
     counts = StageCounts()
     t0 = last_t = time.monotonic()
     marker, stable, edge_done_at = None, 0, None
-    with Live(progress_table(counts, counts, 1, 0), console=console, refresh_per_second=4) as live:
+    live = Live(progress_table(counts, counts, 1, 0), console=console, refresh_per_second=4) if console else None
+    with live or contextlib.nullcontext():
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             new = await asyncio.to_thread(scrape_counts, stack, counts)
-            live.update(progress_table(new, counts, now - last_t, now - t0))
+            await asyncio.to_thread(stack.sample_resources)
+            if live:
+                live.update(progress_table(new, counts, now - last_t, now - t0))
             counts, last_t = new, now
             for name, child in stack.children.items():
                 if child.alive():
@@ -247,40 +252,42 @@ async def watch(stack: Stack, console: Console, drain_timeout_s: float = 30.0) -
             if stable >= 2:
                 return counts
             if now - edge_done_at > drain_timeout_s:
-                console.print(f"[yellow]pipeline did not drain within {drain_timeout_s:.0f}s of the edge finishing[/]")
+                if console:
+                    console.print(f"[yellow]pipeline did not drain within {drain_timeout_s:.0f}s of the edge finishing[/]")
                 return counts
 
 
-async def run_demo(settings: Settings, duration_s: float, console: Console) -> dict:
-    """Run the whole demo; returns the summary (also written to ``<state_dir>/summary.json``).
-
-    Its stores live in ``<state_dir>/demo``, emptied first: a demo starts from an empty broker, so old stores
-    would be stale. Every process it started is stopped on the way out, whatever happens (Ctrl-C included)."""
-    run_dir = Path(settings.state_dir) / "demo"
-    settings = settings.model_copy(update={"state_dir": run_dir})
+async def run_pipeline(settings: Settings, duration_s: float, console: Console | None) -> dict:
+    """Broker (embedded unless ``broker.bootstrap``), enrolment, every stage for ``duration_s`` of traffic, drain,
+    stop; returns the summary with per-stage counts and resource use. Stores live in ``settings.state_dir``,
+    which is emptied first: a run starts from an empty broker, so old stores would be stale. Every process
+    started is stopped on the way out, whatever happens (Ctrl-C included)."""
+    run_dir = Path(settings.state_dir)
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
+    say = console.print if console else (lambda *a, **k: None)
     broker = EmbeddedBroker(settings) if settings.broker.embedded else None
     supervisor = None
-    stack = None
     try:
         if broker:
             await broker.start()
             bootstrap = broker.bootstrap
             supervisor = asyncio.create_task(broker.supervise())
-            console.print(f"[bold]embedded broker[/] (Tansu) on {bootstrap}")
+            say(f"[bold]embedded broker[/] (Tansu) on {bootstrap}")
         else:
             bootstrap = settings.broker.bootstrap  # type: ignore[assignment]
             await ensure_topics(settings, bootstrap)
-            console.print(f"[bold]external Kafka[/] at {bootstrap}")
+            say(f"[bold]external Kafka[/] at {bootstrap}")
         subjects, grants = enrol_scenario(settings, duration_s)
-        console.print(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
+        say(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
         stack = Stack(run_dir, child_env(settings, bootstrap, broker is not None))
+        t_start = time.monotonic()
         try:
             start_pipeline(stack, duration_s, ground_truth_path(settings))
             counts = await watch(stack, console)
         finally:
             stack.stop()
+        wall_s = time.monotonic() - t_start
         client_settings = settings.model_copy(
             update={"broker": settings.broker.model_copy(update={"bootstrap": bootstrap, "profile": "embedded" if broker else settings.broker.profile})}
         )
@@ -292,7 +299,18 @@ async def run_demo(settings: Settings, duration_s: float, console: Console) -> d
             await broker.stop()
     summary["admitted"] = counts.gate_admitted
     summary["gate_dropped_by_rule"] = counts.gate_denied_by_rule or {}
-    console.print(summary_table(counts, summary))
+    summary["edge_dropped"] = counts.edge_dropped
+    summary["count_only_faces"] = counts.count_only
+    summary["wall_s"] = wall_s
+    summary["processes"] = {c.name: {"cpu_s": round(c.cpu_s, 3), "rss_max_mb": round(c.rss_max / 2**20, 1)} for c in stack.children.values()}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+async def run_demo(settings: Settings, duration_s: float, console: Console) -> dict:
+    """The demo: :func:`run_pipeline` in ``<state_dir>/demo`` with live progress, then the summary table."""
+    run_dir = Path(settings.state_dir) / "demo"
+    summary = await run_pipeline(settings.model_copy(update={"state_dir": run_dir}), duration_s, console)
+    console.print(summary_table(summary))
     console.print(f"logs, stores and summary.json in {run_dir}/")
     return summary

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from paxsim.config import ENV_PREFIX
@@ -42,6 +43,9 @@ class Child:
     metrics_port: int
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    cpu_s: float = 0.0  # CPU seconds (user + system) at the last sample, summed over restarts
+    rss_max: int = 0  # largest resident set seen, bytes
+    _cpu_base: float = 0.0
 
     @property
     def metrics_url(self) -> str:
@@ -85,8 +89,22 @@ class Stack:
         child = self.children[name]
         if child.alive():
             raise RuntimeError(f"{name} is still running")
+        child._cpu_base = child.cpu_s
         self._start(child)
         return child
+
+    def sample_resources(self) -> None:
+        """Update each live child's CPU seconds and peak RSS (call periodically; exited children keep their last sample)."""
+        for child in self.children.values():
+            if not child.alive():
+                continue
+            try:
+                p = psutil.Process(child.proc.pid)  # type: ignore[union-attr]
+                cpu = p.cpu_times()
+                child.cpu_s = child._cpu_base + cpu.user + cpu.system
+                child.rss_max = max(child.rss_max, p.memory_info().rss)
+            except psutil.Error:
+                continue
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         child = self.children[name]
