@@ -29,6 +29,7 @@ from broker.embedded import EmbeddedBroker
 from broker.messages import Match, decode
 from broker.reader import read_all
 from matcher.gallery import Gallery
+from paxsim.accuracy import read_truth, score
 from paxsim.config import Settings
 from paxsim.stack import Stack, total
 from paxsim.state import consent_path, gallery_path, ground_truth_path, state_dir
@@ -174,7 +175,13 @@ async def summarise(settings: Settings) -> dict:
         if m.decision != "match":
             refused_by_rule[f"post_match:{m.rule}"] = refused_by_rule.get(f"post_match:{m.rule}", 0) + 1
     dead = await read_all(settings, t.DEADLETTER.name)
+    acc = None
+    truth = read_truth(ground_truth_path(settings))
+    if truth and consent_path(settings).exists():
+        consent = ConsentRegistry.load(consent_path(settings))
+        acc = score(matches, truth, consent.is_allowed).as_dict()
     return {
+        "accuracy": acc,
         "produced": produced,
         "decided": len(matches),
         "duplicate_decisions": len(ids) - len(set(ids)),
@@ -204,6 +211,10 @@ def summary_table(s: dict) -> Table:
     tab.add_row("unknown (embedding discarded)", f"{s['unknown']:,}")
     tab.add_row("decisions recorded / duplicates", f"{s['decided']:,} / {s['duplicate_decisions']}")
     tab.add_row("dead letters", f"{s['deadletters']:,}")
+    acc = s.get("accuracy")
+    if acc and acc["rank1"] is not None:
+        tab.add_row("rank-1 / FRR / FAR vs ground truth", f"{acc['rank1']:.1%} / {acc['frr']:.1%} / {(acc['far'] or 0):.2%}")
+        tab.add_row("identifications of non-consented travellers", f"{acc['leaks']}")
     p50, p99 = s["latency_p50_ms"], s["latency_p99_ms"]
     tab.add_row("end-to-end latency p50 / p99", f"{p50:.1f} / {p99:.1f} ms" if p50 is not None else "n/a")
     return tab
