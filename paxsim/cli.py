@@ -126,6 +126,38 @@ def dashboard(config: Optional[str] = ConfigOpt, port: Optional[int] = typer.Opt
 
 
 @app.command()
+def load(
+    virtual: int = typer.Option(8, "--virtual", min=1, help="virtual cameras (embedding space)"),
+    rate: float = typer.Option(100.0, "--rate", min=1, help="offered sightings/s at the first step"),
+    factor: float = typer.Option(2.0, "--factor", min=1.05, help="rate multiplier per step"),
+    steps: int = typer.Option(5, "--steps", min=1, max=20, help="ramp steps at most"),
+    duration: float = typer.Option(300.0, "--duration", min=5, help="total seconds of traffic over all steps"),
+    report: Path = typer.Option(Path("load-report.html"), "--report", help="HTML report (JSON beside it)"),
+    compare: Optional[list[Path]] = typer.Option(None, "--compare", help="two config files (e.g. two policies): run both, report the difference"),
+    full_ramp: bool = typer.Option(False, "--full-ramp", help="run every step even after saturation"),
+    config: Optional[str] = ConfigOpt,
+) -> None:
+    """Ramp load through the full stack step by step until saturation; write an HTML + JSON report."""
+    from paxsim.load import LoadPlan, run_load
+    from paxsim.report import write_report
+
+    runs: list[tuple[str, Settings]] = []
+    if compare:
+        if len(compare) != 2:
+            console.print("[red]--compare takes exactly two config files[/]")
+            raise typer.Exit(2)
+        runs = [(p.stem, _settings(str(p))) for p in compare]
+    else:
+        runs = [("load", _settings(config))]
+    plan = LoadPlan(cameras=virtual, start_rate=rate, factor=factor, steps=steps, step_s=duration / steps)
+    results = [asyncio.run(run_load(s, plan, label, console, stop_at_saturation=not full_ramp and not compare)) for label, s in runs]
+    json_path = write_report(results, report)
+    for r in results:
+        console.print(f"[bold]{r.label}[/]: max sustained {r.max_sustained_rate or 0:,.0f} decided/s; saturation at {r.saturation_rate or 'not reached'}")
+    console.print(f"report: {report} (figures: {json_path})")
+
+
+@app.command()
 def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="write here instead of stdout")) -> None:
     """Print the JSON Schema of every broker message (and the topic catalogue)."""
     from broker.schema import schema_document
