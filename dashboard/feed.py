@@ -103,6 +103,8 @@ class StreamView:
             cam.counted += zc.faces
             cam.last_seen = max(cam.last_seen, zc.window_end)
             self._tick(zc.window_end)["counted"] += zc.faces
+            M.ZONE_FACES.labels(zc.zone, "counted").inc(zc.faces)
+            M.CAMERA_LAST.labels(zc.camera_id).set(cam.last_seen)
         elif topic == t.ALERTS.name:
             self.alerts.append(decode(value, Alert))
         elif topic == t.ERASURES.name:
@@ -130,6 +132,8 @@ class StreamView:
         cam = self.cameras.setdefault(m.camera_id, CameraStat(m.zone))
         cam.decided += 1
         cam.last_seen = max(cam.last_seen, m.captured_at)
+        M.CAMERA_LAST.labels(m.camera_id).set(cam.last_seen)
+        M.ZONE_FACES.labels(m.zone, m.decision).inc()
         M.INGEST_SECONDS.observe(max(0.0, now - m.captured_at))
 
     def _track(self, tu: TrackUpdate) -> None:
@@ -140,6 +144,7 @@ class StreamView:
             self.track_events.popitem(last=False)
         if tu.prev_zone and tu.prev_zone != tu.zone:
             self.flows[tu.prev_zone][tu.zone] += 1
+            M.ZONE_FLOWS.labels(tu.prev_zone, tu.zone).inc()
         erased_at = self.erased.get(tu.subject_id)
         if erased_at is not None and tu.captured_at <= erased_at:
             return  # captured before the subject's erasure: never stored again

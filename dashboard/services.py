@@ -62,7 +62,7 @@ class Services:
     view: StreamView
     scraper: Scraper
     tokens: TokenStore
-    registry: ConsentRegistry
+    _registry: ConsentRegistry | None
     policy: Policy
     policy_error: str = ""
     producer: object | None = None
@@ -85,10 +85,17 @@ class Services:
             view=view,
             scraper=Scraper(Path(settings.state_dir), environ),
             tokens=TokenStore.from_env(tokens_path(settings), environ),
-            registry=open_registry(settings),
+            _registry=open_registry(settings),
             policy=policy,
             policy_error=err,
         )
+
+    @property
+    def registry(self) -> ConsentRegistry:
+        """The consent registry, (re)opened on use: an app may be started and shut down more than once."""
+        if self._registry is None:
+            self._registry = open_registry(self.settings)
+        return self._registry
 
     @property
     def biometric_zones(self) -> set[str]:
@@ -197,9 +204,13 @@ class Services:
             await _sleep(stop, 1.0)
 
     def close(self) -> None:
+        """Close files; anything used afterwards is reopened."""
         for a in self._audit.values():
             a.close()
-        self.registry.close()
+        self._audit.clear()
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
 
 
 async def _sleep(stop: asyncio.Event, s: float) -> None:

@@ -1,0 +1,92 @@
+"""Helpers for the dashboard tests: a short real pipeline (embedded broker + every stage as a process)
+whose scrape targets are written to a Prometheus file_sd file, and system binaries that may be missing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from paxsim.config import Settings
+from paxsim.demo import child_env, enrol_scenario, start_pipeline
+from paxsim.stack import Stack, total
+from paxsim.state import ground_truth_path
+
+SMALL = dict(cameras=6, travellers=80, consent_share=0.6, events_per_second=120.0)
+
+ADMIN = "admin-token-" + "a" * 20
+OPERATOR = "operator-token-" + "o" * 20
+AUDITOR = "auditor-token-" + "u" * 20
+TOKENS = f"admin:alice:{ADMIN},operator:olga:{OPERATOR},auditor:aude:{AUDITOR}"
+
+
+def need_binary(path: str) -> str:
+    """The binary's path; skip if it is missing, except in CI (env CI set), where a missing binary fails."""
+    found = shutil.which(path)
+    if found:
+        return found
+    msg = f"{path} is not installed (deploy/install-system-deps.sh installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def small(settings: Settings) -> Settings:
+    return settings.model_copy(update={"scenario": settings.scenario.model_copy(update=SMALL)})
+
+
+def write_targets(stack: Stack, path: Path) -> Path:
+    """Every child's metrics endpoint as a Prometheus file_sd file (the dashboard reads the same file)."""
+    groups = [{"targets": [f"127.0.0.1:{c.metrics_port}"], "labels": {"job": name}} for name, c in stack.children.items()]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(groups))
+    tmp.replace(path)
+    return path
+
+
+@dataclass
+class LivePipeline:
+    stack: Stack
+    settings: Settings
+    targets_file: Path
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.stack.children['dashboard'].metrics_port}"
+
+
+def start_live_pipeline(client_settings: Settings, bootstrap: str, duration_s: float, monkeypatch: pytest.MonkeyPatch) -> LivePipeline:
+    cs = small(client_settings)
+    enrol_scenario(cs, duration_s)
+    monkeypatch.setenv("PAXSIM_DASHBOARD_TOKENS", TOKENS)  # passed on to the dashboard child
+    stack = Stack(Path(cs.state_dir), child_env(cs, bootstrap, True))
+    start_pipeline(stack, duration_s, ground_truth_path(cs))
+    targets = write_targets(stack, Path(cs.state_dir).resolve() / "scrape-targets.json")
+    assert stack.wait_ready("dashboard", 20), "dashboard did not open its port"
+    return LivePipeline(stack, cs, targets)
+
+
+def wait_for(what: str, check, timeout: float, interval: float = 0.25):  # noqa: ANN001
+    """Poll ``check()`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (httpx.HTTPError, KeyError, ValueError, TypeError, IndexError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def matcher_decided(stack: Stack) -> float:
+    return total(stack.scrape("matcher"), "paxsim_matcher_events_total")

@@ -1,0 +1,196 @@
+"""The dashboard API: tokens and roles guard identity data, every access is audited, erasure and TTL delete."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from broker.messages import ErasureRequest, Match, TrackUpdate, encode
+from broker import topics as t
+from dashboard.app import create_app
+from dashboard.auth import Role, TokenError, TokenStore
+from matcher.gallery import Gallery
+from paxsim.config import Settings
+from paxsim.state import gallery_path
+from policy.audit import audit_dir, read_records, verify
+from policy.consent import ConsentRegistry, registry_path
+
+from tests.dashboard.conftest import ADMIN, AUDITOR, OPERATOR, TOKENS
+
+H = {role: {"Authorization": f"Bearer {tok}"} for role, tok in (("admin", ADMIN), ("operator", OPERATOR), ("auditor", AUDITOR))}
+BAD = {"Authorization": "Bearer not-a-token-" + "x" * 20}
+
+# endpoint → roles allowed (identity data or changes)
+MATRIX = [
+    ("GET", "/api/consent", None, {"admin", "auditor"}),
+    ("GET", "/api/consent/pax-00001", None, {"admin", "auditor"}),
+    ("POST", "/api/consent", {"subject_id": "pax-09999", "purpose": "boarding"}, {"admin"}),
+    ("DELETE", "/api/consent/pax-00002", None, {"admin"}),
+    ("GET", "/api/gallery/subjects", None, {"admin"}),
+    ("DELETE", "/api/gallery/pax-00003", None, {"admin"}),
+    ("POST", "/api/erasures", {"subject_id": "pax-00004"}, {"admin"}),
+    ("GET", "/api/erasures", None, {"admin", "auditor"}),
+    ("GET", "/api/trajectories", None, {"admin", "operator"}),
+    ("GET", "/api/trajectories/pax-00001", None, {"admin", "operator"}),
+    ("GET", "/api/audit", None, {"admin", "auditor"}),
+    ("GET", "/api/audit/verify", None, {"admin", "auditor"}),
+    ("POST", "/api/policy/validate", {"text": "label: x"}, {"admin", "operator"}),
+    ("GET", "/api/policy", None, {"admin", "operator", "auditor"}),
+    ("GET", "/api/gallery", None, {"admin", "operator", "auditor"}),
+]
+
+
+def _seed(settings: Settings) -> None:
+    """Consent + gallery for pax-00001..4 (no real faces: random unit vectors)."""
+    sd = Path(settings.state_dir)
+    sd.mkdir(parents=True, exist_ok=True)
+    reg = ConsentRegistry.open(registry_path(sd))
+    rng = np.random.default_rng(1)
+    g = Gallery()
+    for i in range(1, 5):
+        sid = f"pax-{i:05d}"
+        reg.consent(sid, "flow-analytics")
+        reg.consent(sid, "boarding")
+        v = rng.normal(size=128).astype(np.float32)
+        g.enrol(sid, v / np.linalg.norm(v), reg)
+    g.save(gallery_path(settings))
+    reg.close()
+
+
+def _track(sid: str, zone: str, prev: str | None, at: float, n: int) -> bytes:
+    return encode(TrackUpdate(event_id=f"ev-{sid}-{n}", subject_id=sid, camera_id="cam-001", zone=zone, prev_zone=prev, at=at, captured_at=at))
+
+
+@pytest.fixture
+def client(settings: Settings):
+    _seed(settings)
+    app = create_app(settings, {"PAXSIM_DASHBOARD_TOKENS": TOKENS}, background=False)
+    with TestClient(app) as c:
+        view = app.state.services.view
+        now = time.time()
+        view.apply(t.TRACKS.name, _track("pax-00001", "security", None, now - 5, 1), now)
+        view.apply(t.TRACKS.name, _track("pax-00001", "gate", "security", now - 2, 2), now)
+        view.apply(t.MATCHES.name, encode(Match(event_id="ev-pax-00001-2", camera_id="cam-001", zone="gate", purpose="boarding",
+                                                captured_at=now - 2, matched_at=now - 1.9, decision="match", subject_id="pax-00001")), now)
+        yield c
+
+
+@pytest.mark.parametrize("method,path,body,allowed", MATRIX, ids=[f"{m} {p}" for m, p, _b, _a in MATRIX])
+def test_identity_endpoints_need_a_token_and_the_right_role(client: TestClient, method: str, path: str, body, allowed: set[str]):
+    kw = {"json": body} if body is not None else {}
+    assert client.request(method, path, **kw).status_code == 401
+    assert client.request(method, path, headers=BAD, **kw).status_code == 401
+    for role in ("admin", "operator", "auditor"):
+        r = client.request(method, path, headers=H[role], **kw)
+        if role in allowed:
+            assert r.status_code < 400 or r.status_code == 404, (role, r.status_code, r.text)
+        else:
+            assert r.status_code == 403, (role, r.status_code, r.text)
+            assert "pax-" not in r.text  # a refusal never carries identity data
+
+
+def test_every_identity_access_and_refusal_is_audited(client: TestClient, settings: Settings):
+    assert client.get("/api/trajectories/pax-00001", headers=H["operator"]).status_code == 200
+    assert client.get("/api/trajectories/pax-00001", headers=H["auditor"]).status_code == 403
+    assert client.get("/api/trajectories/pax-00001").status_code == 401
+    assert client.get("/api/consent/pax-00001", headers=H["auditor"]).status_code == 200
+    path = audit_dir(settings.state_dir) / "dashboard-api.jsonl"
+    recs = [r for _l, r, _raw in read_records(path)]
+    got = [(r.actor, r.action, r.decision, r.subject_id) for r in recs]
+    assert ("api:olga", "api.trajectories.read", "allow", "pax-00001") in got
+    assert ("api:aude", "api.trajectories.read", "deny", None) in got
+    assert ("api:anonymous", "api.trajectories.read", "deny", None) in got
+    assert ("api:aude", "api.consent.read", "allow", "pax-00001") in got
+    assert verify(path).ok
+    # the auditor can read the chain back through the API, and that read is audited too
+    body = client.get("/api/audit", headers=H["auditor"]).json()
+    assert body["tail"][-1]["action"] == "api.audit.read" and body["tail"][-1]["actor"] == "api:aude"
+
+
+def test_aggregates_carry_no_identity(client: TestClient):
+    for path in ("/api/summary", "/api/panels", "/healthz"):
+        r = client.get(path)
+        assert r.status_code == 200
+        assert "pax-" not in r.text, path
+    panels = client.get("/api/panels").json()
+    assert panels["decisions"] == {"match": 1}
+    assert panels["zones"]["flows"] == [{"from": "security", "to": "gate", "n": 1}]
+    assert "pax-" not in client.get("/api/stream?count=1").text
+
+
+def test_trajectory_read_then_erasure_deletes_it_everywhere_we_hold_it(client: TestClient, settings: Settings):
+    traj = client.get("/api/trajectories/pax-00001", headers=H["operator"]).json()
+    assert [v["zone"] for v in traj] == ["security", "gate"]
+    assert [v["purpose"] for v in traj] == ["flow-analytics", "boarding"]
+    r = client.post("/api/erasures", json={"subject_id": "pax-00001"}, headers=H["admin"])
+    assert r.status_code == 202, r.text
+    out = r.json()
+    assert out["templates_removed"] == 1 and out["dashboard_points_removed"] == 2
+    assert client.get("/api/trajectories/pax-00001", headers=H["operator"]).status_code == 404
+    assert "pax-00001" not in Gallery.load(gallery_path(settings)).subjects()
+    reg = ConsentRegistry.open(registry_path(settings.state_dir))
+    assert not reg.has_any("pax-00001", time.time())
+    assert [e.request_id for e in reg.pending_erasures()] == [out["request_id"]]  # queued for the erasure topic
+    reg.close()
+    listed = client.get("/api/erasures", headers=H["auditor"]).json()
+    assert listed[0]["subject_id"] == "pax-00001" and listed[0]["applied_in_dashboard_s"] is not None
+    # a stale track update (captured before the erasure) arriving later is not stored again
+    view = client.app.state.services.view
+    view.apply(t.TRACKS.name, _track("pax-00001", "egate", "gate", time.time() - 1, 3))
+    assert view.trajectory("pax-00001") == []
+    # the same request read back from the erasure topic is applied once
+    view.apply(t.ERASURES.name, encode(ErasureRequest(request_id=out["request_id"], subject_id="pax-00001", requested_at=out["requested_at"])))
+    assert client.get("/api/panels").json()["erasure"]["applied"] == 1
+
+
+def test_points_past_their_purpose_ttl_are_deleted(client: TestClient):
+    view = client.app.state.services.view
+    now = time.time()
+    view.apply(t.TRACKS.name, _track("pax-00002", "egate", None, now - 601, 1), now)  # egate-verification TTL is 600 s
+    view.apply(t.TRACKS.name, _track("pax-00002", "gate", "egate", now - 10, 2), now)
+    ret = view.expire(now)
+    assert [v.zone for v in view.trajectory("pax-00002")] == ["gate"]
+    assert ret["egate-verification"]["points"] == 0
+    assert ret["boarding"]["oldest_age_s"] == pytest.approx(10, abs=0.5)
+    assert ret["boarding"]["ttl_s"] == 3600
+
+
+def test_consent_grant_is_validated_against_the_policy(client: TestClient):
+    r = client.post("/api/consent", json={"subject_id": "pax-00009", "purpose": "boardng"}, headers=H["admin"])
+    assert r.status_code == 422 and "boarding" in r.text
+    r = client.post("/api/consent", json={"subject_id": "pax-00009", "purpose": "boarding", "zones": ["mars"]}, headers=H["admin"])
+    assert r.status_code == 422
+    r = client.post("/api/consent", json={"subject_id": "pax-00009", "purpose": "boarding", "ttl_s": 60}, headers=H["admin"])
+    assert r.status_code == 201 and r.json()["status"] == "active"
+    assert client.delete("/api/consent/pax-00009", headers=H["admin"]).status_code == 200
+    assert client.delete("/api/consent/pax-00009", headers=H["admin"]).status_code == 404  # nothing left to withdraw
+
+
+def test_policy_validation_reports_lines(client: TestClient):
+    r = client.post("/api/policy/validate", json={"text": "label: ok\nzones:\n  egate: {biometric: true, purpose: nope}\n"}, headers=H["operator"])
+    body = r.json()
+    assert body["valid"] is False and body["issues"][0]["line"] == 3
+    ok = client.post("/api/policy/validate", json={"text": "label: fine\n"}, headers=H["operator"]).json()
+    assert ok["valid"] and ok["version"].startswith("fine@")
+
+
+def test_token_store_keeps_only_hashes(tmp_path: Path):
+    store = TokenStore(tmp_path / "tokens.json")
+    tok = store.issue("carol", Role.auditor)
+    text = (tmp_path / "tokens.json").read_text()
+    assert tok not in text and "carol" in text
+    again = TokenStore(tmp_path / "tokens.json")
+    assert again.authenticate(tok).role is Role.auditor
+    assert again.authenticate(tok + "x") is None
+    assert again.revoke("carol") == 1 and TokenStore(tmp_path / "tokens.json").authenticate(tok) is None
+    with pytest.raises(TokenError):
+        TokenStore.from_env(None, {"PAXSIM_DASHBOARD_TOKENS": "root:eve:" + "z" * 20})
+    env_store = TokenStore.from_env(tmp_path / "t2.json", {"PAXSIM_DASHBOARD_TOKENS": "admin:dan:" + "d" * 20})
+    env_store.issue("erin", "operator")
+    assert "dan" not in (tmp_path / "t2.json").read_text()  # tokens from the environment are never written down
+    assert json.loads((tmp_path / "t2.json").read_text())[0]["name"] == "erin"
