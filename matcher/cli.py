@@ -1,0 +1,204 @@
+"""``paxsim gallery enroll|list|remove`` and ``paxsim identify``: the gallery from the command line.
+
+Enrolment from images uses the edge's own detector, aligner and embedder (``edge.vision``), so gallery
+templates and live sightings come from the same model. An image must show exactly one face. Enrolment
+always writes the consent record(s) first: no template exists without one. Images are read, embedded and
+forgotten; only the 128-D template is kept.
+
+Mount: ``app.add_typer(matcher.cli.app, name="gallery")`` and ``app.command("identify")(matcher.cli.identify)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="The gallery of consented enrolees.")
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+ConfigOpt = typer.Option(None, "--config", "-c", envvar="PAXSIM_CONFIG", help="YAML configuration file")
+
+
+class ImageError(ValueError):
+    """The image cannot be read or does not show exactly one usable face."""
+
+
+def embed_image(path: Path, allow_many: bool = False) -> np.ndarray:
+    """(n, 128) float32 embeddings of the faces in one image, with the edge's detector and embedder.
+
+    Raises ImageError when the image is unreadable, shows no face, or (unless ``allow_many``) shows more than one."""
+    import cv2
+
+    from edge.vision.detector import DetectorSettings
+    from edge.vision.pool import analyze_frame, embed_chips
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ImageError(f"{path}: cannot read the image (missing file or not an image)")
+    analysis = analyze_frame(img, DetectorSettings(upsample=1, region_redetect=False))
+    if not analysis.faces:
+        raise ImageError(f"{path}: no face found")
+    if len(analysis.faces) > 1 and not allow_many:
+        raise ImageError(f"{path}: {len(analysis.faces)} faces found; an enrolment image must show exactly one")
+    vecs, _ = embed_chips([f.chip for f in analysis.faces])
+    return vecs
+
+
+def _settings(config: Optional[str]):
+    from paxsim.config import ConfigError, load_settings
+
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+
+def _stores(settings):
+    from matcher.gallery import Gallery
+    from paxsim.state import consent_path, gallery_path
+    from policy.consent import ConsentRegistry
+
+    gpath, cpath = gallery_path(settings), consent_path(settings)
+    gallery = Gallery.load(gpath) if gpath.exists() else Gallery()
+    consent = ConsentRegistry.load(cpath) if cpath.exists() or cpath.suffix != ".json" else ConsentRegistry()
+    return gallery, gpath, consent, cpath
+
+
+def enroll_views(
+    subject_id: str,
+    purposes: Sequence[str],
+    images: Sequence[Path],
+    settings,
+    embed: Callable[[Path], np.ndarray] | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Embed every image (all must succeed), grant the purposes, add the views. Returns the subject's view count."""
+    from policy.consent import PURPOSES
+
+    if not subject_id.strip():
+        raise ValueError("empty subject id")
+    bad = [p for p in purposes if p not in PURPOSES]
+    if bad or not purposes:
+        raise ValueError(f"unknown or missing purpose(s) {bad}; choose from {', '.join(PURPOSES)}")
+    embed = embed or embed_image
+    views = []
+    task = progress.add_task("embedding", total=len(images)) if progress else None
+    for path in images:
+        v = np.asarray(embed(path), np.float32).reshape(-1, 128)
+        if v.shape[0] != 1 or not np.isfinite(v).all():
+            raise ImageError(f"{path}: expected one finite 128-D embedding")
+        views.append(v[0])
+        if progress is not None and task is not None:
+            progress.advance(task)
+    gallery, gpath, consent, cpath = _stores(settings)
+    for p in purposes:
+        consent.consent(subject_id, p)
+    if cpath.suffix == ".json":
+        consent.save(cpath)
+    gallery.enrol(subject_id, np.stack(views), consent)
+    gallery.save(gpath)
+    return sum(s == subject_id for s in gallery.subject_ids)
+
+
+@app.command("enroll")
+def enroll(
+    images: list[Path] = typer.Argument(..., help="one or more images, each showing only the subject's face"),
+    subject_id: str = typer.Option(..., "--id", help="subject id"),
+    consent: str = typer.Option(..., "--consent", help="purpose[,purpose]: what the subject consented to"),
+    config: Optional[str] = ConfigOpt,
+) -> None:
+    """Enrol a consenting subject from face images (several images = several views)."""
+    settings = _settings(config)
+    purposes = [p.strip() for p in consent.split(",") if p.strip()]
+    try:
+        with Progress(console=err, transient=True) as progress:
+            n = enroll_views(subject_id, purposes, images, settings, progress=progress)
+    except (ImageError, ValueError) as exc:
+        err.print(f"[red]enrolment refused: {exc}[/] (nothing was stored)")
+        raise typer.Exit(2) from None
+    console.print(f"enrolled {subject_id}: {len(images)} view(s) added, {n} in total; consent: {', '.join(purposes)}")
+
+
+@app.command("list")
+def list_(config: Optional[str] = ConfigOpt) -> None:
+    """List enrolled subjects with their view count and active consents."""
+    import time
+
+    settings = _settings(config)
+    gallery, _, consent, _ = _stores(settings)
+    now = time.time()
+    table = Table("subject", "views", "consent (active)")
+    counts: dict[str, int] = {}
+    for s in gallery.subject_ids:
+        counts[s] = counts.get(s, 0) + 1
+    for s in sorted(counts):
+        recs = consent.records.get(s, {})
+        active = sorted(p for p, r in recs.items() if r.withdrawn_at is None and r.granted_at <= now < r.expires_at)
+        table.add_row(s, str(counts[s]), ", ".join(active) or "-")
+    console.print(table)
+    console.print(f"{len(counts)} subject(s), {len(gallery)} view(s)")
+
+
+@app.command("remove")
+def remove(
+    subject_id: str = typer.Argument(..., help="subject id"),
+    keep_consent: bool = typer.Option(False, "--keep-consent", help="remove the templates but leave the consent records"),
+    config: Optional[str] = ConfigOpt,
+) -> None:
+    """Erase a subject's templates (and by default withdraw their consent, which erases them everywhere)."""
+    settings = _settings(config)
+    gallery, gpath, consent, cpath = _stores(settings)
+    removed = gallery.remove(subject_id)
+    req = None if keep_consent else consent.withdraw(subject_id)
+    if removed == 0 and req is None:
+        err.print(f"[yellow]{subject_id}: not enrolled, nothing to remove[/]")
+        raise typer.Exit(1)
+    gallery.save(gpath)
+    if req is not None and cpath.suffix == ".json":
+        consent.save(cpath)
+    msg = f"removed {removed} view(s) of {subject_id}"
+    if req is not None:
+        msg += f"; consent withdrawn, erasure request {req.request_id}"
+    console.print(msg)
+
+
+def identify(
+    image: Path = typer.Argument(..., help="an image with one or more faces"),
+    config: Optional[str] = ConfigOpt,
+) -> None:
+    """Print the best identity and its distance for each face in the image, or `unknown`."""
+    settings = _settings(config)
+    gallery, _, _, _ = _stores(settings)
+    try:
+        vecs = embed_image(image, allow_many=True)
+    except ImageError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    for line in identify_lines(gallery.subject_ids, gallery.vectors, vecs, settings.matcher.threshold):
+        console.print(line, highlight=False)
+
+
+def identify_lines(subject_ids: Sequence[str], vectors: np.ndarray, queries: np.ndarray, threshold: float) -> list[str]:
+    """One line per query: ``<subject> <distance>`` when below ``threshold``, else ``unknown``."""
+    from matcher.index import GalleryIndex
+
+    if not len(subject_ids):
+        return ["unknown" for _ in range(len(queries))]
+    idx = GalleryIndex.build(list(subject_ids), vectors)
+    out = []
+    for r in idx.search(queries, k=1):
+        hit = r.identify(threshold)
+        if hit is None:
+            out.append("unknown")
+        else:
+            out.append(f"{hit.subject_id} {hit.distance:.3f}")
+    return out

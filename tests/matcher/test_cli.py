@@ -1,0 +1,87 @@
+"""Gallery CLI plumbing with a stand-in embedder (consent gating, views, erasure), plus one run with the
+real dlib models on a synthetic face when the scenario face generator is available."""
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import matcher.cli as cli
+from matcher.gallery import Gallery
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    p = tmp_path / "paxsim.yaml"
+    p.write_text(f"state_dir: {tmp_path / 'state'}\n")
+    return str(p)
+
+
+@pytest.fixture
+def fake_embed(monkeypatch):
+    """Each image file holds a seed; its 'face' is a fixed vector for that seed."""
+
+    def embed(path, allow_many=False):
+        text = path.read_text().strip()
+        if text == "none":
+            raise cli.ImageError(f"{path}: no face found")
+        rng = np.random.default_rng(int(text))
+        return rng.normal(0, 0.05, (1, 128)).astype(np.float32)
+
+    monkeypatch.setattr(cli, "embed_image", embed)
+    return embed
+
+
+def img(tmp_path, name, content):
+    p = tmp_path / name
+    p.write_text(content)
+    return str(p)
+
+
+def test_enroll_list_identify_remove(tmp_path, cfg, fake_embed):
+    a1, a2, b = img(tmp_path, "a1.png", "1"), img(tmp_path, "a2.png", "2"), img(tmp_path, "b.png", "3")
+    r = runner.invoke(cli.app, ["enroll", "--id", "alice", "--consent", "boarding,egate-verification", a1, a2, "-c", cfg])
+    assert r.exit_code == 0, r.output
+    assert "2 view(s) added" in r.output
+    assert runner.invoke(cli.app, ["enroll", "--id", "bob", "--consent", "boarding", b, "-c", cfg]).exit_code == 0
+    r = runner.invoke(cli.app, ["list", "-c", cfg])
+    assert r.exit_code == 0 and "alice" in r.output and "egate-verification" in r.output and "2 subject(s), 3 view(s)" in r.output
+    g = Gallery.load(tmp_path / "state" / "gallery.npz")
+    q = np.stack([fake_embed(tmp_path / "a2.png")[0] + 0.001, np.full(128, 0.5, np.float32)])
+    lines = cli.identify_lines(g.subject_ids, g.vectors, q, threshold=0.55)
+    assert lines[0].startswith("alice ") and float(lines[0].split()[1]) < 0.05
+    assert lines[1] == "unknown"
+    r = runner.invoke(cli.app, ["remove", "alice", "-c", cfg])
+    assert r.exit_code == 0 and "removed 2 view(s)" in r.output and "erasure request" in r.output
+    g = Gallery.load(tmp_path / "state" / "gallery.npz")
+    assert g.subjects() == ["bob"]
+    assert runner.invoke(cli.app, ["remove", "alice", "-c", cfg]).exit_code == 1
+
+
+def test_enroll_refuses_bad_purpose_or_bad_image_and_stores_nothing(tmp_path, cfg, fake_embed):
+    good, bad = img(tmp_path, "g.png", "1"), img(tmp_path, "n.png", "none")
+    r = runner.invoke(cli.app, ["enroll", "--id", "x", "--consent", "marketing", good, "-c", cfg])
+    assert r.exit_code == 2 and "unknown or missing purpose" in r.output
+    r = runner.invoke(cli.app, ["enroll", "--id", "x", "--consent", "boarding", good, bad, "-c", cfg])
+    assert r.exit_code == 2 and "no face found" in r.output
+    assert not (tmp_path / "state" / "gallery.npz").exists()
+
+
+def test_unreadable_image_is_a_clear_error(tmp_path):
+    with pytest.raises(cli.ImageError, match="cannot read"):
+        cli.embed_image(tmp_path / "missing.png")
+
+
+def test_real_embedder_on_a_synthetic_face(tmp_path, cfg):
+    faces = pytest.importorskip("tests.edge.faces", reason="synthetic face generator not available")
+    import cv2
+
+    frame, boxes = faces.scene([(5, 150, 200, 100, 0.0)])
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), frame)
+    r = runner.invoke(cli.app, ["enroll", "--id", "synth-5", "--consent", "boarding", str(path), "-c", cfg])
+    assert r.exit_code == 0, r.output
+    g = Gallery.load(tmp_path / "state" / "gallery.npz")
+    live = cli.embed_image(path)
+    assert cli.identify_lines(g.subject_ids, g.vectors, live, 0.55)[0].startswith("synth-5 ")
