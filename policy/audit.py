@@ -159,14 +159,15 @@ class AuditLog:
                           policy_version=policy_version, prev_hash=self._hash)
         return msgspec.structs.replace(rec, hash=record_hash(rec))
 
-    def _write(self, rec: AuditRecord) -> None:
-        line = _json_enc.encode(rec) + b"\n"
-        n = os.write(self._fd, line)
-        if n != len(line):
+    def _write(self, *recs: AuditRecord) -> None:
+        data = b"".join(_json_enc.encode(r) + b"\n" for r in recs)
+        n = os.write(self._fd, data)
+        if n != len(data):
+            self._end = -1  # re-read the tail next time (the torn part will be cut and recorded)
             raise AuditError(f"{self.path}: short write")
         if self.fsync:
             os.fsync(self._fd)
-        self._seq, self._hash = rec.seq, rec.hash
+        self._seq, self._hash = recs[-1].seq, recs[-1].hash
         self._end += n
 
     def append(self, action: str, decision: str, *, rule: str = "", subject_id: str | None = None,
@@ -184,6 +185,30 @@ class AuditLog:
         if self.publish is not None:
             self.publish(rec)
         return rec
+
+    def append_many(self, entries: list[dict]) -> list[AuditRecord]:
+        """Append several records in one locked write (each dict: the keyword arguments of :meth:`append`)."""
+        if not entries:
+            return []
+        with self._lock, self._locked():
+            self._sync_tail()
+            seq, head = self._seq, self._hash
+            recs = []
+            for e in entries:
+                rec = self._make(e["action"], e["decision"], rule=e.get("rule", ""), subject_id=e.get("subject_id"),
+                                 object_id=e.get("object_id"), policy_version=e.get("policy_version", ""), at=e.get("at"))
+                self._seq, self._hash = rec.seq, rec.hash  # chain the next one to this one
+                recs.append(rec)
+            self._seq, self._hash = seq, head
+            self._write(*recs)
+        for rec in recs:
+            counter = self._counters.get(rec.action)
+            if counter is None:
+                counter = self._counters[rec.action] = APPENDS.labels(self._chain, rec.action)
+            counter.inc()
+            if self.publish is not None:
+                self.publish(rec)
+        return recs
 
     def decision_hook(self, action: str, subject: Callable[[object], str | None] = lambda c: None,
                       obj: Callable[[object], str | None] = lambda c: None,

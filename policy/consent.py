@@ -120,8 +120,12 @@ class ConsentRegistry:
     # ------------------------------------------------------------------------------------ persistence
 
     @classmethod
-    def open(cls, path: str | Path, refresh_s: float = 0.0) -> "ConsentRegistry":
-        """Open (creating if needed) the SQLite registry at ``path``."""
+    def open(cls, path: str | Path, refresh_s: float = 0.05) -> "ConsentRegistry":
+        """Open (creating if needed) the SQLite registry at ``path``.
+
+        Other processes' changes are seen at most ``refresh_s`` late (0: checked on every question).
+        Changes made through this object are seen at once.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)

@@ -256,7 +256,7 @@ def open_consent(state_dir: Path, legacy_json: Path | None = None) -> ConsentReg
 
     sqlite = registry_path(state_dir)
     if sqlite.exists():
-        return ConsentRegistry.open(sqlite)
+        return ConsentRegistry.open(sqlite, refresh_s=0.0)
     if legacy_json is not None and legacy_json.exists():
         return ConsentRegistry.load(legacy_json)
     return ConsentRegistry()

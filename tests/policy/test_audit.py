@@ -102,3 +102,14 @@ def test_garbage_lines_are_reported_not_fatal(tmp_path: Path):
     lines = write_chain(path, 3)
     path.write_bytes(lines[0] + b"{not json\n" + b"".join(lines[1:]))
     assert [p.kind for p in verify(path).problems] == ["unreadable"]
+
+
+def test_batched_appends_chain_like_single_ones(tmp_path: Path):
+    path = tmp_path / "m.jsonl"
+    with AuditLog(path, actor="m") as log:
+        log.append("a", "allow")
+        recs = log.append_many([{"action": "b", "decision": "deny", "subject_id": f"s{i}"} for i in range(5)])
+        log.append("c", "allow")
+    assert [r.seq for r in recs] == [2, 3, 4, 5, 6] and recs[0].prev_hash != recs[1].prev_hash
+    rep = verify(path)
+    assert rep.ok and rep.records == 7

@@ -74,7 +74,7 @@ def test_expiry_and_start_are_respected(rec):
 def test_sqlite_registry_persists_and_another_process_sees_withdrawal_at_once(tmp_path: Path):
     path = registry_path(tmp_path)
     writer = ConsentRegistry.open(path)
-    reader = ConsentRegistry.open(path)  # a second connection, as another process would have
+    reader = ConsentRegistry.open(path, refresh_s=0.0)  # a second connection, as another process would have
     writer.grant(ConsentRecord("pax-1", "boarding", 0, 100))
     assert reader.is_allowed("pax-1", "boarding", "gate", 50)
     req = writer.withdraw("pax-1", at=60)
@@ -119,3 +119,16 @@ def test_nonsense_records_are_refused():
         ConsentRegistry().grant(ConsentRecord("s", "boarding", 10, 10))
     with pytest.raises(ConsentError):
         ConsentRegistry().grant(ConsentRecord("", "boarding", 0, 10))
+
+
+def test_default_refresh_bound_is_honoured(tmp_path: Path):
+    import time
+
+    writer = ConsentRegistry.open(registry_path(tmp_path))
+    reader = ConsentRegistry.open(registry_path(tmp_path))  # default: at most 50 ms stale
+    writer.grant(ConsentRecord("s", "boarding", 0, 100))
+    time.sleep(0.06)
+    assert reader.is_allowed("s", "boarding", "gate", 1)
+    writer.withdraw("s", at=2)
+    time.sleep(0.06)
+    assert not reader.is_allowed("s", "boarding", "gate", 1)

@@ -1,0 +1,392 @@
+"""Policy overhead benchmark: the same load through edge → gate → matcher → sink with filters on and off.
+
+    .venv/bin/python -m bench.policy                      # defaults: 15000 events/round offered at 6000/s, ABAB
+    .venv/bin/python -m bench.policy --events 20000 --rounds 3 --rate 500
+
+One process, one real embedded broker (Tansu), fresh topics per round. Each stage is an asyncio task with
+its own aiokafka clients, shaped like the services (edge: bounded non-blocking publisher; gate: consume →
+decide → produce, commit after acks; matcher: consume batch → FAISS 1:N → decide → produce; sink).
+
+``on``  = everything the policy package adds: edge chain + AES-GCM sealing under the epoch ratchet, gate
+          chain, unsealing, post-match chain against the SQLite consent registry, pseudonyms, and a
+          hash-chained audit record per decision (the default policy audits allows too).
+``off`` = the same code with none of it (plaintext embeddings, no chains, no audit).
+
+Rounds alternate off/on (ABAB…) so drift hits both. Reported, side by side:
+
+* saturation throughput (``--sat-rate`` offered, above capacity, so the edge queue drops; events handled per second — delivered to the sink, or refused by a policy rule
+  on the way (stale at the gate, key expired at the matcher)) and the ratio on/off (goal ≥ 0.97);
+* at a fixed sub-saturation rate: policy work per event measured in line (sum over the stages of the time
+  spent in policy code, wall clock and thread CPU time, p50/p99: the *added* latency, goal p99 ≤ 1 ms;
+  on a loaded host the wall-clock tail includes preemption) and the end-to-end p50/p99 of both
+  modes (broker batching makes this noisy: ±several ms);
+* leaks at saturation: after each saturated round and a wait of one TTL, the audit scanner reads the
+  round's topics and the audit chain: (a)/(b)/(c) must be 0/0/0 with filters on. With filters off it
+  finds the plaintext embeddings left behind (which shows the scan is not vacuous).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from broker.clients import start_consumer, start_producer
+from broker.embedded import EmbeddedBroker
+from broker.messages import Match, Sighting, check_sighting, decode, embedding_from_bytes, encode
+from broker.reader import read_all
+from broker.stream import offsets_after
+from edge.publisher import Publisher
+from paxsim.config import load_settings
+from policy.audit import AuditLog
+from policy.consent import ConsentRecord, ConsentRegistry, registry_path
+from policy.crypto import EpochKeyRing, KeyExpired, KeyHolder, LocalKeySource, SubjectVault, open_sighting, seal_sighting
+from policy.filters import EdgeContext, GateContext, PostMatchContext, edge_chain, gate_chain, post_match_chain
+from policy.policyfile import parse_policy
+from policy.scan import Scanner
+
+POLICY_TEXT = """
+label: bench
+zones:
+  egate: {biometric: true, purpose: egate-verification}
+  gate: {biometric: true, purpose: boarding}
+purposes:
+  egate-verification: {retention_s: 600}
+  boarding: {retention_s: 600}
+max_event_age_s: 5
+retention: {sightings_s: 5, epoch_s: 0.5}
+quality: {min_quality: 0.5, min_face_px: 40}
+audit: {log_allows: true}
+"""
+SUBJECTS, CONSENT_SHARE, STRANGER_SHARE, NOISE = 300, 0.6, 0.2, 0.02
+
+
+@dataclass
+class World:
+    ids: list[str]
+    gallery: np.ndarray
+    events: list[tuple[str, np.ndarray]]  # (zone, embedding) in offering order
+
+
+def make_world(n_events: int, seed: int = 7) -> World:
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal((SUBJECTS, 128)).astype(np.float32)
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    ids = [f"pax-{i:04d}" for i in range(SUBJECTS)]
+    events = []
+    for _ in range(n_events):
+        if rng.random() < STRANGER_SHARE:
+            v = rng.standard_normal(128).astype(np.float32)
+            v /= np.linalg.norm(v)
+        else:
+            v = g[rng.integers(SUBJECTS)] + rng.normal(0, NOISE, 128).astype(np.float32)
+        events.append(("egate" if rng.random() < 0.5 else "gate", v.astype(np.float32)))
+    return World(ids, g, events)
+
+
+@dataclass
+class RoundResult:
+    mode: str
+    offered: int
+    dropped_edge: int = 0
+    refused_gate: int = 0
+    delivered: int = 0
+    matched: int = 0
+    expired_at_matcher: int = 0
+    seconds: float = 0.0
+    e2e: list[float] = field(default_factory=list)
+    policy_s: dict[str, float] = field(default_factory=dict)  # event id → wall seconds of policy work
+    policy_cpu: dict[str, float] = field(default_factory=dict)  # event id → CPU seconds of policy work
+    leaks: tuple[int, int, int] | None = None
+
+    @property
+    def handled(self) -> int:
+        """Events the pipeline finished with: delivered, or refused by a policy rule on the way."""
+        return self.delivered + self.refused_gate + self.expired_at_matcher
+
+    @property
+    def throughput(self) -> float:
+        return self.handled / self.seconds if self.seconds else 0.0
+
+
+def pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    return float(np.percentile(np.asarray(xs), q))
+
+
+async def make_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+async def drop_topics(bootstrap: str, names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(names)
+    except Exception:
+        pass
+    finally:
+        await admin.close()
+
+
+async def run_round(settings, world: World, mode: str, rate: float, state: Path, keys: KeyHolder,  # noqa: ANN001, C901
+                    consent: ConsentRegistry, scan: bool) -> RoundResult:
+    on = mode == "on"
+    policy = parse_policy(POLICY_TEXT)
+    uid = uuid.uuid4().hex[:8]
+    t_s, t_a, t_m = f"bench.{uid}.sightings", f"bench.{uid}.admitted", f"bench.{uid}.matches"
+    await make_topics(settings.broker.bootstrap, [t_s, t_a, t_m], 2)
+    res = RoundResult(mode, len(world.events))
+    work, cpu = res.policy_s, res.policy_cpu
+    tt = time.thread_time
+    src = LocalKeySource(keys)
+    edge_ring, matcher_ring, vault = EpochKeyRing(src), EpochKeyRing(src), SubjectVault(src)
+    vault.warm(world.ids)
+    echain, gchain = edge_chain(policy), gate_chain(policy=policy)
+    pchain = post_match_chain(consent.is_allowed, policy)
+    audit = AuditLog.in_state_dir(state, f"bench-{uid}") if on else None
+    index = faiss.IndexFlatL2(128)
+    index.add(world.gallery)
+    done = asyncio.Event()
+    perf = time.perf_counter
+
+    async def edge() -> None:
+        producer = await start_producer(settings)
+        pub = Publisher(producer, maxsize=2000)
+        sender = asyncio.create_task(pub.run())
+        t0 = time.time()
+        try:
+            for i, (zone, vec) in enumerate(world.events):
+                if i % 20 == 0:  # pace in small bursts (sub-ms sleeps are not precise)
+                    delay = t0 + i / rate - time.time()
+                    await asyncio.sleep(max(0.0, delay))
+                eid = f"e{i}"
+                s = Sighting(event_id=eid, camera_id=f"cam-{i % 8}", zone=zone, captured_at=time.time(), track_id=i,
+                             box=(0, 0, 80, 80), quality=0.9, embedding=vec.tobytes())
+                if on:
+                    w0, c0 = perf(), tt()
+                    d = echain(EdgeContext(zone, s.quality, s.box))
+                    if not d.allow:
+                        continue
+                    s = seal_sighting(edge_ring, s)
+                    work[eid], cpu[eid] = perf() - w0, tt() - c0
+                if not pub.offer(t_s, encode(s), s.camera_id.encode()):
+                    res.dropped_edge += 1
+            await pub.close()
+            await sender
+        finally:
+            await producer.stop()
+
+    async def gate() -> None:
+        producer = await start_producer(settings)
+        consumer = await start_consumer(settings, t_s, group_id=f"g-{uid}")
+        try:
+            while not done.is_set():
+                batch = await consumer.getmany(timeout_ms=50, max_records=1000)
+                sends = []
+                now = time.time()
+                for recs in batch.values():
+                    for rec in recs:
+                        s = decode(rec.value, Sighting)
+                        check_sighting(s)
+                        if on:
+                            w0, c0 = perf(), tt()
+                            d = gchain(GateContext(s, now))
+                            work[s.event_id] = work.get(s.event_id, 0.0) + perf() - w0
+                            cpu[s.event_id] = cpu.get(s.event_id, 0.0) + tt() - c0
+                            if not d.allow:
+                                res.refused_gate += 1
+                                continue
+                        sends.append(await producer.send(t_a, rec.value, key=rec.key))
+                if sends:
+                    await asyncio.gather(*sends)
+                if batch:
+                    await consumer.commit(offsets_after(batch))
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    async def matcher() -> None:
+        producer = await start_producer(settings)
+        consumer = await start_consumer(settings, t_a, group_id=f"m-{uid}")
+        try:
+            while not done.is_set():
+                batch = await consumer.getmany(timeout_ms=50, max_records=256)
+                pending: list[tuple[Sighting, np.ndarray]] = []
+                for recs in batch.values():
+                    for rec in recs:
+                        s = decode(rec.value, Sighting)
+                        if on:
+                            w0, c0 = perf(), tt()
+                            try:
+                                s = open_sighting(matcher_ring, s)
+                            except KeyExpired:
+                                res.expired_at_matcher += 1
+                                continue
+                            finally:
+                                work[s.event_id] = work.get(s.event_id, 0.0) + perf() - w0
+                                cpu[s.event_id] = cpu.get(s.event_id, 0.0) + tt() - c0
+                        pending.append((s, embedding_from_bytes(s.embedding, s.dim)))
+                sends = []
+                entries: list[dict] = []
+                if pending:
+                    dist, rows = index.search(np.stack([p[1] for p in pending]), 1)
+                    now = time.time()
+                    for (s, _v), dd, rr in zip(pending, dist[:, 0], rows[:, 0]):
+                        purpose = policy.purpose_for_zone(s.zone) or ""
+                        best = world.ids[rr] if rr >= 0 and dd < 0.3 else None
+                        if on:
+                            w0, c0 = perf(), tt()
+                            d = pchain(PostMatchContext(best, purpose, s.zone, s.captured_at))
+                            ref = vault.pseudonym(best) if d.allow and best else None
+                            entries.append({"action": "match.decision", "decision": "allow" if d.allow else "deny",
+                                            "rule": d.rule, "subject_id": ref, "object_id": s.event_id,
+                                            "policy_version": d.policy_version})
+                            work[s.event_id] = work.get(s.event_id, 0.0) + perf() - w0
+                            cpu[s.event_id] = cpu.get(s.event_id, 0.0) + tt() - c0
+                            subject = ref
+                        else:
+                            subject = best
+                        m = Match(event_id=s.event_id, camera_id=s.camera_id, zone=s.zone, purpose=purpose,
+                                  captured_at=s.captured_at, matched_at=now, decision="match" if subject else "unknown",
+                                  subject_id=subject, distance=float(dd) if subject else None)
+                        sends.append(await producer.send(t_m, encode(m), key=s.camera_id.encode()))
+                if entries:  # one locked write per batch; its cost is shared by the batch's events
+                    w0, c0 = perf(), tt()
+                    audit.append_many(entries)
+                    share, cshare = (perf() - w0) / len(entries), (tt() - c0) / len(entries)
+                    for e in entries:
+                        work[e["object_id"]] = work.get(e["object_id"], 0.0) + share
+                        cpu[e["object_id"]] = cpu.get(e["object_id"], 0.0) + cshare
+                if sends:
+                    await asyncio.gather(*sends)
+                if batch:
+                    await consumer.commit(offsets_after(batch))
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    async def sink() -> None:
+        consumer = await start_consumer(settings, t_m, group_id=f"s-{uid}")
+        idle_since = None
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=100, max_records=2000)
+                now = time.time()
+                for recs in batch.values():
+                    for rec in recs:
+                        m = decode(rec.value, Match)
+                        res.e2e.append(now - m.captured_at)
+                        res.delivered += 1
+                        res.matched += m.decision == "match"
+                if batch:
+                    idle_since = None
+                    last[0] = now
+                elif edge_done.is_set():
+                    idle_since = idle_since or now
+                    if now - idle_since > 1.5:
+                        return
+        finally:
+            await consumer.stop()
+
+    edge_done = asyncio.Event()
+    last = [0.0]
+    tasks = [asyncio.create_task(c()) for c in (gate, matcher)]
+    sink_task = asyncio.create_task(sink())
+    await asyncio.sleep(2.5)  # let the consumer groups join before the clock starts
+    t0 = time.time()
+    await edge()
+    edge_done.set()
+    await sink_task
+    res.seconds = max(1e-9, last[0] - t0)
+    done.set()
+    await asyncio.gather(*tasks)
+    if audit is not None:
+        audit.close()
+    if scan:
+        await asyncio.sleep(policy.retention.sightings_s + 0.2)
+        sc = Scanner(policy, consent, src)
+        for topic in (t_s, t_a, t_m):
+            for rec in await read_all(settings, topic):
+                sc.add_record(topic, rec.partition, rec.offset, rec.value)
+        sc.add_audit_chains(state / "audit")
+        res.leaks = sc.finish().counts
+    await drop_topics(settings.broker.bootstrap, [t_s, t_a, t_m])
+    return res
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    settings = load_settings(environ={})
+    state = Path(tempfile.mkdtemp(prefix="bench-policy-"))
+    settings = settings.model_copy(update={"state_dir": state})
+    world = make_world(args.events)
+    consent = ConsentRegistry.open(registry_path(state))
+    now = time.time()
+    rng = np.random.default_rng(1)
+    consent.grant_many(ConsentRecord(sid, p, now - 60, now + 86400) for sid in world.ids if rng.random() < CONSENT_SHARE
+                       for p in ("egate-verification", "boarding"))
+    keys = KeyHolder({"sightings": (0.5, 5.0)})
+    async with EmbeddedBroker(settings) as b:
+        settings = settings.model_copy(update={"broker": settings.broker.model_copy(update={"bootstrap": b.bootstrap, "profile": "embedded"})})
+        sat: dict[str, list[RoundResult]] = {"off": [], "on": []}
+        for r in range(args.rounds):
+            for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
+                rr = await run_round(settings, world, mode, args.sat_rate, state, keys, consent, scan=True)
+                sat[mode].append(rr)
+                print(f"saturation round {r + 1} {mode:>3}: {rr.throughput:8.0f} ev/s delivered={rr.delivered} "
+                      f"dropped_edge={rr.dropped_edge} refused_gate={rr.refused_gate} expired={rr.expired_at_matcher} "
+                      f"leaks(a/b/c)={rr.leaks}", flush=True)
+        fixed: dict[str, RoundResult] = {}
+        lat_world = make_world(args.latency_events, seed=8)
+        for mode in ("off", "on"):
+            fixed[mode] = await run_round(settings, lat_world, mode, args.rate, state, keys, consent, scan=False)
+    off_tp = statistics.median(r.throughput for r in sat["off"])
+    on_tp = statistics.median(r.throughput for r in sat["on"])
+    work, cpu = list(fixed["on"].policy_s.values()), list(fixed["on"].policy_cpu.values())
+    print()
+    print(f"policy bench: {args.events} events/round, {args.rounds} rounds per mode at saturation; "
+          f"{args.latency_events} events at {args.rate:g} ev/s for latency")
+    print(f"  saturation throughput   off {off_tp:8.0f} ev/s   on {on_tp:8.0f} ev/s   ratio on/off {on_tp / off_tp:.3f}  (goal ≥ 0.97)")
+    print(f"  policy work per event   p50 {pct(work, 50) * 1e3:.3f} ms   p99 {pct(work, 99) * 1e3:.3f} ms   "
+          f"(added latency, wall clock incl. preemption; goal p99 ≤ 1 ms; n={len(work)})")
+    print(f"  policy CPU per event    p50 {pct(cpu, 50) * 1e3:.3f} ms   p99 {pct(cpu, 99) * 1e3:.3f} ms   "
+          f"mean {statistics.fmean(cpu) * 1e3:.3f} ms (thread CPU time: the filters' own cost)")
+    for mode in ("off", "on"):
+        r = fixed[mode]
+        print(f"  e2e at {args.rate:g} ev/s {mode:>3}    p50 {pct(r.e2e, 50) * 1e3:7.2f} ms   p99 {pct(r.e2e, 99) * 1e3:7.2f} ms   "
+              f"delivered {r.delivered}")
+    print(f"  e2e p99 difference on-off: {(pct(fixed['on'].e2e, 99) - pct(fixed['off'].e2e, 99)) * 1e3:+.2f} ms "
+          "(dominated by broker batching noise)")
+    for mode in ("off", "on"):
+        leaks = [r.leaks for r in sat[mode]]
+        drops = sum(r.dropped_edge for r in sat[mode]) + sum(r.refused_gate for r in sat[mode])
+        print(f"  leaks at saturation {mode:>3}: {leaks}  (events dropped/refused under load: {drops})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=15000, help="events per saturation round")
+    ap.add_argument("--sat-rate", type=float, default=6000.0, help="offered rate in saturation rounds (above capacity)")
+    ap.add_argument("--rounds", type=int, default=2, help="saturation rounds per mode (alternating)")
+    ap.add_argument("--rate", type=float, default=300.0, help="fixed offered rate for the latency rounds (ev/s)")
+    ap.add_argument("--latency-events", type=int, default=3000)
+    asyncio.run(main_async(ap.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
