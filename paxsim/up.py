@@ -19,7 +19,7 @@ import json
 import shutil
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -56,6 +56,7 @@ class UpCounts:
     matched: float = 0.0
     duplicates: float = 0.0
     edge_cycles: int = 0
+    per_matcher: dict[str, float] = field(default_factory=dict)  # decided events per matcher process
 
     def rows(self) -> list[tuple[str, float]]:
         return [
@@ -90,7 +91,8 @@ def scrape(stack: Stack, edge: _Edge, matchers: list[str], cycles: int) -> UpCou
     c.admitted = total(g, "paxsim_gate_events_total", outcome="admitted")
     for name in matchers:
         m = stack.scrape(name)
-        c.decided += total(m, "paxsim_matcher_events_total")
+        c.per_matcher[name] = total(m, "paxsim_matcher_events_total")
+        c.decided += c.per_matcher[name]
         c.matched += total(m, "paxsim_matcher_events_total", decision="match")
         c.duplicates += total(m, "paxsim_matcher_duplicates_total")
     return c
