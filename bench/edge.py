@@ -123,7 +123,7 @@ async def bench(frames_by_size: dict[str, list[np.ndarray]], workers: list[int],
                 n = len(frames)
                 await run_raw(pool, frames[: 2 * w], det)  # warm caches for this size
                 t_raw, f_raw = await run_raw(pool, frames, det)
-                base = dict(max_inflight=max(2, w), queue_size=4, drop_when_full=False, detector=det)
+                base = dict(max_inflight=2 * w, queue_size=4, drop_when_full=False, detector=det)
                 cfg = CameraConfig(camera_id=f"bench-{size}-w{w}", source="bench", **base)
                 t_pipe, f_pipe, e_pipe = await run_pipeline(pool, frames, cfg)
                 sub = frames[:embed_all_frames]

@@ -214,8 +214,8 @@ class Camera:
             log.exception("camera %s: reader crashed", self.config.camera_id, extra={"camera": self.config.camera_id})
         await q.put(None)  # end marker, after every frame already queued
 
-    async def _finish(self, frame: Frame, scale: float, analysis: FrameAnalysis) -> FrameResult:
-        cfg = self.config
+    def _track(self, frame: Frame, scale: float, analysis: FrameAnalysis) -> "_Pending":
+        """Track one analysed frame (in frame order) and start its embeddings, if any, in the pool."""
         m = self.metrics
         m.detect.observe(analysis.detect_s)
         m.align.observe(analysis.align_s)
@@ -224,25 +224,43 @@ class Camera:
         started = sum(a.born for a in assignments)
         if started:
             m.tracks.inc(started)
-        vectors: dict[int, np.ndarray] = {}
-        if cfg.embed:
+        todo = []
+        if self.config.embed:
             todo = [a for a in assignments if self.tracker.should_embed(a.track, faces[a.det_index].quality)]
-            if todo:
-                vecs, secs = await self.pool.embed([faces[a.det_index].chip for a in todo])
+            for a in todo:
+                self.tracker.mark_embedded(a.track, faces[a.det_index].quality)
+        fut = asyncio.ensure_future(self.pool.embed([faces[a.det_index].chip for a in todo])) if todo else None
+        rows = [
+            (a.track.track_id, faces[a.det_index], a.born)
+            for a in assignments
+            if self.tracker.reportable(a.track)
+        ]
+        embed_faces = [faces[a.det_index] for a in todo]
+        return _Pending(frame, scale, len(faces), len(self.tracker.tracks), rows, embed_faces, fut)
+
+    def _complete(self, p: "_Pending") -> FrameResult:
+        """Build the frame's observations once its embeddings (if any) are back; apply the filter chain."""
+        cfg = self.config
+        m = self.metrics
+        vectors: dict[int, np.ndarray] = {}
+        if p.embed_future is not None:
+            try:
+                vecs, secs = p.embed_future.result()
+            except BrokenProcessPool:
+                raise
+            except Exception as exc:
+                self.errors += 1
+                log.error("camera %s: embedding failed: %s", cfg.camera_id, exc, extra={"camera": cfg.camera_id})
+            else:
                 m.embed.observe(secs)
-                m.embeddings.inc(len(todo))
-                self.embedded += len(todo)
-                for a, v in zip(todo, vecs):
-                    self.tracker.mark_embedded(a.track, faces[a.det_index].quality)
-                    vectors[a.det_index] = v
+                m.embeddings.inc(len(vecs))
+                self.embedded += len(vecs)
+                vectors = {id(f): vecs[i] for i, f in enumerate(p.embed_faces)}
         observations: list[FaceObservation] = []
-        for a in assignments:
-            if not self.tracker.reportable(a.track):
-                continue
-            f = faces[a.det_index]
+        for track_id, f, born in p.rows:
             obs: FaceObservation | None = FaceObservation(
-                cfg.camera_id, cfg.zone, frame.index, frame.captured_at, a.track.track_id, _scale_box(f.box, scale),
-                f.quality, f.score, a.born, vectors.get(a.det_index),
+                cfg.camera_id, cfg.zone, p.frame.index, p.frame.captured_at, track_id, _scale_box(f.box, p.scale),
+                f.quality, f.score, born, vectors.get(id(f)),
             )
             for flt in self.filters:
                 obs = flt(obs)
@@ -251,27 +269,32 @@ class Camera:
                     break
             if obs is not None:
                 observations.append(obs)
-        m.faces.inc(len(faces))
-        m.tracks_active.set(len(self.tracker.tracks))
+        m.faces.inc(p.face_count)
+        m.tracks_active.set(p.tracks_active)
         m.processed.inc()
-        m.latency.observe(max(0.0, time.time() - frame.captured_at))
+        m.latency.observe(max(0.0, time.time() - p.frame.captured_at))
         self.processed += 1
         return FrameResult(
-            cfg.camera_id, cfg.zone, frame.index, frame.position, frame.captured_at, len(faces),
-            len(self.tracker.tracks), observations,
+            cfg.camera_id, cfg.zone, p.frame.index, p.frame.position, p.frame.captured_at, p.face_count,
+            p.tracks_active, observations,
         )
 
     async def results(self) -> AsyncIterator[FrameResult]:
-        """Process the source until it ends, fails or ``stop()``; one FrameResult per analysed frame."""
+        """Process the source until it ends, fails or ``stop()``; one FrameResult per analysed frame.
+
+        Up to ``max_inflight`` frames are being analysed and up to ``max_inflight`` tracked frames wait
+        for their embeddings, so the pool keeps working while a frame's embeddings are computed."""
         cfg = self.config
+        limit = cfg.max_inflight
         q: asyncio.Queue = asyncio.Queue(maxsize=cfg.queue_size)
         reader = asyncio.create_task(self._read(q), name=f"camera-{cfg.camera_id}-reader")
-        inflight: deque[tuple[Frame, float, asyncio.Future]] = deque()
+        analyses: deque[tuple[Frame, float, asyncio.Future]] = deque()
+        outputs: deque[_Pending] = deque()
         reading = True
         try:
             while True:
-                while reading and len(inflight) < cfg.max_inflight:
-                    if inflight and q.empty():
+                while reading and len(analyses) < limit:
+                    if (analyses or outputs) and q.empty():
                         break  # work is pending: don't wait for the next frame
                     item = await q.get()
                     self.metrics.queue.set(q.qsize())
@@ -280,28 +303,52 @@ class Camera:
                         break
                     frame, image, scale = item
                     regions = self.tracker.predicted_boxes(frame.index) if cfg.detector.region_redetect else ()
-                    fut = asyncio.ensure_future(self.pool.analyze(image, cfg.detector, regions))
-                    inflight.append((frame, scale, fut))
-                if not inflight:
+                    analyses.append((frame, scale, asyncio.ensure_future(self.pool.analyze(image, cfg.detector, regions))))
+                if outputs and (outputs[0].embed_future is None or outputs[0].embed_future.done()):
+                    yield self._complete(outputs.popleft())
+                    continue
+                if analyses and analyses[0][2].done() and len(outputs) < limit:
+                    frame, scale, fut = analyses.popleft()
+                    try:
+                        analysis = fut.result()
+                    except BrokenProcessPool:
+                        raise
+                    except Exception as exc:
+                        self.errors += 1
+                        log.error(
+                            "camera %s: frame %d could not be analysed: %s", cfg.camera_id, frame.index, exc,
+                            extra={"camera": cfg.camera_id},
+                        )
+                        continue
+                    outputs.append(self._track(frame, scale, analysis))
+                    continue
+                if not analyses and not outputs:
                     if not reading:
                         break
                     continue
-                frame, scale, fut = inflight.popleft()
-                try:
-                    analysis = await fut
-                except BrokenProcessPool:
-                    raise
-                except Exception as exc:
-                    self.errors += 1
-                    log.error(
-                        "camera %s: frame %d could not be analysed: %s", cfg.camera_id, frame.index, exc,
-                        extra={"camera": cfg.camera_id},
-                    )
-                    continue
-                yield await self._finish(frame, scale, analysis)
+                waiters = []
+                if outputs and outputs[0].embed_future is not None:
+                    waiters.append(outputs[0].embed_future)
+                if analyses and len(outputs) < limit:
+                    waiters.append(analyses[0][2])
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.source.stop()
             reader.cancel()
-            for _, _, fut in inflight:
+            pending = [f for _, _, f in analyses] + [p.embed_future for p in outputs if p.embed_future is not None]
+            for fut in pending:
                 fut.cancel()
-            await asyncio.gather(reader, *(f for _, _, f in inflight), return_exceptions=True)
+            await asyncio.gather(reader, *pending, return_exceptions=True)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A tracked frame waiting for its embeddings."""
+
+    frame: Frame
+    scale: float
+    face_count: int
+    tracks_active: int
+    rows: list  # (track_id, FaceCandidate, born) for reportable tracks
+    embed_faces: list  # FaceCandidates being embedded, in the order of the embedding batch
+    embed_future: asyncio.Future | None

@@ -1,7 +1,8 @@
 """``paxsim detect`` and ``paxsim edge evaluate``: the edge's detector and tracker, offline, on a video.
 
 ``detect`` writes one line per tracked face in MOTChallenge det format
-(``frame,id,x,y,w,h,conf,-1,-1,-1``; frames and box corners 1-based as in MOTChallenge) or, with
+(``frame,id,x,y,w,h,conf,-1,-1,-1``; frames from 1, boxes in 0-based pixels like the scenario
+renderer's gt.txt) or, with
 ``--format json``, one JSON object per frame. ``--gt`` scores the result at once (recall per face
 size, IDF1) against a MOTChallenge ground truth such as ``paxsim scenario render`` writes.
 """
@@ -38,7 +39,7 @@ class Fmt(str, Enum):
 def mot_lines(result: FrameResult) -> list[str]:
     frame = result.position + 1 if result.position >= 0 else result.frame_index + 1
     return [
-        f"{frame},{o.track_id},{o.box[0] + 1},{o.box[1] + 1},{o.box[2]},{o.box[3]},{o.score:.3f},-1,-1,-1"
+        f"{frame},{o.track_id},{o.box[0]},{o.box[1]},{o.box[2]},{o.box[3]},{o.score:.3f},-1,-1,-1"
         for o in result.faces
     ]
 
@@ -133,3 +134,7 @@ def evaluate(
 ) -> None:
     """Score a MOT file against ground truth: recall per face size, precision, IDF1 (motmetrics)."""
     _print_scores(gt, det)
+
+
+if __name__ == "__main__":
+    app()

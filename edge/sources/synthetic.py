@@ -52,14 +52,15 @@ def scenario_source(
     *,
     fps: float | None = None,
     realtime: bool = True,
-    seconds: float = 24 * 3600.0,
+    seconds: float | None = None,
     scenario: str | None = None,
     seed: int | None = None,
     **kw,
 ) -> GeneratorSource:
     """A live camera of the synthetic airport (``scenario.render.LiveSource``, see docs/scenario.md).
 
-    The renderer paces itself when ``realtime``; this adapter only hands its frames on. A camera id the
+    The renderer paces itself when ``realtime``; this adapter only hands its frames on (``seconds=None``:
+    until the world's duration, then the source ends). A camera id the
     world does not have fails the source with a clear message at start.
     """
 
@@ -71,6 +72,7 @@ def scenario_source(
         if camera_id not in {c.id for c in world.cameras}:
             raise SourceError(f"no camera {camera_id!r} in the scenario", "missing")
         live = LiveSource(world, camera_id, seconds=seconds, realtime=realtime)
+        src.fps = fps or float(live.fps)
         return (frame for _index, _ts, frame in live)
 
     src = GeneratorSource(name, factory, fps=fps or 0.0, realtime=False, **kw)

@@ -27,7 +27,8 @@ class DetectorSettings(BaseModel):
     threshold: float = Field(default=0.0, description="HOG score threshold; lower finds more and more false faces")
     region_redetect: bool = Field(default=True, description="re-scan around predicted track boxes")
     region_upsample: int = Field(default=1, ge=0, le=3)
-    region_margin: float = Field(default=0.75, ge=0.0, le=4.0, description="crop margin, as a share of box size")
+    region_margin: float = Field(default=0.5, ge=0.0, le=4.0, description="crop margin, as a share of box size")
+    region_small: int = Field(default=72, ge=0, description="regions narrower than this use region_upsample, others 0")
     max_regions: int = Field(default=8, ge=0, le=64)
     min_size: int = Field(default=0, ge=0, description="drop faces narrower than this (px)")
 
@@ -100,7 +101,7 @@ class HogDetector:
                 if x1 - x0 < 24 or y1 - y0 < 24:
                     continue
                 crop = np.ascontiguousarray(image[y0:y1, x0:x1])
-                dets.extend(self._run(crop, st.region_upsample, x0, y0))
+                dets.extend(self._run(crop, st.region_upsample if max(rw, rh) < st.region_small else 0, x0, y0))
             dets = suppress(dets)
         return dets
 

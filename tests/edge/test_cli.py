@@ -29,7 +29,7 @@ def test_mot_lines_round_trip(tmp_path):
 
     obs = FaceObservation("c", "z", 4, 0.0, 7, (10, 20, 64, 66), 0.8, 1.234)
     lines = mot_lines(FrameResult("c", "z", 4, 4, 0.0, 1, 1, [obs]))
-    assert lines == ["5,7,11,21,64,66,1.234,-1,-1,-1"]
+    assert lines == ["5,7,10,20,64,66,1.234,-1,-1,-1"]
     (tmp_path / "d.txt").write_text(lines[0] + "\n")
     df = load_mot(tmp_path / "d.txt")
     assert df.loc[(5, 7), "Width"] == 64
