@@ -16,9 +16,9 @@ from typing import AsyncIterator, Iterator
 import plotly
 import uvicorn
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dashboard import metrics as M
 from dashboard.api import router
@@ -103,7 +103,11 @@ def create_app(settings: Settings, environ: dict[str, str] | None = None, backgr
         return FileResponse(PLOTLY_JS, media_type="application/javascript")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.mount("/metrics", make_asgi_app())
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus exposition of this process (served at /metrics exactly: no redirect to /metrics/)."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     return app
 
 

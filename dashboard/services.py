@@ -171,7 +171,7 @@ class Services:
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the topics, scrape the stages and publish the outbox until ``stop``; survive a missing broker."""
         tasks = [asyncio.create_task(self._follow(stop)), asyncio.create_task(self.scraper.run(stop)),
-                 asyncio.create_task(self._outbox(stop))]
+                 asyncio.create_task(self._outbox(stop)), asyncio.create_task(self._housekeeping(stop))]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -190,6 +190,14 @@ class Services:
             except Exception:  # noqa: BLE001 - the API must outlive a stream failure
                 log.exception("stream follower failed; retrying")
             await _sleep(stop, RETRY_S)
+
+    async def _housekeeping(self, stop: asyncio.Event) -> None:
+        """Enforce the retention of stored points every second, viewers or not; export scrape health."""
+        while not stop.is_set():
+            self.view.expire()
+            for name, ts in list(self.scraper.targets.items()):
+                M.SCRAPE_UP.labels(name).set(1 if ts.up else 0)
+            await _sleep(stop, 1.0)
 
     async def _outbox(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
