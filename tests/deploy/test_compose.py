@@ -96,10 +96,13 @@ def test_every_compose_command_runs_with_help() -> None:
 def test_compose_environment_is_valid_paxsim_configuration(files: tuple[Path, ...]) -> None:
     """The example config plus each service's PAXSIM__* variables loads: no unknown or invalid key."""
     env = env_example()
+    names = set(paxsim_services(load_compose(COMPOSE)))
     merged: dict[str, dict[str, str]] = {}
-    for f in files:
-        for name, svc in paxsim_services(load_compose(f)).items():
-            merged.setdefault(name, {}).update({k: interpolate(str(v), env) for k, v in (svc.get("environment") or {}).items()})
+    for f in files:  # an override file names the services without repeating their image
+        for name, svc in load_compose(f)["services"].items():
+            if name in names:
+                merged.setdefault(name, {}).update({k: interpolate(str(v), env) for k, v in (svc.get("environment") or {}).items()})
+    assert set(merged) == names
     for name, environ in merged.items():
         assert environ.get("PAXSIM_CONFIG") in (None, "/etc/paxsim/paxsim.yaml")
         settings = load_settings(EXAMPLE_CONFIG, {k: v for k, v in environ.items() if k != "PAXSIM_CONFIG"})
