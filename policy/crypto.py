@@ -289,6 +289,13 @@ class EpochKeyRing:
         self._synced_at = -math.inf
         self._resync_s = resync_s
         self._lock = threading.Lock()
+        # hot caches: key id → (valid until, cipher); valid until = min(key expiry, next required sync)
+        self._open_hot: dict[str, tuple[float, AESGCM]] = {}
+        self._seal_hot: tuple[int, float, str, AESGCM, float] | None = None  # epoch, epoch_s, key id, cipher, until
+
+    def _valid_until(self, r: Ratchet, epoch: int) -> float:
+        period = self._resync_s if self._resync_s is not None else r.epoch_s
+        return min(epoch * r.epoch_s + r.ttl_s, self._synced_at + period)
 
     def _sync(self, now: float, force: bool = False) -> Ratchet:
         cur = self._current
@@ -317,6 +324,9 @@ class EpochKeyRing:
         """Destroy expired keys now (also done lazily on every seal/open). Drops fully expired chains."""
         now = self.clock()
         with self._lock:
+            self._open_hot = {k: v for k, v in self._open_hot.items() if now < v[0]}
+            if self._seal_hot is not None and now >= self._seal_hot[4]:
+                self._seal_hot = None
             for cid, r in list(self._chains.items()):
                 r.advance(now)
                 if r is not self._current and r.epoch > epoch_of(now, r.epoch_s) + 1:
@@ -330,16 +340,24 @@ class EpochKeyRing:
     def seal(self, plaintext: bytes, at: float, aad: bytes = b"") -> tuple[str, bytes]:
         """Encrypt under the key of the epoch containing ``at``. :class:`KeyExpired` if ``at`` is too old."""
         now = self.clock()
-        with self._lock:
-            r = self._sync(now)
-            epoch = epoch_of(at, r.epoch_s)
-            cipher = r.aead(epoch, now)
-        key_id = f"{self.name}:{r.chain_id}:{epoch}"
-        nonce = secrets.token_bytes(NONCE_BYTES)
+        hot = self._seal_hot
+        if hot is not None and now < hot[4] and math.floor(at / hot[1]) == hot[0]:
+            key_id, cipher = hot[2], hot[3]
+        else:
+            with self._lock:
+                r = self._sync(now)
+                epoch = epoch_of(at, r.epoch_s)
+                cipher = r.aead(epoch, now)
+                key_id = f"{self.name}:{r.chain_id}:{epoch}"
+                self._seal_hot = (epoch, r.epoch_s, key_id, cipher, self._valid_until(r, epoch))
+        nonce = os.urandom(NONCE_BYTES)
         return key_id, nonce + cipher.encrypt(nonce, plaintext, aad + key_id.encode())
 
     def open(self, key_id: str, blob: bytes, aad: bytes = b"") -> bytes:
         """Decrypt; :class:`KeyExpired` if the key is destroyed/unknown, :class:`SealError` if tampered."""
+        hot = self._open_hot.get(key_id)
+        if hot is not None and self.clock() < hot[0]:
+            return self._decrypt(hot[1], key_id, blob, aad)
         try:
             name, chain_id, epoch_s = key_id.split(":")
             epoch = int(epoch_s)
@@ -364,6 +382,13 @@ class EpochKeyRing:
             except KeyExpired:
                 OPEN_FAIL.labels("expired").inc()
                 raise
+            if len(self._open_hot) > 256:
+                self._open_hot.clear()
+            self._open_hot[key_id] = (self._valid_until(r, epoch), cipher)
+        return self._decrypt(cipher, key_id, blob, aad)
+
+    @staticmethod
+    def _decrypt(cipher: AESGCM, key_id: str, blob: bytes, aad: bytes) -> bytes:
         if len(blob) < NONCE_BYTES + 16:
             OPEN_FAIL.labels("tampered").inc()
             raise SealError("sealed payload too short")

@@ -50,13 +50,9 @@ class RuleStats:
         self.buckets = [0] * (len(BUCKETS) + 1)
         self.sum = 0.0
 
-    def observe(self, seconds: float, allowed: bool) -> None:
+    def observe(self, seconds: float) -> None:
         self.buckets[bisect_left(BUCKETS, seconds)] += 1
         self.sum += seconds
-        if allowed:
-            self.allow += 1
-        else:
-            self.deny += 1
 
 
 _STATS: dict[tuple[str, str], RuleStats] = {}
@@ -142,44 +138,65 @@ def _policy_getter(src: PolicySource) -> Callable[[], Policy]:
 
 
 class Chain(Generic[C]):
-    """Run filter units in order against one pinned policy; the first deny wins."""
+    """Run filter units in order against one pinned policy; the first deny wins.
+
+    Every decision of every unit is counted; its latency is timed on one decision in ``time_every``
+    (default 4; 1 = every decision), so the histogram's ``_count`` is the number of timed decisions.
+    """
 
     def __init__(self, stage: str, filters: Iterable[Filter[C]], policy: PolicySource | None = None,
-                 on_decision: Callable[[C, Decision], None] | None = None) -> None:
+                 on_decision: Callable[[C, Decision], None] | None = None, time_every: int = 4) -> None:
         self.stage = stage
         self.name = stage
         self.filters = list(filters)
         self._policy = _policy_getter(policy if policy is not None else Policy())
         self.on_decision = on_decision
-        self._units = [(f, rule_stats(stage, f.name)) for f in self.filters]
+        # (rule name, check function if a plain Rule else None, unit, stats)
+        self._units = [(f.name, f.check if isinstance(f, Rule) else None, f, rule_stats(stage, f.name)) for f in self.filters]
         self._pinned: Policy | None = None
         self._pinned_version = ""
         self._allow = ALLOW
+        self._tick = 0
+        self._every = max(1, int(time_every))
 
     @property
     def policy(self) -> Policy:
         return self._policy()
 
-    def _version(self, pol: Policy) -> tuple[str, Decision]:
-        if pol is not self._pinned:  # reading pydantic private attributes is slow: once per policy object
-            self._pinned, self._pinned_version = pol, pol.version
-            self._allow = Decision(True, "", "", self._pinned_version, self.stage)
-        return self._pinned_version, self._allow
+    def _pin(self, pol: Policy) -> None:
+        # reading pydantic private attributes is slow: once per policy object, not per decision
+        self._pinned, self._pinned_version = pol, pol.version
+        self._allow = Decision(True, "", "", self._pinned_version, self.stage)
 
     def decide(self, ctx: C, policy: Policy | None = None) -> Decision:
         pol = policy if policy is not None else self._policy()
-        version, result = self._version(pol)
+        if pol is not self._pinned:
+            self._pin(pol)
+        self._tick += 1
+        timed = self._tick % self._every == 0
         perf = time.perf_counter
-        for f, stats in self._units:
-            t0 = perf()
-            d = f.decide(ctx, pol)
-            stats.observe(perf() - t0, d.allow)
-            if not d.allow:
-                result = Decision(False, d.rule, d.reason, version, self.stage)
-                break
+        for name, check, unit, stats in self._units:
+            if timed:
+                t0 = perf()
+            if check is not None:
+                reason = check(ctx, pol)
+            else:
+                d = unit.decide(ctx, pol)
+                reason = None if d.allow else d.reason
+                name = d.rule or name
+            if timed:
+                stats.observe(perf() - t0)
+            if reason is None:
+                stats.allow += 1
+            else:
+                stats.deny += 1
+                result = Decision(False, name, reason, self._pinned_version, self.stage)
+                if self.on_decision is not None:
+                    self.on_decision(ctx, result)
+                return result
         if self.on_decision is not None:
-            self.on_decision(ctx, result)
-        return result
+            self.on_decision(ctx, self._allow)
+        return self._allow
 
     __call__ = decide
 
@@ -187,7 +204,7 @@ class Chain(Generic[C]):
 # --- edge: camera → broker ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EdgeContext:
     zone: str
     quality: float
@@ -224,7 +241,7 @@ def edge_chain(policy: PolicySource | None = None, **kw) -> Chain[EdgeContext]:
 # --- gate: broker → matcher --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GateContext:
     sighting: Sighting
     now: float
@@ -276,7 +293,7 @@ def gate_chain(biometric_zones: Iterable[str] | None = None, zone_purpose: dict[
 # --- post-match: matcher → stores ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PostMatchContext:
     subject_id: str | None  # None: no gallery entry within threshold
     purpose: str
@@ -309,7 +326,7 @@ def post_match_chain(is_allowed: Callable[[str, str, str, float], bool], policy:
 # --- store: anything written to a store -----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoreContext:
     purpose: str
     captured_at: float
@@ -330,7 +347,7 @@ def store_chain(policy: PolicySource | None = None, **kw) -> Chain[StoreContext]
 # --- export: stores → outside --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ExportContext:
     subject_id: str
     purpose: str  # what the export is for, e.g. "model-training"

@@ -126,7 +126,7 @@ def test_training_export_is_refused_without_consent_and_the_refusal_is_audited(t
 
 
 def test_each_rule_is_counted_and_timed_per_stage():
-    g = gate_chain(policy=POLICY)
+    g = gate_chain(policy=POLICY, time_every=1)
     b_allow = metric("paxsim_policy_decisions_total", stage="gate", rule="fresh", decision="allow")
     b_count = metric("paxsim_policy_decision_seconds_count", stage="gate", rule="fresh")
     for _ in range(5):
@@ -134,6 +134,16 @@ def test_each_rule_is_counted_and_timed_per_stage():
     assert metric("paxsim_policy_decisions_total", stage="gate", rule="fresh", decision="allow") == b_allow + 5
     assert metric("paxsim_policy_decision_seconds_count", stage="gate", rule="fresh") == b_count + 5
     assert metric("paxsim_policy_decision_seconds_bucket", stage="gate", rule="fresh", le="0.001") >= b_count + 5
+
+
+def test_sampled_timing_keeps_exact_counts():
+    g = gate_chain(policy=POLICY)  # default: time one decision in 4
+    b_deny = metric("paxsim_policy_decisions_total", stage="gate", rule="biometric_zone", decision="deny")
+    b_count = metric("paxsim_policy_decision_seconds_count", stage="gate", rule="biometric_zone")
+    for _ in range(8):
+        g(GateContext(sighting("retail"), NOW))
+    assert metric("paxsim_policy_decisions_total", stage="gate", rule="biometric_zone", decision="deny") == b_deny + 8
+    assert metric("paxsim_policy_decision_seconds_count", stage="gate", rule="biometric_zone") == b_count + 2
 
 
 def test_a_reloaded_policy_applies_to_the_next_decision_and_is_recorded(tmp_path):
