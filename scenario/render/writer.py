@@ -12,12 +12,12 @@ from ..world import World
 from .frames import CameraRenderer, FaceTruth
 from .sprites import SpriteCache
 
-GT_HEADER_DOC = "frame,id,x,y,w,h,conf,class,visibility  (MOTChallenge gt; frame 1-based; face box)"
+GT_HEADER_DOC = "frame,id,x,y,w,h,conf,class,visibility  (MOTChallenge gt; frame and x, y 1-based; face box)"
 
 
 def gt_line(frame_index: int, f: FaceTruth) -> str:
-    x, y, w, h = f.box
-    return f"{frame_index + 1},{f.track_id},{x},{y},{w},{h},{int(f.counts)},1,{f.visibility:.3f}\n"
+    x, y, w, h = f.box  # MOTChallenge boxes are 1-based (motmetrics subtracts 1 on load)
+    return f"{frame_index + 1},{f.track_id},{x + 1},{y + 1},{w},{h},{int(f.counts)},1,{f.visibility:.3f}\n"
 
 
 def details_line(frame_index: int, f: FaceTruth) -> str:
