@@ -91,9 +91,12 @@ def rule_rows(scraper: Scraper, view: StreamView) -> list[dict]:
     return sorted(rows.values(), key=lambda r: (r["stage"], r["rule"]))
 
 
-def timeline(view: StreamView, now: float, span_s: int = 120) -> dict:
+def timeline(view: StreamView, now: float, span_s: int = 120, min_span_s: int = 30) -> dict:
+    """Per-second decisions over the last ``span_s`` seconds, starting at the first second with data."""
     end = int(now)
-    secs = list(range(end - span_s + 1, end + 1))
+    first = min((s for s in view.timeline if s > end - span_s), default=end)
+    start = min(first, end - min_span_s + 1)
+    secs = list(range(start, end + 1))
     out: dict[str, list] = {"t": secs}
     for key in ("match", "unknown", "refused", "counted"):
         out[key] = [view.timeline.get(s, {}).get(key, 0) for s in secs]
@@ -118,9 +121,11 @@ def zone_map(view: StreamView, biometric: set[str]) -> dict:
 def cameras(view: StreamView, scraper: Scraper, now: float) -> list[dict]:
     merged = scraper.merged_latest()
     produced = by_label(merged, "paxsim_edge_sightings_total", "camera")
+    counted_only = by_label(merged, "paxsim_edge_count_only_faces_total", "camera")
     rates: dict[str, float] = {}
     for ts in scraper.targets.values():
-        for cam in by_label(ts.latest, "paxsim_edge_sightings_total", "camera"):
+        cams = set(by_label(ts.latest, "paxsim_edge_sightings_total", "camera")) | set(by_label(ts.latest, "paxsim_edge_count_only_faces_total", "camera"))
+        for cam in cams:
             rates[cam] = rates.get(cam, 0.0) + ts.rate("paxsim_edge_sightings_total", camera=cam) + ts.rate("paxsim_edge_count_only_faces_total", camera=cam)
     state: dict[str, str] = {}
     for (name, labels), v in merged.items():
@@ -128,7 +133,7 @@ def cameras(view: StreamView, scraper: Scraper, now: float) -> list[dict]:
             lbl = dict(labels)
             state[lbl.get("camera", "")] = lbl.get("paxsim_edge_source_state", "")
     rows = []
-    for cam in sorted(set(view.cameras) | set(produced)):
+    for cam in sorted(set(view.cameras) | set(produced) | set(counted_only)):
         st = view.cameras.get(cam)
         age = now - st.last_seen if st and st.last_seen else None
         status = "live" if age is not None and age <= CAMERA_LIVE_S else "stale" if age is not None and age <= CAMERA_STALE_S else "down"

@@ -74,7 +74,7 @@
     draw("plot-rules", [
       { y: labels, x: s.rules.map(r => r.allow), name: "allow", type: "bar", orientation: "h", marker: { color: "#73bf69" } },
       { y: labels, x: s.rules.map(r => r.deny), name: "deny", type: "bar", orientation: "h", marker: { color: "#f2495c" } },
-    ], { barmode: "stack", margin: { l: 150, r: 10, t: 6, b: 28 }, xaxis: { type: "log", gridcolor: "#2c3235" } });
+    ], { barmode: "stack", margin: { l: 150, r: 10, t: 6, b: 28 } });
 
     // airport map: zones as nodes (size ~ faces), consented flows as lines (width ~ travellers)
     const nodes = s.zones.nodes, pos = Object.fromEntries(nodes.map(n => [n.zone, n]));
