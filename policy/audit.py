@@ -154,10 +154,18 @@ class AuditLog:
 
     def _make(self, action: str, decision: str, *, rule: str, subject_id: str | None, object_id: str | None,
               policy_version: str, at: float | None) -> AuditRecord:
-        rec = AuditRecord(seq=self._seq + 1, at=self.clock() if at is None else at, actor=self.actor, action=action,
-                          decision=decision, rule=rule, subject_id=subject_id, object_id=object_id,
-                          policy_version=policy_version, prev_hash=self._hash)
-        return msgspec.structs.replace(rec, hash=record_hash(rec))
+        at = self.clock() if at is None else at
+        seq, prev = self._seq + 1, self._hash
+        # the same mapping canonical() builds from a record (every field but hash, plus type), built directly
+        d = {"seq": seq, "at": at, "actor": self.actor, "action": action, "decision": decision, "rule": rule,
+             "subject_id": subject_id, "object_id": object_id, "policy_version": policy_version, "prev_hash": prev,
+             "type": _TAG}
+        if not math.isfinite(at):
+            raise AuditError("audit record time must be finite")
+        digest = hashlib.sha256(_canon_enc.encode(d)).hexdigest()
+        return AuditRecord(seq=seq, at=at, actor=self.actor, action=action, decision=decision, rule=rule,
+                           subject_id=subject_id, object_id=object_id, policy_version=policy_version, prev_hash=prev,
+                           hash=digest)
 
     def _write(self, *recs: AuditRecord) -> None:
         data = b"".join(_json_enc.encode(r) + b"\n" for r in recs)
@@ -201,12 +209,16 @@ class AuditLog:
                 recs.append(rec)
             self._seq, self._hash = seq, head
             self._write(*recs)
+        tally: dict[str, int] = {}
         for rec in recs:
-            counter = self._counters.get(rec.action)
+            tally[rec.action] = tally.get(rec.action, 0) + 1
+        for action, n in tally.items():
+            counter = self._counters.get(action)
             if counter is None:
-                counter = self._counters[rec.action] = APPENDS.labels(self._chain, rec.action)
-            counter.inc()
-            if self.publish is not None:
+                counter = self._counters[action] = APPENDS.labels(self._chain, action)
+            counter.inc(n)
+        if self.publish is not None:
+            for rec in recs:
                 self.publish(rec)
         return recs
 

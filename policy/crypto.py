@@ -24,9 +24,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import math
 import os
 import secrets
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -292,6 +294,7 @@ class EpochKeyRing:
         # hot caches: key id → (valid until, cipher); valid until = min(key expiry, next required sync)
         self._open_hot: dict[str, tuple[float, AESGCM]] = {}
         self._seal_hot: tuple[int, float, str, AESGCM, float] | None = None  # epoch, epoch_s, key id, cipher, until
+        self._prefix, self._counter = os.urandom(8), itertools.count()
 
     def _valid_until(self, r: Ratchet, epoch: int) -> float:
         period = self._resync_s if self._resync_s is not None else r.epoch_s
@@ -350,8 +353,20 @@ class EpochKeyRing:
                 cipher = r.aead(epoch, now)
                 key_id = f"{self.name}:{r.chain_id}:{epoch}"
                 self._seal_hot = (epoch, r.epoch_s, key_id, cipher, self._valid_until(r, epoch))
-        nonce = os.urandom(NONCE_BYTES)
+        nonce = self._nonce()
         return key_id, nonce + cipher.encrypt(nonce, plaintext, aad + key_id.encode())
+
+    def _nonce(self) -> bytes:
+        """96-bit nonce: 64 random bits per ring (renewed every 2^32 seals) + a 32-bit counter.
+
+        Unique per key without a syscall per seal; two rings sharing an epoch key collide with
+        probability 2^-64 per pair (NIST SP 800-38D §8.2.1 style construction).
+        """
+        n = next(self._counter)
+        if n >= 0xFFFFFFFF:
+            self._prefix, self._counter = os.urandom(8), itertools.count()
+            n = next(self._counter)
+        return self._prefix + n.to_bytes(4, "little")
 
     def open(self, key_id: str, blob: bytes, aad: bytes = b"") -> bytes:
         """Decrypt; :class:`KeyExpired` if the key is destroyed/unknown, :class:`SealError` if tampered."""
@@ -414,8 +429,13 @@ class EpochKeyRing:
             return False
 
 
+_AAD_TAIL = struct.Struct("<dI")
+
+
 def _sighting_aad(s: Sighting) -> bytes:
-    return f"sighting|{s.event_id}|{s.camera_id}|{s.zone}|{s.captured_at!r}|{s.dim}|".encode()
+    """Binds a sealed embedding to its event: id, camera, zone, capture time and dimension."""
+    return b"|".join((b"sighting", s.event_id.encode(), s.camera_id.encode(), s.zone.encode(),
+                      _AAD_TAIL.pack(s.captured_at, s.dim)))
 
 
 def seal_sighting(ring: EpochKeyRing, s: Sighting) -> Sighting:
