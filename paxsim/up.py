@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +35,7 @@ from broker import topics as t
 from broker.admin import ensure_topics
 from broker.clients import BrokerUnreachable
 from broker.embedded import EmbeddedBroker
-from paxsim.config import ConfigError, Settings, load_settings
+from paxsim.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from paxsim.demo import child_env, enrol_scenario
 from paxsim.stack import Stack, total
 
@@ -143,9 +146,21 @@ def _run_dir(settings: Settings) -> Path:
     return Path(settings.state_dir).resolve() / "up"
 
 
-async def up(settings: Settings, duration: float | None, console: Console, matchers: int = 1, cycle_s: float = 60.0) -> dict:
+def run_audit_scan(env: dict[str, str], bootstrap: str, console: Console) -> int:
+    """``paxsim audit scan`` against the still-running broker and this run's stores; returns its exit code."""
+    console.print("[bold]paxsim audit scan[/] (every topic from offset 0, every store, the audit chains)")
+    cmd = [sys.executable, "-m", "paxsim.cli", "audit", "scan", "--bootstrap", bootstrap]
+    base = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    return subprocess.run(cmd, env={**base, **env}, stdin=subprocess.DEVNULL, check=False).returncode
+
+
+async def up(
+    settings: Settings, duration: float | None, console: Console, matchers: int = 1, cycle_s: float = 60.0, audit_scan: bool = False
+) -> dict:
     """Run the stack until ``duration`` seconds of traffic have passed (``None``: until SIGINT/SIGTERM).
 
+    With ``audit_scan`` the stages are stopped first and ``paxsim audit scan`` then reads the broker before it
+    goes away (the embedded broker keeps nothing after it stops); its exit code is in the summary.
     Returns the final counts (also written to ``<state_dir>/up/up-summary.json``). Raises
     :class:`StageFailed` when a stage dies and ``BrokerUnreachable`` when an external broker is not there;
     every process it started is stopped on the way out in all cases."""
@@ -166,6 +181,7 @@ async def up(settings: Settings, duration: float | None, console: Console, match
     edge = _Edge()
     cycles = 0
     counts = UpCounts()
+    scan_code: int | None = None
     try:
         if broker:
             await broker.start()
@@ -219,6 +235,9 @@ async def up(settings: Settings, duration: float | None, console: Console, match
             stack.kill("edge", signal.SIGTERM)
             edge.done, edge.current = edge.done + edge.current, 0.0
         counts = await _drain(stack, edge, names, cycles)
+        await asyncio.to_thread(stack.stop)
+        if audit_scan:
+            scan_code = await asyncio.to_thread(run_audit_scan, stack.env, bootstrap, console)
     finally:
         if stack is not None:
             await asyncio.to_thread(stack.stop)
@@ -228,7 +247,7 @@ async def up(settings: Settings, duration: float | None, console: Console, match
             await broker.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-    summary = {**asdict(counts), "matchers": len(names), "bootstrap": bootstrap, "embedded": embedded}
+    summary = {**asdict(counts), "matchers": len(names), "bootstrap": bootstrap, "embedded": embedded, "audit_scan_exit": scan_code}
     (run_dir / "up-summary.json").write_text(json.dumps(summary, indent=2))
     tab = Table(title="paxsim up: totals")
     tab.add_column("figure")
@@ -260,18 +279,22 @@ def up_command(
     duration: Optional[float] = typer.Option(None, "--duration", "-d", min=1, help="seconds of traffic, then stop (default: until Ctrl-C)"),
     matchers: int = typer.Option(1, "--matchers", "-m", min=1, max=64, help="matcher processes in the one consumer group"),
     cycle: float = typer.Option(60.0, "--cycle", min=2, help="seconds of one scenario run; the edge replays it until stopped"),
+    audit_scan: bool = typer.Option(False, "--audit-scan", help="after stopping the stages, run `paxsim audit scan` on the broker and stores; exit 1 unless clean"),
 ) -> None:
     """Run the whole stack as local processes: embedded broker unless broker.bootstrap is set."""
     console = Console()
     settings = _load(config, console)
     try:
-        asyncio.run(up(settings, duration, console, matchers=matchers, cycle_s=cycle))
+        summary = asyncio.run(up(settings, duration, console, matchers=matchers, cycle_s=cycle, audit_scan=audit_scan))
     except BrokerUnreachable as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_BROKER) from None
     except StageFailed as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_STAGE) from None
+    if audit_scan and summary["audit_scan_exit"] != 0:
+        console.print(f"[red]audit scan not clean (exit {summary['audit_scan_exit']})[/]")
+        raise typer.Exit(EXIT_STAGE)
 
 
 def enrol_command(

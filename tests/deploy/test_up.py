@@ -35,15 +35,27 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return {**base, **SMALL, "PAXSIM__STATE_DIR": str(tmp_path / "state"), "COLUMNS": "120"}
 
 
-@pytest.mark.slow  # ~25 s: five processes start, 8 s of traffic, drain
-def test_up_runs_the_stack_for_a_duration_and_exits_cleanly(tmp_path: Path) -> None:
+def audit_scan_mounted() -> bool:
+    r = subprocess.run([sys.executable, "-m", "paxsim.cli", "audit", "scan", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    return r.returncode == 0
+
+
+@pytest.mark.slow  # ~30 s: six processes start, 8 s of traffic, drain, audit scan
+def test_up_runs_the_stack_for_a_duration_and_the_audit_scan_is_clean(tmp_path: Path) -> None:
+    """Issue 8's acceptance: ``paxsim up`` with the example config runs the whole stack and ``paxsim audit scan``
+    is clean after it. The scan runs inside ``up --audit-scan``, once the stages have stopped and before the
+    embedded broker (which keeps nothing) goes away."""
+    scan = audit_scan_mounted()
     r = subprocess.run(
-        [*up_command(), "--config", str(EXAMPLE_CONFIG), "--duration", "8", "--matchers", "2"],
-        env=_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=150,
+        [*up_command(), "--config", str(EXAMPLE_CONFIG), "--duration", "8", "--matchers", "2", *(["--audit-scan"] if scan else [])],
+        env=_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=180,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     run_dir = tmp_path / "state" / "up"
     summary = json.loads((run_dir / "up-summary.json").read_text())
+    if scan:
+        assert summary["audit_scan_exit"] == 0
+        assert "expired-readable 0 / non-consented 0 / audit 0" in r.stdout
     assert summary["embedded"] is True and summary["matchers"] == 2
     assert summary["published"] > 0
     assert summary["gate_in"] >= summary["published"]  # the gate saw everything the edge published
@@ -101,20 +113,7 @@ def test_up_rejects_an_invalid_config(tmp_path: Path) -> None:
     assert "broker.partitions" in r.stdout + r.stderr
 
 
-def test_audit_scan_is_clean_after_up(tmp_path: Path) -> None:
-    from paxsim import cli
-
-    names = {getattr(g, "name", None) for g in cli.app.registered_groups}
-    if "audit" not in names:
-        pytest.skip("`paxsim audit` is not mounted in paxsim.cli yet")
-    help_ = subprocess.run([sys.executable, "-m", "paxsim.cli", "audit", "scan", "--help"], capture_output=True, text=True, cwd=ROOT)
-    if help_.returncode != 0:
-        pytest.skip("`paxsim audit scan` does not exist yet (policy/scan.py)")
-    env = _env(tmp_path)
-    r = subprocess.run([*up_command(), "--config", str(EXAMPLE_CONFIG), "--duration", "5"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=150)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    scan = subprocess.run(
-        [sys.executable, "-m", "paxsim.cli", "audit", "scan", "--state-dir", str(tmp_path / "state" / "up")],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert scan.returncode == 0, scan.stdout[-3000:] + scan.stderr[-3000:]
+def test_audit_scan_after_up_is_available() -> None:
+    """Until `paxsim audit` is mounted in paxsim.cli the scan above cannot run: say so instead of passing silently."""
+    if not audit_scan_mounted():
+        pytest.skip("`paxsim audit scan` is not mounted in paxsim.cli yet: the up test ran without --audit-scan")
