@@ -30,7 +30,7 @@ log = logging.getLogger("paxsim.dashboard.scrape")
 
 TARGETS_ENV = "PAXSIM_DASHBOARD_TARGETS"
 TARGETS_FILE_ENV = "PAXSIM_DASHBOARD_TARGETS_FILE"
-TARGETS_FILE_NAME = "scrape-targets.json"
+from paxsim.stack import TARGETS_FILE_NAME  # noqa: E402  (written by Stack.spawn)
 SELF = "dashboard"  # the dashboard's own registry is always a target under this name
 
 Labels = tuple[tuple[str, str], ...]

@@ -169,6 +169,16 @@ def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="write h
         sys.stdout.write(text)
 
 
+def _mount_sub_apps() -> None:
+    """Command groups owned by their packages."""
+    from dashboard.cli import tokens_app
+
+    app.add_typer(tokens_app, name="dashboard-token")
+
+
+_mount_sub_apps()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -7,6 +7,7 @@ PR_SET_PDEATHSIG so they die with their parent even after a ``kill -9`` of the p
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from paxsim.config import ENV_PREFIX
 from paxsim.obs import free_port, wait_port
 
 PR_SET_PDEATHSIG = 1
+TARGETS_FILE_NAME = "scrape-targets.json"  # Prometheus file_sd of the children; dashboard/scrape.py reads it
 
 
 def die_with_parent() -> None:
@@ -71,7 +73,16 @@ class Stack:
         child = Child(name, [*stage_args, metrics_flag, str(port)], port, self.run_dir / f"{name}.log")
         self.children[name] = child
         self._start(child)
+        self._write_targets()
         return child
+
+    def _write_targets(self) -> None:
+        """Publish every child's metrics address as a Prometheus ``file_sd`` file (``scrape-targets.json``):
+        the dashboard and a Prometheus server both discover the stages from it."""
+        groups = [{"targets": [f"127.0.0.1:{c.metrics_port}"], "labels": {"job": c.name}} for c in self.children.values()]
+        tmp = self.run_dir / f".{TARGETS_FILE_NAME}.tmp"
+        tmp.write_text(json.dumps(groups, indent=1))
+        tmp.replace(self.run_dir / TARGETS_FILE_NAME)
 
     def _start(self, child: Child) -> None:
         log = child.log_path.open("ab")
