@@ -243,6 +243,34 @@ def bench_one(size: int, kind: str, params: IndexParams, args: argparse.Namespac
     return row, g
 
 
+def calibration_report(g: GalleryIndex, q: np.ndarray, truth: list[str | None], threshold: float) -> None:
+    """Genuine vs impostor distances on this synthetic population, against the documented dlib rule."""
+    from matcher.calibration import DLIB_THRESHOLD, calibrate, open_set_rates, rates_at
+
+    rng = np.random.default_rng(3)
+    subjects = g.subjects()
+    genuine, impostor = [], []
+    for i, t in enumerate(truth):
+        if t is None:
+            continue
+        genuine.append(float(g.distances_to(t, q[i : i + 1])[0]))
+        other = subjects[int(rng.integers(len(subjects)))]
+        if other != t:
+            impostor.append(float(g.distances_to(other, q[i : i + 1])[0]))
+    cal = calibrate(genuine, impostor, target_far=1e-3)
+    print(f"1:1 calibration ({len(genuine)} genuine, {len(impostor)} impostor pairs): EER {cal.eer:.4f} at {cal.eer_threshold:.3f}; "
+          f"threshold for FAR ≤ 1e-3: {cal.threshold:.3f} (FRR {cal.frr:.4f})")
+    for t in (threshold, DLIB_THRESHOLD):
+        r = rates_at(genuine, impostor, t)
+        print(f"  at {t:.2f}: FAR {r.far:.4f}  FRR {r.frr:.4f}")
+    res = g.search(q, 1)
+    best = [r.best.subject_id if r.best else None for r in res]
+    dist = [r.best.distance if r.best else None for r in res]
+    for t in (threshold, DLIB_THRESHOLD):
+        o = open_set_rates(best, dist, truth, t)
+        print(f"  1:N at {t:.2f}: rank-1 {o.rank1:.4f}  FNIR {o.fnir:.4f}  FPIR {o.fpir:.4f} ({o.enrolled} enrolled, {o.non_enrolled} impostor probes)")
+
+
 def print_rows(rows: list[Row]) -> None:
     print()
     print("| views | kind | params | build s | ours q/s | raw FAISS q/s | ours/raw | recall@1 vs exact | recall@1 genuine | rank-1 genuine | index MB per 1M | RSS MB per 1M |")
@@ -269,6 +297,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="FAISS OpenMP threads (0 = all cores)")
     ap.add_argument("--ivfpq-10m", action="store_true", help="also a 10M IVF-PQ run (needs ~8 GB free)")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--calibrate", action="store_true", help="print genuine/impostor calibration per size")
+    ap.add_argument("--threshold", type=float, default=0.55, help="operating threshold (MatcherSettings.threshold)")
     args = ap.parse_args()
     if args.threads:
         faiss.omp_set_num_threads(args.threads)
@@ -303,6 +333,8 @@ def main() -> None:
                             rec, rec_g, r1, row.index_mb_per_1m, row.rss_mb_per_1m)
                     rows.append(r)
                     print_rows([r])
+            if args.calibrate and kind == kinds[0]:
+                calibration_report(g, q, truth, args.threshold)
             if kind == kinds[0] and size == sizes[0]:
                 print(f"GIL: main-thread Python loop keeps {gil_share(g, q):.0%} of its speed while FAISS searches in a thread")
             del g

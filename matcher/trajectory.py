@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -321,6 +321,61 @@ class TrajectoryStore:
         self._tracks = {sid: _Track(list(seen)) for sid, seen in st.tracks.items()}
         self._applied = dict(st.applied)
         self.duplicates, self.late, self.stale, self._floor = st.duplicates, st.late, st.stale, st.floor
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionScore:
+    predicted: int  # transitions the store derived
+    correct: int  # of those, true (ground truth: the subject was in to_zone then, coming from from_zone)
+    truth: int  # true transitions of the subjects scored
+    recovered: int  # of those, found by the store
+
+    @property
+    def precision(self) -> float:
+        """Share of correct zone transitions among those derived."""
+        return self.correct / self.predicted if self.predicted else float("nan")
+
+    @property
+    def recall(self) -> float:
+        return self.recovered / self.truth if self.truth else float("nan")
+
+
+def score_transitions(
+    store: TrajectoryStore,
+    truth: Mapping[str, Sequence[tuple[float, float, str]]],
+    tolerance_s: float = 1.0,
+    subjects: Iterable[str] | None = None,
+) -> TransitionScore:
+    """Compare derived transitions with ground-truth itineraries ``{subject: [(enter_s, leave_s, zone), ...]}``.
+
+    A derived transition a→b arriving at t is correct when the subject truly was in b at t (± tolerance) and
+    the truly preceding zone was a. A true transition a→b is recovered when a derived a→b arrives during
+    that visit of b. Pass ``subjects`` to score one demographic group. Subjects absent from ``truth``
+    (mismatches onto a non-existent id) count as wrong predictions."""
+    wanted = set(truth) if subjects is None else set(subjects)
+    predicted = correct = n_truth = recovered = 0
+    derived = [t for t in store.transitions() if t.subject_id in wanted]
+    by_subject: dict[str, list[Transition]] = {}
+    for t in derived:
+        by_subject.setdefault(t.subject_id, []).append(t)
+    for sid in wanted:
+        visits = sorted(truth.get(sid, ()))
+        mine = by_subject.get(sid, [])
+        predicted += len(mine)
+        for t in mine:
+            for k, (enter, leave, zone) in enumerate(visits):
+                if zone == t.to_zone and enter - tolerance_s <= t.arrived_at < leave + tolerance_s:
+                    if k > 0 and visits[k - 1][2] == t.from_zone:
+                        correct += 1
+                    break
+        for k in range(1, len(visits)):
+            a, (enter, leave, b) = visits[k - 1][2], visits[k]
+            if a == b:
+                continue
+            n_truth += 1
+            if any(t.from_zone == a and t.to_zone == b and enter - tolerance_s <= t.arrived_at < leave + tolerance_s for t in mine):
+                recovered += 1
+    return TransitionScore(predicted, correct, n_truth, recovered)
 
 
 class _State(msgspec.Struct):

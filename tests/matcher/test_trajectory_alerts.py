@@ -124,3 +124,19 @@ def test_flag_rates():
     a = evaluate(_update(dwell_s=500.0), POLICY, "egate-verification")
     r = flag_rates(a + a, ["p", "q", "r", "s"], transitions=10, implausible=1)
     assert r.alerts == 1 and r.subject_flag_rate == 0.25 and r.transition_flag_rate == 0.1
+
+
+def test_score_transitions_against_ground_truth():
+    from matcher.trajectory import score_transitions
+
+    truth = {"p": [(0.0, 100.0, "checkin"), (200.0, 400.0, "security"), (500.0, 900.0, "gate")], "q": [(0.0, 50.0, "checkin")]}
+    s = store()
+    s.apply("e1", "p", "c", "checkin", 10.0)
+    s.apply("e2", "p", "c", "security", 250.0)  # right
+    s.apply("e3", "p", "c", "checkin", 300.0)  # mismatch: p was in security
+    s.apply("e4", "p", "c", "gate", 600.0)  # checkin -> gate: not a true transition
+    s.apply("e5", "q", "c", "checkin", 10.0)
+    r = score_transitions(s, truth)
+    assert (r.predicted, r.correct, r.truth, r.recovered) == (3, 1, 2, 1)
+    assert r.precision == pytest.approx(1 / 3) and r.recall == 0.5
+    assert score_transitions(s, truth, subjects=["q"]).predicted == 0
