@@ -341,18 +341,21 @@ class GalleryIndex:
 
     def _tombstone(self, labels: np.ndarray) -> None:
         """Overwrite the stored HNSW vectors with a far sentinel (the template is gone) and count them."""
-        storage = faiss.downcast_index(self._faiss.storage)
-        codes = faiss.vector_to_array(storage.codes).view(np.float32).reshape(-1, self.dim)
-        codes[labels] = 1e4  # far from every real embedding (norm ≈ 1.4): never a near neighbour
-        faiss.copy_array_to_vector(codes.view(np.uint8).ravel(), storage.codes)
+        codes = self._hnsw_vectors()
+        codes[labels] = 1e4  # in place; far from every real embedding (norm ≈ 1.4): never a near neighbour
         self._tombstones += int(labels.size)
         if self._tombstones > HNSW_REBUILD_SHARE * max(self._faiss.ntotal, 1):
             self._rebuild_hnsw()
 
-    def _rebuild_hnsw(self) -> None:
+    def _hnsw_vectors(self) -> np.ndarray:
+        """A writable (ntotal, dim) float32 view of the HNSW flat storage (no copy)."""
         storage = faiss.downcast_index(self._faiss.storage)
+        raw = faiss.rev_swig_ptr(storage.codes.data(), storage.codes.size())
+        return raw.view(np.float32).reshape(-1, self.dim)
+
+    def _rebuild_hnsw(self) -> None:
         live = np.flatnonzero(self._map.label_code[: self._faiss.ntotal] >= 0)
-        vecs = faiss.vector_to_array(storage.codes).view(np.float32).reshape(-1, self.dim)[live]
+        vecs = self._hnsw_vectors()[live]  # fancy indexing copies: safe after the old index is dropped
         codes = self._map.label_code[live]
         self._map.label_code = np.full(max(1024, live.size), -1, dtype=np.int64)
         self._map.next_label = 0
@@ -398,9 +401,7 @@ class GalleryIndex:
                 raise IndexError_(f"unknown subject {subject_id!r}")
             labels = self._map.views[code]
             if self.kind == "hnsw":
-                storage = faiss.downcast_index(self._faiss.storage)
-                all_vecs = faiss.vector_to_array(storage.codes).view(np.float32).reshape(-1, self.dim)
-                return all_vecs[labels].copy()
+                return self._hnsw_vectors()[labels]
             return np.vstack([self._faiss.reconstruct(int(lab)) for lab in labels])
 
     def search(self, batch: np.ndarray, k: int = 1) -> list[SearchResult]:
