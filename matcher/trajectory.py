@@ -56,6 +56,25 @@ class ZoneMap:
         return cls(d, **kw)
 
     @classmethod
+    def from_routes(cls, routes: Iterable[Sequence[str]], length_m: Mapping[str, float], **kw: float) -> "ZoneMap":
+        """Zones laid end to end along each route (as in scenario/world.py): the distance between two zones
+        is the length of the zones strictly between them (adjacent zones: 0 m), shortest over the routes.
+        A step ``"a|b"`` (alternatives) counts each option at that position."""
+        d: dict[tuple[str, str], float] = {}
+        for route in routes:
+            steps = [step.split("|") for step in route]
+            for i, opts_a in enumerate(steps):
+                between = 0.0
+                for j in range(i + 1, len(steps)):
+                    for a in opts_a:
+                        for b in steps[j]:
+                            if a != b:
+                                key = (min(a, b), max(a, b))
+                                d[key] = min(d.get(key, math.inf), between)
+                    between += min(length_m[z] for z in steps[j])
+        return cls(d, **kw)
+
+    @classmethod
     def from_table(cls, rows: Mapping[str, Mapping[str, float]], **kw: float) -> "ZoneMap":
         """From a nested mapping ``{zone: {other_zone: metres}}`` (e.g. a YAML block)."""
         return cls({(a, b): float(v) for a, row in rows.items() for b, v in row.items()}, **kw)

@@ -140,3 +140,13 @@ def test_score_transitions_against_ground_truth():
     assert (r.predicted, r.correct, r.truth, r.recovered) == (3, 1, 2, 1)
     assert r.precision == pytest.approx(1 / 3) and r.recall == 0.5
     assert score_transitions(s, truth, subjects=["q"]).predicted == 0
+
+
+def test_zone_map_from_routes():
+    lengths = {"checkin": 20.0, "security": 15.0, "immigration": 10.0, "egate": 8.0, "gate": 30.0}
+    zm = ZoneMap.from_routes([["checkin", "security", "immigration|egate", "gate"]], lengths)
+    assert zm.distance_m("checkin", "security") == 0.0  # adjacent
+    assert zm.distance_m("checkin", "gate") == 15.0 + 8.0  # shortest option in between
+    assert zm.distance_m("security", "egate") == 0.0
+    assert zm.distance_m("immigration", "egate") is None  # alternatives: never one after the other
+    assert not zm.plausible("checkin", "gate", 5.0) and zm.plausible("checkin", "gate", 14.0)
