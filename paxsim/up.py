@@ -226,11 +226,13 @@ async def up(
                     if code != 0:
                         raise StageFailed(f"edge exited (code {code}); see {e.log_path}")
                     edge.done, edge.current = edge.done + edge.current, 0.0
-                    if deadline is not None and now >= deadline:
+                    if deadline is not None and now >= deadline - 1.0:
                         break
                     stack.restart("edge")  # next scenario cycle; event ids carry a fresh nonce
                     cycles += 1
-        console.print("stopping: edge first, then gate and matchers drain")
+                if deadline is not None and now >= deadline:
+                    break  # the edge still running gets SIGTERM below and stops at once
+        console.print("\nstopping: edge first, then gate and matchers drain")
         if stack.children["edge"].alive():
             stack.kill("edge", signal.SIGTERM)
             edge.done, edge.current = edge.done + edge.current, 0.0
