@@ -296,6 +296,8 @@ def main() -> None:
     ap.add_argument("--ef-search", type=int, default=IndexParams().ef_search)
     ap.add_argument("--threads", type=int, default=0, help="FAISS OpenMP threads (0 = all cores)")
     ap.add_argument("--ivfpq-10m", action="store_true", help="also a 10M IVF-PQ run (needs ~8 GB free)")
+    ap.add_argument("--queries-10m", type=int, default=1024, help="queries at 10M (exact ground truth is the slow part)")
+    ap.add_argument("--pq-m", type=int, default=IndexParams().pq_m, help="IVF-PQ sub-quantizers (bytes per vector)")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--calibrate", action="store_true", help="print genuine/impostor calibration per size")
     ap.add_argument("--threshold", type=float, default=0.55, help="operating threshold (MatcherSettings.threshold)")
@@ -312,7 +314,8 @@ def main() -> None:
         sizes.append(10_000_000)
     for size in sizes:
         pop = Population(size, args.views, args.seed)
-        q, truth = pop.queries(args.queries if size < 1_000_000 else min(args.queries, args.queries_large))
+        nq = args.queries if size < 1_000_000 else min(args.queries, args.queries_large)
+        q, truth = pop.queries(nq if size < 10_000_000 else min(nq, args.queries_10m))
         t = time.perf_counter()
         exact = exact_top1(pop, q)
         print(f"[{size:,}] exact ground truth in {time.perf_counter() - t:.1f} s", flush=True)
@@ -320,7 +323,7 @@ def main() -> None:
         if args.also_hnsw and size >= 100_000 and "hnsw" not in kinds:
             kinds.append("hnsw")
         for kind in kinds:
-            params = IndexParams(nlist=args.nlist, nprobe=args.nprobe, ef_search=args.ef_search)
+            params = IndexParams(nlist=args.nlist, nprobe=args.nprobe, ef_search=args.ef_search, pq_m=args.pq_m)
             row, g = bench_one(size, kind, params, args, pop, q, truth, exact)
             rows.append(row)
             print_rows([row])
