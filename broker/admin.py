@@ -8,7 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from broker import topics as t
-from broker.clients import connect
+from broker.clients import connect, security_kwargs
 from paxsim.config import Settings
 
 log = logging.getLogger("paxsim.broker")
@@ -17,7 +17,9 @@ log = logging.getLogger("paxsim.broker")
 async def ensure_topics(settings: Settings, bootstrap: str | None = None) -> list[str]:
     """Create every catalogue topic that does not exist yet. Returns the names it created."""
     bootstrap = bootstrap or settings.broker.bootstrap
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=settings.broker.client_tuning().request_timeout_ms)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=settings.broker.client_tuning().request_timeout_ms, **security_kwargs(settings)
+    )
     await connect(admin, bootstrap, settings.broker.connect_timeout_s, what="admin client")
     try:
         existing = set(await admin.list_topics())

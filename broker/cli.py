@@ -22,7 +22,7 @@ from rich.table import Table
 
 from broker import topics as t
 from broker.admin import ensure_topics
-from broker.clients import BrokerUnreachable, bootstrap_of, connect
+from broker.clients import BrokerUnreachable, bootstrap_of, connect, security_kwargs
 from paxsim.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, help="Kafka topics of the catalogue: create them (compose topic-init), list them.")
@@ -54,7 +54,9 @@ class TopicState:
 async def describe_catalogue(settings: Settings, bootstrap: str) -> list[TopicState]:
     """State of every catalogue topic. Only existing topics are described: a metadata request for a missing
     topic may auto-create it (the embedded broker does, with 4 partitions)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=settings.broker.client_tuning().request_timeout_ms)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=settings.broker.client_tuning().request_timeout_ms, **security_kwargs(settings)
+    )
     await connect(admin, bootstrap, settings.broker.connect_timeout_s, what="admin client")
     try:
         existing = set(await admin.list_topics())

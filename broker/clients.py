@@ -4,6 +4,7 @@ shorter session and fetch waits than a real Kafka cluster (``paxsim.config.Clien
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -23,6 +24,26 @@ def bootstrap_of(settings: Settings) -> str:
             "or run `paxsim broker` / `paxsim demo`, which start the embedded broker"
         )
     return settings.broker.bootstrap
+
+
+def security_kwargs(settings: Settings) -> dict[str, Any]:
+    """aiokafka keyword arguments for ``broker.security`` (empty for PLAINTEXT). Shared by producers,
+    consumers and admin clients."""
+    sec = settings.broker.security
+    if sec.protocol == "PLAINTEXT":
+        return {}
+    kwargs: dict[str, Any] = {"security_protocol": sec.protocol}
+    if sec.protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        kwargs["ssl_context"] = create_ssl_context(cafile=str(sec.ca_file) if sec.ca_file else None)
+    if sec.protocol.startswith("SASL_"):
+        try:
+            password = Path(sec.password_file).read_text().strip()  # type: ignore[arg-type]
+        except OSError as exc:
+            raise BrokerUnreachable(f"cannot read broker.security.password_file {sec.password_file}: {exc}") from None
+        kwargs.update(sasl_mechanism=sec.sasl_mechanism, sasl_plain_username=sec.username, sasl_plain_password=password)
+    return kwargs
 
 
 async def connect(client: Any, bootstrap: str, timeout_s: float, what: str) -> None:
@@ -50,6 +71,7 @@ async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduc
         linger_ms=tuning.linger_ms,
         request_timeout_ms=tuning.request_timeout_ms,
         max_request_size=tuning.max_message_bytes,
+        **security_kwargs(settings),
         **overrides,
     )
     await connect(producer, bootstrap, settings.broker.connect_timeout_s, "producer")
@@ -71,6 +93,7 @@ async def start_consumer(settings: Settings, *topics: str, group_id: str | None,
         request_timeout_ms=max(tuning.request_timeout_ms, tuning.session_timeout_ms + 1000),
         max_partition_fetch_bytes=tuning.max_message_bytes,
     )
+    kwargs.update(security_kwargs(settings))
     kwargs.update(overrides)
     consumer = AIOKafkaConsumer(*topics, **kwargs)
     await connect(consumer, bootstrap, settings.broker.connect_timeout_s, f"consumer {group_id or ''}".strip())

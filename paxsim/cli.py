@@ -171,9 +171,16 @@ def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="write h
 
 def _mount_sub_apps() -> None:
     """Command groups owned by their packages."""
+    from broker.cli import app as topics_app
     from dashboard.cli import tokens_app
+    from paxsim.up import enrol_command, up_command
+    from policy.cli import audit_app
 
     app.add_typer(tokens_app, name="dashboard-token")
+    app.add_typer(topics_app, name="topics")
+    app.add_typer(audit_app, name="audit")
+    app.command("up")(up_command)
+    app.command("enrol")(enrol_command)
 
 
 _mount_sub_apps()

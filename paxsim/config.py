@@ -51,6 +51,24 @@ KAFKA_TUNING = ClientTuning(
 )
 
 
+class KafkaSecurity(_Section):
+    """How clients authenticate to Kafka. PLAINTEXT (the default) for the embedded broker and the plain testbed;
+    SASL_SSL + SCRAM-SHA-512 for deploy/docker-compose.sasl.yml. The password is read from a file (a compose
+    secret), never written into the configuration."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    username: str | None = None
+    password_file: Path | None = Field(default=None, description="file holding the SASL password (e.g. /run/secrets/...)")
+    ca_file: Path | None = Field(default=None, description="PEM CA bundle that signed the brokers' certificates; empty = system CAs")
+
+    @model_validator(mode="after")
+    def _check(self) -> "KafkaSecurity":
+        if self.protocol.startswith("SASL_") and not (self.username and self.password_file):
+            raise ValueError(f"protocol {self.protocol} needs username and password_file")
+        return self
+
+
 class BrokerSettings(_Section):
     bootstrap: str | None = Field(
         default=None, description="host:port[,host:port] of an external Kafka; empty = embedded Tansu"
@@ -61,6 +79,7 @@ class BrokerSettings(_Section):
     replication_factor: int = Field(default=1, ge=1)
     connect_timeout_s: float = Field(default=15.0, gt=0)
     embedded_port: int = Field(default=0, ge=0, le=65535, description="0 = pick a free port")
+    security: KafkaSecurity = Field(default_factory=KafkaSecurity)
 
     @property
     def embedded(self) -> bool:
