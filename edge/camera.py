@@ -27,7 +27,8 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import AsyncIterator, Callable, Sequence
 
 import cv2
@@ -95,9 +96,33 @@ class FrameResult:
     face_count: int  # faces detected (before filters): what a count-only zone publishes
     tracks_active: int
     faces: list[FaceObservation]  # after the filter chain
+    new_tracks: int = 0  # tracks born on this frame (people newly seen: what a count-only zone sums)
 
 
 ObservationFilter = Callable[[FaceObservation], "FaceObservation | None"]
+
+
+def load_cameras(path: str | Path) -> list[CameraConfig]:
+    """Camera list from a YAML file: either a list of camera mappings or ``{cameras: [...]}``.
+    Raises ValueError naming the bad entry."""
+    import yaml
+    from pydantic import ValidationError
+
+    data = yaml.safe_load(Path(path).read_text()) or []
+    if isinstance(data, dict):
+        data = data.get("cameras", [])
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a list of cameras")
+    out = []
+    for i, entry in enumerate(data):
+        try:
+            out.append(CameraConfig.model_validate(entry))
+        except ValidationError as exc:
+            raise ValueError(f"{path}: camera #{i + 1}: {exc}") from None
+    ids = [c.camera_id for c in out]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: duplicate camera_id")
+    return out
 
 
 def observation_to_sighting(obs: FaceObservation, event_id: str | None = None):
@@ -236,7 +261,7 @@ class Camera:
             if self.tracker.reportable(a.track)
         ]
         embed_faces = [faces[a.det_index] for a in todo]
-        return _Pending(frame, scale, len(faces), len(self.tracker.tracks), rows, embed_faces, fut)
+        return _Pending(frame, scale, len(faces), len(self.tracker.tracks), rows, embed_faces, fut, started)
 
     def _complete(self, p: "_Pending") -> FrameResult:
         """Build the frame's observations once its embeddings (if any) are back; apply the filter chain."""
@@ -276,7 +301,7 @@ class Camera:
         self.processed += 1
         return FrameResult(
             cfg.camera_id, cfg.zone, p.frame.index, p.frame.position, p.frame.captured_at, p.face_count,
-            p.tracks_active, observations,
+            p.tracks_active, observations, p.new_tracks,
         )
 
     async def results(self) -> AsyncIterator[FrameResult]:
@@ -352,3 +377,4 @@ class _Pending:
     rows: list  # (track_id, FaceCandidate, born) for reportable tracks
     embed_faces: list  # FaceCandidates being embedded, in the order of the embedding batch
     embed_future: asyncio.Future | None
+    new_tracks: int = 0

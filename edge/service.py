@@ -1,6 +1,7 @@
 """The edge agent process: cameras → sightings on the broker.
 
-``run_virtual_edge`` drives the scenario's virtual cameras (embedding space, no pixels). The zone rule of
+``run_virtual_edge`` drives the scenario's virtual cameras (embedding space, no pixels); ``run_video_edge``
+drives real video cameras (``edge.camera``: files, streams, webcams, synthetic live cameras). The zone rule of
 the edge applies here: a camera outside the biometric zones publishes counts only (ZoneCount), never an
 embedding. Ground truth (event id → traveller) is written to a local file for evaluation and never published.
 """
@@ -96,3 +97,125 @@ def _offer_counts(pub: Publisher, airport: VirtualAirport, biometric: set[str], 
             continue
         zc = ZoneCount(camera_id=cam.camera_id, zone=cam.zone, window_start=t0, window_end=t1, faces=window[cam.camera_id])
         pub.offer(t.ZONE_COUNTS.name, encode(zc), cam.camera_id.encode())
+
+
+# --- video cameras ---------------------------------------------------------------------------------
+
+
+def policy_filter(chain):
+    """Edge policy chain (policy.filters.edge_chain) as a camera observation filter: an observation that
+    carries an embedding (i.e. would be published) must pass it; others pass through (never published)."""
+    from policy.filters import EdgeContext
+
+    def check(obs):
+        if obs.embedding is None:
+            return obs
+        return obs if chain(EdgeContext(obs.zone, obs.quality, obs.box)).allow else None
+
+    return check
+
+
+async def run_video_edge(
+    settings: Settings,
+    stop: asyncio.Event,
+    cameras: list,
+    duration_s: float | None = None,
+    workers: int | None = None,
+    filters: list | None = None,
+) -> int:
+    """Run real-video cameras (``edge.camera.CameraConfig`` list) in this process and publish.
+
+    Cameras in a biometric zone publish one Sighting per track embedding (birth, then clearly better
+    views) after the edge policy chain; the others compute no embedding at all and publish ZoneCount
+    (tracks newly seen per window). A camera whose source fails stops alone. Returns sightings offered.
+    """
+    from edge.camera import Camera, observation_to_sighting
+    from edge.vision.pool import VisionPool
+    from policy.filters import edge_chain
+    from policy.policyfile import load_policy
+
+    biometric = set(settings.policy.biometric_zones)
+    gate_quality = 0.0
+    if filters is None:
+        policy = load_policy()
+        filters = [policy_filter(edge_chain(policy))]
+        gate_quality = policy.quality.min_quality  # views below the gate are never embedded (they'd be dropped)
+    chain_filters = filters
+    producer = await start_producer(settings)
+    pub = Publisher(producer)
+    sender = asyncio.create_task(pub.run())
+    pool = VisionPool(workers)
+    nonce = os.urandom(4).hex()
+    offered = 0
+    window: Tally[str] = Tally()
+    cams: list[Camera] = []
+    for cfg in cameras:
+        if cfg.zone not in biometric:
+            cfg = cfg.model_copy(update={"embed": False})
+        if gate_quality > cfg.tracker.min_quality:
+            cfg = cfg.model_copy(update={"tracker": cfg.tracker.model_copy(update={"min_quality": gate_quality})})
+        cams.append(Camera(cfg, pool, chain_filters))
+    by_id = {c.config.camera_id: c for c in cams}
+
+    async def pump(cam: Camera) -> None:
+        nonlocal offered
+        cid = cam.config.camera_id
+        count_only = cam.config.zone not in biometric
+        async for result in cam.results():
+            if count_only:
+                window[cid] += result.new_tracks
+                COUNT_ONLY.labels(cid).inc(result.new_tracks)
+                continue
+            for obs in result.faces:
+                if obs.embedding is None:
+                    continue
+                offered += 1
+                s = observation_to_sighting(obs, f"{cid}-{nonce}-{offered}")
+                SIGHTINGS.labels(cid).inc()
+                pub.offer(t.SIGHTINGS.name, encode(s), cid.encode())
+                cam.metrics.observe_publish_lag(obs.captured_at)
+        log.info("camera finished", extra={"camera": cid, **cam.status()})
+
+    window_start = time.time()
+
+    def flush_counts() -> None:
+        nonlocal window_start
+        now = time.time()
+        for cid, cam in by_id.items():
+            if cam.config.zone in biometric:
+                continue
+            zc = ZoneCount(camera_id=cid, zone=cam.config.zone, window_start=window_start, window_end=now, faces=window[cid])
+            pub.offer(t.ZONE_COUNTS.name, encode(zc), cid.encode())
+        window.clear()
+        window_start = now
+
+    async def counts() -> None:
+        while True:
+            await asyncio.sleep(COUNT_WINDOW_S)
+            flush_counts()
+
+    async def stopper() -> None:
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=duration_s)
+        except asyncio.TimeoutError:
+            pass
+        for cam in cams:
+            cam.stop()
+
+    log.info("video edge running", extra={"cameras": len(cams), "workers": pool.workers})
+    stop_task = asyncio.create_task(stopper())
+    count_task = asyncio.create_task(counts())
+    try:
+        await pool.warm(embed=any(c.config.embed for c in cams))
+        await asyncio.gather(*(pump(c) for c in cams))
+    finally:
+        stop_task.cancel()
+        count_task.cancel()
+        await asyncio.gather(stop_task, count_task, return_exceptions=True)
+        flush_counts()
+        pool.close()
+        await pub.close()
+        await sender
+        await producer.stop()
+    log.info("video edge finished", extra={"offered": offered})
+    return offered

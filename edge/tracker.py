@@ -32,6 +32,10 @@ class TrackerSettings(BaseModel):
     min_hits: int = Field(default=1, ge=1, description="detections before a track is reported (and embedded)")
     improve_margin: float = Field(default=0.08, ge=0.0, description="quality gain that earns a re-embedding")
     max_embeds: int = Field(default=4, ge=1, description="embeddings per track at most")
+    min_quality: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="never embed a view below this quality (set it to the edge quality gate: such views are dropped anyway)",
+    )
     embed_every_frame: bool = Field(default=False, description="benchmark baseline: no gating")
 
 
@@ -140,7 +144,7 @@ class Tracker:
         st = self.settings
         if st.embed_every_frame:
             return True
-        if not self.reportable(track) or track.embeds >= st.max_embeds:
+        if not self.reportable(track) or track.embeds >= st.max_embeds or not quality >= st.min_quality:
             return False
         return track.embedded_quality is None or quality >= track.embedded_quality + st.improve_margin
 

@@ -170,6 +170,12 @@ class Source:
                         failures = 0
                         if image.ndim == 2:
                             image = np.repeat(image[:, :, None], 3, axis=2)
+                        elif image.shape[2] == 4:
+                            image = np.ascontiguousarray(image[:, :, :3])
+                        elif image.shape[2] != 3:
+                            raise SourceError(f"frames with {image.shape[2]} channels are not supported", "format")
+                        if image.dtype != np.uint8:
+                            raise SourceError(f"frames of dtype {image.dtype} are not supported", "format")
                         frame = Frame(index, time.time(), image, self._position())
                         await self._pace(frame)
                         self.stats.decoded += 1

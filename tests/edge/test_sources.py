@@ -221,3 +221,15 @@ async def test_stop_ends_a_live_source_promptly():
     frames = await asyncio.wait_for(drain(src), 5)
     await task
     assert frames and src.state is SourceState.ENDED
+
+
+async def test_gray_and_alpha_frames_become_bgr_and_float_frames_fail_the_source():
+    def gen():
+        yield np.zeros((10, 12), np.uint8)
+        yield np.zeros((10, 12, 4), np.uint8)
+        yield np.zeros((10, 12, 3), np.float32)
+
+    src = GeneratorSource("gen-formats", gen, realtime=False)
+    frames = await drain(src)
+    assert [f.image.shape for f in frames] == [(10, 12, 3), (10, 12, 3)]
+    assert src.state is SourceState.FAILED and "dtype" in src.last_error

@@ -80,3 +80,15 @@ def test_predicted_boxes_follow_velocity():
     tr.update(1, [(110, 100, 60, 60)], [0.5])
     (x, y, w, h), = tr.predicted_boxes(3)
     assert x > 110 and y == 100 and w == 60
+
+
+def test_views_below_the_quality_gate_are_never_embedded():
+    tr = Tracker(TrackerSettings(min_quality=0.5))
+    box = (100, 100, 60, 60)
+    decisions = []
+    for i, q in enumerate([0.3, 0.45, 0.55, 0.58, float("nan")]):
+        t = tr.update(i, [box], [q])[0].track
+        if tr.should_embed(t, q):
+            tr.mark_embedded(t, q)
+            decisions.append(q)
+    assert decisions == [0.55]

@@ -1,0 +1,39 @@
+"""The video edge agent on the real embedded broker: a biometric-zone camera publishes Sightings with
+embeddings, a count-only camera publishes ZoneCounts and no embedding, a broken camera stops alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import cv2
+
+from broker import topics as t
+from broker.messages import Sighting, ZoneCount, decode
+from broker.reader import read_all
+from edge.camera import CameraConfig
+from edge.service import run_video_edge
+from paxsim.config import Settings
+from tests.edge.faces import walk_clip
+
+
+def test_video_edge_publishes_sightings_and_counts_only(tmp_path, client_settings: Settings):
+    frames, _ = walk_clip(10)
+    video = tmp_path / "walk.mp4"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (frames[0].shape[1], frames[0].shape[0]))
+    for f in frames:
+        w.write(f)
+    w.release()
+    cams = [
+        CameraConfig(camera_id="v-security", zone="security", source=str(video)),
+        CameraConfig(camera_id="v-concourse", zone="concourse", source=str(video)),
+        CameraConfig(camera_id="v-broken", zone="security", source=str(tmp_path / "missing.mp4")),
+    ]
+    offered = asyncio.run(run_video_edge(client_settings, asyncio.Event(), cams, duration_s=60, workers=2))
+    sightings = [decode(r.value, Sighting) for r in asyncio.run(read_all(client_settings, t.SIGHTINGS.name))]
+    counts = [decode(r.value, ZoneCount) for r in asyncio.run(read_all(client_settings, t.ZONE_COUNTS.name))]
+    assert offered == len(sightings) >= 2
+    assert {s.camera_id for s in sightings} == {"v-security"}
+    assert all(s.zone == "security" and len(s.embedding) == 512 and s.vector().shape == (128,) for s in sightings)
+    assert len({s.track_id for s in sightings}) == 2
+    assert all(c.camera_id == "v-concourse" for c in counts)
+    assert sum(c.faces for c in counts) == 2  # two people newly seen, published as a count only
