@@ -233,3 +233,13 @@ async def test_gray_and_alpha_frames_become_bgr_and_float_frames_fail_the_source
     frames = await drain(src)
     assert [f.image.shape for f in frames] == [(10, 12, 3), (10, 12, 3)]
     assert src.state is SourceState.FAILED and "dtype" in src.last_error
+
+
+async def test_synthetic_live_camera_from_the_scenario_renderer():
+    src = open_source("syn", "synthetic:cam-security-1")
+    frames = await drain(src, limit=3)
+    assert len(frames) == 3 and frames[0].image.shape == (480, 640, 3)
+    assert src.fps > 0 and src.state is SourceState.ENDED  # the camera's fps, from the scenario
+    bad = open_source("syn-bad", "synthetic:no-such-camera")
+    assert await drain(bad) == []
+    assert bad.state is SourceState.FAILED and "no camera 'no-such-camera'" in bad.last_error
