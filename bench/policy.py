@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import tempfile
 import time
@@ -357,6 +358,15 @@ async def main_async(args: argparse.Namespace) -> None:
     consent.grant_many(ConsentRecord(sid, p, now - 60, now + 86400) for sid in world.ids if rng.random() < CONSENT_SHARE
                        for p in ("egate-verification", "boarding"))
     keys = KeyHolder({"sightings": (0.5, 5.0)})
+    try:
+        await _run_all(args, settings, state, world, consent, keys)
+    finally:
+        consent.close()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+async def _run_all(args: argparse.Namespace, settings, state: Path, world: World, consent: ConsentRegistry,  # noqa: ANN001
+                   keys: KeyHolder) -> None:
     async with EmbeddedBroker(settings) as b:
         settings = settings.model_copy(update={"broker": settings.broker.model_copy(update={"bootstrap": b.bootstrap, "profile": "embedded"})})
         sat: dict[str, list[RoundResult]] = {"off": [], "on": []}
@@ -441,6 +451,8 @@ def components(n: int = 20000) -> list[tuple[str, float]]:
         best = min(timeit.repeat(fn, number=max(1, n // per), repeat=3))
         out.append((name, best / (max(1, n // per) * per) * 1e6))
     audit.close()
+    reg.close()
+    shutil.rmtree(state, ignore_errors=True)
     return out
 
 
