@@ -299,6 +299,7 @@ def main() -> None:
     ap.add_argument("--queries-10m", type=int, default=1024, help="queries at 10M (exact ground truth is the slow part)")
     ap.add_argument("--pq-m", type=int, default=IndexParams().pq_m, help="IVF-PQ sub-quantizers (bytes per vector)")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--decay", type=float, default=1.0, help="identity spectrum decay (0 = isotropic, hardest)")
     ap.add_argument("--calibrate", action="store_true", help="print genuine/impostor calibration per size")
     ap.add_argument("--threshold", type=float, default=0.55, help="operating threshold (MatcherSettings.threshold)")
     args = ap.parse_args()
@@ -306,14 +307,14 @@ def main() -> None:
         faiss.omp_set_num_threads(args.threads)
     print(f"faiss {faiss.__version__}, OpenMP threads {faiss.omp_get_max_threads()}, batch {args.batch}, "
           f"{args.queries} queries ({args.queries_large} at ≥ 1M; 20 % impostors), {args.views} views per identity, "
-          f"identity spectrum effective dim {Population(1, 1, args.seed).identity_dim():.1f} of {DIM}")
+          f"identity spectrum effective dim {Population(1, 1, args.seed, args.decay).identity_dim():.1f} of {DIM}")
     print(f"load average at start: {os.getloadavg()}")
     rows: list[Row] = []
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if args.ivfpq_10m:
         sizes.append(10_000_000)
     for size in sizes:
-        pop = Population(size, args.views, args.seed)
+        pop = Population(size, args.views, args.seed, args.decay)
         nq = args.queries if size < 1_000_000 else min(args.queries, args.queries_large)
         q, truth = pop.queries(nq if size < 10_000_000 else min(nq, args.queries_10m))
         t = time.perf_counter()
