@@ -235,14 +235,15 @@ class GalleryIndex:
         idx.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct(label) for 1:1 verification
         return idx
 
-    def train(self, sample: np.ndarray) -> None:
-        """Train an IVF/IVF-PQ index on representative vectors (a random sample of the gallery)."""
+    def train(self, sample: np.ndarray, expected_size: int | None = None) -> None:
+        """Train an IVF/IVF-PQ index on representative vectors (a random sample of the gallery);
+        ``expected_size`` (views) sizes the inverted lists (default: the sample size)."""
         x = as_batch(sample, self.dim)
         with self._lock.write():
             if self.kind in ("flat", "hnsw"):
                 return
             if self._faiss is None:
-                self._faiss = self._new_faiss(x.shape[0])
+                self._faiss = self._new_faiss(expected_size or x.shape[0])
             self._faiss.train(x)
 
     @classmethod
@@ -424,11 +425,11 @@ class GalleryIndex:
             dist2, labels = self._faiss.search(x, kk)
             codes = np.where(labels >= 0, self._map.label_code[np.clip(labels, 0, None)], -1)
             dist = np.sqrt(np.maximum(dist2, 0.0))
-            subjects = self._map.subjects
-        if kk == 1:
-            c0, d0 = codes[:, 0].tolist(), dist[:, 0].tolist()
-            return [SearchResult((Hit(subjects[c], d, 0),) if c >= 0 else ()) for c, d in zip(c0, d0)]
-        return [_reduce(subjects, crow, drow, k) for crow, drow in zip(codes.tolist(), dist.tolist())]
+            subjects = self._map.subjects  # read under the lock: a concurrent remove() blanks entries in place
+            if kk == 1:
+                c0, d0 = codes[:, 0].tolist(), dist[:, 0].tolist()
+                return [SearchResult((Hit(subjects[c], d, 0),) if c >= 0 else ()) for c, d in zip(c0, d0)]
+            return [_reduce(subjects, crow, drow, k) for crow, drow in zip(codes.tolist(), dist.tolist())]
 
     def _scan_per_query(self) -> float:
         """Rough vector comparisons per query, to size the OpenMP team."""
