@@ -153,3 +153,38 @@ def test_search_from_worker_thread_matches_direct_and_batched():
 
     threaded = [r for part in asyncio.run(run()) for r in part]
     assert threaded == g.search(centres[:50]) == search_batched(g, centres[:50], batch=7)
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_concurrent_search_add_remove(kind):
+    """Searches in worker threads while the gallery changes: no crash, never a removed or blank subject."""
+    import threading
+
+    ids, vecs, centres = population(200, seed=8)
+    g = GalleryIndex.build(ids, vecs, kind=kind, params=SMALL_IVF)
+    removed: set[str] = set()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def searcher():
+        try:
+            while not stop.is_set():
+                gone = set(removed)  # removed before this search started
+                for r in g.search(centres[:64], k=3):
+                    for h in r.hits:
+                        assert h.subject_id and h.subject_id not in gone
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=searcher) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(0, 60, 2):
+        g.remove(f"sub-{i:05d}")
+        removed.add(f"sub-{i:05d}")
+        g.add(f"new-{i}", centres[i])
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert g.subject_count == 200
