@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import cv2
+import pytest
 
 from broker import topics as t
 from broker.messages import Sighting, ZoneCount, decode
@@ -16,7 +17,21 @@ from paxsim.config import Settings
 from tests.edge.faces import walk_clip
 
 
-def test_video_edge_publishes_sightings_and_counts_only(tmp_path, client_settings: Settings):
+@pytest.fixture
+def key_holder(monkeypatch):
+    """The run's key holder (policy.keyd), for an edge that seals embeddings before publishing them."""
+    from policy.keyd import spawn_keyd
+
+    k = spawn_keyd()
+    for name, value in k.env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield k
+    finally:
+        k.stop()
+
+
+def test_video_edge_publishes_sightings_and_counts_only(tmp_path, client_settings: Settings, key_holder):
     frames, _ = walk_clip(10)
     video = tmp_path / "walk.mp4"
     w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (frames[0].shape[1], frames[0].shape[0]))
@@ -33,7 +48,9 @@ def test_video_edge_publishes_sightings_and_counts_only(tmp_path, client_setting
     counts = [decode(r.value, ZoneCount) for r in asyncio.run(read_all(client_settings, t.ZONE_COUNTS.name))]
     assert offered == len(sightings) >= 2
     assert {s.camera_id for s in sightings} == {"v-security"}
-    assert all(s.zone == "security" and len(s.embedding) == 512 and s.vector().shape == (128,) for s in sightings)
+    for s in sightings:  # a plain float32 embedding, or one sealed under an epoch key (never both)
+        assert s.zone == "security" and s.box[2] > 0 and 0 < s.quality <= 1
+        assert (len(s.embedding) == 512 and not s.sealed) or (s.sealed and s.key_id and not s.embedding)
     assert len({s.track_id for s in sightings}) == 2
     assert all(c.camera_id == "v-concourse" for c in counts)
     assert sum(c.faces for c in counts) == 2  # two people newly seen, published as a count only
