@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--random", type=int, default=0, help="use N random identities instead of the bank")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--calibrate", action="store_true", help=f"write {CALIBRATION_FILE}")
+    ap.add_argument("--dump", type=Path, default=None, help="save per-render results (npz) for analysis")
+    ap.add_argument("--bank-dir", type=Path, default=EMBEDDINGS_FILE.parent, help="directory of the bank files")
     args = ap.parse_args()
 
     if args.random:
@@ -38,8 +40,8 @@ def main() -> None:
         base = None
         label = f"random, {len(idents)} ids"
     else:
-        idents = load_bank()
-        emb, seeds = load_bank_embeddings(EMBEDDINGS_FILE)
+        idents = load_bank(args.bank_dir / "bank.json")
+        emb, seeds = load_bank_embeddings(args.bank_dir / EMBEDDINGS_FILE.name)
         assert [i.seed for i in idents] == list(seeds), "bank.json and bank_embeddings.npz disagree"
         base = emb
         label = f"bank, {len(idents)} ids"
@@ -65,11 +67,14 @@ def main() -> None:
         sel = (tones >= lo) & (tones <= hi)
         if sel.any():
             print(f"  skin tone {lo}-{hi}: {sel.sum():3d} renders, detected {m.detected_up1[sel].mean() * 100:.1f} %")
+    if args.dump:
+        np.savez(args.dump, identity=m.identity, up1=m.detected_up1, up0=m.detected_up0, distances=m.distances)
     if args.calibrate:
         if args.random:
             sys.exit("--calibrate needs the bank (no --random)")
-        model.save(CALIBRATION_FILE)
-        print(f"wrote {CALIBRATION_FILE}")
+        target = args.bank_dir / CALIBRATION_FILE.name
+        model.save(target)
+        print(f"wrote {target}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Renderer speed at 640×480 (run on demand): frames/s per core, cold (sprite misses) and warm, with and
 without mp4 writing.
 
-    python bench/render.py [--seconds 20] [--camera cam-security-1 ...]
+    python bench/render.py [--seconds 20] [--camera cam-security-1 ...] [--population 1500]
 
 "Per core" = frames / CPU seconds of this process (time.process_time), which does not depend on other
 load on a shared machine; wall-clock frames/s is printed beside it. Target: ≥ 50 frames/s per core.
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 
 from scenario.render import CameraRenderer  # noqa: E402
-from scenario.world import load_world  # noqa: E402
+from scenario.world import build_world, load_spec  # noqa: E402
 
 cv2.setNumThreads(1)
 
@@ -40,8 +40,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--camera", action="append", default=None)
     ap.add_argument("--scenario", default=None)
+    ap.add_argument("--population", type=int, default=None, help="override the population size (crowd level)")
     args = ap.parse_args()
-    world = load_world(args.scenario)
+    spec = load_spec(args.scenario)
+    if args.population:
+        spec = spec.model_copy(update={"population": spec.population.model_copy(update={"size": args.population})})
+    world = build_world(spec)
+    print(f"scenario {spec.name}, {len(world.travellers)} travellers")
     ids = args.camera or [c.id for c in world.cameras]
     print(f"{'camera':20s} {'res':>8s} {'frames':>6s} {'faces/fr':>8s} {'cold fps/core':>13s} {'warm fps/core':>13s} "
           f"{'+mp4 fps/core':>13s} {'wall fps':>8s} {'miss %':>6s}")

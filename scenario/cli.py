@@ -26,16 +26,27 @@ def bank(
     n: int = typer.Option(50, "--n", min=1, max=500, help="identities in the bank"),
     seed: int = typer.Option(0, help="optimisation seed"),
     out: Path = typer.Option(Path(__file__).parent / "data", help="directory for bank.json + bank_embeddings.npz"),
+    refine: int = typer.Option(18, help="second pass: re-optimise the K identities with the nearest neighbours"),
     calibrate: bool = typer.Option(True, help="also re-measure the embedding noise model (calibration.json)"),
     renders: int = typer.Option(10, help="jittered renders per identity for the calibration"),
 ) -> None:
     """Optimise the identity bank against dlib HOG + ResNet (~10-20 s per identity) and save it."""
-    from .bank import build_bank
+    import numpy as np
+
+    from .bank import build_bank, refine_bank
 
     t0 = time.time()
     with _progress() as prog:
         task = prog.add_task("optimising identities", total=n)
         idents, embs = build_bank(n, seed, out, progress=lambda k, c: prog.update(task, completed=k))
+    if refine > 0:
+        d = np.linalg.norm(embs[:, None] - embs[None], axis=2) + np.eye(len(embs)) * 9
+        worst = [int(i) for i in np.argsort(d.min(axis=1))[:refine]]
+        with _progress() as prog:
+            task = prog.add_task("refining closest identities", total=len(worst))
+            idents, embs = refine_bank(
+                worst, seed + 1, out, bank_dir=out, progress=lambda k, c: prog.update(task, completed=k)
+            )
     console.print(f"bank: {len(idents)} identities → {out} ({time.time() - t0:.0f} s)")
     if calibrate:
         _calibrate(idents, embs, renders, out)

@@ -42,6 +42,13 @@ class DlibFace:
             (rects[i].left(), rects[i].top(), rects[i].width(), rects[i].height()) for i in order
         ]
 
+    def detect_scored(self, bgr: np.ndarray, upsample: int = 1) -> list[tuple[tuple[int, int, int, int], float]]:
+        """Face boxes with their HOG scores (> 0 = detected), best first."""
+        rgb = np.ascontiguousarray(bgr[..., ::-1])
+        rects, scores, _ = self.detector.run(rgb, upsample, 0.0)
+        order = np.argsort(scores)[::-1]
+        return [((rects[i].left(), rects[i].top(), rects[i].width(), rects[i].height()), float(scores[i])) for i in order]
+
     def embed(self, bgr: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
         """128-D float32 descriptor of the face in ``box`` (from ``detect``)."""
         rgb = np.ascontiguousarray(bgr[..., ::-1])

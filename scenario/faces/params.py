@@ -1,6 +1,7 @@
 """Identity parameters: what makes one synthetic face differ from another.
 
-An identity is a vector of continuous parameters in [0, 1] (the part the bank optimiser may nudge) plus a
+An identity is a vector of continuous parameters, nominally in [0, 1] (the part the bank optimiser may nudge,
+within [X_MIN, X_MAX]), plus a
 few discrete traits (sex, age band, hair style, beard, glasses, headscarf) and a texture seed. Everything is
 drawn from one integer seed; nothing here is taken from any real person.
 """
@@ -50,6 +51,9 @@ CONTINUOUS = (
 N_CONTINUOUS = len(CONTINUOUS)
 INDEX = {name: i for i, name in enumerate(CONTINUOUS)}
 
+# Random identities draw x in [0, 1]; the bank optimiser may extrapolate the ranges a little.
+X_MIN, X_MAX = -0.25, 1.25
+
 SEXES = ("female", "male")
 AGE_BANDS = ("18-29", "30-44", "45-64", "65+")
 HAIR_STYLES = ("short", "long", "cropped", "bun")
@@ -75,7 +79,7 @@ class Identity:
         return float(self.x[INDEX[name]])
 
     def with_x(self, x: np.ndarray) -> "Identity":
-        return replace(self, x=np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0))
+        return replace(self, x=np.clip(np.asarray(x, dtype=np.float64), X_MIN, X_MAX))
 
     @property
     def skin_tone_scale(self) -> int:
@@ -102,7 +106,7 @@ class Identity:
             raise ValueError(f"identity {d.get('seed')}: x must be {N_CONTINUOUS} finite numbers")
         return cls(
             seed=int(d["seed"]),
-            x=np.clip(x, 0.0, 1.0),
+            x=np.clip(x, X_MIN, X_MAX),
             sex=str(d["sex"]),
             age_band=str(d["age_band"]),
             hair_style=str(d["hair_style"]),
