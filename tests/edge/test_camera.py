@@ -102,3 +102,22 @@ async def test_sampling_and_resize(tmp_path, pool):
 def test_config_rejects_unknown_keys():
     with pytest.raises(Exception, match="extra"):
         CameraConfig(camera_id="x", source="a.mp4", bogus=1)
+
+
+def test_load_cameras_from_yaml(tmp_path):
+    from edge.camera import load_cameras
+
+    path = tmp_path / "cams.yaml"
+    path.write_text(
+        "cameras:\n"
+        "  - {camera_id: c1, zone: security, source: rtsp://10.0.0.5/stream1, sample_fps: 5, detector: {upsample: 1}}\n"
+        "  - {camera_id: c2, zone: concourse, source: webcam:0, max_width: 640}\n"
+    )
+    c1, c2 = load_cameras(path)
+    assert c1.sample_fps == 5 and c1.detector.upsample == 1 and c2.max_width == 640
+    path.write_text("- {camera_id: c1, source: a.mp4}\n- {camera_id: c1, source: b.mp4}\n")
+    with pytest.raises(ValueError, match="duplicate"):
+        load_cameras(path)
+    path.write_text("- {camera_id: c1, source: a.mp4, detector: {upsample: 9}}\n")
+    with pytest.raises(ValueError, match="camera #1"):
+        load_cameras(path)
