@@ -10,6 +10,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from broker import topics as t
 from broker.clients import connect, security_kwargs
 from paxsim.config import Settings
+from policy.policyfile import load_policy
 
 log = logging.getLogger("paxsim.broker")
 
@@ -17,6 +18,7 @@ log = logging.getLogger("paxsim.broker")
 async def ensure_topics(settings: Settings, bootstrap: str | None = None) -> list[str]:
     """Create every catalogue topic that does not exist yet. Returns the names it created."""
     bootstrap = bootstrap or settings.broker.bootstrap
+    policy = load_policy(settings.policy.file)
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap, request_timeout_ms=settings.broker.client_tuning().request_timeout_ms, **security_kwargs(settings)
     )
@@ -28,7 +30,7 @@ async def ensure_topics(settings: Settings, bootstrap: str | None = None) -> lis
                 name=topic.name,
                 num_partitions=settings.broker.partitions,
                 replication_factor=settings.broker.replication_factor,
-                topic_configs=t.topic_configs(topic, settings),
+                topic_configs=t.topic_configs(topic, settings, policy),
             )
             for topic in t.ALL
             if topic.name not in existing

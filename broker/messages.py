@@ -114,6 +114,7 @@ class ErasureRequest(_Msg, tag="erasure.v1"):
     subject_id: str
     requested_at: float
     reason: str = "consent-withdrawn"
+    subject_ref: str = ""  # the subject's pseudonym on the output topics, attached while its key still existed
 
 
 class DeadLetter(_Msg, tag="deadletter.v1"):

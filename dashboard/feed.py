@@ -156,8 +156,10 @@ class StreamView:
         """Delete every stored point of the subject; idempotent by request id."""
         if req.request_id in self.erasures:
             return self.erasures[req.request_id]
-        self.erased[req.subject_id] = max(self.erased.get(req.subject_id, 0.0), req.requested_at)
-        removed = len(self.trajectories.pop(req.subject_id, []))
+        removed = 0
+        for name in {req.subject_id, req.subject_ref} - {""}:  # stored under the pseudonym when the run has keys
+            self.erased[name] = max(self.erased.get(name, 0.0), req.requested_at)
+            removed += len(self.trajectories.pop(name, []))
         stat = ErasureStat(req.request_id, req.subject_id, req.requested_at, now, removed)
         self.erasures[req.request_id] = stat
         M.ERASURES.inc()

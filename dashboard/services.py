@@ -29,7 +29,9 @@ from matcher.gallery import Gallery
 from paxsim.config import Settings
 from paxsim.state import consent_path, gallery_path
 from policy.audit import AuditLog
-from policy.consent import ConsentRecord, ConsentRegistry, registry_path
+from policy.consent import ConsentRecord, ConsentRegistry
+from policy.crypto import HttpKeySource, KeyUnavailable, SubjectVault
+from policy.erasure import with_reference
 from policy.policyfile import Policy, PolicyError, load_policy
 
 log = logging.getLogger("paxsim.dashboard")
@@ -45,15 +47,8 @@ def tokens_path(settings: Settings) -> Path:
 
 
 def open_registry(settings: Settings) -> ConsentRegistry:
-    """The SQLite consent registry; on first use it takes over the demo's ``consent.json`` if there is one."""
-    sd = Path(settings.state_dir)
-    path = registry_path(sd)
-    fresh = not path.exists()
-    reg = ConsentRegistry.open(path, refresh_s=0.5)
-    if fresh and consent_path(settings).exists() and not reg.all():
-        reg.grant_many(ConsentRegistry.load(consent_path(settings)).all())
-        log.info("consent registry created from consent.json", extra={"records": len(reg.all())})
-    return reg
+    """The run's SQLite consent registry (shared with the matcher, which sees withdrawals at once)."""
+    return ConsentRegistry.open(consent_path(settings), refresh_s=0.5)
 
 
 @dataclass
@@ -74,12 +69,12 @@ class Services:
     @classmethod
     def create(cls, settings: Settings, environ: dict[str, str] | None = None) -> "Services":
         try:
-            policy, err = load_policy(), ""
+            policy, err = load_policy(settings.policy.file), ""
         except PolicyError as exc:
             policy, err = Policy(), str(exc)
-        zone_purpose = {z: r.purpose for z, r in policy.zones.items() if r.biometric and r.purpose} or dict(settings.policy.zone_purpose)
+        zone_purpose = {z: r.purpose for z, r in policy.zones.items() if r.biometric and r.purpose}
         ttl = {p: r.retention_s for p, r in policy.purposes.items()}
-        view = StreamView(zone_purpose=zone_purpose, ttl=ttl, default_ttl_s=settings.retention.tracks_s)
+        view = StreamView(zone_purpose=zone_purpose, ttl=ttl, default_ttl_s=max(ttl.values(), default=policy.retention.sightings_s))
         return cls(
             settings=settings,
             view=view,
@@ -91,6 +86,14 @@ class Services:
         )
 
     @property
+    def vault(self) -> SubjectVault | None:
+        """Subject keys of the run (to attach pseudonyms to erasures); None when the run has no key holder."""
+        try:
+            return SubjectVault(HttpKeySource.from_env())
+        except KeyUnavailable:
+            return None
+
+    @property
     def registry(self) -> ConsentRegistry:
         """The consent registry, (re)opened on use: an app may be started and shut down more than once."""
         if self._registry is None:
@@ -99,8 +102,7 @@ class Services:
 
     @property
     def biometric_zones(self) -> set[str]:
-        zones = {z for z, r in self.policy.zones.items() if r.biometric}
-        return zones or set(self.settings.policy.biometric_zones)
+        return {z for z, r in self.policy.zones.items() if r.biometric}
 
     # ------------------------------------------------------------------------------------ audit
 
@@ -153,7 +155,8 @@ class Services:
         pending = self.registry.pending_erasures()
         extra = list(self.erasure_out)
         if pending or extra:
-            futs = [await self.producer.send(t.ERASURES.name, encode(r), key=r.subject_id.encode()) for r in pending + extra]  # type: ignore[attr-defined]
+            vault = self.vault
+            futs = [await self.producer.send(t.ERASURES.name, encode(with_reference(r, vault)), key=r.subject_id.encode()) for r in pending + extra]  # type: ignore[attr-defined]
             await asyncio.gather(*futs)
             self.registry.mark_published([r.request_id for r in pending])
             for _ in extra:

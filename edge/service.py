@@ -23,24 +23,63 @@ from broker.clients import start_producer
 from broker.messages import Sighting, ZoneCount, embedding_to_bytes, encode
 from edge.publisher import Publisher
 from paxsim.config import Settings
-from scenario.virtual import VirtualAirport
+from policy.crypto import KeyExpired, KeyUnavailable
+from policy.filters import EdgeContext
+from policy.runtime import PolicyRuntime
+from scenario.virtual import VirtualAirport, VirtualCamera
 
 log = logging.getLogger("paxsim.edge")
 
 SIGHTINGS = Counter("paxsim_edge_sightings_total", "Face sightings produced by cameras", ["camera"])
 COUNT_ONLY = Counter("paxsim_edge_count_only_faces_total", "Faces in non-biometric zones, published as counts only", ["camera"])
 
+UNSEALABLE = Counter("paxsim_edge_unsealable_total", "Sightings dropped because no live epoch key could seal them", ["reason"])
+
 TICK_S = 0.05
 COUNT_WINDOW_S = 1.0
+VIRTUAL_FACE_PX = 96  # virtual sightings have no pixels; they stand for a face of this nominal width
 
 
-async def run_virtual_edge(settings: Settings, stop: asyncio.Event, duration_s: float, ground_truth: Path | None = None) -> int:
-    """Publish the virtual airport's sightings in real time for ``duration_s``; return how many were offered."""
+def open_policy(settings: Settings) -> PolicyRuntime:
+    """The edge's policy runtime. Fails closed: without the run's key holder no embedding may leave the edge."""
+    return PolicyRuntime.for_stage(settings, "edge", policy_path=settings.policy.file, require_keys=True)
+
+
+def biometric_zones(rt: PolicyRuntime) -> set[str]:
+    return {z for z, r in rt.holder.current.zones.items() if r.biometric}
+
+
+def offer_sighting(pub: Publisher, rt: PolicyRuntime, s: Sighting) -> bool:
+    """Seal the embedding under the current epoch key and queue it; False if it was dropped (counted)."""
+    try:
+        sealed = rt.seal(s)
+    except KeyExpired:
+        UNSEALABLE.labels("expired").inc()  # older than its retention already: must not be published
+        return False
+    except KeyUnavailable:
+        UNSEALABLE.labels("no_key").inc()
+        return False
+    SIGHTINGS.labels(s.camera_id).inc()
+    return pub.offer(t.SIGHTINGS.name, encode(sealed), s.camera_id.encode())
+
+
+async def run_virtual_edge(
+    settings: Settings, stop: asyncio.Event, duration_s: float, ground_truth: Path | None = None, shard: tuple[int, int] = (1, 1)
+) -> int:
+    """Publish the virtual airport's sightings in real time for ``duration_s``; return how many were offered.
+
+    ``shard=(i, n)``: this agent runs only the cameras whose index modulo ``n`` is ``i - 1``. Every agent
+    simulates the same airport from the same seed, so ``n`` agents together publish each sighting once."""
     airport = VirtualAirport(settings.scenario, duration_s)
-    biometric = set(settings.policy.biometric_zones)
+    index, count = shard
+    mine = [c for k, c in enumerate(airport.cameras) if k % count == index - 1]
+    mine_ids = {c.camera_id for c in mine}
+    rt = open_policy(settings)
+    chain = rt.edge_chain()
     producer = await start_producer(settings)
     pub = Publisher(producer)
     sender = asyncio.create_task(pub.run())
+    background = asyncio.create_task(rt.background(stop))
     nonce = os.urandom(4).hex()
     track_ids: dict[tuple[str, str], int] = {}
     window: Tally[str] = Tally()
@@ -48,15 +87,18 @@ async def run_virtual_edge(settings: Settings, stop: asyncio.Event, duration_s: 
     offered = 0
     start = time.time()
     window_start, t_prev = start, 0.0
-    log.info("virtual edge running", extra={"cameras": len(airport.cameras), "travellers": len(airport.travellers), "duration_s": duration_s})
+    box = (0, 0, VIRTUAL_FACE_PX, VIRTUAL_FACE_PX)
+    log.info("virtual edge running", extra={"cameras": len(mine), "shard": f"{index}/{count}", "travellers": len(airport.travellers), "duration_s": duration_s})
     try:
         while not stop.is_set() and t_prev < duration_s:
             await asyncio.sleep(TICK_S)
             t_now = min(time.time() - start, duration_s)
             for vs in airport.sightings(t_prev, t_now):
                 cam = vs.camera
-                if cam.zone not in biometric:
-                    window[cam.camera_id] += 1
+                if cam.camera_id not in mine_ids:
+                    continue
+                if not chain(EdgeContext(cam.zone, 1.0, box)).allow:
+                    window[cam.camera_id] += 1  # not biometric here: the face becomes a count
                     COUNT_ONLY.labels(cam.camera_id).inc()
                     continue
                 offered += 1
@@ -67,32 +109,33 @@ async def run_virtual_edge(settings: Settings, stop: asyncio.Event, duration_s: 
                     zone=cam.zone,
                     captured_at=start + vs.t,
                     track_id=track,
-                    box=(0, 0, 0, 0),  # virtual mode has no pixels
+                    box=box,
                     quality=1.0,
                     embedding=embedding_to_bytes(vs.embedding),
                 )
-                SIGHTINGS.labels(cam.camera_id).inc()
-                if pub.offer(t.SIGHTINGS.name, encode(s), cam.camera_id.encode()) and gt:
+                if offer_sighting(pub, rt, s) and gt:
                     gt.write(json.dumps({"event_id": s.event_id, "traveller_id": vs.traveller_id, "camera_id": cam.camera_id, "zone": cam.zone}) + "\n")
             t_prev = t_now
             now = time.time()
             if now - window_start >= COUNT_WINDOW_S:
-                _offer_counts(pub, airport, biometric, window, window_start, now)
+                _offer_counts(pub, mine, biometric_zones(rt), window, window_start, now)
                 window.clear()
                 window_start = now
-        _offer_counts(pub, airport, biometric, window, window_start, time.time())
+        _offer_counts(pub, mine, biometric_zones(rt), window, window_start, time.time())
     finally:
+        background.cancel()
         await pub.close()
         await sender
         await producer.stop()
+        rt.close()
         if gt:
             gt.close()
     log.info("virtual edge finished", extra={"offered": offered})
     return offered
 
 
-def _offer_counts(pub: Publisher, airport: VirtualAirport, biometric: set[str], window: Tally[str], t0: float, t1: float) -> None:
-    for cam in airport.cameras:
+def _offer_counts(pub: Publisher, cameras: list[VirtualCamera], biometric: set[str], window: Tally[str], t0: float, t1: float) -> None:
+    for cam in cameras:
         if cam.zone in biometric:
             continue
         zc = ZoneCount(camera_id=cam.camera_id, zone=cam.zone, window_start=t0, window_end=t1, faces=window[cam.camera_id])
@@ -131,15 +174,13 @@ async def run_video_edge(
     """
     from edge.camera import Camera, observation_to_sighting
     from edge.vision.pool import VisionPool
-    from policy.filters import edge_chain
-    from policy.policyfile import load_policy
 
-    biometric = set(settings.policy.biometric_zones)
+    rt = open_policy(settings)
+    biometric = biometric_zones(rt)
     gate_quality = 0.0
     if filters is None:
-        policy = load_policy()
-        filters = [policy_filter(edge_chain(policy))]
-        gate_quality = policy.quality.min_quality  # views below the gate are never embedded (they'd be dropped)
+        filters = [policy_filter(rt.edge_chain())]
+        gate_quality = rt.holder.current.quality.min_quality  # views below the gate are never embedded (they'd be dropped)
     chain_filters = filters
     producer = await start_producer(settings)
     pub = Publisher(producer)
@@ -170,10 +211,8 @@ async def run_video_edge(
                 if obs.embedding is None:
                     continue
                 offered += 1
-                s = observation_to_sighting(obs, f"{cid}-{nonce}-{offered}")
-                SIGHTINGS.labels(cid).inc()
-                pub.offer(t.SIGHTINGS.name, encode(s), cid.encode())
-                cam.metrics.observe_publish_lag(obs.captured_at)
+                if offer_sighting(pub, rt, observation_to_sighting(obs, f"{cid}-{nonce}-{offered}")):
+                    cam.metrics.observe_publish_lag(obs.captured_at)
         log.info("camera finished", extra={"camera": cid, **cam.status()})
 
     window_start = time.time()
@@ -217,5 +256,6 @@ async def run_video_edge(
         await pub.close()
         await sender
         await producer.stop()
+        rt.close()
     log.info("video edge finished", extra={"offered": offered})
     return offered

@@ -22,15 +22,17 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from broker import topics as t
 from broker.clients import start_consumer, start_producer
-from broker.messages import Match, MessageError, Sighting, TrackUpdate, check_sighting, decode, encode
+from broker.messages import ErasureRequest, Match, MessageError, Sighting, TrackUpdate, check_sighting, decode, encode
 from broker.reader import read_all
 from broker.stream import AssignmentGauge, acknowledged, dead_letter, offsets_after, update_lag
 from matcher.gallery import Gallery
 from matcher.index import GalleryIndex, SearchResult
 from paxsim.config import Settings
-from paxsim.state import consent_path, gallery_path
-from policy.consent import ConsentRegistry
-from policy.filters import PostMatchContext, post_match_chain
+from paxsim.state import gallery_path
+from policy.crypto import KeyExpired, KeyUnavailable, SealError
+from policy.erasure import ErasureWorker
+from policy.filters import PostMatchContext
+from policy.runtime import PolicyRuntime
 
 log = logging.getLogger("paxsim.matcher")
 
@@ -48,6 +50,7 @@ E2E_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 GALLERY_SIZE = Gauge("paxsim_matcher_gallery_templates", "Templates in the gallery")
+EXPIRED = Counter("paxsim_matcher_expired_total", "Sealed sightings whose epoch key was already destroyed (retention)")
 RECOVERED = Counter("paxsim_matcher_recovered_decisions_total", "Decisions re-read from the matches topic on assignment")
 
 
@@ -113,19 +116,59 @@ class _Recover(AssignmentGauge):
 
 
 class Matcher:
-    """Decides micro-batches: decode, dedupe by event id, one search per batch, post-match policy, outputs."""
+    """Decides micro-batches: decode, unseal, dedupe by event id, one search per batch, post-match policy, outputs.
 
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer, state: MatcherState) -> None:
+    What leaves the matcher names a subject only by pseudonym (``policy.crypto.SubjectVault``) when the run has a
+    key holder: after an erasure the subject key is destroyed and every copy on the broker becomes unlinkable."""
+
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer, state: MatcherState, rt: PolicyRuntime) -> None:
+        self.settings = settings
         gallery = Gallery.load(gallery_path(settings)) if gallery_path(settings).exists() else Gallery()
-        consent = ConsentRegistry.load(consent_path(settings)) if consent_path(settings).exists() else ConsentRegistry()
         self.index = GalleryIndex.build(gallery.subject_ids, gallery.vectors) if len(gallery) else None
         GALLERY_SIZE.set(len(gallery))
-        self.chain = post_match_chain(consent.is_allowed)
-        self.zone_purpose = settings.policy.zone_purpose
+        self.rt = rt
+        self.chain = rt.post_match_chain()
         self.threshold = settings.matcher.threshold
         self.producer = producer
         self.state = state
         log.info("gallery loaded", extra={"templates": len(gallery), "subjects": len(gallery.subjects())})
+
+    def subjects(self) -> list[str]:
+        return self.index.subjects() if self.index is not None else []
+
+    def reference(self, subject_id: str) -> str:
+        """How a subject is named outside the matcher: its pseudonym, or the id when the run has no key holder."""
+        return self.rt.vault.pseudonym(subject_id) if self.rt.vault is not None else subject_id
+
+    async def keep_keys_warm(self, stop: asyncio.Event, every_s: float = 2.0) -> None:
+        """Refresh the gallery's subject keys in one round trip, off the event loop, so pseudonyms never block it."""
+        while not stop.is_set() and self.rt.vault is not None:
+            subjects = self.subjects()
+            if subjects:
+                try:
+                    await asyncio.to_thread(self.rt.vault.warm, subjects, True)
+                except Exception as exc:  # key holder briefly unreachable: pseudonym() will retry
+                    log.warning("subject key refresh failed", extra={"error": repr(exc)})
+            try:
+                await asyncio.wait_for(stop.wait(), every_s)
+            except asyncio.TimeoutError:
+                pass
+
+    def erase(self, req: ErasureRequest) -> None:
+        """Erasure handler (idempotent): drop the subject from the index, the gallery file and the trajectory state,
+        then destroy its key."""
+        ref = req.subject_ref or (self.rt.vault.existing_pseudonym(req.subject_id) if self.rt.vault is not None else None)
+        if self.index is not None:
+            self.index.remove(req.subject_id)
+            GALLERY_SIZE.set(len(self.index))
+        path = gallery_path(self.settings)
+        if path.exists():
+            gallery = Gallery.load(path)
+            if gallery.remove(req.subject_id):
+                gallery.save(path)
+        self.state.last_zone.pop(ref or req.subject_id, None)
+        if self.rt.vault is not None:
+            self.rt.vault.erase(req.subject_id)
 
     async def _search(self, queries: np.ndarray) -> list[SearchResult | None]:
         if self.index is None:
@@ -137,29 +180,38 @@ class Matcher:
 
     async def decide_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         producer, state = self.producer, self.state
-        pending: list[tuple[int, int, Sighting, np.ndarray]] = []
+        pending: list[tuple[int, int, Sighting, np.ndarray | None]] = []
         dead = []
         for tp, records in batch.items():
             for rec in records:
                 try:
                     s = decode(rec.value or b"", Sighting)
                     check_sighting(s)
-                    vec = s.vector()
                 except MessageError as exc:
                     dead.append(await dead_letter(producer, rec, STAGE, "undecodable", str(exc)))
                     continue
                 if state.seen(s.event_id):
                     DUPLICATES.inc()
                     continue
+                try:
+                    vec = self.rt.unseal(s).vector()
+                except KeyExpired:
+                    vec = None  # past its retention: unreadable by design, decided as refused below
+                except (KeyUnavailable, SealError, MessageError) as exc:
+                    dead.append(await dead_letter(producer, rec, STAGE, "unreadable", str(exc)))
+                    continue
                 pending.append((tp.partition, rec.offset, s, vec))
-        results: list[SearchResult | None] = []
-        if pending:
-            BATCH_SIZE.observe(len(pending))
-            results = await self._search(np.stack([p[3] for p in pending]))
+        readable = [i for i, p in enumerate(pending) if p[3] is not None]
+        results: list[SearchResult | None] = [None] * len(pending)
+        if readable:
+            BATCH_SIZE.observe(len(readable))
+            found = await self._search(np.stack([pending[i][3] for i in readable]))
+            for i, r in zip(readable, found):
+                results[i] = r
         tracks, matches = [], []
         now = time.time()
-        for (partition, offset, s, _vec), result in zip(pending, results):
-            m = self._decide(s, result, partition, offset, now)
+        for (partition, offset, s, vec), result in zip(pending, results):
+            m = self._decide(s, result, partition, offset, now) if vec is not None else self._expired(s, partition, offset, now)
             if m.decision == "match":
                 tracks.append(await producer.send(t.TRACKS.name, encode(self._track_update(m, now)), key=m.subject_id.encode()))
             state.apply(m)
@@ -169,13 +221,24 @@ class Matcher:
         await acknowledged(tracks + dead)  # a recorded match implies its track update exists
         await acknowledged([await producer.send(t.MATCHES.name, encode(m), key=m.camera_id.encode(), partition=p) for p, m in matches])
 
-    def _decide(self, s: Sighting, result: SearchResult | None, partition: int, offset: int, now: float) -> Match:
-        purpose = self.zone_purpose.get(s.zone, "")
-        hit = result.identify(self.threshold) if result is not None else None
-        common = dict(
+    def _common(self, s: Sighting, purpose: str, partition: int, offset: int, now: float) -> dict:
+        return dict(
             event_id=s.event_id, camera_id=s.camera_id, zone=s.zone, purpose=purpose, captured_at=s.captured_at,
             matched_at=now, source_partition=partition, source_offset=offset,
         )
+
+    def _purpose(self, zone: str) -> str:
+        rule = self.rt.holder.current.zones.get(zone)
+        return rule.purpose if rule is not None and rule.biometric and rule.purpose else ""
+
+    def _expired(self, s: Sighting, partition: int, offset: int, now: float) -> Match:
+        EXPIRED.inc()
+        return Match(decision="refused", rule="retention", **self._common(s, self._purpose(s.zone), partition, offset, now))
+
+    def _decide(self, s: Sighting, result: SearchResult | None, partition: int, offset: int, now: float) -> Match:
+        purpose = self._purpose(s.zone)
+        hit = result.identify(self.threshold) if result is not None else None
+        common = self._common(s, purpose, partition, offset, now)
         if not purpose:
             return Match(decision="refused", rule="purpose", **common)
         decision = self.chain(PostMatchContext(hit.subject_id if hit else None, purpose, s.zone, s.captured_at))
@@ -183,7 +246,7 @@ class Matcher:
             # unknown or non-consented: the embedding is dropped here, only the count survives
             return Match(decision="unknown" if decision.rule == "known_face" else "refused", rule=decision.rule, **common)
         assert hit is not None
-        return Match(decision="match", subject_id=hit.subject_id, distance=hit.distance, **common)
+        return Match(decision="match", subject_id=self.reference(hit.subject_id), distance=hit.distance, **common)
 
     def _track_update(self, m: Match, now: float) -> TrackUpdate:
         assert m.subject_id is not None
@@ -196,9 +259,16 @@ class Matcher:
 
 
 async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
+    rt = PolicyRuntime.for_stage(settings, STAGE, policy_path=settings.policy.file)
     state = MatcherState(settings.matcher.dedupe_window_s)
     producer = await start_producer(settings)
-    matcher = Matcher(settings, producer, state)
+    matcher = Matcher(settings, producer, state, rt)
+    eraser = ErasureWorker(STAGE, [matcher.erase], audit=rt.audit)
+    tasks = [
+        asyncio.create_task(rt.background(stop)),
+        asyncio.create_task(matcher.keep_keys_warm(stop)),
+        asyncio.create_task(eraser.run(settings, stop)),
+    ]
     ref: list[AIOKafkaConsumer] = []
     consumer = await start_consumer(settings, group_id=GROUP)
     ref.append(consumer)
@@ -209,8 +279,12 @@ async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
             if not batch:
                 continue
             await matcher.decide_batch(batch)
+            rt.flush_audit()
             await consumer.commit(offsets_after(batch))
             update_lag(consumer, STAGE, batch)
     finally:
+        for task in tasks:
+            task.cancel()
         await consumer.stop()
         await producer.stop()
+        rt.close()

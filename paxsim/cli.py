@@ -85,6 +85,7 @@ def edge(
     virtual: bool = typer.Option(True, "--virtual/--no-virtual", help="virtual cameras in embedding space"),
     duration: float = typer.Option(30.0, "--duration", min=0.1, help="seconds to run"),
     ground_truth: Optional[Path] = typer.Option(None, "--ground-truth", help="append event id → traveller here (evaluation only)"),
+    shard: str = typer.Option("1/1", "--shard", help="I/N: run only cameras whose index modulo N is I-1 (N edge agents split the airport)"),
     config: Optional[str] = ConfigOpt,
     metrics_port: Optional[int] = MetricsOpt,
 ) -> None:
@@ -95,7 +96,14 @@ def edge(
     if not virtual:
         console.print("[red]only --virtual cameras are available in this version[/]")
         raise typer.Exit(2)
-    run_stage("edge", lambda s, stop: run_virtual_edge(s, stop, duration, ground_truth), metrics_port, config)
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+        if not 1 <= i <= n:
+            raise ValueError
+    except ValueError:
+        console.print(f"[red]--shard must be I/N with 1 <= I <= N, got {shard!r}[/]")
+        raise typer.Exit(2) from None
+    run_stage("edge", lambda s, stop: run_virtual_edge(s, stop, duration, ground_truth, (i, n)), metrics_port, config)
 
 
 @app.command()

@@ -101,12 +101,11 @@ class BrokerSettings(_Section):
 
 
 class RetentionSettings(_Section):
-    """How long each kind of record may live (seconds). Applied as retention.ms on real Kafka, as
-    key destruction (crypto-shredding) on the embedded broker, and as deletion in our own stores."""
+    """Kafka ``retention.ms`` of the topics that carry no biometric payload. Sightings, matches and tracks take
+    their lifetimes from the policy file (retention.sightings_s and each purpose's retention_s), which is also
+    what crypto-shredding and the stores enforce; on the embedded broker retention.ms is ignored anyway."""
 
-    sightings_s: float = Field(default=300.0, gt=0)
-    matches_s: float = Field(default=3600.0, gt=0)
-    tracks_s: float = Field(default=86400.0, gt=0)
+    counts_s: float = Field(default=86400.0, gt=0)
     audit_s: float = Field(default=30 * 86400.0, gt=0)
     deadletter_s: float = Field(default=86400.0, gt=0)
 
@@ -121,19 +120,10 @@ class ScenarioSettings(_Section):
 
 
 class PolicySettings(_Section):
-    max_event_age_s: float = Field(default=30.0, gt=0, description="older sightings are refused as stale")
-    biometric_zones: list[str] = Field(
-        default_factory=lambda: ["security", "immigration", "egate", "gate"],
-        description="zones whose cameras may submit faces for matching; others publish counts only",
-    )
-    zone_purpose: dict[str, str] = Field(
-        default_factory=lambda: {
-            "security": "flow-analytics",
-            "immigration": "egate-verification",
-            "egate": "egate-verification",
-            "gate": "boarding",
-        },
-        description="the purpose a sighting from a zone is processed for",
+    file: Path | None = Field(
+        default=None,
+        description="the policy file (zones, purposes, retention, consent and export rules); "
+        "empty = $PAXSIM_POLICY, else the packaged policy/default-policy.yaml",
     )
 
 

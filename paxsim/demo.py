@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import yaml
 from rich.console import Console
@@ -34,6 +36,10 @@ from paxsim.config import Settings
 from paxsim.stack import Stack, total
 from paxsim.state import consent_path, gallery_path, ground_truth_path, state_dir
 from policy.consent import ConsentRecord, ConsentRegistry
+from policy.crypto import HttpKeySource, KeySource, SubjectVault
+from policy.keyd import KeydProcess, spawn_keyd
+from policy.policyfile import DEFAULT_POLICY_PATH, POLICY_ENV, load_policy
+from policy.scan import run_scan
 from scenario.virtual import VirtualAirport
 
 CONSENT_VALIDITY_S = 86400.0
@@ -56,20 +62,27 @@ def enrol_scenario(settings: Settings, duration_s: float) -> tuple[int, int]:
     return len(ids), sum(len(p) for p in purposes.values())
 
 
-def child_env(settings: Settings, bootstrap: str, embedded: bool) -> dict[str, str]:
-    """Environment for stage processes: the effective configuration, written once into the state dir.
+def policy_file(settings: Settings) -> Path:
+    """The policy file in force: ``policy.file``, else ``$PAXSIM_POLICY``, else the packaged default (absolute)."""
+    return Path(settings.policy.file or os.environ.get(POLICY_ENV) or DEFAULT_POLICY_PATH).resolve()
+
+
+def child_env(settings: Settings, bootstrap: str, embedded: bool, keys: KeydProcess | None = None) -> dict[str, str]:
+    """Environment for stage processes: the effective configuration, written once into the state dir, and the
+    address and token of the run's key holder (in the environment only: never in argv or on disk).
 
     Children load exactly the settings the parent validated (including ``--cameras`` style overrides),
     pointed at the broker the parent started."""
     effective = settings.model_copy(
         update={
             "state_dir": Path(settings.state_dir).resolve(),
+            "policy": settings.policy.model_copy(update={"file": policy_file(settings)}),
             "broker": settings.broker.model_copy(update={"bootstrap": bootstrap, "profile": "embedded" if embedded else settings.broker.profile}),
         }
     )
     path = state_dir(effective) / "effective-config.yaml"
     path.write_text(yaml.safe_dump(effective.model_dump(mode="json"), sort_keys=False))
-    return {"PAXSIM_CONFIG": str(path)}
+    return {"PAXSIM_CONFIG": str(path), **(keys.env if keys else {})}
 
 
 def start_pipeline(stack: Stack, duration_s: float, ground_truth: Path | None, join_timeout_s: float = 30.0) -> None:
@@ -162,7 +175,17 @@ def progress_table(c: StageCounts, prev: StageCounts, dt: float, elapsed: float)
     return tab
 
 
-async def summarise(settings: Settings) -> dict:
+def resolve_pseudonyms(matches: list[Match], settings: Settings, keys: KeySource | None) -> list[Match]:
+    """Matches with pseudonyms replaced by subject ids, for scoring against ground truth (needs the live keys;
+    subjects whose key is destroyed stay pseudonymous)."""
+    refs = {m.subject_id for m in matches if m.subject_id and m.subject_id.startswith("ps-")}
+    if not refs or keys is None or not gallery_path(settings).exists():
+        return matches
+    names = SubjectVault(keys).resolve(refs, Gallery.load(gallery_path(settings)).subjects())
+    return [msgspec.structs.replace(m, subject_id=names.get(m.subject_id, m.subject_id)) if m.subject_id in names else m for m in matches]
+
+
+async def summarise(settings: Settings, keys: KeySource | None = None) -> dict:
     """Figures computed from the matches topic itself (one record per decided event)."""
     produced = len(await read_all(settings, t.SIGHTINGS.name))
     records = await read_all(settings, t.MATCHES.name)
@@ -179,7 +202,7 @@ async def summarise(settings: Settings) -> dict:
     truth = read_truth(ground_truth_path(settings))
     if truth and consent_path(settings).exists():
         consent = ConsentRegistry.load(consent_path(settings))
-        acc = score(matches, truth, consent.is_allowed).as_dict()
+        acc = score(resolve_pseudonyms(matches, settings, keys), truth, consent.is_allowed).as_dict()
     return {
         "accuracy": acc,
         "produced": produced,
@@ -216,6 +239,9 @@ def summary_table(s: dict) -> Table:
         tab.add_row("rank-1 / FRR / FAR vs ground truth", f"{acc['rank1']:.1%} / {acc['frr']:.1%} / {(acc['far'] or 0):.2%}")
         tab.add_row("identifications of non-consented travellers", f"{acc['leaks']}")
     p50, p99 = s["latency_p50_ms"], s["latency_p99_ms"]
+    scan = s.get("audit_scan")
+    if scan is not None:
+        tab.add_row("audit scan: expired-readable / non-consented / audit gaps", " / ".join(str(v) for v in scan.values()))
     tab.add_row("end-to-end latency p50 / p99", f"{p50:.1f} / {p99:.1f} ms" if p50 is not None else "n/a")
     return tab
 
@@ -279,6 +305,7 @@ async def run_pipeline(settings: Settings, duration_s: float, console: Console |
     say = console.print if console else (lambda *a, **k: None)
     broker = EmbeddedBroker(settings) if settings.broker.embedded else None
     supervisor = None
+    keys = spawn_keyd(policy_file(settings))
     try:
         if broker:
             await broker.start()
@@ -291,7 +318,7 @@ async def run_pipeline(settings: Settings, duration_s: float, console: Console |
             say(f"[bold]external Kafka[/] at {bootstrap}")
         subjects, grants = enrol_scenario(settings, duration_s)
         say(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
-        stack = Stack(run_dir, child_env(settings, bootstrap, broker is not None))
+        stack = Stack(run_dir, child_env(settings, bootstrap, broker is not None, keys))
         t_start = time.monotonic()
         try:
             start_pipeline(stack, duration_s, ground_truth_path(settings))
@@ -302,12 +329,18 @@ async def run_pipeline(settings: Settings, duration_s: float, console: Console |
         client_settings = settings.model_copy(
             update={"broker": settings.broker.model_copy(update={"bootstrap": bootstrap, "profile": "embedded" if broker else settings.broker.profile})}
         )
-        summary = await summarise(client_settings)
+        key_source = HttpKeySource(keys.url, keys.token)
+        summary = await summarise(client_settings, key_source)
+        # the embedded broker forgets everything when it stops: scan every topic and store while it still runs
+        report = await run_scan(client_settings, load_policy(policy_file(settings)), key_source)
+        a, b, c = report.counts
+        summary["audit_scan"] = {"expired_readable": a, "non_consented": b, "audit_gaps": c}
     finally:
         if supervisor:
             supervisor.cancel()
         if broker:
             await broker.stop()
+        keys.stop()
     summary["admitted"] = counts.gate_admitted
     summary["gate_dropped_by_rule"] = counts.gate_denied_by_rule or {}
     summary["edge_dropped"] = counts.edge_dropped

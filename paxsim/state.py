@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from paxsim.config import Settings
+from policy.consent import registry_path
 
 
 def state_dir(settings: Settings) -> Path:
@@ -18,7 +19,8 @@ def gallery_path(settings: Settings) -> Path:
 
 
 def consent_path(settings: Settings) -> Path:
-    return state_dir(settings) / "consent.json"
+    """The SQLite consent registry shared by every process of a run (see policy/consent.py)."""
+    return registry_path(state_dir(settings))
 
 
 def ground_truth_path(settings: Settings) -> Path:

@@ -36,8 +36,9 @@ from broker.admin import ensure_topics
 from broker.clients import BrokerUnreachable
 from broker.embedded import EmbeddedBroker
 from paxsim.config import ENV_PREFIX, ConfigError, Settings, load_settings
-from paxsim.demo import child_env, enrol_scenario
+from paxsim.demo import child_env, enrol_scenario, policy_file
 from paxsim.stack import Stack, total
+from policy.keyd import spawn_keyd
 
 JOIN_TIMEOUT_S = 45.0
 DRAIN_TIMEOUT_S = 20.0
@@ -182,6 +183,7 @@ async def up(
     cycles = 0
     counts = UpCounts()
     scan_code: int | None = None
+    keys = spawn_keyd(policy_file(settings))  # the run's in-memory key holder: edges seal, matchers unseal
     try:
         if broker:
             await broker.start()
@@ -196,7 +198,7 @@ async def up(
             console.print(f"[yellow]{matchers} matchers but {settings.broker.partitions} partitions: {matchers - settings.broker.partitions} will sit idle[/]")
         subjects, grants = await asyncio.to_thread(enrol_scenario, settings, cycle_s)
         console.print(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
-        stack = Stack(run_dir, child_env(settings, bootstrap, embedded))
+        stack = Stack(run_dir, child_env(settings, bootstrap, embedded, keys))
         stack.spawn("policy", ["policy"])
         for name in names:
             stack.spawn(name, ["matcher"])
@@ -247,6 +249,7 @@ async def up(
             supervisor.cancel()
         if broker:
             await broker.stop()
+        keys.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     summary = {**asdict(counts), "matchers": len(names), "bootstrap": bootstrap, "embedded": embedded, "audit_scan_exit": scan_code}

@@ -524,6 +524,11 @@ class SubjectVault:
         with self._lock:
             return self._cache[subject_id][3]
 
+    def existing_pseudonym(self, subject_id: str) -> str | None:
+        """The subject's pseudonym if its key exists; never creates a key (use before an erasure destroys it)."""
+        fetched = self.source.subject_keys([subject_id], False)
+        return _pseudonym(fetched[subject_id][1]) if subject_id in fetched else None
+
     def resolve(self, pseudonyms: set[str], candidates: list[str]) -> dict[str, str]:
         """pseudonym → subject, for those of ``candidates`` whose key still exists (erased ones stay unknown)."""
         fetched = self.source.subject_keys(list(candidates), False)

@@ -16,12 +16,14 @@ import logging
 import time
 from typing import Awaitable, Callable, Iterable
 
+import msgspec
 from prometheus_client import Counter, Histogram
 
 from broker import topics as t
 from broker.messages import ErasureRequest, MessageError, decode, encode
 from policy.audit import AuditLog
 from policy.consent import ConsentRegistry
+from policy.crypto import KeyUnavailable, SubjectVault
 
 log = logging.getLogger("paxsim.policy.erasure")
 
@@ -34,22 +36,35 @@ ERASURES = Counter("paxsim_policy_erasures_total", "Erasure requests applied by 
 Handler = Callable[[ErasureRequest], Awaitable[None] | None]
 
 
-async def publish_pending(registry: ConsentRegistry, producer) -> int:  # noqa: ANN001
+def with_reference(req: ErasureRequest, vault: SubjectVault | None) -> ErasureRequest:
+    """Attach the subject's pseudonym (while its key still exists), so stores that only hold pseudonymous
+    references (dashboard trajectories, matcher state) can find what to delete."""
+    if req.subject_ref or vault is None:
+        return req
+    try:
+        ref = vault.existing_pseudonym(req.subject_id)
+    except KeyUnavailable:
+        return req
+    return msgspec.structs.replace(req, subject_ref=ref) if ref else req
+
+
+async def publish_pending(registry: ConsentRegistry, producer, vault: SubjectVault | None = None) -> int:  # noqa: ANN001
     """Send every unpublished erasure request; mark those the broker acknowledged. Returns how many."""
     pending = registry.pending_erasures()
     if not pending:
         return 0
-    futs = [await producer.send(t.ERASURES.name, encode(r), key=r.subject_id.encode()) for r in pending]
+    futs = [await producer.send(t.ERASURES.name, encode(with_reference(r, vault)), key=r.subject_id.encode()) for r in pending]
     await asyncio.gather(*futs)
     registry.mark_published([r.request_id for r in pending])
     return len(pending)
 
 
-async def run_publisher(registry: ConsentRegistry, producer, stop: asyncio.Event, interval_s: float = 0.1) -> None:  # noqa: ANN001
+async def run_publisher(registry: ConsentRegistry, producer, stop: asyncio.Event, interval_s: float = 0.1,  # noqa: ANN001
+                        vault: SubjectVault | None = None) -> None:
     """Poll the outbox until ``stop``; a failed send is retried on the next poll."""
     while not stop.is_set():
         try:
-            n = await publish_pending(registry, producer)
+            n = await publish_pending(registry, producer, vault)
             if n:
                 log.info("erasure requests published", extra={"count": n})
         except Exception as exc:  # keep the outbox; retry next time

@@ -17,7 +17,9 @@ from broker.clients import start_consumer, start_producer
 from broker.messages import MessageError, Sighting, check_sighting, decode
 from broker.stream import AssignmentGauge, acknowledged, dead_letter, offsets_after, update_lag
 from paxsim.config import Settings
-from policy.filters import GateContext, gate_chain
+from policy.erasure import run_publisher
+from policy.filters import GateContext
+from policy.runtime import PolicyRuntime
 
 log = logging.getLogger("paxsim.policy.gate")
 
@@ -27,13 +29,16 @@ EVENTS = Counter("paxsim_gate_events_total", "Sightings the gate handled, by out
 
 
 async def run_gate(settings: Settings, stop: asyncio.Event) -> None:
-    pol = settings.policy
-    chain = gate_chain(set(pol.biometric_zones), dict(pol.zone_purpose), pol.max_event_age_s)
+    rt = PolicyRuntime.for_stage(settings, STAGE, policy_path=settings.policy.file)
+    chain = rt.gate_chain()  # audited (batched), counted, timed; follows policy hot reloads
+    background = asyncio.create_task(rt.background(stop))
     producer = await start_producer(settings)
+    # the gate also ships the consent registry's erasure outbox (withdrawals made by CLI or API) to the topic
+    publisher = asyncio.create_task(run_publisher(rt.consent, producer, stop, vault=rt.vault))
     consumer = await start_consumer(settings, group_id=GROUP)
     consumer.subscribe([t.SIGHTINGS.name], listener=AssignmentGauge(STAGE))
     admitted_c, denied_c, dead_c = EVENTS.labels("admitted"), EVENTS.labels("denied"), EVENTS.labels("deadletter")
-    log.info("gate running", extra={"topic_in": t.SIGHTINGS.name, "topic_out": t.ADMITTED.name})
+    log.info("gate running", extra={"topic_in": t.SIGHTINGS.name, "topic_out": t.ADMITTED.name, "policy": rt.holder.version})
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=1000)
@@ -50,15 +55,19 @@ async def run_gate(settings: Settings, stop: asyncio.Event) -> None:
                         sends.append(await dead_letter(producer, rec, STAGE, "undecodable", str(exc)))
                         dead_c.inc()
                         continue
-                    decision = chain(GateContext(s, now))
-                    if decision.allow:
+                    if chain(GateContext(s, now)).allow:
+                        # forwarded byte for byte: the gate never unseals the embedding
                         sends.append(await producer.send(t.ADMITTED.name, rec.value, key=rec.key))
                         admitted_c.inc()
                     else:
                         denied_c.inc()
             await acknowledged(sends)
+            rt.flush_audit()
             await consumer.commit(offsets_after(batch))
             update_lag(consumer, STAGE, batch)
     finally:
+        background.cancel()
+        publisher.cancel()
         await consumer.stop()
         await producer.stop()
+        rt.close()

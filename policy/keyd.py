@@ -193,7 +193,9 @@ def spawn_keyd(policy_path: str | Path | None = None, token: str | None = None, 
     cmd = [sys.executable, "-m", "policy.keyd", "--port", str(port)]
     if policy_path is not None:
         cmd += ["--policy", str(policy_path)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    from paxsim.stack import die_with_parent  # the keys must not outlive the run, even after kill -9 of the parent
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, preexec_fn=die_with_parent)
     ready: dict = {}
 
     def read() -> None:

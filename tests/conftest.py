@@ -32,3 +32,15 @@ def broker(settings: Settings):
 def client_settings(settings: Settings, broker: EmbeddedBroker) -> Settings:
     """Settings pointing the clients at the test's broker with the embedded-broker tuning."""
     return settings.model_copy(update={"broker": settings.broker.model_copy(update={"bootstrap": broker.bootstrap, "profile": "embedded"})})
+
+
+@pytest.fixture
+def keys():
+    """The run's in-memory key holder (policy.keyd); services get its address and token through child_env."""
+    from policy.keyd import spawn_keyd
+
+    k = spawn_keyd()
+    try:
+        yield k
+    finally:
+        k.stop()

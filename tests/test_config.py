@@ -9,7 +9,7 @@ def test_defaults_are_embedded_and_strict():
     s = load_settings(environ={})
     assert s.broker.embedded
     assert s.broker.client_tuning().fetch_max_wait_ms <= 20
-    assert "checkin" not in s.policy.biometric_zones
+    assert s.policy.file is None  # the packaged strict policy (or $PAXSIM_POLICY)
 
 
 def test_file_and_env_overrides(tmp_path: Path):

@@ -3,7 +3,6 @@ whose scrape targets are written to a Prometheus file_sd file, and system binari
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -15,7 +14,7 @@ import pytest
 
 from paxsim.config import Settings
 from paxsim.demo import child_env, enrol_scenario, start_pipeline
-from paxsim.stack import Stack, total
+from paxsim.stack import TARGETS_FILE_NAME, Stack, total
 from paxsim.state import ground_truth_path
 
 SMALL = dict(cameras=6, travellers=80, consent_share=0.6, events_per_second=120.0)
@@ -41,15 +40,6 @@ def small(settings: Settings) -> Settings:
     return settings.model_copy(update={"scenario": settings.scenario.model_copy(update=SMALL)})
 
 
-def write_targets(stack: Stack, path: Path) -> Path:
-    """Every child's metrics endpoint as a Prometheus file_sd file (the dashboard reads the same file)."""
-    groups = [{"targets": [f"127.0.0.1:{c.metrics_port}"], "labels": {"job": name}} for name, c in stack.children.items()]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(groups))
-    tmp.replace(path)
-    return path
-
-
 @dataclass
 class LivePipeline:
     stack: Stack
@@ -61,13 +51,13 @@ class LivePipeline:
         return f"http://127.0.0.1:{self.stack.children['dashboard'].metrics_port}"
 
 
-def start_live_pipeline(client_settings: Settings, bootstrap: str, duration_s: float, monkeypatch: pytest.MonkeyPatch) -> LivePipeline:
+def start_live_pipeline(client_settings: Settings, bootstrap: str, duration_s: float, monkeypatch: pytest.MonkeyPatch, keys) -> LivePipeline:  # noqa: ANN001
     cs = small(client_settings)
     enrol_scenario(cs, duration_s)
     monkeypatch.setenv("PAXSIM_DASHBOARD_TOKENS", TOKENS)  # passed on to the dashboard child
-    stack = Stack(Path(cs.state_dir), child_env(cs, bootstrap, True))
+    stack = Stack(Path(cs.state_dir), child_env(cs, bootstrap, True, keys))
     start_pipeline(stack, duration_s, ground_truth_path(cs))
-    targets = write_targets(stack, Path(cs.state_dir).resolve() / "scrape-targets.json")
+    targets = stack.run_dir / TARGETS_FILE_NAME  # written by Stack.spawn (Prometheus file_sd)
     assert stack.wait_ready("dashboard", 20), "dashboard did not open its port"
     return LivePipeline(stack, cs, targets)
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from paxsim.state import state_dir
+from policy.crypto import HttpKeySource, SubjectVault
 from policy.consent import ConsentRegistry, registry_path
 
 from tests.dashboard.conftest import ADMIN, AUDITOR, OPERATOR, need_binary, start_live_pipeline, wait_for
@@ -30,11 +31,11 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_live_dashboard_in_chromium(settings, client_settings, broker, tmp_path: Path, monkeypatch):
+def test_live_dashboard_in_chromium(settings, client_settings, broker, keys, tmp_path: Path, monkeypatch):
     need_binary(CHROMIUM)
     from playwright.sync_api import sync_playwright
 
-    live = start_live_pipeline(client_settings, broker.bootstrap, 14.0, monkeypatch)
+    live = start_live_pipeline(client_settings, broker.bootstrap, 14.0, monkeypatch, keys)
     url = live.dashboard_url
     try:
         with sync_playwright() as pw:
@@ -72,10 +73,12 @@ def test_live_dashboard_in_chromium(settings, client_settings, broker, tmp_path:
                 assert api.get("/api/trajectories", headers=bearer(AUDITOR)).status_code == 403
                 subjects = wait_for("a stored trajectory", lambda: api.get("/api/trajectories", headers=bearer(OPERATOR)).json(), 15)
                 victim = subjects[0]["subject_id"]
-                # withdraw the way `paxsim consent withdraw` does: the registry queues it, the dashboard publishes it,
-                # reads it back from the erasure topic and deletes the subject's points
+                assert victim.startswith("ps-"), "trajectories name subjects by pseudonym"
+                # withdraw the way `paxsim consent withdraw` does: the registry queues it, the dashboard publishes it
+                # (with the pseudonym attached while the key exists), reads it back and deletes the subject's points
                 reg = ConsentRegistry.open(registry_path(state_dir(live.settings)))
-                req = reg.withdraw(victim)
+                real = SubjectVault(HttpKeySource(keys.url, keys.token)).resolve({victim}, reg.subjects())[victim]
+                req = reg.withdraw(real)
                 reg.close()
                 assert req is not None
                 wait_for("the erasure applied", lambda: any(

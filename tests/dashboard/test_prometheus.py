@@ -34,9 +34,9 @@ def promql(base: str, query: str) -> list[dict]:
     return body["data"]["result"]
 
 
-def test_prometheus_scrapes_every_stage_and_promql_matches_the_topics(settings, client_settings, broker, tmp_path: Path, monkeypatch):
+def test_prometheus_scrapes_every_stage_and_promql_matches_the_topics(settings, client_settings, broker, keys, tmp_path: Path, monkeypatch):
     prom = need_binary("prometheus")
-    live = start_live_pipeline(client_settings, broker.bootstrap, 10.0, monkeypatch)
+    live = start_live_pipeline(client_settings, broker.bootstrap, 10.0, monkeypatch, keys)
     port = free_port()
     cfg = tmp_path / "prometheus.yml"
     cfg.write_text(

@@ -15,7 +15,8 @@ from broker.clients import start_producer
 from broker.messages import DeadLetter, Match, Sighting, decode, embedding_to_bytes, encode
 from broker.reader import read_all
 from paxsim.config import Settings
-from paxsim.demo import child_env, drain_marker, enrol_scenario, start_pipeline
+from paxsim.demo import child_env, drain_marker, enrol_scenario, resolve_pseudonyms, start_pipeline
+from policy.crypto import HttpKeySource
 from paxsim.stack import Stack, total
 from paxsim.state import consent_path, ground_truth_path
 from policy.consent import ConsentRegistry
@@ -49,9 +50,11 @@ def topic(settings: Settings, name: str) -> list:
     return asyncio.run(read_all(settings, name))
 
 
-def check_exactly_once_and_consent(cs: Settings) -> list[Match]:
+def check_exactly_once_and_consent(cs: Settings, keys) -> list[Match]:
     admitted = [decode(r.value, Sighting).event_id for r in topic(cs, t.ADMITTED.name)]
-    matches = [decode(r.value, Match) for r in topic(cs, t.MATCHES.name)]
+    published = [decode(r.value, Match) for r in topic(cs, t.MATCHES.name)]
+    assert all(m.subject_id is None or m.subject_id.startswith("ps-") for m in published), "a plain subject id left the matcher"
+    matches = resolve_pseudonyms(published, cs, HttpKeySource(keys.url, keys.token))
     decided = [m.event_id for m in matches]
     assert admitted, "nothing was admitted"
     assert len(decided) == len(set(decided)), "an event was decided twice"
@@ -70,24 +73,26 @@ def check_exactly_once_and_consent(cs: Settings) -> list[Match]:
     return matches
 
 
-def test_pipeline_end_to_end_exactly_once_and_consent(settings: Settings, client_settings: Settings, broker):
+def test_pipeline_end_to_end_exactly_once_and_consent(settings: Settings, client_settings: Settings, broker, keys):
     cs = small(client_settings)
     enrol_scenario(cs, 6.0)
-    stack = Stack(Path(cs.state_dir), child_env(cs, broker.bootstrap, True))
+    stack = Stack(Path(cs.state_dir), child_env(cs, broker.bootstrap, True, keys))
     try:
         start_pipeline(stack, 6.0, ground_truth_path(cs))
         wait_drained(stack)
     finally:
         stack.stop()
-    matches = check_exactly_once_and_consent(cs)
+    matches = check_exactly_once_and_consent(cs, keys)
     assert sum(m.decision == "match" for m in matches) > 0
     assert sum(m.decision == "unknown" for m in matches) > 0
+    sightings = [decode(r.value, Sighting) for r in topic(cs, t.SIGHTINGS.name)]
+    assert sightings and all(s.sealed and not s.embedding and s.key_id for s in sightings), "an embedding left the edge unsealed"
 
 
-def test_matcher_kill_9_and_restart_loses_and_doubles_nothing(settings: Settings, client_settings: Settings, broker):
+def test_matcher_kill_9_and_restart_loses_and_doubles_nothing(settings: Settings, client_settings: Settings, broker, keys):
     cs = small(client_settings)
     enrol_scenario(cs, 10.0)
-    stack = Stack(Path(cs.state_dir), child_env(cs, broker.bootstrap, True))
+    stack = Stack(Path(cs.state_dir), child_env(cs, broker.bootstrap, True, keys))
     try:
         start_pipeline(stack, 10.0, ground_truth_path(cs))
         # kill once the matcher has decided something, mid-stream
@@ -102,14 +107,14 @@ def test_matcher_kill_9_and_restart_loses_and_doubles_nothing(settings: Settings
         recovered = total(stack.scrape("matcher"), "paxsim_matcher_recovered_decisions_total")
     finally:
         stack.stop()
-    check_exactly_once_and_consent(cs)
+    check_exactly_once_and_consent(cs, keys)
     assert recovered >= 100, "the restarted matcher did not read back its earlier decisions"
 
 
-def test_garbage_goes_to_dead_letter_and_matcher_keeps_running(settings: Settings, client_settings: Settings, broker):
+def test_garbage_goes_to_dead_letter_and_matcher_keeps_running(settings: Settings, client_settings: Settings, broker, keys):
     cs = small(client_settings)
     enrol_scenario(cs, 3.0)
-    stack = Stack(Path(cs.state_dir), child_env(cs, broker.bootstrap, True))
+    stack = Stack(Path(cs.state_dir), child_env(cs, broker.bootstrap, True, keys))
     nan = np.zeros(128, np.float32)
     nan[0] = np.nan
     poison = Sighting(event_id="poison-nan", camera_id="cam-001", zone="security", captured_at=time.time(), track_id=1,
