@@ -134,6 +134,25 @@ def dashboard(config: Optional[str] = ConfigOpt, port: Optional[int] = typer.Opt
 
 
 @app.command()
+def keyd(
+    port: int = typer.Option(8700, "--port", help="port to listen on"),
+    host: str = typer.Option("127.0.0.1", "--host", help="listen address"),
+    policy_file: Optional[str] = typer.Option(None, "--policy", help="policy file (key lifetimes come from it)"),
+    allow_remote: bool = typer.Option(False, "--allow-remote", help="allow a non-loopback --host (a private container network only)"),
+) -> None:
+    """Run the key holder: in-memory epoch and subject keys, served to services that present $PAXSIM_KEYD_TOKEN."""
+    from policy.keyd import main as keyd_main
+
+    args = ["--port", str(port), "--host", host] + (["--policy", policy_file] if policy_file else []) + (["--allow-remote"] if allow_remote else [])
+    try:
+        code = keyd_main(args)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@app.command()
 def load(
     virtual: int = typer.Option(8, "--virtual", min=1, help="virtual cameras (embedding space)"),
     rate: float = typer.Option(100.0, "--rate", min=1, help="offered sightings/s at the first step"),

@@ -31,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from policy.crypto import KeyExpired, KeyHolder, new_token, token_matches
 from policy.policyfile import Policy, PolicyHolder
 
@@ -72,6 +74,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         if self.path == "/healthz":
             return self._send(200, {"ok": True})
+        if self.path == "/metrics":  # counters only (requests, keys destroyed): never key material
+            data = generate_latest()
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return None
         if not self._authorized():
             return
         if self.path.startswith("/v1/chain/"):
@@ -110,9 +120,10 @@ class KeyServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, holder: KeyHolder, token: str, host: str = "127.0.0.1", port: int = 0, tick_s: float = 0.05) -> None:
-        if not ipaddress.ip_address(host).is_loopback:
-            raise ValueError(f"the key holder binds to loopback only, not {host}")
+    def __init__(self, holder: KeyHolder, token: str, host: str = "127.0.0.1", port: int = 0, tick_s: float = 0.05,
+                 allow_remote: bool = False) -> None:
+        if not allow_remote and not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"the key holder binds to loopback only, not {host} (--allow-remote: only on a private network)")
         super().__init__((host, port), _Handler)
         self.holder, self.token, self.tick_s = holder, token, tick_s
         self._stop = threading.Event()
@@ -142,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m policy.keyd", description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--host", default="127.0.0.1", help="listen address (loopback unless the services are on other hosts)")
+    ap.add_argument("--allow-remote", action="store_true",
+                    help="allow a non-loopback --host (containers on one private network; keys cross it in clear HTTP)")
     ap.add_argument("--policy", default=None, help="policy file (default: $PAXSIM_POLICY or the packaged default)")
     ap.add_argument("--reload-s", type=float, default=1.0)
     args = ap.parse_args(argv)
@@ -152,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     policies = PolicyHolder.from_settings_path(args.policy)
     holder = KeyHolder(key_classes(policies.current))
     policies.on_change(lambda old, new: [holder.set_ttl(n, ttl) for n, (_e, ttl) in key_classes(new).items()])
-    server = KeyServer(holder, token, port=args.port).start()
+    server = KeyServer(holder, token, host=args.host, port=args.port, allow_remote=args.allow_remote).start()
     print(json.dumps({"url": server.url, "pid": os.getpid()}), flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

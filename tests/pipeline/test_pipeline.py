@@ -17,6 +17,8 @@ from broker.reader import read_all
 from paxsim.config import Settings
 from paxsim.demo import child_env, drain_marker, enrol_scenario, resolve_pseudonyms, start_pipeline
 from policy.crypto import HttpKeySource
+from policy.policyfile import load_policy
+from policy.scan import run_scan
 from paxsim.stack import Stack, total
 from paxsim.state import consent_path, ground_truth_path
 from policy.consent import ConsentRegistry
@@ -109,6 +111,10 @@ def test_matcher_kill_9_and_restart_loses_and_doubles_nothing(settings: Settings
         stack.stop()
     check_exactly_once_and_consent(cs, keys)
     assert recovered >= 100, "the restarted matcher did not read back its earlier decisions"
+    # and the kill left nothing behind that the privacy scan objects to (expired-readable / non-consented / audit gaps)
+    report = asyncio.run(run_scan(cs, load_policy(), HttpKeySource(keys.url, keys.token)))
+    assert report.counts == (0, 0, 0), [f.__dict__ if hasattr(f, "__dict__") else f for f in report.findings[:5]]
+    assert sum(report.records.values()) > 0
 
 
 def test_garbage_goes_to_dead_letter_and_matcher_keeps_running(settings: Settings, client_settings: Settings, broker, keys):
