@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections import Counter as Tally
+from collections import deque
 from pathlib import Path
 
 from prometheus_client import Counter
@@ -26,7 +27,7 @@ from paxsim.config import Settings
 from policy.crypto import KeyExpired, KeyUnavailable
 from policy.filters import EdgeContext
 from policy.runtime import PolicyRuntime
-from scenario.virtual import VirtualAirport, VirtualCamera
+from scenario.virtual import VirtualAirport, VirtualCamera, VirtualSighting
 
 log = logging.getLogger("paxsim.edge")
 
@@ -37,6 +38,7 @@ UNSEALABLE = Counter("paxsim_edge_unsealable_total", "Sightings dropped because 
 
 TICK_S = 0.05
 COUNT_WINDOW_S = 1.0
+SCHEDULE_WINDOW_S = 0.1
 VIRTUAL_FACE_PX = 96  # virtual sightings have no pixels; they stand for a face of this nominal width
 
 
@@ -88,12 +90,19 @@ async def run_virtual_edge(
     start = time.time()
     window_start, t_prev = start, 0.0
     box = (0, 0, VIRTUAL_FACE_PX, VIRTUAL_FACE_PX)
+    due: deque[VirtualSighting] = deque()
+    next_window = 0
     log.info("virtual edge running", extra={"cameras": len(mine), "shard": f"{index}/{count}", "travellers": len(airport.travellers), "duration_s": duration_s})
     try:
         while not stop.is_set() and t_prev < duration_s:
             await asyncio.sleep(TICK_S)
             t_now = min(time.time() - start, duration_s)
-            for vs in airport.sightings(t_prev, t_now):
+            # generated in fixed windows, whatever the tick timing: the same seed gives the same load every run
+            while next_window * SCHEDULE_WINDOW_S < t_now:
+                due.extend(airport.sightings(next_window * SCHEDULE_WINDOW_S, min((next_window + 1) * SCHEDULE_WINDOW_S, duration_s)))
+                next_window += 1
+            while due and (due[0].t < t_now or t_now >= duration_s):
+                vs = due.popleft()
                 cam = vs.camera
                 if cam.camera_id not in mine_ids:
                     continue

@@ -160,25 +160,33 @@ def load(
     steps: int = typer.Option(5, "--steps", min=1, max=20, help="ramp steps at most"),
     duration: float = typer.Option(300.0, "--duration", min=5, help="total seconds of traffic over all steps"),
     report: Path = typer.Option(Path("load-report.html"), "--report", help="HTML report (JSON beside it)"),
-    compare: Optional[list[Path]] = typer.Option(None, "--compare", help="two config files (e.g. two policies): run both, report the difference"),
+    policy_file: Optional[Path] = typer.Option(None, "--policy", help="policy file for the run (default: config)"),
+    compare: Optional[tuple[Path, Path]] = typer.Option(None, "--compare", help="A.yaml B.yaml: the same ramp under two policy files, and the difference"),
     full_ramp: bool = typer.Option(False, "--full-ramp", help="run every step even after saturation"),
     config: Optional[str] = ConfigOpt,
 ) -> None:
     """Ramp load through the full stack step by step until saturation; write an HTML + JSON report."""
-    from paxsim.load import LoadPlan, run_load
+    from paxsim.load import LoadPlan, compare_runs, run_load
     from paxsim.report import write_report
 
+    from policy.policyfile import PolicyError, load_policy
+
+    base = _settings(config)
+    files = list(compare) if compare else [policy_file]
     runs: list[tuple[str, Settings]] = []
-    if compare:
-        if len(compare) != 2:
-            console.print("[red]--compare takes exactly two config files[/]")
-            raise typer.Exit(2)
-        runs = [(p.stem, _settings(str(p))) for p in compare]
-    else:
-        runs = [("load", _settings(config))]
+    for f in files:
+        if f is not None:
+            try:
+                load_policy(f)  # validate up front, with line numbers
+            except PolicyError as exc:
+                console.print(f"[red]{exc}[/]")
+                raise typer.Exit(2) from None
+        label = f.stem if f is not None else "load"
+        runs.append((label, base.model_copy(update={"policy": base.policy.model_copy(update={"file": f.resolve() if f else base.policy.file})})))
     plan = LoadPlan(cameras=virtual, start_rate=rate, factor=factor, steps=steps, step_s=duration / steps)
     results = [asyncio.run(run_load(s, plan, label, console, stop_at_saturation=not full_ramp and not compare)) for label, s in runs]
-    json_path = write_report(results, report)
+    extra = {"comparison": compare_runs(results[0], results[1])} if len(results) == 2 else None
+    json_path = write_report(results, report, extra)
     for r in results:
         console.print(f"[bold]{r.label}[/]: max sustained {r.max_sustained_rate or 0:,.0f} decided/s; saturation at {r.saturation_rate or 'not reached'}")
     console.print(f"report: {report} (figures: {json_path})")

@@ -132,3 +132,22 @@ async def run_load(settings: Settings, plan: LoadPlan, label: str, console: Cons
             if stop_at_saturation and not step.sustained:
                 break
     return result
+
+
+def compare_runs(a: LoadResult, b: LoadResult) -> dict:
+    """B relative to A at each step both reached: throughput ratio, added p50/p99, CPU ratio (the cost of a policy)."""
+    steps = []
+    for sa, sb in zip(a.steps, b.steps):
+        ra, rb = sa.row(), sb.row()
+        cpu_a = sum(p["cpu_s"] for p in ra["processes"].values())
+        cpu_b = sum(p["cpu_s"] for p in rb["processes"].values())
+        steps.append({
+            "offered_rate": ra["offered_rate"],
+            "decided_rate_ratio": (rb["decided_rate"] / ra["decided_rate"]) if ra["decided_rate"] else None,
+            "added_p50_ms": (rb["latency_p50_ms"] or 0) - (ra["latency_p50_ms"] or 0),
+            "added_p99_ms": (rb["latency_p99_ms"] or 0) - (ra["latency_p99_ms"] or 0),
+            "cpu_ratio": cpu_b / cpu_a if cpu_a else None,
+            "leaks": [(ra["accuracy"] or {}).get("leaks"), (rb["accuracy"] or {}).get("leaks")],
+        })
+    return {"baseline": a.label, "candidate": b.label, "steps": steps,
+            "max_sustained_ratio": (b.max_sustained_rate / a.max_sustained_rate) if a.max_sustained_rate and b.max_sustained_rate else None}

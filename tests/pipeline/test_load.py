@@ -1,0 +1,57 @@
+"""`paxsim load` end to end: a short ramp through the real stack, its JSON figures, and the HTML report in
+headless Debian chromium (PAXSIM_UPDATE_SCREENSHOT=1 also writes docs/img/load-report.png)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.dashboard.conftest import need_binary
+from tests.dashboard.test_browser import ARGS, CHROMIUM
+
+DOC_SHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "load-report.png"
+
+
+def test_load_ramp_writes_report_with_figures_and_it_renders(tmp_path: Path):
+    report = tmp_path / "report.html"
+    env = {**os.environ, "PAXSIM__STATE_DIR": str(tmp_path / "var"), "PAXSIM__SCENARIO__TRAVELLERS": "60"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "paxsim.cli", "load", "--virtual", "4", "--rate", "60", "--factor", "2", "--steps", "2",
+         "--duration", "6", "--full-ramp", "--report", str(report)],
+        env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = json.loads(report.with_suffix(".json").read_text())
+    steps = doc["runs"][0]["steps"]
+    assert len(steps) == 2
+    assert steps[1]["offered_rate"] == 2 * steps[0]["offered_rate"]
+    for s in steps:
+        assert s["decided_rate"] > 0 and s["duplicate_decisions"] == 0
+        assert s["accuracy"]["leaks"] == 0
+        assert set(s["processes"]) == {"edge", "policy", "matcher", "dashboard"}
+        assert all(p["cpu_s"] > 0 and p["rss_max_mb"] > 10 for p in s["processes"].values())
+    assert steps[1]["produced_rate"] > steps[0]["produced_rate"]
+
+    need_binary(CHROMIUM)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(report.as_uri())
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 5", timeout=20_000)
+        # every chart has data points (traces drawn), not an empty frame
+        assert page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].every(p => p.data.length > 0)")
+        shot = tmp_path / "load-report.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 50_000 and not errors, errors
+        browser.close()
+    if os.environ.get("PAXSIM_UPDATE_SCREENSHOT"):
+        DOC_SHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, DOC_SHOT)
