@@ -28,7 +28,7 @@ class DetectorSettings(BaseModel):
     region_redetect: bool = Field(default=True, description="re-scan around predicted track boxes")
     region_upsample: int = Field(default=1, ge=0, le=3)
     region_margin: float = Field(default=0.5, ge=0.0, le=4.0, description="crop margin, as a share of box size")
-    region_small: int = Field(default=72, ge=0, description="regions narrower than this use region_upsample, others 0")
+    region_small: int = Field(default=72, ge=0, description="only regions narrower than this are re-scanned")
     max_regions: int = Field(default=8, ge=0, le=64)
     min_size: int = Field(default=0, ge=0, description="drop faces narrower than this (px)")
 
@@ -91,7 +91,10 @@ class HogDetector:
         dets = self._run(image, st.upsample)
         if st.region_redetect and regions:
             h, w = image.shape[:2]
-            for rx, ry, rw, rh in list(regions)[: st.max_regions]:
+            # Only faces too small for the whole-frame pass gain from a finer look; a bigger face the whole
+            # frame missed (turned, cut off) would be missed again by the same detector at the same scale.
+            small = [r for r in regions if max(r[2], r[3]) < st.region_small] if st.region_upsample > st.upsample else []
+            for rx, ry, rw, rh in small[: st.max_regions]:
                 # Skip a region a whole-frame detection already explains.
                 if any(iou((rx, ry, rw, rh), d.box) > 0.3 for d in dets):
                     continue
@@ -101,7 +104,7 @@ class HogDetector:
                 if x1 - x0 < 24 or y1 - y0 < 24:
                     continue
                 crop = np.ascontiguousarray(image[y0:y1, x0:x1])
-                dets.extend(self._run(crop, st.region_upsample if max(rw, rh) < st.region_small else 0, x0, y0))
+                dets.extend(self._run(crop, st.region_upsample, x0, y0))
             dets = suppress(dets)
         return dets
 
