@@ -26,30 +26,53 @@ def bank(
     n: int = typer.Option(50, "--n", min=1, max=500, help="identities in the bank"),
     seed: int = typer.Option(0, help="optimisation seed"),
     out: Path = typer.Option(Path(__file__).parent / "data", help="directory for bank.json + bank_embeddings.npz"),
-    refine: int = typer.Option(18, help="second pass: re-optimise the K identities with the nearest neighbours"),
+    refine: int = typer.Option(18, help="refinement: re-optimise the K identities with the nearest neighbours (0 = off)"),
     calibrate: bool = typer.Option(True, help="also re-measure the embedding noise model (calibration.json)"),
     renders: int = typer.Option(10, help="jittered renders per identity for the calibration"),
 ) -> None:
-    """Optimise the identity bank against dlib HOG + ResNet (~10-20 s per identity) and save it."""
+    """Optimise the identity bank against dlib HOG + ResNet and save it (~30-60 min on one core).
+
+    Greedy (1+1)-ES per identity, then three refinement passes (nearest neighbours twice, then the identities
+    confused in a 10-render measurement), then the calibration measurement."""
     import numpy as np
 
-    from .bank import build_bank, refine_bank
+    from .bank import build_bank
 
     t0 = time.time()
     with _progress() as prog:
         task = prog.add_task("optimising identities", total=n)
         idents, embs = build_bank(n, seed, out, progress=lambda k, c: prog.update(task, completed=k))
     if refine > 0:
-        d = np.linalg.norm(embs[:, None] - embs[None], axis=2) + np.eye(len(embs)) * 9
-        worst = [int(i) for i in np.argsort(d.min(axis=1))[:refine]]
-        with _progress() as prog:
-            task = prog.add_task("refining closest identities", total=len(worst))
-            idents, embs = refine_bank(
-                worst, seed + 1, out, bank_dir=out, progress=lambda k, c: prog.update(task, completed=k)
-            )
+        # pass 1 and 2: the identities with the nearest neighbours; pass 3: those confused in a measurement
+        passes = [(seed + 1, 12, 3, 0.1, refine), (seed + 2, 20, 2, 0.03, refine + 2)]
+        for p_seed, steps, starts, weight, k in passes:
+            d = np.linalg.norm(embs[:, None] - embs[None], axis=2) + np.eye(len(embs)) * 9
+            worst = [int(i) for i in np.argsort(d.min(axis=1))[:k]]
+            idents, embs = _refine(worst, p_seed, out, steps, starts, weight)
+        from .calibration import measure
+
+        m = measure(idents, renders=renders, seed=0, base=embs)
+        confused: set[int] = set()
+        for i in np.flatnonzero(m.detected_up1):
+            j = int(np.nanargmin(m.distances[i]))
+            if j != m.identity[i]:
+                confused |= {int(m.identity[i]), j}
+        if confused:
+            idents, embs = _refine(sorted(confused), seed + 3, out, 24, 3, 0.03)
     console.print(f"bank: {len(idents)} identities → {out} ({time.time() - t0:.0f} s)")
     if calibrate:
         _calibrate(idents, embs, renders, out)
+
+
+def _refine(indices: list[int], seed: int, out: Path, steps: int, starts: int, weight: float):
+    from .bank import refine_bank
+
+    with _progress() as prog:
+        task = prog.add_task(f"refining {len(indices)} identities", total=len(indices))
+        return refine_bank(
+            indices, seed, out, steps=steps, starts=starts, bank_dir=out, score_weight=weight,
+            progress=lambda k, c: prog.update(task, completed=k),
+        )
 
 
 def _calibrate(idents, embs, renders: int, out: Path) -> None:

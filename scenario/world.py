@@ -413,6 +413,12 @@ def load_spec(path: str | Path | None = None) -> ScenarioSpec:
         raise ScenarioError(f"invalid scenario {p}:\n" + "\n".join(lines)) from None
 
 
-def load_world(path: str | Path | None = None, seed: int | None = None) -> World:
-    """Load a scenario file (default: built-in small airport) and expand it; ``seed`` overrides the file's."""
-    return build_world(load_spec(path), seed)
+def load_world(path: str | Path | None = None, seed: int | None = None, travellers: int | None = None) -> World:
+    """Load a scenario file (default: built-in small airport) and expand it; ``seed`` overrides the file's,
+    ``travellers`` its population size."""
+    spec = load_spec(path)
+    if travellers is not None:
+        if travellers < 1:
+            raise ScenarioError(f"travellers must be >= 1, got {travellers}")
+        spec = spec.model_copy(update={"population": spec.population.model_copy(update={"size": int(travellers)})})
+    return build_world(spec, seed)

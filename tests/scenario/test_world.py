@@ -76,3 +76,9 @@ def test_missing_and_non_yaml_files(tmp_path: Path):
     bad.write_text("- a list")
     with pytest.raises(ScenarioError, match="mapping"):
         load_spec(bad)
+
+
+def test_population_size_override(tiny_yaml: Path):
+    assert len(load_world(tiny_yaml, travellers=17).travellers) == 17
+    with pytest.raises(ScenarioError):
+        load_world(tiny_yaml, travellers=0)
