@@ -209,11 +209,15 @@ def _mount_sub_apps() -> None:
     from broker.cli import app as topics_app
     from dashboard.cli import tokens_app
     from paxsim.up import enrol_command, up_command
-    from policy.cli import audit_app
+    from policy.cli import audit_app, consent_app, policy_file_app
+    from scenario.cli import app as scenario_app
 
     app.add_typer(tokens_app, name="dashboard-token")
     app.add_typer(topics_app, name="topics")
     app.add_typer(audit_app, name="audit")
+    app.add_typer(consent_app, name="consent")
+    app.add_typer(policy_file_app, name="policy-file")
+    app.add_typer(scenario_app, name="scenario")
     app.command("up")(up_command)
     app.command("enrol")(enrol_command)
 

@@ -1,26 +1,28 @@
-"""Virtual cameras: the synthetic airport emitting sightings in embedding space, no pixels.
+"""Virtual cameras: the synthetic airport (``scenario.world``) emitting sightings in embedding space, no pixels.
 
-Each traveller has a base embedding (their identity); a camera sighting is that base plus per-dimension
-Gaussian noise (``ScenarioSettings.embedding_noise``). Travellers walk an itinerary through the zones; each
-camera sees the travellers currently in its zone. Everything is deterministic from the scenario seed.
+The world gives the zones, cameras, travellers (demographics, consent per purpose, timed itineraries); each
+traveller's identity has an enrolment embedding (``scenario.calibration.base_embeddings``: the real dlib
+embedder's descriptor of the bank identity's frontal render, or a draw fitted to the bank for the others).
+A sighting is that embedding moved by the calibrated same-identity noise model (distances drawn from what the
+real embedder measured on jittered renders), so the matcher sees the false-match and false-non-match rates a
+real pixel pipeline would give on these faces, at rates pixels cannot reach.
 
-Enrolment (``enrol``) puts the consented share of travellers in the gallery with one clean view each and
-grants each of them a seeded subset of purposes, so the run has known faces, unknown faces and known
-faces seen in a zone whose purpose they did not consent to.
+Virtual camera *k* is world camera ``k mod len(world.cameras)`` (more virtual cameras than the world has
+replicate its cameras, for load). Scenario time runs with wall time from 0 and wraps at the world's duration.
+Everything is deterministic from the seed when ``sightings`` is asked for fixed windows in order.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from paxsim.config import ScenarioSettings
+from scenario.calibration import base_embeddings, load_noise_model
+from scenario.world import World, load_world
 
-ZONES_DEPARTURE = ("checkin", "security", "immigration", "egate", "concourse", "gate")
-PURPOSES = ("egate-verification", "boarding", "flow-analytics", "model-training")
 DIM = 128
-BASE_SPREAD = 0.05  # per-dimension sigma of identity centres: different-identity distance ≈ 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +34,9 @@ class VirtualCamera:
 @dataclass(slots=True)
 class Traveller:
     traveller_id: str
-    base: np.ndarray  # float32 (DIM,)
-    enrolled: bool
+    base: np.ndarray  # float32 (DIM,): the enrolment embedding
+    enrolled: bool  # consented to at least one purpose
     purposes: tuple[str, ...]
-    visits: list[tuple[float, float, str]] = field(default_factory=list)  # (enter_s, leave_s, zone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,7 @@ class VirtualSighting:
     """What a camera saw, with the ground truth that never leaves the edge."""
 
     camera: VirtualCamera
-    t: float  # seconds since scenario start
+    t: float  # seconds since the run started
     traveller_id: str
     embedding: np.ndarray
 
@@ -52,37 +53,36 @@ class VirtualAirport:
     def __init__(self, cfg: ScenarioSettings, duration_s: float) -> None:
         self.cfg = cfg
         self.duration_s = duration_s
-        rng = np.random.default_rng(cfg.seed)
-        self.cameras = [VirtualCamera(f"cam-{i:03d}", ZONES_DEPARTURE[i % len(ZONES_DEPARTURE)]) for i in range(cfg.cameras)]
+        self.world: World = load_world(cfg.file, seed=cfg.seed, travellers=cfg.travellers)
+        bases, _measured = base_embeddings(self.world)
+        self.noise = load_noise_model()
+        base_cams = self.world.cameras
+        self.cameras = [
+            VirtualCamera(c.id if k < len(base_cams) else f"{c.id}-v{k // len(base_cams)}", c.zone)
+            for k, c in ((k, base_cams[k % len(base_cams)]) for k in range(cfg.cameras))
+        ]
         self.travellers: list[Traveller] = []
-        for i in range(cfg.travellers):
-            base = rng.normal(0.0, BASE_SPREAD, DIM).astype(np.float32)
-            enrolled = bool(rng.random() < cfg.consent_share)
-            purposes: tuple[str, ...] = ()
-            if enrolled:
-                mask = rng.random(len(PURPOSES)) < 0.6
-                purposes = tuple(p for p, keep in zip(PURPOSES, mask) if keep) or (PURPOSES[int(rng.integers(len(PURPOSES)))],)
-            tr = Traveller(f"pax-{i:05d}", base, enrolled, purposes)
-            t = float(rng.uniform(0.0, max(duration_s * 0.6, 1e-3)))
-            for zone in ZONES_DEPARTURE:
-                dwell = float(rng.uniform(0.08, 0.2) * duration_s)
-                tr.visits.append((t, t + dwell, zone))
-                t += dwell + float(rng.uniform(0.0, 0.03) * duration_s)
-            self.travellers.append(tr)
+        for tr, base in zip(self.world.travellers, bases):
+            purposes = tuple(p for p, yes in tr.consent.items() if yes)
+            self.travellers.append(Traveller(tr.id, base, bool(purposes), purposes))
         self._by_id = {t.traveller_id: t for t in self.travellers}
+        self._visits = self.world.by_zone
         self._rng = np.random.default_rng(cfg.seed + 1)
 
     def traveller(self, traveller_id: str) -> Traveller:
         return self._by_id[traveller_id]
 
     def present(self, zone: str, t: float) -> list[Traveller]:
-        return [tr for tr in self.travellers for (a, b, z) in tr.visits if z == zone and a <= t < b]
+        """Travellers in ``zone`` at run time ``t`` (scenario time wraps at the world's duration)."""
+        tw = t % self.world.duration_s
+        return [self._by_id[tr.id] for tr, v in self._visits.get(zone, ()) if v.enter <= tw < v.exit]
 
     def sightings(self, t0: float, t1: float) -> list[VirtualSighting]:
-        """Sightings captured in [t0, t1): Poisson arrivals at the configured total rate, spread over cameras."""
-        out: list[VirtualSighting] = []
+        """Sightings captured in [t0, t1): Poisson arrivals at the configured total rate, spread over cameras,
+        each of a traveller present in the camera's zone, with a calibrated noisy embedding."""
         rng = self._rng
         per_camera = self.cfg.events_per_second * (t1 - t0) / len(self.cameras)
+        picked: list[tuple[VirtualCamera, float, Traveller]] = []
         for cam in self.cameras:
             n = int(rng.poisson(per_camera))
             if n == 0:
@@ -91,15 +91,16 @@ class VirtualAirport:
             here = self.present(cam.zone, float(times[n // 2]))
             if not here:
                 continue
-            for t in times:
-                tr = here[int(rng.integers(len(here)))]
-                noise = rng.normal(0.0, self.cfg.embedding_noise, DIM).astype(np.float32)
-                out.append(VirtualSighting(cam, float(t), tr.traveller_id, tr.base + noise))
+            picked += [(cam, float(t), here[int(rng.integers(len(here)))]) for t in times]
+        if not picked:
+            return []
+        noisy = self.noise.sample(np.stack([tr.base for _c, _t, tr in picked]), rng)
+        out = [VirtualSighting(cam, t, tr.traveller_id, noisy[i]) for i, (cam, t, tr) in enumerate(picked)]
         out.sort(key=lambda s: s.t)
         return out
 
     def enrolment(self) -> tuple[list[str], np.ndarray, dict[str, tuple[str, ...]]]:
-        """Gallery rows for enrolled travellers: ids, clean base embeddings, consented purposes."""
+        """Gallery rows for travellers who consented to anything: ids, enrolment embeddings, consented purposes."""
         enrolled = [t for t in self.travellers if t.enrolled]
         ids = [t.traveller_id for t in enrolled]
         vecs = np.stack([t.base for t in enrolled]) if enrolled else np.zeros((0, DIM), np.float32)

@@ -17,7 +17,7 @@ from paxsim.demo import child_env, enrol_scenario, start_pipeline
 from paxsim.stack import TARGETS_FILE_NAME, Stack, total
 from paxsim.state import ground_truth_path
 
-SMALL = dict(cameras=6, travellers=80, consent_share=0.6, events_per_second=120.0)
+SMALL = dict(cameras=8, travellers=150, events_per_second=120.0)
 
 ADMIN = "admin-token-" + "a" * 20
 OPERATOR = "operator-token-" + "o" * 20

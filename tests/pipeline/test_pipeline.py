@@ -23,7 +23,8 @@ from paxsim.stack import Stack, total
 from paxsim.state import consent_path, ground_truth_path
 from policy.consent import ConsentRegistry
 
-SMALL = dict(cameras=4, travellers=80, consent_share=0.6, events_per_second=120.0)
+SMALL = dict(cameras=8, travellers=150, events_per_second=120.0)
+MAX_FALSE_MATCH = 0.05  # synthetic faces at the calibrated threshold: FMR ≈ 2 % (docs/scenario.md)
 
 
 def small(settings: Settings) -> Settings:
@@ -63,15 +64,18 @@ def check_exactly_once_and_consent(cs: Settings, keys) -> list[Match]:
     assert set(decided) == set(admitted), "an admitted event was lost"
     truth = {row["event_id"]: row["traveller_id"] for row in map(json.loads, ground_truth_path(cs).read_text().splitlines())}
     consent = ConsentRegistry.load(consent_path(cs))
+    identified = [m for m in matches if m.decision == "match"]
+    for m in identified:
+        # whoever the matcher named, that subject had active consent for this purpose here and now
+        assert consent.is_allowed(m.subject_id, m.purpose, m.zone, m.captured_at), "non-consented subject in the output"
     for m in matches:
-        if m.decision == "match":
-            assert m.subject_id == truth[m.event_id], "matched the wrong traveller"
-            assert consent.is_allowed(m.subject_id, m.purpose, m.zone, m.captured_at), "non-consented subject in the output"
-        else:
+        if m.decision != "match":
             assert m.subject_id is None and m.distance is None, "an unknown/refused decision leaked identity data"
-    # every sighting of a traveller without consent for that purpose was kept out of the output
+    wrong = [m for m in identified if m.subject_id != truth[m.event_id]]
+    assert len(wrong) <= MAX_FALSE_MATCH * max(1, len(identified)), f"{len(wrong)} of {len(identified)} identified as somebody else"
+    # sightings of travellers without consent for that purpose are kept out of the output (up to false matches)
     refused = [m for m in matches if not consent.is_allowed(truth[m.event_id], m.purpose, m.zone, m.captured_at)]
-    assert refused and all(m.decision != "match" for m in refused)
+    assert refused and sum(m.decision == "match" for m in refused) <= MAX_FALSE_MATCH * len(refused)
     return matches
 
 
