@@ -83,6 +83,7 @@ def broker(config: Optional[str] = ConfigOpt, port: int = typer.Option(9092, hel
 @app.command()
 def edge(
     virtual: bool = typer.Option(True, "--virtual/--no-virtual", help="virtual cameras in embedding space"),
+    cameras: Optional[Path] = typer.Option(None, "--cameras", help="camera list YAML for real video (files, streams, webcams, synthetic)"),
     duration: float = typer.Option(30.0, "--duration", min=0.1, help="seconds to run"),
     ground_truth: Optional[Path] = typer.Option(None, "--ground-truth", help="append event id → traveller here (evaluation only)"),
     shard: str = typer.Option("1/1", "--shard", help="I/N: run only cameras whose index modulo N is I-1 (N edge agents split the airport)"),
@@ -90,11 +91,21 @@ def edge(
     metrics_port: Optional[int] = MetricsOpt,
 ) -> None:
     """Run an edge agent that publishes sightings."""
-    from edge.service import run_virtual_edge
+    from edge.service import run_video_edge, run_virtual_edge
     from paxsim.service import run_stage
 
+    if cameras is not None:
+        from edge.camera import load_cameras
+
+        try:
+            configs = load_cameras(cameras)
+        except Exception as exc:  # a bad camera file is a clear error, not a traceback
+            console.print(f"[red]{cameras}: {exc}[/]")
+            raise typer.Exit(2) from None
+        run_stage("edge", lambda s, stop: run_video_edge(s, stop, configs, duration), metrics_port, config)
+        return
     if not virtual:
-        console.print("[red]only --virtual cameras are available in this version[/]")
+        console.print("[red]--no-virtual needs --cameras FILE.yaml[/]")
         raise typer.Exit(2)
     try:
         i, n = (int(x) for x in shard.split("/"))
@@ -207,6 +218,7 @@ def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="write h
 def _mount_sub_apps() -> None:
     """Command groups owned by their packages."""
     from broker.cli import app as topics_app
+    from edge.cli import detect as edge_detect
     from dashboard.cli import tokens_app
     from paxsim.up import enrol_command, up_command
     from policy.cli import audit_app, consent_app, policy_file_app
@@ -214,6 +226,7 @@ def _mount_sub_apps() -> None:
 
     app.add_typer(tokens_app, name="dashboard-token")
     app.add_typer(topics_app, name="topics")
+    app.command("detect")(edge_detect)
     app.add_typer(audit_app, name="audit")
     app.add_typer(consent_app, name="consent")
     app.add_typer(policy_file_app, name="policy-file")
