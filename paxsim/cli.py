@@ -166,6 +166,9 @@ def keyd(
 @app.command()
 def load(
     virtual: int = typer.Option(8, "--virtual", min=1, help="virtual cameras (embedding space)"),
+    videos: Optional[Path] = typer.Option(None, "--videos", help="replay these videos (paxsim scenario render output or *.mp4) instead"),
+    video_cameras: int = typer.Option(4, "--cameras", min=1, help="with --videos: cameras at the first step (videos replicated, looping)"),
+    speed: float = typer.Option(1.0, "--speed", min=0.05, max=20, help="with --videos: replay speed"),
     rate: float = typer.Option(100.0, "--rate", min=1, help="offered sightings/s at the first step"),
     factor: float = typer.Option(2.0, "--factor", min=1.05, help="rate multiplier per step"),
     steps: int = typer.Option(5, "--steps", min=1, max=20, help="ramp steps at most"),
@@ -194,7 +197,15 @@ def load(
                 raise typer.Exit(2) from None
         label = f.stem if f is not None else "load"
         runs.append((label, base.model_copy(update={"policy": base.policy.model_copy(update={"file": f.resolve() if f else base.policy.file})})))
-    plan = LoadPlan(cameras=virtual, start_rate=rate, factor=factor, steps=steps, step_s=duration / steps)
+    if videos is not None:
+        manifest = videos / "manifest.json"
+        if manifest.exists():  # enrol the population the videos were rendered from
+            m = json.loads(manifest.read_text())
+            scen = base.scenario.model_copy(update={"seed": int(m["seed"]), "travellers": len(m["identities"])})
+            runs = [(label, s.model_copy(update={"scenario": scen})) for label, s in runs]
+        plan = LoadPlan(cameras=video_cameras, start_rate=rate, factor=factor, steps=steps, step_s=duration / steps, videos=str(videos), speed=speed)
+    else:
+        plan = LoadPlan(cameras=virtual, start_rate=rate, factor=factor, steps=steps, step_s=duration / steps)
     results = [asyncio.run(run_load(s, plan, label, console, stop_at_saturation=not full_ramp and not compare)) for label, s in runs]
     extra = {"comparison": compare_runs(results[0], results[1])} if len(results) == 2 else None
     json_path = write_report(results, report, extra)

@@ -85,7 +85,9 @@ def child_env(settings: Settings, bootstrap: str, embedded: bool, keys: KeydProc
     return {"PAXSIM_CONFIG": str(path), **(keys.env if keys else {})}
 
 
-def start_pipeline(stack: Stack, duration_s: float, ground_truth: Path | None, join_timeout_s: float = 30.0) -> None:
+def start_pipeline(
+    stack: Stack, duration_s: float, ground_truth: Path | None, join_timeout_s: float = 30.0, cameras: Path | None = None
+) -> None:
     """Consumers first; the edge once they hold their partitions, so start-up does not count as latency.
 
     (Correctness does not depend on the order: consumers start at offset 0.)"""
@@ -101,9 +103,12 @@ def start_pipeline(stack: Stack, duration_s: float, ground_truth: Path | None, j
             if time.monotonic() > deadline:
                 raise RuntimeError(f"stage {name} did not join its consumer group within {join_timeout_s:.0f}s; see {child.log_path}")
             time.sleep(0.1)
-    edge_args = ["edge", "--virtual", "--duration", str(duration_s)]
-    if ground_truth:
-        edge_args += ["--ground-truth", str(ground_truth)]
+    if cameras is not None:  # real video cameras (files, streams, synthetic live) from a camera list
+        edge_args = ["edge", "--cameras", str(cameras), "--duration", str(duration_s)]
+    else:
+        edge_args = ["edge", "--virtual", "--duration", str(duration_s)]
+        if ground_truth:
+            edge_args += ["--ground-truth", str(ground_truth)]
     stack.spawn("edge", edge_args)
 
 
@@ -112,6 +117,8 @@ class StageCounts:
     published: float = 0.0
     count_only: float = 0.0
     edge_dropped: float = 0.0
+    frames_dropped: float = 0.0
+    frames_processed: float = 0.0
     gate_admitted: float = 0.0
     gate_denied: float = 0.0
     gate_dead: float = 0.0
@@ -138,7 +145,9 @@ def scrape_counts(stack: Stack, last: StageCounts) -> StageCounts:
         if e:
             c.published = total(e, "paxsim_edge_published_total", topic=t.SIGHTINGS.name)
             c.count_only = total(e, "paxsim_edge_count_only_faces_total")
-            c.edge_dropped = total(e, "paxsim_edge_dropped_total")
+            c.edge_dropped = total(e, "paxsim_edge_dropped_total")  # publish queue full
+            c.frames_dropped = total(e, "paxsim_edge_frames_dropped_total")  # video cameras: pipeline full
+            c.frames_processed = total(e, "paxsim_edge_frames_processed_total")
     g = stack.scrape("policy")
     if g:
         c.gate_admitted = total(g, "paxsim_gate_events_total", outcome="admitted")
@@ -294,9 +303,10 @@ async def watch(stack: Stack, console: Console | None, drain_timeout_s: float = 
                 return counts
 
 
-async def run_pipeline(settings: Settings, duration_s: float, console: Console | None) -> dict:
+async def run_pipeline(settings: Settings, duration_s: float, console: Console | None, cameras: list[dict] | None = None) -> dict:
     """Broker (embedded unless ``broker.bootstrap``), enrolment, every stage for ``duration_s`` of traffic, drain,
-    stop; returns the summary with per-stage counts and resource use. Stores live in ``settings.state_dir``,
+    stop; returns the summary with per-stage counts and resource use. ``cameras`` (edge.camera.CameraConfig
+    mappings) replaces the virtual cameras with real video ones. Stores live in ``settings.state_dir``,
     which is emptied first: a run starts from an empty broker, so old stores would be stale. Every process
     started is stopped on the way out, whatever happens (Ctrl-C included)."""
     run_dir = Path(settings.state_dir)
@@ -321,7 +331,11 @@ async def run_pipeline(settings: Settings, duration_s: float, console: Console |
         stack = Stack(run_dir, child_env(settings, bootstrap, broker is not None, keys))
         t_start = time.monotonic()
         try:
-            start_pipeline(stack, duration_s, ground_truth_path(settings))
+            cameras_file = None
+            if cameras is not None:
+                cameras_file = run_dir / "cameras.yaml"
+                cameras_file.write_text(yaml.safe_dump({"cameras": cameras}, sort_keys=False))
+            start_pipeline(stack, duration_s, ground_truth_path(settings), cameras=cameras_file)
             counts = await watch(stack, console)
         finally:
             stack.stop()
@@ -344,6 +358,8 @@ async def run_pipeline(settings: Settings, duration_s: float, console: Console |
     summary["admitted"] = counts.gate_admitted
     summary["gate_dropped_by_rule"] = counts.gate_denied_by_rule or {}
     summary["edge_dropped"] = counts.edge_dropped
+    summary["frames_dropped"] = counts.frames_dropped
+    summary["frames_processed"] = counts.frames_processed
     summary["count_only_faces"] = counts.count_only
     summary["wall_s"] = wall_s
     summary["processes"] = {c.name: {"cpu_s": round(c.cpu_s, 3), "rss_max_mb": round(c.rss_max / 2**20, 1)} for c in stack.children.values()}

@@ -33,9 +33,10 @@ def _figures(results: list[LoadResult]) -> list[tuple[str, go.Figure]]:
         for p in procs:
             cpu.add_trace(go.Bar(x=[f"{r.label} {v:,.0f}/s" for v in x], y=[row["processes"].get(p, {}).get("cpu_s", 0) / r.plan.step_s for row in rows], name=p))
             mem.add_trace(go.Bar(x=[f"{r.label} {v:,.0f}/s" for v in x], y=[row["processes"].get(p, {}).get("rss_max_mb", 0) for row in rows], name=p))
-        rules = sorted({k for row in rows for k in row["dropped_by_rule"]} | {"edge:backpressure"})
+        rules = sorted({k for row in rows for k in row["dropped_by_rule"]} | {"edge:backpressure", "edge:frames"})
+        special = {"edge:backpressure": "edge_dropped", "edge:frames": "frames_dropped"}
         for rule in rules:
-            ys = [row["edge_dropped"] if rule == "edge:backpressure" else row["dropped_by_rule"].get(rule, 0) for row in rows]
+            ys = [row[special[rule]] if rule in special else row["dropped_by_rule"].get(rule, 0) for row in rows]
             drops.add_trace(go.Bar(x=[f"{r.label} {v:,.0f}/s" for v in x], y=ys, name=rule))
     thr.update_layout(title="Throughput per stage (events/s) vs offered load", xaxis_title="sightings/s into the pipeline", yaxis_title="events/s")
     lat.update_layout(title="Capture → decision latency", xaxis_title="sightings/s into the pipeline", yaxis_title="ms", yaxis_type="log")
@@ -49,7 +50,7 @@ def _figures(results: list[LoadResult]) -> list[tuple[str, go.Figure]]:
 
 
 def _table(results: list[LoadResult]) -> str:
-    head = ["run", "offered/s", "decided/s", "p50 ms", "p99 ms", "edge drops", "dead letters", "rank-1", "FAR", "leaks", "sustained"]
+    head = ["run", "offered/s or cameras", "decided/s", "p50 ms", "p99 ms", "edge drops", "dead letters", "rank-1", "FAR", "leaks", "sustained"]
     out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in results:
         for row in (s.row() for s in r.steps):
