@@ -231,6 +231,8 @@ def _mount_sub_apps() -> None:
     from broker.cli import app as topics_app
     from edge.cli import detect as edge_detect
     from dashboard.cli import tokens_app
+    from matcher.cli import app as gallery_app
+    from matcher.cli import identify as matcher_identify
     from paxsim.up import enrol_command, up_command
     from policy.cli import audit_app, consent_app, policy_file_app
     from scenario.cli import app as scenario_app
@@ -238,6 +240,8 @@ def _mount_sub_apps() -> None:
     app.add_typer(tokens_app, name="dashboard-token")
     app.add_typer(topics_app, name="topics")
     app.command("detect")(edge_detect)
+    app.add_typer(gallery_app, name="gallery")
+    app.command("identify")(matcher_identify)
     app.add_typer(audit_app, name="audit")
     app.add_typer(consent_app, name="consent")
     app.add_typer(policy_file_app, name="policy-file")
