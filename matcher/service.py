@@ -27,16 +27,19 @@ from broker.reader import read_all
 from broker.stream import AssignmentGauge, acknowledged, dead_letter, offsets_after, update_lag
 from matcher.gallery import Gallery
 from matcher.index import GalleryIndex, SearchResult
+from matcher.trajectory import TrajectoryStore, ZoneMap
 from paxsim.config import Settings
 from paxsim.state import gallery_path
 from policy.crypto import KeyExpired, KeyUnavailable, SealError
 from policy.erasure import ErasureWorker
 from policy.filters import PostMatchContext
 from policy.runtime import PolicyRuntime
+from scenario.world import load_spec
 
 log = logging.getLogger("paxsim.matcher")
 
 STAGE = "matcher"
+PRUNE_EVERY_S = 5.0
 GROUP = "paxsim-matcher"
 DECISIONS = Counter("paxsim_matcher_events_total", "Admitted sightings decided, by decision", ["decision"])
 DUPLICATES = Counter("paxsim_matcher_duplicates_total", "Redelivered sightings skipped because already decided")
@@ -51,16 +54,24 @@ E2E_SECONDS = Histogram(
 )
 GALLERY_SIZE = Gauge("paxsim_matcher_gallery_templates", "Templates in the gallery")
 EXPIRED = Counter("paxsim_matcher_expired_total", "Sealed sightings whose epoch key was already destroyed (retention)")
+IMPLAUSIBLE = Counter("paxsim_matcher_implausible_transitions_total", "Zone changes faster than walking (probable mismatches)")
 RECOVERED = Counter("paxsim_matcher_recovered_decisions_total", "Decisions re-read from the matches topic on assignment")
 
 
-class MatcherState:
-    """What the matcher knows besides the gallery: decided event ids and each subject's last zone."""
+def zone_map(settings: Settings) -> ZoneMap:
+    """Walking distances between zones, from the airport described by the scenario file (routes and zone lengths)."""
+    spec = load_spec(settings.scenario.file)
+    return ZoneMap.from_routes([r.path for r in spec.routes], {z.name: z.length_m for z in spec.zones})
 
-    def __init__(self, dedupe_window_s: float) -> None:
+
+class MatcherState:
+    """What the matcher knows besides the gallery: decided event ids (for exactly-once output) and the
+    trajectories of identified subjects (by pseudonym), both rebuilt from the matches topic on assignment."""
+
+    def __init__(self, dedupe_window_s: float, zones: ZoneMap, tracks_ttl_s: float) -> None:
         self.window = dedupe_window_s
         self.decided: OrderedDict[str, float] = OrderedDict()
-        self.last_zone: dict[str, tuple[str, float]] = {}
+        self.trajectories = TrajectoryStore(zones, ttl_s=tracks_ttl_s, dedupe_window_s=dedupe_window_s)
 
     def seen(self, event_id: str) -> bool:
         return event_id in self.decided
@@ -74,12 +85,12 @@ class MatcherState:
                 break
             self.decided.popitem(last=False)
 
-    def apply(self, m: Match) -> None:
+    def apply(self, m: Match) -> TrackUpdate | None:
+        """Record a decision; for an identification, move the subject's trajectory (None if already applied)."""
         self.remember(m.event_id, m.matched_at)
         if m.decision == "match" and m.subject_id is not None:
-            prev = self.last_zone.get(m.subject_id)
-            if prev is None or prev[1] <= m.captured_at:
-                self.last_zone[m.subject_id] = (m.zone, m.captured_at)
+            return self.trajectories.apply(m.event_id, m.subject_id, m.camera_id, m.zone, m.captured_at, at=m.matched_at)
+        return None
 
 
 async def read_back_matches(settings: Settings, partitions: list[int], state: MatcherState) -> dict[int, int]:
@@ -166,7 +177,7 @@ class Matcher:
             gallery = Gallery.load(path)
             if gallery.remove(req.subject_id):
                 gallery.save(path)
-        self.state.last_zone.pop(ref or req.subject_id, None)
+        self.state.trajectories.erase(ref or req.subject_id)
         if self.rt.vault is not None:
             self.rt.vault.erase(req.subject_id)
 
@@ -212,9 +223,11 @@ class Matcher:
         now = time.time()
         for (partition, offset, s, vec), result in zip(pending, results):
             m = self._decide(s, result, partition, offset, now) if vec is not None else self._expired(s, partition, offset, now)
-            if m.decision == "match":
-                tracks.append(await producer.send(t.TRACKS.name, encode(self._track_update(m, now)), key=m.subject_id.encode()))
-            state.apply(m)
+            update = state.apply(m)
+            if update is not None:
+                if not update.plausible:
+                    IMPLAUSIBLE.inc()  # faster than walking between the zones: probably a false match
+                tracks.append(await producer.send(t.TRACKS.name, encode(update), key=update.subject_id.encode()))
             DECISIONS.labels(m.decision).inc()
             E2E_SECONDS.observe(max(0.0, now - s.captured_at))
             matches.append((partition, m))
@@ -248,19 +261,12 @@ class Matcher:
         assert hit is not None
         return Match(decision="match", subject_id=self.reference(hit.subject_id), distance=hit.distance, **common)
 
-    def _track_update(self, m: Match, now: float) -> TrackUpdate:
-        assert m.subject_id is not None
-        prev = self.state.last_zone.get(m.subject_id)
-        return TrackUpdate(
-            event_id=m.event_id, subject_id=m.subject_id, camera_id=m.camera_id, zone=m.zone,
-            prev_zone=prev[0] if prev else None, at=now, captured_at=m.captured_at,
-            dwell_s=(m.captured_at - prev[1]) if prev and prev[0] == m.zone else 0.0,
-        )
-
 
 async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
     rt = PolicyRuntime.for_stage(settings, STAGE, policy_path=settings.policy.file)
-    state = MatcherState(settings.matcher.dedupe_window_s)
+    policy = rt.holder.current
+    tracks_ttl = max((p.retention_s for p in policy.purposes.values()), default=policy.retention.sightings_s)
+    state = MatcherState(settings.matcher.dedupe_window_s, zone_map(settings), tracks_ttl)
     producer = await start_producer(settings)
     matcher = Matcher(settings, producer, state, rt)
     eraser = ErasureWorker(STAGE, [matcher.erase], audit=rt.audit)
@@ -273,8 +279,12 @@ async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
     consumer = await start_consumer(settings, group_id=GROUP)
     ref.append(consumer)
     consumer.subscribe([t.ADMITTED.name], listener=_Recover(settings, state, ref))
+    pruned_at = time.monotonic()
     try:
         while not stop.is_set():
+            if time.monotonic() - pruned_at > PRUNE_EVERY_S:  # trajectories past their purpose's TTL are deleted
+                state.trajectories.prune(time.time())
+                pruned_at = time.monotonic()
             batch = await consumer.getmany(timeout_ms=200, max_records=settings.matcher.batch_max)
             if not batch:
                 continue

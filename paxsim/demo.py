@@ -28,7 +28,7 @@ from rich.table import Table
 from broker import topics as t
 from broker.admin import ensure_topics
 from broker.embedded import EmbeddedBroker
-from broker.messages import Match, decode
+from broker.messages import Match, TrackUpdate, decode
 from broker.reader import read_all
 from matcher.gallery import Gallery
 from paxsim.accuracy import read_truth, score
@@ -207,6 +207,8 @@ async def summarise(settings: Settings, keys: KeySource | None = None) -> dict:
         if m.decision != "match":
             refused_by_rule[f"post_match:{m.rule}"] = refused_by_rule.get(f"post_match:{m.rule}", 0) + 1
     dead = await read_all(settings, t.DEADLETTER.name)
+    updates = {u.event_id: u for u in (decode(r.value, TrackUpdate) for r in await read_all(settings, t.TRACKS.name))}
+    moves = [u for u in updates.values() if u.prev_zone and u.prev_zone != u.zone]
     acc = None
     truth = read_truth(ground_truth_path(settings))
     if truth and consent_path(settings).exists():
@@ -222,6 +224,8 @@ async def summarise(settings: Settings, keys: KeySource | None = None) -> dict:
         "refused": by["refused"],
         "refused_by_rule": refused_by_rule,
         "deadletters": len(dead),
+        "zone_transitions": len(moves),
+        "implausible_transitions": sum(not u.plausible for u in moves),
         "latency_p50_ms": float(np.percentile(lat, 50) * 1000) if lat.size else None,
         "latency_p99_ms": float(np.percentile(lat, 99) * 1000) if lat.size else None,
     }
@@ -243,6 +247,7 @@ def summary_table(s: dict) -> Table:
     tab.add_row("unknown (embedding discarded)", f"{s['unknown']:,}")
     tab.add_row("decisions recorded / duplicates", f"{s['decided']:,} / {s['duplicate_decisions']}")
     tab.add_row("dead letters", f"{s['deadletters']:,}")
+    tab.add_row("zone transitions / faster than walking", f"{s['zone_transitions']:,} / {s['implausible_transitions']:,}")
     acc = s.get("accuracy")
     if acc and acc["rank1"] is not None:
         tab.add_row("rank-1 / FRR / FAR vs ground truth", f"{acc['rank1']:.1%} / {acc['frr']:.1%} / {(acc['far'] or 0):.2%}")
