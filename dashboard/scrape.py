@@ -24,17 +24,15 @@ from pathlib import Path
 
 import httpx
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
+
+from paxsim.obs import Samples, parse_samples, total  # noqa: F401  (re-exported: panels use scrape.total)
+from paxsim.stack import TARGETS_FILE_NAME  # written by Stack.spawn
 
 log = logging.getLogger("paxsim.dashboard.scrape")
 
 TARGETS_ENV = "PAXSIM_DASHBOARD_TARGETS"
 TARGETS_FILE_ENV = "PAXSIM_DASHBOARD_TARGETS_FILE"
-from paxsim.stack import TARGETS_FILE_NAME  # noqa: E402  (written by Stack.spawn)
 SELF = "dashboard"  # the dashboard's own registry is always a target under this name
-
-Labels = tuple[tuple[str, str], ...]
-Samples = dict[tuple[str, Labels], float]
 
 
 def _url(addr: str) -> str:
@@ -65,19 +63,6 @@ def read_file_sd(path: Path) -> dict[str, str]:
         for i, addr in enumerate(targets):
             out[job if len(targets) == 1 else f"{job}-{i + 1}"] = _url(addr)
     return out
-
-
-def parse_samples(text: str) -> Samples:
-    out: Samples = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    want = set(labels.items())
-    return sum(v for (n, lbl), v in samples.items() if n == name and want <= set(lbl))
 
 
 def by_label(samples: Samples, name: str, label: str, **labels: str) -> dict[str, float]:

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from prometheus_client import start_http_server
+from prometheus_client.parser import text_string_to_metric_families
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -72,3 +73,21 @@ def wait_port(host: str, port: int, timeout: float) -> bool:
         except OSError:
             time.sleep(0.02)
     return False
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse_samples(text: str) -> Samples:
+    """A /metrics page as {(sample name, sorted labels): value}."""
+    out: Samples = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """Sum of the samples called ``name`` whose labels include ``labels``."""
+    want = set(labels.items())
+    return sum(v for (n, lbl), v in samples.items() if n == name and want <= set(lbl))

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import httpx
 import psutil
-from prometheus_client.parser import text_string_to_metric_families
 
 from paxsim.config import ENV_PREFIX
-from paxsim.obs import free_port, wait_port
+from paxsim.obs import Samples, free_port, parse_samples, total, wait_port  # noqa: F401  (total: re-exported for callers)
 
 PR_SET_PDEATHSIG = 1
 TARGETS_FILE_NAME = "scrape-targets.json"  # Prometheus file_sd of the children; dashboard/scrape.py reads it
@@ -33,9 +32,6 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:
         pass
-
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @dataclass
@@ -133,11 +129,7 @@ class Stack:
             text = httpx.get(child.metrics_url, timeout=2.0).text
         except httpx.HTTPError:
             return {}
-        out: Samples = {}
-        for fam in text_string_to_metric_families(text):
-            for s in fam.samples:
-                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-        return out
+        return parse_samples(text)
 
     def stop(self, grace_s: float = 5.0) -> None:
         """SIGTERM every child, SIGKILL what is left after ``grace_s``."""
@@ -153,9 +145,3 @@ class Stack:
             except subprocess.TimeoutExpired:
                 child.proc.kill()
                 child.proc.wait(timeout=5)
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    """Sum of the samples called ``name`` whose labels include ``labels``."""
-    want = set(labels.items())
-    return sum(v for (n, lbl), v in samples.items() if n == name and want <= set(lbl))
