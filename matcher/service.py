@@ -192,6 +192,7 @@ class Matcher:
     async def decide_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         producer, state = self.producer, self.state
         pending: list[tuple[int, int, Sighting, np.ndarray | None]] = []
+        in_batch: set[str] = set()
         dead = []
         for tp, records in batch.items():
             for rec in records:
@@ -201,9 +202,10 @@ class Matcher:
                 except MessageError as exc:
                     dead.append(await dead_letter(producer, rec, STAGE, "undecodable", str(exc)))
                     continue
-                if state.seen(s.event_id):
+                if state.seen(s.event_id) or s.event_id in in_batch:  # redelivered, or delivered twice in this batch
                     DUPLICATES.inc()
                     continue
+                in_batch.add(s.event_id)
                 try:
                     vec = self.rt.unseal(s).vector()
                 except KeyExpired:
