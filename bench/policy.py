@@ -45,7 +45,7 @@ from broker.clients import start_consumer, start_producer
 from broker.embedded import EmbeddedBroker
 from broker.messages import Match, Sighting, check_sighting, decode, embedding_from_bytes, encode
 from broker.reader import read_all
-from broker.stream import offsets_after
+from broker.stream import acknowledged, offsets_after
 from edge.publisher import Publisher
 from paxsim.config import load_settings
 from policy.audit import AuditLog
@@ -229,8 +229,7 @@ async def run_round(settings, world: World, mode: str, rate: float, state: Path,
                                 res.refused_gate += 1
                                 continue
                         sends.append(await producer.send(t_a, rec.value, key=rec.key))
-                if sends:
-                    await asyncio.gather(*sends)
+                await acknowledged(sends)
                 if batch:
                     await consumer.commit(offsets_after(batch))
         finally:
@@ -289,8 +288,7 @@ async def run_round(settings, world: World, mode: str, rate: float, state: Path,
                     for e in entries:
                         work[e["object_id"]] = work.get(e["object_id"], 0.0) + share
                         cpu[e["object_id"]] = cpu.get(e["object_id"], 0.0) + cshare
-                if sends:
-                    await asyncio.gather(*sends)
+                await acknowledged(sends)
                 if batch:
                     await consumer.commit(offsets_after(batch))
         finally:

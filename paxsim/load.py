@@ -64,7 +64,7 @@ def find_videos(folder: Path) -> list[tuple[str, str, Path, float | None]]:
 
 def video_cameras(folder: Path, count: int, speed: float) -> list[dict]:
     """``count`` cameras replaying the folder's videos round-robin, looping, paced at ``speed`` × real time.
-    Replicas of one video start at different frames' worth of wall time (staggered by the pipeline start)."""
+    Replicas of one video all start at its first frame (staggered starts are not implemented yet)."""
     videos = find_videos(folder)
     out = []
     for k in range(count):
