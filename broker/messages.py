@@ -38,6 +38,9 @@ class Sighting(_Msg, tag="sighting.v1"):
     dim: int = 128
     sealed: bytes = b""  # AES-GCM ciphertext of ``embedding`` under an epoch key (policy/crypto)
     key_id: str = ""  # which epoch key sealed it
+    # e-gate: the identity the traveller claims (passport / boarding pass read at the gate). The subject's
+    # pseudonym (``ps-…``) when the run has a key holder, else its id; empty = no claim (1:N identification)
+    claimed_subject: str = ""
 
     def vector(self) -> np.ndarray:
         return embedding_from_bytes(self.embedding, self.dim)
@@ -53,8 +56,18 @@ class ZoneCount(_Msg, tag="zonecount.v1"):
     faces: int
 
 
+Decision = Literal["match", "unknown", "refused", "verified", "rejected"]
+
+
 class Match(_Msg, tag="match.v1"):
-    """The matcher's decision on one admitted sighting. Unknown faces carry no subject and no embedding."""
+    """The matcher's decision on one admitted sighting. Unknown faces carry no subject and no embedding.
+
+    1:N identification gives ``match`` / ``unknown``; a sighting with a ``claimed_subject`` is verified 1:1
+    against that subject only and gives ``verified`` (subject and distance set) / ``rejected`` (no subject,
+    no distance: the live face is not the claimed person, or the claimed person is not enrolled; ``rule``
+    says which). ``refused``: the policy stopped it. ``verified`` and ``rejected`` were added to match.v1
+    as new values: readers with a closed list of decisions must accept them (see broker/schema.json).
+    """
 
     event_id: str
     camera_id: str
@@ -62,10 +75,10 @@ class Match(_Msg, tag="match.v1"):
     purpose: str
     captured_at: float
     matched_at: float
-    decision: Literal["match", "unknown", "refused"]
+    decision: Decision
     subject_id: str | None = None
     distance: float | None = None
-    rule: str = ""  # policy rule that refused it, when decision == "refused"
+    rule: str = ""  # policy rule that refused it ("refused"), or why a claim was "rejected"
     source_partition: int = -1
     source_offset: int = -1
 

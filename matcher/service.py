@@ -7,6 +7,10 @@ record is written to the same partition number. When a partition is assigned (st
 decided, skipping them if they are delivered again. Track updates are written (and acknowledged) before the
 match, so a recorded match implies its track update exists; a track update may repeat after a crash and carries
 the event id for idempotent consumers.
+
+E-gates: a sighting with a ``claimed_subject`` (the passport presented at the gate) is verified 1:1 against
+the claimed subject's templates (``matcher.verify.Verifier``), never searched 1:N, and decided ``verified`` or
+``rejected`` through the same post-match policy chain (purpose of the zone: ``egate-verification``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from broker.stream import AssignmentGauge, acknowledged, dead_letter, offsets_af
 from matcher.gallery import Gallery
 from matcher.index import GalleryIndex, SearchResult
 from matcher.trajectory import TrajectoryStore, ZoneMap
+from matcher.verify import Verification, Verifier
 from paxsim.config import Settings
 from paxsim.state import gallery_path
 from policy.crypto import KeyExpired, KeyUnavailable, SealError
@@ -55,6 +60,11 @@ E2E_SECONDS = Histogram(
 GALLERY_SIZE = Gauge("paxsim_matcher_gallery_templates", "Templates in the gallery")
 EXPIRED = Counter("paxsim_matcher_expired_total", "Sealed sightings whose epoch key was already destroyed (retention)")
 IMPLAUSIBLE = Counter("paxsim_matcher_implausible_transitions_total", "Zone changes faster than walking (probable mismatches)")
+VERIFICATIONS = Counter("paxsim_matcher_verifications_total", "1:1 e-gate claims, by outcome", ["outcome"])
+VERIFY_SECONDS = Histogram(
+    "paxsim_matcher_verify_seconds", "1:1 verification time per micro-batch", buckets=(1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1)
+)
+IDENTIFIED = ("match", "verified")  # decisions that name a subject
 RECOVERED = Counter("paxsim_matcher_recovered_decisions_total", "Decisions re-read from the matches topic on assignment")
 
 
@@ -88,7 +98,7 @@ class MatcherState:
     def apply(self, m: Match) -> TrackUpdate | None:
         """Record a decision; for an identification, move the subject's trajectory (None if already applied)."""
         self.remember(m.event_id, m.matched_at)
-        if m.decision == "match" and m.subject_id is not None:
+        if m.decision in IDENTIFIED and m.subject_id is not None:
             return self.trajectories.apply(m.event_id, m.subject_id, m.camera_id, m.zone, m.captured_at, at=m.matched_at)
         return None
 
@@ -142,6 +152,7 @@ class Matcher:
         self.threshold = settings.matcher.threshold
         self.producer = producer
         self.state = state
+        self._claims: dict[str, str] = {}  # pseudonym -> subject, for the gallery's subjects (refreshed with the keys)
         log.info("gallery loaded", extra={"templates": len(gallery), "subjects": len(gallery.subjects())})
 
     def subjects(self) -> list[str]:
@@ -158,6 +169,7 @@ class Matcher:
             if subjects:
                 try:
                     await asyncio.to_thread(self.rt.vault.warm, subjects, True)
+                    self._claims = {self.rt.vault.pseudonym(sid): sid for sid in subjects}  # cache hits: no I/O
                 except Exception as exc:  # key holder briefly unreachable: pseudonym() will retry
                     log.warning("subject key refresh failed", extra={"error": repr(exc)})
             try:
@@ -180,6 +192,27 @@ class Matcher:
         self.state.trajectories.erase(ref or req.subject_id)
         if self.rt.vault is not None:
             self.rt.vault.erase(req.subject_id)
+
+    async def resolve_claims(self, claims: list[str]) -> list[str | None]:
+        """The gallery subject each claim names (a pseudonym, or a plain id when the run has no key holder)."""
+        if self.rt.vault is None or self.index is None:
+            return [c if self.index is not None and c in self.index else None for c in claims]
+        unknown = {c for c in claims if c not in self._claims}
+        if unknown:  # keys not warm yet, or a claim of someone not enrolled: one round trip for the batch
+            try:
+                found = await asyncio.to_thread(self.rt.vault.resolve, unknown, self.subjects())
+                self._claims.update(found)
+            except Exception as exc:
+                log.warning("claim resolution failed", extra={"error": repr(exc)})
+        return [self._claims.get(c) for c in claims]
+
+    async def _verify(self, claims: list[tuple[str, np.ndarray]]) -> list[Verification]:
+        if self.index is None:
+            return []
+        t0 = time.perf_counter()
+        out = await asyncio.to_thread(Verifier(self.index, self.threshold).verify_many, claims)
+        VERIFY_SECONDS.observe(time.perf_counter() - t0)
+        return out
 
     async def _search(self, queries: np.ndarray) -> list[SearchResult | None]:
         if self.index is None:
@@ -214,17 +247,28 @@ class Matcher:
                     dead.append(await dead_letter(producer, rec, STAGE, "unreadable", str(exc)))
                     continue
                 pending.append((tp.partition, rec.offset, s, vec))
-        readable = [i for i, p in enumerate(pending) if p[3] is not None]
-        results: list[SearchResult | None] = [None] * len(pending)
+        readable = [i for i, p in enumerate(pending) if p[3] is not None and not p[2].claimed_subject]
+        claimed = [i for i, p in enumerate(pending) if p[3] is not None and p[2].claimed_subject]
+        results: list[SearchResult | Verification | None] = [None] * len(pending)
         if readable:
             BATCH_SIZE.observe(len(readable))
             found = await self._search(np.stack([pending[i][3] for i in readable]))
             for i, r in zip(readable, found):
                 results[i] = r
+        if claimed:
+            subjects = await self.resolve_claims([pending[i][2].claimed_subject for i in claimed])
+            known = [(i, sid) for i, sid in zip(claimed, subjects) if sid is not None]
+            for (i, _sid), v in zip(known, await self._verify([(sid, pending[i][3]) for i, sid in known])):
+                results[i] = v
         tracks, matches = [], []
         now = time.time()
         for (partition, offset, s, vec), result in zip(pending, results):
-            m = self._decide(s, result, partition, offset, now) if vec is not None else self._expired(s, partition, offset, now)
+            if vec is None:
+                m = self._expired(s, partition, offset, now)
+            elif s.claimed_subject:
+                m = self._decide_claim(s, result, partition, offset, now)  # type: ignore[arg-type]
+            else:
+                m = self._decide(s, result, partition, offset, now)  # type: ignore[arg-type]
             update = state.apply(m)
             if update is not None:
                 if not update.plausible:
@@ -262,6 +306,23 @@ class Matcher:
             return Match(decision="unknown" if decision.rule == "known_face" else "refused", rule=decision.rule, **common)
         assert hit is not None
         return Match(decision="match", subject_id=self.reference(hit.subject_id), distance=hit.distance, **common)
+
+    def _decide_claim(self, s: Sighting, v: Verification | None, partition: int, offset: int, now: float) -> Match:
+        """1:1: ``verified`` names the claimed subject; ``rejected`` names nobody (rule ``verification``: the live
+        face is not the claimed person; ``unknown-subject``: the claimed person is not in the gallery)."""
+        purpose = self._purpose(s.zone)
+        common = self._common(s, purpose, partition, offset, now)
+        outcome = v.outcome if v is not None else "unknown-subject"
+        VERIFICATIONS.labels(outcome).inc()
+        if not purpose:
+            return Match(decision="refused", rule="purpose", **common)
+        accepted = v is not None and v.accepted
+        decision = self.chain(PostMatchContext(v.subject_id if accepted else None, purpose, s.zone, s.captured_at))
+        if not accepted:
+            return Match(decision="rejected", rule="verification" if outcome == "reject" else "unknown-subject", **common)
+        if not decision.allow:  # the claimed subject has no active consent for e-gate verification here and now
+            return Match(decision="refused", rule=decision.rule, **common)
+        return Match(decision="verified", subject_id=self.reference(v.subject_id), distance=v.distance, **common)
 
 
 async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:

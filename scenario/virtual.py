@@ -10,6 +10,11 @@ real pixel pipeline would give on these faces, at rates pixels cannot reach.
 Virtual camera *k* is world camera ``k mod len(world.cameras)`` (more virtual cameras than the world has
 replicate its cameras, for load). Scenario time runs with wall time from 0 and wraps at the world's duration.
 Everything is deterministic from the seed when ``sightings`` is asked for fixed windows in order.
+
+E-gates: at a camera in the ``egate`` zone an e-gate-eligible traveller (enrolled with consent to
+``egate-verification``) presents a passport, so the sighting carries a claim: the traveller's own id
+(``claimed_subject``). ``impostor_claims`` (default 0) is the share of those claims that name another
+eligible traveller instead (a borrowed passport), drawn from a separate generator so the load is unchanged.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from scenario.calibration import base_embeddings, load_noise_model
 from scenario.world import World, load_world
 
 DIM = 128
+EGATE_ZONE = "egate"
+EGATE_PURPOSE = "egate-verification"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +54,15 @@ class VirtualSighting:
     t: float  # seconds since the run started
     traveller_id: str
     embedding: np.ndarray
+    claimed_subject: str | None = None  # e-gate: the identity on the presented passport (ground truth: traveller_id)
 
 
 class VirtualAirport:
-    def __init__(self, cfg: ScenarioSettings, duration_s: float) -> None:
+    def __init__(self, cfg: ScenarioSettings, duration_s: float, impostor_claims: float = 0.0) -> None:
+        if not 0.0 <= impostor_claims <= 1.0:
+            raise ValueError("impostor_claims is a share in [0, 1]")
         self.cfg = cfg
+        self.impostor_claims = impostor_claims
         self.duration_s = duration_s
         self.world: World = load_world(cfg.file, seed=cfg.seed, travellers=cfg.travellers)
         bases, _measured = base_embeddings(self.world)
@@ -68,6 +79,8 @@ class VirtualAirport:
         self._by_id = {t.traveller_id: t for t in self.travellers}
         self._visits = self.world.by_zone
         self._rng = np.random.default_rng(cfg.seed + 1)
+        self._claim_rng = np.random.default_rng(cfg.seed + 2)
+        self.egate_eligible = [t.traveller_id for t in self.travellers if EGATE_PURPOSE in t.purposes]
 
     def traveller(self, traveller_id: str) -> Traveller:
         return self._by_id[traveller_id]
@@ -95,9 +108,18 @@ class VirtualAirport:
         if not picked:
             return []
         noisy = self.noise.sample(np.stack([tr.base for _c, _t, tr in picked]), rng)
-        out = [VirtualSighting(cam, t, tr.traveller_id, noisy[i]) for i, (cam, t, tr) in enumerate(picked)]
+        out = [VirtualSighting(cam, t, tr.traveller_id, noisy[i], self.claim(cam, tr)) for i, (cam, t, tr) in enumerate(picked)]
         out.sort(key=lambda s: s.t)
         return out
+
+    def claim(self, camera: VirtualCamera, traveller: Traveller) -> str | None:
+        """The identity presented at an e-gate camera (None elsewhere or for a traveller not eligible)."""
+        if camera.zone != EGATE_ZONE or EGATE_PURPOSE not in traveller.purposes:
+            return None
+        if self.impostor_claims and len(self.egate_eligible) > 1 and self._claim_rng.random() < self.impostor_claims:
+            others = [t for t in self.egate_eligible if t != traveller.traveller_id]
+            return others[int(self._claim_rng.integers(len(others)))]
+        return traveller.traveller_id
 
     def enrolment(self) -> tuple[list[str], np.ndarray, dict[str, tuple[str, ...]]]:
         """Gallery rows for travellers who consented to anything: ids, enrolment embeddings, consented purposes."""

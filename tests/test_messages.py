@@ -40,3 +40,19 @@ def test_nan_and_short_embeddings_are_rejected():
 
 def test_committed_schema_document_is_current():
     assert json.loads(SCHEMA_PATH.read_text()) == json.loads(json.dumps(schema_document())), "run: paxsim schema -o broker/schema.json"
+
+
+def test_claim_and_verification_decisions_are_compatible_additions():
+    # a sighting without a claim encodes exactly as before the field existed (omit_defaults)
+    plain = _sighting()
+    assert b"claimed_subject" not in m.encode(plain) and m.decode(m.encode(plain), m.Sighting).claimed_subject == ""
+    claimed = _sighting(zone="egate", claimed_subject="ps-0123456789abcdef01234567")
+    assert m.decode(m.encode(claimed), m.Sighting).claimed_subject == "ps-0123456789abcdef01234567"
+    for decision in ("verified", "rejected"):
+        match = m.Match(event_id="e1", camera_id="c", zone="egate", purpose="egate-verification", captured_at=1.0,
+                        matched_at=2.0, decision=decision)
+        assert m.decode(m.encode(match), m.Match).decision == decision
+    bogus = m.encode(m.Match(event_id="e1", camera_id="c", zone="egate", purpose="p", captured_at=1.0, matched_at=2.0,
+                             decision="match")).replace(b"\xa5match", b"\xa5maybe")
+    with pytest.raises(m.MessageError):
+        m.decode(bogus, m.Match)
