@@ -7,10 +7,13 @@ a match on such an event is a false accept, and a match that names a non-consent
 
 from __future__ import annotations
 
+import configparser
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
+
+import numpy as np
 
 from broker.messages import Match
 
@@ -66,3 +69,239 @@ def score(matches: Iterable[Match], truth: dict[str, str], allowed: Callable[[st
         wrong_subject=wrong,
         leaks=leaks,
     )
+
+
+# ------------------------------------------------------------------ video mode: published sightings → ground truth
+
+SIZE_BINS = (20.0, 40.0, 60.0, 100.0, float("inf"))  # face width buckets (scored gt faces are >= 20 px wide)
+GROUP_KEYS = ("nationality_group", "sex", "age_band")
+LINK_IOU = 0.5
+
+
+@dataclass
+class CameraTruth:
+    """One rendered camera: MOT ground truth by 0-based frame position (boxes 0-based, like the edge's)."""
+
+    camera_id: str
+    zone: str
+    fps: float
+    length: int  # frames in the video
+    rows: np.ndarray  # (n, 7): position, gt id, x, y, w, h, counts
+    traveller: dict[int, str]  # gt id (traveller number) -> traveller id
+
+    def at(self, position: int) -> np.ndarray:
+        lo, hi = np.searchsorted(self.rows[:, 0], [position, position + 1])
+        return self.rows[lo:hi]
+
+
+@dataclass
+class RenderTruth:
+    """``paxsim scenario render`` output: the manifest's identities (demographics, consent, itinerary) and
+    the ground truth of every camera."""
+
+    folder: Path
+    seed: int
+    identities: dict[str, dict]
+    cameras: dict[str, CameraTruth]
+
+    @classmethod
+    def load(cls, folder: Path) -> "RenderTruth":
+        folder = Path(folder)
+        manifest_path = folder / "manifest.json"
+        if not manifest_path.exists():
+            raise FileNotFoundError(f"{folder}: no manifest.json (expected `paxsim scenario render` output)")
+        manifest = json.loads(manifest_path.read_text())
+        specs = {c["id"]: c for c in manifest["cameras"]}
+        cams: dict[str, CameraTruth] = {}
+        for gt in sorted(folder.glob("*/gt/gt.txt")):
+            cid = gt.parent.parent.name
+            ini = configparser.ConfigParser()
+            ini.read(gt.parent.parent / "seqinfo.ini")
+            seq = ini["Sequence"]
+            raw = np.loadtxt(gt, delimiter=",", ndmin=2) if gt.stat().st_size else np.zeros((0, 9))
+            rows = np.column_stack([raw[:, 0] - 1, raw[:, 1], raw[:, 2] - 1, raw[:, 3] - 1, raw[:, 4], raw[:, 5], raw[:, 6]]) if len(raw) else np.zeros((0, 7))
+            rows = rows[np.argsort(rows[:, 0], kind="stable")]
+            names = {int(n): tid for n, tid in (line.split(",")[1:3] for line in (gt.parent / "details.csv").read_text().splitlines()[1:] if line)}
+            cams[cid] = CameraTruth(cid, specs.get(cid, {}).get("zone", ""), float(seq["frameRate"]), int(seq["seqLength"]), rows, names)
+        return cls(folder, int(manifest["seed"]), {i["id"]: i for i in manifest["identities"]}, cams)
+
+    def groups(self, traveller_id: str) -> dict[str, str]:
+        demo = self.identities.get(traveller_id, {}).get("demographics", {})
+        return {k: str(demo.get(k, "?")) for k in GROUP_KEYS}
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """A published camera id replaying a rendered camera, ``offset`` frames into the video (staggered start)."""
+
+    camera_id: str
+    video_camera: str
+    offset: int = 0
+
+
+def read_track_log(path: Path) -> list[dict]:
+    """The evaluation edge's per-observation log (one JSON object a line: c, i, t, k, b = camera, frame index,
+    capture time, track id, box); a torn last line (process stopped mid-write) is skipped."""
+    out = []
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    if len(boxes) == 0:
+        return np.zeros(0)
+    x2, y2 = np.minimum(box[0] + box[2], boxes[:, 0] + boxes[:, 2]), np.minimum(box[1] + box[3], boxes[:, 1] + boxes[:, 3])
+    inter = np.clip(x2 - np.maximum(box[0], boxes[:, 0]), 0, None) * np.clip(y2 - np.maximum(box[1], boxes[:, 1]), 0, None)
+    union = box[2] * box[3] + boxes[:, 2] * boxes[:, 3] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def link_sightings(sightings: Iterable, log: list[dict], truth: RenderTruth, replicas: dict[str, Replica]) -> tuple[dict[str, str], dict]:
+    """event id → traveller id for every published sighting whose box overlaps a ground-truth face of its frame
+    (IoU ≥ 0.5). The frame comes from the track log: (camera, capture time, track id) → frame index, and the
+    video position is ``(index + offset) mod length``. Returns the mapping and counts of what could not be linked."""
+    frames = {(r["c"], r["t"], r["k"]): r["i"] for r in log}
+    out: dict[str, str] = {}
+    stats = {"sightings": 0, "linked": 0, "no_frame": 0, "no_truth": 0}
+    for s in sightings:
+        stats["sightings"] += 1
+        rep = replicas.get(s.camera_id)
+        cam = truth.cameras.get(rep.video_camera) if rep else None
+        index = frames.get((s.camera_id, s.captured_at, s.track_id))
+        if cam is None or index is None:
+            stats["no_frame"] += 1
+            continue
+        gt = cam.at((index + rep.offset) % cam.length)  # type: ignore[union-attr]
+        iou = _iou(np.asarray(s.box, float), gt[:, 2:6])
+        if iou.size == 0 or iou.max() < LINK_IOU:
+            stats["no_truth"] += 1
+            continue
+        out[s.event_id] = cam.traveller.get(int(gt[int(iou.argmax()), 1]), f"T{int(gt[int(iou.argmax()), 1]):05d}")
+        stats["linked"] += 1
+    return out, stats
+
+
+def camera_tracking(log: list[dict], truth: RenderTruth, replicas: dict[str, Replica]) -> dict[str, dict]:
+    """Per published camera: detection recall by face width and IDF1 / MOTA (motmetrics) of the edge's tracks
+    over the frames it replayed, loops unrolled (each loop's travellers are new ground-truth identities).
+    Frames the edge dropped under load count as missed."""
+    import pandas as pd
+
+    from edge.evaluate import detection_recall, tracking_metrics
+
+    by_cam: dict[str, list[dict]] = {}
+    for r in log:
+        by_cam.setdefault(r["c"], []).append(r)
+    cols = ["X", "Y", "Width", "Height", "Confidence"]
+    out: dict[str, dict] = {}
+    for cid, rows in sorted(by_cam.items()):
+        rep = replicas.get(cid)
+        cam = truth.cameras.get(rep.video_camera) if rep else None
+        if cam is None or not rows:
+            continue
+        g = np.array([r["i"] + rep.offset for r in rows])  # type: ignore[union-attr]
+        dt = pd.DataFrame([[gi + 1, r["k"], *r["b"], 1.0] for gi, r in zip(g, rows)], columns=["FrameId", "Id", *cols]).set_index(["FrameId", "Id"])
+        lo, hi = int(g.min()), int(g.max())
+        parts = []
+        for loop in range(lo // cam.length, hi // cam.length + 1):
+            base = loop * cam.length
+            sel = cam.rows[(cam.rows[:, 0] + base >= lo) & (cam.rows[:, 0] + base <= hi)]
+            if len(sel):
+                parts.append(np.column_stack([sel[:, 0] + base + 1, sel[:, 1] + 100_000 * loop, sel[:, 2:6], sel[:, 6]]))
+        gtrows = np.vstack(parts) if parts else np.zeros((0, 7))
+        gt = pd.DataFrame(gtrows, columns=["FrameId", "Id", *cols]).astype({"FrameId": int, "Id": int}).set_index(["FrameId", "Id"])
+        det = detection_recall(gt, dt, bins=SIZE_BINS, min_px=60.0)
+        trk = tracking_metrics(gt, dt)
+        out[cid] = {
+            "frames": hi - lo + 1,
+            "detection": det.as_dict(),
+            "idf1": trk["idf1"], "mota": trk["mota"], "id_switches": int(trk["num_switches"]),
+            "gt_identities": int(trk["num_unique_objects"]),
+        }
+    return out
+
+
+def recall_by_size(per_camera: dict[str, dict]) -> list[dict]:
+    """Detection recall per face-width bucket, summed over cameras."""
+    acc: dict[str, list[int]] = {}
+    for cam in per_camera.values():
+        for b in cam["detection"]["bins"]:
+            f = acc.setdefault(b["range"], [0, 0])
+            f[0] += b["faces"]
+            f[1] += b["found"]
+    return [{"range": k, "faces": n, "found": f, "recall": f / n if n else None} for k, (n, f) in acc.items()]
+
+
+def transition_share(updates: Iterable, truth_events: dict[str, str], truth: RenderTruth) -> dict:
+    """Zone transitions (track updates with a new zone) whose event is linked to a traveller: correct when the
+    matcher named that traveller and the traveller's itinerary visits the previous zone before this one."""
+    n = ok = 0
+    for u in updates:
+        who = truth_events.get(u.event_id)
+        if who is None or not u.prev_zone or u.prev_zone == u.zone:
+            continue
+        n += 1
+        zones = [v["zone"] for v in truth.identities.get(who, {}).get("itinerary", [])]
+        ok += u.subject_id == who and u.zone in zones and u.prev_zone in zones[: zones.index(u.zone)]
+    return {"transitions": n, "correct": ok, "share": ok / n if n else None}
+
+
+def by_group(matches: list[Match], updates: list, truth_events: dict[str, str], truth: RenderTruth, allowed: Callable[[str, str, str, float], bool]) -> dict:
+    """rank-1 / FRR / FAR / leaks and the correct-transition share per demographic group (of the true traveller)."""
+    out: dict[str, dict] = {}
+    for key in GROUP_KEYS:
+        values = sorted({truth.groups(who)[key] for who in truth_events.values()})
+        out[key] = {}
+        for v in values:
+            sub = {e: who for e, who in truth_events.items() if truth.groups(who)[key] == v}
+            row = score(matches, sub, allowed).as_dict()
+            row["transitions"] = transition_share(updates, sub, truth)
+            out[key][v] = row
+    return out
+
+
+def video_accuracy(sightings: list, matches: list[Match], updates: list, log: list[dict], truth: RenderTruth,
+                   replicas: dict[str, Replica], allowed: Callable[[str, str, str, float], bool]) -> dict:
+    """Everything the load report shows against the rendered ground truth (pseudonyms already resolved)."""
+    events, link = link_sightings(sightings, log, truth, replicas)
+    cams = camera_tracking(log, truth, replicas)
+    overall = score(matches, events, allowed).as_dict()
+    return {
+        **overall,
+        "link": link,
+        "transitions": transition_share(updates, events, truth),
+        "recall_by_size": recall_by_size(cams),
+        "cameras": cams,
+        "groups": by_group(matches, updates, events, truth, allowed),
+        "tracking_metrics": "motmetrics IDF1 / MOTA (HOTA: TrackEval not used)",
+    }
+
+
+def video_enrolment(truth: RenderTruth, travellers: int, scenario: Path | None, cache: Path) -> dict[str, np.ndarray]:
+    """Enrolment descriptors, by the real embedder from each traveller's frontal portrait, of every traveller the
+    rendered videos show (scored faces). The virtual model enrols travellers without a bank identity with a
+    synthetic vector that their rendered face would never match; a video run must enrol what the camera sees.
+    Cached in ``cache`` (an .npz keyed by traveller id)."""
+    seen = sorted({cam.traveller.get(int(n), f"T{int(n):05d}") for cam in truth.cameras.values() for n in cam.rows[cam.rows[:, 6] >= 1, 1]})
+    if cache.exists():
+        with np.load(cache) as z:
+            have = {k: z[k] for k in z.files}
+        if set(seen) <= set(have):
+            return have
+    from scenario.calibration import enrol
+    from scenario.world import load_world
+
+    world = load_world(scenario, seed=truth.seed, travellers=travellers)
+    by_id = {t.id: t for t in world.travellers}
+    ids = [i for i in seen if i in by_id]
+    vecs = enrol([by_id[i].identity for i in ids])
+    out = {i: v for i, v in zip(ids, vecs) if np.isfinite(v).all()}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **out)
+    return out

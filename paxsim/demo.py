@@ -28,12 +28,12 @@ from rich.table import Table
 from broker import topics as t
 from broker.admin import ensure_topics
 from broker.embedded import EmbeddedBroker
-from broker.messages import Match, TrackUpdate, decode
+from broker.messages import Match, Sighting, TrackUpdate, decode
 from broker.reader import read_all
 from matcher.gallery import Gallery
-from paxsim.accuracy import read_truth, score
+from paxsim.accuracy import RenderTruth, Replica, read_track_log, read_truth, score, video_accuracy
 from paxsim.config import Settings
-from paxsim.stack import Stack, total
+from paxsim.stack import Stack, die_with_parent, total
 from paxsim.state import consent_path, gallery_path, ground_truth_path, state_dir
 from policy.consent import ConsentRecord, ConsentRegistry
 from policy.crypto import HttpKeySource, KeySource, SubjectVault
@@ -43,12 +43,50 @@ from policy.scan import run_scan
 from scenario.virtual import VirtualAirport
 
 CONSENT_VALIDITY_S = 86400.0
+TRACK_LOG = "edge-tracks.jsonl"
+MODULE_PREFIX = "module:"
 
 
-def enrol_scenario(settings: Settings, duration_s: float) -> tuple[int, int]:
-    """Write the gallery and consent registry for the scenario's enrolled travellers. Returns (subjects, purposes granted)."""
+@dataclass(frozen=True)
+class VideoEval:
+    """Score a video run against rendered ground truth: the truth and which video each published camera replays."""
+
+    truth: RenderTruth
+    replicas: dict[str, Replica]
+    embeddings: dict[str, np.ndarray] | None = None  # enrolment vectors of the travellers the videos show
+
+
+class ModuleStack(Stack):
+    """A :class:`Stack` that can also start a child from another module: stage args ``["module:pkg.mod", ...]``
+    run ``python -m pkg.mod ...`` (the evaluation edge lives in :mod:`paxsim.load`, not in ``paxsim.cli``)."""
+
+    def _start(self, child) -> None:
+        if not child.args or not child.args[0].startswith(MODULE_PREFIX):
+            return super()._start(child)
+        import subprocess
+        import sys
+
+        from paxsim.config import ENV_PREFIX
+
+        log = child.log_path.open("ab")
+        child.proc = subprocess.Popen(
+            [sys.executable, "-m", child.args[0][len(MODULE_PREFIX):], *child.args[1:]],
+            env={**{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}, **self.env},
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+        )
+        log.close()
+
+
+def enrol_scenario(settings: Settings, duration_s: float, embeddings: dict[str, np.ndarray] | None = None) -> tuple[int, int]:
+    """Write the gallery and consent registry for the scenario's enrolled travellers. Returns (subjects, purposes granted).
+
+    ``embeddings`` replaces the enrolment vectors of the travellers it names (video runs: descriptors of their
+    frontal renders by the real embedder, where the virtual model has synthetic vectors)."""
     airport = VirtualAirport(settings.scenario, duration_s)
     ids, vecs, purposes = airport.enrolment()
+    for i, sid in enumerate(ids):
+        if embeddings and sid in embeddings:
+            vecs[i] = embeddings[sid]
     now = time.time()
     consent = ConsentRegistry()
     for sid in ids:
@@ -86,7 +124,8 @@ def child_env(settings: Settings, bootstrap: str, embedded: bool, keys: KeydProc
 
 
 def start_pipeline(
-    stack: Stack, duration_s: float, ground_truth: Path | None, join_timeout_s: float = 30.0, cameras: Path | None = None
+    stack: Stack, duration_s: float, ground_truth: Path | None, join_timeout_s: float = 30.0, cameras: Path | None = None,
+    track_log: Path | None = None,
 ) -> None:
     """Consumers first; the edge once they hold their partitions, so start-up does not count as latency.
 
@@ -103,7 +142,9 @@ def start_pipeline(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"stage {name} did not join its consumer group within {join_timeout_s:.0f}s; see {child.log_path}")
             time.sleep(0.1)
-    if cameras is not None:  # real video cameras (files, streams, synthetic live) from a camera list
+    if cameras is not None and track_log is not None:  # video cameras, every tracked face logged for scoring
+        edge_args = [f"{MODULE_PREFIX}paxsim.load", "eval-edge", "--cameras", str(cameras), "--duration", str(duration_s), "--track-log", str(track_log)]
+    elif cameras is not None:  # real video cameras (files, streams, synthetic live) from a camera list
         edge_args = ["edge", "--cameras", str(cameras), "--duration", str(duration_s)]
     else:
         edge_args = ["edge", "--virtual", "--duration", str(duration_s)]
@@ -184,9 +225,9 @@ def progress_table(c: StageCounts, prev: StageCounts, dt: float, elapsed: float)
     return tab
 
 
-def resolve_pseudonyms(matches: list[Match], settings: Settings, keys: KeySource | None) -> list[Match]:
-    """Matches with pseudonyms replaced by subject ids, for scoring against ground truth (needs the live keys;
-    subjects whose key is destroyed stay pseudonymous)."""
+def resolve_pseudonyms(matches: list, settings: Settings, keys: KeySource | None) -> list:
+    """Matches (or track updates) with pseudonyms replaced by subject ids, for scoring against ground truth
+    (needs the live keys; subjects whose key is destroyed stay pseudonymous)."""
     refs = {m.subject_id for m in matches if m.subject_id and m.subject_id.startswith("ps-")}
     if not refs or keys is None or not gallery_path(settings).exists():
         return matches
@@ -194,9 +235,11 @@ def resolve_pseudonyms(matches: list[Match], settings: Settings, keys: KeySource
     return [msgspec.structs.replace(m, subject_id=names.get(m.subject_id, m.subject_id)) if m.subject_id in names else m for m in matches]
 
 
-async def summarise(settings: Settings, keys: KeySource | None = None) -> dict:
-    """Figures computed from the matches topic itself (one record per decided event)."""
-    produced = len(await read_all(settings, t.SIGHTINGS.name))
+async def summarise(settings: Settings, keys: KeySource | None = None, evaluation: VideoEval | None = None) -> dict:
+    """Figures computed from the matches topic itself (one record per decided event); with ``evaluation``,
+    accuracy of a video run against the rendered ground truth (sightings linked through the edge's track log)."""
+    sighting_records = await read_all(settings, t.SIGHTINGS.name)
+    produced = len(sighting_records)
     records = await read_all(settings, t.MATCHES.name)
     matches = [decode(r.value, Match) for r in records]
     ids = [m.event_id for m in matches]
@@ -214,6 +257,14 @@ async def summarise(settings: Settings, keys: KeySource | None = None) -> dict:
     if truth and consent_path(settings).exists():
         consent = ConsentRegistry.load(consent_path(settings))
         acc = score(resolve_pseudonyms(matches, settings, keys), truth, consent.is_allowed).as_dict()
+    elif evaluation is not None and consent_path(settings).exists():
+        consent = ConsentRegistry.load(consent_path(settings))
+        sightings = [decode(r.value, Sighting) for r in sighting_records]
+        log = read_track_log(state_dir(settings) / TRACK_LOG)
+        acc = await asyncio.to_thread(
+            video_accuracy, sightings, resolve_pseudonyms(matches, settings, keys), resolve_pseudonyms(list(updates.values()), settings, keys),
+            log, evaluation.truth, evaluation.replicas, consent.is_allowed,
+        )
     return {
         "accuracy": acc,
         "produced": produced,
@@ -308,10 +359,13 @@ async def watch(stack: Stack, console: Console | None, drain_timeout_s: float = 
                 return counts
 
 
-async def run_pipeline(settings: Settings, duration_s: float, console: Console | None, cameras: list[dict] | None = None) -> dict:
+async def run_pipeline(
+    settings: Settings, duration_s: float, console: Console | None, cameras: list[dict] | None = None, evaluation: VideoEval | None = None
+) -> dict:
     """Broker (embedded unless ``broker.bootstrap``), enrolment, every stage for ``duration_s`` of traffic, drain,
     stop; returns the summary with per-stage counts and resource use. ``cameras`` (edge.camera.CameraConfig
-    mappings) replaces the virtual cameras with real video ones. Stores live in ``settings.state_dir``,
+    mappings) replaces the virtual cameras with real video ones; ``evaluation`` scores them against rendered
+    ground truth (the edge then runs as :mod:`paxsim.load`'s evaluation edge, which logs every tracked face). Stores live in ``settings.state_dir``,
     which is emptied first: a run starts from an empty broker, so old stores would be stale. Every process
     started is stopped on the way out, whatever happens (Ctrl-C included)."""
     run_dir = Path(settings.state_dir)
@@ -331,16 +385,17 @@ async def run_pipeline(settings: Settings, duration_s: float, console: Console |
             bootstrap = settings.broker.bootstrap  # type: ignore[assignment]
             await ensure_topics(settings, bootstrap)
             say(f"[bold]external Kafka[/] at {bootstrap}")
-        subjects, grants = enrol_scenario(settings, duration_s)
+        subjects, grants = enrol_scenario(settings, duration_s, evaluation.embeddings if evaluation else None)
         say(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
-        stack = Stack(run_dir, child_env(settings, bootstrap, broker is not None, keys))
+        stack = ModuleStack(run_dir, child_env(settings, bootstrap, broker is not None, keys))
         t_start = time.monotonic()
         try:
             cameras_file = None
             if cameras is not None:
                 cameras_file = run_dir / "cameras.yaml"
                 cameras_file.write_text(yaml.safe_dump({"cameras": cameras}, sort_keys=False))
-            start_pipeline(stack, duration_s, ground_truth_path(settings), cameras=cameras_file)
+            track_log = run_dir / TRACK_LOG if evaluation is not None and cameras_file is not None else None
+            start_pipeline(stack, duration_s, ground_truth_path(settings), cameras=cameras_file, track_log=track_log)
             counts = await watch(stack, console)
         finally:
             stack.stop()
@@ -349,7 +404,7 @@ async def run_pipeline(settings: Settings, duration_s: float, console: Console |
             update={"broker": settings.broker.model_copy(update={"bootstrap": bootstrap, "profile": "embedded" if broker else settings.broker.profile})}
         )
         key_source = HttpKeySource(keys.url, keys.token)
-        summary = await summarise(client_settings, key_source)
+        summary = await summarise(client_settings, key_source, evaluation)
         # the embedded broker forgets everything when it stops: scan every topic and store while it still runs
         report = await run_scan(client_settings, load_policy(policy_file(settings)), key_source)
         a, b, c = report.counts

@@ -10,16 +10,25 @@ p99 latency under the limit. The first step that is not sustained is the saturat
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Optional
 
+import cv2
+import numpy as np
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from paxsim.config import Settings
-from paxsim.demo import run_pipeline
+from paxsim.accuracy import RenderTruth, Replica, video_enrolment
+from paxsim.demo import VideoEval, run_pipeline
 
 P99_LIMIT_MS = 1000.0
 KEEP_UP = 0.95
@@ -37,6 +46,9 @@ class LoadPlan:
     step_s: float  # traffic seconds per step
     videos: str | None = None  # folder of rendered or recorded videos (scenario render layout or *.mp4)
     speed: float = 1.0  # replay speed of the videos
+    gt: str | None = None  # ground truth (a `paxsim scenario render` folder) to score the videos against
+    stagger: str = "even"  # replica start offsets: even, random, none
+    seed: int = 0  # for stagger="random"
 
     def rates(self) -> list[float]:
         return [self.start_rate * self.factor**i for i in range(self.steps)]
@@ -62,19 +74,86 @@ def find_videos(folder: Path) -> list[tuple[str, str, Path, float | None]]:
     return out
 
 
-def video_cameras(folder: Path, count: int, speed: float) -> list[dict]:
-    """``count`` cameras replaying the folder's videos round-robin, looping, paced at ``speed`` × real time.
-    Replicas of one video all start at its first frame (staggered starts are not implemented yet)."""
+STAGGERS = ("even", "random", "none")
+
+
+def rotated_copy(video: Path, offset: int, out: Path) -> Path:
+    """``video`` re-encoded losslessly (FFV1) starting ``offset`` frames in and wrapping round: a looping replay of
+    the copy is the original started at ``offset`` (the edge's file source has no start position, see docs/load.md).
+    Cached: an existing copy is reused."""
+    if out.exists():
+        return out
+    cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"FFV1"), fps, (w, h))
+    head = []
+    i = 0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if i < offset:
+                head.append(frame) if offset * w * h * 3 < 2**30 else None
+            else:
+                writer.write(frame)
+            i += 1
+        if len(head) < offset:  # too long to hold: read the head again
+            cap.release()
+            cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+            head = [cap.read()[1] for _ in range(offset)]
+        for frame in head:
+            writer.write(frame)
+    finally:
+        cap.release()
+        writer.release()
+    tmp.replace(out)
+    return out
+
+
+def video_frames(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    finally:
+        cap.release()
+
+
+def video_cameras(folder: Path, count: int, speed: float, stagger: str = "even", seed: int = 0, cache: Path | None = None) -> tuple[list[dict], dict[str, Replica]]:
+    """``count`` cameras replaying the folder's videos round-robin, looping, paced at ``speed`` × real time, and
+    which video (and start offset) each one replays.
+
+    Replica k of the N replicas of one video starts ``k/N`` of the way into it (``stagger="even"``), at a frame
+    drawn from ``seed`` (``"random"``) or at frame 0 (``"none"``: all replicas in lockstep). Replica 0 replays the
+    file itself; the others replay rotated lossless copies written into ``cache``."""
+    if stagger not in STAGGERS:
+        raise ValueError(f"stagger must be one of {STAGGERS}, got {stagger!r}")
     videos = find_videos(folder)
-    out = []
+    rng = np.random.default_rng(seed)
+    cache = cache or folder / ".replicas"
+    out: list[dict] = []
+    replicas: dict[str, Replica] = {}
     for k in range(count):
-        cid, zone, path, fps = videos[k % len(videos)]
+        vi = k % len(videos)
+        cid, zone, path, fps = videos[vi]
         rep = k // len(videos)
-        cam = {"camera_id": cid if rep == 0 else f"{cid}-r{rep}", "zone": zone, "source": str(path.resolve()), "loop": True, "realtime": True}
+        n = len(range(vi, count, len(videos)))  # replicas of this video
+        camera_id = cid if rep == 0 else f"{cid}-r{rep}"
+        offset, source = 0, path
+        if rep and stagger != "none":
+            length = video_frames(path)
+            offset = int(rng.integers(1, max(2, length))) if stagger == "random" else (rep * length) // n
+            if offset:
+                cache.mkdir(parents=True, exist_ok=True)
+                source = rotated_copy(path, offset, cache / f"{cid}-from-{offset}.mkv")
+        cam = {"camera_id": camera_id, "zone": zone, "source": str(Path(source).resolve()), "loop": True, "realtime": True}
         if fps:
             cam["fps"] = fps * speed
         out.append(cam)
-    return out
+        replicas[camera_id] = Replica(camera_id, cid, offset)
+    return out, replicas
 
 
 @dataclass
@@ -155,14 +234,22 @@ async def run_load(settings: Settings, plan: LoadPlan, label: str, console: Cons
     """Run the ramp; each step in its own state dir under ``<state_dir>/load/<label>/step-N``."""
     result = LoadResult(label, plan)
     base = Path(settings.state_dir) / "load" / label
+    truth = RenderTruth.load(Path(plan.gt)) if plan.gt else None
+    embeddings = None
+    if truth is not None:
+        console.print(f"enrolling the travellers the videos show from frontal renders (real embedder; cached)")
+        embeddings = video_enrolment(truth, settings.scenario.travellers, settings.scenario.file, Path(settings.state_dir) / "load" / f"enrol-seed{truth.seed}-{settings.scenario.travellers}.npz")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"), TimeElapsedColumn(), console=console) as progress:
         levels = plan.camera_counts() if plan.videos else plan.rates()
         task = progress.add_task(f"{label}: ramp", total=len(levels))
         for i, level in enumerate(levels):
             rate = float(level)
             cameras = None
+            evaluation = None
             if plan.videos:
-                cameras = video_cameras(Path(plan.videos), int(level), plan.speed)
+                cameras, replicas = video_cameras(Path(plan.videos), int(level), plan.speed, plan.stagger, plan.seed, base / "replicas")
+                if truth is not None:
+                    evaluation = VideoEval(truth, replicas, embeddings)
                 progress.update(task, description=f"{label}: {level} video cameras at {plan.speed:g}×")
                 scenario = settings.scenario
             else:
@@ -170,7 +257,7 @@ async def run_load(settings: Settings, plan: LoadPlan, label: str, console: Cons
                 scenario = settings.scenario.model_copy(update={"cameras": plan.cameras, "events_per_second": rate})
             step_settings = settings.model_copy(update={"state_dir": base / f"step-{i + 1}", "scenario": scenario})
             t0 = time.monotonic()
-            summary = await run_pipeline(step_settings, plan.step_s, None, cameras=cameras)
+            summary = await run_pipeline(step_settings, plan.step_s, None, cameras=cameras, evaluation=evaluation)
             step = StepResult(rate, plan.step_s, summary)
             result.steps.append(step)
             progress.advance(task)
@@ -200,3 +287,152 @@ def compare_runs(a: LoadResult, b: LoadResult) -> dict:
         })
     return {"baseline": a.label, "candidate": b.label, "steps": steps,
             "max_sustained_ratio": (b.max_sustained_rate / a.max_sustained_rate) if a.max_sustained_rate and b.max_sustained_rate else None}
+
+
+# ------------------------------------------------------------------------------------------- evaluation edge
+
+
+def eval_edge(cameras: Path, duration: float, track_log: Path, config: str | None, metrics_port: int | None) -> None:
+    """``paxsim edge --cameras`` plus a log of every tracked face the cameras report (camera, frame index, capture
+    time, track id, box): one JSON line each, local to the run, never published. It is what links a published
+    sighting to its video frame (and so to the ground truth), and the edge's tracks for IDF1.
+
+    Same cameras, filters and quality gate as the edge; the log is an extra observation filter that passes
+    everything on."""
+    from edge.camera import load_cameras
+    from edge.service import open_policy, policy_filter, run_video_edge
+    from paxsim.service import run_stage
+
+    configs = load_cameras(cameras)
+
+    async def main(settings: Settings, stop) -> int:
+        rt = open_policy(settings)
+        try:
+            gate = rt.holder.current.quality.min_quality  # views below the gate are never embedded, as in the edge
+            cams = [
+                c.model_copy(update={"tracker": c.tracker.model_copy(update={"min_quality": gate})}) if gate > c.tracker.min_quality else c
+                for c in configs
+            ]
+            with track_log.open("a", buffering=1) as f:
+
+                def record(obs):
+                    f.write(json.dumps({"c": obs.camera_id, "i": obs.frame_index, "t": obs.captured_at, "k": obs.track_id, "b": list(obs.box)}) + "\n")
+                    return obs
+
+                return await run_video_edge(settings, stop, cams, duration, filters=[record, policy_filter(rt.edge_chain())])
+        finally:
+            rt.close()
+
+    run_stage("edge", main, metrics_port, config)
+
+
+# ------------------------------------------------------------------------------------------- command
+
+RENDER_CAMERAS = ("cam-security-1", "cam-immigration-1", "cam-egate-1", "cam-gate-1")  # the default airport's face cameras
+
+
+def rendered_videos(settings: Settings, seconds: float, console: Console) -> Path:
+    """The default scenario's face cameras rendered for ``seconds`` into a cache dir (reused when present)."""
+    out = Path(settings.state_dir).resolve() / "rendered" / f"seed{settings.scenario.seed}-{seconds:g}s"
+    if (out / "manifest.json").exists():
+        console.print(f"rendered videos: {out} (cached)")
+        return out
+    console.print(f"rendering the default airport's face cameras ({seconds:g} s) into {out}")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = [sys.executable, "-m", "paxsim.cli", "scenario", "render", "--out", str(tmp), "--seconds", f"{seconds:g}"]
+    for cam in RENDER_CAMERAS:
+        cmd += ["--camera", cam]
+    subprocess.run(cmd, check=True)
+    tmp.replace(out)
+    return out
+
+
+ConfigOpt = typer.Option(None, "--config", "-c", envvar="PAXSIM_CONFIG", help="YAML configuration file")
+
+
+def load_command(
+    virtual: int = typer.Option(8, "--virtual", min=1, help="virtual cameras (embedding space)"),
+    videos: Optional[Path] = typer.Option(None, "--videos", help="replay these videos (paxsim scenario render output or *.mp4) instead"),
+    rendered: bool = typer.Option(False, "--rendered", help="render the default airport's face cameras into a cache dir and replay them (with their ground truth)"),
+    render_seconds: float = typer.Option(60.0, "--render-seconds", min=2, help="with --rendered: length of the rendered videos"),
+    gt: Optional[Path] = typer.Option(None, "--gt", help="score against this `paxsim scenario render` folder (default: --videos itself when it is one)"),
+    video_cameras_n: int = typer.Option(1, "--cameras", min=1, help="with --videos: cameras at the first step (videos replicated, looping)"),
+    stagger: str = typer.Option("even", "--stagger", help="with --videos: replica start offsets: even (k/N of the video), random (seeded), none"),
+    speed: float = typer.Option(1.0, "--speed", min=0.05, max=20, help="with --videos: replay speed"),
+    rate: float = typer.Option(100.0, "--rate", min=1, help="offered sightings/s at the first step (virtual)"),
+    factor: float = typer.Option(2.0, "--factor", min=1.05, help="rate (or camera count) multiplier per step"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, max=20, help="ramp steps at most (default 5 virtual, 4 videos)"),
+    duration: float = typer.Option(300.0, "--duration", min=5, help="total seconds of traffic over all steps"),
+    report: Path = typer.Option(Path("load-report.html"), "--report", help="HTML report (JSON beside it)"),
+    policy_file: Optional[Path] = typer.Option(None, "--policy", help="policy file for the run (default: config)"),
+    compare: Optional[tuple[Path, Path]] = typer.Option(None, "--compare", help="A.yaml B.yaml: the same ramp under two policy files, and the difference"),
+    full_ramp: bool = typer.Option(False, "--full-ramp", help="run every step even after saturation"),
+    config: Optional[str] = ConfigOpt,
+) -> None:
+    """Ramp load through the full stack step by step until saturation; write an HTML + JSON report."""
+    from paxsim.config import ConfigError, load_settings
+    from paxsim.report import write_report
+    from policy.policyfile import PolicyError, load_policy
+
+    console = Console()
+    try:
+        base = load_settings(config)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    if stagger not in STAGGERS:
+        console.print(f"[red]--stagger must be one of {', '.join(STAGGERS)}[/]")
+        raise typer.Exit(2)
+    files = list(compare) if compare else [policy_file]
+    runs: list[tuple[str, Settings]] = []
+    for f in files:
+        if f is not None:
+            try:
+                load_policy(f)  # validate up front, with line numbers
+            except PolicyError as exc:
+                console.print(f"[red]{exc}[/]")
+                raise typer.Exit(2) from None
+        label = f.stem if f is not None else "load"
+        runs.append((label, base.model_copy(update={"policy": base.policy.model_copy(update={"file": f.resolve() if f else base.policy.file})})))
+    if rendered and videos is None:
+        videos = rendered_videos(base, render_seconds, console)
+    if videos is not None:
+        if gt is None and (videos / "manifest.json").exists() and any(videos.glob("*/gt/gt.txt")):
+            gt = videos
+        manifest = (gt or videos) / "manifest.json"
+        if manifest.exists():  # enrol the population the videos were rendered from
+            m = json.loads(manifest.read_text())
+            scen = base.scenario.model_copy(update={"seed": int(m["seed"]), "travellers": len(m["identities"])})
+            runs = [(label, s.model_copy(update={"scenario": scen})) for label, s in runs]
+        n = steps or 4
+        plan = LoadPlan(cameras=video_cameras_n, start_rate=rate, factor=factor, steps=n, step_s=duration / n, videos=str(videos), speed=speed,
+                        gt=str(gt) if gt else None, stagger=stagger, seed=base.scenario.seed)
+    else:
+        n = steps or 5
+        plan = LoadPlan(cameras=virtual, start_rate=rate, factor=factor, steps=n, step_s=duration / n)
+    results = [asyncio.run(run_load(s, plan, label, console, stop_at_saturation=not full_ramp and not compare)) for label, s in runs]
+    extra = {"comparison": compare_runs(results[0], results[1])} if len(results) == 2 else None
+    json_path = write_report(results, report, extra)
+    for r in results:
+        console.print(f"[bold]{r.label}[/]: max sustained {r.max_sustained_rate or 0:,.0f} decided/s; saturation at {r.saturation_rate or 'not reached'}")
+    console.print(f"report: {report} (figures: {json_path})")
+
+
+def eval_edge_command(
+    cameras: Path = typer.Option(..., "--cameras", help="camera list YAML"),
+    duration: float = typer.Option(30.0, "--duration", min=0.1),
+    track_log: Path = typer.Option(..., "--track-log", help="append every tracked face here (JSON lines)"),
+    config: Optional[str] = ConfigOpt,
+    metrics_port: Optional[int] = typer.Option(None, "--metrics-port"),
+) -> None:
+    """The video edge with a local track log, for scoring a load run against ground truth."""
+    eval_edge(cameras, duration, track_log, config, metrics_port)
+
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="paxsim load (standalone until mounted in paxsim.cli) and the evaluation edge")
+cli.command("load")(load_command)
+cli.command("eval-edge")(eval_edge_command)
+
+if __name__ == "__main__":
+    cli()

@@ -46,21 +46,69 @@ def _figures(results: list[LoadResult]) -> list[tuple[str, go.Figure]]:
     for f in (thr, lat, cpu, mem, drops):
         f.update_layout(template="plotly_dark", height=380, margin=dict(l=60, r=20, t=50, b=50))
     figs += [("throughput", thr), ("latency", lat), ("drops", drops), ("cpu", cpu), ("memory", mem)]
+    figs += _accuracy_figures(results)
     return figs
 
 
+def reference_step(r: LoadResult) -> tuple[int, dict] | None:
+    """The step whose accuracy the report charts: the largest sustained step with video ground truth, else the first scored one."""
+    rows = [(i, s.row()) for i, s in enumerate(r.steps)]
+    scored = [(i, row) for i, row in rows if (row["accuracy"] or {}).get("groups")]
+    ok = [x for x in scored if x[1]["sustained"]]
+    return (ok or scored[:1] or [None])[-1]
+
+
+def _accuracy_figures(results: list[LoadResult]) -> list[tuple[str, go.Figure]]:
+    """Video runs against ground truth: detection recall by face width, IDF1 / MOTA per camera, and rank-1, FRR,
+    FAR and the correct-transition share per demographic group."""
+    size, cams, groups = go.Figure(), go.Figure(), go.Figure()
+    any_acc = False
+    for r in results:
+        ref = reference_step(r)
+        if ref is None:
+            continue
+        any_acc = True
+        i, row = ref
+        acc = row["accuracy"]
+        tag = f"{r.label} step {i + 1}"
+        bins = acc["recall_by_size"]
+        size.add_trace(go.Bar(x=[b["range"] for b in bins], y=[b["recall"] for b in bins], name=tag,
+                              text=[f"{b['found']}/{b['faces']}" for b in bins], textposition="outside"))
+        names = sorted(acc["cameras"])
+        for key in ("idf1", "mota"):
+            cams.add_trace(go.Bar(x=names, y=[acc["cameras"][c][key] for c in names], name=f"{tag}: {key.upper()}"))
+        for metric, label in (("rank1", "rank-1"), ("frr", "FRR"), ("far", "FAR"), ("transitions", "correct transitions")):
+            xs, ys = [], []
+            for key, values in acc["groups"].items():
+                for v, g in values.items():
+                    xs.append(f"{key}={v}")
+                    ys.append(g["transitions"]["share"] if metric == "transitions" else g[metric])
+            groups.add_trace(go.Bar(x=xs, y=ys, name=f"{tag}: {label}"))
+    if not any_acc:
+        return []
+    size.update_layout(title="Detection recall by face width (edge tracks vs ground truth, IoU ≥ 0.5)", yaxis_title="recall", yaxis_range=[0, 1.1], barmode="group")
+    cams.update_layout(title="Tracking per camera (motmetrics)", yaxis_title="score", barmode="group")
+    groups.update_layout(title="Identification per demographic group (true traveller's group)", yaxis_title="share", yaxis_range=[0, 1.05], barmode="group")
+    for f in (size, cams, groups):
+        f.update_layout(template="plotly_dark", height=380, margin=dict(l=60, r=20, t=50, b=80))
+    return [("recall-by-size", size), ("tracking", cams), ("groups", groups)]
+
+
 def _table(results: list[LoadResult]) -> str:
-    head = ["run", "offered/s or cameras", "decided/s", "p50 ms", "p99 ms", "edge drops", "dead letters", "rank-1", "FAR", "leaks", "sustained"]
+    head = ["run", "offered/s or cameras", "decided/s", "p50 ms", "p99 ms", "edge drops", "frames dropped", "dead letters", "rank-1", "FRR", "FAR", "leaks", "transitions ok", "sustained"]
     out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in results:
         for row in (s.row() for s in r.steps):
             acc = row["accuracy"] or {}
             cells = [
                 r.label, f"{row['offered_rate']:,.0f}", f"{row['decided_rate']:,.0f}",
-                f"{row['latency_p50_ms'] or 0:,.1f}", f"{row['latency_p99_ms'] or 0:,.1f}", f"{row['edge_dropped']:,.0f}", f"{row['deadletters']}",
+                f"{row['latency_p50_ms'] or 0:,.1f}", f"{row['latency_p99_ms'] or 0:,.1f}", f"{row['edge_dropped']:,.0f}", f"{row['frames_dropped']:,.0f}", f"{row['deadletters']}",
                 f"{acc['rank1']:.1%}" if acc.get("rank1") is not None else "n/a",
+                f"{acc['frr']:.1%}" if acc.get("frr") is not None else "n/a",
                 f"{acc['far']:.2%}" if acc.get("far") is not None else "n/a",
-                str(acc.get("leaks", "n/a")), "yes" if row["sustained"] else "no",
+                str(acc.get("leaks", "n/a")),
+                (f"{acc['transitions']['correct']}/{acc['transitions']['transitions']}" if acc.get("transitions") else "n/a"),
+                "yes" if row["sustained"] else "no",
             ]
             out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     out.append("</table>")
