@@ -209,20 +209,28 @@ def scrape_counts(stack: Stack, last: StageCounts) -> StageCounts:
     return c
 
 
-def progress_table(c: StageCounts, prev: StageCounts, dt: float, elapsed: float) -> Table:
-    tab = Table(title=f"paxsim demo: {elapsed:5.1f} s", expand=False)
+def rate_table(title: str, rows: list[tuple[str, float]], prev: list[tuple[str, float]], dt: float) -> Table:
+    """Live table of per-stage counters and their rate since the previous sample (``paxsim demo`` and ``paxsim up``)."""
+    tab = Table(title=title, expand=False)
     for col in ("stage", "events", "events/s"):
         tab.add_column(col, justify="right" if col != "stage" else "left")
-    rows = [
-        ("edge → sightings", c.published, prev.published),
-        ("policy gate in", c.gate_total, prev.gate_total),
-        ("policy gate admitted", c.gate_admitted, prev.gate_admitted),
-        ("matcher decided", c.matcher_total, prev.matcher_total),
-        ("matcher matched", c.matched, prev.matched),
-    ]
-    for name, now, before in rows:
+    for (name, now), (_, before) in zip(rows, prev):
         tab.add_row(name, f"{now:,.0f}", f"{(now - before) / dt if dt > 0 else 0:,.0f}")
     return tab
+
+
+def stage_rows(c: StageCounts) -> list[tuple[str, float]]:
+    return [
+        ("edge → sightings", c.published),
+        ("policy gate in", c.gate_total),
+        ("policy gate admitted", c.gate_admitted),
+        ("matcher decided", c.matcher_total),
+        ("matcher matched", c.matched),
+    ]
+
+
+def progress_table(c: StageCounts, prev: StageCounts, dt: float, elapsed: float) -> Table:
+    return rate_table(f"paxsim demo: {elapsed:5.1f} s", stage_rows(c), stage_rows(prev), dt)
 
 
 def resolve_pseudonyms(matches: list, settings: Settings, keys: KeySource | None) -> list:

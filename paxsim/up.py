@@ -36,7 +36,7 @@ from broker.admin import ensure_topics
 from broker.clients import BrokerUnreachable
 from broker.embedded import EmbeddedBroker
 from paxsim.config import ENV_PREFIX, ConfigError, Settings, load_settings
-from paxsim.demo import child_env, enrol_scenario, policy_file
+from paxsim.demo import child_env, enrol_scenario, policy_file, rate_table
 from paxsim.stack import Stack, total
 from policy.keyd import spawn_keyd
 
@@ -103,12 +103,8 @@ def scrape(stack: Stack, edge: _Edge, matchers: list[str], cycles: int) -> UpCou
 
 
 def _table(c: UpCounts, prev: UpCounts, dt: float, elapsed: float, dashboard: str) -> Table:
-    tab = Table(title=f"paxsim up: {elapsed:6.1f} s, edge cycle {c.edge_cycles}  dashboard {dashboard}  (Ctrl-C stops)")
-    for col in ("stage", "events", "events/s"):
-        tab.add_column(col, justify="left" if col == "stage" else "right")
-    for (name, now), (_, before) in zip(c.rows(), prev.rows()):
-        tab.add_row(name, f"{now:,.0f}", f"{(now - before) / dt if dt > 0 else 0:,.0f}")
-    return tab
+    title = f"paxsim up: {elapsed:6.1f} s, edge cycle {c.edge_cycles}  dashboard {dashboard}  (Ctrl-C stops)"
+    return rate_table(title, c.rows(), prev.rows(), dt)
 
 
 def _check_alive(stack: Stack) -> None:
