@@ -24,27 +24,37 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import asyncio
 import itertools
+import logging
 import math
 import os
 import secrets
 import struct
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from broker.messages import Sighting
+
+log = logging.getLogger("paxsim.policy.crypto")
 
 NONCE_BYTES = 12
 KEY_BYTES = 32
 
 SHRED = Counter("paxsim_crypto_keys_destroyed_total", "Keys destroyed (epoch keys on expiry, subject keys on erasure)", ["kind"])
+KEYD_CALL = Histogram(
+    "paxsim_crypto_keyd_call_seconds", "Round trips to the key holder, by operation and by where they ran "
+    "(loop = on an asyncio event loop thread: it blocked the loop)", ["op", "where"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 OPEN_FAIL = Counter("paxsim_crypto_open_failures_total", "Payloads that could not be opened", ["reason"])
 
 
@@ -151,6 +161,15 @@ class Ratchet:
         return cipher
 
 
+def _on_event_loop() -> bool:
+    """True when called from a thread that is running an asyncio event loop (where blocking I/O stalls it)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class KeySource(Protocol):
     """Where services get key material from: the key holder, in-process or over loopback HTTP."""
 
@@ -251,10 +270,18 @@ class HttpKeySource:
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
         import httpx
 
+        op = path.split("/")[2] if path.startswith("/v1/") else path
+        where = "loop" if _on_event_loop() else "thread"
+        t0 = time.perf_counter()
         try:
             r = self._client.request(method, path, json=body)
         except httpx.HTTPError as exc:
             raise KeyUnavailable(f"key holder unreachable: {exc}") from None
+        finally:
+            dt = time.perf_counter() - t0
+            KEYD_CALL.labels(op, where).observe(dt)
+            log.info("key holder call", extra={"op": op, "where": where, "ids": len(body.get("ids", ())) if body else 0,
+                                               "ms": round(dt * 1000, 2), "thread_name": threading.current_thread().name})
         if r.status_code == 404:
             raise KeyExpired(r.json().get("detail", "not found"))
         if r.status_code != 200:
@@ -269,22 +296,63 @@ class HttpKeySource:
         return {sid: (v["key_id"], base64.b64decode(v["key"])) for sid, v in d["keys"].items()}
 
     def destroy_subject(self, subject_id: str) -> bool:
-        return bool(self._call("DELETE", f"/v1/subject/{subject_id}")["destroyed"])
+        return bool(self._call("POST", "/v1/subjects/destroy", {"id": subject_id})["destroyed"])
 
     def close(self) -> None:
         self._client.close()
 
 
+class _Refresher:
+    """A daemon thread calling ``owner.<method>()`` now and then every ``interval_s`` until ``stop()`` or until the
+    owner is garbage-collected (it holds only a weak reference). Exceptions are logged, never raised: the next
+    round retries, and the owner's own expiry rules decide what happens meanwhile (fail closed)."""
+
+    def __init__(self, owner: object, method: str, interval: Callable[[], float], name: str) -> None:
+        self._ref, self._method, self._interval = weakref.ref(owner), method, interval
+        self._stop = threading.Event()
+        self.rounds = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            owner = self._ref()
+            if owner is None:
+                return
+            try:
+                getattr(owner, self._method)()
+            except Exception as exc:  # noqa: BLE001 - logged; next round retries
+                log.warning("background key refresh failed", extra={"what": self._thread.name, "error": repr(exc)})
+            self.rounds += 1
+            del owner
+            self._stop.wait(self._interval())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _auto_background(source: KeySource, background: bool | None) -> bool:
+    """Background refresh defaults to on for a remote key holder (every fetch is a network round trip)."""
+    return isinstance(source, HttpKeySource) if background is None else background
+
+
 class EpochKeyRing:
     """A service's local view of one key class: seal with the current epoch, open while the key lives.
 
-    Fetches the chain state from ``source`` on first use and again at most every ``resync_s`` (default:
-    one epoch) to follow TTL changes and key-holder restarts. Holds several chains when the key holder was
-    restarted (old chain until its keys expire, new chain for sealing).
+    Fetches the chain state from ``source`` and re-syncs every ``resync_s`` (default: one epoch) to follow
+    TTL changes and key-holder restarts. Holds several chains when the key holder was restarted (old chain
+    until its keys expire, new chain for sealing).
+
+    With ``background`` (default: on for :class:`HttpKeySource`) a daemon thread does every fetch: it primes
+    the ring at construction, re-syncs every half period and derives the keys of the current and the next
+    epoch ahead of time, so ``seal``/``open`` never wait for the network (nor for a lock held across it) and an
+    epoch boundary is a dict lookup. Only a ring that has never synced fetches on the caller's thread (and
+    fails closed with :class:`KeyUnavailable` if the holder is unreachable); an unknown chain id forces a
+    fetch at most once per ``force_min_s``. Without ``background`` every sync happens inline, as needed.
     """
 
     def __init__(self, source: KeySource, name: str = "sightings", clock: Callable[[], float] = time.time,
-                 resync_s: float | None = None) -> None:
+                 resync_s: float | None = None, background: bool | None = None, force_min_s: float = 1.0) -> None:
         self.source, self.name, self.clock = source, name, clock
         self._chains: dict[str, Ratchet] = {}
         self._current: Ratchet | None = None
@@ -295,23 +363,52 @@ class EpochKeyRing:
         self._open_hot: dict[str, tuple[float, AESGCM]] = {}
         self._seal_hot: tuple[int, float, str, AESGCM, float] | None = None  # epoch, epoch_s, key id, cipher, until
         self._prefix, self._counter = os.urandom(8), itertools.count()
+        self._force_min_s, self._forced_at = force_min_s, -math.inf
+        self._refresher: _Refresher | None = None
+        if _auto_background(source, background):
+            self.start()
 
-    def _valid_until(self, r: Ratchet, epoch: int) -> float:
-        period = self._resync_s if self._resync_s is not None else r.epoch_s
-        return min(epoch * r.epoch_s + r.ttl_s, self._synced_at + period)
+    def start(self, interval_s: float | None = None) -> "EpochKeyRing":
+        """Run :meth:`refresh` now and then in a daemon thread (default: every half resync period, every
+        0.5 s until the first chain state has arrived)."""
+        if self._refresher is None:
+            ref = weakref.ref(self)
 
-    def _sync(self, now: float, force: bool = False) -> Ratchet:
+            def interval() -> float:
+                ring = ref()
+                return interval_s if interval_s is not None else (ring._refresh_interval() if ring is not None else 0.0)
+
+            self._refresher = _Refresher(self, "refresh", interval, f"keyring-{self.name}")
+        return self
+
+    def _refresh_interval(self) -> float:
         cur = self._current
-        period = self._resync_s if self._resync_s is not None else (cur.epoch_s if cur else 0.0)
-        if cur is not None and not force and now - self._synced_at < period:
-            return cur
-        try:
-            state = self.source.chain(self.name)
-        except KeyUnavailable:
-            if cur is None:
-                raise
-            self._synced_at = now  # keep working on local state; retry next period
-            return cur
+        if cur is None:
+            return 0.5
+        period = self._resync_s if self._resync_s is not None else cur.epoch_s
+        return max(0.05, min(period, cur.epoch_s) / 2)
+
+    def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.stop()
+            self._refresher = None
+
+    def refresh(self) -> None:
+        """Fetch the chain state (no lock held during the round trip), install it, derive this epoch's and the
+        next epoch's keys. What the background thread runs; callable directly."""
+        state = self.source.chain(self.name)
+        now = self.clock()
+        with self._lock:
+            r = self._install(state, now)
+            epoch = epoch_of(now, r.epoch_s)
+            for e in (epoch, epoch + 1):  # ahead of the boundary: the first seal of the next epoch finds its key
+                try:
+                    r.aead(e, now)
+                except KeyExpired:
+                    pass
+
+    def _install(self, state: ChainState, now: float) -> Ratchet:
+        """Under ``_lock``: adopt a fetched chain state as the current chain."""
         self._synced_at = now
         r = self._chains.get(state.chain_id)
         if r is None:
@@ -322,6 +419,33 @@ class EpochKeyRing:
                 r.advance(now)
         self._current = r
         return r
+
+    def _valid_until(self, r: Ratchet, epoch: int) -> float:
+        period = self._resync_s if self._resync_s is not None else r.epoch_s
+        return min(epoch * r.epoch_s + r.ttl_s, self._synced_at + period)
+
+    def _sync(self, now: float, force: bool = False) -> Ratchet:
+        """Under ``_lock``: the current chain, fetching inline only when needed (see the class docstring)."""
+        cur = self._current
+        if cur is not None:
+            if force:
+                if now - self._forced_at < self._force_min_s:
+                    return cur
+                self._forced_at = now
+            elif self._refresher is not None:
+                return cur  # the background thread keeps it fresh; never a round trip on the caller's thread
+            else:
+                period = self._resync_s if self._resync_s is not None else cur.epoch_s
+                if now - self._synced_at < period:
+                    return cur
+        try:
+            state = self.source.chain(self.name)
+        except KeyUnavailable:
+            if cur is None:
+                raise
+            self._synced_at = now  # keep working on local state; retry next period
+            return cur
+        return self._install(state, now)
 
     def shred(self) -> None:
         """Destroy expired keys now (also done lazily on every seal/open). Drops fully expired chains."""
@@ -459,39 +583,91 @@ def _pseudonym(raw_key: bytes) -> str:
 class SubjectVault:
     """Per-subject sealing for stored data (gallery entries, trajectories, snapshots).
 
-    Keys are cached in memory for at most ``cache_s`` so that a process that misses an erasure message
-    still loses the key within that bound; :meth:`forget` drops it at once (call it on every erasure).
+    Keys are cached in memory for at most ``cache_s`` after the key holder last confirmed them, so that a
+    process that misses an erasure message still loses the key within that bound; :meth:`forget` drops it at
+    once (call it on every erasure).
+
+    With ``background`` (default: on for :class:`HttpKeySource`) a daemon thread re-confirms every cached key
+    that is older than ``refresh_at × cache_s``, all in one round trip and never creating a key: a key the
+    holder no longer has is dropped at once, the others get a fresh ``cache_s``. So a warmed subject's key
+    (see :meth:`warm`, at start-up before consuming) never expires while it is in use and ``seal``/``open``/
+    ``pseudonym`` never wait for the network; only a subject never seen before costs one inline round trip.
     """
 
-    def __init__(self, source: KeySource, clock: Callable[[], float] = time.monotonic, cache_s: float = 5.0) -> None:
+    def __init__(self, source: KeySource, clock: Callable[[], float] = time.monotonic, cache_s: float = 5.0,
+                 background: bool | None = None, refresh_at: float = 0.4, batch: int = 2000) -> None:
         self.source, self.clock, self.cache_s = source, clock, cache_s
+        self.refresh_at, self.batch = refresh_at, batch
         self._cache: dict[str, tuple[float, str, AESGCM, str]] = {}
         self._lock = threading.Lock()
+        self._forgets = 0  # bumped by forget(): a fetch that started before a forget must not re-insert the key
+        self._forgotten: dict[str, int] = {}
+        self._refresher: _Refresher | None = None
+        if _auto_background(source, background):
+            self.start()
+
+    def start(self, interval_s: float | None = None) -> "SubjectVault":
+        """Re-confirm aging keys in a daemon thread every ``interval_s`` (default a fifth of ``cache_s``)."""
+        if self._refresher is None:
+            every = interval_s or self.cache_s / 5
+            self._refresher = _Refresher(self, "refresh", lambda: every, "subject-vault")
+        return self
+
+    def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.stop()
+            self._refresher = None
+
+    def _install(self, fetched: dict[str, tuple[str, bytes]], asked: list[str], now: float, since: int) -> dict[str, tuple[str, AESGCM]]:
+        """Under ``_lock``: replace the entries of ``asked`` by what the holder returned (absent = gone)."""
+        out: dict[str, tuple[str, AESGCM]] = {}
+        for sid in asked:
+            self._cache.pop(sid, None)
+        for sid, (kid, raw) in fetched.items():
+            if self._forgotten.get(sid, -1) > since:
+                continue  # erased while this fetch was in flight: never bring it back
+            cipher = AESGCM(raw)
+            self._cache[sid] = (now, kid, cipher, _pseudonym(raw))
+            out[sid] = (kid, cipher)
+        return out
 
     def _keys(self, subject_ids: list[str], create: bool) -> dict[str, tuple[str, AESGCM]]:
         now = self.clock()
         out: dict[str, tuple[str, AESGCM]] = {}
         missing = []
         with self._lock:
+            since = self._forgets
             for sid in subject_ids:
                 hit = self._cache.get(sid)
                 if hit is not None and now - hit[0] < self.cache_s:
                     out[sid] = (hit[1], hit[2])
                 else:
                     missing.append(sid)
-        if missing:
-            fetched = self.source.subject_keys(missing, create)
+        for i in range(0, len(missing), self.batch):
+            part = missing[i:i + self.batch]
+            fetched = self.source.subject_keys(part, create)
             with self._lock:
-                for sid in missing:
-                    self._cache.pop(sid, None)
-                for sid, (kid, raw) in fetched.items():
-                    cipher = AESGCM(raw)
-                    self._cache[sid] = (now, kid, cipher, _pseudonym(raw))
-                    out[sid] = (kid, cipher)
+                out.update(self._install(fetched, part, now, since))
         return out
 
+    def refresh(self) -> int:
+        """Re-confirm cached keys older than ``refresh_at × cache_s`` with the holder (never creating any).
+        Returns how many were asked for. What the background thread runs; callable directly."""
+        now = self.clock()
+        with self._lock:
+            since = self._forgets
+            aging = [sid for sid, hit in self._cache.items() if now - hit[0] >= self.refresh_at * self.cache_s]
+            if len(self._forgotten) > 10_000:  # tombstones only matter for fetches in flight
+                self._forgotten = {k: v for k, v in self._forgotten.items() if v >= since - 100}
+        for i in range(0, len(aging), self.batch):
+            part = aging[i:i + self.batch]
+            fetched = self.source.subject_keys(part, False)
+            with self._lock:
+                self._install(fetched, part, now, since)
+        return len(aging)
+
     def warm(self, subject_ids: list[str], create: bool = True) -> None:
-        """Fetch many keys in one round trip (e.g. at gallery load)."""
+        """Fetch many keys in one round trip (e.g. at gallery load, before consuming)."""
         self._keys(subject_ids, create)
 
     def seal(self, subject_id: str, plaintext: bytes, aad: bytes = b"") -> tuple[str, bytes]:
@@ -522,7 +698,10 @@ class SubjectVault:
         """
         self._keys([subject_id], True)
         with self._lock:
-            return self._cache[subject_id][3]
+            hit = self._cache.get(subject_id)
+        if hit is None:  # forgotten (erased) in between
+            raise KeyExpired(f"key of subject {subject_id} is destroyed")
+        return hit[3]
 
     def existing_pseudonym(self, subject_id: str) -> str | None:
         """The subject's pseudonym if its key exists; never creates a key (use before an erasure destroys it)."""
@@ -537,6 +716,8 @@ class SubjectVault:
     def forget(self, subject_id: str) -> None:
         with self._lock:
             self._cache.pop(subject_id, None)
+            self._forgets += 1
+            self._forgotten[subject_id] = self._forgets
 
     def erase(self, subject_id: str) -> bool:
         """Destroy the subject's key at the holder and here. True if a key existed."""

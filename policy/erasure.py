@@ -53,7 +53,9 @@ async def publish_pending(registry: ConsentRegistry, producer, vault: SubjectVau
     pending = registry.pending_erasures()
     if not pending:
         return 0
-    futs = [await producer.send(t.ERASURES.name, encode(with_reference(r, vault)), key=r.subject_id.encode()) for r in pending]
+    # the pseudonym lookup is a key-holder round trip: off the event loop
+    refs = await asyncio.to_thread(lambda: [with_reference(r, vault) for r in pending])
+    futs = [await producer.send(t.ERASURES.name, encode(r), key=r.subject_id.encode()) for r in refs]
     await asyncio.gather(*futs)
     registry.mark_published([r.request_id for r in pending])
     return len(pending)
