@@ -16,13 +16,23 @@ did anything wrong: every alert there is a false flag.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
 
 from broker.messages import Alert, TrackUpdate
 
 DWELL = "dwell"
 IMPLAUSIBLE = "implausible-transition"
+ALERTS_ENV = "PAXSIM_ALERTS"
+DEFAULT_ALERTS_PATH = Path(__file__).with_name("default-alerts.yaml")
+
+
+class AlertPolicyError(ValueError):
+    """The alert rules file is unreadable or invalid; the text names the file and the field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +46,28 @@ class AlertPolicy:
 
     def permits(self, purpose: str) -> bool:
         return self.enabled and purpose in self.allowed_purposes
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "AlertPolicy":
+        """Rules from ``path``, else ``$PAXSIM_ALERTS``, else the packaged default (alerts off)."""
+        path = Path(path or os.environ.get(ALERTS_ENV) or DEFAULT_ALERTS_PATH)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise AlertPolicyError(f"{path}: cannot read alert rules: {exc}") from None
+        if not isinstance(raw, dict):
+            raise AlertPolicyError(f"{path}: expected a mapping of alert settings")
+        unknown = set(raw) - {"enabled", "purposes", "implausible_transitions", "dwell_limits_s"}
+        if unknown:
+            raise AlertPolicyError(f"{path}: unknown keys {sorted(unknown)}")
+        limits = raw.get("dwell_limits_s") or {}
+        purposes = raw.get("purposes") or []
+        if not isinstance(limits, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in limits.values()):
+            raise AlertPolicyError(f"{path}: dwell_limits_s must map zones to positive seconds")
+        if not isinstance(purposes, list) or not all(isinstance(p, str) for p in purposes):
+            raise AlertPolicyError(f"{path}: purposes must be a list of purpose names")
+        return cls(bool(raw.get("enabled", False)), frozenset(purposes), {str(z): float(v) for z, v in limits.items()},
+                   bool(raw.get("implausible_transitions", True)))
 
 
 def _alert_id(kind: str, update: TrackUpdate, visit_start: float) -> str:

@@ -11,6 +11,11 @@ the event id for idempotent consumers.
 E-gates: a sighting with a ``claimed_subject`` (the passport presented at the gate) is verified 1:1 against
 the claimed subject's templates (``matcher.verify.Verifier``), never searched 1:N, and decided ``verified`` or
 ``rejected`` through the same post-match policy chain (purpose of the zone: ``egate-verification``).
+
+Alerts: every trajectory update is evaluated by ``matcher.alerts`` under the alert rules
+(``AlertPolicy.load``: off unless enabled, only for the purposes listed). Alert ids are deterministic, each
+is published once per run (and written before the match, like track updates); after a restart the ids of
+alerts already raised are re-derived from the matches read back, so a replay raises none twice.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from broker import topics as t
 from broker.clients import start_consumer, start_producer
-from broker.messages import ErasureRequest, Match, MessageError, Sighting, TrackUpdate, check_sighting, decode, encode
+from broker.messages import Alert, ErasureRequest, Match, MessageError, Sighting, TrackUpdate, check_sighting, decode, encode
 from broker.reader import read_all
 from broker.stream import AssignmentGauge, acknowledged, dead_letter, offsets_after, update_lag
+from matcher.alerts import AlertPolicy, evaluate
 from matcher.gallery import Gallery
 from matcher.index import GalleryIndex, SearchResult
 from matcher.trajectory import TrajectoryStore, ZoneMap
@@ -64,6 +70,7 @@ VERIFICATIONS = Counter("paxsim_matcher_verifications_total", "1:1 e-gate claims
 VERIFY_SECONDS = Histogram(
     "paxsim_matcher_verify_seconds", "1:1 verification time per micro-batch", buckets=(1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1)
 )
+ALERTS = Counter("paxsim_matcher_alerts_total", "Alerts published, by rule", ["kind"])
 IDENTIFIED = ("match", "verified")  # decisions that name a subject
 RECOVERED = Counter("paxsim_matcher_recovered_decisions_total", "Decisions re-read from the matches topic on assignment")
 
@@ -78,10 +85,12 @@ class MatcherState:
     """What the matcher knows besides the gallery: decided event ids (for exactly-once output) and the
     trajectories of identified subjects (by pseudonym), both rebuilt from the matches topic on assignment."""
 
-    def __init__(self, dedupe_window_s: float, zones: ZoneMap, tracks_ttl_s: float) -> None:
+    def __init__(self, dedupe_window_s: float, zones: ZoneMap, tracks_ttl_s: float, alerts: AlertPolicy | None = None) -> None:
         self.window = dedupe_window_s
         self.decided: OrderedDict[str, float] = OrderedDict()
         self.trajectories = TrajectoryStore(zones, ttl_s=tracks_ttl_s, dedupe_window_s=dedupe_window_s)
+        self.alert_policy = alerts or AlertPolicy()
+        self.raised: OrderedDict[str, float] = OrderedDict()  # alert ids already published, within the window
 
     def seen(self, event_id: str) -> bool:
         return event_id in self.decided
@@ -95,12 +104,22 @@ class MatcherState:
                 break
             self.decided.popitem(last=False)
 
-    def apply(self, m: Match) -> TrackUpdate | None:
-        """Record a decision; for an identification, move the subject's trajectory (None if already applied)."""
+    def apply(self, m: Match) -> tuple[TrackUpdate | None, list[Alert]]:
+        """Record a decision; for an identification, move the subject's trajectory (None if already applied)
+        and return the alerts it raises that were not raised before."""
         self.remember(m.event_id, m.matched_at)
-        if m.decision in IDENTIFIED and m.subject_id is not None:
-            return self.trajectories.apply(m.event_id, m.subject_id, m.camera_id, m.zone, m.captured_at, at=m.matched_at)
-        return None
+        if m.decision not in IDENTIFIED or m.subject_id is None:
+            return None, []
+        update = self.trajectories.apply(m.event_id, m.subject_id, m.camera_id, m.zone, m.captured_at, at=m.matched_at)
+        if update is None:
+            return None, []
+        fresh = [a for a in evaluate(update, self.alert_policy, m.purpose) if a.alert_id not in self.raised]
+        for a in fresh:
+            self.raised[a.alert_id] = m.matched_at
+        horizon = m.matched_at - self.window
+        while self.raised and next(iter(self.raised.values())) < horizon:
+            self.raised.popitem(last=False)
+        return update, fresh
 
 
 async def read_back_matches(settings: Settings, partitions: list[int], state: MatcherState) -> dict[int, int]:
@@ -269,15 +288,18 @@ class Matcher:
                 m = self._decide_claim(s, result, partition, offset, now)  # type: ignore[arg-type]
             else:
                 m = self._decide(s, result, partition, offset, now)  # type: ignore[arg-type]
-            update = state.apply(m)
+            update, alerts = state.apply(m)
             if update is not None:
                 if not update.plausible:
                     IMPLAUSIBLE.inc()  # faster than walking between the zones: probably a false match
                 tracks.append(await producer.send(t.TRACKS.name, encode(update), key=update.subject_id.encode()))
+            for a in alerts:
+                ALERTS.labels(a.kind).inc()
+                tracks.append(await producer.send(t.ALERTS.name, encode(a), key=a.zone.encode()))
             DECISIONS.labels(m.decision).inc()
             E2E_SECONDS.observe(max(0.0, now - s.captured_at))
             matches.append((partition, m))
-        await acknowledged(tracks + dead)  # a recorded match implies its track update exists
+        await acknowledged(tracks + dead)  # a recorded match implies its track update and alerts exist
         await acknowledged([await producer.send(t.MATCHES.name, encode(m), key=m.camera_id.encode(), partition=p) for p, m in matches])
 
     def _common(self, s: Sighting, purpose: str, partition: int, offset: int, now: float) -> dict:
@@ -329,7 +351,7 @@ async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
     rt = PolicyRuntime.for_stage(settings, STAGE, policy_path=settings.policy.file)
     policy = rt.holder.current
     tracks_ttl = max((p.retention_s for p in policy.purposes.values()), default=policy.retention.sightings_s)
-    state = MatcherState(settings.matcher.dedupe_window_s, zone_map(settings), tracks_ttl)
+    state = MatcherState(settings.matcher.dedupe_window_s, zone_map(settings), tracks_ttl, AlertPolicy.load())
     producer = await start_producer(settings)
     matcher = Matcher(settings, producer, state, rt)
     eraser = ErasureWorker(STAGE, [matcher.erase], audit=rt.audit)
