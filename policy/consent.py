@@ -171,7 +171,15 @@ class ConsentRegistry:
         self._db.execute("UPDATE meta SET v = v + 1 WHERE k = 'seq'")
         return self._db.execute("SELECT v FROM meta WHERE k = 'seq'").fetchone()[0]
 
-    def refresh(self, force: bool = False) -> int:
+    def sync(self) -> int:
+        """Check for other processes' changes now (one ``PRAGMA data_version``), whatever ``refresh_s`` says.
+
+        Call it once per micro-batch and answer the batch's questions with :meth:`allows`: every change
+        committed before the batch started is seen by it.
+        """
+        return self.refresh(check_now=True)
+
+    def refresh(self, force: bool = False, check_now: bool = False) -> int:
         """Apply other processes' changes. Returns how many records changed."""
         db = self._db
         if db is None:
@@ -179,7 +187,7 @@ class ConsentRegistry:
         with self._lock:
             if not force:
                 now = time.monotonic()
-                if now - self._checked_at < self._refresh_s:
+                if not check_now and now - self._checked_at < self._refresh_s:
                     return 0
                 self._checked_at = now
                 dv = db.execute("PRAGMA data_version").fetchone()[0]
@@ -299,6 +307,11 @@ class ConsentRegistry:
         """May ``subject_id``'s data be processed for ``purpose`` in ``zone`` for an event at time ``at``?"""
         if self._db is not None:
             self.refresh()
+        rec = self.records.get(subject_id, {}).get(purpose)
+        return rec is not None and rec.active(zone, at)
+
+    def allows(self, subject_id: str, purpose: str, zone: str, at: float) -> bool:
+        """:meth:`is_allowed` against the in-memory snapshot as of the last :meth:`sync` (no refresh check)."""
         rec = self.records.get(subject_id, {}).get(purpose)
         return rec is not None and rec.active(zone, at)
 

@@ -18,7 +18,9 @@ Stages and their rules:
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterable, Protocol, TypeVar
 
@@ -65,15 +67,58 @@ def rule_stats(stage: str, rule: str) -> RuleStats:
     return st
 
 
+class _Counts:
+    """One chain's decision counts, kept by the chain on its hot path and read at scrape time.
+
+    ``passed`` = decisions every unit allowed; ``deny[i]`` = denials by unit ``i``. Unit ``i`` allowed
+    ``passed + sum(deny[i+1:])`` times. When the chain is collected its counts are folded into the
+    units' :class:`RuleStats` (so the exported counters never go down).
+    """
+
+    __slots__ = ("stats", "passed", "deny")
+
+    def __init__(self, stats: list[RuleStats]) -> None:
+        self.stats = stats
+        self.passed = 0
+        self.deny = [0] * len(stats)
+
+    def totals(self) -> list[tuple[RuleStats, int, int]]:
+        out, later = [], 0
+        for i in range(len(self.stats) - 1, -1, -1):
+            out.append((self.stats[i], self.passed + later, self.deny[i]))
+            later += self.deny[i]
+        return out
+
+
+_LIVE: set[_Counts] = set()
+_COUNTS_LOCK = threading.Lock()
+
+
+def _fold(counts: _Counts) -> None:
+    with _COUNTS_LOCK:
+        _LIVE.discard(counts)
+        for st, allow, deny in counts.totals():
+            st.allow += allow
+            st.deny += deny
+
+
 class _PolicyCollector(Collector):
     def collect(self):  # noqa: ANN201
         decisions = CounterMetricFamily("paxsim_policy_decisions", "Policy decisions by stage, rule and outcome",
                                         labels=["stage", "rule", "decision"])
         seconds = HistogramMetricFamily("paxsim_policy_decision_seconds", "Time one policy rule took to decide",
                                         labels=["stage", "rule"])
+        with _COUNTS_LOCK:
+            tally = {id(st): [st.allow, st.deny] for st in _STATS.values()}
+            for counts in list(_LIVE):
+                for st, allow, deny in counts.totals():
+                    t = tally.setdefault(id(st), [st.allow, st.deny])
+                    t[0] += allow
+                    t[1] += deny
         for st in list(_STATS.values()):
-            decisions.add_metric([st.stage, st.rule, "allow"], st.allow)
-            decisions.add_metric([st.stage, st.rule, "deny"], st.deny)
+            allow, deny = tally.get(id(st), (st.allow, st.deny))
+            decisions.add_metric([st.stage, st.rule, "allow"], allow)
+            decisions.add_metric([st.stage, st.rule, "deny"], deny)
             cum, acc = [], 0
             for le, n in zip([*map(repr, BUCKETS), "+Inf"], st.buckets):
                 acc += n
@@ -142,6 +187,8 @@ class Chain(Generic[C]):
 
     Every decision of every unit is counted; its latency is timed on one decision in ``time_every``
     (default 4; 1 = every decision), so the histogram's ``_count`` is the number of timed decisions.
+    Under a policy with ``enforcement: off`` (measurement only) every call returns an allow with rule
+    ``enforcement_off`` without running, counting or reporting anything.
     """
 
     def __init__(self, stage: str, filters: Iterable[Filter[C]], policy: PolicySource | None = None,
@@ -153,11 +200,19 @@ class Chain(Generic[C]):
         self.on_decision = on_decision
         # (rule name, check function if a plain Rule else None, unit, stats)
         self._units = [(f.name, f.check if isinstance(f, Rule) else None, f, rule_stats(stage, f.name)) for f in self.filters]
+        # the hot path: only plain Rules (a nested chain or other unit takes the general path)
+        self._checks = [c for _n, c, _u, _s in self._units] if all(c is not None for _n, c, _u, _s in self._units) else None
+        self._counts = _Counts([st for _n, _c, _u, st in self._units])
+        with _COUNTS_LOCK:
+            _LIVE.add(self._counts)
+        weakref.finalize(self, _fold, self._counts)
         self._pinned: Policy | None = None
         self._pinned_version = ""
         self._allow = ALLOW
-        self._tick = 0
+        self._enforce = True
+        self._bypass = ALLOW
         self._every = max(1, int(time_every))
+        self._tick = self._every
 
     @property
     def policy(self) -> Policy:
@@ -167,15 +222,45 @@ class Chain(Generic[C]):
         # reading pydantic private attributes is slow: once per policy object, not per decision
         self._pinned, self._pinned_version = pol, pol.version
         self._allow = Decision(True, "", "", self._pinned_version, self.stage)
+        self._enforce = pol.enforcement == "on"
+        self._bypass = Decision(True, "enforcement_off", "policy enforcement is off (measurement only)",
+                                self._pinned_version, self.stage)
 
     def decide(self, ctx: C, policy: Policy | None = None) -> Decision:
-        pol = policy if policy is not None else self._policy()
+        pol = self._policy() if policy is None else policy
         if pol is not self._pinned:
             self._pin(pol)
-        self._tick += 1
-        timed = self._tick % self._every == 0
+        if not self._enforce:  # measurement-only mode: pass-through, nothing counted or audited
+            return self._bypass
+        self._tick -= 1
+        checks = self._checks
+        if self._tick <= 0 or checks is None:
+            return self._decide_general(ctx, pol)
+        i = 0
+        for check in checks:
+            reason = check(ctx, pol)
+            if reason is not None:
+                return self._deny(ctx, i, self._units[i][0], reason)
+            i += 1
+        self._counts.passed += 1
+        if self.on_decision is not None:
+            self.on_decision(ctx, self._allow)
+        return self._allow
+
+    def _deny(self, ctx: C, i: int, rule: str, reason: str) -> Decision:
+        self._counts.deny[i] += 1
+        result = Decision(False, rule, reason, self._pinned_version, self.stage)
+        if self.on_decision is not None:
+            self.on_decision(ctx, result)
+        return result
+
+    def _decide_general(self, ctx: C, pol: Policy) -> Decision:
+        """Any kind of unit, and every ``time_every``-th decision timed per unit."""
+        timed = self._tick <= 0
+        if timed:
+            self._tick = self._every
         perf = time.perf_counter
-        for name, check, unit, stats in self._units:
+        for i, (name, check, unit, stats) in enumerate(self._units):
             if timed:
                 t0 = perf()
             if check is not None:
@@ -186,14 +271,9 @@ class Chain(Generic[C]):
                 name = d.rule or name
             if timed:
                 stats.observe(perf() - t0)
-            if reason is None:
-                stats.allow += 1
-            else:
-                stats.deny += 1
-                result = Decision(False, name, reason, self._pinned_version, self.stage)
-                if self.on_decision is not None:
-                    self.on_decision(ctx, result)
-                return result
+            if reason is not None:
+                return self._deny(ctx, i, name, reason)
+        self._counts.passed += 1
         if self.on_decision is not None:
             self.on_decision(ctx, self._allow)
         return self._allow
@@ -299,6 +379,7 @@ class PostMatchContext:
     purpose: str
     zone: str
     at: float  # event (capture) time
+    event_id: str | None = None  # for the audit trail
 
 
 def post_match_chain(is_allowed: Callable[[str, str, str, float], bool], policy: PolicySource | None = None,

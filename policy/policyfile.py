@@ -23,16 +23,17 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 import yaml
 from prometheus_client import Counter, Gauge
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
 
 log = logging.getLogger("paxsim.policy")
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("default-policy.yaml")
 POLICY_ENV = "PAXSIM_POLICY"
+UNSAFE_ENV = "PAXSIM_UNSAFE_NO_POLICY"  # "1": acknowledge that ``enforcement: off`` runs without privacy controls
 _NAME = r"^[a-z][a-z0-9-]{0,62}$"
 
 RELOADS = Counter("paxsim_policy_reloads_total", "Policy file reload attempts", ["result"])
@@ -89,8 +90,25 @@ class AuditRule(_Strict):
     log_allows: bool = Field(default=True, description="audit allowed decisions too, not only refusals")
 
 
+def _on_off(v: Any) -> Any:
+    # YAML 1.1 reads a bare on/off as a boolean
+    return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
+
+Enforcement = Annotated[Literal["on", "off"], BeforeValidator(_on_off)]
+
+
+def unsafe_acknowledged(environ: dict[str, str] | None = None) -> bool:
+    """True if ``$PAXSIM_UNSAFE_NO_POLICY`` is ``1`` (what ``--unsafe-no-policy`` sets for the services)."""
+    return (os.environ if environ is None else environ).get(UNSAFE_ENV, "") == "1"
+
+
 class Policy(_Strict):
     """The whole policy. Field defaults are the strict ones."""
+
+    enforcement: Enforcement = Field(default="on", description=(
+        "off = MEASUREMENT ONLY: every chain is pass-through, nothing is sealed, pseudonymised or audited "
+        f"per decision. Refused unless {UNSAFE_ENV}=1 (paxsim ... --unsafe-no-policy)"))
 
     label: str = Field(default="strict-default", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     zones: dict[str, ZoneRule] = Field(default_factory=dict)
@@ -134,7 +152,9 @@ class Policy(_Strict):
 
 def content_hash(policy: Policy) -> str:
     """sha256 of the policy's canonical JSON (sorted keys, defaults filled), first 12 hex digits."""
-    canon = json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    # enforcement "on" is left out so that versions of enforcing policies are what they were before the switch
+    data = policy.model_dump(mode="json", exclude={"enforcement"} if policy.enforcement == "on" else None)
+    canon = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:12]
 
 
@@ -243,8 +263,12 @@ def _semantic_issues(source: str, root: yaml.Node | None, p: Policy) -> list[Pol
     return out
 
 
-def parse_policy(text: str, source: str = "<string>") -> Policy:
-    """Validate YAML ``text`` as a policy; raise :class:`PolicyError` listing every problem with its line."""
+def parse_policy(text: str, source: str = "<string>", unsafe_no_policy: bool | None = None) -> Policy:
+    """Validate YAML ``text`` as a policy; raise :class:`PolicyError` listing every problem with its line.
+
+    A policy with ``enforcement: off`` is refused unless ``unsafe_no_policy`` (default: read from
+    ``$PAXSIM_UNSAFE_NO_POLICY``): it switches every privacy control off, for overhead measurements only.
+    """
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -265,6 +289,9 @@ def parse_policy(text: str, source: str = "<string>") -> Policy:
             issues.append(_issue(source, root, loc, err["msg"], key=err["type"] == "extra_forbidden"))
         raise PolicyError(issues) from None
     issues += _semantic_issues(source, root, policy)
+    if policy.enforcement == "off" and not (unsafe_acknowledged() if unsafe_no_policy is None else unsafe_no_policy):
+        issues.append(_issue(source, root, ("enforcement",), "'off' disables every privacy control (measurement only); "
+                             f"refused without the acknowledgement {UNSAFE_ENV}=1 / --unsafe-no-policy"))
     if issues:
         raise PolicyError(issues)
     policy._source = source

@@ -1,14 +1,25 @@
 """Everything a stage process needs from the policy package, wired once: ``PolicyRuntime.for_stage``.
 
     rt = PolicyRuntime.for_stage(settings, "matcher")      # in the service, after load_settings
-    bg = asyncio.create_task(rt.background(stop))          # policy hot reload + key shredding
-    chain = rt.post_match_chain()                          # audited (batched), counted, timed
+    bg = asyncio.create_task(rt.background(stop))          # hot reload, key shredding, audit → audit topic
+    chain = rt.post_match_chain()                          # audited (per batch), counted, timed
     ...
     s = rt.unseal(sighting)                                # KeyExpired → drop as expired, never dead-letter
-    d = chain(PostMatchContext(best, purpose, s.zone, s.captured_at))
-    ref = rt.vault.pseudonym(best) if d.allow else None    # what leaves the matcher
+    d = chain(PostMatchContext(best, purpose, s.zone, s.captured_at, s.event_id))
+    ref = rt.reference(best) if d.allow else None          # what leaves the matcher (pseudonym)
     ...
     rt.flush_audit()                                       # once per batch, before committing offsets
+
+Per micro-batch, not per event: the chains' decisions are collected as rows and :meth:`flush_audit`
+writes **one** hash-chain entry per stage that commits to all of them (:meth:`AuditLog.append_batch`);
+the consent registry is synced once per batch (``PRAGMA data_version``: a withdrawal committed before
+a batch starts is seen by every decision of that batch) and answered from memory; pseudonyms are
+memoised for the batch. :meth:`flush_audit` marks the batch boundary.
+
+``enforcement: off`` in the policy file (measurement only, refused without ``PAXSIM_UNSAFE_NO_POLICY=1``)
+makes every chain pass-through, :meth:`seal`/:meth:`reference` identity, and audits nothing but the fact
+that enforcement is off. It exists so that ``bench/policy`` and the services can measure the controls'
+cost with everything else equal.
 
 Keys come from the run's key holder (``PAXSIM_KEYD_URL``/``PAXSIM_KEYD_TOKEN``, see ``policy.keyd``);
 without one, ``ring``/``vault`` are None and a stage that must seal has to refuse to start (fail closed).
@@ -20,34 +31,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 from broker.messages import Sighting
-from policy.audit import AuditLog
+from policy.audit import AuditLog, DecisionRow
 from policy.consent import ConsentRegistry, registry_path
 from policy.crypto import EpochKeyRing, HttpKeySource, KeySource, KeyUnavailable, SubjectVault, open_sighting, seal_sighting
 from policy.filters import (
     Chain, Decision, edge_chain, export_chain, gate_chain, post_match_chain, store_chain,
 )
-from policy.policyfile import PolicyHolder
+from policy.policyfile import Policy, PolicyHolder
 
 log = logging.getLogger("paxsim.policy.runtime")
+
+CONSENT_SYNC_S = 1.0  # also re-sync consent at least this often when no batch boundary is marked
 
 
 class PolicyRuntime:
     def __init__(self, stage: str, state_dir: Path, holder: PolicyHolder, consent: ConsentRegistry,
-                 keys: KeySource | None, audit: AuditLog) -> None:
-        self.stage, self.state_dir = stage, state_dir
+                 keys: KeySource | None, audit: AuditLog, settings: Any = None) -> None:  # noqa: ANN401
+        self.stage, self.state_dir, self.settings = stage, state_dir, settings
         self.holder, self.consent, self.keys, self.audit = holder, consent, keys, audit
         self.ring = EpochKeyRing(keys, "sightings") if keys is not None else None
         self.vault = SubjectVault(keys) if keys is not None else None
-        self._pending: list[dict[str, Any]] = []
+        self._rows: dict[str, list[DecisionRow]] = {}
+        self._pseudonyms: dict[str, str] = {}
+        self._consent_synced = -1e18
+        self._enforcing: bool | None = None
+        self._note_enforcement(holder.current)
+        holder.on_change(lambda _old, new: self._note_enforcement(new))
 
     @classmethod
     def for_stage(cls, settings, stage: str, *, policy_path: str | Path | None = None,  # noqa: ANN001
                   keys: KeySource | None = None, require_keys: bool = False) -> "PolicyRuntime":
-        """Open the policy, consent registry, key source and the stage's audit chain."""
+        """Open the policy, consent registry, key source and the stage's audit chain.
+
+        ``require_keys`` (the edge: it must seal) is waived under ``enforcement: off``.
+        """
         state = Path(settings.state_dir)
         holder = PolicyHolder.from_settings_path(policy_path)
         if keys is None:
@@ -55,21 +77,45 @@ class PolicyRuntime:
                 keys = HttpKeySource.from_env()
                 keys.chain("sightings")
             except KeyUnavailable as exc:
-                if require_keys:
+                if require_keys and holder.current.enforcement == "on":
                     raise
                 log.warning("no key holder: this stage can neither seal nor unseal", extra={"error": str(exc)})
                 keys = None
         consent = ConsentRegistry.open(registry_path(state))
-        return cls(stage, state, holder, consent, keys, AuditLog.in_state_dir(state, stage))
+        return cls(stage, state, holder, consent, keys, AuditLog.in_state_dir(state, stage), settings=settings)
+
+    # ------------------------------------------------------------------------------------ enforcement
+
+    @property
+    def enforcing(self) -> bool:
+        """False under ``enforcement: off`` (measurement only)."""
+        return self.holder.current.enforcement == "on"
+
+    def _note_enforcement(self, pol: Policy) -> None:
+        on = pol.enforcement == "on"
+        if on == self._enforcing:
+            return
+        if not on or self._enforcing is not None:
+            # the audit trail says when the controls were switched off (and on again)
+            self.audit.append("policy.enforcement", "on" if on else "off", rule="enforcement",
+                              object_id=self.stage, policy_version=pol.version)
+        if not on:
+            log.warning("POLICY ENFORCEMENT IS OFF: measurement-only mode, no privacy controls",
+                        extra={"stage": self.stage, "policy": pol.version})
+        self._enforcing = on
 
     # ------------------------------------------------------------------------------------ chains
 
     def _hook(self, subject: Callable[[Any], str | None], obj: Callable[[Any], str | None]) -> Callable[[Any, Decision], None]:
+        holder, rows_by_stage = self.holder, self._rows
+
         def hook(ctx: Any, d: Decision) -> None:
-            if not d.allow or self.holder.current.audit.log_allows:
-                self._pending.append({"action": f"{d.stage}.decision", "decision": "allow" if d.allow else "deny",
-                                      "rule": d.rule, "subject_id": subject(ctx), "object_id": obj(ctx),
-                                      "policy_version": d.policy_version})
+            if d.allow and not holder.current.audit.log_allows:
+                return
+            rows = rows_by_stage.get(d.stage)
+            if rows is None:
+                rows = rows_by_stage[d.stage] = []
+            rows.append((obj(ctx), d.stage, d.rule, "allow" if d.allow else "deny", d.policy_version, subject(ctx)))
 
         return hook
 
@@ -79,13 +125,33 @@ class PolicyRuntime:
     def gate_chain(self) -> Chain:
         return gate_chain(policy=self.holder, on_decision=self._hook(lambda c: None, lambda c: c.sighting.event_id))
 
+    def consent_allows(self, subject_id: str, purpose: str, zone: str, at: float) -> bool:
+        """Consent from the in-memory snapshot, synced with SQLite once per batch (and every ``CONSENT_SYNC_S``)."""
+        now = time.monotonic()
+        if now - self._consent_synced >= CONSENT_SYNC_S:
+            self.consent.sync()
+            self._consent_synced = now
+        return self.consent.allows(subject_id, purpose, zone, at)
+
+    def reference(self, subject_id: str) -> str:
+        """How a subject is named outside this stage: its pseudonym (memoised for the batch), or the id when
+        the run has no key holder or enforcement is off."""
+        ps = self._pseudonyms.get(subject_id)
+        if ps is not None:
+            return ps
+        if self.vault is None or not self.enforcing:
+            return subject_id
+        ps = self._pseudonyms[subject_id] = self.vault.pseudonym(subject_id)
+        return ps
+
     def post_match_chain(self, pseudonymise: bool = True) -> Chain:
         def subject(ctx: Any) -> str | None:
             if ctx.subject_id is None:
                 return None
-            return self.vault.pseudonym(ctx.subject_id) if pseudonymise and self.vault is not None else ctx.subject_id
+            return self.reference(ctx.subject_id) if pseudonymise and self.vault is not None else ctx.subject_id
 
-        return post_match_chain(self.consent.is_allowed, self.holder, on_decision=self._hook(subject, lambda c: None))
+        return post_match_chain(self.consent_allows, self.holder,
+                                on_decision=self._hook(subject, lambda c: c.event_id))
 
     def store_chain(self) -> Chain:
         return store_chain(self.holder)
@@ -97,14 +163,26 @@ class PolicyRuntime:
             log_allows=lambda: self.holder.current.audit.log_allows))
 
     def flush_audit(self) -> int:
-        """Write the batch's decision records in one locked append. Call before committing offsets."""
-        pending, self._pending = self._pending, []
-        self.audit.append_many(pending)
-        return len(pending)
+        """End of a micro-batch: one audit entry per stage committing to the batch's decisions (one locked
+        append), then the next batch re-syncs consent and pseudonyms. Call before committing offsets.
+        Returns how many decisions were audited."""
+        self._consent_synced = -1e18
+        self._pseudonyms.clear()
+        if not self._rows:
+            return 0
+        pending = dict(self._rows)  # the hooks hold self._rows itself: empty it in place
+        self._rows.clear()
+        n = 0
+        for stage, rows in pending.items():
+            self.audit.append_batch(f"{stage}.decisions", rows)
+            n += len(rows)
+        return n
 
     # ------------------------------------------------------------------------------------ keys
 
     def seal(self, s: Sighting) -> Sighting:
+        if not self.enforcing:
+            return s
         if self.ring is None:
             raise KeyUnavailable("no key holder: refusing to publish an unsealed embedding")
         return seal_sighting(self.ring, s)
@@ -118,16 +196,48 @@ class PolicyRuntime:
 
     # ------------------------------------------------------------------------------------ background
 
-    async def background(self, stop: asyncio.Event, reload_s: float = 1.0) -> None:
-        """Hot-reload the policy and wipe expired keys until ``stop`` (run as a task)."""
+    async def background(self, stop: asyncio.Event, reload_s: float = 1.0, mirror: bool = True) -> None:
+        """Until ``stop`` (run as a task): hot-reload the policy, wipe expired keys and, when the runtime
+        has broker settings, mirror the audit chains to the audit topic (:mod:`policy.mirror`, ~1 s)."""
+        task = None
+        if mirror and getattr(self.settings, "broker", None) is not None:
+            task = asyncio.create_task(self._mirror(stop, reload_s))
+        try:
+            while not stop.is_set():
+                self.holder.reload()
+                if self.ring is not None:
+                    self.ring.shred()
+                try:
+                    await asyncio.wait_for(stop.wait(), reload_s)
+                except asyncio.TimeoutError:
+                    pass
+            if task is not None:
+                await task
+        finally:
+            if task is not None and not task.done():
+                task.cancel()
+
+    async def _mirror(self, stop: asyncio.Event, every_s: float) -> None:
+        from broker.clients import start_producer
+        from policy.audit import audit_dir
+        from policy.mirror import mirror_dir
+
         while not stop.is_set():
-            self.holder.reload()
-            if self.ring is not None:
-                self.ring.shred()
             try:
-                await asyncio.wait_for(stop.wait(), reload_s)
-            except asyncio.TimeoutError:
-                pass
+                producer = await start_producer(self.settings)
+                break
+            except Exception as exc:  # no broker yet: the chain files are the record; try again
+                log.warning("audit mirror: no broker", extra={"error": repr(exc)})
+                try:
+                    await asyncio.wait_for(stop.wait(), 5.0)
+                except asyncio.TimeoutError:
+                    pass
+        else:
+            return
+        try:
+            await mirror_dir(audit_dir(self.state_dir), producer, stop, every_s)
+        finally:
+            await producer.stop()
 
     def close(self) -> None:
         self.flush_audit()

@@ -5,8 +5,12 @@
     purpose's retention.
 (b) **non-consented**: data about a subject who has no active consent for it (never consented, expired,
     withdrawn): matches, tracks and alerts on the broker, gallery entries in the stores.
-(c) **audit**: problems in the audit hash chains, and audit records published on the audit topic that are
-    missing from the chain files (a removed tail) or do not match their own hash.
+(c) **audit**: problems in the audit hash chains, and the audit topic's copy (:mod:`policy.mirror`) checked
+    against them: a mirrored entry that does not match its own hash (or, for a batch entry, whose decision
+    rows do not match its digest), that is missing from the chain files (a removed tail, a chain deleted)
+    or differs from the chain's entry of the same seq (a chain rewritten), and gaps in the mirrored copy
+    (seqs the chain has but the topic skipped). Entries not mirrored *yet* (the tail, ~1 s) are counted
+    in ``records["audit:unmirrored"]``, not reported.
 
 Subject references are either plain subject ids or pseudonyms (``ps-…``, :meth:`SubjectVault.pseudonym`);
 a pseudonym whose subject key was destroyed is unlinkable and therefore not personal data any more.
@@ -27,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Literal, Protocol
 
 from broker import messages as m
-from policy.audit import audit_dir, record_hash, verify_dir
+from policy.audit import audit_dir, batch_rows_msgpack, check_batch, is_batch, read_records, record_hash, verify_dir
 from policy.consent import ConsentRegistry
 from policy.crypto import EpochKeyRing, KeySource, SubjectVault
 from policy.policyfile import Policy
@@ -125,7 +129,7 @@ class Scanner:
         self.vault = SubjectVault(keys) if keys is not None else None
         self.report = ScanReport(scanned_at=self.now)
         self._subject_refs: list[_Pending] = []
-        self._audit_topic: list[tuple[str, m.AuditRecord]] = []
+        self._audit_topic: list[tuple[str, m.AuditRecord, bytes]] = []
         self._seen_subjects: set[str] = set()
 
     # ------------------------------------------------------------------------------------ topics
@@ -137,6 +141,9 @@ class Scanner:
             msg = m.decode(value or b"", m.Message)
         except m.MessageError:
             self.report.undecodable[topic] += 1
+            return
+        if isinstance(msg, m.AuditRecord):
+            self._audit_topic.append((where, msg, value or b""))
             return
         self._add_message(where, msg)
 
@@ -168,7 +175,7 @@ class Scanner:
                                                    max(p.retention_s for p in pol.purposes.values()) if pol.purposes else 0.0,
                                                    f"alert {msg.kind}"))
         elif isinstance(msg, m.AuditRecord):
-            self._audit_topic.append((where, msg))
+            self._audit_topic.append((where, msg, b""))
         elif isinstance(msg, m.DeadLetter):
             if msg.payload:
                 try:
@@ -198,20 +205,44 @@ class Scanner:
 
     def _check_audit(self) -> None:
         directory = getattr(self, "_audit_dir", None)
-        hashes: set[str] = set()
+        local: dict[tuple[str, int], str] = {}  # (actor, seq) → hash, from the chain files
         if directory is not None:
             for rep in verify_dir(directory):
                 self.report.records[f"audit:{rep.path.name}"] += rep.records
                 for p in rep.problems:
                     self._find("audit", f"{rep.path}:{p.line}", f"{p.kind}: {p.detail}")
-                from policy.audit import read_records
-
-                hashes |= {rec.hash for _n, rec, _r in read_records(rep.path) if rec is not None}
-        for where, rec in self._audit_topic:
+                for _n, rec, _r in read_records(rep.path):
+                    if rec is not None:
+                        local.setdefault((rec.actor, rec.seq), rec.hash)
+        mirrored: dict[str, set[int]] = {}
+        for where, rec, raw in self._audit_topic:
+            name = f"{rec.actor}#{rec.seq}"
             if record_hash(rec) != rec.hash:
-                self._find("audit", where, f"published audit record {rec.actor}#{rec.seq} does not match its hash")
-            elif rec.hash not in hashes:
-                self._find("audit", where, f"published audit record {rec.actor}#{rec.seq} is missing from the chain files")
+                self._find("audit", where, f"published audit record {name} does not match its hash")
+                continue
+            if is_batch(rec) and raw:
+                bad = check_batch(rec, batch_rows_msgpack(raw))
+                if bad is not None:
+                    self._find("audit", where, f"published audit record {name}: {bad[0]}: {bad[1]}")
+                    continue
+            mine = local.get((rec.actor, rec.seq))
+            if mine is None:
+                self._find("audit", where, f"published audit record {name} is missing from the chain files")
+            elif mine != rec.hash:
+                self._find("audit", where, f"published audit record {name} is missing from the chain files: "
+                                           "the chain's entry with that seq has another hash (chain rewritten?)")
+            mirrored.setdefault(rec.actor, set()).add(rec.seq)
+        for actor, seqs in sorted(mirrored.items()):
+            top = max(seqs)
+            gaps = [q for q in range(1, top) if q not in seqs and (actor, q) in local]
+            for lo, hi in _ranges(gaps):
+                self._find("audit", f"{self.audit_topic_name}:{actor}",
+                           f"audit topic copy of {actor} has a gap: seq {lo}..{hi} never reached it")
+            self.report.records["audit:unmirrored"] += sum(1 for (a, q) in local if a == actor and q > top)
+        for actor in {a for a, _q in local} - set(mirrored):
+            self.report.records["audit:unmirrored"] += sum(1 for (a, _q) in local if a == actor)
+
+    audit_topic_name = "audit-topic"
 
     # ------------------------------------------------------------------------------------ finish
 
@@ -248,6 +279,17 @@ class Scanner:
                 self._find("non-consented", p.where, f"{p.what} about {shown}: {why} for {p.purpose or 'any purpose'}")
         self._check_audit()
         return self.report
+
+
+def _ranges(xs: list[int]) -> list[tuple[int, int]]:
+    """Consecutive runs of sorted ints as (first, last)."""
+    out: list[tuple[int, int]] = []
+    for x in xs:
+        if out and x == out[-1][1] + 1:
+            out[-1] = (out[-1][0], x)
+        else:
+            out.append((x, x))
+    return out
 
 
 def open_consent(state_dir: Path, legacy_json: Path | None = None) -> ConsentRegistry:

@@ -8,7 +8,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policy.audit import GENESIS, AuditLog, record_hash, verify, verify_dir
+import msgspec
+
+from policy.audit import GENESIS, AuditLog, batch_object_id, batch_rows, record_hash, verify, verify_dir
 from broker.messages import AuditRecord
 
 
@@ -113,3 +115,87 @@ def test_batched_appends_chain_like_single_ones(tmp_path: Path):
     assert [r.seq for r in recs] == [2, 3, 4, 5, 6] and recs[0].prev_hash != recs[1].prev_hash
     rep = verify(path)
     assert rep.ok and rep.records == 7
+
+
+def write_batches(path: Path, batches: int, size: int) -> list[bytes]:
+    with AuditLog(path, actor="matcher", clock=lambda: 1.0) as log:
+        for b in range(batches):
+            rows = [(f"ev-{b}-{i}", "post_match", "" if i % 3 else "consent", "allow" if i % 3 else "deny", "p@abc",
+                     f"ps-{i:024x}" if i % 2 else None) for i in range(size)]
+            log.append_batch("post_match.decisions", rows)
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def test_a_batch_entry_commits_to_every_decision_in_it(tmp_path: Path):
+    path = tmp_path / "matcher.jsonl"
+    lines = write_batches(path, 3, 4)
+    assert len(lines) == 3 and verify(path).ok
+    first = json.loads(lines[0])
+    assert first["decision"] == "batch" and first["object_id"].startswith("batch:4:") and first["rule"] == "2 allow 2 deny"
+    assert batch_rows(lines[0]) == [list(r) for r in [("ev-0-0", "post_match", "consent", "deny", "p@abc", None),
+                                                        ("ev-0-1", "post_match", "", "allow", "p@abc", f"ps-{1:024x}"),
+                                                        ("ev-0-2", "post_match", "", "allow", "p@abc", None),
+                                                        ("ev-0-3", "post_match", "consent", "deny", "p@abc", f"ps-{3:024x}")]]
+
+
+batch_mutations = st.sampled_from(["flip", "rule", "subject", "version", "event", "remove", "add", "swap", "drop_rows",
+                                   "redigest"])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutation=batch_mutations, size=st.integers(min_value=2, max_value=6), data=st.data())
+def test_any_single_tampering_inside_a_batch_is_found(tmp_path: Path, mutation: str, size: int, data):
+    path = tmp_path / f"batch-{mutation}-{size}.jsonl"
+    path.unlink(missing_ok=True)
+    lines = write_batches(path, 3, size)
+    b = data.draw(st.integers(min_value=0, max_value=1), label="batch")  # not the last: its successor links to it
+    i = data.draw(st.integers(min_value=0, max_value=size - 1), label="row")
+    rec = json.loads(lines[b])
+    rows = rec["decisions"]
+    if mutation == "flip":
+        rows[i][3] = "allow" if rows[i][3] == "deny" else "deny"
+    elif mutation == "rule":
+        rows[i][2] = "" if rows[i][2] else "consent"
+    elif mutation == "subject":
+        rows[i][5] = "ps-" + "f" * 24
+    elif mutation == "version":
+        rows[i][4] = "p@forged"
+    elif mutation == "event":
+        rows[i][0] = "ev-forged"
+    elif mutation == "remove":
+        del rows[i]
+    elif mutation == "add":
+        rows.insert(i, ["ev-forged", "post_match", "", "allow", "p@abc", None])
+    elif mutation == "swap":
+        j = (i + 1) % size
+        if rows[i] == rows[j]:
+            rows[i][0] = "ev-forged"
+        rows[i], rows[j] = rows[j], rows[i]
+    elif mutation == "drop_rows":
+        del rec["decisions"]
+    else:  # a forger who also re-computes the digest and the entry's own hash: the next entry's link breaks
+        del rows[i]
+        forged = AuditRecord(**{k: v for k, v in rec.items() if k not in ("decisions", "type")})
+        forged = msgspec.structs.replace(forged, object_id=batch_object_id(rows))
+        forged = msgspec.structs.replace(forged, hash=record_hash(forged))
+        rec = {**json.loads(msgspec.json.encode(forged)), "decisions": rows}
+    lines[b] = (json.dumps(rec) + "\n").encode()
+    path.write_bytes(b"".join(lines))
+    rep = verify(path)
+    assert not rep.ok, mutation
+    kinds = {p.kind for p in rep.problems}
+    expected = {"remove": {"removed"}, "drop_rows": {"removed"}, "add": {"inserted"}, "redigest": {"inserted"}}.get(mutation, {"changed"})
+    assert kinds & expected, rep.problems
+    assert {p.seq for p in rep.problems} <= {b + 1, b + 2}
+
+
+def test_a_batch_written_whole_verifies_after_a_single_record_and_before_one(tmp_path: Path):
+    path = tmp_path / "gate.jsonl"
+    with AuditLog(path, actor="gate") as log:
+        log.append("a", "allow")
+        rec = log.append_batch("gate.decisions", [("e1", "gate", "", "allow", "p@1", None), ("e2", "gate", "fresh", "deny", "p@2", None)])
+        assert log.append_batch("gate.decisions", []) is None
+        log.append("c", "deny")
+    assert rec.seq == 2 and rec.policy_version == "p@1,p@2"
+    rep = verify(path)
+    assert rep.ok and rep.records == 3

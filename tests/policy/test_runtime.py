@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from broker.messages import Sighting, embedding_to_bytes
-from policy.audit import read_records, verify
-from policy.consent import ConsentRecord
+from policy.audit import batch_rows, read_records, verify
+from policy.consent import ConsentRecord, ConsentRegistry, registry_path
 from policy.crypto import KeyExpired, KeyHolder, KeyUnavailable, LocalKeySource
-from policy.filters import GateContext, PostMatchContext
+from policy.filters import EdgeContext, GateContext, PostMatchContext
+from policy.policyfile import UNSAFE_ENV, PolicyError
 from policy.runtime import PolicyRuntime
 
 
@@ -33,17 +34,71 @@ def test_a_stage_seals_decides_audits_in_batches_and_pseudonymises(tmp_path, mon
     assert not sealed.embedding and rt.unseal(sealed) == s
     gate, post = rt.gate_chain(), rt.post_match_chain()
     assert gate(GateContext(sealed, now)).allow
-    assert post(PostMatchContext("pax-1", "boarding", "gate", now)).allow
-    assert post(PostMatchContext("pax-1", "egate-verification", "egate", now)).rule == "consent"
-    assert post(PostMatchContext(None, "boarding", "gate", now)).rule == "known_face"
+    assert post(PostMatchContext("pax-1", "boarding", "gate", now, "e1")).allow
+    assert post(PostMatchContext("pax-1", "egate-verification", "egate", now, "e2")).rule == "consent"
+    assert post(PostMatchContext(None, "boarding", "gate", now, "e3")).rule == "known_face"
     assert not rt.audit.path.exists() or rt.audit.path.read_text() == ""  # nothing written before the flush
     assert rt.flush_audit() == 4
-    recs = [r for _n, r, _raw in read_records(rt.audit.path)]
+    lines = list(read_records(rt.audit.path))
+    recs = [r for _n, r, _raw in lines]
+    # one chain entry per stage and batch, committing to every decision in it
     assert [(r.action, r.decision, r.rule) for r in recs] == [
-        ("gate.decision", "allow", ""), ("post_match.decision", "allow", ""),
-        ("post_match.decision", "deny", "consent"), ("post_match.decision", "deny", "known_face")]
-    assert recs[1].subject_id == rt.vault.pseudonym("pax-1") and "pax-1" not in rt.audit.path.read_text()
+        ("gate.decisions", "batch", "1 allow 0 deny"), ("post_match.decisions", "batch", "1 allow 2 deny")]
+    ps = rt.vault.pseudonym("pax-1")
+    assert batch_rows(lines[0][2]) == [["e1", "gate", "", "allow", rt.holder.version, None]]
+    assert batch_rows(lines[1][2]) == [["e1", "post_match", "", "allow", rt.holder.version, ps],
+                                       ["e2", "post_match", "consent", "deny", rt.holder.version, ps],
+                                       ["e3", "post_match", "known_face", "deny", rt.holder.version, None]]
+    assert "pax-1" not in rt.audit.path.read_text()
     assert all(r.policy_version == rt.holder.version for r in recs) and verify(rt.audit.path).ok
+    assert rt.flush_audit() == 0 and len(list(read_records(rt.audit.path))) == 2  # an empty batch writes nothing
+    rt.close()
+
+
+def test_a_withdrawal_is_seen_by_the_next_batch(tmp_path, monkeypatch):
+    """Consent is answered from memory; another process's withdrawal is seen from the next batch on."""
+    monkeypatch.delenv("PAXSIM_KEYD_URL", raising=False)
+    rt = PolicyRuntime.for_stage(S(tmp_path), "matcher", keys=LocalKeySource(KeyHolder({"sightings": (1.0, 10.0)})))
+    now = time.time()
+    other = ConsentRegistry.open(registry_path(tmp_path))  # the CLI, another process
+    other.grant(ConsentRecord("pax-1", "boarding", now - 10, now + 100))
+    post = rt.post_match_chain()
+    ctx = PostMatchContext("pax-1", "boarding", "gate", now, "e1")
+    assert post(ctx).allow  # granted before this batch started
+    rt.flush_audit()
+    assert post(ctx).allow
+    other.withdraw("pax-1")
+    rt.flush_audit()  # batch boundary
+    d = post(ctx)
+    assert not d.allow and d.rule == "consent"
+    rt.flush_audit()
+    rows = [row for _n, r, raw in read_records(rt.audit.path) if r.action == "post_match.decisions" for row in batch_rows(raw)]
+    assert [r[3] for r in rows] == ["allow", "allow", "deny"]
+    other.close()
+    rt.close()
+
+
+def test_enforcement_off_is_refused_without_acknowledgement_and_is_pass_through_with_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("PAXSIM_KEYD_URL", raising=False)
+    monkeypatch.delenv("PAXSIM_KEYD_TOKEN", raising=False)
+    monkeypatch.delenv(UNSAFE_ENV, raising=False)
+    pfile = tmp_path / "off.yaml"
+    pfile.write_text("label: measure\nzones: {gate: {biometric: true, purpose: boarding}}\npurposes: {boarding: {}}\n"
+                     "enforcement: off\n")
+    with pytest.raises(PolicyError, match="off.yaml:4:14: enforcement: .*unsafe-no-policy"):
+        PolicyRuntime.for_stage(S(tmp_path), "edge", policy_path=pfile, require_keys=True)
+    monkeypatch.setenv(UNSAFE_ENV, "1")
+    rt = PolicyRuntime.for_stage(S(tmp_path), "edge", policy_path=pfile, require_keys=True)  # no key holder needed
+    assert not rt.enforcing
+    s = Sighting(event_id="e1", camera_id="c", zone="nowhere", captured_at=0.0, track_id=1, box=(0, 0, 8, 8),
+                 quality=0.0, embedding=embedding_to_bytes(np.ones(128)))
+    assert rt.seal(s) is s  # nothing sealed
+    for d in (rt.edge_chain()(EdgeContext("nowhere", 0.0, (0, 0, 8, 8))), rt.gate_chain()(GateContext(s, 1e9)),
+              rt.post_match_chain()(PostMatchContext("pax-x", "boarding", "gate", 0.0, "e1"))):
+        assert d.allow and d.rule == "enforcement_off" and d.policy_version == rt.holder.version
+    assert rt.reference("pax-x") == "pax-x" and rt.flush_audit() == 0
+    recs = [r for _n, r, _raw in read_records(rt.audit.path)]  # the trail says the controls were off
+    assert [(r.action, r.decision) for r in recs] == [("policy.enforcement", "off")]
     rt.close()
 
 
