@@ -182,3 +182,106 @@ def test_pseudonyms_are_stable_while_the_key_lives_and_unlinkable_after_erasure(
     assert scanner.resolve({ps}, ["pax-1", "pax-2", "pax-3"]) == {ps: "pax-1"}
     a.erase("pax-1")
     assert scanner.resolve({ps}, ["pax-1", "pax-2"]) == {}
+
+
+class RecordingSource:
+    """A LocalKeySource that records which thread made each call (to prove callers never wait on the holder)."""
+
+    def __init__(self, holder: KeyHolder, on_subjects=None) -> None:
+        self.inner, self.calls, self.on_subjects = LocalKeySource(holder), [], on_subjects
+
+    def chain(self, name):
+        self.calls.append(("chain", __import__("threading").current_thread().name))
+        return self.inner.chain(name)
+
+    def subject_keys(self, ids, create):
+        self.calls.append(("subjects", __import__("threading").current_thread().name, tuple(ids), create))
+        if self.on_subjects:
+            self.on_subjects(ids)
+        return self.inner.subject_keys(ids, create)
+
+    def destroy_subject(self, sid):
+        return self.inner.destroy_subject(sid)
+
+
+def _wait(cond, timeout=5.0):
+    deadline = __import__("time").monotonic() + timeout
+    while not cond():
+        assert __import__("time").monotonic() < deadline, "background refresh did not happen"
+        __import__("time").sleep(0.005)
+
+
+def test_background_ring_never_fetches_on_the_callers_thread_and_derives_the_next_epoch_ahead():
+    clock = Clock()
+    holder = KeyHolder({"sightings": (0.25, 2.0)}, clock=clock)
+    src = RecordingSource(holder)
+    ring = EpochKeyRing(src, clock=clock, background=True)
+    try:
+        _wait(lambda: ring._current is not None)
+        r = ring._current
+        e = int(clock.t // 0.25)
+        assert {e, e + 1} <= set(r._keys)  # this epoch's and the next epoch's keys derived before any seal
+        blobs = []
+        for _ in range(12):  # across several epoch boundaries and resync periods
+            blobs.append(seal_sighting(ring, sighting(clock.t)))
+            clock.t += 0.1
+        assert all(open_sighting(ring, b).embedding for b in blobs[-5:])
+        assert [c for c in src.calls if c[1] == "MainThread"] == []
+        clock.t += 2.5  # past the TTL: the background ring destroys keys like any other
+        with pytest.raises(KeyExpired):
+            open_sighting(ring, blobs[0])
+    finally:
+        ring.close()
+
+
+def test_unknown_chain_ids_force_at_most_one_fetch_per_interval():
+    clock, holder, _ = setup()
+    src = RecordingSource(holder)
+    ring = EpochKeyRing(src, clock=clock, force_min_s=1.0)
+    ring.key_id(clock.t)
+    n = len(src.calls)
+    for _ in range(50):
+        assert not ring.can_open(f"sightings:ffffffff:{int(clock.t // 0.25)}")
+    assert len(src.calls) - n == 1
+
+
+def test_background_vault_reconfirms_aging_keys_without_creating_and_drops_destroyed_ones():
+    t = Clock(0.0)
+    holder = KeyHolder({})
+    src = RecordingSource(holder)
+    vault = SubjectVault(src, clock=t, cache_s=5, background=False)
+    vault.warm(["a", "b"])
+    ps_a = vault.pseudonym("a")
+    t.t = 2.5  # aging (≥ 0.4 × cache_s)
+    holder.destroy_subject("b")  # destroyed elsewhere; this process missed the erasure message
+    assert vault.refresh() == 2
+    assert src.calls[-1][2:] == (("a", "b"), False)  # one round trip, never creating a key
+    t.t = 6.0  # past the first fetch's cache_s: "a" was re-confirmed at 2.5 and is still served from memory
+    n = len(src.calls)
+    assert vault.pseudonym("a") == ps_a and len(src.calls) == n
+    assert not vault.can_open("b", "subject:b:1")
+    assert holder.subject_keys(["b"], False) == {}  # the refresh did not bring the destroyed key back
+
+
+def test_a_fetch_in_flight_during_an_erasure_does_not_resurrect_the_key():
+    holder = KeyHolder({})
+    vault: list[SubjectVault] = []
+    src = RecordingSource(holder, on_subjects=lambda ids: vault[0].forget("a") if "a" in ids else None)
+    vault.append(SubjectVault(src, background=False))
+    vault[0].warm(["a"])  # the erasure arrives while the keys are on their way
+    assert "a" not in vault[0]._cache
+
+
+def test_background_vault_thread_runs_refresh():
+    holder = KeyHolder({})
+    src = RecordingSource(holder)
+    t = Clock(0.0)
+    vault = SubjectVault(src, clock=t, cache_s=5, background=True)
+    try:
+        vault.warm(["a"])
+        t.t = 3.0
+        vault.close()
+        vault.start(interval_s=0.01)
+        _wait(lambda: any(c[0] == "subjects" and c[1] == "subject-vault" and c[3] is False for c in src.calls))
+    finally:
+        vault.close()
