@@ -7,7 +7,13 @@ Each run is a full :func:`paxsim.demo.run_pipeline` (embedded Tansu broker, key 
 dashboard and the virtual-camera edge, each its own process). Afterwards the matches topic is read from
 offset 0 and ``matched_at - captured_at`` of every decided event is bucketed by the second of capture
 (relative to the first capture). Printed per run: p50 / p99 / max and count per capture second, then
-overall p50 / p99 / max, and the steady-state figures without the first two seconds.
+overall p50 / p99 / max, and the steady-state figures without the first two seconds. Next to each second:
+the key-holder round trips the stages made in that second (from their "key holder call" log records,
+``policy.crypto.HttpKeySource``), those made on an asyncio event loop (which stalled it) and those made by
+background refresh threads, with the milliseconds they took.
+
+The broker is started by the bench (``run_pipeline`` then treats it as external), so the matches topic can
+be read after the stages have stopped.
 
 The run's stage logs are kept in ``<state-dir>/run-N/`` (``*.log``) for whoever wants to look further.
 """
@@ -27,11 +33,11 @@ from rich.console import Console
 from rich.table import Table
 
 from broker import topics as t
+from broker.embedded import EmbeddedBroker
 from broker.messages import Match, MessageError, decode
 from broker.reader import read_all
 from paxsim.config import Settings, load_settings
 from paxsim.demo import run_pipeline
-from broker.embedded import EmbeddedBroker
 
 WARMUP_S = 2
 
