@@ -14,7 +14,11 @@ Two kinds of keys, both held only in memory (never written to the broker or to d
 Distribution: one :class:`KeyHolder` per run (``policy.keyd``, a loopback HTTP process authenticated by
 a per-run bearer token) owns the chains and the subject keys. Services use an :class:`EpochKeyRing` and
 a :class:`SubjectVault` over a :class:`KeySource` (in-process :class:`LocalKeySource` or
-:class:`HttpKeySource`); they fetch the chain state once, ratchet locally, and re-sync every epoch. A
+:class:`HttpKeySource`); they fetch the chain state once, ratchet locally, and re-sync every epoch. Over
+HTTP every fetch runs in a background thread (ring: re-sync every half epoch, next epoch's key derived
+ahead; vault: aging subject keys re-confirmed before they expire), so no key-holder round trip ever runs
+on a service's event loop once it is warm. Each round trip is timed in
+``paxsim_crypto_keyd_call_seconds{op,where}`` (``where="loop"`` = it blocked an event loop). A
 service restarted mid-run fetches the *current* state and so cannot read anything already expired. If
 the key holder itself dies, all sealed data becomes unreadable (fail closed). See docs/privacy.md.
 """
