@@ -158,12 +158,15 @@ class Rule(Generic[C]):
     """A named predicate: ``check(ctx, policy)`` returns a reason string to deny, or None to allow.
 
     Its decisions name the rule; the :class:`Chain` that runs it stamps the policy version and stage.
+    ``compile(policy)`` (optional) returns an equivalent check with that policy's values bound (sets and
+    numbers instead of model lookups); a chain compiles its rules once per pinned policy.
     """
 
-    __slots__ = ("name", "check", "_allow")
+    __slots__ = ("name", "check", "compile", "_allow")
 
-    def __init__(self, name: str, check: Callable[[C, Policy], str | None]) -> None:
-        self.name, self.check = name, check
+    def __init__(self, name: str, check: Callable[[C, Policy], str | None],
+                 compile: Callable[[Policy], Callable[[C, Policy], str | None]] | None = None) -> None:  # noqa: A002
+        self.name, self.check, self.compile = name, check, compile
         self._allow = Decision(True, name)
 
     def decide(self, ctx: C, policy: Policy) -> Decision:
@@ -186,13 +189,13 @@ class Chain(Generic[C]):
     """Run filter units in order against one pinned policy; the first deny wins.
 
     Every decision of every unit is counted; its latency is timed on one decision in ``time_every``
-    (default 4; 1 = every decision), so the histogram's ``_count`` is the number of timed decisions.
+    (default 16; 1 = every decision), so the histogram's ``_count`` is the number of timed decisions.
     Under a policy with ``enforcement: off`` (measurement only) every call returns an allow with rule
     ``enforcement_off`` without running, counting or reporting anything.
     """
 
     def __init__(self, stage: str, filters: Iterable[Filter[C]], policy: PolicySource | None = None,
-                 on_decision: Callable[[C, Decision], None] | None = None, time_every: int = 4) -> None:
+                 on_decision: Callable[[C, Decision], None] | None = None, time_every: int = 16) -> None:
         self.stage = stage
         self.name = stage
         self.filters = list(filters)
@@ -200,8 +203,9 @@ class Chain(Generic[C]):
         self.on_decision = on_decision
         # (rule name, check function if a plain Rule else None, unit, stats)
         self._units = [(f.name, f.check if isinstance(f, Rule) else None, f, rule_stats(stage, f.name)) for f in self.filters]
-        # the hot path: only plain Rules (a nested chain or other unit takes the general path)
-        self._checks = [c for _n, c, _u, _s in self._units] if all(c is not None for _n, c, _u, _s in self._units) else None
+        # the hot path: only plain Rules, compiled per pinned policy (a nested chain or other unit: general path)
+        self._plain = all(c is not None for _n, c, _u, _s in self._units)
+        self._checks: list | None = None
         self._counts = _Counts([st for _n, _c, _u, st in self._units])
         with _COUNTS_LOCK:
             _LIVE.add(self._counts)
@@ -225,6 +229,8 @@ class Chain(Generic[C]):
         self._enforce = pol.enforcement == "on"
         self._bypass = Decision(True, "enforcement_off", "policy enforcement is off (measurement only)",
                                 self._pinned_version, self.stage)
+        if self._plain:
+            self._checks = [u.compile(pol) if u.compile is not None else c for _n, c, u, _s in self._units]
 
     def decide(self, ctx: C, policy: Policy | None = None) -> Decision:
         pol = self._policy() if policy is None else policy
@@ -260,7 +266,10 @@ class Chain(Generic[C]):
         if timed:
             self._tick = self._every
         perf = time.perf_counter
+        compiled = self._checks
         for i, (name, check, unit, stats) in enumerate(self._units):
+            if compiled is not None:
+                check = compiled[i]
             if timed:
                 t0 = perf()
             if check is not None:
@@ -312,10 +321,40 @@ def _edge_quality(ctx: EdgeContext, p: Policy) -> str | None:
     return None
 
 
+def _biometric_zones(p: Policy) -> frozenset[str]:
+    return frozenset(z for z, r in p.zones.items() if r.biometric)
+
+
+def _edge_biometric_c(p: Policy) -> Callable[[EdgeContext, Policy], str | None]:
+    bio = _biometric_zones(p)
+    return lambda ctx, _p: None if ctx.zone in bio else f"zone {ctx.zone!r} is not biometric: counts only"
+
+
+def _edge_no_images_c(p: Policy) -> Callable[[EdgeContext, Policy], str | None]:
+    if p.edge.allow_image_bytes:
+        return lambda ctx, _p: None
+    return lambda ctx, _p: f"{ctx.image_bytes} image bytes may not leave the edge" if ctx.image_bytes else None
+
+
+def _edge_quality_c(p: Policy) -> Callable[[EdgeContext, Policy], str | None]:
+    mq, mpx = p.quality.min_quality, p.quality.min_face_px
+
+    def check(ctx: EdgeContext, _p: Policy) -> str | None:
+        if not ctx.quality >= mq:  # also catches NaN
+            return f"quality {ctx.quality:.2f} < {mq}"
+        b = ctx.box
+        if b[2] < mpx or b[3] < mpx:
+            return f"face {min(b[2], b[3])}px < {mpx}px"
+        return None
+
+    return check
+
+
 def edge_chain(policy: PolicySource | None = None, **kw) -> Chain[EdgeContext]:
     """Before a camera publishes a sighting. A deny on ``biometric_zone`` means: publish counts only."""
-    return Chain("edge", [Rule("biometric_zone", _edge_biometric), Rule("no_image_bytes", _edge_no_images),
-                          Rule("quality", _edge_quality)], policy, **kw)
+    return Chain("edge", [Rule("biometric_zone", _edge_biometric, _edge_biometric_c),
+                          Rule("no_image_bytes", _edge_no_images, _edge_no_images_c),
+                          Rule("quality", _edge_quality, _edge_quality_c)], policy, **kw)
 
 
 # --- gate: broker → matcher --------------------------------------------------------------------
@@ -348,6 +387,30 @@ def _gate_fresh(ctx: GateContext, p: Policy) -> str | None:
     return None
 
 
+def _gate_biometric_c(p: Policy) -> Callable[[GateContext, Policy], str | None]:
+    bio = _biometric_zones(p)
+    return lambda ctx, _p: None if ctx.sighting.zone in bio else f"zone {ctx.sighting.zone!r} is not a biometric zone"
+
+
+def _gate_purpose_c(p: Policy) -> Callable[[GateContext, Policy], str | None]:
+    ok = frozenset(z for z in p.zones if (pu := p.purpose_for_zone(z)) is not None and pu in p.purposes)
+    return lambda ctx, _p: None if ctx.sighting.zone in ok else f"no purpose defined for zone {ctx.sighting.zone!r}"
+
+
+def _gate_fresh_c(p: Policy) -> Callable[[GateContext, Policy], str | None]:
+    max_age, skew = p.max_event_age_s, p.max_clock_skew_s
+
+    def check(ctx: GateContext, _p: Policy) -> str | None:
+        age = ctx.now - ctx.sighting.captured_at
+        if not age <= max_age:  # NaN is stale too
+            return f"stale by {age:.1f}s (max {max_age}s)"
+        if age < -skew:
+            return f"from {-age:.1f}s in the future (max skew {skew}s)"
+        return None
+
+    return check
+
+
 def policy_from_legacy(biometric_zones: Iterable[str], zone_purpose: dict[str, str], max_age_s: float) -> Policy:
     """A policy equivalent to the old PolicySettings (biometric_zones, zone_purpose, max_event_age_s)."""
     bio = set(biometric_zones)
@@ -366,8 +429,9 @@ def gate_chain(biometric_zones: Iterable[str] | None = None, zone_purpose: dict[
     """
     if policy is None:
         policy = policy_from_legacy(biometric_zones or (), zone_purpose or {}, max_age_s if max_age_s is not None else 30.0)
-    return Chain("gate", [Rule("biometric_zone", _gate_biometric), Rule("purpose", _gate_purpose),
-                          Rule("fresh", _gate_fresh)], policy, **kw)
+    return Chain("gate", [Rule("biometric_zone", _gate_biometric, _gate_biometric_c),
+                          Rule("purpose", _gate_purpose, _gate_purpose_c),
+                          Rule("fresh", _gate_fresh, _gate_fresh_c)], policy, **kw)
 
 
 # --- post-match: matcher → stores ---------------------------------------------------------------
@@ -401,7 +465,17 @@ def post_match_chain(is_allowed: Callable[[str, str, str, float], bool], policy:
             return f"no active consent for {ctx.purpose} in {ctx.zone}"
         return None
 
-    return Chain("post_match", [Rule("known_face", known), Rule("consent", consented)], policy, **kw)
+    def consented_c(p: Policy) -> Callable[[PostMatchContext, Policy], str | None]:
+        free = frozenset(name for name, r in p.purposes.items() if not r.requires_consent)
+
+        def check(ctx: PostMatchContext, _p: Policy) -> str | None:
+            if ctx.purpose in free or is_allowed(ctx.subject_id, ctx.purpose, ctx.zone, ctx.at):  # type: ignore[arg-type]
+                return None
+            return f"no active consent for {ctx.purpose} in {ctx.zone}"
+
+        return check
+
+    return Chain("post_match", [Rule("known_face", known), Rule("consent", consented, consented_c)], policy, **kw)
 
 
 # --- store: anything written to a store -----------------------------------------------------------
