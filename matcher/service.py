@@ -12,6 +12,13 @@ E-gates: a sighting with a ``claimed_subject`` (the passport presented at the ga
 the claimed subject's templates (``matcher.verify.Verifier``), never searched 1:N, and decided ``verified`` or
 ``rejected`` through the same post-match policy chain (purpose of the zone: ``egate-verification``).
 
+Snapshots: every ``SNAPSHOT_EVERY_S`` (and soon after an erasure) the matcher writes ``matcher-snapshot.bin`` in
+the state dir (``matcher.snapshot``: atomic, CRC-checked): trajectories, decided event ids, alert ids raised,
+and per assigned partition the next admitted offset and the next matches offset. On its first assignment a
+process restores the snapshot (dropping trajectories of subjects no longer in the gallery), then reads back
+only the matches written after the snapshot's offsets. The index is not in it: the gallery file is the source
+of truth (erasures are applied to it), so a snapshot can never bring an erased template back.
+
 Alerts: every trajectory update is evaluated by ``matcher.alerts`` under the alert rules
 (``AlertPolicy.load``: off unless enabled, only for the purposes listed). Alert ids are deterministic, each
 is published once per run (and written before the match, like track updates); after a restart the ids of
@@ -25,6 +32,7 @@ import logging
 import time
 from collections import OrderedDict
 
+import msgspec
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
@@ -32,8 +40,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from broker import topics as t
 from broker.clients import start_consumer, start_producer
 from broker.messages import Alert, ErasureRequest, Match, MessageError, Sighting, TrackUpdate, check_sighting, decode, encode
-from broker.reader import read_all
 from broker.stream import AssignmentGauge, acknowledged, dead_letter, offsets_after, update_lag
+from matcher import snapshot
 from matcher.alerts import AlertPolicy, evaluate
 from matcher.gallery import Gallery
 from matcher.index import GalleryIndex, SearchResult
@@ -51,6 +59,8 @@ log = logging.getLogger("paxsim.matcher")
 
 STAGE = "matcher"
 PRUNE_EVERY_S = 5.0
+SNAPSHOT_EVERY_S = 5.0
+SNAPSHOT_FILE = "matcher-snapshot.bin"
 GROUP = "paxsim-matcher"
 DECISIONS = Counter("paxsim_matcher_events_total", "Admitted sightings decided, by decision", ["decision"])
 DUPLICATES = Counter("paxsim_matcher_duplicates_total", "Redelivered sightings skipped because already decided")
@@ -73,6 +83,16 @@ VERIFY_SECONDS = Histogram(
 ALERTS = Counter("paxsim_matcher_alerts_total", "Alerts published, by rule", ["kind"])
 IDENTIFIED = ("match", "verified")  # decisions that name a subject
 RECOVERED = Counter("paxsim_matcher_recovered_decisions_total", "Decisions re-read from the matches topic on assignment")
+RESTORED = Counter("paxsim_matcher_snapshot_restored_decisions_total", "Decided event ids restored from the snapshot")
+SNAPSHOTS = Counter("paxsim_matcher_snapshots_total", "Snapshots written")
+SNAPSHOT_BYTES = Gauge("paxsim_matcher_snapshot_bytes", "Size of the last snapshot written")
+SNAPSHOT_SECONDS = Histogram("paxsim_matcher_snapshot_seconds", "Time to capture and write one snapshot",
+                             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0))
+
+
+class _ServiceState(msgspec.Struct):
+    decided: list[tuple[str, float]]
+    raised: list[tuple[str, float]]
 
 
 def zone_map(settings: Settings) -> ZoneMap:
@@ -91,7 +111,33 @@ class MatcherState:
         self.trajectories = TrajectoryStore(zones, ttl_s=tracks_ttl_s, dedupe_window_s=dedupe_window_s)
         self.alert_policy = alerts or AlertPolicy()
         self.raised: OrderedDict[str, float] = OrderedDict()  # alert ids already published, within the window
+        self.next_input: dict[int, int] = {}  # admitted partition -> next offset to decide
+        self.next_match: dict[int, int] = {}  # matches partition -> next offset (everything before is in this state)
+        self.base: dict[tuple[str, int], int] = {}  # offsets of the snapshot this process started from
+        self.restored = False
+        self.changed = False  # since the last snapshot
+        self.erased = False  # an erasure since the last snapshot: write the next one soon
 
+    def to_snapshot(self, partitions: list[int]) -> snapshot.Snapshot:
+        """The state now (call between batches), with the offsets of ``partitions``."""
+        offsets = {(t.ADMITTED.name, p): self.next_input[p] for p in partitions if p in self.next_input}
+        offsets.update({(t.MATCHES.name, p): self.next_match[p] for p in partitions if p in self.next_match})
+        extra = msgspec.msgpack.encode(_ServiceState(list(self.decided.items()), list(self.raised.items())))
+        return snapshot.Snapshot(b"", self.trajectories.to_bytes(), offsets, {"written_at": f"{time.time():.3f}"}, extra)
+
+    def restore(self, snap: snapshot.Snapshot, known: set[str] | None) -> None:
+        """Start from ``snap``; ``known``: subject references still in the gallery (None = keep all)."""
+        self.trajectories.restore(snap.trajectories)
+        if known is not None:
+            for ref in self.trajectories.subjects():
+                if ref not in known:  # erased after the snapshot was written
+                    self.trajectories.erase(ref)
+        if snap.state:
+            st = msgspec.msgpack.decode(snap.state, type=_ServiceState)
+            self.decided = OrderedDict(st.decided)
+            self.raised = OrderedDict(st.raised)
+            RESTORED.inc(len(st.decided))
+        self.base = dict(snap.offsets)
     def seen(self, event_id: str) -> bool:
         return event_id in self.decided
 
@@ -122,10 +168,40 @@ class MatcherState:
         return update, fresh
 
 
-async def read_back_matches(settings: Settings, partitions: list[int], state: MatcherState) -> dict[int, int]:
-    """Replay these matches partitions into ``state``; return the next input offset to process per partition."""
-    next_offset = {p: 0 for p in partitions}
-    for rec in await read_all(settings, t.MATCHES.name, partitions):
+async def read_from(settings: Settings, topic: str, starts: dict[int, int]) -> list[ConsumerRecord]:
+    """Records of ``topic`` from ``starts[partition]`` to the partition's current highwater (right on Tansu)."""
+    tps = {TopicPartition(topic, p): off for p, off in starts.items()}
+    if not tps:
+        return []
+    consumer = await start_consumer(settings, group_id=None)
+    out: list[ConsumerRecord] = []
+    try:
+        consumer.assign(list(tps))
+        for tp, off in tps.items():
+            consumer.seek(tp, off)
+        done: set[TopicPartition] = set()
+        idle = 0
+        while len(done) < len(tps) and idle < 3:
+            batch = await consumer.getmany(*[tp for tp in tps if tp not in done], timeout_ms=200, max_records=10_000)
+            idle = 0 if batch else idle + 1
+            for recs in batch.values():
+                out.extend(recs)
+            for tp in tps:
+                hw = consumer.highwater(tp)
+                if tp not in done and hw is not None and await consumer.position(tp) >= hw:
+                    done.add(tp)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def read_back_matches(settings: Settings, starts: dict[int, int], state: MatcherState) -> dict[int, int]:
+    """Replay the matches partitions from ``starts`` into ``state``; return the next input offset per partition."""
+    next_offset = {p: 0 for p in starts}
+    for p, off in starts.items():
+        state.next_match[p] = max(state.next_match.get(p, 0), off)
+    for rec in await read_from(settings, t.MATCHES.name, starts):
+        state.next_match[rec.partition] = max(state.next_match[rec.partition], rec.offset + 1)
         try:
             m = decode(rec.value or b"", Match)
         except MessageError:
@@ -136,21 +212,43 @@ async def read_back_matches(settings: Settings, partitions: list[int], state: Ma
     return next_offset
 
 
-class _Recover(AssignmentGauge):
-    """On assignment: rebuild decided events from the matches topic, seek past them, then report the assignment."""
+def snapshot_path(settings: Settings):  # noqa: ANN201
+    return gallery_path(settings).with_name(SNAPSHOT_FILE)
 
-    def __init__(self, settings: Settings, state: MatcherState, consumer_ref: list[AIOKafkaConsumer]) -> None:
+
+class _Recover(AssignmentGauge):
+    """On assignment: start from the snapshot (first assignment of this process), rebuild decided events from
+    the matches written after it, seek past them, then report the assignment."""
+
+    def __init__(self, settings: Settings, state: MatcherState, consumer_ref: list[AIOKafkaConsumer], matcher: "Matcher") -> None:
         super().__init__(STAGE)
-        self.settings, self.state, self.ref = settings, state, consumer_ref
+        self.settings, self.state, self.ref, self.matcher = settings, state, consumer_ref, matcher
+
+    async def _restore(self) -> None:
+        try:
+            snap = await asyncio.to_thread(snapshot.read, snapshot_path(self.settings))
+        except snapshot.SnapshotError as exc:  # torn or corrupt: recover from the matches topic alone
+            log.warning("matcher snapshot ignored", extra={"error": str(exc)})
+            return
+        if snap is None:
+            return
+        known = await self.matcher.known_references()
+        self.state.restore(snap, known)
+        log.info("restored from snapshot", extra={"decided": len(self.state.decided), "subjects": len(self.state.trajectories.subjects())})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        consumer = self.ref[0]
-        resumes = await read_back_matches(self.settings, [tp.partition for tp in assigned], self.state)
+        consumer, state = self.ref[0], self.state
+        if not state.restored:
+            state.restored = True
+            await self._restore()
+        starts = {tp.partition: state.base.get((t.MATCHES.name, tp.partition), 0) for tp in assigned}
+        resumes = await read_back_matches(self.settings, starts, state)
         for tp in assigned:
-            resume = resumes[tp.partition]
+            resume = max(resumes[tp.partition], state.base.get((t.ADMITTED.name, tp.partition), 0))
             committed = await consumer.committed(tp) or 0
             if resume > committed:
                 consumer.seek(tp, resume)
+            state.next_input[tp.partition] = max(resume, committed)
             log.info("partition assigned", extra={"partition": tp.partition, "committed": committed, "resume": max(resume, committed)})
         await super().on_partitions_assigned(assigned)
 
@@ -209,8 +307,21 @@ class Matcher:
             if gallery.remove(req.subject_id):
                 gallery.save(path)
         self.state.trajectories.erase(ref or req.subject_id)
+        self.state.erased = True  # the next snapshot (soon) no longer holds the trajectory
         if self.rt.vault is not None:
             self.rt.vault.erase(req.subject_id)
+
+    async def known_references(self) -> set[str] | None:
+        """How the gallery's subjects are named in trajectories (pseudonyms with a key holder); None if unknown."""
+        subjects = self.subjects()
+        if self.rt.vault is None:
+            return set(subjects)
+        try:
+            await asyncio.to_thread(self.rt.vault.warm, subjects, True)
+            return {self.rt.vault.pseudonym(sid) for sid in subjects}
+        except Exception as exc:  # key holder unreachable: keep everything; erasures still arrive on their topic
+            log.warning("cannot name gallery subjects for the snapshot filter", extra={"error": repr(exc)})
+            return None
 
     async def resolve_claims(self, claims: list[str]) -> list[str | None]:
         """The gallery subject each claim names (a pseudonym, or a plain id when the run has no key holder)."""
@@ -300,7 +411,10 @@ class Matcher:
             E2E_SECONDS.observe(max(0.0, now - s.captured_at))
             matches.append((partition, m))
         await acknowledged(tracks + dead)  # a recorded match implies its track update and alerts exist
-        await acknowledged([await producer.send(t.MATCHES.name, encode(m), key=m.camera_id.encode(), partition=p) for p, m in matches])
+        sent = [await producer.send(t.MATCHES.name, encode(m), key=m.camera_id.encode(), partition=p) for p, m in matches]
+        for md in await asyncio.gather(*sent):
+            state.next_match[md.partition] = max(state.next_match.get(md.partition, 0), md.offset + 1)
+        state.changed = True
 
     def _common(self, s: Sighting, purpose: str, partition: int, offset: int, now: float) -> dict:
         return dict(
@@ -347,6 +461,17 @@ class Matcher:
         return Match(decision="verified", subject_id=self.reference(v.subject_id), distance=v.distance, **common)
 
 
+async def write_snapshot(settings: Settings, state: MatcherState, partitions: list[int]) -> None:
+    """Capture the state between batches, write it off the event loop (atomic file, fsync)."""
+    t0 = time.perf_counter()
+    snap = state.to_snapshot(partitions)
+    state.changed = state.erased = False
+    size = await asyncio.to_thread(snapshot.write, snapshot_path(settings), snap)
+    SNAPSHOTS.inc()
+    SNAPSHOT_BYTES.set(size)
+    SNAPSHOT_SECONDS.observe(time.perf_counter() - t0)
+
+
 async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
     rt = PolicyRuntime.for_stage(settings, STAGE, policy_path=settings.policy.file)
     policy = rt.holder.current
@@ -363,19 +488,26 @@ async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
     ref: list[AIOKafkaConsumer] = []
     consumer = await start_consumer(settings, group_id=GROUP)
     ref.append(consumer)
-    consumer.subscribe([t.ADMITTED.name], listener=_Recover(settings, state, ref))
-    pruned_at = time.monotonic()
+    consumer.subscribe([t.ADMITTED.name], listener=_Recover(settings, state, ref, matcher))
+    pruned_at = snapped_at = time.monotonic()
+    every = float(getattr(settings.matcher, "snapshot_every_s", SNAPSHOT_EVERY_S))
     try:
         while not stop.is_set():
             if time.monotonic() - pruned_at > PRUNE_EVERY_S:  # trajectories past their purpose's TTL are deleted
                 state.trajectories.prune(time.time())
                 pruned_at = time.monotonic()
+            if (state.erased or (state.changed and time.monotonic() - snapped_at > every)) and consumer.assignment():
+                await write_snapshot(settings, state, [tp.partition for tp in consumer.assignment()])
+                snapped_at = time.monotonic()
             batch = await consumer.getmany(timeout_ms=200, max_records=settings.matcher.batch_max)
             if not batch:
                 continue
             await matcher.decide_batch(batch)
             rt.flush_audit()
-            await consumer.commit(offsets_after(batch))
+            done = offsets_after(batch)
+            await consumer.commit(done)
+            for tp, off in done.items():
+                state.next_input[tp.partition] = off
             update_lag(consumer, STAGE, batch)
     finally:
         for task in tasks:

@@ -30,6 +30,7 @@ class _Body(msgspec.Struct):
     trajectories: bytes
     offsets: dict[str, int]  # "topic:partition" -> next offset to consume
     meta: dict[str, str] = {}
+    state: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +39,12 @@ class Snapshot:
     trajectories: bytes
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     meta: dict[str, str] = field(default_factory=dict)
+    state: bytes = b""  # the owner's other state (the service: decided event ids, alert ids raised)
 
 
 def encode(snap: Snapshot) -> bytes:
     body = msgspec.msgpack.encode(
-        _Body(snap.index, snap.trajectories, {f"{t}:{p}": o for (t, p), o in snap.offsets.items()}, dict(snap.meta))
+        _Body(snap.index, snap.trajectories, {f"{t}:{p}": o for (t, p), o in snap.offsets.items()}, dict(snap.meta), snap.state)
     )
     return _MAGIC + struct.pack("<IQ", zlib.crc32(body), len(body)) + body
 
@@ -60,7 +62,7 @@ def decode(data: bytes) -> Snapshot:
     for key, off in b.offsets.items():
         topic, _, part = key.rpartition(":")
         offsets[(topic, int(part))] = off
-    return Snapshot(b.index, b.trajectories, offsets, b.meta)
+    return Snapshot(b.index, b.trajectories, offsets, b.meta, b.state)
 
 
 def write(path: str | Path, snap: Snapshot) -> int:

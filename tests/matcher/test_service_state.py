@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from broker import topics as t
 from broker.messages import Match
 from matcher.alerts import DWELL, IMPLAUSIBLE, AlertPolicy, AlertPolicyError
 from matcher.service import MatcherState
@@ -64,3 +65,18 @@ def test_alert_rules_file_is_validated(tmp_path):
     bad.write_text("dwell_limits_s: {egate: -1}\n")
     with pytest.raises(AlertPolicyError, match="positive"):
         AlertPolicy.load(bad)
+
+
+def test_snapshot_roundtrip_restores_state_and_drops_erased_subjects(tmp_path):
+    from matcher import snapshot
+
+    state = MatcherState(600.0, ZONES, 3600.0, POLICY)
+    _run(state, STREAM[:4] + [_m("b1", "security", 1.0, subject="ps-b")])
+    state.next_input, state.next_match = {0: 17, 1: 4}, {0: 9}
+    snapshot.write(tmp_path / "s.bin", state.to_snapshot([0, 1]))
+    fresh = MatcherState(600.0, ZONES, 3600.0, POLICY)
+    fresh.restore(snapshot.read(tmp_path / "s.bin"), known={"ps-a"})  # ps-b was erased after the snapshot
+    assert fresh.trajectories.subjects() == ["ps-a"]
+    assert all(fresh.seen(m.event_id) for m in STREAM[:4]) and fresh.seen("b1")
+    assert fresh.base == {(t.ADMITTED.name, 0): 17, (t.ADMITTED.name, 1): 4, (t.MATCHES.name, 0): 9}
+    assert _run(fresh, STREAM[4:]) == []  # the dwell alert of this visit was raised before the snapshot

@@ -102,20 +102,26 @@ def test_matcher_kill_9_and_restart_loses_and_doubles_nothing(settings: Settings
     stack = Stack(Path(cs.state_dir), child_env(cs, broker.bootstrap, True, keys))
     try:
         start_pipeline(stack, 10.0, ground_truth_path(cs))
-        # kill once the matcher has decided something, mid-stream
+        # kill once the matcher has decided something and written a snapshot, mid-stream
         deadline = time.monotonic() + 20
-        while total(stack.scrape("matcher"), "paxsim_matcher_events_total") < 100:
+        while True:
+            m = stack.scrape("matcher")
+            if total(m, "paxsim_matcher_events_total") >= 100 and total(m, "paxsim_matcher_snapshots_total") >= 1:
+                break
             assert time.monotonic() < deadline
             time.sleep(0.1)
         stack.kill("matcher")  # SIGKILL: no chance to commit or flush
         time.sleep(1.5)  # sightings keep arriving while it is down
         stack.restart("matcher")
         wait_drained(stack)
-        recovered = total(stack.scrape("matcher"), "paxsim_matcher_recovered_decisions_total")
+        m = stack.scrape("matcher")
+        recovered = total(m, "paxsim_matcher_recovered_decisions_total")
+        restored = total(m, "paxsim_matcher_snapshot_restored_decisions_total")
     finally:
         stack.stop()
     check_exactly_once_and_consent(cs, keys)
-    assert recovered >= 100, "the restarted matcher did not read back its earlier decisions"
+    assert restored > 0, "the restarted matcher did not start from its snapshot"
+    assert recovered + restored >= 100, "the restarted matcher did not recover its earlier decisions"
     # and the kill left nothing behind that the privacy scan objects to (expired-readable / non-consented / audit gaps)
     report = asyncio.run(run_scan(cs, load_policy(), HttpKeySource(keys.url, keys.token)))
     assert report.counts == (0, 0, 0), [f.__dict__ if hasattr(f, "__dict__") else f for f in report.findings[:5]]
