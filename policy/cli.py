@@ -10,6 +10,7 @@ The state directory comes from ``--state-dir``, else the configuration (``state_
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -20,7 +21,7 @@ from rich.table import Table
 
 from policy.audit import AuditLog, verify, verify_dir, audit_dir
 from policy.consent import ConsentError, ConsentRegistry, registry_path
-from policy.policyfile import PolicyError, load_policy
+from policy.policyfile import DEFAULT_POLICY_PATH, POLICY_ENV, UNSAFE_ENV, PolicyError, load_policy, parse_policy
 
 console = Console()
 audit_app = typer.Typer(no_args_is_help=True, help="Tamper-evident audit log: verify the hash chains, scan for leaks.")
@@ -170,14 +171,27 @@ def consent_list(
 
 
 @policy_file_app.command("check")
-def policy_check(path: Optional[Path] = typer.Argument(None, help="policy file (default: $PAXSIM_POLICY or the packaged one)")) -> None:
+def policy_check(
+    path: Optional[Path] = typer.Argument(None, help="policy file (default: $PAXSIM_POLICY or the packaged one)"),
+    unsafe_no_policy: bool = typer.Option(False, "--unsafe-no-policy", help=(
+        f"accept 'enforcement: off' (measurement only; services need {UNSAFE_ENV}=1 in their environment)")),
+) -> None:
     """Validate a policy file; print its version, or every error with its line. Exit 1 if invalid."""
     try:
-        pol = load_policy(path)
+        if unsafe_no_policy:
+            src = path or os.environ.get(POLICY_ENV) or DEFAULT_POLICY_PATH
+            pol = parse_policy(Path(src).read_text(), str(src), unsafe_no_policy=True)
+        else:
+            pol = load_policy(path)
+    except OSError as exc:
+        console.print(f"[red]cannot read: {exc}[/]")
+        raise typer.Exit(1) from None
     except PolicyError as exc:
         for issue in exc.issues:
             console.print(f"[red]{issue}[/]", highlight=False)
         raise typer.Exit(1) from None
+    if pol.enforcement == "off":
+        console.print("[bold red]enforcement: off: every privacy control is disabled (measurement only)[/]")
     console.print(f"valid: version [bold]{pol.version}[/] ({len(pol.zones)} zones, {len(pol.purposes)} purposes)")
 
 

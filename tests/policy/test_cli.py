@@ -44,3 +44,26 @@ def test_policy_file_check_prints_lines(tmp_path: Path):
     assert r.exit_code == 1 and "p.yaml:2:" in r.output and "unknown purpose 'nope'" in r.output
     r = runner.invoke(app, ["policy-file", "check"])
     assert r.exit_code == 0 and "airport-default@" in r.output
+
+
+def test_policy_file_check_refuses_enforcement_off_without_the_acknowledgement(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("PAXSIM_UNSAFE_NO_POLICY", raising=False)
+    off = tmp_path / "off.yaml"
+    off.write_text("label: measure\nenforcement: off\n")
+    r = runner.invoke(app, ["policy-file", "check", str(off)])
+    assert r.exit_code == 1 and "off.yaml:2:" in r.output and "unsafe-no-policy" in r.output
+    r = runner.invoke(app, ["policy-file", "check", "--unsafe-no-policy", str(off)])
+    assert r.exit_code == 0 and "measurement only" in r.output and "measure@" in r.output
+
+
+def test_audit_verify_finds_a_decision_changed_inside_a_batch(tmp_path: Path):
+    from policy.audit import AuditLog
+
+    with AuditLog.in_state_dir(tmp_path, "gate") as log:
+        log.append_batch("gate.decisions", [("e1", "gate", "", "allow", "p@1", None), ("e2", "gate", "fresh", "deny", "p@1", None)])
+    sd = ["--state-dir", str(tmp_path)]
+    assert runner.invoke(app, ["audit", "verify", *sd]).exit_code == 0
+    chain = tmp_path / "audit" / "gate.jsonl"
+    chain.write_text(chain.read_text().replace('"fresh","deny"', '"fresh","allow"'))
+    r = runner.invoke(app, ["audit", "verify", *sd])
+    assert r.exit_code == 1 and "changed" in r.output and "inside the batch" in r.output
