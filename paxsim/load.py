@@ -367,7 +367,7 @@ def load_command(
     report: Path = typer.Option(Path("load-report.html"), "--report", help="HTML report (JSON beside it)"),
     policy_file: Optional[Path] = typer.Option(None, "--policy", help="policy file for the run (default: config)"),
     compare: Optional[tuple[Path, Path]] = typer.Option(None, "--compare", help="A.yaml B.yaml: the same ramp under two policy files, and the difference"),
-    full_ramp: bool = typer.Option(False, "--full-ramp", help="run every step even after saturation"),
+    full_ramp: Optional[bool] = typer.Option(None, "--full-ramp/--stop-at-saturation", help="run every step even after saturation (default: yes with videos, no virtual)"),
     config: Optional[str] = ConfigOpt,
 ) -> None:
     """Ramp load through the full stack step by step until saturation; write an HTML + JSON report."""
@@ -411,6 +411,8 @@ def load_command(
     else:
         n = steps or 5
         plan = LoadPlan(cameras=virtual, start_rate=rate, factor=factor, steps=n, step_s=duration / n)
+    if full_ramp is None:
+        full_ramp = videos is not None  # a few bounded steps: show the curve past the knee, spend the whole duration
     results = [asyncio.run(run_load(s, plan, label, console, stop_at_saturation=not full_ramp and not compare)) for label, s in runs]
     extra = {"comparison": compare_runs(results[0], results[1])} if len(results) == 2 else None
     json_path = write_report(results, report, extra)

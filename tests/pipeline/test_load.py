@@ -87,7 +87,8 @@ def test_load_replays_rendered_videos_through_the_real_edge(tmp_path: Path):
     assert step["duplicate_decisions"] == 0 and step["deadletters"] == 0
     # scored against the rendered ground truth (the folder is a render, so it is its own --gt)
     acc = step["accuracy"]
-    assert acc["link"]["sightings"] == round(step["produced_rate"] * 14) and acc["link"]["no_frame"] == 0
+    assert abs(acc["link"]["sightings"] - step["produced_rate"] * 14) < 1  # every published sighting (rate rounded to 0.1/s)
+    assert acc["link"]["no_frame"] == 0  # ... found in the evaluation edge's track log
     assert acc["link"]["linked"] > 0 and acc["events"] == acc["link"]["linked"]
     assert acc["leaks"] == 0
     assert "cam-security-1-r1" in acc["cameras"]  # the fifth camera: a staggered replica of the first video
