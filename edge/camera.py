@@ -4,7 +4,9 @@ Frames flow through a bounded queue. A live source (stream, webcam, real-time fi
 never waits for us: when the queue is full the oldest frame is dropped and counted, so memory stays
 bounded and latency low. A file read "as fast as possible" blocks instead (offline runs lose nothing).
 Up to ``max_inflight`` frames per camera are analysed at once in the shared :class:`VisionPool`
-(processes spread over the cores); results are tracked in frame order.
+(processes spread over the cores); results are tracked in frame order. Embeddings go through the pool's
+embed lane (detection first); up to ``embed_backlog`` tracked frames may wait for theirs while the
+following frames are analysed, so an embedding (~3 detections of work) never stalls the detector.
 
 Usage, N cameras in one asyncio agent::
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections import deque
@@ -37,9 +40,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge.metrics import CameraMetrics
 from edge.sources import Backoff, Frame, Source, SourceState, open_source
-from edge.tracker import Tracker, TrackerSettings
+from edge.tracker import EmbedState, Track, Tracker, TrackerSettings
 from edge.vision.detector import Box, DetectorSettings
-from edge.vision.pool import FrameAnalysis, VisionPool
+from edge.vision.pool import EmbedDropped, FrameAnalysis, VisionPool
 
 log = logging.getLogger("paxsim.edge.camera")
 
@@ -61,6 +64,10 @@ class CameraConfig(BaseModel):
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     tracker: TrackerSettings = Field(default_factory=TrackerSettings)
     embed: bool = Field(default=True, description="compute embeddings (off: boxes and counts only)")
+    measure_all: bool = Field(
+        default=False, description="measure quality (landmarks, chip) of every face, not only of views that may be embedded"
+    )
+    embed_backlog: int = Field(default=24, ge=1, le=256, description="tracked frames that may wait for their embeddings")
     queue_size: int = Field(default=4, ge=1, le=256)
     max_inflight: int = Field(default=2, ge=1, le=16)
     drop_when_full: bool | None = Field(default=None, description="None: drop for live sources, block for files")
@@ -72,7 +79,9 @@ class CameraConfig(BaseModel):
 @dataclass(slots=True)
 class FaceObservation:
     """One tracked face in one frame. ``embedding`` (128 float32) is set only on the frames where the
-    track was (re-)embedded; image pixels never leave the pipeline."""
+    track was (re-)embedded, and then ``quality`` is that of the embedded view (the best view of the
+    track's first frames, see ``edge.tracker``); otherwise ``quality`` is NaN when it was not measured
+    (the view could not have earned an embedding). Image pixels never leave the pipeline."""
 
     camera_id: str
     zone: str
@@ -174,6 +183,7 @@ class Camera:
         self.drop_when_full = source.live if config.drop_when_full is None else config.drop_when_full
         self.processed = 0
         self.embedded = 0
+        self.embeds_dropped = 0
         self.dropped = 0
         self.errors = 0
         self._next_sample = 0.0
@@ -188,6 +198,7 @@ class Camera:
             "camera": self.config.camera_id, "zone": self.config.zone, "state": self.state.value,
             "last_error": self.source.last_error, "read": s.read, "decoded": s.decoded, "bad": s.bad,
             "reconnects": s.reconnects, "dropped": self.dropped, "processed": self.processed, "embedded": self.embedded,
+            "embeds_dropped": self.embeds_dropped,
             "tracks_active": len(self.tracker.tracks), "tracks_started": self.tracker.started,
         }
 
@@ -239,53 +250,72 @@ class Camera:
             log.exception("camera %s: reader crashed", self.config.camera_id, extra={"camera": self.config.camera_id})
         await q.put(None)  # end marker, after every frame already queued
 
+    def _bars(self, frame_index: int) -> tuple[list[Box], list[float], float]:
+        """Regions (predicted track boxes) and the quality each track's view must reach to be embedded."""
+        cfg = self.config
+        tracks = list(self.tracker.tracks.values())
+        regions = self.tracker.predicted_boxes(frame_index)
+        if cfg.measure_all:
+            return regions, [0.0] * len(regions), 0.0
+        if not cfg.embed:
+            return regions, [math.inf] * len(regions), math.inf
+        return regions, [self.tracker.view_bar(t, frame_index) for t in tracks], 0.0
+
     def _track(self, frame: Frame, scale: float, analysis: FrameAnalysis) -> "_Pending":
         """Track one analysed frame (in frame order) and start its embeddings, if any, in the pool."""
         m = self.metrics
         m.detect.observe(analysis.detect_s)
         m.align.observe(analysis.align_s)
         faces = analysis.faces
-        assignments = self.tracker.update(frame.index, [f.box for f in faces], [f.quality for f in faces])
+        tr = self.tracker
+        assignments = tr.update(frame.index, [f.box for f in faces], [f.quality for f in faces], [f.hist for f in faces])
         started = sum(a.born for a in assignments)
         if started:
             m.tracks.inc(started)
-        todo = []
+        jobs: list[tuple[Track, object, float, EmbedState]] = []
         if self.config.embed:
-            todo = [a for a in assignments if self.tracker.should_embed(a.track, faces[a.det_index].quality)]
-            for a in todo:
-                self.tracker.mark_embedded(a.track, faces[a.det_index].quality)
-        fut = asyncio.ensure_future(self.pool.embed([faces[a.det_index].chip for a in todo])) if todo else None
-        rows = [
-            (a.track.track_id, faces[a.det_index], a.born)
-            for a in assignments
-            if self.tracker.reportable(a.track)
-        ]
-        embed_faces = [faces[a.det_index] for a in todo]
-        return _Pending(frame, scale, len(faces), len(self.tracker.tracks), rows, embed_faces, fut, started)
+            for a in assignments:
+                f = faces[a.det_index]
+                pick = tr.offer(a.track, frame.index, f.quality, f)
+                if pick is not None and pick[0].chip is not None:
+                    view, q = pick
+                    jobs.append((a.track, view, q, tr.mark_embedded(a.track, q, frame.index)))
+        fut = asyncio.ensure_future(self.pool.embed([v.chip for _, v, _, _ in jobs])) if jobs else None
+        rows = [(a.track.track_id, faces[a.det_index], a.born) for a in assignments if tr.reportable(a.track)]
+        return _Pending(frame, scale, len(faces), len(tr.tracks), rows, jobs, fut, started)
 
     def _complete(self, p: "_Pending") -> FrameResult:
         """Build the frame's observations once its embeddings (if any) are back; apply the filter chain."""
         cfg = self.config
         m = self.metrics
-        vectors: dict[int, np.ndarray] = {}
+        vectors: dict[int, tuple[np.ndarray, float]] = {}  # track id -> (embedding, quality of the embedded view)
         if p.embed_future is not None:
             try:
                 vecs, secs = p.embed_future.result()
             except BrokenProcessPool:
                 raise
             except Exception as exc:
-                self.errors += 1
-                log.error("camera %s: embedding failed: %s", cfg.camera_id, exc, extra={"camera": cfg.camera_id})
+                for track, _, _, before in p.jobs:
+                    self.tracker.embed_dropped(track, before)  # the track may try again on a later view
+                if isinstance(exc, EmbedDropped):
+                    self.embeds_dropped += len(p.jobs)
+                    m.embeds_dropped.inc(len(p.jobs))
+                else:
+                    self.errors += 1
+                    log.error("camera %s: embedding failed: %s", cfg.camera_id, exc, extra={"camera": cfg.camera_id})
             else:
                 m.embed.observe(secs)
                 m.embeddings.inc(len(vecs))
                 self.embedded += len(vecs)
-                vectors = {id(f): vecs[i] for i, f in enumerate(p.embed_faces)}
+                for (track, _, q, _), vec in zip(p.jobs, vecs):
+                    self.tracker.set_embedding(track, vec)
+                    vectors[track.track_id] = (vec, q)
         observations: list[FaceObservation] = []
         for track_id, f, born in p.rows:
+            vec, q = vectors.get(track_id, (None, f.quality))
             obs: FaceObservation | None = FaceObservation(
                 cfg.camera_id, cfg.zone, p.frame.index, p.frame.captured_at, track_id, _scale_box(f.box, p.scale),
-                f.quality, f.score, born, vectors.get(id(f)),
+                q, f.score, born, vec,
             )
             for flt in self.filters:
                 obs = flt(obs)
@@ -307,10 +337,11 @@ class Camera:
     async def results(self) -> AsyncIterator[FrameResult]:
         """Process the source until it ends, fails or ``stop()``; one FrameResult per analysed frame.
 
-        Up to ``max_inflight`` frames are being analysed and up to ``max_inflight`` tracked frames wait
-        for their embeddings, so the pool keeps working while a frame's embeddings are computed."""
+        Up to ``max_inflight`` frames are being analysed and up to ``embed_backlog`` tracked frames wait
+        for their embeddings, so the pool keeps detecting while a frame's embeddings are computed."""
         cfg = self.config
         limit = cfg.max_inflight
+        backlog = cfg.embed_backlog
         q: asyncio.Queue = asyncio.Queue(maxsize=cfg.queue_size)
         reader = asyncio.create_task(self._read(q), name=f"camera-{cfg.camera_id}-reader")
         analyses: deque[tuple[Frame, float, asyncio.Future]] = deque()
@@ -327,12 +358,14 @@ class Camera:
                         reading = False
                         break
                     frame, image, scale = item
-                    regions = self.tracker.predicted_boxes(frame.index) if cfg.detector.region_redetect else ()
-                    analyses.append((frame, scale, asyncio.ensure_future(self.pool.analyze(image, cfg.detector, regions))))
+                    regions, bars, default_bar = self._bars(frame.index)
+                    histograms = self.tracker.settings.appearance_weight > 0
+                    call = self.pool.analyze(image, cfg.detector, regions, bars, default_bar, histograms)
+                    analyses.append((frame, scale, asyncio.ensure_future(call)))
                 if outputs and (outputs[0].embed_future is None or outputs[0].embed_future.done()):
                     yield self._complete(outputs.popleft())
                     continue
-                if analyses and analyses[0][2].done() and len(outputs) < limit:
+                if analyses and analyses[0][2].done() and len(outputs) < backlog:
                     frame, scale, fut = analyses.popleft()
                     try:
                         analysis = fut.result()
@@ -354,7 +387,7 @@ class Camera:
                 waiters = []
                 if outputs and outputs[0].embed_future is not None:
                     waiters.append(outputs[0].embed_future)
-                if analyses and len(outputs) < limit:
+                if analyses and len(outputs) < backlog:
                     waiters.append(analyses[0][2])
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -375,6 +408,6 @@ class _Pending:
     face_count: int
     tracks_active: int
     rows: list  # (track_id, FaceCandidate, born) for reportable tracks
-    embed_faces: list  # FaceCandidates being embedded, in the order of the embedding batch
+    jobs: list  # (Track, FaceCandidate, quality, EmbedState) being embedded, in the order of the batch
     embed_future: asyncio.Future | None
     new_tracks: int = 0

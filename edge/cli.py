@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 from enum import Enum
 from pathlib import Path
@@ -46,7 +47,10 @@ def mot_lines(result: FrameResult) -> list[str]:
 
 def json_line(result: FrameResult) -> str:
     frame = result.position + 1 if result.position >= 0 else result.frame_index + 1
-    faces = [{"id": o.track_id, "box": list(o.box), "score": round(o.score, 3), "quality": o.quality} for o in result.faces]
+    faces = [
+        {"id": o.track_id, "box": list(o.box), "score": round(o.score, 3), "quality": None if math.isnan(o.quality) else o.quality}
+        for o in result.faces
+    ]
     return json.dumps({"frame": frame, "faces": faces})
 
 
@@ -90,7 +94,7 @@ def detect(
     cfg = CameraConfig(
         camera_id=video.stem or "video", source=str(video), embed=False, sample_fps=sample_fps, max_width=max_width,
         detector=DetectorSettings(upsample=upsample, region_redetect=region), tracker=TrackerSettings(),
-        drop_when_full=False,
+        drop_when_full=False, measure_all=format is Fmt.json,  # JSON reports every face's quality
     )
     if gt is not None and out is None:
         raise typer.BadParameter("--gt needs --out (the detections are scored from that file)")

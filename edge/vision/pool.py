@@ -5,35 +5,60 @@ ResNet embedding does not (2 threads: 1.0×; 2 processes: 2.0×). So the default
 ``ProcessPoolExecutor`` (spawned workers, models loaded once per worker); ``kind="thread"`` exists for
 tools and tests that want no extra processes. Each call carries one frame (or a few chips) and returns
 plain data; aligned chips stay inside this edge process and are never published.
+
+Two lanes share the workers: frame analysis (detection) has priority; embeddings wait in a bounded lane
+and run when no frame waits, or once the oldest has waited ``embed_max_wait_s`` (so a saturated camera
+still gets its embeddings). When the lane is full the oldest embedding is dropped and counted
+(:class:`EmbedDropped`; the camera lets that track try again on a later view). At most ``workers + 1``
+calls are handed to the executor at once, so the lanes, not the executor's queue, decide the order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing
 import os
 import threading
 import time
+from collections import deque
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
+
+from prometheus_client import Counter
 
 import cv2
 import numpy as np
 
 from edge.vision import quality
-from edge.vision.detector import Box, DetectorSettings, make_detector
+from edge.vision.detector import Box, DetectorSettings, iou, make_detector
 
 _local = threading.local()
+
+EMBEDS_DROPPED = Counter("paxsim_edge_pool_embeds_dropped_total", "Embedding calls dropped because the embed lane was full")
+HIST_BINS = (8, 8)  # hue × saturation bins of the appearance histogram
+
+
+class EmbedDropped(RuntimeError):
+    """The embedding was dropped from a full embed lane (the pool is overloaded); it was never computed."""
 
 
 @dataclass(slots=True)
 class FaceCandidate:
+    """One detected face. ``quality``, ``landmarks`` and ``chip`` are only measured when the view could
+    earn an embedding (see ``analyze_frame``'s ``bars``); otherwise quality is NaN and the others None."""
+
     box: Box
     score: float
     quality: float
-    landmarks: np.ndarray  # (5, 2) float32, frame pixels
-    chip: np.ndarray = field(repr=False)  # (150, 150, 3) uint8 RGB, aligned
+    landmarks: np.ndarray | None  # (5, 2) float32, frame pixels
+    chip: np.ndarray | None = field(repr=False)  # (150, 150, 3) uint8 RGB, aligned
+    hist: np.ndarray | None = field(default=None, repr=False)  # hue × saturation histogram (sums to 1)
+
+    @property
+    def measured(self) -> bool:
+        return self.chip is not None
 
 
 @dataclass(slots=True)
@@ -85,19 +110,61 @@ def warm(embed: bool = True) -> int:
     return os.getpid()
 
 
-def analyze_frame(image_bgr: np.ndarray, settings: DetectorSettings, regions: Sequence[Box] = ()) -> FrameAnalysis:
-    """Detect faces in one BGR frame, then landmarks, aligned chip and quality for each."""
+def box_histogram(hsv: np.ndarray, box: Box) -> np.ndarray | None:
+    """Normalised hue × saturation histogram of a face box (the tracker's cheap appearance cue)."""
+    x, y, w, h = box
+    crop = hsv[max(0, y) : max(0, y + h), max(0, x) : max(0, x + w)]
+    if crop.size == 0:
+        return None
+    hist = cv2.calcHist([crop], [0, 1], None, list(HIST_BINS), [0, 180, 0, 256]).ravel()
+    total = float(hist.sum())
+    return (hist / total).astype(np.float32) if total > 0 else None
+
+
+def _bar(box: Box, regions: Sequence[Box], bars: Sequence[float], default: float) -> float:
+    """The bar of the region (a live track's predicted box) this detection most overlaps, else ``default``."""
+    best, bar = 0.3, default
+    for r, b in zip(regions, bars):
+        o = iou(box, r)
+        if o > best:
+            best, bar = o, b
+    return bar
+
+
+def analyze_frame(
+    image_bgr: np.ndarray,
+    settings: DetectorSettings,
+    regions: Sequence[Box] = (),
+    bars: Sequence[float] | None = None,
+    default_bar: float = 0.0,
+    histograms: bool = False,
+) -> FrameAnalysis:
+    """Detect faces in one BGR frame, then landmarks, aligned chip and quality for each.
+
+    ``regions`` are the live tracks' predicted boxes (small ones are re-scanned closer); ``bars`` the
+    quality each track's view must reach to be worth embedding (``Tracker.view_bar``; ``inf``: none
+    can), ``default_bar`` the same for faces matching no region. A face whose quality cannot reach its
+    bar (:func:`quality.upper_bound`: size and detector score known, best case for the rest) gets no
+    landmarks, chip or quality: that is most faces of an already embedded track, and every face of a
+    count-only camera (``default_bar=inf``, all bars ``inf``)."""
     t0 = time.perf_counter()
     rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     dets = _detector(settings).detect(rgb, regions)
     t1 = time.perf_counter()
-    aligner = _aligner()
+    hsv = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2HSV) if histograms and dets else None
+    bars = list(bars) if bars is not None else [0.0] * len(regions)
     faces = []
     for d in dets:
+        hist = box_histogram(hsv, d.box) if hsv is not None else None
+        bar = _bar(d.box, regions, bars, default_bar)
+        if quality.upper_bound(d.box[2], d.score) < bar:
+            faces.append(FaceCandidate(d.box, d.score, math.nan, None, None, hist))
+            continue
+        aligner = _aligner()
         shape = aligner.shape(rgb, d.box)
         pts = aligner.points(shape)
         chip = aligner.chip(rgb, shape)
-        faces.append(FaceCandidate(d.box, d.score, quality.score(d.box[2], pts, chip, d.score), pts, chip))
+        faces.append(FaceCandidate(d.box, d.score, quality.score(d.box[2], pts, chip, d.score), pts, chip, hist))
     t2 = time.perf_counter()
     return FrameAnalysis(faces, t1 - t0, t2 - t1, (int(image_bgr.shape[0]), int(image_bgr.shape[1])))
 
@@ -117,9 +184,16 @@ def embed_chips(chips: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
 
 
 class VisionPool:
-    """An executor for vision work shared by all cameras of one agent."""
+    """An executor for vision work shared by all cameras of one agent (see the module docstring).
+    Use it from one event loop."""
 
-    def __init__(self, workers: int | None = None, kind: Literal["process", "thread"] = "process") -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        kind: Literal["process", "thread"] = "process",
+        embed_queue: int = 32,
+        embed_max_wait_s: float = 0.25,
+    ) -> None:
         self.workers = workers or max(1, os.cpu_count() or 1)
         self.kind = kind
         if kind == "process":
@@ -128,21 +202,112 @@ class VisionPool:
             self._ex = ThreadPoolExecutor(self.workers, thread_name_prefix="vision")
         else:
             raise ValueError(f"unknown pool kind {kind!r}")
+        self.embed_queue = max(1, embed_queue)
+        self.embed_max_wait_s = embed_max_wait_s
+        self.embeds_dropped = 0
+        self._slots = self.workers + 1
+        self._busy = 0
+        self._high: deque[tuple[Callable, tuple, asyncio.Future]] = deque()
+        self._low: deque[tuple[float, Callable, tuple, asyncio.Future]] = deque()
 
+    # -- lanes --
+    def _call(self, high: bool, fn: Callable, *args) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        if high:
+            self._high.append((fn, args, fut))
+        else:
+            while len(self._low) >= self.embed_queue:
+                *_, old = self._low.popleft()
+                if not old.done():
+                    self.embeds_dropped += 1
+                    EMBEDS_DROPPED.inc()
+                    old.set_exception(EmbedDropped("embed lane full: oldest embedding dropped"))
+            self._low.append((time.monotonic(), fn, args, fut))
+        self._pump()
+        return fut
+
+    def _next(self) -> tuple[Callable, tuple, asyncio.Future] | None:
+        while self._high or self._low:
+            if self._low and (not self._high or time.monotonic() - self._low[0][0] >= self.embed_max_wait_s):
+                _, fn, args, fut = self._low.popleft()
+            else:
+                fn, args, fut = self._high.popleft()
+            if not fut.done():  # skip calls cancelled while they waited
+                return fn, args, fut
+        return None
+
+    def _pump(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._busy < self._slots:
+            job = self._next()
+            if job is None:
+                return
+            fn, args, fut = job
+            try:
+                inner = loop.run_in_executor(self._ex, fn, *args)
+            except Exception as exc:  # executor shut down or broken
+                fut.set_exception(exc)
+                continue
+            self._busy += 1
+            inner.add_done_callback(lambda f, out=fut: self._done(f, out))
+
+    def _done(self, inner: asyncio.Future, out: asyncio.Future) -> None:
+        self._busy -= 1
+        if not out.done():
+            if inner.cancelled():
+                out.cancel()
+            elif inner.exception() is not None:
+                out.set_exception(inner.exception())
+            else:
+                out.set_result(inner.result())
+        elif not inner.cancelled():
+            inner.exception()  # retrieved: no "never retrieved" warning for abandoned calls
+        self._pump()
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the workers (empty for a thread pool or before the first call)."""
+        procs = getattr(self._ex, "_processes", None) or {}
+        return list(procs)
+
+    @property
+    def backlog(self) -> tuple[int, int]:
+        """(frame calls, embedding calls) waiting for a worker."""
+        return len(self._high), len(self._low)
+
+    # -- calls --
     async def warm(self, embed: bool = True) -> None:
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self._ex, warm, embed) for _ in range(self.workers * 2)))
 
-    async def analyze(self, image: np.ndarray, settings: DetectorSettings, regions: Sequence[Box] = ()) -> FrameAnalysis:
-        return await asyncio.get_running_loop().run_in_executor(self._ex, analyze_frame, image, settings, tuple(regions))
+    async def analyze(
+        self,
+        image: np.ndarray,
+        settings: DetectorSettings,
+        regions: Sequence[Box] = (),
+        bars: Sequence[float] | None = None,
+        default_bar: float = 0.0,
+        histograms: bool = False,
+    ) -> FrameAnalysis:
+        return await self._call(
+            True, analyze_frame, image, settings, tuple(regions), None if bars is None else tuple(bars), default_bar, histograms
+        )
 
     async def detect_only(self, image: np.ndarray, settings: DetectorSettings) -> tuple[int, float]:
-        return await asyncio.get_running_loop().run_in_executor(self._ex, detect_only, image, settings)
+        return await self._call(True, detect_only, image, settings)
 
     async def embed(self, chips: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
-        return await asyncio.get_running_loop().run_in_executor(self._ex, embed_chips, list(chips))
+        """Embeddings of aligned chips, through the embed lane; raises :class:`EmbedDropped` under overload."""
+        return await self._call(False, embed_chips, list(chips))
 
     def close(self) -> None:
+        for *_, fut in list(self._high) + list(self._low):
+            if not fut.done():
+                try:
+                    fut.cancel()
+                except RuntimeError:  # its event loop is already closed
+                    pass
+        self._high.clear()
+        self._low.clear()
         self._ex.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> "VisionPool":

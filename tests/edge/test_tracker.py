@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import math
+
+import numpy as np
+import pytest
+
 from edge.tracker import Tracker, TrackerSettings
 
 
@@ -45,25 +50,55 @@ def test_distant_face_starts_a_new_track():
     assert out[0].born and out[0].track.track_id == 2
 
 
-def test_embedding_gate_birth_then_clearly_better_views_only():
-    tr = Tracker(TrackerSettings(improve_margin=0.1, max_embeds=3))
-    box = (100, 100, 60, 60)
+def run_gate(tr: Tracker, qualities: list[float], box=(100, 100, 60, 60)) -> list[tuple[int, float]]:
+    """Feed one face with these view qualities; returns (frame, quality) of each embedded view."""
     decisions = []
-    for i, q in enumerate([0.40, 0.45, 0.49, 0.52, 0.30, 0.65, 0.90, 0.99, 1.0]):
+    for i, q in enumerate(qualities):
         t = tr.update(i, [box], [q])[0].track
-        if tr.should_embed(t, q):
-            tr.mark_embedded(t, q)
-            decisions.append(q)
-    assert decisions == [0.40, 0.52, 0.65]  # birth, +0.12, +0.13; then max_embeds stops it
+        pick = tr.offer(t, i, q, ("view", i))
+        if pick is not None:
+            view, pq = pick
+            tr.mark_embedded(t, pq, i)
+            decisions.append((view[1], pq))
+    return decisions
+
+
+def test_best_shot_then_only_clearly_better_views_after_an_interval():
+    tr = Tracker(TrackerSettings(settle_frames=3, improve_margin=0.1, reembed_min_frames=4, max_embeds=3, good_enough=0.95))
+    qs = [0.40, 0.52, 0.45, 0.60, 0.61, 0.65, 0.66, 0.80, 0.96, 0.99]
+    # frame 1 is the best of the 3 settling frames (embedded on frame 2); 0.65 on frame 5 is +0.13 but only
+    # 3 frames later; 0.66 on frame 6 passes both; 0.80 is not +0.1 over 0.66... 0.96 on frame 8 is only 2
+    # frames later; nothing after the cap.
+    assert run_gate(tr, qs) == [(1, 0.52), (6, 0.66)]
+    tr = Tracker(TrackerSettings(settle_frames=3, improve_margin=0.1, reembed_min_frames=2, max_embeds=2))
+    assert run_gate(tr, qs)[-1] == (5, 0.65)  # the cap: 2 embeddings
+
+
+def test_good_enough_view_ends_settling_and_reembedding():
+    tr = Tracker(TrackerSettings(settle_frames=5, good_enough=0.8, reembed_min_frames=0))
+    assert run_gate(tr, [0.5, 0.85, 0.9, 0.99, 1.0]) == [(1, 0.85)]
+
+
+def test_view_bar_tells_the_worker_which_views_can_be_embedded():
+    tr = Tracker(TrackerSettings(settle_frames=1, improve_margin=0.1, reembed_min_frames=5, max_embeds=2, min_quality=0.3))
+    t = tr.update(0, [(100, 100, 60, 60)], [0.5])[0].track
+    assert tr.view_bar(t, 0) == 0.0  # not embedded yet: measure every view
+    before = tr.mark_embedded(t, 0.5, 0)
+    assert tr.view_bar(t, 3) == math.inf  # too soon
+    assert tr.view_bar(t, 5) == pytest.approx(0.6)
+    tr.embed_dropped(t, before)  # the embedding was dropped under load: the track may try again
+    assert t.embeds == 0 and tr.view_bar(t, 1) == 0.0
+    tr.mark_embedded(t, 0.5, 0)
+    tr.mark_embedded(t, 0.7, 5)
+    assert tr.view_bar(t, 50) == math.inf  # cap reached
 
 
 def test_min_hits_delays_report_and_embedding():
-    tr = Tracker(TrackerSettings(min_hits=3))
-    t = None
+    tr = Tracker(TrackerSettings(min_hits=3, settle_frames=1))
     flags = []
     for i in range(4):
         t = tr.update(i, [(100, 100, 60, 60)], [0.5])[0].track
-        flags.append((tr.reportable(t), tr.should_embed(t, 0.5)))
+        flags.append((tr.reportable(t), tr.offer(t, i, 0.5, i) is not None))
     assert flags == [(False, False), (False, False), (True, True), (True, True)]
 
 
@@ -71,7 +106,7 @@ def test_embed_every_frame_baseline():
     tr = Tracker(TrackerSettings(embed_every_frame=True))
     t = tr.update(0, [(1, 1, 60, 60)], [0.5])[0].track
     tr.mark_embedded(t, 0.5)
-    assert tr.should_embed(t, 0.1)
+    assert tr.offer(t, 0, 0.1, "v") == ("v", 0.1)
 
 
 def test_predicted_boxes_follow_velocity():
@@ -82,13 +117,41 @@ def test_predicted_boxes_follow_velocity():
     assert x > 110 and y == 100 and w == 60
 
 
-def test_views_below_the_quality_gate_are_never_embedded():
-    tr = Tracker(TrackerSettings(min_quality=0.5))
-    box = (100, 100, 60, 60)
-    decisions = []
-    for i, q in enumerate([0.3, 0.45, 0.55, 0.58, float("nan")]):
-        t = tr.update(i, [box], [q])[0].track
-        if tr.should_embed(t, q):
-            tr.mark_embedded(t, q)
-            decisions.append(q)
-    assert decisions == [0.55]
+def test_views_below_the_quality_gate_or_unmeasured_are_never_embedded():
+    tr = Tracker(TrackerSettings(min_quality=0.5, settle_frames=1, improve_margin=0.0, reembed_min_frames=0))
+    assert run_gate(tr, [0.3, float("nan"), 0.45, 0.55, float("nan"), 0.58]) == [(3, 0.55), (5, 0.58)]
+
+
+def hist(peak: int, n: int = 64) -> np.ndarray:
+    h = np.full(n, 0.1 / n, np.float32)
+    h[peak] += 0.9
+    return h / h.sum()
+
+
+def test_appearance_resolves_an_ambiguous_association():
+    """Two overlapping faces (a queue); on one frame both detections jitter towards each other, so the
+    swapped pairing is geometrically cheaper (0.25 vs 0.36). The colour cue keeps the ids."""
+
+    def run(weight: float) -> list[tuple[int, int]]:
+        tr = Tracker(TrackerSettings(appearance_weight=weight))
+        a = [100, 100, 100, 106, 100, 100]
+        b = [110, 110, 110, 104, 110, 110]
+        ids = []
+        for i in range(len(a)):
+            out = tr.update(i, [(a[i], 100, 60, 60), (b[i], 100, 60, 60)], [0.5, 0.5], [hist(3), hist(40)])
+            ids.append(tuple(o.track.track_id for o in out))
+        return ids
+
+    assert (2, 1) in run(0.0)  # geometry alone: an ID switch
+    assert set(run(0.5)) == {(1, 2)}
+
+
+def test_appearance_prefers_embeddings_when_both_have_one():
+    from edge.tracker import Track, appearance_distance
+
+    t = Track(1, np.zeros(4), 0, hist=hist(3))
+    assert appearance_distance(t, hist(3)) < 0.1 < 0.8 < appearance_distance(t, hist(40))
+    t.embedding = np.zeros(128, np.float32)
+    assert appearance_distance(t, hist(40), np.zeros(128, np.float32)) == 0.0
+    assert appearance_distance(Track(2, np.zeros(4), 0), None) is None
+
