@@ -91,7 +91,12 @@ def test_load_replays_rendered_videos_through_the_real_edge(tmp_path: Path):
     assert acc["link"]["no_frame"] == 0  # ... found in the evaluation edge's track log
     assert acc["link"]["linked"] > 0 and acc["events"] == acc["link"]["linked"]
     assert acc["leaks"] == 0
-    assert "cam-security-1-r1" in acc["cameras"]  # the fifth camera: a staggered replica of the first video
+    # the fifth camera replays the first video (sorted: cam-egate-1) from half-way (2 replicas: offsets 0 and 90 of 180 frames)
+    import yaml
+
+    cams = {c["camera_id"]: c for c in yaml.safe_load((tmp_path / "var" / "load" / "load" / "step-1" / "cameras.yaml").read_text())["cameras"]}
+    assert cams["cam-egate-1-r1"]["source"].endswith("cam-egate-1-from-90.mkv") and cams["cam-egate-1"]["source"].endswith("video.mp4")
+    assert acc["cameras"] and set(acc["cameras"]) <= set(cams)
     for cam in acc["cameras"].values():
         assert 0 <= cam["idf1"] <= 1 and cam["frames"] > 0
     assert sum(b["found"] for b in acc["recall_by_size"]) > 0
