@@ -218,13 +218,13 @@ def camera_tracking(log: list[dict], truth: RenderTruth, replicas: dict[str, Rep
         gt = pd.DataFrame(gtrows, columns=["FrameId", "Id", *cols]).astype({"FrameId": int, "Id": int}).set_index(["FrameId", "Id"])
         det = detection_recall(gt, dt, bins=SIZE_BINS, min_px=60.0)
         trk = tracking_metrics(gt, dt)
-        out[cid] = {
+        out[cid] = _finite({
             "frames": hi - lo + 1,
             "detection": det.as_dict(),
             "idf1": trk["idf1"], "mota": trk["mota"], "id_switches": int(trk["num_switches"]),
             "gt_identities": int(trk["num_unique_objects"]),
             "hota": hota(gt, dt),
-        }
+        })
     return out
 
 
@@ -257,6 +257,15 @@ def hota(gt, dt) -> float | None:
         data["tracker_ids"].append(np.array([tid[i] for i in d.index.get_level_values("Id")], int))
         data["similarity_scores"].append(_iou_matrix(g[["X", "Y", "Width", "Height"]].to_numpy(float), d[["X", "Y", "Width", "Height"]].to_numpy(float)))
     return float(np.mean(HOTA().eval_sequence(data)["HOTA"]))
+
+
+def _finite(x):
+    """NaN (an empty bucket) → None, so the report's JSON is standard JSON."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return None if isinstance(x, float) and x != x else x
 
 
 def recall_by_size(per_camera: dict[str, dict]) -> list[dict]:
