@@ -62,13 +62,27 @@ def _settings(config: Optional[str]):
         raise typer.Exit(2) from None
 
 
-def _stores(settings):
+def _vault():
+    """The run's subject vault when a key holder is reachable (``PAXSIM_KEYD_URL``/``_TOKEN``), else None."""
+    import os
+
+    from policy.crypto import HttpKeySource, KeyUnavailable, SubjectVault
+
+    if not os.environ.get("PAXSIM_KEYD_URL"):
+        return None
+    try:
+        return SubjectVault(HttpKeySource.from_env())
+    except KeyUnavailable:
+        return None
+
+
+def _stores(settings, vault=None):
     from matcher.gallery import Gallery
     from paxsim.state import consent_path, gallery_path
     from policy.consent import ConsentRegistry
 
     gpath, cpath = gallery_path(settings), consent_path(settings)
-    gallery = Gallery.load(gpath) if gpath.exists() else Gallery()
+    gallery = Gallery.load(gpath, vault) if gpath.exists() else Gallery()
     consent = ConsentRegistry.load(cpath) if cpath.exists() or cpath.suffix != ".json" else ConsentRegistry()
     return gallery, gpath, consent, cpath
 
@@ -99,13 +113,18 @@ def enroll_views(
         views.append(v[0])
         if progress is not None and task is not None:
             progress.advance(task)
-    gallery, gpath, consent, cpath = _stores(settings)
+    vault = _vault()
+    gallery, gpath, consent, cpath = _stores(settings, vault)
+    if gallery.is_sealed:
+        from matcher.gallery import GallerySealed
+
+        raise GallerySealed("the gallery is sealed per subject: enrol with the run's key holder (PAXSIM_KEYD_URL/TOKEN)")
     for p in purposes:
         consent.consent(subject_id, p)
     if cpath.suffix == ".json":
         consent.save(cpath)
     gallery.enrol(subject_id, np.stack(views), consent)
-    gallery.save(gpath)
+    gallery.save(gpath, vault)
     return sum(s == subject_id for s in gallery.subject_ids)
 
 
@@ -177,7 +196,10 @@ def identify(
 ) -> None:
     """Print the best identity and its distance for each face in the image, or `unknown`."""
     settings = _settings(config)
-    gallery, _, _, _ = _stores(settings)
+    gallery, _, _, _ = _stores(settings, _vault())
+    if gallery.is_sealed:
+        err.print("[red]the gallery is sealed per subject: run with the run's key holder (PAXSIM_KEYD_URL/TOKEN)[/]")
+        raise typer.Exit(2)
     try:
         vecs = embed_image(image, allow_many=True)
     except ImageError as exc:

@@ -43,7 +43,7 @@ from broker.messages import Alert, ErasureRequest, Match, MessageError, Sighting
 from broker.stream import AssignmentGauge, acknowledged, dead_letter, offsets_after, update_lag
 from matcher import snapshot
 from matcher.alerts import AlertPolicy, evaluate
-from matcher.gallery import Gallery
+from matcher.gallery import Gallery, GallerySealed
 from matcher.index import GalleryIndex, SearchResult
 from matcher.trajectory import TrajectoryStore, ZoneMap
 from matcher.verify import Verification, Verifier
@@ -85,7 +85,7 @@ IDENTIFIED = ("match", "verified")  # decisions that name a subject
 RECOVERED = Counter("paxsim_matcher_recovered_decisions_total", "Decisions re-read from the matches topic on assignment")
 RESTORED = Counter("paxsim_matcher_snapshot_restored_decisions_total", "Decided event ids restored from the snapshot")
 SNAPSHOTS = Counter("paxsim_matcher_snapshots_total", "Snapshots written")
-SNAPSHOT_BYTES = Gauge("paxsim_matcher_snapshot_bytes", "Size of the last snapshot written")
+SNAPSHOT_BYTES = Counter("paxsim_matcher_snapshot_written_bytes_total", "Bytes of snapshots written")
 SNAPSHOT_SECONDS = Histogram("paxsim_matcher_snapshot_seconds", "Time to capture and write one snapshot",
                              buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0))
 
@@ -212,6 +212,23 @@ async def read_back_matches(settings: Settings, starts: dict[int, int], state: M
     return next_offset
 
 
+def load_gallery(path, vault) -> Gallery:  # noqa: ANN001
+    """The gallery, templates sealed at rest per subject when the run has a key holder (a plaintext file is
+    sealed on first load). A sealed file without a key holder is refused: the matcher fails closed."""
+    if not path.exists():
+        return Gallery()
+    sealed = Gallery.file_is_sealed(path)
+    if sealed and vault is None:
+        raise GallerySealed(f"{path} is sealed per subject and no key holder is reachable (PAXSIM_KEYD_URL/TOKEN)")
+    gallery = Gallery.load(path, vault)
+    if vault is not None and not sealed:
+        gallery.save(path, vault)
+        log.info("gallery sealed at rest", extra={"templates": len(gallery)})
+    if gallery.dropped:
+        log.info("gallery rows of erased subjects skipped", extra={"rows": gallery.dropped})
+    return gallery
+
+
 def snapshot_path(settings: Settings):  # noqa: ANN201
     return gallery_path(settings).with_name(SNAPSHOT_FILE)
 
@@ -261,7 +278,7 @@ class Matcher:
 
     def __init__(self, settings: Settings, producer: AIOKafkaProducer, state: MatcherState, rt: PolicyRuntime) -> None:
         self.settings = settings
-        gallery = Gallery.load(gallery_path(settings)) if gallery_path(settings).exists() else Gallery()
+        gallery = load_gallery(gallery_path(settings), rt.vault)
         self.index = GalleryIndex.build(gallery.subject_ids, gallery.vectors) if len(gallery) else None
         GALLERY_SIZE.set(len(gallery))
         self.rt = rt
@@ -303,9 +320,9 @@ class Matcher:
             GALLERY_SIZE.set(len(self.index))
         path = gallery_path(self.settings)
         if path.exists():
-            gallery = Gallery.load(path)
+            gallery = Gallery.load(path)  # sealed rows stay sealed: nobody else's template is opened here
             if gallery.remove(req.subject_id):
-                gallery.save(path)
+                gallery.save(path, self.rt.vault)
         self.state.trajectories.erase(ref or req.subject_id)
         self.state.erased = True  # the next snapshot (soon) no longer holds the trajectory
         if self.rt.vault is not None:
@@ -468,7 +485,7 @@ async def write_snapshot(settings: Settings, state: MatcherState, partitions: li
     state.changed = state.erased = False
     size = await asyncio.to_thread(snapshot.write, snapshot_path(settings), snap)
     SNAPSHOTS.inc()
-    SNAPSHOT_BYTES.set(size)
+    SNAPSHOT_BYTES.inc(size)
     SNAPSHOT_SECONDS.observe(time.perf_counter() - t0)
 
 

@@ -101,3 +101,34 @@ def test_egate_claims_are_verified_one_to_one_and_impostors_rejected(client_sett
     assert total(metrics, "paxsim_matcher_events_total", decision="rejected") == 2
     tracks = [decode(r.value, TrackUpdate) for r in asyncio.run(read_all(cs, t.TRACKS.name))]
     assert sorted(u.event_id for u in tracks) == ["genuine-a", "genuine-b", "no-claim"]
+
+
+def test_alerts_reach_the_alerts_topic_once_per_id_and_only_for_permitted_purposes(client_settings: Settings, broker, keys, tmp_path):
+    """A dwell limit far below the scenario's dwell times makes every security visit an alert (the default
+    rules are off): alerts are published, named by pseudonym, each id once, only for the permitted purpose."""
+    import json
+
+    from broker.messages import Alert
+    from matcher.alerts import ALERTS_ENV, DWELL
+    from paxsim.demo import resolve_pseudonyms, start_pipeline
+    from paxsim.state import ground_truth_path
+    from tests.pipeline.test_pipeline import wait_drained
+
+    cs = client_settings.model_copy(update={"scenario": client_settings.scenario.model_copy(update=SMALL)})
+    enrol_scenario(cs, 6.0)
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text(json.dumps({"enabled": True, "purposes": ["flow-analytics"], "dwell_limits_s": {"security": 0.5, "gate": 0.5}}))
+    stack = Stack(Path(cs.state_dir), {**child_env(cs, broker.bootstrap, True, keys), ALERTS_ENV: str(rules)})
+    try:
+        start_pipeline(stack, 6.0, ground_truth_path(cs))
+        wait_drained(stack)
+        published = total(stack.scrape("matcher"), "paxsim_matcher_alerts_total")
+    finally:
+        stack.stop()
+    alerts = [decode(r.value, Alert) for r in asyncio.run(read_all(cs, t.ALERTS.name))]
+    assert alerts and published == len(alerts)
+    assert len({a.alert_id for a in alerts}) == len(alerts), "an alert id was published twice"
+    assert all(a.kind == DWELL and a.zone == "security" for a in alerts), "an alert for a purpose the rules do not permit"
+    assert all(a.subject_id and a.subject_id.startswith("ps-") for a in alerts), "a plain subject id in an alert"
+    named = resolve_pseudonyms(alerts, cs, HttpKeySource(keys.url, keys.token))
+    assert all(not a.subject_id.startswith("ps-") for a in named)  # every alert names an enrolled subject
