@@ -22,6 +22,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ from policy.audit import AuditRecord, _json_dec, batch_rows, encode_topic, is_ba
 log = logging.getLogger("paxsim.policy.mirror")
 
 MIRRORED = Counter("paxsim_audit_mirrored_total", "Audit chain entries acknowledged on the audit topic", ["chain"])
-MIRROR_SEQ = Gauge("paxsim_audit_mirrored_seq", "Last audit seq acknowledged on the audit topic", ["chain"])
+MIRROR_LAG = Gauge("paxsim_audit_mirror_lag_seconds",
+                   "Age of the last chain entry acknowledged on the audit topic, when it was acknowledged", ["chain"])
 
 
 @dataclass(slots=True)
@@ -58,7 +60,7 @@ class AuditMirror:
         self._lock_fd = -1
         self.cursor = self._load()
         self._counter = MIRRORED.labels(self.path.stem)
-        self._gauge = MIRROR_SEQ.labels(self.path.stem)
+        self._gauge = MIRROR_LAG.labels(self.path.stem)
 
     def _load(self) -> Cursor:
         try:
@@ -135,7 +137,7 @@ class AuditMirror:
             self.cursor = Cursor(last.seq, last.hash, pos)
             self._save()
             self._counter.inc(len(todo))
-            self._gauge.set(last.seq)
+            self._gauge.set(max(0.0, time.time() - last.at))
             total += len(todo)
 
     async def run(self, producer: Any, stop: asyncio.Event, every_s: float = 1.0) -> None:  # noqa: ANN401
