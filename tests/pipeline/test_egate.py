@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from paxsim.demo import child_env, enrol_scenario
 from paxsim.stack import Stack, total
 from policy.crypto import HttpKeySource
 from policy.runtime import PolicyRuntime
+from matcher.verify import claim_reference
 from scenario.virtual import EGATE_PURPOSE, VirtualAirport
 
 SMALL = dict(cameras=8, travellers=150, events_per_second=120.0)
@@ -53,7 +55,7 @@ def test_egate_claims_are_verified_one_to_one_and_impostors_rejected(client_sett
         return (tr.base + rng.normal(0.0, 0.005, tr.base.shape)).astype(np.float32)
 
     edge = PolicyRuntime.for_stage(cs, "test-edge", keys=HttpKeySource(keys.url, keys.token))
-    ps = edge.vault.pseudonym  # claims travel as pseudonyms, never as plain ids
+    ps = partial(claim_reference, edge.vault)  # claims travel as pseudonyms, never as plain ids
     cases = {
         "genuine-a": (live(a), ps(a.traveller_id), "verified", ""),
         "genuine-b": (live(b), ps(b.traveller_id), "verified", ""),
