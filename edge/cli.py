@@ -89,11 +89,14 @@ def detect(
     workers: int = typer.Option(2, min=1, help="vision worker processes"),
     threads: bool = typer.Option(False, help="use threads instead of processes"),
     gt: Optional[Path] = typer.Option(None, help="MOTChallenge gt.txt to score the result against"),
+    appearance_weight: float = typer.Option(
+        TrackerSettings().appearance_weight, min=0.0, max=2.0, help="tracker's colour cue in ambiguous associations (0: geometry only)"
+    ),
 ) -> None:
     """Detect and track faces in VIDEO offline with the edge's detector and tracker."""
     cfg = CameraConfig(
         camera_id=video.stem or "video", source=str(video), embed=False, sample_fps=sample_fps, max_width=max_width,
-        detector=DetectorSettings(upsample=upsample, region_redetect=region), tracker=TrackerSettings(),
+        detector=DetectorSettings(upsample=upsample, region_redetect=region), tracker=TrackerSettings(appearance_weight=appearance_weight),
         drop_when_full=False, measure_all=format is Fmt.json,  # JSON reports every face's quality
     )
     if gt is not None and out is None:

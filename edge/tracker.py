@@ -202,11 +202,11 @@ class Tracker:
         feasible = cost < _NO
         if not feasible.any():
             return
-        big = np.where(feasible, cost, np.inf)
+        big = np.where(feasible, cost, _NO)  # finite: gaps between infeasible pairings stay large, never NaN
         row_best = np.sort(big, axis=1)
         col_best = np.sort(big, axis=0)
-        row_gap = (row_best[:, 1] - row_best[:, 0]) if big.shape[1] > 1 else np.full(big.shape[0], np.inf)
-        col_gap = (col_best[1, :] - col_best[0, :]) if big.shape[0] > 1 else np.full(big.shape[1], np.inf)
+        row_gap = (row_best[:, 1] - row_best[:, 0]) if big.shape[1] > 1 else np.full(big.shape[0], _NO)
+        col_gap = (col_best[1, :] - col_best[0, :]) if big.shape[0] > 1 else np.full(big.shape[1], _NO)
         for r, c in zip(*np.nonzero(feasible)):
             if row_gap[r] < st.ambiguity or col_gap[c] < st.ambiguity:
                 d = appearance_distance(live[r], hists[c])

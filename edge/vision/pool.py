@@ -110,13 +110,14 @@ def warm(embed: bool = True) -> int:
     return os.getpid()
 
 
-def box_histogram(hsv: np.ndarray, box: Box) -> np.ndarray | None:
+def box_histogram(image_bgr: np.ndarray, box: Box) -> np.ndarray | None:
     """Normalised hue × saturation histogram of a face box (the tracker's cheap appearance cue)."""
     x, y, w, h = box
-    crop = hsv[max(0, y) : max(0, y + h), max(0, x) : max(0, x + w)]
+    crop = image_bgr[max(0, y) : max(0, y + h), max(0, x) : max(0, x + w)]
     if crop.size == 0:
         return None
-    hist = cv2.calcHist([crop], [0, 1], None, list(HIST_BINS), [0, 180, 0, 256]).ravel()
+    hsv = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)  # the box only, not the frame
+    hist = cv2.calcHist([hsv], [0, 1], None, list(HIST_BINS), [0, 180, 0, 256]).ravel()
     total = float(hist.sum())
     return (hist / total).astype(np.float32) if total > 0 else None
 
@@ -151,11 +152,10 @@ def analyze_frame(
     rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     dets = _detector(settings).detect(rgb, regions)
     t1 = time.perf_counter()
-    hsv = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2HSV) if histograms and dets else None
     bars = list(bars) if bars is not None else [0.0] * len(regions)
     faces = []
     for d in dets:
-        hist = box_histogram(hsv, d.box) if hsv is not None else None
+        hist = box_histogram(image_bgr, d.box) if histograms else None
         bar = _bar(d.box, regions, bars, default_bar)
         if quality.upper_bound(d.box[2], d.score) < bar:
             faces.append(FaceCandidate(d.box, d.score, math.nan, None, None, hist))
