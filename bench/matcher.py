@@ -6,6 +6,7 @@
     .venv/bin/python -m bench.matcher --sizes 100000 --kinds hnsw
     .venv/bin/python -m bench.matcher --sizes "" --ivfpq-10m   # streamed 10M IVF-PQ (~2 GB peak)
     .venv/bin/python -m bench.matcher --sizes "" --alerts-run 60   # false-flag rate of the alert rules, full pipeline
+    .venv/bin/python -m bench.matcher --sizes "" --egate           # 1:1 e-gate FAR/FRR on the scenario population
 
 Synthetic gallery with a dlib-like structure: identity centres = a shared mean + N(0, 0.05) per dimension
 (different identities ≈ 0.8 apart, as in scenario/virtual.py), ``--views`` noisy views per identity
@@ -374,6 +375,32 @@ def alerts_run(duration_s: float, travellers: int, cameras: int, eps: float) -> 
     print(f"  (ground truth: nobody misbehaved, every alert is a false flag); run dir {run}")
 
 
+def egate_rates(travellers: int, reps: int, seed: int = 9) -> None:
+    """1:1 e-gate FAR/FRR on the scenario's e-gate-eligible travellers with the calibrated embedder noise
+    (``scenario.virtual``): genuine claims = a fresh noisy capture vs the traveller's own enrolment, impostor
+    claims = the same capture vs another eligible traveller's (a borrowed passport)."""
+    from matcher.calibration import DLIB_THRESHOLD, rates_at
+    from matcher.verify import verify_templates
+    from paxsim.config import load_settings
+    from scenario.virtual import EGATE_PURPOSE, VirtualAirport
+
+    st = load_settings(environ={})
+    a = VirtualAirport(st.scenario.model_copy(update=dict(travellers=travellers)), 60)
+    eligible = [t for t in a.travellers if EGATE_PURPOSE in t.purposes]
+    rng = np.random.default_rng(seed)
+    bases = np.stack([t.base for t in eligible])
+    own = np.repeat(np.arange(len(eligible)), reps)
+    live = a.noise.sample(bases[own], rng)
+    other = (own + rng.integers(1, len(eligible), own.size)) % len(eligible)
+    th = st.matcher.threshold
+    genuine = [verify_templates(x, bases[i], th).distance for x, i in zip(live, own)]
+    impostor = [verify_templates(x, bases[j], th).distance for x, j in zip(live, other)]
+    for t in (th, DLIB_THRESHOLD):
+        r = rates_at(genuine, impostor, t)
+        print(f"e-gate 1:1: {len(eligible)} eligible travellers, {len(genuine)} genuine / {len(impostor)} impostor claims "
+              f"at {t:.2f}: FAR {r.far:.4f}  FRR {r.frr:.4f}")
+
+
 def calibration_report(g: GalleryIndex, q: np.ndarray, truth: list[str | None], threshold: float) -> None:
     """Genuine vs impostor distances on this synthetic population, against the documented dlib rule."""
     from matcher.calibration import DLIB_THRESHOLD, calibrate, open_set_rates, rates_at
@@ -437,6 +464,7 @@ def main() -> None:
     ap.add_argument("--alerts-travellers", type=int, default=300)
     ap.add_argument("--alerts-cameras", type=int, default=8)
     ap.add_argument("--alerts-eps", type=float, default=150.0, help="sightings/s offered by the virtual edge")
+    ap.add_argument("--egate", action="store_true", help="1:1 e-gate FAR/FRR on the scenario's eligible travellers")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--decay", type=float, default=1.0, help="identity spectrum decay (0 = isotropic, hardest)")
     ap.add_argument("--calibrate", action="store_true", help="print genuine/impostor calibration per size")
@@ -484,6 +512,8 @@ def main() -> None:
         rows.append(ivfpq_10m(args))
     if rows:
         print_rows(rows)
+    if args.egate:
+        egate_rates(args.alerts_travellers, 20)
     if args.alerts_run:
         alerts_run(args.alerts_run, args.alerts_travellers, args.alerts_cameras, args.alerts_eps)
 
