@@ -64,3 +64,35 @@ async def test_a_cancelled_waiting_call_is_skipped():
         with pytest.raises(asyncio.CancelledError):
             await gone
         assert log == ["busy", "kept"]
+
+
+async def test_cameras_count_dropped_embeddings_and_their_tracks_try_again():
+    from prometheus_client import REGISTRY
+
+    from edge.camera import Camera, CameraConfig
+    from edge.sources import GeneratorSource
+    from tests.edge.faces import walk_clip
+
+    frames, _ = walk_clip(8)
+    with VisionPool(1, "thread", embed_queue=1, embed_max_wait_s=10.0) as pool:
+        cams = [
+            Camera(
+                CameraConfig(camera_id=f"cam-drop-{k}", source="synthetic:x", max_inflight=2),
+                pool,
+                source=GeneratorSource(f"cam-drop-{k}", lambda: iter(frames), realtime=False),
+            )
+            for k in range(3)
+        ]
+
+        async def run(cam):
+            return [r async for r in cam.results()]
+
+        await asyncio.gather(*(run(c) for c in cams))
+    dropped = sum(c.embeds_dropped for c in cams)
+    assert dropped > 0  # three cameras, one waiting embedding at most: some were dropped...
+    assert sum(c.embedded for c in cams) > 0  # ...and some computed
+    for c in cams:
+        assert REGISTRY.get_sample_value("paxsim_edge_embeddings_dropped_total", {"camera": c.config.camera_id}) == c.embeds_dropped
+    # a track whose embedding was dropped asks again on a later view: a camera that lost some still got some
+    assert any(c.embeds_dropped and c.embedded for c in cams)
+    assert pool.embeds_dropped >= 1
