@@ -38,6 +38,7 @@ PUBLISH_LAG = Histogram(
 )
 SOURCE_STATE = Enum("paxsim_edge_source_state", "State of the camera's source", _CAM, states=[s.value for s in SourceState])
 SOURCE_RECONNECTS = Counter("paxsim_edge_source_reconnects_total", "Source reconnect attempts", _CAM)
+SOURCE_BACKOFF = Gauge("paxsim_edge_source_backoff_seconds", "Wait before the source's latest reconnect attempt", _CAM)
 SOURCE_ERRORS = Counter("paxsim_edge_source_errors_total", "Source errors by kind", ["camera", "kind"])
 
 
@@ -65,6 +66,7 @@ class CameraMetrics:
         self.publish_lag = PUBLISH_LAG.labels(**c)
         self.state = SOURCE_STATE.labels(**c)
         self.reconnects = SOURCE_RECONNECTS.labels(**c)
+        self.backoff = SOURCE_BACKOFF.labels(**c)
 
     def source_listener(self, source: Source, event: str, value: object) -> None:
         if event == "read":
@@ -75,6 +77,8 @@ class CameraMetrics:
             self.bad.inc()
         elif event == "reconnect":
             self.reconnects.inc()
+            if isinstance(value, (int, float)):
+                self.backoff.set(value)
         elif event == "error":
             SOURCE_ERRORS.labels(camera=self.camera, kind=str(value)).inc()
         elif event == "state":

@@ -74,6 +74,7 @@ class SourceStats:
     decoded: int = 0  # valid frames delivered
     bad: int = 0  # zero-size / undecodable frames skipped
     reconnects: int = 0
+    backoff_s: list[float] = field(default_factory=list)  # the waits before the last reconnects (at most 32)
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -83,7 +84,7 @@ Listener = Callable[["Source", str, object], None]
 class Source:
     """Base class; see the module docstring. ``listener(source, event, value)`` receives
     ``("state", SourceState)``, ``("read", None)``, ``("decoded", None)``, ``("bad", None)``,
-    ``("reconnect", None)`` and ``("error", kind)`` events (the camera turns them into metrics)."""
+    ``("reconnect", backoff seconds)`` and ``("error", kind)`` events (the camera turns them into metrics)."""
 
     retryable = False
     live = False  # frames arrive in real time whether or not we keep up (drop rather than block)
@@ -195,7 +196,8 @@ class Source:
                     delay = self.backoff.delay(failures)
                     failures += 1
                     self.stats.reconnects += 1
-                    self._emit("reconnect")
+                    self.stats.backoff_s = [*self.stats.backoff_s[-31:], delay]
+                    self._emit("reconnect", delay)
                     log.warning(
                         "source %s: %s; reconnecting in %.2fs (attempt %d)", self.name, exc, delay, failures,
                         extra={"camera": self.name, "kind": exc.kind},

@@ -168,7 +168,9 @@ async def test_stream_dies_then_reconnects_with_backoff_then_fails():
     assert states[:2] == [SourceState.STARTING, SourceState.RUNNING]
     assert SourceState.RECONNECTING in states and states[-1] is SourceState.FAILED
     assert src.stats.reconnects == 3
+    assert src.stats.backoff_s == [0.05, 0.1, 0.2]  # exponential backoff between reconnect attempts
     assert metric("paxsim_edge_source_reconnects_total", "stream-dies") == 3
+    assert metric("paxsim_edge_source_backoff_seconds", "stream-dies") == 0.2
     assert errors("stream-dies", "read") == 1 and errors("stream-dies", "connect") == 3
 
 
