@@ -200,6 +200,7 @@ class Chain(Generic[C]):
         self.name = stage
         self.filters = list(filters)
         self._policy = _policy_getter(policy if policy is not None else Policy())
+        self._holder = policy if isinstance(policy, PolicyHolder) else None  # read .current without a call
         self.on_decision = on_decision
         # (rule name, check function if a plain Rule else None, unit, stats)
         self._units = [(f.name, f.check if isinstance(f, Rule) else None, f, rule_stats(stage, f.name)) for f in self.filters]
@@ -233,7 +234,12 @@ class Chain(Generic[C]):
             self._checks = [u.compile(pol) if u.compile is not None else c for _n, c, u, _s in self._units]
 
     def decide(self, ctx: C, policy: Policy | None = None) -> Decision:
-        pol = self._policy() if policy is None else policy
+        if policy is not None:
+            pol = policy
+        elif self._holder is not None:
+            pol = self._holder.current
+        else:
+            pol = self._policy()
         if pol is not self._pinned:
             self._pin(pol)
         if not self._enforce:  # measurement-only mode: pass-through, nothing counted or audited
@@ -242,12 +248,11 @@ class Chain(Generic[C]):
         checks = self._checks
         if self._tick <= 0 or checks is None:
             return self._decide_general(ctx, pol)
-        i = 0
         for check in checks:
             reason = check(ctx, pol)
             if reason is not None:
+                i = checks.index(check)
                 return self._deny(ctx, i, self._units[i][0], reason)
-            i += 1
         self._counts.passed += 1
         if self.on_decision is not None:
             self.on_decision(ctx, self._allow)

@@ -106,16 +106,29 @@ class PolicyRuntime:
 
     # ------------------------------------------------------------------------------------ chains
 
-    def _hook(self, subject: Callable[[Any], str | None], obj: Callable[[Any], str | None]) -> Callable[[Any, Decision], None]:
-        holder, rows_by_stage = self.holder, self._rows
+    def _rows_for(self, stage: str) -> list[DecisionRow]:
+        rows = self._rows.get(stage)
+        if rows is None:
+            rows = self._rows[stage] = []
+        return rows
+
+    def _hook(self, subject: Callable[[Any], str | None] | None, obj: Callable[[Any], str | None]) -> Callable[[Any, Decision], None]:
+        """Collect one audit row per decision (allows only if the policy audits them) for :meth:`flush_audit`."""
+        holder, rows_for = self.holder, self._rows_for
+        pinned: list = [None, True]  # (policy object, its audit.log_allows): read once per policy, not per decision
 
         def hook(ctx: Any, d: Decision) -> None:
-            if d.allow and not holder.current.audit.log_allows:
-                return
-            rows = rows_by_stage.get(d.stage)
-            if rows is None:
-                rows = rows_by_stage[d.stage] = []
-            rows.append((obj(ctx), d.stage, d.rule, "allow" if d.allow else "deny", d.policy_version, subject(ctx)))
+            pol = holder.current
+            if pol is not pinned[0]:
+                pinned[0], pinned[1] = pol, pol.audit.log_allows
+            if d.allow:
+                if not pinned[1]:
+                    return
+                verdict = "allow"
+            else:
+                verdict = "deny"
+            rows_for(d.stage).append((obj(ctx), d.stage, d.rule, verdict, d.policy_version,
+                                      subject(ctx) if subject is not None else None))
 
         return hook
 
@@ -123,7 +136,7 @@ class PolicyRuntime:
         return edge_chain(self.holder)
 
     def gate_chain(self) -> Chain:
-        return gate_chain(policy=self.holder, on_decision=self._hook(lambda c: None, lambda c: c.sighting.event_id))
+        return gate_chain(policy=self.holder, on_decision=self._hook(None, lambda c: c.sighting.event_id))
 
     def consent_allows(self, subject_id: str, purpose: str, zone: str, at: float) -> bool:
         """Consent from the in-memory snapshot, synced with SQLite once per batch (and every ``CONSENT_SYNC_S``)."""
