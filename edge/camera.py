@@ -295,9 +295,9 @@ class Camera:
             except BrokenProcessPool:
                 raise
             except Exception as exc:
-                for track, _, _, before in p.jobs:
-                    self.tracker.embed_dropped(track, before)  # the track may try again on a later view
                 if isinstance(exc, EmbedDropped):
+                    for track, _, _, before in p.jobs:
+                        self.tracker.embed_dropped(track, before)  # the track may try again on a later view
                     self.embeds_dropped += len(p.jobs)
                     m.embeds_dropped.inc(len(p.jobs))
                 else:
