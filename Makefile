@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps 'trackeval==1.3.0'  # HOTA; --no-deps: see pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP)

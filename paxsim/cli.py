@@ -164,57 +164,6 @@ def keyd(
 
 
 @app.command()
-def load(
-    virtual: int = typer.Option(8, "--virtual", min=1, help="virtual cameras (embedding space)"),
-    videos: Optional[Path] = typer.Option(None, "--videos", help="replay these videos (paxsim scenario render output or *.mp4) instead"),
-    video_cameras: int = typer.Option(4, "--cameras", min=1, help="with --videos: cameras at the first step (videos replicated, looping)"),
-    speed: float = typer.Option(1.0, "--speed", min=0.05, max=20, help="with --videos: replay speed"),
-    rate: float = typer.Option(100.0, "--rate", min=1, help="offered sightings/s at the first step"),
-    factor: float = typer.Option(2.0, "--factor", min=1.05, help="rate multiplier per step"),
-    steps: int = typer.Option(5, "--steps", min=1, max=20, help="ramp steps at most"),
-    duration: float = typer.Option(300.0, "--duration", min=5, help="total seconds of traffic over all steps"),
-    report: Path = typer.Option(Path("load-report.html"), "--report", help="HTML report (JSON beside it)"),
-    policy_file: Optional[Path] = typer.Option(None, "--policy", help="policy file for the run (default: config)"),
-    compare: Optional[tuple[Path, Path]] = typer.Option(None, "--compare", help="A.yaml B.yaml: the same ramp under two policy files, and the difference"),
-    full_ramp: bool = typer.Option(False, "--full-ramp", help="run every step even after saturation"),
-    config: Optional[str] = ConfigOpt,
-) -> None:
-    """Ramp load through the full stack step by step until saturation; write an HTML + JSON report."""
-    from paxsim.load import LoadPlan, compare_runs, run_load
-    from paxsim.report import write_report
-
-    from policy.policyfile import PolicyError, load_policy
-
-    base = _settings(config)
-    files = list(compare) if compare else [policy_file]
-    runs: list[tuple[str, Settings]] = []
-    for f in files:
-        if f is not None:
-            try:
-                load_policy(f)  # validate up front, with line numbers
-            except PolicyError as exc:
-                console.print(f"[red]{exc}[/]")
-                raise typer.Exit(2) from None
-        label = f.stem if f is not None else "load"
-        runs.append((label, base.model_copy(update={"policy": base.policy.model_copy(update={"file": f.resolve() if f else base.policy.file})})))
-    if videos is not None:
-        manifest = videos / "manifest.json"
-        if manifest.exists():  # enrol the population the videos were rendered from
-            m = json.loads(manifest.read_text())
-            scen = base.scenario.model_copy(update={"seed": int(m["seed"]), "travellers": len(m["identities"])})
-            runs = [(label, s.model_copy(update={"scenario": scen})) for label, s in runs]
-        plan = LoadPlan(cameras=video_cameras, start_rate=rate, factor=factor, steps=steps, step_s=duration / steps, videos=str(videos), speed=speed)
-    else:
-        plan = LoadPlan(cameras=virtual, start_rate=rate, factor=factor, steps=steps, step_s=duration / steps)
-    results = [asyncio.run(run_load(s, plan, label, console, stop_at_saturation=not full_ramp and not compare)) for label, s in runs]
-    extra = {"comparison": compare_runs(results[0], results[1])} if len(results) == 2 else None
-    json_path = write_report(results, report, extra)
-    for r in results:
-        console.print(f"[bold]{r.label}[/]: max sustained {r.max_sustained_rate or 0:,.0f} decided/s; saturation at {r.saturation_rate or 'not reached'}")
-    console.print(f"report: {report} (figures: {json_path})")
-
-
-@app.command()
 def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="write here instead of stdout")) -> None:
     """Print the JSON Schema of every broker message (and the topic catalogue)."""
     from broker.schema import schema_document
@@ -233,6 +182,7 @@ def _mount_sub_apps() -> None:
     from dashboard.cli import tokens_app
     from matcher.cli import app as gallery_app
     from matcher.cli import identify as matcher_identify
+    from paxsim.load import load_command
     from paxsim.up import enrol_command, up_command
     from policy.cli import audit_app, consent_app, policy_file_app
     from scenario.cli import app as scenario_app
@@ -248,6 +198,7 @@ def _mount_sub_apps() -> None:
     app.add_typer(scenario_app, name="scenario")
     app.command("up")(up_command)
     app.command("enrol")(enrol_command)
+    app.command("load")(load_command)
 
 
 _mount_sub_apps()

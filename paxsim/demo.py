@@ -76,30 +76,6 @@ class ModuleStack(Stack):
         )
         log.close()
 
-    def sample_resources(self) -> None:
-        """As :meth:`Stack.sample_resources`, but a stage's CPU and memory include its worker processes (the
-        edge's vision pool does the pixel work in children of the edge process)."""
-        import psutil
-
-        for child in self.children.values():
-            if not child.alive():
-                continue
-            try:
-                p = psutil.Process(child.proc.pid)  # type: ignore[union-attr]
-                procs = [p, *p.children(recursive=True)]
-                cpu = rss = 0.0
-                for q in procs:
-                    try:
-                        t = q.cpu_times()
-                        cpu += t.user + t.system
-                        rss += q.memory_info().rss
-                    except psutil.Error:
-                        continue
-                child.cpu_s = max(child.cpu_s, child._cpu_base + cpu)  # a worker that exited keeps its share
-                child.rss_max = max(child.rss_max, int(rss))
-            except psutil.Error:
-                continue
-
 
 def enrol_scenario(settings: Settings, duration_s: float, embeddings: dict[str, np.ndarray] | None = None) -> tuple[int, int]:
     """Write the gallery and consent registry for the scenario's enrolled travellers. Returns (subjects, purposes granted).

@@ -101,17 +101,27 @@ class Stack:
         return child
 
     def sample_resources(self) -> None:
-        """Update each live child's CPU seconds and peak RSS (call periodically; exited children keep their last sample)."""
+        """Update each live child's CPU seconds and peak RSS, its worker processes included (the edge's vision
+        pool does the pixel work in children of the edge process). Call periodically; a child or worker that
+        exited keeps its last sample."""
         for child in self.children.values():
             if not child.alive():
                 continue
             try:
                 p = psutil.Process(child.proc.pid)  # type: ignore[union-attr]
-                cpu = p.cpu_times()
-                child.cpu_s = child._cpu_base + cpu.user + cpu.system
-                child.rss_max = max(child.rss_max, p.memory_info().rss)
+                procs = [p, *p.children(recursive=True)]
             except psutil.Error:
                 continue
+            cpu = rss = 0.0
+            for q in procs:
+                try:
+                    t = q.cpu_times()
+                    cpu += t.user + t.system
+                    rss += q.memory_info().rss
+                except psutil.Error:
+                    continue
+            child.cpu_s = max(child.cpu_s, child._cpu_base + cpu)
+            child.rss_max = max(child.rss_max, int(rss))
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         child = self.children[name]
