@@ -159,14 +159,17 @@ class Rule(Generic[C]):
 
     Its decisions name the rule; the :class:`Chain` that runs it stamps the policy version and stage.
     ``compile(policy)`` (optional) returns an equivalent check with that policy's values bound (sets and
-    numbers instead of model lookups); a chain compiles its rules once per pinned policy.
+    numbers instead of model lookups); a chain compiles its rules once per pinned policy. ``functional``
+    marks a rule that is not a privacy control but a fact the stage depends on (``known_face``: is there
+    a subject at all); it still runs under ``enforcement: off``.
     """
 
-    __slots__ = ("name", "check", "compile", "_allow")
+    __slots__ = ("name", "check", "compile", "functional", "_allow")
 
     def __init__(self, name: str, check: Callable[[C, Policy], str | None],
-                 compile: Callable[[Policy], Callable[[C, Policy], str | None]] | None = None) -> None:  # noqa: A002
-        self.name, self.check, self.compile = name, check, compile
+                 compile: Callable[[Policy], Callable[[C, Policy], str | None]] | None = None,  # noqa: A002
+                 functional: bool = False) -> None:
+        self.name, self.check, self.compile, self.functional = name, check, compile, functional
         self._allow = Decision(True, name)
 
     def decide(self, ctx: C, policy: Policy) -> Decision:
@@ -190,8 +193,8 @@ class Chain(Generic[C]):
 
     Every decision of every unit is counted; its latency is timed on one decision in ``time_every``
     (default 16; 1 = every decision), so the histogram's ``_count`` is the number of timed decisions.
-    Under a policy with ``enforcement: off`` (measurement only) every call returns an allow with rule
-    ``enforcement_off`` without running, counting or reporting anything.
+    Under a policy with ``enforcement: off`` (measurement only) only ``functional`` rules run; every
+    other call returns an allow with rule ``enforcement_off``; nothing is counted or reported.
     """
 
     def __init__(self, stage: str, filters: Iterable[Filter[C]], policy: PolicySource | None = None,
@@ -216,6 +219,7 @@ class Chain(Generic[C]):
         self._allow = ALLOW
         self._enforce = True
         self._bypass = ALLOW
+        self._functional: list = []
         self._every = max(1, int(time_every))
         self._tick = self._every
 
@@ -232,6 +236,7 @@ class Chain(Generic[C]):
                                 self._pinned_version, self.stage)
         if self._plain:
             self._checks = [u.compile(pol) if u.compile is not None else c for _n, c, u, _s in self._units]
+        self._functional = [(n, c) for n, c, u, _s in self._units if isinstance(u, Rule) and u.functional]
 
     def decide(self, ctx: C, policy: Policy | None = None) -> Decision:
         if policy is not None:
@@ -243,6 +248,10 @@ class Chain(Generic[C]):
         if pol is not self._pinned:
             self._pin(pol)
         if not self._enforce:  # measurement-only mode: pass-through, nothing counted or audited
+            for name, check in self._functional:
+                reason = check(ctx, pol)
+                if reason is not None:
+                    return Decision(False, name, reason, self._pinned_version, self.stage)
             return self._bypass
         self._tick -= 1
         checks = self._checks
@@ -480,7 +489,8 @@ def post_match_chain(is_allowed: Callable[[str, str, str, float], bool], policy:
 
         return check
 
-    return Chain("post_match", [Rule("known_face", known), Rule("consent", consented, consented_c)], policy, **kw)
+    return Chain("post_match", [Rule("known_face", known, functional=True), Rule("consent", consented, consented_c)],
+                 policy, **kw)
 
 
 # --- store: anything written to a store -----------------------------------------------------------

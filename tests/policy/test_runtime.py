@@ -96,6 +96,8 @@ def test_enforcement_off_is_refused_without_acknowledgement_and_is_pass_through_
     for d in (rt.edge_chain()(EdgeContext("nowhere", 0.0, (0, 0, 8, 8))), rt.gate_chain()(GateContext(s, 1e9)),
               rt.post_match_chain()(PostMatchContext("pax-x", "boarding", "gate", 0.0, "e1"))):
         assert d.allow and d.rule == "enforcement_off" and d.policy_version == rt.holder.version
+    unknown = rt.post_match_chain()(PostMatchContext(None, "boarding", "gate", 0.0, "e2"))
+    assert not unknown.allow and unknown.rule == "known_face"  # not a privacy control: there is no subject
     assert rt.reference("pax-x") == "pax-x" and rt.flush_audit() == 0
     recs = [r for _n, r, _raw in read_records(rt.audit.path)]  # the trail says the controls were off
     assert [(r.action, r.decision) for r in recs] == [("policy.enforcement", "off")]
