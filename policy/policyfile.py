@@ -65,6 +65,7 @@ class QualityGate(_Strict):
 class Tracklets(_Strict):
     enabled: bool = Field(default=False, description="keep anonymous short-lived tracklets of unknown faces")
     ttl_s: float = Field(default=60.0, gt=0, le=3600)
+    max_tracklets: int = Field(default=100_000, ge=1, description="oldest evicted beyond this many live tracklets")
 
 
 class UnknownFaces(_Strict):

@@ -256,3 +256,6 @@ class PolicyRuntime:
         self.flush_audit()
         self.audit.close()
         self.consent.close()
+        for refresher in (self.ring, self.vault):  # background key-refresh threads
+            if refresher is not None:
+                refresher.close()
