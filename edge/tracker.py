@@ -5,6 +5,9 @@ prefers overlap (1 − IoU) and falls back to centre distance (relative to face 
 sparse sampling. When the geometry is ambiguous (a detection could belong to more than one track, or a
 track to more than one detection) an appearance cue decides: the distance between colour histograms of
 the face box (always there, 0.05 ms per face), or between the tracks' embeddings when both have one.
+A pairing held only by the centre-distance fallback (no overlap) must also look alike
+(``appearance_veto``): a different face appearing next to where a missed one was predicted starts a
+new track instead of taking over the old one.
 Unmatched detections start tracks; tracks unseen for ``max_misses`` frames end.
 
 Embedding is gated per track, which is what makes the edge cheap (one dlib embedding costs ~3 HOG
@@ -57,6 +60,10 @@ class TrackerSettings(BaseModel):
         default=0.5, ge=0.0, le=2.0, description="weight of the appearance distance in ambiguous associations (0: geometry only)"
     )
     ambiguity: float = Field(default=0.3, ge=0.0, description="cost gap below which two candidate pairings count as ambiguous")
+    appearance_veto: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="a pairing without overlap (centre-distance fallback) needs an appearance distance below this",
+    )
 
 
 @dataclass(slots=True)
@@ -208,9 +215,14 @@ class Tracker:
         row_gap = (row_best[:, 1] - row_best[:, 0]) if big.shape[1] > 1 else np.full(big.shape[0], _NO)
         col_gap = (col_best[1, :] - col_best[0, :]) if big.shape[0] > 1 else np.full(big.shape[1], _NO)
         for r, c in zip(*np.nonzero(feasible)):
-            if row_gap[r] < st.ambiguity or col_gap[c] < st.ambiguity:
+            fallback = cost[r, c] >= 1.0  # no overlap: only the centre distance put them together
+            if fallback or row_gap[r] < st.ambiguity or col_gap[c] < st.ambiguity:
                 d = appearance_distance(live[r], hists[c])
-                if d is not None:
+                if d is None:
+                    continue
+                if fallback and d > st.appearance_veto:
+                    cost[r, c] = _NO  # a different-looking face where a lost track was expected: a new track
+                else:
                     cost[r, c] += st.appearance_weight * d
 
     def reportable(self, track: Track) -> bool:

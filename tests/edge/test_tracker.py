@@ -155,3 +155,20 @@ def test_appearance_prefers_embeddings_when_both_have_one():
     assert appearance_distance(t, hist(40), np.zeros(128, np.float32)) == 0.0
     assert appearance_distance(Track(2, np.zeros(4), 0), None) is None
 
+
+
+def test_a_different_face_next_to_a_missed_one_starts_a_new_track():
+    """Track 1's face is missed on one frame while another person appears 56 px below its prediction: the
+    centre-distance fallback alone would hand track 1 to the newcomer (an ID switch); the look vetoes it."""
+
+    def run(weight: float, newcomer: np.ndarray) -> tuple[int, int]:
+        tr = Tracker(TrackerSettings(appearance_weight=weight))
+        for i in range(3):
+            tr.update(i, [(293, 269, 73, 73)], [0.5], [hist(3)])
+        (a,) = tr.update(3, [(277, 325, 73, 73)], [0.5], [newcomer])
+        (b,) = tr.update(4, [(293, 269, 73, 73)], [0.5], [hist(3)])  # the first face is found again
+        return a.track.track_id, b.track.track_id
+
+    assert run(0.0, hist(40)) == (1, 2)  # geometry alone: track 1 jumps to the newcomer, the first face gets a new id
+    assert run(0.5, hist(40)) == (2, 1)  # the look says otherwise: the newcomer starts track 2, track 1 is kept
+    assert run(0.5, hist(3)) == (1, 2)  # same look: the fallback may keep the track (a fast mover)
