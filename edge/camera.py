@@ -280,8 +280,12 @@ class Camera:
                 if pick is not None and pick[0].chip is not None:
                     view, q = pick
                     jobs.append((a.track, view, q, tr.mark_embedded(a.track, q, frame.index)))
-        fut = asyncio.ensure_future(self.pool.embed([v.chip for _, v, _, _ in jobs])) if jobs else None
         rows = [(a.track.track_id, faces[a.det_index], a.born) for a in assignments if tr.reportable(a.track)]
+        if self.config.embed:
+            for track, view, q in tr.take_unsettled():  # seen briefly, missed now: embed its best view anyway
+                jobs.append((track, view, q, tr.mark_embedded(track, q, frame.index)))
+                rows.append((track.track_id, view, False))  # reported at the box of that view
+        fut = asyncio.ensure_future(self.pool.embed([v.chip for _, v, _, _ in jobs])) if jobs else None
         return _Pending(frame, scale, len(faces), len(tr.tracks), rows, jobs, fut, started)
 
     def _complete(self, p: "_Pending") -> FrameResult:

@@ -14,7 +14,8 @@ Embedding is gated per track, which is what makes the edge cheap (one dlib embed
 detections of a 640×480 frame):
 
 - best shot: a new track is watched for ``settle_frames`` frames and the best view among them is
-  embedded (a face walking in gets bigger and sharper; embedding its first view would waste one);
+  embedded (a face walking in gets bigger and sharper; embedding its first view would waste one); a
+  track missed before it settles has its best view embedded at once (:meth:`Tracker.take_unsettled`);
 - then again only on a clearly better view: quality up by ``improve_margin``, at least
   ``reembed_min_frames`` frames after the last embedding, and never once a view of ``good_enough``
   quality was embedded; at most ``max_embeds`` per track.
@@ -144,6 +145,7 @@ class Tracker:
         self.tracks: dict[int, Track] = {}
         self._ids = itertools.count(1)
         self.started = 0
+        self.unsettled: list[Track] = []  # set by update(): tracks missed before settling, with a view to embed
 
     def predicted_boxes(self, frame_index: int) -> list[Box]:
         out = []
@@ -194,8 +196,11 @@ class Tracker:
                 t.hist = h if t.hist is None else 0.7 * t.hist + 0.3 * h
             out.append(Assignment(i, t, False))
         seen = {a.track.track_id for a in out}
+        self.unsettled = []
         for t in live:
             if t.track_id not in seen:
+                if t.best is not None and t.embeds == 0 and self.reportable(t):
+                    self.unsettled.append(t)  # lost before it settled: its best view is embedded now
                 t.misses += 1
                 if t.misses > st.max_misses:
                     del self.tracks[t.track_id]
@@ -262,6 +267,17 @@ class Tracker:
                 return out
             return None
         return (view, quality) if quality >= self.view_bar(track, frame_index) else None
+
+    def take_unsettled(self) -> list[tuple[Track, object, float]]:
+        """(track, best view, quality) of tracks missed on the last frame before they settled: embed
+        those views now rather than lose a face that was only seen briefly."""
+        out = []
+        for t in self.unsettled:
+            if t.best is not None and t.embeds == 0:
+                out.append((t, t.best, t.best_quality))
+                t.best, t.best_quality = None, -1.0
+        self.unsettled = []
+        return out
 
     def mark_embedded(self, track: Track, quality: float, frame_index: int | None = None) -> EmbedState:
         """Count an embedding of ``track``; returns the state before, for :meth:`embed_dropped`."""

@@ -172,3 +172,16 @@ def test_a_different_face_next_to_a_missed_one_starts_a_new_track():
     assert run(0.0, hist(40)) == (1, 2)  # geometry alone: track 1 jumps to the newcomer, the first face gets a new id
     assert run(0.5, hist(40)) == (2, 1)  # the look says otherwise: the newcomer starts track 2, track 1 is kept
     assert run(0.5, hist(3)) == (1, 2)  # same look: the fallback may keep the track (a fast mover)
+
+
+def test_a_track_missed_before_it_settles_has_its_best_view_embedded():
+    tr = Tracker(TrackerSettings(settle_frames=5))
+    for i, q in enumerate([0.55, 0.7]):
+        t = tr.update(i, [(100, 100, 60, 60)], [q])[0].track
+        assert tr.offer(t, i, q, ("view", i)) is None  # still settling
+    tr.update(2, [], [])
+    ((track, view, q),) = tr.take_unsettled()
+    assert track is t and view == ("view", 1) and q == 0.7
+    tr.mark_embedded(t, q, 2)
+    tr.update(3, [], [])
+    assert tr.take_unsettled() == []  # once only
