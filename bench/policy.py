@@ -316,7 +316,7 @@ async def run_round(settings, world: World, mode: str, rate: float, state: Path,
                         m = decode(rec.value, Match)
                         res.e2e.append(now - m.captured_at)
                         res.delivered += 1
-                        res.matched += m.decision == "match"
+                        res.matched += m.decision in ("match", "verified")
                 if batch:
                     idle_since = None
                     last[0] = now

@@ -122,7 +122,7 @@ class StreamView:
 
     def _match(self, m: Match, now: float) -> None:
         self.decisions[m.decision] += 1
-        if m.decision == "match":
+        if m.decision in ("match", "verified"):
             self.matches_by_zone[m.zone] += 1
         else:
             self.unknown_by_zone[m.zone] += 1

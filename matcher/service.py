@@ -12,7 +12,7 @@ E-gates: a sighting with a ``claimed_subject`` (the passport presented at the ga
 the claimed subject's templates (``matcher.verify.Verifier``), never searched 1:N, and decided ``verified`` or
 ``rejected`` through the same post-match policy chain (purpose of the zone: ``egate-verification``).
 
-Snapshots: every ``SNAPSHOT_EVERY_S`` (and soon after an erasure) the matcher writes ``matcher-snapshot.bin`` in
+Snapshots: every ``matcher.snapshot_every_s`` (default 5 s; and soon after an erasure) the matcher writes ``matcher-snapshot.bin`` in
 the state dir (``matcher.snapshot``: atomic, CRC-checked): trajectories, decided event ids, alert ids raised,
 and per assigned partition the next admitted offset and the next matches offset. On its first assignment a
 process restores the snapshot (dropping trajectories of subjects no longer in the gallery), then reads back
@@ -53,13 +53,13 @@ from policy.crypto import KeyExpired, KeyUnavailable, SealError
 from policy.erasure import ErasureWorker
 from policy.filters import PostMatchContext
 from policy.runtime import PolicyRuntime
+from policy.tracklets import TrackletStore
 from scenario.world import load_spec
 
 log = logging.getLogger("paxsim.matcher")
 
 STAGE = "matcher"
 PRUNE_EVERY_S = 5.0
-SNAPSHOT_EVERY_S = 5.0
 SNAPSHOT_FILE = "matcher-snapshot.bin"
 GROUP = "paxsim-matcher"
 DECISIONS = Counter("paxsim_matcher_events_total", "Admitted sightings decided, by decision", ["decision"])
@@ -286,6 +286,7 @@ class Matcher:
         self.threshold = settings.matcher.threshold
         self.producer = producer
         self.state = state
+        self.tracklets = TrackletStore.for_policy(rt.holder)  # anonymous flow counting, off unless the policy enables it
         self._claims: dict[str, str] = {}  # pseudonym -> subject, for the gallery's subjects (refreshed with the keys)
         log.info("gallery loaded", extra={"templates": len(gallery), "subjects": len(gallery.subjects())})
 
@@ -293,8 +294,9 @@ class Matcher:
         return self.index.subjects() if self.index is not None else []
 
     def reference(self, subject_id: str) -> str:
-        """How a subject is named outside the matcher: its pseudonym, or the id when the run has no key holder."""
-        return self.rt.vault.pseudonym(subject_id) if self.rt.vault is not None else subject_id
+        """How a subject is named outside the matcher: its pseudonym (memoised per batch), or the id when the run
+        has no key holder or enforcement is off."""
+        return self.rt.reference(subject_id)
 
     async def keep_keys_warm(self, stop: asyncio.Event, every_s: float = 2.0) -> None:
         """Refresh the gallery's subject keys in one round trip, off the event loop, so pseudonyms never block it."""
@@ -425,6 +427,7 @@ class Matcher:
                 ALERTS.labels(a.kind).inc()
                 tracks.append(await producer.send(t.ALERTS.name, encode(a), key=a.zone.encode()))
             DECISIONS.labels(m.decision).inc()
+            self.tracklets.observe(s, m, now)  # unknown/refused/rejected only; keeps zone and times, never the face
             E2E_SECONDS.observe(max(0.0, now - s.captured_at))
             matches.append((partition, m))
         await acknowledged(tracks + dead)  # a recorded match implies its track update and alerts exist
@@ -453,7 +456,7 @@ class Matcher:
         common = self._common(s, purpose, partition, offset, now)
         if not purpose:
             return Match(decision="refused", rule="purpose", **common)
-        decision = self.chain(PostMatchContext(hit.subject_id if hit else None, purpose, s.zone, s.captured_at))
+        decision = self.chain(PostMatchContext(hit.subject_id if hit else None, purpose, s.zone, s.captured_at, s.event_id))
         if not decision.allow:
             # unknown or non-consented: the embedding is dropped here, only the count survives
             return Match(decision="unknown" if decision.rule == "known_face" else "refused", rule=decision.rule, **common)
@@ -470,7 +473,7 @@ class Matcher:
         if not purpose:
             return Match(decision="refused", rule="purpose", **common)
         accepted = v is not None and v.accepted
-        decision = self.chain(PostMatchContext(v.subject_id if accepted else None, purpose, s.zone, s.captured_at))
+        decision = self.chain(PostMatchContext(v.subject_id if accepted else None, purpose, s.zone, s.captured_at, s.event_id))
         if not accepted:
             return Match(decision="rejected", rule="verification" if outcome == "reject" else "unknown-subject", **common)
         if not decision.allow:  # the claimed subject has no active consent for e-gate verification here and now
@@ -497,6 +500,8 @@ async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
     producer = await start_producer(settings)
     matcher = Matcher(settings, producer, state, rt)
     eraser = ErasureWorker(STAGE, [matcher.erase], audit=rt.audit)
+    if rt.vault is not None and matcher.subjects():  # subject keys warm before the first batch: no inline fetches
+        await asyncio.to_thread(rt.vault.warm, matcher.subjects(), True)
     tasks = [
         asyncio.create_task(rt.background(stop)),
         asyncio.create_task(matcher.keep_keys_warm(stop)),
@@ -507,11 +512,12 @@ async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
     ref.append(consumer)
     consumer.subscribe([t.ADMITTED.name], listener=_Recover(settings, state, ref, matcher))
     pruned_at = snapped_at = time.monotonic()
-    every = float(getattr(settings.matcher, "snapshot_every_s", SNAPSHOT_EVERY_S))
+    every = settings.matcher.snapshot_every_s
     try:
         while not stop.is_set():
-            if time.monotonic() - pruned_at > PRUNE_EVERY_S:  # trajectories past their purpose's TTL are deleted
-                state.trajectories.prune(time.time())
+            if time.monotonic() - pruned_at > min(PRUNE_EVERY_S, matcher.tracklets.config.ttl_s / 4):
+                state.trajectories.prune(time.time())  # trajectories past their purpose's TTL are deleted
+                matcher.tracklets.prune(time.time())  # anonymous tracklets past theirs
                 pruned_at = time.monotonic()
             if (state.erased or (state.changed and time.monotonic() - snapped_at > every)) and consumer.assignment():
                 await write_snapshot(settings, state, [tp.partition for tp in consumer.assignment()])

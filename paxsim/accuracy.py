@@ -46,7 +46,7 @@ def score(matches: Iterable[Match], truth: dict[str, str], allowed: Callable[[st
             continue
         events += 1
         is_genuine = bool(m.purpose) and allowed(who, m.purpose, m.zone, m.captured_at)
-        matched = m.decision == "match"
+        matched = m.decision in ("match", "verified")  # 1:N identification or e-gate 1:1 acceptance
         if matched and m.subject_id is not None and not allowed(m.subject_id, m.purpose, m.zone, m.captured_at):
             leaks += 1
         if is_genuine:

@@ -134,6 +134,7 @@ class MatcherSettings(_Section):
     )
     batch_max: int = Field(default=256, ge=1)
     dedupe_window_s: float = Field(default=600.0, gt=0)
+    snapshot_every_s: float = Field(default=5.0, gt=0, description="seconds between matcher state snapshots (when changed)")
 
 
 class DashboardSettings(_Section):

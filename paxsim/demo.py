@@ -166,6 +166,8 @@ class StageCounts:
     matched: float = 0.0
     unknown: float = 0.0
     refused: float = 0.0
+    verified: float = 0.0  # e-gate 1:1: the live face is the claimed enrolee
+    rejected: float = 0.0  # e-gate 1:1: it is not (or the claimed person is not enrolled)
     duplicates: float = 0.0
     gate_denied_by_rule: dict[str, float] | None = None
 
@@ -175,7 +177,7 @@ class StageCounts:
 
     @property
     def matcher_total(self) -> float:
-        return self.matched + self.unknown + self.refused + self.duplicates
+        return self.matched + self.unknown + self.refused + self.verified + self.rejected + self.duplicates
 
 
 def scrape_counts(stack: Stack, last: StageCounts) -> StageCounts:
@@ -205,6 +207,8 @@ def scrape_counts(stack: Stack, last: StageCounts) -> StageCounts:
         c.matched = total(m, "paxsim_matcher_events_total", decision="match")
         c.unknown = total(m, "paxsim_matcher_events_total", decision="unknown")
         c.refused = total(m, "paxsim_matcher_events_total", decision="refused")
+        c.verified = total(m, "paxsim_matcher_events_total", decision="verified")
+        c.rejected = total(m, "paxsim_matcher_events_total", decision="rejected")
         c.duplicates = total(m, "paxsim_matcher_duplicates_total")
     return c
 
@@ -252,10 +256,10 @@ async def summarise(settings: Settings, keys: KeySource | None = None, evaluatio
     matches = [decode(r.value, Match) for r in records]
     ids = [m.event_id for m in matches]
     lat = np.array([m.matched_at - m.captured_at for m in matches]) if matches else np.zeros(0)
-    by = {d: sum(1 for m in matches if m.decision == d) for d in ("match", "unknown", "refused")}
+    by = {d: sum(1 for m in matches if m.decision == d) for d in ("match", "unknown", "refused", "verified", "rejected")}
     refused_by_rule: dict[str, int] = {}
     for m in matches:
-        if m.decision != "match":
+        if m.decision not in ("match", "verified"):
             refused_by_rule[f"post_match:{m.rule}"] = refused_by_rule.get(f"post_match:{m.rule}", 0) + 1
     dead = await read_all(settings, t.DEADLETTER.name)
     updates = {u.event_id: u for u in (decode(r.value, TrackUpdate) for r in await read_all(settings, t.TRACKS.name))}
@@ -281,6 +285,8 @@ async def summarise(settings: Settings, keys: KeySource | None = None, evaluatio
         "matched": by["match"],
         "unknown": by["unknown"],
         "refused": by["refused"],
+        "verified": by["verified"],
+        "rejected": by["rejected"],
         "refused_by_rule": refused_by_rule,
         "deadletters": len(dead),
         "zone_transitions": len(moves),
@@ -304,6 +310,8 @@ def summary_table(s: dict) -> Table:
         tab.add_row(f"  dropped by {rule}", f"{n:,}")
     tab.add_row("matched (consented, within threshold)", f"{s['matched']:,}")
     tab.add_row("unknown (embedding discarded)", f"{s['unknown']:,}")
+    if s.get("verified") or s.get("rejected"):
+        tab.add_row("e-gate 1:1 verified / rejected", f"{s['verified']:,} / {s['rejected']:,}")
     tab.add_row("decisions recorded / duplicates", f"{s['decided']:,} / {s['duplicate_decisions']}")
     tab.add_row("dead letters", f"{s['deadletters']:,}")
     tab.add_row("zone transitions / faster than walking", f"{s['zone_transitions']:,} / {s['implausible_transitions']:,}")

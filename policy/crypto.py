@@ -561,9 +561,12 @@ _AAD_TAIL = struct.Struct("<dI")
 
 
 def _sighting_aad(s: Sighting) -> bytes:
-    """Binds a sealed embedding to its event: id, camera, zone, capture time and dimension."""
-    return b"|".join((b"sighting", s.event_id.encode(), s.camera_id.encode(), s.zone.encode(),
-                      _AAD_TAIL.pack(s.captured_at, s.dim)))
+    """Binds a sealed embedding to its event: id, camera, zone, capture time, dimension and any e-gate claim
+    (so the claim cannot be swapped on a sealed sighting)."""
+    parts = [b"sighting", s.event_id.encode(), s.camera_id.encode(), s.zone.encode(), _AAD_TAIL.pack(s.captured_at, s.dim)]
+    if s.claimed_subject:
+        parts.append(b"claim:" + s.claimed_subject.encode())
+    return b"|".join(parts)
 
 
 def seal_sighting(ring: EpochKeyRing, s: Sighting) -> Sighting:

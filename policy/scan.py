@@ -154,6 +154,10 @@ class Scanner:
         pol = self.policy
         if isinstance(msg, m.Sighting):
             ttl = pol.retention.sightings_s
+            if msg.claimed_subject:  # an e-gate claim names a subject (by pseudonym)
+                purpose = pol.purpose_for_zone(msg.zone)
+                self._subject_refs.append(_Pending(where, msg.claimed_subject, purpose or f"<none for zone {msg.zone}>", msg.zone,
+                                                   msg.captured_at, pol.retention_for(purpose or ""), "e-gate claim"))
             if not self._expired(msg.captured_at, ttl):
                 return
             age = self.now - msg.captured_at
