@@ -4,7 +4,7 @@ Each processed frame's detections are matched to live tracks by the Hungarian me
 prefers overlap (1 − IoU) and falls back to centre distance (relative to face size) for fast movers or
 sparse sampling. When the geometry is ambiguous (a detection could belong to more than one track, or a
 track to more than one detection) an appearance cue decides: the distance between colour histograms of
-the face box (always there, 0.05 ms per face), or between the tracks' embeddings when both have one.
+the head and shoulders (always there, ~0.1 ms per face), or between the tracks' embeddings when both have one.
 A pairing held only by the centre-distance fallback (no overlap) must also look alike
 (``appearance_veto``): a different face appearing next to where a missed one was predicted starts a
 new track instead of taking over the old one.

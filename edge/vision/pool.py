@@ -111,8 +111,11 @@ def warm(embed: bool = True) -> int:
 
 
 def box_histogram(image_bgr: np.ndarray, box: Box) -> np.ndarray | None:
-    """Normalised hue × saturation histogram of a face box (the tracker's cheap appearance cue)."""
+    """Normalised hue × saturation histogram of a face box grown to head and shoulders (a quarter of its
+    width each side, 2.5 heights down: clothing tells people apart better than skin), the tracker's
+    cheap appearance cue."""
     x, y, w, h = box
+    x, w, h = x - w // 4, w + w // 2, int(h * 2.5)
     crop = image_bgr[max(0, y) : max(0, y + h), max(0, x) : max(0, x + w)]
     if crop.size == 0:
         return None
@@ -122,14 +125,25 @@ def box_histogram(image_bgr: np.ndarray, box: Box) -> np.ndarray | None:
     return (hist / total).astype(np.float32) if total > 0 else None
 
 
-def _bar(box: Box, regions: Sequence[Box], bars: Sequence[float], default: float) -> float:
-    """The bar of the region (a live track's predicted box) this detection most overlaps, else ``default``."""
-    best, bar = 0.3, default
-    for r, b in zip(regions, bars):
-        o = iou(box, r)
-        if o > best:
-            best, bar = o, b
-    return bar
+def _bars_for(dets: Sequence, regions: Sequence[Box], bars: Sequence[float], default: float) -> list[float]:
+    """Each detection's bar: that of the region (a live track's predicted box) it is paired with, one to one,
+    best overlap first (IoU > 0.3); ``default`` for a detection paired with none (a new face, or a second
+    face overlapping a track's region: it must not inherit that track's bar)."""
+    out = [default] * len(dets)
+    pairs = sorted(
+        ((iou(d.box, r), i, j) for i, d in enumerate(dets) for j, r in enumerate(regions)), reverse=True
+    )
+    used_d: set[int] = set()
+    used_r: set[int] = set()
+    for o, i, j in pairs:
+        if o <= 0.3:
+            break
+        if i in used_d or j in used_r:
+            continue
+        used_d.add(i)
+        used_r.add(j)
+        out[i] = bars[j]
+    return out
 
 
 def analyze_frame(
@@ -154,9 +168,8 @@ def analyze_frame(
     t1 = time.perf_counter()
     bars = list(bars) if bars is not None else [0.0] * len(regions)
     faces = []
-    for d in dets:
+    for d, bar in zip(dets, _bars_for(dets, regions, bars, default_bar)):
         hist = box_histogram(image_bgr, d.box) if histograms else None
-        bar = _bar(d.box, regions, bars, default_bar)
         if quality.upper_bound(d.box[2], d.score) < bar:
             faces.append(FaceCandidate(d.box, d.score, math.nan, None, None, hist))
             continue
