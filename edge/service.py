@@ -82,6 +82,9 @@ async def run_virtual_edge(
     pub = Publisher(producer)
     sender = asyncio.create_task(pub.run())
     background = asyncio.create_task(rt.background(stop))
+    claims_by_pseudonym = rt.vault is not None and rt.enforcing
+    if claims_by_pseudonym and airport.egate_eligible:  # e-gate claims travel as pseudonyms: keys warm before traffic
+        await asyncio.to_thread(rt.vault.warm, airport.egate_eligible, True)
     nonce = os.urandom(4).hex()
     track_ids: dict[tuple[str, str], int] = {}
     window: Tally[str] = Tally()
@@ -121,9 +124,15 @@ async def run_virtual_edge(
                     box=box,
                     quality=1.0,
                     embedding=embedding_to_bytes(vs.embedding),
+                    # e-gate: the passport presented names a subject, by pseudonym on the broker
+                    claimed_subject=(rt.vault.pseudonym(vs.claimed_subject) if claims_by_pseudonym else vs.claimed_subject)
+                    if vs.claimed_subject else "",
                 )
                 if offer_sighting(pub, rt, s) and gt:
-                    gt.write(json.dumps({"event_id": s.event_id, "traveller_id": vs.traveller_id, "camera_id": cam.camera_id, "zone": cam.zone}) + "\n")
+                    row = {"event_id": s.event_id, "traveller_id": vs.traveller_id, "camera_id": cam.camera_id, "zone": cam.zone}
+                    if vs.claimed_subject:
+                        row["claimed"] = vs.claimed_subject
+                    gt.write(json.dumps(row) + "\n")
             t_prev = t_now
             now = time.time()
             if now - window_start >= COUNT_WINDOW_S:
