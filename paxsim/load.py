@@ -221,9 +221,22 @@ class LoadResult:
         ok = [s.decided_rate for s in self.steps if s.sustained]
         return max(ok) if ok else None
 
+    def headline(self) -> str:
+        """One line: what the stack sustained and where it saturated (video mode counts cameras and frames)."""
+        ok = [s for s in self.steps if s.sustained]
+        sat = self.saturation_rate
+        if self.plan.videos:
+            best = max(ok, key=lambda s: s.offered_rate) if ok else None
+            kept = (f"{best.offered_rate:,.0f} video cameras ({best.row()['frames_processed_rate']:,.1f} frames/s analysed, "
+                    f"{best.decided_rate:,.1f} decided/s)") if best else "none"
+            return f"max sustained: {kept}; " + (f"saturation at {sat:,.0f} cameras" if sat else "not saturated")
+        return (f"max sustained {self.max_sustained_rate or 0:,.1f} decided/s; "
+                + (f"saturation at {sat:,.0f} offered/s" if sat else "not saturated"))
+
     def as_dict(self) -> dict:
         return {
             "label": self.label,
+            "headline": self.headline(),
             "plan": asdict(self.plan),
             "saturation_offered_rate": self.saturation_rate,
             "max_sustained_decided_rate": self.max_sustained_rate,
@@ -263,7 +276,7 @@ async def run_load(settings: Settings, plan: LoadPlan, label: str, console: Cons
             result.steps.append(step)
             progress.advance(task)
             console.print(
-                f"  step {i + 1}: {'%d cameras' % level if plan.videos else 'offered %s/s' % format(rate, ',.0f')}, decided {step.decided_rate:,.0f}/s, p99 {summary['latency_p99_ms'] or 0:,.0f} ms, "
+                f"  step {i + 1}: {'%d cameras' % level if plan.videos else 'offered %s/s' % format(rate, ',.0f')}, decided {step.decided_rate:,.1f}/s, p99 {summary['latency_p99_ms'] or 0:,.0f} ms, "
                 f"edge drops {summary['edge_dropped']:,.0f} → {'sustained' if step.sustained else '[red]saturated[/]'} ({time.monotonic() - t0:.0f} s)"
             )
             if stop_at_saturation and not step.sustained:
@@ -418,7 +431,7 @@ def load_command(
     extra = {"comparison": compare_runs(results[0], results[1])} if len(results) == 2 else None
     json_path = write_report(results, report, extra)
     for r in results:
-        console.print(f"[bold]{r.label}[/]: max sustained {r.max_sustained_rate or 0:,.0f} decided/s; saturation at {r.saturation_rate or 'not reached'}")
+        console.print(f"[bold]{r.label}[/]: {r.headline()}")
     console.print(f"report: {report} (figures: {json_path})")
 
 

@@ -180,8 +180,7 @@ def write_report(results: list[LoadResult], html_path: Path, extra: dict | None 
     json_path.write_text(json.dumps(doc, indent=2, default=str))
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"fig-{name}") for i, (name, fig) in enumerate(figs)]
     summary = "".join(
-        f"<li><b>{html.escape(r.label)}</b>: max sustained {r.max_sustained_rate or 0:,.1f} decided/s; "
-        f"saturation at {('%s %s' % (format(r.saturation_rate, ',.0f'), 'video cameras' if r.plan.videos else 'offered/s')) if r.saturation_rate else 'not reached'}</li>"
+        f"<li><b>{html.escape(r.label)}</b>: {html.escape(r.headline())}</li>"
         for r in results
     )
     extra_html = "".join(f"<h2>{html.escape(k)}</h2><pre>{html.escape(json.dumps(v, indent=2, default=str))}</pre>" for k, v in (extra or {}).items())
