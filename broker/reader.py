@@ -18,19 +18,28 @@ IDLE_POLLS = 3
 
 async def read_all(settings: Settings, topic: str, partitions: Iterable[int] | None = None) -> list[ConsumerRecord]:
     """Every record of ``topic`` (or of the given partitions) from the beginning to the current highwater."""
+    if partitions is not None:
+        return await read_from(settings, topic, {p: 0 for p in partitions})
     consumer = await start_consumer(settings, group_id=None)
-    out: list[ConsumerRecord] = []
     try:
-        if partitions is None:
-            await consumer.topics()  # refreshes metadata
-            parts = sorted(consumer.partitions_for_topic(topic) or ())
-        else:
-            parts = sorted(partitions)
-        tps = [TopicPartition(topic, p) for p in parts]
-        if not tps:
-            return out
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        await consumer.topics()  # refreshes metadata
+        parts = sorted(consumer.partitions_for_topic(topic) or ())
+    finally:
+        await consumer.stop()
+    return await read_from(settings, topic, {p: 0 for p in parts})
+
+
+async def read_from(settings: Settings, topic: str, starts: dict[int, int]) -> list[ConsumerRecord]:
+    """Records of ``topic`` from ``starts[partition]`` (an offset) to the partition's current highwater."""
+    tps = {TopicPartition(topic, p): off for p, off in starts.items()}
+    out: list[ConsumerRecord] = []
+    if not tps:
+        return out
+    consumer = await start_consumer(settings, group_id=None)
+    try:
+        consumer.assign(list(tps))
+        for tp, off in tps.items():
+            consumer.seek(tp, off)
         done: set[TopicPartition] = set()
         idle = 0
         while len(done) < len(tps) and idle < IDLE_POLLS:

@@ -40,6 +40,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from broker import topics as t
 from broker.clients import start_consumer, start_producer
 from broker.messages import Alert, ErasureRequest, Match, MessageError, Sighting, TrackUpdate, check_sighting, decode, encode
+from broker.reader import read_from
 from broker.stream import AssignmentGauge, acknowledged, dead_letter, offsets_after, update_lag
 from matcher import snapshot
 from matcher.alerts import AlertPolicy, evaluate
@@ -166,33 +167,6 @@ class MatcherState:
         while self.raised and next(iter(self.raised.values())) < horizon:
             self.raised.popitem(last=False)
         return update, fresh
-
-
-async def read_from(settings: Settings, topic: str, starts: dict[int, int]) -> list[ConsumerRecord]:
-    """Records of ``topic`` from ``starts[partition]`` to the partition's current highwater (right on Tansu)."""
-    tps = {TopicPartition(topic, p): off for p, off in starts.items()}
-    if not tps:
-        return []
-    consumer = await start_consumer(settings, group_id=None)
-    out: list[ConsumerRecord] = []
-    try:
-        consumer.assign(list(tps))
-        for tp, off in tps.items():
-            consumer.seek(tp, off)
-        done: set[TopicPartition] = set()
-        idle = 0
-        while len(done) < len(tps) and idle < 3:
-            batch = await consumer.getmany(*[tp for tp in tps if tp not in done], timeout_ms=200, max_records=10_000)
-            idle = 0 if batch else idle + 1
-            for recs in batch.values():
-                out.extend(recs)
-            for tp in tps:
-                hw = consumer.highwater(tp)
-                if tp not in done and hw is not None and await consumer.position(tp) >= hw:
-                    done.add(tp)
-    finally:
-        await consumer.stop()
-    return out
 
 
 async def read_back_matches(settings: Settings, starts: dict[int, int], state: MatcherState) -> dict[int, int]:

@@ -275,13 +275,7 @@ class AuditLog:
             rec = self._make(action, decision, rule=rule, subject_id=subject_id, object_id=object_id,
                              policy_version=policy_version, at=at)
             self._write(rec)
-        counter = self._counters.get(action)
-        if counter is None:
-            counter = self._counters[action] = APPENDS.labels(self._chain, action)
-        counter.inc()
-        if self.publish is not None:
-            self.publish(rec)
-        return rec
+        return self._appended(action, rec)
 
     def append_many(self, entries: list[dict]) -> list[AuditRecord]:
         """Append several records in one locked write (each dict: the keyword arguments of :meth:`append`)."""
@@ -329,6 +323,10 @@ class AuditLog:
             rec = self._make(action, BATCH, rule=f"{len(rows) - deny} allow {deny} deny", subject_id=None,
                              object_id=batch_object_id(rows), policy_version=policy_version, at=at)
             self._write(rec, rows=rows)
+        return self._appended(action, rec)
+
+    def _appended(self, action: str, rec: AuditRecord) -> AuditRecord:
+        """After a write: count it per action and hand it to ``publish``."""
         counter = self._counters.get(action)
         if counter is None:
             counter = self._counters[action] = APPENDS.labels(self._chain, action)
