@@ -197,6 +197,7 @@ class StepResult:
                           "verified": s.get("verified", 0), "rejected": s.get("rejected", 0)},
             "dropped_by_rule": {**s["gate_dropped_by_rule"], **s["refused_by_rule"]},
             "accuracy": s.get("accuracy"),
+            "audit_scan": s.get("audit_scan"),  # compliance: expired-readable / non-consented / audit gaps
             "processes": s["processes"],
             "sustained": self.sustained,
         }

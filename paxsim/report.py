@@ -129,7 +129,8 @@ def _accuracy_figures(results: list[LoadResult]) -> list[tuple[str, go.Figure]]:
 
 
 def _table(results: list[LoadResult]) -> str:
-    head = ["run", "offered/s or cameras", "decided/s", "p50 ms", "p99 ms", "edge drops", "frames dropped", "dead letters", "rank-1", "FRR", "FAR", "leaks", "transitions ok", "sustained"]
+    head = ["run", "offered/s or cameras", "decided/s", "p50 ms", "p99 ms", "edge drops", "frames dropped", "dead letters", "rank-1", "FRR", "FAR", "leaks", "transitions ok",
+            "audit scan (expired / non-consented / gaps)", "sustained"]
     out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in results:
         for row in (s.row() for s in r.steps):
@@ -142,6 +143,7 @@ def _table(results: list[LoadResult]) -> str:
                 f"{acc['far']:.2%}" if acc.get("far") is not None else "n/a",
                 str(acc.get("leaks", "n/a")),
                 (f"{acc['transitions']['correct']}/{acc['transitions']['transitions']}" if acc.get("transitions") else "n/a"),
+                " / ".join(str(v) for v in row["audit_scan"].values()) if row.get("audit_scan") else "n/a",
                 "yes" if row["sustained"] else "no",
             ]
             out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")

@@ -38,6 +38,7 @@ def test_load_ramp_writes_report_with_figures_and_it_renders(tmp_path: Path):
     for s in steps:
         assert s["decided_rate"] > 0 and s["duplicate_decisions"] == 0
         assert s["accuracy"]["leaks"] == 0
+        assert s["audit_scan"] == {"expired_readable": 0, "non_consented": 0, "audit_gaps": 0}  # compliance per step
         assert set(s["processes"]) == {"edge", "policy", "matcher", "dashboard"}
         assert all(p["cpu_s"] > 0 and p["rss_max_mb"] > 10 for p in s["processes"].values())
     assert steps[1]["produced_rate"] > steps[0]["produced_rate"]
@@ -90,7 +91,7 @@ def test_load_replays_rendered_videos_through_the_real_edge(tmp_path: Path):
     assert abs(acc["link"]["sightings"] - step["produced_rate"] * 14) < 1  # every published sighting (rate rounded to 0.1/s)
     assert acc["link"]["no_frame"] == 0  # ... found in the evaluation edge's track log
     assert acc["link"]["linked"] > 0 and acc["events"] == acc["link"]["linked"]
-    assert acc["leaks"] == 0
+    assert acc["leaks"] == 0 and step["audit_scan"] == {"expired_readable": 0, "non_consented": 0, "audit_gaps": 0}
     # the fifth camera replays the first video (sorted: cam-egate-1) from half-way (2 replicas: offsets 0 and 90 of 180 frames)
     import yaml
 
