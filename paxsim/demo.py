@@ -33,7 +33,7 @@ from broker.reader import read_all
 from matcher.gallery import Gallery
 from paxsim.accuracy import RenderTruth, Replica, read_track_log, read_truth, score, video_accuracy
 from paxsim.config import Settings
-from paxsim.stack import Stack, die_with_parent, total
+from paxsim.stack import Stack, total
 from paxsim.state import consent_path, gallery_path, ground_truth_path, state_dir
 from policy.consent import ConsentRecord, ConsentRegistry
 from policy.crypto import HttpKeySource, KeySource, SubjectVault
@@ -44,7 +44,6 @@ from scenario.virtual import VirtualAirport
 
 CONSENT_VALIDITY_S = 86400.0
 TRACK_LOG = "edge-tracks.jsonl"
-MODULE_PREFIX = "module:"
 
 
 @dataclass(frozen=True)
@@ -54,27 +53,6 @@ class VideoEval:
     truth: RenderTruth
     replicas: dict[str, Replica]
     embeddings: dict[str, np.ndarray] | None = None  # enrolment vectors of the travellers the videos show
-
-
-class ModuleStack(Stack):
-    """A :class:`Stack` that can also start a child from another module: stage args ``["module:pkg.mod", ...]``
-    run ``python -m pkg.mod ...`` (the evaluation edge lives in :mod:`paxsim.load`, not in ``paxsim.cli``)."""
-
-    def _start(self, child) -> None:
-        if not child.args or not child.args[0].startswith(MODULE_PREFIX):
-            return super()._start(child)
-        import subprocess
-        import sys
-
-        from paxsim.config import ENV_PREFIX
-
-        log = child.log_path.open("ab")
-        child.proc = subprocess.Popen(
-            [sys.executable, "-m", child.args[0][len(MODULE_PREFIX):], *child.args[1:]],
-            env={**{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}, **self.env},
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-        )
-        log.close()
 
 
 def enrol_scenario(settings: Settings, duration_s: float, embeddings: dict[str, np.ndarray] | None = None) -> tuple[int, int]:
@@ -143,14 +121,14 @@ def start_pipeline(
                 raise RuntimeError(f"stage {name} did not join its consumer group within {join_timeout_s:.0f}s; see {child.log_path}")
             time.sleep(0.1)
     if cameras is not None and track_log is not None:  # video cameras, every tracked face logged for scoring
-        edge_args = [f"{MODULE_PREFIX}paxsim.load", "eval-edge", "--cameras", str(cameras), "--duration", str(duration_s), "--track-log", str(track_log)]
+        edge_args = ["eval-edge", "--cameras", str(cameras), "--duration", str(duration_s), "--track-log", str(track_log)]
     elif cameras is not None:  # real video cameras (files, streams, synthetic live) from a camera list
         edge_args = ["edge", "--cameras", str(cameras), "--duration", str(duration_s)]
     else:
         edge_args = ["edge", "--virtual", "--duration", str(duration_s)]
         if ground_truth:
             edge_args += ["--ground-truth", str(ground_truth)]
-    stack.spawn("edge", edge_args)
+    stack.spawn("edge", edge_args, module="paxsim.load" if edge_args[0] == "eval-edge" else "paxsim.cli")
 
 
 @dataclass
@@ -403,7 +381,7 @@ async def run_pipeline(
             say(f"[bold]external Kafka[/] at {bootstrap}")
         subjects, grants = enrol_scenario(settings, duration_s, evaluation.embeddings if evaluation else None)
         say(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
-        stack = ModuleStack(run_dir, child_env(settings, bootstrap, broker is not None, keys))
+        stack = Stack(run_dir, child_env(settings, bootstrap, broker is not None, keys))
         t_start = time.monotonic()
         try:
             cameras_file = None

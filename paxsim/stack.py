@@ -40,6 +40,7 @@ class Child:
     args: list[str]
     metrics_port: int
     log_path: Path
+    module: str = "paxsim.cli"  # run as ``python -m <module> <args>``
     proc: subprocess.Popen[bytes] | None = None
     cpu_s: float = 0.0  # CPU seconds (user + system) at the last sample, summed over restarts
     rss_max: int = 0  # largest resident set seen, bytes
@@ -64,9 +65,9 @@ class Stack:
     env: dict[str, str]
     children: dict[str, Child] = field(default_factory=dict)
 
-    def spawn(self, name: str, stage_args: list[str], metrics_flag: str = "--metrics-port") -> Child:
+    def spawn(self, name: str, stage_args: list[str], metrics_flag: str = "--metrics-port", module: str = "paxsim.cli") -> Child:
         port = free_port()
-        child = Child(name, [*stage_args, metrics_flag, str(port)], port, self.run_dir / f"{name}.log")
+        child = Child(name, [*stage_args, metrics_flag, str(port)], port, self.run_dir / f"{name}.log", module)
         self.children[name] = child
         self._start(child)
         self._write_targets()
@@ -83,7 +84,7 @@ class Stack:
     def _start(self, child: Child) -> None:
         log = child.log_path.open("ab")
         child.proc = subprocess.Popen(
-            [sys.executable, "-m", "paxsim.cli", *child.args],
+            [sys.executable, "-m", child.module, *child.args],
             env={**{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}, **self.env},
             stdin=subprocess.DEVNULL,
             stdout=log,
