@@ -58,6 +58,7 @@ class CameraConfig(BaseModel):
     loop: bool = Field(default=False, description="restart a file or folder at its end")
     realtime: bool = Field(default=False, description="pace a file/folder at its frame rate (acts live)")
     fps: float | None = Field(default=None, gt=0, description="source frame rate override")
+    start_frame: int = Field(default=0, ge=0, description="video files: the first pass starts at this frame (staggered replicas); loops restart at 0")
     sample_fps: float | None = Field(default=None, gt=0, description="frames per second to analyse (None: all)")
     max_width: int | None = Field(default=None, ge=32, description="downscale wider frames before detection")
     max_height: int | None = Field(default=None, ge=32)
@@ -175,7 +176,7 @@ class Camera:
         if source is None:
             source = open_source(
                 config.camera_id, config.source, loop=config.loop, realtime=config.realtime, fps=config.fps,
-                backoff=backoff, listener=self.metrics.source_listener,
+                backoff=backoff, listener=self.metrics.source_listener, start_frame=config.start_frame,
             )
         elif source.listener is None:
             source.listener = self.metrics.source_listener

@@ -77,42 +77,6 @@ def find_videos(folder: Path) -> list[tuple[str, str, Path, float | None]]:
 STAGGERS = ("even", "random", "none")
 
 
-def rotated_copy(video: Path, offset: int, out: Path) -> Path:
-    """``video`` re-encoded losslessly (FFV1) starting ``offset`` frames in and wrapping round: a looping replay of
-    the copy is the original started at ``offset`` (the edge's file source has no start position, see docs/load.md).
-    Cached: an existing copy is reused."""
-    if out.exists():
-        return out
-    cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"FFV1"), fps, (w, h))
-    head = []
-    i = 0
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if i < offset:
-                head.append(frame) if offset * w * h * 3 < 2**30 else None
-            else:
-                writer.write(frame)
-            i += 1
-        if len(head) < offset:  # too long to hold: read the head again
-            cap.release()
-            cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
-            head = [cap.read()[1] for _ in range(offset)]
-        for frame in head:
-            writer.write(frame)
-    finally:
-        cap.release()
-        writer.release()
-    tmp.replace(out)
-    return out
-
-
 def video_frames(path: Path) -> int:
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
@@ -121,18 +85,17 @@ def video_frames(path: Path) -> int:
         cap.release()
 
 
-def video_cameras(folder: Path, count: int, speed: float, stagger: str = "even", seed: int = 0, cache: Path | None = None) -> tuple[list[dict], dict[str, Replica]]:
+def video_cameras(folder: Path, count: int, speed: float, stagger: str = "even", seed: int = 0) -> tuple[list[dict], dict[str, Replica]]:
     """``count`` cameras replaying the folder's videos round-robin, looping, paced at ``speed`` × real time, and
     which video (and start offset) each one replays.
 
     Replica k of the N replicas of one video starts ``k/N`` of the way into it (``stagger="even"``), at a frame
-    drawn from ``seed`` (``"random"``) or at frame 0 (``"none"``: all replicas in lockstep). Replica 0 replays the
-    file itself; the others replay rotated lossless copies written into ``cache``."""
+    drawn from ``seed`` (``"random"``) or at frame 0 (``"none"``: all replicas in lockstep). Every replica replays
+    the file itself; the edge seeks to its ``start_frame`` on the first pass (``CameraConfig.start_frame``)."""
     if stagger not in STAGGERS:
         raise ValueError(f"stagger must be one of {STAGGERS}, got {stagger!r}")
     videos = find_videos(folder)
     rng = np.random.default_rng(seed)
-    cache = cache or folder / ".replicas"
     out: list[dict] = []
     replicas: dict[str, Replica] = {}
     for k in range(count):
@@ -141,14 +104,12 @@ def video_cameras(folder: Path, count: int, speed: float, stagger: str = "even",
         rep = k // len(videos)
         n = len(range(vi, count, len(videos)))  # replicas of this video
         camera_id = cid if rep == 0 else f"{cid}-r{rep}"
-        offset, source = 0, path
+        offset = 0
         if rep and stagger != "none":
             length = video_frames(path)
             offset = int(rng.integers(1, max(2, length))) if stagger == "random" else (rep * length) // n
-            if offset:
-                cache.mkdir(parents=True, exist_ok=True)
-                source = rotated_copy(path, offset, cache / f"{cid}-from-{offset}.mkv")
-        cam = {"camera_id": camera_id, "zone": zone, "source": str(Path(source).resolve()), "loop": True, "realtime": True}
+        cam = {"camera_id": camera_id, "zone": zone, "source": str(Path(path).resolve()), "loop": True, "realtime": True,
+               "start_frame": offset}
         if fps:
             cam["fps"] = fps * speed
         out.append(cam)
@@ -262,7 +223,7 @@ async def run_load(settings: Settings, plan: LoadPlan, label: str, console: Cons
             cameras = None
             evaluation = None
             if plan.videos:
-                cameras, replicas = video_cameras(Path(plan.videos), int(level), plan.speed, plan.stagger, plan.seed, base / "replicas")
+                cameras, replicas = video_cameras(Path(plan.videos), int(level), plan.speed, plan.stagger, plan.seed)
                 if truth is not None:
                     evaluation = VideoEval(truth, replicas, embeddings)
                 progress.update(task, description=f"{label}: {level} video cameras at {plan.speed:g}×")

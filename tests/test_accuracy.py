@@ -90,23 +90,3 @@ def test_a_transition_is_correct_only_for_the_right_traveller_in_itinerary_order
     share = transition_share(updates, {"a": "T00007", "b": "T00009", "c": "T00009", "d": "T00009"}, truth)
     assert share == {"transitions": 3, "correct": 1, "share": 1 / 3}  # b names the wrong person, c goes backwards
 
-
-def test_rotated_copy_starts_at_the_offset_and_wraps(tmp_path):
-    import cv2
-
-    from paxsim.load import rotated_copy
-
-    src = tmp_path / "v.mkv"
-    w = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"FFV1"), 10, (32, 24))
-    for i in range(5):
-        w.write(np.full((24, 32, 3), i * 50, np.uint8))
-    w.release()
-    out = rotated_copy(src, 2, tmp_path / "r.mkv")
-    cap = cv2.VideoCapture(str(out))
-    firsts = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        firsts.append(int(f[0, 0, 0]))
-    assert firsts == [100, 150, 200, 0, 50]

@@ -38,6 +38,7 @@ def open_source(
     listener: Listener | None = None,
     width: int | None = None,
     height: int | None = None,
+    start_frame: int = 0,
 ) -> Source:
     """Build the source a camera's ``source`` string names (see the module docstring)."""
     kw = {"backoff": backoff, "listener": listener}
@@ -56,4 +57,4 @@ def open_source(
         path = spec.split(":", 1)[1] if low.startswith("folder:") else spec
         return ImageFolderSource(name, path, fps=fps or 10.0, loop=loop, realtime=realtime, **kw)
     path = spec.split(":", 1)[1] if low.startswith("file:") else spec
-    return VideoFileSource(name, path, loop=loop, realtime=realtime, fps=fps, **kw)
+    return VideoFileSource(name, path, loop=loop, realtime=realtime, fps=fps, start_frame=start_frame, **kw)

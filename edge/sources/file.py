@@ -42,8 +42,10 @@ class VideoFileSource(Paced, Source):
     (``fps`` overrides an absent or wrong rate). A missing, unopenable or frameless file fails the
     source (not retried); a file that ends before its header's frame count is logged as truncated."""
 
-    def __init__(self, name: str, path: str | Path, *, loop: bool = False, realtime: bool = False, fps: float | None = None, **kw) -> None:
+    def __init__(self, name: str, path: str | Path, *, loop: bool = False, realtime: bool = False, fps: float | None = None,
+                 start_frame: int = 0, **kw) -> None:
         super().__init__(name, **kw)
+        self._start = max(0, int(start_frame))  # first pass starts here (seek); a loop restarts at frame 0
         self.path = Path(path)
         self.loop = loop
         self.realtime = realtime
@@ -60,6 +62,11 @@ class VideoFileSource(Paced, Source):
         if self.path.stat().st_size == 0:
             raise SourceError(f"video file is empty (0 bytes): {self.path}", "corrupt")
         self._open_cap()
+        if self._start:
+            start = self._start % self._expected if self._expected else self._start
+            self._start = 0  # only the first pass: reopening after a failure or a loop starts at 0
+            if start and self._cap is not None and self._cap.set(cv2.CAP_PROP_POS_FRAMES, start):
+                self._pos = start
 
     def _open_cap(self) -> None:
         self._close()

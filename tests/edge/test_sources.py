@@ -46,6 +46,20 @@ async def test_video_file_plays_all_frames_in_order(tmp_path):
     assert src.fps == pytest.approx(25.0)
 
 
+async def test_start_frame_seeks_the_first_pass_and_loops_from_zero(tmp_path):
+    """A staggered replica: the first pass starts at ``start_frame`` (the very frames, not just the counter), a
+    loop restarts at 0, and frame indices keep counting (video position = (index + start) mod length)."""
+    path = write_video(tmp_path / "v.mp4", n=12)
+    reference = await drain(VideoFileSource("file-ref", path))
+    src = VideoFileSource("file-start", path, loop=True, start_frame=5)
+    frames = await drain(src, limit=20)
+    assert [f.position for f in frames] == [*range(5, 12), *range(12), 0]
+    assert [f.index for f in frames] == list(range(20))
+    for f in frames:
+        diff = np.abs(f.image.astype(int) - reference[(f.index + 5) % 12].image.astype(int))
+        assert diff.mean() < 1.0, f"frame {f.index} is not video frame {(f.index + 5) % 12}"
+
+
 async def test_missing_file_fails_with_log_and_metric(tmp_path, caplog):
     m = CameraMetrics("file-missing")
     src = VideoFileSource("file-missing", tmp_path / "nope.mp4", listener=m.source_listener)
