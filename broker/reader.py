@@ -18,39 +18,44 @@ IDLE_POLLS = 3
 
 async def read_all(settings: Settings, topic: str, partitions: Iterable[int] | None = None) -> list[ConsumerRecord]:
     """Every record of ``topic`` (or of the given partitions) from the beginning to the current highwater."""
-    if partitions is not None:
-        return await read_from(settings, topic, {p: 0 for p in partitions})
     consumer = await start_consumer(settings, group_id=None)
     try:
-        await consumer.topics()  # refreshes metadata
-        parts = sorted(consumer.partitions_for_topic(topic) or ())
+        if partitions is None:
+            await consumer.topics()  # refreshes metadata
+            partitions = consumer.partitions_for_topic(topic) or ()
+        return await _drain(consumer, {TopicPartition(topic, p): 0 for p in sorted(partitions)})
     finally:
         await consumer.stop()
-    return await read_from(settings, topic, {p: 0 for p in parts})
 
 
 async def read_from(settings: Settings, topic: str, starts: dict[int, int]) -> list[ConsumerRecord]:
     """Records of ``topic`` from ``starts[partition]`` (an offset) to the partition's current highwater."""
-    tps = {TopicPartition(topic, p): off for p, off in starts.items()}
+    if not starts:
+        return []
+    consumer = await start_consumer(settings, group_id=None)
+    try:
+        return await _drain(consumer, {TopicPartition(topic, p): off for p, off in starts.items()})
+    finally:
+        await consumer.stop()
+
+
+async def _drain(consumer, tps: dict[TopicPartition, int]) -> list[ConsumerRecord]:  # noqa: ANN001 (AIOKafkaConsumer)
+    """With one consumer: assign ``tps``, seek each to its offset, read until every partition is at its highwater."""
     out: list[ConsumerRecord] = []
     if not tps:
         return out
-    consumer = await start_consumer(settings, group_id=None)
-    try:
-        consumer.assign(list(tps))
-        for tp, off in tps.items():
-            consumer.seek(tp, off)
-        done: set[TopicPartition] = set()
-        idle = 0
-        while len(done) < len(tps) and idle < IDLE_POLLS:
-            batch = await consumer.getmany(*[tp for tp in tps if tp not in done], timeout_ms=200, max_records=10_000)
-            idle = 0 if batch else idle + 1
-            for recs in batch.values():
-                out.extend(recs)
-            for tp in tps:
-                hw = consumer.highwater(tp)
-                if tp not in done and hw is not None and await consumer.position(tp) >= hw:
-                    done.add(tp)
-    finally:
-        await consumer.stop()
+    consumer.assign(list(tps))
+    for tp, off in tps.items():
+        consumer.seek(tp, off)
+    done: set[TopicPartition] = set()
+    idle = 0
+    while len(done) < len(tps) and idle < IDLE_POLLS:
+        batch = await consumer.getmany(*[tp for tp in tps if tp not in done], timeout_ms=200, max_records=10_000)
+        idle = 0 if batch else idle + 1
+        for recs in batch.values():
+            out.extend(recs)
+        for tp in tps:
+            hw = consumer.highwater(tp)
+            if tp not in done and hw is not None and await consumer.position(tp) >= hw:
+                done.add(tp)
     return out
