@@ -703,6 +703,9 @@ class SubjectVault:
         Derived from the subject key, so it links to the subject only while the key lives; after erasure
         every copy on the broker or in a store is an unlinkable token. Cached like the key.
         """
+        hit = self._cache.get(subject_id)  # hot path: one dict read (atomic), no list, no lock
+        if hit is not None and self.clock() - hit[0] < self.cache_s:
+            return hit[3]
         self._keys([subject_id], True)
         with self._lock:
             hit = self._cache.get(subject_id)
