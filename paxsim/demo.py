@@ -207,7 +207,8 @@ def stage_rows(c: StageCounts) -> list[tuple[str, float]]:
         ("policy gate in", c.gate_total),
         ("policy gate admitted", c.gate_admitted),
         ("matcher decided", c.matcher_total),
-        ("matcher matched", c.matched),
+        ("matcher matched (1:N)", c.matched),
+        ("matcher verified (e-gate 1:1)", c.verified),
     ]
 
 

@@ -58,6 +58,7 @@ class UpCounts:
     admitted: float = 0.0
     decided: float = 0.0
     matched: float = 0.0
+    verified: float = 0.0  # e-gate 1:1
     duplicates: float = 0.0
     edge_cycles: int = 0
     per_matcher: dict[str, float] = field(default_factory=dict)  # decided events per matcher process
@@ -68,7 +69,8 @@ class UpCounts:
             ("policy gate in", self.gate_in),
             ("policy gate admitted", self.admitted),
             ("matchers decided", self.decided),
-            ("matchers matched", self.matched),
+            ("matchers matched (1:N)", self.matched),
+            ("matchers verified (e-gate 1:1)", self.verified),
         ]
 
 
@@ -98,6 +100,7 @@ def scrape(stack: Stack, edge: _Edge, matchers: list[str], cycles: int) -> UpCou
         c.per_matcher[name] = total(m, "paxsim_matcher_events_total")
         c.decided += c.per_matcher[name]
         c.matched += total(m, "paxsim_matcher_events_total", decision="match")
+        c.verified += total(m, "paxsim_matcher_events_total", decision="verified")
         c.duplicates += total(m, "paxsim_matcher_duplicates_total")
     return c
 
