@@ -202,9 +202,22 @@ def tracking_metrics(gt: pd.DataFrame, dt: pd.DataFrame, iou: float = 0.5, min_p
     return {k: float(summary[k].iloc[0]) for k in names}
 
 
-def evaluate(gt_path: str | Path, det_path: str | Path, min_px: float = 60.0) -> dict:
-    """Both reports for one camera: detection recall by size and tracking metrics (all and >= min_px)."""
-    gt, dt = load_mot(gt_path), load_mot(det_path)
+def to_zero_based(df: pd.DataFrame) -> pd.DataFrame:
+    """A MOTChallenge file's boxes (x, y 1-based, as ``paxsim scenario render`` writes gt.txt) in 0-based pixels."""
+    out = df.copy()
+    out["X"] -= 1.0
+    out["Y"] -= 1.0
+    return out
+
+
+def evaluate(gt_path: str | Path, det_path: str | Path, min_px: float = 60.0, det_one_based: bool = False) -> dict:
+    """Both reports for one camera: detection recall by size and tracking metrics (all and >= min_px).
+
+    ``gt_path`` is MOTChallenge ground truth (x, y 1-based); ``det_path`` holds boxes in 0-based pixels as
+    ``paxsim detect`` writes them (``det_one_based``: a MOTChallenge-convention file). Both are compared 0-based."""
+    gt, dt = to_zero_based(load_mot(gt_path)), load_mot(det_path)
+    if det_one_based:
+        dt = to_zero_based(dt)
     return {
         "detection": detection_recall(gt, dt, min_px=min_px).as_dict(),
         "tracking": tracking_metrics(gt, dt),
