@@ -382,8 +382,15 @@ def read_enrolment_cache(cache: Path, seen: Iterable[str], poses: Iterable[tuple
     return {k: v.reshape(-1, v.shape[-1]) for k, v in have.items()}
 
 
+def travellers_seen(truth: RenderTruth) -> list[str]:
+    """Every traveller with a ground-truth face in any camera, don't-care faces included: :func:`link_sightings`
+    links a sighting to any ground-truth face, so each of them must be enrolled (a traveller seen only partly
+    hidden or small would otherwise be unidentifiable by construction)."""
+    return sorted({cam.traveller.get(int(n), f"T{int(n):05d}") for cam in truth.cameras.values() for n in cam.rows[:, 1]})
+
+
 def video_enrolment(truth: RenderTruth, travellers: int, scenario: Path | None, cache: Path, views: bool = False) -> dict[str, np.ndarray]:
-    """Enrolment of every traveller the rendered videos show (scored faces), by the real embedder from portraits at
+    """Enrolment of every traveller the rendered videos show (:func:`travellers_seen`), by the real embedder from portraits at
     :data:`ENROL_POSES`. The virtual model enrols travellers without a bank identity with a synthetic vector that
     their rendered face would never match; a video run must enrol what the camera sees.
 
@@ -391,7 +398,7 @@ def video_enrolment(truth: RenderTruth, travellers: int, scenario: Path | None, 
     holds one vector a subject), or with ``views`` the ``(k, 128)`` views themselves (for a gallery that enrols
     several views a subject: rank-1 98 % instead of 96 % on the 180 s render). Travellers none of whose views is
     detected are left out. Cached in ``cache`` (an .npz of the views keyed by traveller id)."""
-    seen = sorted({cam.traveller.get(int(n), f"T{int(n):05d}") for cam in truth.cameras.values() for n in cam.rows[cam.rows[:, 6] >= 1, 1]})
+    seen = travellers_seen(truth)
     got = read_enrolment_cache(cache, seen)
     if got is None:
         from scenario.world import load_world

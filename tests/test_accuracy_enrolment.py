@@ -47,3 +47,14 @@ def test_cache_is_reused_only_when_it_holds_every_traveller_at_the_current_poses
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
     assert read_enrolment_cache(tmp_path / "bad.npz", ["T00001"]) is None
     assert template(views["T00002"]).shape == (128,)
+
+
+def test_travellers_seen_only_as_dont_care_faces_are_enrolled_too(tmp_path):
+    """link_sightings links a sighting to any ground-truth face: a traveller whose faces are all don't care (conf 0:
+    partly hidden, small) must be in the gallery too, or their sightings are unidentifiable by construction."""
+    from paxsim.accuracy import CameraTruth, RenderTruth, travellers_seen
+
+    rows = np.array([[0, 7, 10, 10, 80, 80, 1], [0, 30, 200, 10, 87, 87, 0], [1, 30, 202, 10, 87, 87, 0]], float)
+    cam = CameraTruth("cam-immigration-1", "immigration", 15.0, 2, rows, {7: "T00007", 30: "T00030"})
+    truth = RenderTruth(tmp_path, 7, {}, {"cam-immigration-1": cam})
+    assert travellers_seen(truth) == ["T00007", "T00030"]
