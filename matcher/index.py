@@ -114,13 +114,21 @@ class SearchResult:
 
 @dataclass(slots=True)
 class _Mapping:
-    """Which subject each FAISS label (view) belongs to; -1 = removed."""
+    """Which subject each FAISS label (view) belongs to; -1 = removed.
+
+    Kept in numpy arrays, not per-subject Python lists (those were ~170 MB per million subjects): a subject's
+    views are one run of consecutive labels ``first[code] .. first[code] + count[code] - 1`` (how
+    :meth:`allocate` hands them out); only a subject whose views were added at different times, with
+    other subjects' views in between, keeps an explicit label list in ``scattered``."""
 
     subjects: list[str] = field(default_factory=list)  # code -> subject id ("" once removed)
     codes: dict[str, int] = field(default_factory=dict)  # subject id -> code
-    views: dict[int, list[int]] = field(default_factory=dict)  # code -> labels
     label_code: np.ndarray = field(default_factory=lambda: np.full(0, -1, dtype=np.int64))
     next_label: int = 0
+    first: np.ndarray = field(default_factory=lambda: np.full(0, -1, dtype=np.int64))  # code -> first label
+    count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))  # code -> live views
+    scattered: dict[int, list[int]] = field(default_factory=dict)  # code -> labels, when not one run
+    _max: int = -1  # most views of any subject; -1 = recompute (after a removal)
 
     def code_for(self, subject_id: str) -> int:
         code = self.codes.get(subject_id)
@@ -128,19 +136,84 @@ class _Mapping:
             code = len(self.subjects)
             self.subjects.append(subject_id)
             self.codes[subject_id] = code
-            self.views[code] = []
+            if code >= self.first.size:
+                size = max(1024, 2 * self.first.size)
+                self.first = _grown(self.first, size, -1)
+                self.count = _grown(self.count, size, 0)
         return code
 
     def allocate(self, code: int, count: int) -> np.ndarray:
-        labels = np.arange(self.next_label, self.next_label + count, dtype=np.int64)
+        start = self.next_label
+        labels = np.arange(start, start + count, dtype=np.int64)
         self.next_label += count
         if self.next_label > self.label_code.size:
-            grown = np.full(max(self.next_label, 2 * self.label_code.size, 1024), -1, dtype=np.int64)
-            grown[: self.label_code.size] = self.label_code
-            self.label_code = grown
+            self.label_code = _grown(self.label_code, max(self.next_label, 2 * self.label_code.size, 1024), -1)
         self.label_code[labels] = code
-        self.views[code].extend(labels.tolist())
+        have = int(self.count[code])
+        if have == 0:
+            self.first[code] = start
+        elif code in self.scattered:
+            self.scattered[code].extend(labels.tolist())
+        elif int(self.first[code]) + have != start:  # someone else's views in between: list this subject's
+            self.scattered[code] = list(range(int(self.first[code]), int(self.first[code]) + have)) + labels.tolist()
+        self.count[code] = have + count
+        if self._max >= 0:
+            self._max = max(self._max, have + count)
         return labels
+
+    def labels_of(self, code: int) -> np.ndarray:
+        listed = self.scattered.get(code)
+        if listed is not None:
+            return np.asarray(listed, dtype=np.int64)
+        return np.arange(int(self.first[code]), int(self.first[code]) + int(self.count[code]), dtype=np.int64)
+
+    def views(self, code: int) -> int:
+        return int(self.count[code])
+
+    def drop(self, code: int) -> np.ndarray:
+        """Forget a subject's views; returns their labels."""
+        labels = self.labels_of(code)
+        self.scattered.pop(code, None)
+        if int(self.count[code]) >= self._max:
+            self._max = -1
+        self.first[code], self.count[code] = -1, 0
+        return labels
+
+    def total_views(self) -> int:
+        return int(self.count[: len(self.subjects)].sum())
+
+    def max_views(self) -> int:
+        """Most views of any subject (cached: search asks on every call)."""
+        if self._max < 0:
+            n = len(self.subjects)
+            self._max = int(self.count[:n].max()) if n else 0
+        return self._max
+
+    def rebuild_views(self) -> None:
+        """Derive ``first``/``count``/``scattered`` from ``label_code`` (after a rebuild or a restore)."""
+        n = len(self.subjects)
+        self.first = np.full(max(1024, n), -1, dtype=np.int64)
+        self.count = np.zeros(max(1024, n), dtype=np.int32)
+        self.scattered = {}
+        self._max = -1
+        lc = self.label_code[: self.next_label]
+        labels = np.flatnonzero(lc >= 0)
+        if not labels.size:
+            return
+        codes = lc[labels]
+        order = np.argsort(codes, kind="stable")  # labels stay ascending within a code
+        labels, codes = labels[order], codes[order]
+        uniq, starts, counts = np.unique(codes, return_index=True, return_counts=True)
+        lo, hi = labels[starts], labels[starts + counts - 1]
+        self.first[uniq], self.count[uniq] = lo, counts
+        for i in np.flatnonzero(hi - lo + 1 != counts).tolist():
+            self.scattered[int(uniq[i])] = labels[starts[i] : starts[i] + counts[i]].tolist()
+
+
+def _grown(a: np.ndarray, size: int, fill: int) -> np.ndarray:
+    out = np.full(size, fill, dtype=a.dtype)
+    out[: a.size] = a
+    return out
 
 
 class _RWLock:
@@ -290,7 +363,7 @@ class GalleryIndex:
             code = self._map.code_for(subject_id)
             labels = self._map.allocate(code, x.shape[0])
             self._faiss_add(x, labels)
-            return len(self._map.views[code])
+            return self._map.views(code)
 
     def add_many(self, subject_ids: Sequence[str], vectors: np.ndarray, chunk: int = 100_000) -> None:
         """Add ``vectors[i]`` as a view of ``subject_ids[i]`` (bulk, chunked)."""
@@ -327,7 +400,7 @@ class GalleryIndex:
             code = m.codes.pop(subject_id, None)
             if code is None:
                 return 0
-            labels = np.asarray(m.views.pop(code), dtype=np.int64)
+            labels = m.drop(code)
             m.subjects[code] = ""
             m.label_code[labels] = -1
             if self.kind == "hnsw":
@@ -359,23 +432,19 @@ class GalleryIndex:
         vecs = self._hnsw_vectors()[live]  # fancy indexing copies: safe after the old index is dropped
         codes = self._map.label_code[live]
         self._map.label_code = np.full(max(1024, live.size), -1, dtype=np.int64)
-        self._map.next_label = 0
-        self._map.views = {c: [] for c in self._map.codes.values()}
+        self._map.label_code[: live.size] = codes
+        self._map.next_label = int(live.size)
+        self._map.rebuild_views()
         self._faiss = self._new_faiss(live.size)
         self._tombstones = 0
         if live.size:
-            labels = np.arange(live.size, dtype=np.int64)
-            self._map.label_code[: live.size] = codes
-            self._map.next_label = live.size
-            for lab, code in zip(labels.tolist(), codes.tolist()):
-                self._map.views[code].append(lab)
             self._faiss.add(np.ascontiguousarray(vecs))
 
     # ---- queries ---------------------------------------------------------------------------------
 
     def __len__(self) -> int:
         """Number of live views."""
-        return sum(len(v) for v in self._map.views.values())
+        return self._map.total_views()
 
     @property
     def subject_count(self) -> int:
@@ -389,10 +458,10 @@ class GalleryIndex:
 
     def view_count(self, subject_id: str) -> int:
         code = self._map.codes.get(subject_id)
-        return 0 if code is None else len(self._map.views[code])
+        return 0 if code is None else self._map.views(code)
 
     def max_views(self) -> int:
-        return max((len(v) for v in self._map.views.values()), default=0)
+        return self._map.max_views()
 
     def views_of(self, subject_id: str) -> np.ndarray:
         """The stored views of one subject, (v, dim) float32 (exact for flat/ivf/hnsw, decoded for ivfpq)."""
@@ -400,7 +469,7 @@ class GalleryIndex:
             code = self._map.codes.get(subject_id)
             if code is None:
                 raise IndexError_(f"unknown subject {subject_id!r}")
-            labels = self._map.views[code]
+            labels = self._map.labels_of(code)
             if self.kind == "hnsw":
                 return self._hnsw_vectors()[labels]
             return np.vstack([self._faiss.reconstruct(int(lab)) for lab in labels])
@@ -511,9 +580,7 @@ class GalleryIndex:
         m.label_code = np.full(max(1024, lc.size), -1, dtype=np.int64)
         m.label_code[: lc.size] = lc
         m.codes = {s: c for c, s in enumerate(m.subjects) if s}
-        m.views = {c: [] for c in m.codes.values()}
-        for lab in np.flatnonzero(lc >= 0).tolist():
-            m.views[int(lc[lab])].append(lab)
+        m.rebuild_views()
         self._tombstones = int(h["tombstones"])
         return self
 
