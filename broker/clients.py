@@ -78,8 +78,12 @@ async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduc
     return producer
 
 
-async def start_consumer(settings: Settings, *topics: str, group_id: str | None, **overrides: Any) -> AIOKafkaConsumer:
-    """A started consumer with manual commits (callers commit after their output is acknowledged)."""
+async def start_consumer(settings: Settings, *topics: str, group_id: str | None, background: bool = False,
+                         **overrides: Any) -> AIOKafkaConsumer:
+    """A started consumer with manual commits (callers commit after their output is acknowledged).
+
+    ``background``: a consumer off the data path (dashboard, erasure listener) waits longer per fetch
+    (``ClientTuning.background_fetch_max_wait_ms``): less idle polling, more delivery latency."""
     tuning = settings.broker.client_tuning()
     bootstrap = bootstrap_of(settings)
     kwargs: dict[str, Any] = dict(
@@ -89,7 +93,7 @@ async def start_consumer(settings: Settings, *topics: str, group_id: str | None,
         auto_offset_reset="earliest",
         session_timeout_ms=tuning.session_timeout_ms,
         heartbeat_interval_ms=tuning.heartbeat_interval_ms,
-        fetch_max_wait_ms=tuning.fetch_max_wait_ms,
+        fetch_max_wait_ms=tuning.background_fetch_max_wait_ms if background else tuning.fetch_max_wait_ms,
         request_timeout_ms=max(tuning.request_timeout_ms, tuning.session_timeout_ms + 1000),
         max_partition_fetch_bytes=tuning.max_message_bytes,
     )

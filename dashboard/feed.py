@@ -217,7 +217,7 @@ class StreamView:
 
 async def follow(settings: Settings, view: StreamView, stop: asyncio.Event) -> None:
     """Read the output topics from the beginning into ``view`` until ``stop``."""
-    consumer = await start_consumer(settings, group_id=None)
+    consumer = await start_consumer(settings, group_id=None, background=True)
     try:
         await consumer.topics()  # refreshes metadata
         names = [tp.name for tp in FOLLOWED]

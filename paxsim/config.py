@@ -28,6 +28,9 @@ class ClientTuning(_Section):
     session_timeout_ms: int = Field(ge=1000)
     heartbeat_interval_ms: int = Field(ge=100)
     fetch_max_wait_ms: int = Field(ge=1)
+    # consumers off the data path (dashboard feed, erasure listeners): Tansu answers an empty fetch only after
+    # the wait, so every consumer polls 1000/wait times a second; these need not poll 100×/s
+    background_fetch_max_wait_ms: int = Field(ge=1)
     request_timeout_ms: int = Field(ge=1000)
     max_message_bytes: int = Field(ge=1024)
     linger_ms: int = Field(ge=0)
@@ -37,6 +40,7 @@ EMBEDDED_TUNING = ClientTuning(
     session_timeout_ms=6000,
     heartbeat_interval_ms=1000,
     fetch_max_wait_ms=10,
+    background_fetch_max_wait_ms=100,
     request_timeout_ms=15000,
     max_message_bytes=1_000_000,
     linger_ms=5,
@@ -45,6 +49,7 @@ KAFKA_TUNING = ClientTuning(
     session_timeout_ms=10000,
     heartbeat_interval_ms=3000,
     fetch_max_wait_ms=50,
+    background_fetch_max_wait_ms=500,
     request_timeout_ms=30000,
     max_message_bytes=1_000_000,
     linger_ms=5,

@@ -106,7 +106,7 @@ class ErasureWorker:
         from broker.clients import start_consumer
         from broker.stream import offsets_after
 
-        consumer = await start_consumer(settings, t.ERASURES.name, group_id=f"paxsim-erasure-{self.stage}")
+        consumer = await start_consumer(settings, t.ERASURES.name, group_id=f"paxsim-erasure-{self.stage}", background=True)
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=100, max_records=500)
