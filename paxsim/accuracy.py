@@ -374,8 +374,8 @@ def read_enrolment_cache(cache: Path, seen: Iterable[str], poses: Iterable[tuple
             have = {k: z[k] for k in z.files}
     except (OSError, ValueError):
         return None
-    cached_poses = have.pop(_POSES_KEY, None)
-    if cached_poses is None or cached_poses.shape != (len(list(poses)), 2) or not np.allclose(cached_poses, np.asarray(list(poses), float)):
+    cached_poses, want = have.pop(_POSES_KEY, None), np.asarray(list(poses), float).reshape(-1, 2)
+    if cached_poses is None or cached_poses.shape != want.shape or not np.allclose(cached_poses, want):
         return None
     if not set(seen) <= set(have):
         return None
