@@ -72,12 +72,14 @@ def video_settings(base: Settings, videos: Path) -> Settings:
     return base.model_copy(update={"scenario": scen})
 
 
-async def run_round(settings: Settings, policy: Path, mode: str, plan: LoadPlan, state: Path, console: Console) -> StackRound:
+async def run_round(settings: Settings, policy: Path, mode: str, label: str, plan: LoadPlan, state: Path,
+                    console: Console) -> StackRound:
+    """One round in ``state/load/<label>``; the enrolment cache in ``state/load`` is shared by the rounds."""
     s = settings.model_copy(update={"state_dir": state, "policy": settings.policy.model_copy(update={"file": policy})})
     if mode == "off":
         os.environ[UNSAFE_ENV] = "1"  # inherited by the services of this round only
     try:
-        result = await run_load(s, plan, f"stack-{mode}", console, stop_at_saturation=False)
+        result = await run_load(s, plan, label, console, stop_at_saturation=False)
     finally:
         os.environ.pop(UNSAFE_ENV, None)
     row = result.steps[0].row()
@@ -101,7 +103,7 @@ async def measure(args: argparse.Namespace, console: Console) -> dict[str, list[
         files = policy_files(Path(tmp))
         for r in range(args.rounds):
             for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
-                rr = await run_round(settings, files[mode], mode, plan, Path(tmp) / f"{mode}-{r}", console)
+                rr = await run_round(settings, files[mode], mode, f"stack-{mode}-{r + 1}", plan, Path(tmp), console)
                 rounds[mode].append(rr)
                 console.print(f"stack round {r + 1} {mode:>3}: {rr.frames_per_s:5.1f} frames/s  {rr.decided_per_s:5.2f} decided/s  "
                               f"frames dropped {rr.frames_dropped:,.0f}  CPU/frame {rr.cpu_per_frame_ms:.1f} ms  "
