@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.policy_stack                 # 2 rounds per mode, 8 cameras × 60 s each (~7 min)
     .venv/bin/python -m bench.policy_stack --rounds 3 --cameras 8 --seconds 60
+    .venv/bin/python -m bench.policy_stack --cameras 4 --speed 0.5   # below saturation: same frames, compare CPU
 
 This is the load of the load tests (``paxsim load --rendered``): the default airport's four face cameras, rendered
 once (cached under ``var/rendered``) and replayed as ``--cameras`` staggered cameras through the real edge (dlib
@@ -97,7 +98,7 @@ async def measure(args: argparse.Namespace, console: Console) -> dict[str, list[
     videos = rendered_videos(base, args.render_seconds, console)
     settings = video_settings(base, videos)
     plan = LoadPlan(cameras=args.cameras, start_rate=1.0, factor=2.0, steps=1, step_s=args.seconds, videos=str(videos),
-                    speed=1.0, gt=str(videos), stagger="even", seed=settings.scenario.seed)
+                    speed=args.speed, gt=str(videos), stagger="even", seed=settings.scenario.seed)
     rounds: dict[str, list[StackRound]] = {"off": [], "on": []}
     with tempfile.TemporaryDirectory(prefix="bench-policy-stack-") as tmp:
         files = policy_files(Path(tmp))
@@ -116,7 +117,8 @@ def report(rounds: dict[str, list[StackRound]], args: argparse.Namespace) -> Non
         return statistics.median(getattr(r, attr) for r in rounds[mode])
 
     print()
-    print(f"policy on the deployed stack: {args.cameras} replayed cameras × {args.seconds:g} s, {args.rounds} rounds per mode (medians)")
+    print(f"policy on the deployed stack: {args.cameras} replayed cameras at {args.speed:g}× × {args.seconds:g} s, "
+          f"{args.rounds} rounds per mode (medians)")
     f_off, f_on = med("off", "frames_per_s"), med("on", "frames_per_s")
     d_off, d_on = med("off", "decided_per_s"), med("on", "decided_per_s")
     c_off, c_on = med("off", "cpu_per_frame_ms"), med("on", "cpu_per_frame_ms")
@@ -136,6 +138,9 @@ def report(rounds: dict[str, list[StackRound]], args: argparse.Namespace) -> Non
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--cameras", type=int, default=8, help="replayed cameras (8 saturates the edge on 2 cores)")
     ap.add_argument("--seconds", type=float, default=60.0, help="traffic seconds per round")
+    ap.add_argument("--speed", type=float, default=1.0,
+                    help="replay speed; below saturation (e.g. --cameras 4 --speed 0.5) every frame is analysed in both "
+                         "modes, so the stack's CPU per frame compares the same work")
     ap.add_argument("--render-seconds", type=float, default=60.0, help="length of the rendered videos (cached)")
 
 
