@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import cv2
-import pytest
 
 from broker import topics as t
 from broker.messages import Sighting, ZoneCount, decode
@@ -15,20 +14,6 @@ from edge.camera import CameraConfig
 from edge.service import run_video_edge
 from paxsim.config import Settings
 from tests.edge.faces import walk_clip
-
-
-@pytest.fixture
-def key_holder(monkeypatch):
-    """The run's key holder (policy.keyd), for an edge that seals embeddings before publishing them."""
-    from policy.keyd import spawn_keyd
-
-    k = spawn_keyd()
-    for name, value in k.env.items():
-        monkeypatch.setenv(name, value)
-    try:
-        yield k
-    finally:
-        k.stop()
 
 
 def test_video_edge_publishes_sightings_and_counts_only(tmp_path, client_settings: Settings, key_holder):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
 from prometheus_client import REGISTRY
 
 from broker import topics as t
@@ -14,19 +13,6 @@ from broker.messages import Sighting, decode
 from broker.reader import read_all
 from edge.service import LATE_S, run_virtual_edge
 from paxsim.config import Settings
-
-
-@pytest.fixture
-def key_holder(monkeypatch):
-    from policy.keyd import spawn_keyd
-
-    k = spawn_keyd()
-    for name, value in k.env.items():
-        monkeypatch.setenv(name, value)
-    try:
-        yield k
-    finally:
-        k.stop()
 
 
 def late_drops() -> float:
