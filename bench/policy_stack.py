@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 from rich.console import Console
 
 from paxsim.config import Settings, load_settings
-from paxsim.load import LoadPlan, rendered_videos, run_load
+from paxsim.load import LoadPlan, rendered_population, rendered_videos, run_load
 from policy.policyfile import DEFAULT_POLICY_PATH
 
 UNSAFE_ENV = "PAXSIM_UNSAFE_NO_POLICY"
@@ -66,13 +65,6 @@ def policy_files(folder: Path) -> dict[str, Path]:
     return {"on": on, "off": off}
 
 
-def video_settings(base: Settings, videos: Path) -> Settings:
-    """Enrol the population the videos were rendered from (seed and size from the render's manifest)."""
-    m = json.loads((videos / "manifest.json").read_text())
-    scen = base.scenario.model_copy(update={"seed": int(m["seed"]), "travellers": len(m["identities"])})
-    return base.model_copy(update={"scenario": scen})
-
-
 async def run_round(settings: Settings, policy: Path, mode: str, label: str, plan: LoadPlan, state: Path,
                     console: Console) -> StackRound:
     """One round in ``state/load/<label>``; the enrolment cache in ``state/load`` is shared by the rounds."""
@@ -96,7 +88,7 @@ async def run_round(settings: Settings, policy: Path, mode: str, label: str, pla
 async def measure(args: argparse.Namespace, console: Console) -> dict[str, list[StackRound]]:
     base = load_settings(environ={})
     videos = rendered_videos(base, args.render_seconds, console)
-    settings = video_settings(base, videos)
+    settings = rendered_population(base, videos)
     plan = LoadPlan(cameras=args.cameras, start_rate=1.0, factor=2.0, steps=1, step_s=args.seconds, videos=str(videos),
                     speed=args.speed, gt=str(videos), stagger="even", seed=settings.scenario.seed)
     rounds: dict[str, list[StackRound]] = {"off": [], "on": []}

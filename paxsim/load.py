@@ -307,6 +307,14 @@ def eval_edge(cameras: Path, duration: float, track_log: Path, config: str | Non
 RENDER_CAMERAS = ("cam-security-1", "cam-immigration-1", "cam-egate-1", "cam-gate-1")  # the default airport's face cameras
 
 
+def rendered_population(settings: Settings, render: Path) -> Settings:
+    """``settings`` with the scenario seed and population size a ``paxsim scenario render`` folder was made from
+    (its manifest), so that the run enrols the travellers the videos show."""
+    m = json.loads((render / "manifest.json").read_text())
+    scen = settings.scenario.model_copy(update={"seed": int(m["seed"]), "travellers": len(m["identities"])})
+    return settings.model_copy(update={"scenario": scen})
+
+
 def rendered_videos(settings: Settings, seconds: float, console: Console) -> Path:
     """The default scenario's face cameras rendered for ``seconds`` into a cache dir (reused when present)."""
     out = Path(settings.state_dir).resolve() / "rendered" / f"seed{settings.scenario.seed}-{seconds:g}s"
@@ -376,11 +384,8 @@ def load_command(
     if videos is not None:
         if gt is None and (videos / "manifest.json").exists() and any(videos.glob("*/gt/gt.txt")):
             gt = videos
-        manifest = (gt or videos) / "manifest.json"
-        if manifest.exists():  # enrol the population the videos were rendered from
-            m = json.loads(manifest.read_text())
-            scen = base.scenario.model_copy(update={"seed": int(m["seed"]), "travellers": len(m["identities"])})
-            runs = [(label, s.model_copy(update={"scenario": scen})) for label, s in runs]
+        if ((gt or videos) / "manifest.json").exists():  # enrol the population the videos were rendered from
+            runs = [(label, rendered_population(s, gt or videos)) for label, s in runs]
         n = steps or 4
         plan = LoadPlan(cameras=video_cameras_n, start_rate=rate, factor=factor, steps=n, step_s=duration / n, videos=str(videos), speed=speed,
                         gt=str(gt) if gt else None, stagger=stagger, seed=base.scenario.seed)
