@@ -54,8 +54,8 @@ from matcher.index import GalleryIndex
 from paxsim.config import load_settings
 from policy.audit import AuditLog
 from policy.consent import ConsentRecord, ConsentRegistry, registry_path
-from policy.crypto import EpochKeyRing, KeyExpired, KeyHolder, LocalKeySource, SubjectVault, open_sighting, seal_sighting
-from policy.filters import EdgeContext, GateContext, PostMatchContext, edge_chain, gate_chain, post_match_chain
+from policy.crypto import KeyExpired, KeyHolder, LocalKeySource
+from policy.filters import EdgeContext, GateContext, PostMatchContext
 from policy.policyfile import Policy, PolicyHolder, parse_policy
 from policy.runtime import PolicyRuntime
 from policy.scan import Scanner

@@ -147,7 +147,8 @@ class Stack:
 
     def stop(self, grace_s: float = 5.0) -> None:
         """SIGTERM every child, SIGKILL what is left after ``grace_s``."""
-        self._http.close()
+        self._http.close()  # its connections go to the children; a later scrape gets a fresh client (and {} if dead)
+        self._http = httpx.Client(timeout=2.0)
         for child in self.children.values():
             if child.alive():
                 child.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]

@@ -638,6 +638,11 @@ class SubjectVault:
             out[sid] = (kid, cipher)
         return out
 
+    def _fresh(self, subject_id: str, now: float) -> tuple[float, str, AESGCM, str] | None:
+        """The cached (confirmed at, key id, cipher, pseudonym) if confirmed within ``cache_s``."""
+        hit = self._cache.get(subject_id)
+        return hit if hit is not None and now - hit[0] < self.cache_s else None
+
     def _keys(self, subject_ids: list[str], create: bool) -> dict[str, tuple[str, AESGCM]]:
         now = self.clock()
         out: dict[str, tuple[str, AESGCM]] = {}
@@ -645,8 +650,8 @@ class SubjectVault:
         with self._lock:
             since = self._forgets
             for sid in subject_ids:
-                hit = self._cache.get(sid)
-                if hit is not None and now - hit[0] < self.cache_s:
+                hit = self._fresh(sid, now)
+                if hit is not None:
                     out[sid] = (hit[1], hit[2])
                 else:
                     missing.append(sid)
@@ -703,8 +708,8 @@ class SubjectVault:
         Derived from the subject key, so it links to the subject only while the key lives; after erasure
         every copy on the broker or in a store is an unlinkable token. Cached like the key.
         """
-        hit = self._cache.get(subject_id)  # hot path: one dict read (atomic), no list, no lock
-        if hit is not None and self.clock() - hit[0] < self.cache_s:
+        hit = self._fresh(subject_id, self.clock())  # hot path: one dict read (atomic), no list, no lock
+        if hit is not None:
             return hit[3]
         self._keys([subject_id], True)
         with self._lock:
