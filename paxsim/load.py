@@ -45,7 +45,7 @@ class LoadPlan:
     steps: int
     step_s: float  # traffic seconds per step
     videos: str | None = None  # folder of rendered or recorded videos (scenario render layout or *.mp4)
-    speed: float = 1.0  # replay speed of the videos
+    speed: float = 1.0  # replay speed of the videos; 0: unpaced (every frame in order, as fast as the edge takes them)
     gt: str | None = None  # ground truth (a `paxsim scenario render` folder) to score the videos against
     stagger: str = "even"  # replica start offsets: even, random, none
     seed: int = 0  # for stagger="random"
@@ -87,7 +87,10 @@ def video_frames(path: Path) -> int:
 
 def video_cameras(folder: Path, count: int, speed: float, stagger: str = "even", seed: int = 0) -> tuple[list[dict], dict[str, Replica]]:
     """``count`` cameras replaying the folder's videos round-robin, looping, paced at ``speed`` × real time, and
-    which video (and start offset) each one replays.
+    which video (and start offset) each one replays. ``speed=0`` replays unpaced: each camera hands the edge
+    every frame in order as fast as it takes them (files block instead of dropping), so a run analyses a fixed
+    sequence of frames and its rate is the edge's capacity, free of which frames an overloaded edge happened
+    to drop.
 
     Replica k of the N replicas of one video starts ``k/N`` of the way into it (``stagger="even"``), at a frame
     drawn from ``seed`` (``"random"``) or at frame 0 (``"none"``: all replicas in lockstep). Every replica replays
@@ -108,9 +111,9 @@ def video_cameras(folder: Path, count: int, speed: float, stagger: str = "even",
         if rep and stagger != "none":
             length = video_frames(path)
             offset = int(rng.integers(1, max(2, length))) if stagger == "random" else (rep * length) // n
-        cam = {"camera_id": camera_id, "zone": zone, "source": str(Path(path).resolve()), "loop": True, "realtime": True,
-               "start_frame": offset}
-        if fps:
+        cam = {"camera_id": camera_id, "zone": zone, "source": str(Path(path).resolve()), "loop": True,
+               "realtime": speed > 0, "start_frame": offset}
+        if fps and speed > 0:
             cam["fps"] = fps * speed
         out.append(cam)
         replicas[camera_id] = Replica(camera_id, cid, offset)
