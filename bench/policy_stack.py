@@ -1,6 +1,6 @@
 """Policy overhead on the deployed stack: replayed camera videos through every service, filters on and off.
 
-    .venv/bin/python -m bench.policy_stack                 # 1 warm-up + 4 throughput rounds per mode + 1 saturated (~12 min)
+    .venv/bin/python -m bench.policy_stack                 # 1 warm-up + 4 throughput rounds per mode + 1 saturated each (~10 min)
     .venv/bin/python -m bench.policy_stack --rounds 6 --seconds 30 --sat-rounds 2
     .venv/bin/python -m bench.policy_stack --speed 0.5 --cameras 4 --sat-rounds 0   # paced below saturation
 
