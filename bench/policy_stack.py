@@ -20,7 +20,7 @@ Two kinds of round, both with every service running:
   source running → last camera finished). Paced saturation (cameras at 1×, the edge dropping what it cannot
   take) makes the rate depend on which frames happened to be dropped: measured here, it swung ±15 % (even
   bimodally) between rounds of the same mode, more than the policy could ever cost. A first warm-up round
-  (discarded) takes the cold start (page cache, first model loads) that otherwise slowed round 1 by ~8 %.
+  (discarded) takes the cold start (page cache, first model loads) that otherwise slowed the first round by 5-15 %.
   Rounds alternate off, on, on, off, … and are also reported as adjacent pairs. This VM's CPUs slow down by
   20-80 % for seconds at a time whatever the guest does (a fixed loop timed in thread CPU time: 5.4 ms
   typical, 7-9.7 ms in such episodes, on an idle guest), and a round caught in one loses up to 15 % of its
@@ -112,7 +112,6 @@ class StackRound:
     audit_scan: tuple[int, int, int]
     leaks: int | None  # identifications of non-consented travellers (ground truth)
     cpu_by_service: dict[str, float]
-    window: tuple[float, float]  # the edge's analysing window (epoch seconds)
     helpers: dict[str, float] = field(default_factory=dict)  # broker / keyd CPU seconds in the round (HelperCPU)
 
     @property
@@ -137,9 +136,9 @@ def policy_files(folder: Path) -> dict[str, Path]:
     return {"on": on, "off": off}
 
 
-def edge_window(edge_log: Path) -> tuple[int, float, float]:
-    """(frames analysed, first source running, last camera finished) from the edge's JSON log: the edge's own
-    clock, free of the stack's start-up and shut-down."""
+def edge_window(edge_log: Path) -> tuple[int, float]:
+    """(frames analysed, seconds from the first source running to the last camera finished) from the edge's
+    JSON log: the edge's own clock, free of the stack's start-up and shut-down."""
     first = last = None
     frames = 0
     for line in edge_log.read_text().splitlines():
@@ -154,7 +153,7 @@ def edge_window(edge_log: Path) -> tuple[int, float, float]:
             last = rec["ts"] if last is None else max(last, rec["ts"])
     if first is None or last is None:
         raise RuntimeError(f"{edge_log}: no source started or no camera finished")
-    return frames, first, last
+    return frames, last - first
 
 
 async def run_round(settings: Settings, policy: Path, mode: str, label: str, plan: LoadPlan, state: Path,
@@ -170,11 +169,11 @@ async def run_round(settings: Settings, policy: Path, mode: str, label: str, pla
     row = result.steps[0].row()
     scan = row["audit_scan"] or {}
     cpu = {name: p["cpu_s"] for name, p in row["processes"].items()}
-    frames, t0, t1 = edge_window(state / "load" / label / "step-1" / "edge.log")
-    return StackRound(mode, kind, frames, t1 - t0, row["frames_processed_rate"], row["decided_rate"], row["frames_dropped"],
+    frames, edge_s = edge_window(state / "load" / label / "step-1" / "edge.log")
+    return StackRound(mode, kind, frames, edge_s, row["frames_processed_rate"], row["decided_rate"], row["frames_dropped"],
                       sum(cpu.values()), row["latency_p50_ms"], row["latency_p99_ms"],
                       (scan.get("expired_readable", -1), scan.get("non_consented", -1), scan.get("audit_gaps", -1)),
-                      (row["accuracy"] or {}).get("leaks"), cpu, (t0, t1))
+                      (row["accuracy"] or {}).get("leaks"), cpu)
 
 
 def schedule(rounds: int) -> list[str]:
