@@ -28,7 +28,7 @@ test: $(STAMP) sysdeps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	@echo "benchmarks run on demand: see bench/README.md"
+	@echo "benchmarks run on demand: .venv/bin/python -m bench.<name> --help (list in README.md, under the load report)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache runs var
