@@ -176,9 +176,11 @@ async def run_round(settings: Settings, policy: Path, mode: str, label: str, pla
                       (row["accuracy"] or {}).get("leaks"), cpu)
 
 
-def schedule(rounds: int) -> list[str]:
-    """off, on, on, off, off, on, …: each mode goes first as often as the other, so drift hits both."""
-    return [m for r in range(rounds) for m in (("off", "on") if r % 2 == 0 else ("on", "off"))]
+def schedule(rounds: int, first: str = "off") -> list[str]:
+    """off, on, on, off, off, on, … (or starting with on): each mode goes first as often as the other, so drift
+    and a round's position hit both."""
+    a, b = (first, "on" if first == "off" else "off")
+    return [m for r in range(rounds) for m in ((a, b) if r % 2 == 0 else (b, a))]
 
 
 async def measure(args: argparse.Namespace, console: Console) -> dict[str, list[StackRound]]:
@@ -197,8 +199,8 @@ async def measure(args: argparse.Namespace, console: Console) -> dict[str, list[
             Path(tmp).mkdir(parents=True, exist_ok=True)
         files = policy_files(Path(tmp))
         runs = [("warmup", "on", 0)] * args.warmup
-        runs += [("throughput", m, i // 2 + 1) for i, m in enumerate(schedule(args.rounds))]
-        runs += [("saturated", m, i // 2 + 1) for i, m in enumerate(schedule(args.sat_rounds))]
+        runs += [("throughput", m, i // 2 + 1) for i, m in enumerate(schedule(args.rounds, args.first))]
+        runs += [("saturated", m, i // 2 + 1) for i, m in enumerate(schedule(args.sat_rounds, args.first))]
         with HelperCPU() as helpers:
             for kind, mode, n in runs:
                 speed = 1.0 if kind == "saturated" else args.speed
@@ -284,6 +286,7 @@ def main() -> None:
     add_arguments(ap)
     ap.add_argument("--rounds", type=int, default=4, help="throughput rounds per mode (off, on, on, off, …)")
     ap.add_argument("--warmup", type=int, default=1, help="discarded rounds first (cold start)")
+    ap.add_argument("--first", choices=("off", "on"), default="off", help="mode of the first round of each pair schedule")
     ap.add_argument("--sat-rounds", type=int, default=1, help="saturated rounds per mode (paced at 1×: frames dropped; leaks)")
     args = ap.parse_args()
     out = asyncio.run(measure(args, Console()))
