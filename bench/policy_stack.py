@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -100,7 +101,6 @@ class HelperCPU:
 @dataclass
 class StackRound:
     mode: str
-    kind: str  # "throughput" (unpaced, fixed frame sequence) or "saturated" (paced, the edge drops)
     frames: int  # frames the edge analysed (its log)
     edge_s: float  # first source running → last camera finished (its log)
     frames_per_s_summary: float  # the load harness's rate (frames / planned traffic seconds)
@@ -157,7 +157,7 @@ def edge_window(edge_log: Path) -> tuple[int, float]:
 
 
 async def run_round(settings: Settings, policy: Path, mode: str, label: str, plan: LoadPlan, state: Path,
-                    console: Console, kind: str) -> StackRound:
+                    console: Console) -> StackRound:
     """One round in ``state/load/<label>``; the enrolment cache in ``state/load`` is shared by the rounds."""
     s = settings.model_copy(update={"state_dir": state, "policy": settings.policy.model_copy(update={"file": policy})})
     if mode == "off":
@@ -170,7 +170,7 @@ async def run_round(settings: Settings, policy: Path, mode: str, label: str, pla
     scan = row["audit_scan"] or {}
     cpu = {name: p["cpu_s"] for name, p in row["processes"].items()}
     frames, edge_s = edge_window(state / "load" / label / "step-1" / "edge.log")
-    return StackRound(mode, kind, frames, edge_s, row["frames_processed_rate"], row["decided_rate"], row["frames_dropped"],
+    return StackRound(mode, frames, edge_s, row["frames_processed_rate"], row["decided_rate"], row["frames_dropped"],
                       sum(cpu.values()), row["latency_p50_ms"], row["latency_p99_ms"],
                       (scan.get("expired_readable", -1), scan.get("non_consented", -1), scan.get("audit_gaps", -1)),
                       (row["accuracy"] or {}).get("leaks"), cpu)
@@ -193,10 +193,10 @@ async def measure(args: argparse.Namespace, console: Console) -> dict[str, list[
                         speed=speed, gt=str(videos), stagger="even", seed=settings.scenario.seed)
 
     out: dict[str, list[StackRound]] = {"throughput": [], "saturated": []}
-    with tempfile.TemporaryDirectory(prefix="bench-policy-stack-") as tmp:
-        if args.keep:
-            tmp = str(Path(args.keep).resolve())
-            Path(tmp).mkdir(parents=True, exist_ok=True)
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+    keep = contextlib.nullcontext(str(Path(args.keep).resolve())) if args.keep else None
+    with keep or tempfile.TemporaryDirectory(prefix="bench-policy-stack-") as tmp:
         files = policy_files(Path(tmp))
         runs = [("warmup", "on", 0)] * args.warmup
         runs += [("throughput", m, i // 2 + 1) for i, m in enumerate(schedule(args.rounds, args.first))]
@@ -206,7 +206,7 @@ async def measure(args: argparse.Namespace, console: Console) -> dict[str, list[
                 speed = 1.0 if kind == "saturated" else args.speed
                 label = f"{kind}-{mode}-{n}"
                 before = helpers.totals()
-                rr = await run_round(settings, files[mode], mode, label, plan(speed), Path(tmp), console, kind)
+                rr = await run_round(settings, files[mode], mode, label, plan(speed), Path(tmp), console)
                 rr.helpers = {k: v - before.get(k, 0.0) for k, v in helpers.totals().items()}
                 if kind != "warmup":
                     out[kind].append(rr)
