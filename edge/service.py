@@ -187,17 +187,24 @@ async def run_video_edge(
     duration_s: float | None = None,
     workers: int | None = None,
     filters: list | None = None,
+    rt: PolicyRuntime | None = None,
 ) -> int:
     """Run real-video cameras (``edge.camera.CameraConfig`` list) in this process and publish.
 
     Cameras in a biometric zone publish one Sighting per track embedding (birth, then clearly better
     views) after the edge policy chain; the others compute no embedding at all and publish ZoneCount
     (tracks newly seen per window). A camera whose source fails stops alone. Returns sightings offered.
+
+    The policy is hot-reloaded while the cameras run (``rt.background``): the edge chain and sealing follow
+    the file at once. Which cameras compute embeddings at all is fixed at start: a zone made biometric
+    later needs a restart, a zone made non-biometric is withheld by the chain from the next observation.
+    ``rt``: a runtime the caller opened (and closes), e.g. one whose chain is also in ``filters``.
     """
     from edge.camera import Camera, observation_to_sighting
     from edge.vision.pool import VisionPool
 
-    rt = open_policy(settings)
+    own_rt = rt is None
+    rt = open_policy(settings) if rt is None else rt
     biometric = biometric_zones(rt)
     gate_quality = 0.0
     if filters is None:
@@ -264,6 +271,7 @@ async def run_video_edge(
             cam.stop()
 
     log.info("video edge running", extra={"cameras": len(cams), "workers": pool.workers})
+    background = asyncio.create_task(rt.background(stop))  # hot reload, key shredding, audit mirror
     stop_task = asyncio.create_task(stopper())
     count_task = asyncio.create_task(counts())
     try:
@@ -278,6 +286,9 @@ async def run_video_edge(
         await pub.close()
         await sender
         await producer.stop()
-        rt.close()
+        background.cancel()
+        await asyncio.gather(background, return_exceptions=True)
+        if own_rt:
+            rt.close()
     log.info("video edge finished", extra={"offered": offered})
     return offered

@@ -298,7 +298,7 @@ def eval_edge(cameras: Path, duration: float, track_log: Path, config: str | Non
                     f.write(json.dumps({"c": obs.camera_id, "i": obs.frame_index, "t": obs.captured_at, "k": obs.track_id, "b": list(obs.box)}) + "\n")
                     return obs
 
-                return await run_video_edge(settings, stop, cams, duration, filters=[record, policy_filter(rt.edge_chain())])
+                return await run_video_edge(settings, stop, cams, duration, filters=[record, policy_filter(rt.edge_chain())], rt=rt)
         finally:
             rt.close()
 

@@ -39,3 +39,59 @@ def test_video_edge_publishes_sightings_and_counts_only(tmp_path, client_setting
     assert len({s.track_id for s in sightings}) == 2
     assert all(c.camera_id == "v-concourse" for c in counts)
     assert sum(c.faces for c in counts) == 2  # two people newly seen, published as a count only
+
+
+def _metric(name: str, camera: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, {"camera": camera}) or 0.0
+
+
+def test_video_edge_hot_reloads_the_policy(tmp_path, client_settings: Settings, key_holder):
+    """A policy change reaches a running video edge: once the file says the zone is not biometric, the edge
+    chain withholds that camera's sightings (the edge reloads the file itself, as every stage does)."""
+    from edge.service import open_policy, policy_filter
+    from policy.policyfile import DEFAULT_POLICY_PATH
+
+    frames, _ = walk_clip(12)
+    video = tmp_path / "walk.mp4"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (frames[0].shape[1], frames[0].shape[0]))
+    for f in frames:
+        w.write(f)
+    w.release()
+    policy = tmp_path / "policy.yaml"
+    text = DEFAULT_POLICY_PATH.read_text()
+    policy.write_text(text)
+    s = client_settings.model_copy(update={"policy": client_settings.policy.model_copy(update={"file": policy})})
+    cam = "v-hot-reload"  # a camera id of its own: the metrics are process-wide
+    cams = [CameraConfig(camera_id=cam, zone="security", source=str(video), loop=True, realtime=True)]
+
+    async def wait_for(cond, timeout_s: float, what: str) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not cond():
+            assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.05)
+
+    async def main() -> None:
+        rt = open_policy(s)
+        stop = asyncio.Event()
+        edge = asyncio.create_task(run_video_edge(s, stop, cams, duration_s=90, workers=1,
+                                                  filters=[policy_filter(rt.edge_chain())], rt=rt))
+        try:
+            await wait_for(lambda: _metric("paxsim_edge_sightings_total", cam) >= 1, 60, "a first sighting")
+            assert _metric("paxsim_edge_observations_filtered_total", cam) == 0
+            before = rt.holder.version
+            new = text.replace("security:    {biometric: true, purpose: flow-analytics}", "security:    {biometric: false}")
+            assert new != text
+            tmp = policy.with_suffix(".tmp")
+            tmp.write_text(new)
+            tmp.replace(policy)
+            await wait_for(lambda: rt.holder.version != before, 10, "the edge to reload the policy")
+            await wait_for(lambda: _metric("paxsim_edge_observations_filtered_total", cam) >= 1, 60,
+                           "the new policy to withhold a sighting")
+        finally:
+            stop.set()
+            await edge
+            rt.close()
+
+    asyncio.run(main())
