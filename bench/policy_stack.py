@@ -127,13 +127,19 @@ class StackRound:
         return self.cpu_by_service.get("edge", 0.0) / max(1, self.frames) * 1e3
 
 
-def policy_files(folder: Path) -> dict[str, Path]:
-    """The default policy, and the same policy with enforcement off (everything else byte-identical)."""
+def policy_texts() -> dict[str, str]:
+    """The default policy, and the same text with enforcement off (everything else byte-identical)."""
     text = DEFAULT_POLICY_PATH.read_text()
-    on, off = folder / "stack-on.yaml", folder / "stack-off.yaml"
-    on.write_text(text)
-    off.write_text(text + "\nenforcement: off\n")
-    return {"on": on, "off": off}
+    return {"on": text, "off": text + "\nenforcement: off\n"}
+
+
+def policy_files(folder: Path) -> dict[str, Path]:
+    """:func:`policy_texts` as files in ``folder``."""
+    out = {}
+    for mode, text in policy_texts().items():
+        out[mode] = folder / f"stack-{mode}.yaml"
+        out[mode].write_text(text)
+    return out
 
 
 def edge_window(edge_log: Path) -> tuple[int, float]:
