@@ -16,13 +16,18 @@ from paxsim.config import Settings
 from tests.edge.faces import walk_clip
 
 
-def test_video_edge_publishes_sightings_and_counts_only(tmp_path, client_settings: Settings, key_holder):
-    frames, _ = walk_clip(10)
-    video = tmp_path / "walk.mp4"
-    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (frames[0].shape[1], frames[0].shape[0]))
-    for f in frames:
+def write_walk_video(path, frames: int):
+    """:func:`walk_clip` as an mp4 file at 10 fps."""
+    clip, _ = walk_clip(frames)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (clip[0].shape[1], clip[0].shape[0]))
+    for f in clip:
         w.write(f)
     w.release()
+    return path
+
+
+def test_video_edge_publishes_sightings_and_counts_only(tmp_path, client_settings: Settings, key_holder):
+    video = write_walk_video(tmp_path / "walk.mp4", 10)
     cams = [
         CameraConfig(camera_id="v-security", zone="security", source=str(video)),
         CameraConfig(camera_id="v-concourse", zone="concourse", source=str(video)),
@@ -53,12 +58,7 @@ def test_video_edge_hot_reloads_the_policy(tmp_path, client_settings: Settings, 
     from edge.service import open_policy, policy_filter
     from policy.policyfile import DEFAULT_POLICY_PATH
 
-    frames, _ = walk_clip(12)
-    video = tmp_path / "walk.mp4"
-    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (frames[0].shape[1], frames[0].shape[0]))
-    for f in frames:
-        w.write(f)
-    w.release()
+    video = write_walk_video(tmp_path / "walk.mp4", 12)
     policy = tmp_path / "policy.yaml"
     text = DEFAULT_POLICY_PATH.read_text()
     policy.write_text(text)
