@@ -16,6 +16,7 @@ import time
 from collections import Counter as Tally
 from collections import deque
 from pathlib import Path
+from typing import IO
 
 from prometheus_client import Counter
 
@@ -180,6 +181,18 @@ def policy_filter(chain):
     return check
 
 
+def track_logger(f: IO[str]):
+    """Observation filter that logs every tracked face to ``f`` and passes it on: one JSON line each with camera
+    ``c``, frame index ``i``, capture time ``t``, track id ``k`` and box ``b`` (``paxsim.accuracy.read_track_log``).
+    It links a published sighting to its video frame, and so to the ground truth; the tracks give IDF1."""
+
+    def record(obs):
+        f.write(json.dumps({"c": obs.camera_id, "i": obs.frame_index, "t": obs.captured_at, "k": obs.track_id, "b": list(obs.box)}) + "\n")
+        return obs
+
+    return record
+
+
 async def run_video_edge(
     settings: Settings,
     stop: asyncio.Event,
@@ -188,6 +201,7 @@ async def run_video_edge(
     workers: int | None = None,
     filters: list | None = None,
     rt: PolicyRuntime | None = None,
+    track_log: Path | None = None,
 ) -> int:
     """Run real-video cameras (``edge.camera.CameraConfig`` list) in this process and publish.
 
@@ -199,6 +213,8 @@ async def run_video_edge(
     the file at once. Which cameras compute embeddings at all is fixed at start: a zone made biometric
     later needs a restart, a zone made non-biometric is withheld by the chain from the next observation.
     ``rt``: a runtime the caller opened (and closes), e.g. one whose chain is also in ``filters``.
+    ``track_log``: append every tracked face to this local file (:func:`track_logger`; for scoring a run
+    against ground truth, never published).
     """
     from edge.camera import Camera, observation_to_sighting
     from edge.vision.pool import VisionPool
@@ -210,7 +226,8 @@ async def run_video_edge(
     if filters is None:
         filters = [policy_filter(rt.edge_chain())]
         gate_quality = rt.holder.current.quality.min_quality  # views below the gate are never embedded (they'd be dropped)
-    chain_filters = filters
+    log_file = track_log.open("a", buffering=1) if track_log is not None else None
+    chain_filters = [track_logger(log_file), *filters] if log_file is not None else filters
     producer = await start_producer(settings)
     pub = Publisher(producer)
     sender = asyncio.create_task(pub.run())
@@ -290,5 +307,7 @@ async def run_video_edge(
         await asyncio.gather(background, return_exceptions=True)
         if own_rt:
             rt.close()
+        if log_file is not None:
+            log_file.close()
     log.info("video edge finished", extra={"offered": offered})
     return offered

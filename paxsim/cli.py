@@ -87,6 +87,7 @@ def edge(
     duration: float = typer.Option(30.0, "--duration", min=0.1, help="seconds to run"),
     ground_truth: Optional[Path] = typer.Option(None, "--ground-truth", help="append event id → traveller here (evaluation only)"),
     shard: str = typer.Option("1/1", "--shard", help="I/N: run only cameras whose index modulo N is I-1 (N edge agents split the airport)"),
+    track_log: Optional[Path] = typer.Option(None, "--track-log", help="with --cameras: append every tracked face here (JSON lines, local; for scoring)"),
     config: Optional[str] = ConfigOpt,
     metrics_port: Optional[int] = MetricsOpt,
 ) -> None:
@@ -102,8 +103,11 @@ def edge(
         except Exception as exc:  # a bad camera file is a clear error, not a traceback
             console.print(f"[red]{cameras}: {exc}[/]")
             raise typer.Exit(2) from None
-        run_stage("edge", lambda s, stop: run_video_edge(s, stop, configs, duration), metrics_port, config)
+        run_stage("edge", lambda s, stop: run_video_edge(s, stop, configs, duration, track_log=track_log), metrics_port, config)
         return
+    if track_log is not None:
+        console.print("[red]--track-log needs --cameras FILE.yaml (virtual cameras have no tracks)[/]")
+        raise typer.Exit(2)
     if not virtual:
         console.print("[red]--no-virtual needs --cameras FILE.yaml[/]")
         raise typer.Exit(2)

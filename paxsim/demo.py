@@ -120,15 +120,15 @@ def start_pipeline(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"stage {name} did not join its consumer group within {join_timeout_s:.0f}s; see {child.log_path}")
             time.sleep(0.1)
-    if cameras is not None and track_log is not None:  # video cameras, every tracked face logged for scoring
-        edge_args = ["eval-edge", "--cameras", str(cameras), "--duration", str(duration_s), "--track-log", str(track_log)]
-    elif cameras is not None:  # real video cameras (files, streams, synthetic live) from a camera list
+    if cameras is not None:  # real video cameras (files, streams, synthetic live) from a camera list
         edge_args = ["edge", "--cameras", str(cameras), "--duration", str(duration_s)]
+        if track_log is not None:  # every tracked face logged for scoring
+            edge_args += ["--track-log", str(track_log)]
     else:
         edge_args = ["edge", "--virtual", "--duration", str(duration_s)]
         if ground_truth:
             edge_args += ["--ground-truth", str(ground_truth)]
-    stack.spawn("edge", edge_args, module="paxsim.load" if edge_args[0] == "eval-edge" else "paxsim.cli")
+    stack.spawn("edge", edge_args)
 
 
 @dataclass
@@ -360,7 +360,7 @@ async def run_pipeline(
     """Broker (embedded unless ``broker.bootstrap``), enrolment, every stage for ``duration_s`` of traffic, drain,
     stop; returns the summary with per-stage counts and resource use. ``cameras`` (edge.camera.CameraConfig
     mappings) replaces the virtual cameras with real video ones; ``evaluation`` scores them against rendered
-    ground truth (the edge then runs as :mod:`paxsim.load`'s evaluation edge, which logs every tracked face). Stores live in ``settings.state_dir``,
+    ground truth (the edge then logs every tracked face: ``paxsim edge --track-log``). Stores live in ``settings.state_dir``,
     which is emptied first: a run starts from an empty broker, so old stores would be stale. Every process
     started is stopped on the way out, whatever happens (Ctrl-C included)."""
     run_dir = Path(settings.state_dir)

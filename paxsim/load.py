@@ -268,43 +268,6 @@ def compare_runs(a: LoadResult, b: LoadResult) -> dict:
             "max_sustained_ratio": (b.max_sustained_rate / a.max_sustained_rate) if a.max_sustained_rate and b.max_sustained_rate else None}
 
 
-# ------------------------------------------------------------------------------------------- evaluation edge
-
-
-def eval_edge(cameras: Path, duration: float, track_log: Path, config: str | None, metrics_port: int | None) -> None:
-    """``paxsim edge --cameras`` plus a log of every tracked face the cameras report (camera, frame index, capture
-    time, track id, box): one JSON line each, local to the run, never published. It is what links a published
-    sighting to its video frame (and so to the ground truth), and the edge's tracks for IDF1.
-
-    Same cameras, filters and quality gate as the edge; the log is an extra observation filter that passes
-    everything on."""
-    from edge.camera import load_cameras
-    from edge.service import open_policy, policy_filter, run_video_edge
-    from paxsim.service import run_stage
-
-    configs = load_cameras(cameras)
-
-    async def main(settings: Settings, stop) -> int:
-        rt = open_policy(settings)
-        try:
-            gate = rt.holder.current.quality.min_quality  # views below the gate are never embedded, as in the edge
-            cams = [
-                c.model_copy(update={"tracker": c.tracker.model_copy(update={"min_quality": gate})}) if gate > c.tracker.min_quality else c
-                for c in configs
-            ]
-            with track_log.open("a", buffering=1) as f:
-
-                def record(obs):
-                    f.write(json.dumps({"c": obs.camera_id, "i": obs.frame_index, "t": obs.captured_at, "k": obs.track_id, "b": list(obs.box)}) + "\n")
-                    return obs
-
-                return await run_video_edge(settings, stop, cams, duration, filters=[record, policy_filter(rt.edge_chain())], rt=rt)
-        finally:
-            rt.close()
-
-    run_stage("edge", main, metrics_port, config)
-
-
 # ------------------------------------------------------------------------------------------- command
 
 RENDER_CAMERAS = ("cam-security-1", "cam-immigration-1", "cam-egate-1", "cam-gate-1")  # the default airport's face cameras
@@ -405,20 +368,8 @@ def load_command(
     console.print(f"report: {report} (figures: {json_path})")
 
 
-def eval_edge_command(
-    cameras: Path = typer.Option(..., "--cameras", help="camera list YAML"),
-    duration: float = typer.Option(30.0, "--duration", min=0.1),
-    track_log: Path = typer.Option(..., "--track-log", help="append every tracked face here (JSON lines)"),
-    config: Optional[str] = ConfigOpt,
-    metrics_port: Optional[int] = typer.Option(None, "--metrics-port"),
-) -> None:
-    """The video edge with a local track log, for scoring a load run against ground truth."""
-    eval_edge(cameras, duration, track_log, config, metrics_port)
-
-
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help="paxsim load (standalone until mounted in paxsim.cli) and the evaluation edge")
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="paxsim load (also mounted in paxsim.cli)")
 cli.command("load")(load_command)
-cli.command("eval-edge")(eval_edge_command)
 
 if __name__ == "__main__":
     cli()

@@ -33,3 +33,12 @@ def test_mot_lines_round_trip(tmp_path):
     (tmp_path / "d.txt").write_text(lines[0] + "\n")
     df = load_mot(tmp_path / "d.txt")
     assert df.loc[(5, 7), "Width"] == 64
+
+
+def test_edge_track_log_needs_video_cameras():
+    """``--track-log`` logs tracked faces of video cameras; with virtual cameras it is a clear error, not ignored."""
+    from paxsim.cli import app as paxsim_app
+
+    r = CliRunner().invoke(paxsim_app, ["edge", "--track-log", "tracks.jsonl", "--duration", "1"])
+    assert r.exit_code == 2
+    assert "--track-log needs --cameras" in r.output
