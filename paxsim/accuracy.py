@@ -394,9 +394,9 @@ def video_enrolment(truth: RenderTruth, travellers: int, scenario: Path | None, 
     :data:`ENROL_POSES`. The virtual model enrols travellers without a bank identity with a synthetic vector that
     their rendered face would never match; a video run must enrol what the camera sees.
 
-    Returns traveller id → one vector, the mean of the views (:func:`template`; the gallery the load run builds
-    holds one vector a subject), or with ``views`` the ``(k, 128)`` views themselves (for a gallery that enrols
-    several views a subject: rank-1 98 % instead of 96 % on the 180 s render). Travellers none of whose views is
+    Returns traveller id → the ``(k, 128)`` views with ``views`` (what the load run enrols: one gallery row a
+    view, the matcher scoring a subject by its closest view; rank-1 98 % instead of 96 % on the 180 s render), else
+    one vector, the mean of the views (:func:`template`, for a gallery of one vector a subject). Travellers none of whose views is
     detected are left out. Cached in ``cache`` (an .npz of the views keyed by traveller id)."""
     seen = travellers_seen(truth)
     got = read_enrolment_cache(cache, seen)

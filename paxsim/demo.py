@@ -58,13 +58,11 @@ class VideoEval:
 def enrol_scenario(settings: Settings, duration_s: float, embeddings: dict[str, np.ndarray] | None = None) -> tuple[int, int]:
     """Write the gallery and consent registry for the scenario's enrolled travellers. Returns (subjects, purposes granted).
 
-    ``embeddings`` replaces the enrolment vectors of the travellers it names (video runs: descriptors of their
-    frontal renders by the real embedder, where the virtual model has synthetic vectors)."""
+    ``embeddings`` replaces the enrolment of the travellers it names: one vector, or ``(k, 128)`` views enrolled
+    as k gallery rows (video runs: the real embedder's descriptors of their portraits at several poses, where
+    the virtual model has synthetic vectors; the matcher scores a subject by its closest view)."""
     airport = VirtualAirport(settings.scenario, duration_s)
     ids, vecs, purposes = airport.enrolment()
-    for i, sid in enumerate(ids):
-        if embeddings and sid in embeddings:
-            vecs[i] = embeddings[sid]
     now = time.time()
     consent = ConsentRegistry()
     for sid in ids:
@@ -72,7 +70,7 @@ def enrol_scenario(settings: Settings, duration_s: float, embeddings: dict[str, 
             consent.grant(ConsentRecord(sid, p, granted_at=now - 60, expires_at=now + CONSENT_VALIDITY_S))
     gallery = Gallery()
     for sid, v in zip(ids, vecs):
-        gallery.enrol(sid, v, consent)
+        gallery.enrol(sid, embeddings[sid] if embeddings and sid in embeddings else v, consent)
     gallery.save(gallery_path(settings))
     consent.save(consent_path(settings))
     return len(ids), sum(len(p) for p in purposes.values())

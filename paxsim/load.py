@@ -216,8 +216,9 @@ async def run_load(settings: Settings, plan: LoadPlan, label: str, console: Cons
     truth = RenderTruth.load(Path(plan.gt)) if plan.gt else None
     embeddings = None
     if truth is not None:
-        console.print("enrolling the travellers the videos show from portraits at 6 poses (real embedder; cached)")
-        embeddings = video_enrolment(truth, settings.scenario.travellers, settings.scenario.file, Path(settings.state_dir) / "load" / f"enrol-seed{truth.seed}-{settings.scenario.travellers}.npz")
+        console.print("enrolling the travellers the videos show from portraits at 6 poses, one gallery view each (real embedder; cached)")
+        embeddings = video_enrolment(truth, settings.scenario.travellers, settings.scenario.file,
+                                     Path(settings.state_dir) / "load" / f"enrol-seed{truth.seed}-{settings.scenario.travellers}.npz", views=True)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"), TimeElapsedColumn(), console=console) as progress:
         levels = plan.camera_counts() if plan.videos else plan.rates()
         task = progress.add_task(f"{label}: ramp", total=len(levels))

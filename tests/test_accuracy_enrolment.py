@@ -58,3 +58,24 @@ def test_travellers_seen_only_as_dont_care_faces_are_enrolled_too(tmp_path):
     cam = CameraTruth("cam-immigration-1", "immigration", 15.0, 2, rows, {7: "T00007", 30: "T00030"})
     truth = RenderTruth(tmp_path, 7, {}, {"cam-immigration-1": cam})
     assert travellers_seen(truth) == ["T00007", "T00030"]
+
+
+def test_enrol_scenario_enrols_every_view_of_a_video_traveller(settings):
+    """A video run enrols the views of a traveller as separate gallery rows (the matcher scores a subject by its
+    closest view); a single vector still replaces one row, and the others keep the virtual model's vector."""
+    from matcher.gallery import Gallery
+    from paxsim.demo import enrol_scenario
+    from paxsim.state import gallery_path
+    from scenario.virtual import VirtualAirport
+
+    ids, vecs, _ = VirtualAirport(settings.scenario, 5.0).enrolment()
+    rng = np.random.default_rng(0)
+    views = rng.normal(size=(6, 128)).astype(np.float32)
+    single = rng.normal(size=128).astype(np.float32)
+    enrol_scenario(settings, 5.0, {ids[0]: views, ids[1]: single})
+    g = Gallery.load(gallery_path(settings))
+    rows = [i for i, s in enumerate(g.subject_ids) if s == ids[0]]
+    assert len(rows) == 6 and np.allclose(g.vectors[rows], views)
+    assert g.subject_ids.count(ids[1]) == 1 and np.allclose(g.vectors[g.subject_ids.index(ids[1])], single)
+    assert g.subject_ids.count(ids[2]) == 1 and np.allclose(g.vectors[g.subject_ids.index(ids[2])], vecs[2])
+    assert len(g) == len(ids) + 5
