@@ -189,20 +189,36 @@ def schedule(rounds: int, first: str = "off") -> list[str]:
     return [m for r in range(rounds) for m in ((a, b) if r % 2 == 0 else (b, a))]
 
 
-async def measure(args: argparse.Namespace, console: Console) -> dict[str, list[StackRound]]:
+def camera_load(render_seconds: float, console: Console) -> tuple[Settings, Path]:
+    """The load tests' camera load: the default airport's face cameras rendered once (cached), and settings
+    with the population those videos show."""
     base = load_settings(environ={})
-    videos = rendered_videos(base, args.render_seconds, console)
-    settings = rendered_population(base, videos)
+    videos = rendered_videos(base, render_seconds, console)
+    return rendered_population(base, videos), videos
+
+
+def camera_plan(cameras: int, seconds: float, videos: Path, speed: float, seed: int) -> LoadPlan:
+    """One step of ``cameras`` staggered replays of ``videos`` (``speed`` 0: unpaced), scored against them."""
+    return LoadPlan(cameras=cameras, start_rate=1.0, factor=2.0, steps=1, step_s=seconds, videos=str(videos),
+                    speed=speed, gt=str(videos), stagger="even", seed=seed)
+
+
+def run_dir(keep: str | None, prefix: str) -> contextlib.AbstractContextManager[str]:
+    """The run's state folder: ``keep`` (created, kept) or a temporary one removed afterwards."""
+    if not keep:
+        return tempfile.TemporaryDirectory(prefix=prefix)
+    Path(keep).mkdir(parents=True, exist_ok=True)
+    return contextlib.nullcontext(str(Path(keep).resolve()))
+
+
+async def measure(args: argparse.Namespace, console: Console) -> dict[str, list[StackRound]]:
+    settings, videos = camera_load(args.render_seconds, console)
 
     def plan(speed: float) -> LoadPlan:
-        return LoadPlan(cameras=args.cameras, start_rate=1.0, factor=2.0, steps=1, step_s=args.seconds, videos=str(videos),
-                        speed=speed, gt=str(videos), stagger="even", seed=settings.scenario.seed)
+        return camera_plan(args.cameras, args.seconds, videos, speed, settings.scenario.seed)
 
     out: dict[str, list[StackRound]] = {"throughput": [], "saturated": []}
-    if args.keep:
-        Path(args.keep).mkdir(parents=True, exist_ok=True)
-    keep = contextlib.nullcontext(str(Path(args.keep).resolve())) if args.keep else None
-    with keep or tempfile.TemporaryDirectory(prefix="bench-policy-stack-") as tmp:
+    with run_dir(args.keep, "bench-policy-stack-") as tmp:
         files = policy_files(Path(tmp))
         runs = [("warmup", "on", 0)] * args.warmup
         runs += [("throughput", m, i // 2 + 1) for i, m in enumerate(schedule(args.rounds, args.first))]

@@ -37,24 +37,23 @@ import contextlib
 import json
 import os
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
 from rich.console import Console
 
-from bench.policy_stack import UNSAFE_ENV, policy_texts, schedule
-from paxsim.config import load_settings
-from paxsim.load import LoadPlan, rendered_population, rendered_videos, run_load
+from bench.policy_stack import UNSAFE_ENV, HelperCPU, camera_load, camera_plan, policy_texts, run_dir, schedule
+from dashboard.scrape import read_file_sd
+from paxsim.load import run_load
 from paxsim.obs import parse_samples, total
 from paxsim.stack import TARGETS_FILE_NAME
 from policy.policyfile import parse_policy
 
 STAGES = ("edge", "policy", "matcher", "dashboard")
-HELPERS = {"tansu": "broker", "policy.keyd": "keyd"}  # processes the stack does not list, by command line
 
 
 @dataclass
@@ -81,10 +80,10 @@ def write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def roles(targets: dict[str, int]) -> dict[int, str]:
-    """pid → role for every process under this one: a stage (matched by its metrics port, with all its
-    descendants, e.g. the edge's vision workers), the broker or the key holder."""
-    by_port = {str(port): name for name, port in targets.items()}
+def roles(targets: dict[str, str]) -> dict[int, str]:
+    """pid → role for every process under this one: a stage (matched by the port of its metrics URL, with all
+    its descendants, e.g. the edge's vision workers), the broker or the key holder (:attr:`HelperCPU.NAMES`)."""
+    by_port = {str(urlsplit(url).port): name for name, url in targets.items()}
     out: dict[int, str] = {}
     procs = psutil.Process().children(recursive=True)
     for p in procs:
@@ -96,7 +95,7 @@ def roles(targets: dict[str, int]) -> dict[int, str]:
             if flag in cmd and cmd.index(flag) + 1 < len(cmd) and cmd[cmd.index(flag) + 1] in by_port:
                 out[p.pid] = by_port[cmd[cmd.index(flag) + 1]]
         joined = " ".join(cmd)
-        for key, role in HELPERS.items():
+        for key, role in HelperCPU.NAMES.items():
             if key in joined and p.pid not in out:
                 out[p.pid] = role
     for p in procs:  # descendants take their ancestor's role
@@ -135,39 +134,42 @@ class Switcher:
         """Traffic seconds the run needs: warm-up, then per window the switch, the settle and the count."""
         return self.warmup_s + len(self.modes) * (2 * self.settle_s + self.window_s) + 10.0
 
-    async def _targets(self, timeout_s: float = 180.0) -> dict[str, int]:
+    async def _targets(self, timeout_s: float = 180.0) -> dict[str, str]:
+        """{stage: metrics URL} from the stack's Prometheus file_sd, once every stage is in it."""
         path = self.run_dir / TARGETS_FILE_NAME
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, ValueError):
-                groups = json.loads(path.read_text())
-                found = {g["labels"]["job"]: int(g["targets"][0].rsplit(":", 1)[1]) for g in groups}
+                found = read_file_sd(path)
                 if all(s in found for s in STAGES):
                     return found
             await asyncio.sleep(0.5)
         raise RuntimeError(f"the stack's stages did not all appear in {path} within {timeout_s:.0f} s")
 
-    async def _scrape(self, client: httpx.AsyncClient, port: int) -> dict:
-        r = await client.get(f"http://127.0.0.1:{port}/metrics")
+    async def _scrape(self, client: httpx.AsyncClient, url: str) -> dict:
+        r = await client.get(url)
         r.raise_for_status()
         return parse_samples(r.text)
 
-    async def _loaded(self, client: httpx.AsyncClient, targets: dict[str, int], version: str) -> bool:
+    async def _loaded(self, client: httpx.AsyncClient, targets: dict[str, str], version: str) -> bool:
         """True when every stage that exports a policy version has the given one in force."""
-        for port in targets.values():
-            s = await self._scrape(client, port)
+        for url in targets.values():
+            s = await self._scrape(client, url)
             versions = {dict(lbl).get("version") for (n, lbl), v in s.items() if n == "paxsim_policy_loaded_info" and v == 1}
             if versions and versions != {version}:
                 return False
         return True
 
-    async def _counts(self, client: httpx.AsyncClient, targets: dict[str, int], pids: dict[int, str]) -> tuple[float, float, float, dict[str, float]]:
+    async def _counts(self, client: httpx.AsyncClient, targets: dict[str, str], pids: dict[int, str]) -> tuple[float, float, float, dict[str, float]]:
+        """(time, frames the edge analysed, policy decisions of every stage, CPU seconds by role): one scrape each."""
         t = time.monotonic()
         cpu = cpu_by_role(pids)
-        frames = total(await self._scrape(client, targets["edge"]), "paxsim_edge_frames_processed_total")
-        decisions = 0.0
-        for port in targets.values():
-            decisions += total(await self._scrape(client, port), "paxsim_policy_decisions_total")
+        frames = decisions = 0.0
+        for name, url in targets.items():
+            samples = await self._scrape(client, url)
+            decisions += total(samples, "paxsim_policy_decisions_total")
+            if name == "edge":
+                frames = total(samples, "paxsim_edge_frames_processed_total")
         return t, frames, decisions, cpu
 
     async def run(self) -> None:
@@ -251,19 +253,13 @@ def report(sw: Switcher, args: argparse.Namespace) -> dict:
 
 
 async def measure(args: argparse.Namespace, console: Console) -> Switcher:
-    base = load_settings(environ={})
-    videos = rendered_videos(base, args.render_seconds, console)
-    settings = rendered_population(base, videos)
-    keep = contextlib.nullcontext(str(Path(args.keep).resolve())) if args.keep else None
-    if args.keep:
-        Path(args.keep).mkdir(parents=True, exist_ok=True)
-    with keep or tempfile.TemporaryDirectory(prefix="bench-policy-switch-") as tmp:
+    settings, videos = camera_load(args.render_seconds, console)
+    with run_dir(args.keep, "bench-policy-switch-") as tmp:
         live = Path(tmp) / "policy-live.yaml"
         write_atomic(live, policy_texts()["on"])
         modes = schedule(args.windows // 2, "on")
         sw = Switcher(Path(tmp) / "load" / "switch" / "step-1", live, modes, args.warmup_s, args.window_s, args.settle_s, console)
-        plan = LoadPlan(cameras=args.cameras, start_rate=1.0, factor=2.0, steps=1, step_s=sw.duration_s, videos=str(videos),
-                        speed=0.0, gt=str(videos), stagger="even", seed=settings.scenario.seed)
+        plan = camera_plan(args.cameras, sw.duration_s, videos, 0.0, settings.scenario.seed)
         s = settings.model_copy(update={"state_dir": Path(tmp), "policy": settings.policy.model_copy(update={"file": live})})
         os.environ[UNSAFE_ENV] = "1"  # the services must accept the 'off' file on reload (measurement only)
         tasks = [asyncio.create_task(run_load(s, plan, "switch", console, stop_at_saturation=False)), asyncio.create_task(sw.run())]

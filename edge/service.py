@@ -200,7 +200,6 @@ async def run_video_edge(
     duration_s: float | None = None,
     workers: int | None = None,
     filters: list | None = None,
-    rt: PolicyRuntime | None = None,
     track_log: Path | None = None,
 ) -> int:
     """Run real-video cameras (``edge.camera.CameraConfig`` list) in this process and publish.
@@ -212,15 +211,13 @@ async def run_video_edge(
     The policy is hot-reloaded while the cameras run (``rt.background``): the edge chain and sealing follow
     the file at once. Which cameras compute embeddings at all is fixed at start: a zone made biometric
     later needs a restart, a zone made non-biometric is withheld by the chain from the next observation.
-    ``rt``: a runtime the caller opened (and closes), e.g. one whose chain is also in ``filters``.
     ``track_log``: append every tracked face to this local file (:func:`track_logger`; for scoring a run
     against ground truth, never published).
     """
     from edge.camera import Camera, observation_to_sighting
     from edge.vision.pool import VisionPool
 
-    own_rt = rt is None
-    rt = open_policy(settings) if rt is None else rt
+    rt = open_policy(settings)
     biometric = biometric_zones(rt)
     gate_quality = 0.0
     if filters is None:
@@ -305,8 +302,7 @@ async def run_video_edge(
         await producer.stop()
         background.cancel()
         await asyncio.gather(background, return_exceptions=True)
-        if own_rt:
-            rt.close()
+        rt.close()
         if log_file is not None:
             log_file.close()
     log.info("video edge finished", extra={"offered": offered})
