@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -16,8 +18,19 @@ from broker.messages import ALL_TYPES
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 
 
+def _clean_descriptions(node: Any) -> Any:
+    """Docstrings reach the schema dedented by some msgspec releases and not by others: clean them ourselves,
+    so the committed document changes only when the contract does."""
+    if isinstance(node, dict):
+        return {k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else _clean_descriptions(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_clean_descriptions(v) for v in node]
+    return node
+
+
 def schema_document() -> dict:
     schemas, components = msgspec.json.schema_components(ALL_TYPES, ref_template="#/$defs/{name}")
+    schemas, components = _clean_descriptions(schemas), _clean_descriptions(components)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "paxsim broker messages",

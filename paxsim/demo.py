@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,14 +56,19 @@ class VideoEval:
     embeddings: dict[str, np.ndarray] | None = None  # enrolment vectors of the travellers the videos show
 
 
-def enrol_scenario(settings: Settings, duration_s: float, embeddings: dict[str, np.ndarray] | None = None) -> tuple[int, int]:
+def enrol_scenario(
+    settings: Settings, duration_s: float, embeddings: dict[str, np.ndarray] | None = None, withheld: Collection[str] = ()
+) -> tuple[int, int]:
     """Write the gallery and consent registry for the scenario's enrolled travellers. Returns (subjects, purposes granted).
 
     ``embeddings`` replaces the enrolment of the travellers it names: one vector, or ``(k, 128)`` views enrolled
     as k gallery rows (video runs: the real embedder's descriptors of their portraits at several poses, where
-    the virtual model has synthetic vectors; the matcher scores a subject by its closest view)."""
+    the virtual model has synthetic vectors; the matcher scores a subject by its closest view).
+    ``withheld`` travellers are neither enrolled nor consented: strangers whose faces the matcher must call unknown."""
     airport = VirtualAirport(settings.scenario, duration_s)
     ids, vecs, purposes = airport.enrolment()
+    keep = [i for i, sid in enumerate(ids) if sid not in set(withheld)]
+    ids, vecs = [ids[i] for i in keep], vecs[keep]
     now = time.time()
     consent = ConsentRegistry()
     for sid in ids:

@@ -188,7 +188,7 @@ def policy_check(
         raise typer.Exit(1) from None
     except PolicyError as exc:
         for issue in exc.issues:
-            console.print(f"[red]{issue}[/]", highlight=False)
+            console.print(f"[red]{issue}[/]", highlight=False, soft_wrap=True)  # file:line:col stays one line, as editors parse it
         raise typer.Exit(1) from None
     if pol.enforcement == "off":
         console.print("[bold red]enforcement: off: every privacy control is disabled (measurement only)[/]")

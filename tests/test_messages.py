@@ -39,7 +39,17 @@ def test_nan_and_short_embeddings_are_rejected():
 
 
 def test_committed_schema_document_is_current():
-    assert json.loads(SCHEMA_PATH.read_text()) == json.loads(json.dumps(schema_document())), "run: paxsim schema -o broker/schema.json"
+    # descriptions are cleaned by schema_document itself, so only a contract change (a field, a type, a tag, a
+    # topic, a docstring's words) fails this, never how a msgspec release indents docstrings
+    committed, current = json.loads(SCHEMA_PATH.read_text()), json.loads(json.dumps(schema_document()))
+    assert committed == current, "the message contract changed: regenerate with  .venv/bin/paxsim schema -o broker/schema.json"
+
+
+def test_schema_descriptions_do_not_depend_on_docstring_indentation():
+    from broker.schema import _clean_descriptions
+
+    indented = {"description": "First line.\n\n    More.\n    ", "properties": [{"description": "  x\n    y"}]}
+    assert _clean_descriptions(indented) == {"description": "First line.\n\nMore.", "properties": [{"description": "x\ny"}]}
 
 
 def test_claim_and_verification_decisions_are_compatible_additions():
