@@ -161,14 +161,17 @@ async def bench(
                     cfg = CameraConfig(camera_id=f"bench-{size}-w{w}-{k}", source="bench", tracker=trk, **base)
                     c_pipe, (t_pipe, f_pipe, e_pipe) = await timed(pool, run_pipeline(pool, frames, cfg))
                     cfg_all = CameraConfig(
-                        camera_id=f"bench-{size}-w{w}-{k}-all", source="bench",
-                        tracker=trk.model_copy(update={"embed_every_frame": True, "min_quality": 0.0}), **base,
+                        camera_id=f"bench-{size}-w{w}-{k}-all",
+                        source="bench",
+                        tracker=trk.model_copy(update={"embed_every_frame": True, "min_quality": 0.0}),
+                        **base,
                     )
                     c_all, (t_all, f_all, e_all) = await timed(pool, run_pipeline(pool, sub, cfg_all))
                     fps = {"raw": n / t_raw, "pipeline": n / t_pipe, "embed_all": len(sub) / t_all}
                     cps = {"raw": n / c_raw, "pipeline": n / c_pipe, "embed_all": len(sub) / c_all}
                     print(
-                        f"    round {k + 1}: " + ", ".join(f"{m} {v:.2f} fps ({cps[m]:.2f}/cpu-s)" for m, v in fps.items())
+                        f"    round {k + 1}: "
+                        + ", ".join(f"{m} {v:.2f} fps ({cps[m]:.2f}/cpu-s)" for m, v in fps.items())
                         + f", pipeline embeddings {e_pipe}",
                         flush=True,
                     )
@@ -176,17 +179,27 @@ async def bench(
                     best_cpu = {m: max(best_cpu[m], cps[m]) for m in best_cpu}
                     faces = {"raw": f_raw / n, "pipeline": f_pipe / n, "emb_pipe": e_pipe / n, "emb_all": e_all / len(sub)}
                 r = {
-                    "size": size, "workers": w, "frames": n, "rounds": rounds,
-                    "raw_fps": best["raw"], "pipeline_fps": best["pipeline"], "embed_all_fps": best["embed_all"],
-                    "raw_fps_per_core": best["raw"] / w, "pipeline_fps_per_core": best["pipeline"] / w,
+                    "size": size,
+                    "workers": w,
+                    "frames": n,
+                    "rounds": rounds,
+                    "raw_fps": best["raw"],
+                    "pipeline_fps": best["pipeline"],
+                    "embed_all_fps": best["embed_all"],
+                    "raw_fps_per_core": best["raw"] / w,
+                    "pipeline_fps_per_core": best["pipeline"] / w,
                     "embed_all_fps_per_core": best["embed_all"] / w,
-                    "pipeline_vs_raw": best["pipeline"] / best["raw"], "pipeline_vs_embed_all": best["pipeline"] / best["embed_all"],
-                    "raw_frames_per_cpu_s": best_cpu["raw"], "pipeline_frames_per_cpu_s": best_cpu["pipeline"],
+                    "pipeline_vs_raw": best["pipeline"] / best["raw"],
+                    "pipeline_vs_embed_all": best["pipeline"] / best["embed_all"],
+                    "raw_frames_per_cpu_s": best_cpu["raw"],
+                    "pipeline_frames_per_cpu_s": best_cpu["pipeline"],
                     "embed_all_frames_per_cpu_s": best_cpu["embed_all"],
                     "pipeline_vs_raw_cpu": best_cpu["pipeline"] / best_cpu["raw"],
                     "embeddings_pipeline": e_pipe,
-                    "faces_per_frame_raw": faces["raw"], "faces_per_frame_pipeline": faces["pipeline"],
-                    "embeds_per_frame_pipeline": faces["emb_pipe"], "embeds_per_frame_all": faces["emb_all"],
+                    "faces_per_frame_raw": faces["raw"],
+                    "faces_per_frame_pipeline": faces["pipeline"],
+                    "embeds_per_frame_pipeline": faces["emb_pipe"],
+                    "embeds_per_frame_all": faces["emb_all"],
                 }
                 rows.append(r)
                 print(
@@ -217,7 +230,9 @@ def main() -> None:
     ap.add_argument("--upsample", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; each mode's best counts")
     ap.add_argument(
-        "--min-quality", type=float, default=None,
+        "--min-quality",
+        type=float,
+        default=None,
         help="tracker's embedding floor (default: the default policy's edge quality gate, as the agent deploys it)",
     )
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")

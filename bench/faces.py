@@ -49,15 +49,18 @@ def main() -> None:
     m = measure(idents, renders=args.renders, seed=args.seed, base=base)
     model = NoiseModel.from_measurement(m)
     s = model.stats
-    print(f"{label} × {args.renders} renders (yaw ±25°, pitch ±10°, roll ±8°, light, blur, noise, JPEG); "
-          f"{time.time() - t0:.0f} s")
+    print(f"{label} × {args.renders} renders (yaw ±25°, pitch ±10°, roll ±8°, light, blur, noise, JPEG); {time.time() - t0:.0f} s")
     print(f"  enrolments detected        {m.enrolled.mean() * 100:.1f} %")
     print(f"  dlib HOG detected, up1/up0 {s['hog_up1_detected'] * 100:.1f} % / {s['hog_up0_detected'] * 100:.1f} %")
     print(f"  rank-1 vs one frontal enrolment {s['rank1'] * 100:.1f} %")
-    print(f"  same-id distance mean {s['same_mean']:.3f} (p95 {s['same_p95']:.3f}); "
-          f"different-id mean {s['diff_mean']:.3f} (p05 {s['diff_p05']:.3f})")
-    print(f"  threshold {s['threshold']:.3f}: false match {s['fmr_at_threshold'] * 100:.2f} %, "
-          f"false non-match {s['fnmr_at_threshold'] * 100:.2f} %")
+    print(
+        f"  same-id distance mean {s['same_mean']:.3f} (p95 {s['same_p95']:.3f}); "
+        f"different-id mean {s['diff_mean']:.3f} (p05 {s['diff_p05']:.3f})"
+    )
+    print(
+        f"  threshold {s['threshold']:.3f}: false match {s['fmr_at_threshold'] * 100:.2f} %, "
+        f"false non-match {s['fnmr_at_threshold'] * 100:.2f} %"
+    )
     for thr in (0.5, 0.55, 0.6):
         same, diff = m.same(), m.different()
         print(f"  at {thr:.2f}: false match {np.mean(diff < thr) * 100:.2f} %, false non-match {np.mean(same >= thr) * 100:.2f} %")

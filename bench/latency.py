@@ -36,7 +36,7 @@ from broker import topics as t
 from broker.embedded import EmbeddedBroker
 from broker.messages import Match, MessageError, decode
 from broker.reader import read_all
-from paxsim.config import Settings, load_settings
+from core.config import Settings, load_settings
 from paxsim.demo import run_pipeline
 
 WARMUP_S = 2
@@ -45,8 +45,12 @@ WARMUP_S = 2
 def _stats(ms: np.ndarray) -> dict:
     if not ms.size:
         return {"n": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
-    return {"n": int(ms.size), "p50_ms": round(float(np.percentile(ms, 50)), 1),
-            "p99_ms": round(float(np.percentile(ms, 99)), 1), "max_ms": round(float(ms.max()), 1)}
+    return {
+        "n": int(ms.size),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "max_ms": round(float(ms.max()), 1),
+    }
 
 
 def bucket_latencies(matches: list[Match]) -> dict:
@@ -85,8 +89,9 @@ def keyd_calls(run_dir: Path, t0: float, seconds: int) -> list[dict]:
 async def one_run(settings: Settings, duration_s: float) -> dict:
     """One pipeline run on a broker this bench owns (so the matches topic outlives the run); returns the buckets."""
     async with EmbeddedBroker(settings) as broker:
-        ext = settings.model_copy(update={"broker": settings.broker.model_copy(
-            update={"bootstrap": broker.bootstrap, "profile": "embedded"})})
+        ext = settings.model_copy(
+            update={"broker": settings.broker.model_copy(update={"bootstrap": broker.bootstrap, "profile": "embedded"})}
+        )
         summary = await run_pipeline(ext, duration_s, None)
         matches = []
         for rec in await read_all(ext, t.MATCHES.name):
@@ -108,8 +113,15 @@ def _table(title: str, r: dict) -> Table:
     for col in ("capture s", "events", "p50 ms", "p99 ms", "max ms", "keyd on loop n/ms", "keyd bg n/ms"):
         tab.add_column(col, justify="right")
     for row in r["per_second"]:
-        tab.add_row(str(row["second"]), str(row["n"]), f"{row['p50_ms'] or 0:.1f}", f"{row['p99_ms'] or 0:.1f}", f"{row['max_ms'] or 0:.1f}",
-                    f"{row.get('loop_n', 0)} / {row.get('loop_ms', 0):.0f}", f"{row.get('thread_n', 0)} / {row.get('thread_ms', 0):.0f}")
+        tab.add_row(
+            str(row["second"]),
+            str(row["n"]),
+            f"{row['p50_ms'] or 0:.1f}",
+            f"{row['p99_ms'] or 0:.1f}",
+            f"{row['max_ms'] or 0:.1f}",
+            f"{row.get('loop_n', 0)} / {row.get('loop_ms', 0):.0f}",
+            f"{row.get('thread_n', 0)} / {row.get('thread_ms', 0):.0f}",
+        )
     for name in ("overall", "steady"):
         s = r[name]
         label = "all" if name == "overall" else f"≥{WARMUP_S} s"
@@ -133,13 +145,23 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.state_dir or tempfile.mkdtemp(prefix="paxsim-latency-"))
     results = []
     for i in range(args.runs):
-        settings = base.model_copy(update={"state_dir": root / f"run-{i + 1}", "broker": base.broker.model_copy(update={"bootstrap": None}),
-                                           "scenario": base.scenario.model_copy(update=scen)})
+        settings = base.model_copy(
+            update={
+                "state_dir": root / f"run-{i + 1}",
+                "broker": base.broker.model_copy(update={"bootstrap": None}),
+                "scenario": base.scenario.model_copy(update=scen),
+            }
+        )
         t0 = time.monotonic()
         r = asyncio.run(one_run(settings, args.duration))
         results.append(r)
-        console.print(_table(f"run {i + 1}: {args.rate:g}/s offered for {args.duration:g} s — produced {r['produced']}, "
-                             f"decided {r['decided']}, edge drops {r['edge_dropped']:.0f} ({time.monotonic() - t0:.0f} s wall)", r))
+        console.print(
+            _table(
+                f"run {i + 1}: {args.rate:g}/s offered for {args.duration:g} s — produced {r['produced']}, "
+                f"decided {r['decided']}, edge drops {r['edge_dropped']:.0f} ({time.monotonic() - t0:.0f} s wall)",
+                r,
+            )
+        )
         cpu = ", ".join(f"{n} {p['cpu_s'] / args.duration:.2f}" for n, p in r["processes"].items())
         console.print(f"  CPU cores per stage (cpu_s / traffic s): {cpu}")
         console.print(f"  stage logs: {settings.state_dir}")

@@ -177,7 +177,7 @@ def throughput(g: GalleryIndex, q: np.ndarray, batch: int, repeats: int) -> tupl
         for b in batches:
             res = g.search(b, 1)
             for r in res:  # consume like the consumer loop does
-                r.best
+                _ = r.best
         return q.shape[0] / (time.perf_counter() - t)
 
     run_raw(), run_ours()  # warm-up
@@ -188,7 +188,9 @@ def throughput(g: GalleryIndex, q: np.ndarray, batch: int, repeats: int) -> tupl
     return max(ours), max(raws)
 
 
-def recall_and_rank1(g: GalleryIndex, q: np.ndarray, truth: list[str | None], exact_i: np.ndarray, exact_d2: np.ndarray) -> tuple[float, float, float]:
+def recall_and_rank1(
+    g: GalleryIndex, q: np.ndarray, truth: list[str | None], exact_i: np.ndarray, exact_d2: np.ndarray
+) -> tuple[float, float, float]:
     """(recall@1 vs exact over all queries, the same over genuine queries only, rank-1 of genuine queries)."""
     d2, labels = g.faiss_index.search(q, 1)
     hit = (labels[:, 0] == exact_i) | (d2[:, 0] <= exact_d2 * (1 + 1e-5) + 1e-9)
@@ -200,6 +202,7 @@ def recall_and_rank1(g: GalleryIndex, q: np.ndarray, truth: list[str | None], ex
 
 def gil_share(g: GalleryIndex, q: np.ndarray) -> float:
     """Speed of a pure-Python loop in the main thread while a search runs in another, vs alone."""
+
     def loop_rate(seconds: float, stop: threading.Event | None = None) -> float:
         n, t0 = 0, time.perf_counter()
         while True:
@@ -228,8 +231,16 @@ def gil_share(g: GalleryIndex, q: np.ndarray) -> float:
     return during / alone
 
 
-def bench_one(size: int, kind: str, params: IndexParams, args: argparse.Namespace, pop: Population, q: np.ndarray,
-              truth: list[str | None], exact: tuple[np.ndarray, np.ndarray]) -> tuple[Row, GalleryIndex]:
+def bench_one(
+    size: int,
+    kind: str,
+    params: IndexParams,
+    args: argparse.Namespace,
+    pop: Population,
+    q: np.ndarray,
+    truth: list[str | None],
+    exact: tuple[np.ndarray, np.ndarray],
+) -> tuple[Row, GalleryIndex]:
     gc.collect()
     before = rss()
     t = time.perf_counter()
@@ -239,8 +250,11 @@ def bench_one(size: int, kind: str, params: IndexParams, args: argparse.Namespac
     ours, raw = throughput(g, q, args.batch, args.repeats)
     rec, rec_g, r1 = recall_and_rank1(g, q, truth, *exact)
     scale = 1e6 / size
-    p = f"nlist={faiss.extract_index_ivf(g.faiss_index).nlist},nprobe={faiss.extract_index_ivf(g.faiss_index).nprobe}" if kind in ("ivf", "ivfpq") else (
-        f"M={params.hnsw_m},efS={params.ef_search}" if kind == "hnsw" else "-")
+    p = (
+        f"nlist={faiss.extract_index_ivf(g.faiss_index).nlist},nprobe={faiss.extract_index_ivf(g.faiss_index).nprobe}"
+        if kind in ("ivf", "ivfpq")
+        else (f"M={params.hnsw_m},efS={params.ef_search}" if kind == "hnsw" else "-")
+    )
     row = Row(size, kind, p, build_s, ours, raw, rec, rec_g, r1, g.memory_bytes() * scale / 2**20, grew * scale / 2**20)
     return row, g
 
@@ -280,16 +294,30 @@ def ivfpq_10m(args: argparse.Namespace, size: int = 10_000_000) -> Row:
     build_s = time.perf_counter() - t0
     grew = rss() - rss0
     index_bytes = g.memory_bytes()
-    print(f"[10M] build {build_s:.0f} s (train {train_s:.0f} s, of the rest {gen_s:.0f} s generating views); "
-          f"index {index_bytes / 2**20:,.0f} MB; RSS {rss() / 2**30:.2f} GB (grew {grew / 2**30:.2f} GB)", flush=True)
+    print(
+        f"[10M] build {build_s:.0f} s (train {train_s:.0f} s, of the rest {gen_s:.0f} s generating views); "
+        f"index {index_bytes / 2**20:,.0f} MB; RSS {rss() / 2**30:.2f} GB (grew {grew / 2**30:.2f} GB)",
+        flush=True,
+    )
     q, truth = pop.queries(args.queries_10m)
     t = time.perf_counter()
     exact = exact_top1(pop, q)
     print(f"[10M] exact ground truth for {q.shape[0]} queries in {time.perf_counter() - t:.0f} s", flush=True)
     ours, raw = throughput(g, q, args.batch, args.repeats)
     rec, rec_g, r1 = recall_and_rank1(g, q, truth, *exact)
-    row = Row(size, "ivfpq", f"nlist={ivf.nlist},nprobe={ivf.nprobe},pq={params.pq_m}x{params.pq_bits}", build_s, ours, raw,
-              rec, rec_g, r1, index_bytes / 10 / 2**20, grew / 10 / 2**20)
+    row = Row(
+        size,
+        "ivfpq",
+        f"nlist={ivf.nlist},nprobe={ivf.nprobe},pq={params.pq_m}x{params.pq_bits}",
+        build_s,
+        ours,
+        raw,
+        rec,
+        rec_g,
+        r1,
+        index_bytes / 10 / 2**20,
+        grew / 10 / 2**20,
+    )
     print_rows([row])
     return row
 
@@ -309,11 +337,11 @@ def alerts_run(duration_s: float, travellers: int, cameras: int, eps: float) -> 
     from broker.embedded import EmbeddedBroker
     from broker.messages import Alert, Match, TrackUpdate, decode
     from broker.reader import read_all
+    from core.config import load_settings
+    from core.paths import ground_truth_path
+    from core.stack import Stack
     from matcher.alerts import ALERTS_ENV, flag_rates
-    from paxsim.config import load_settings
     from paxsim.demo import child_env, enrol_scenario, resolve_pseudonyms, start_pipeline, watch
-    from paxsim.stack import Stack
-    from paxsim.state import ground_truth_path
     from policy.crypto import HttpKeySource
     from policy.keyd import spawn_keyd
 
@@ -323,14 +351,20 @@ def alerts_run(duration_s: float, travellers: int, cameras: int, eps: float) -> 
     (run / "alerts.yaml").write_text(yaml.safe_dump(rules))
     os.environ[ALERTS_ENV] = str(run / "alerts.yaml")
     base = load_settings(environ={})
-    settings = base.model_copy(update={"state_dir": run / "state", "scenario": base.scenario.model_copy(
-        update=dict(travellers=travellers, cameras=cameras, events_per_second=eps))})
+    settings = base.model_copy(
+        update={
+            "state_dir": run / "state",
+            "scenario": base.scenario.model_copy(update=dict(travellers=travellers, cameras=cameras, events_per_second=eps)),
+        }
+    )
 
     async def go() -> tuple[list, list, list, dict]:
         broker = await EmbeddedBroker(settings).start()
         keys = spawn_keyd()
         try:
-            cs = settings.model_copy(update={"broker": settings.broker.model_copy(update={"bootstrap": broker.bootstrap, "profile": "embedded"})})
+            cs = settings.model_copy(
+                update={"broker": settings.broker.model_copy(update={"bootstrap": broker.bootstrap, "profile": "embedded"})}
+            )
             enrol_scenario(cs, duration_s)
             stack = Stack(Path(cs.state_dir), child_env(cs, broker.bootstrap, True, keys))
             try:
@@ -364,14 +398,20 @@ def alerts_run(duration_s: float, travellers: int, cameras: int, eps: float) -> 
     kinds: dict[str, int] = {}
     for a in {a.alert_id: a for a in alerts}.values():
         kinds[a.kind] = kinds.get(a.kind, 0) + 1
-    print(f"alerts run: {duration_s:.0f} s, {travellers} travellers, {cameras} cameras, {eps:.0f} sightings/s; "
-          f"{len(matches)} decisions, {len(identified)} identified, {len(wrong)} of them wrong ({len(wrong) / max(1, len(identified)):.2%})")
+    print(
+        f"alerts run: {duration_s:.0f} s, {travellers} travellers, {cameras} cameras, {eps:.0f} sightings/s; "
+        f"{len(matches)} decisions, {len(identified)} identified, {len(wrong)} of them wrong ({len(wrong) / max(1, len(identified)):.2%})"
+    )
     print(f"  alert records {len(alerts)}, distinct ids {r.alerts} ({kinds}); duplicates on the topic {len(alerts) - r.alerts}")
     upper = (3.0 / r.subjects) if r.flagged_subjects == 0 and r.subjects else float("nan")
-    print(f"  subjects with a trajectory {r.subjects}, flagged {r.flagged_subjects}: subject false-flag rate {r.subject_flag_rate:.2%}"
-          + (f" (95 % upper bound {upper:.2%}, rule of three)" if upper == upper else ""))
-    print(f"  zone changes (capture order) {r.transitions}, updates flagged implausible {r.implausible_transitions}: rate {r.transition_flag_rate:.2%}; "
-          f"of the implausible, caused by a wrong identification: {sum(u.event_id in wrong for u in implausible)}")
+    print(
+        f"  subjects with a trajectory {r.subjects}, flagged {r.flagged_subjects}: subject false-flag rate {r.subject_flag_rate:.2%}"
+        + (f" (95 % upper bound {upper:.2%}, rule of three)" if upper == upper else "")
+    )
+    print(
+        f"  zone changes (capture order) {r.transitions}, updates flagged implausible {r.implausible_transitions}: rate {r.transition_flag_rate:.2%}; "
+        f"of the implausible, caused by a wrong identification: {sum(u.event_id in wrong for u in implausible)}"
+    )
     print(f"  (ground truth: nobody misbehaved, every alert is a false flag); run dir {run}")
 
 
@@ -379,9 +419,9 @@ def egate_rates(travellers: int, reps: int, seed: int = 9) -> None:
     """1:1 e-gate FAR/FRR on the scenario's e-gate-eligible travellers with the calibrated embedder noise
     (``scenario.virtual``): genuine claims = a fresh noisy capture vs the traveller's own enrolment, impostor
     claims = the same capture vs another eligible traveller's (a borrowed passport)."""
+    from core.config import load_settings
     from matcher.calibration import DLIB_THRESHOLD, rates_at
     from matcher.verify import verify_templates
-    from paxsim.config import load_settings
     from scenario.virtual import EGATE_PURPOSE, VirtualAirport
 
     st = load_settings(environ={})
@@ -397,8 +437,10 @@ def egate_rates(travellers: int, reps: int, seed: int = 9) -> None:
     impostor = [verify_templates(x, bases[j], th).distance for x, j in zip(live, other)]
     for t in (th, DLIB_THRESHOLD):
         r = rates_at(genuine, impostor, t)
-        print(f"e-gate 1:1: {len(eligible)} eligible travellers, {len(genuine)} genuine / {len(impostor)} impostor claims "
-              f"at {t:.2f}: FAR {r.far:.4f}  FRR {r.frr:.4f}")
+        print(
+            f"e-gate 1:1: {len(eligible)} eligible travellers, {len(genuine)} genuine / {len(impostor)} impostor claims "
+            f"at {t:.2f}: FAR {r.far:.4f}  FRR {r.frr:.4f}"
+        )
 
 
 def calibration_report(g: GalleryIndex, q: np.ndarray, truth: list[str | None], threshold: float) -> None:
@@ -416,8 +458,10 @@ def calibration_report(g: GalleryIndex, q: np.ndarray, truth: list[str | None], 
         if other != t:
             impostor.append(float(g.distances_to(other, q[i : i + 1])[0]))
     cal = calibrate(genuine, impostor, target_far=1e-3)
-    print(f"1:1 calibration ({len(genuine)} genuine, {len(impostor)} impostor pairs): EER {cal.eer:.4f} at {cal.eer_threshold:.3f}; "
-          f"threshold for FAR ≤ 1e-3: {cal.threshold:.3f} (FRR {cal.frr:.4f})")
+    print(
+        f"1:1 calibration ({len(genuine)} genuine, {len(impostor)} impostor pairs): EER {cal.eer:.4f} at {cal.eer_threshold:.3f}; "
+        f"threshold for FAR ≤ 1e-3: {cal.threshold:.3f} (FRR {cal.frr:.4f})"
+    )
     for t in (threshold, DLIB_THRESHOLD):
         r = rates_at(genuine, impostor, t)
         print(f"  at {t:.2f}: FAR {r.far:.4f}  FRR {r.frr:.4f}")
@@ -426,16 +470,22 @@ def calibration_report(g: GalleryIndex, q: np.ndarray, truth: list[str | None], 
     dist = [r.best.distance if r.best else None for r in res]
     for t in (threshold, DLIB_THRESHOLD):
         o = open_set_rates(best, dist, truth, t)
-        print(f"  1:N at {t:.2f}: rank-1 {o.rank1:.4f}  FNIR {o.fnir:.4f}  FPIR {o.fpir:.4f} ({o.enrolled} enrolled, {o.non_enrolled} impostor probes)")
+        print(
+            f"  1:N at {t:.2f}: rank-1 {o.rank1:.4f}  FNIR {o.fnir:.4f}  FPIR {o.fpir:.4f} ({o.enrolled} enrolled, {o.non_enrolled} impostor probes)"
+        )
 
 
 def print_rows(rows: list[Row]) -> None:
     print()
-    print("| views | kind | params | build s | ours q/s | raw FAISS q/s | ours/raw | recall@1 vs exact | recall@1 genuine | rank-1 genuine | index MB per 1M | RSS MB per 1M |")
+    print(
+        "| views | kind | params | build s | ours q/s | raw FAISS q/s | ours/raw | recall@1 vs exact | recall@1 genuine | rank-1 genuine | index MB per 1M | RSS MB per 1M |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r.size:,} | {r.kind} | {r.params} | {r.build_s:.1f} | {r.ours_qps:,.0f} | {r.raw_qps:,.0f} | {r.ratio:.3f} | "
-              f"{r.recall1:.4f} | {r.recall1_genuine:.4f} | {r.rank1:.4f} | {r.index_mb_per_1m:,.0f} | {r.rss_mb_per_1m:,.0f} |")
+        print(
+            f"| {r.size:,} | {r.kind} | {r.params} | {r.build_s:.1f} | {r.ours_qps:,.0f} | {r.raw_qps:,.0f} | {r.ratio:.3f} | "
+            f"{r.recall1:.4f} | {r.recall1_genuine:.4f} | {r.rank1:.4f} | {r.index_mb_per_1m:,.0f} | {r.rss_mb_per_1m:,.0f} |"
+        )
 
 
 def main() -> None:
@@ -472,9 +522,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         faiss.omp_set_num_threads(args.threads)
-    print(f"faiss {faiss.__version__}, OpenMP threads {faiss.omp_get_max_threads()}, batch {args.batch}, "
-          f"{args.queries} queries ({args.queries_large} at ≥ 1M; 20 % impostors), {args.views} views per identity, "
-          f"identity spectrum effective dim {Population(1, 1, args.seed, args.decay).identity_dim():.1f} of {DIM}")
+    print(
+        f"faiss {faiss.__version__}, OpenMP threads {faiss.omp_get_max_threads()}, batch {args.batch}, "
+        f"{args.queries} queries ({args.queries_large} at ≥ 1M; 20 % impostors), {args.views} views per identity, "
+        f"identity spectrum effective dim {Population(1, 1, args.seed, args.decay).identity_dim():.1f} of {DIM}"
+    )
     print(f"load average at start: {os.getloadavg()}")
     rows: list[Row] = []
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -498,8 +550,19 @@ def main() -> None:
                     g.set_search_params(nprobe=npb)
                     ours, raw = throughput(g, q, args.batch, args.repeats)
                     rec, rec_g, r1 = recall_and_rank1(g, q, truth, *exact)
-                    r = Row(size, kind, f"nlist={faiss.extract_index_ivf(g.faiss_index).nlist},nprobe={npb}", 0.0, ours, raw,
-                            rec, rec_g, r1, row.index_mb_per_1m, row.rss_mb_per_1m)
+                    r = Row(
+                        size,
+                        kind,
+                        f"nlist={faiss.extract_index_ivf(g.faiss_index).nlist},nprobe={npb}",
+                        0.0,
+                        ours,
+                        raw,
+                        rec,
+                        rec_g,
+                        r1,
+                        row.index_mb_per_1m,
+                        row.rss_mb_per_1m,
+                    )
                     rows.append(r)
                     print_rows([r])
             if args.calibrate and kind == kinds[0]:

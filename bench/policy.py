@@ -49,9 +49,9 @@ from broker.embedded import EmbeddedBroker
 from broker.messages import Match, Sighting, check_sighting, decode, embedding_from_bytes, encode
 from broker.reader import read_all
 from broker.stream import acknowledged, offsets_after
+from core.config import load_settings
 from edge.publisher import Publisher
 from matcher.index import GalleryIndex
-from paxsim.config import load_settings
 from policy.audit import AuditLog
 from policy.consent import ConsentRecord, ConsentRegistry, registry_path
 from policy.crypto import KeyExpired, KeyHolder, LocalKeySource
@@ -165,12 +165,22 @@ async def drop_topics(bootstrap: str, names: list[str]) -> None:
 
 def make_runtime(stage: str, uid: str, policy: Policy, state: Path, consent: ConsentRegistry, keys: KeyHolder) -> PolicyRuntime:
     """A stage's PolicyRuntime as the services build it (own audit chain, shared registry file, the run's keys)."""
-    return PolicyRuntime(stage, state, PolicyHolder(policy=policy), consent, LocalKeySource(keys),
-                         AuditLog.in_state_dir(state, f"bench-{uid}-{stage}"))
+    return PolicyRuntime(
+        stage, state, PolicyHolder(policy=policy), consent, LocalKeySource(keys), AuditLog.in_state_dir(state, f"bench-{uid}-{stage}")
+    )
 
 
-async def run_round(settings, world: World, mode: str, rate: float, state: Path, keys: KeyHolder,  # noqa: ANN001, C901
-                    consent: ConsentRegistry, scan: bool, instrument: bool) -> RoundResult:
+async def run_round(
+    settings,
+    world: World,
+    mode: str,
+    rate: float,
+    state: Path,
+    keys: KeyHolder,  # noqa: ANN001, C901
+    consent: ConsentRegistry,
+    scan: bool,
+    instrument: bool,
+) -> RoundResult:
     """One round; ``instrument`` times the policy work per event (latency rounds only: it costs CPU itself).
 
     Both modes run the same code through :class:`PolicyRuntime`; ``off`` uses the same policy with
@@ -211,8 +221,16 @@ async def run_round(settings, world: World, mode: str, rate: float, state: Path,
                     res.dropped_edge += 1
                     continue
                 eid = f"e{i}"
-                s = Sighting(event_id=eid, camera_id=f"cam-{i % 8}", zone=zone, captured_at=time.time(), track_id=i,
-                             box=(0, 0, 80, 80), quality=0.9, embedding=vec.tobytes())
+                s = Sighting(
+                    event_id=eid,
+                    camera_id=f"cam-{i % 8}",
+                    zone=zone,
+                    captured_at=time.time(),
+                    track_id=i,
+                    box=(0, 0, 80, 80),
+                    quality=0.9,
+                    embedding=vec.tobytes(),
+                )
                 w0, c0 = perf(), tt()
                 if not echain(EdgeContext(zone, s.quality, s.box)).allow:
                     continue
@@ -295,9 +313,17 @@ async def run_round(settings, world: World, mode: str, rate: float, state: Path,
                         subject = rt_match.reference(best) if d.allow and best else None
                         work[s.event_id] = work.get(s.event_id, 0.0) + perf() - w0
                         cpu[s.event_id] = cpu.get(s.event_id, 0.0) + tt() - c0
-                        m = Match(event_id=s.event_id, camera_id=s.camera_id, zone=s.zone, purpose=purpose,
-                                  captured_at=s.captured_at, matched_at=now, decision="match" if subject else "unknown",
-                                  subject_id=subject, distance=float(dd) if subject else None)
+                        m = Match(
+                            event_id=s.event_id,
+                            camera_id=s.camera_id,
+                            zone=s.zone,
+                            purpose=purpose,
+                            captured_at=s.captured_at,
+                            matched_at=now,
+                            decision="match" if subject else "unknown",
+                            subject_id=subject,
+                            distance=float(dd) if subject else None,
+                        )
                         sends.append(await producer.send(t_m, encode(m), key=s.camera_id.encode()))
                 if batch:  # one chain entry per batch; its cost is shared by the batch's events
                     w0, c0 = perf(), tt()
@@ -373,8 +399,12 @@ async def main_async(args: argparse.Namespace) -> None:
     consent = ConsentRegistry.open(registry_path(state))
     now = time.time()
     rng = np.random.default_rng(1)
-    consent.grant_many(ConsentRecord(sid, p, now - 60, now + 86400) for sid in world.ids if rng.random() < CONSENT_SHARE
-                       for p in ("egate-verification", "boarding"))
+    consent.grant_many(
+        ConsentRecord(sid, p, now - 60, now + 86400)
+        for sid in world.ids
+        if rng.random() < CONSENT_SHARE
+        for p in ("egate-verification", "boarding")
+    )
     keys = KeyHolder({"sightings": (0.5, 5.0)})
     try:
         await _run_all(args, settings, state, world, consent, keys)
@@ -383,19 +413,30 @@ async def main_async(args: argparse.Namespace) -> None:
         shutil.rmtree(state, ignore_errors=True)
 
 
-async def _run_all(args: argparse.Namespace, settings, state: Path, world: World, consent: ConsentRegistry,  # noqa: ANN001
-                   keys: KeyHolder) -> None:
+async def _run_all(
+    args: argparse.Namespace,
+    settings,
+    state: Path,
+    world: World,
+    consent: ConsentRegistry,  # noqa: ANN001
+    keys: KeyHolder,
+) -> None:
     async with EmbeddedBroker(settings) as b:
-        settings = settings.model_copy(update={"broker": settings.broker.model_copy(update={"bootstrap": b.bootstrap, "profile": "embedded"})})
+        settings = settings.model_copy(
+            update={"broker": settings.broker.model_copy(update={"bootstrap": b.bootstrap, "profile": "embedded"})}
+        )
         sat: dict[str, list[RoundResult]] = {"off": [], "on": []}
         for r in range(args.rounds):
             for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
                 rr = await run_round(settings, world, mode, args.sat_rate, state, keys, consent, scan=True, instrument=False)
                 sat[mode].append(rr)
-                print(f"saturation round {r + 1} {mode:>3}: {rr.throughput:8.0f} ev/s "
-                      f"cpu/event={rr.cpu_per_event * 1e3:.3f} ms delivered={rr.delivered} "
-                      f"dropped_edge={rr.dropped_edge} refused_gate={rr.refused_gate} expired={rr.expired_at_matcher} "
-                      f"leaks(a/b/c)={rr.leaks}", flush=True)
+                print(
+                    f"saturation round {r + 1} {mode:>3}: {rr.throughput:8.0f} ev/s "
+                    f"cpu/event={rr.cpu_per_event * 1e3:.3f} ms delivered={rr.delivered} "
+                    f"dropped_edge={rr.dropped_edge} refused_gate={rr.refused_gate} expired={rr.expired_at_matcher} "
+                    f"leaks(a/b/c)={rr.leaks}",
+                    flush=True,
+                )
         fixed: dict[str, RoundResult] = {}
         lat_world = make_world(args.latency_events, seed=8)
         for mode in ("off", "on"):
@@ -406,21 +447,33 @@ async def _run_all(args: argparse.Namespace, settings, state: Path, world: World
     off_cpu = statistics.median(r.cpu_per_event for r in sat["off"])
     on_cpu = statistics.median(r.cpu_per_event for r in sat["on"])
     print()
-    print(f"policy bench: {args.events} events/round, {args.rounds} rounds per mode at saturation; "
-          f"{args.latency_events} events at {args.rate:g} ev/s for latency")
+    print(
+        f"policy bench: {args.events} events/round, {args.rounds} rounds per mode at saturation; "
+        f"{args.latency_events} events at {args.rate:g} ev/s for latency"
+    )
     print(f"  saturation throughput   off {off_tp:8.0f} ev/s   on {on_tp:8.0f} ev/s   ratio on/off {on_tp / off_tp:.3f}  (goal ≥ 0.97)")
-    print(f"  CPU per handled event   off {off_cpu * 1e3:.3f} ms   on {on_cpu * 1e3:.3f} ms   "
-          f"CPU-bound throughput ratio {off_cpu / on_cpu:.3f} (robust to other load on the host)")
-    print(f"  policy work per event   p50 {pct(work, 50) * 1e3:.3f} ms   p99 {pct(work, 99) * 1e3:.3f} ms   "
-          f"(added latency, wall clock incl. preemption; goal p99 ≤ 1 ms; n={len(work)})")
-    print(f"  policy CPU per event    p50 {pct(cpu, 50) * 1e3:.3f} ms   p99 {pct(cpu, 99) * 1e3:.3f} ms   "
-          f"mean {statistics.fmean(cpu) * 1e3:.3f} ms (thread CPU time: the filters' own cost)")
+    print(
+        f"  CPU per handled event   off {off_cpu * 1e3:.3f} ms   on {on_cpu * 1e3:.3f} ms   "
+        f"CPU-bound throughput ratio {off_cpu / on_cpu:.3f} (robust to other load on the host)"
+    )
+    print(
+        f"  policy work per event   p50 {pct(work, 50) * 1e3:.3f} ms   p99 {pct(work, 99) * 1e3:.3f} ms   "
+        f"(added latency, wall clock incl. preemption; goal p99 ≤ 1 ms; n={len(work)})"
+    )
+    print(
+        f"  policy CPU per event    p50 {pct(cpu, 50) * 1e3:.3f} ms   p99 {pct(cpu, 99) * 1e3:.3f} ms   "
+        f"mean {statistics.fmean(cpu) * 1e3:.3f} ms (thread CPU time: the filters' own cost)"
+    )
     for mode in ("off", "on"):
         r = fixed[mode]
-        print(f"  e2e at {args.rate:g} ev/s {mode:>3}    p50 {pct(r.e2e, 50) * 1e3:7.2f} ms   p99 {pct(r.e2e, 99) * 1e3:7.2f} ms   "
-              f"delivered {r.delivered}")
-    print(f"  e2e p99 difference on-off: {(pct(fixed['on'].e2e, 99) - pct(fixed['off'].e2e, 99)) * 1e3:+.2f} ms "
-          "(dominated by broker batching noise)")
+        print(
+            f"  e2e at {args.rate:g} ev/s {mode:>3}    p50 {pct(r.e2e, 50) * 1e3:7.2f} ms   p99 {pct(r.e2e, 99) * 1e3:7.2f} ms   "
+            f"delivered {r.delivered}"
+        )
+    print(
+        f"  e2e p99 difference on-off: {(pct(fixed['on'].e2e, 99) - pct(fixed['off'].e2e, 99)) * 1e3:+.2f} ms "
+        "(dominated by broker batching noise)"
+    )
     for mode in ("off", "on"):
         leaks = [r.leaks for r in sat[mode]]
         drops = sum(r.dropped_edge for r in sat[mode]) + sum(r.refused_gate for r in sat[mode])
@@ -448,14 +501,29 @@ def components(n: int = 20000) -> list[tuple[str, float]]:
     rt = make_runtime("matcher", "components", POLICY_ON, state, reg, keys)
     rt_off = make_runtime("matcher", "components-off", POLICY_OFF, state, reg, keys)
     rt.vault.warm([f"pax-{i}" for i in range(300)])
-    s = Sighting(event_id="e1", camera_id="cam-1", zone="gate", captured_at=now, track_id=1, box=(0, 0, 80, 80),
-                 quality=0.9, embedding=np.ones(128, np.float32).tobytes())
+    s = Sighting(
+        event_id="e1",
+        camera_id="cam-1",
+        zone="gate",
+        captured_at=now,
+        track_id=1,
+        box=(0, 0, 80, 80),
+        quality=0.9,
+        embedding=np.ones(128, np.float32).tobytes(),
+    )
     sealed = rt.seal(s)
     ec, gc, pc = rt.edge_chain(), rt.gate_chain(), rt.post_match_chain()
     ec_off = rt_off.edge_chain()
     rows = [("cam-1-e1", "post_match", "", "allow", POLICY_ON.version, "ps-0123456789abcdef01234567")] * 256
-    entries = [{"action": "match.decision", "decision": "allow", "subject_id": "ps-0123456789abcdef01234567",
-                "object_id": "cam-1-e1", "policy_version": POLICY_ON.version}] * 100
+    entries = [
+        {
+            "action": "match.decision",
+            "decision": "allow",
+            "subject_id": "ps-0123456789abcdef01234567",
+            "object_id": "cam-1-e1",
+            "policy_version": POLICY_ON.version,
+        }
+    ] * 100
     ctx_pm = PostMatchContext("pax-1", "boarding", "gate", now, "e1")
     cases = [
         ("edge chain (3 rules)", lambda: ec(EdgeContext("gate", 0.9, (0, 0, 80, 80))), 1),
@@ -486,7 +554,9 @@ def components(n: int = 20000) -> list[tuple[str, float]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=30000, help="events per saturation round")
-    ap.add_argument("--sat-rate", type=float, default=12000.0, help="offered rate in saturation rounds (above capacity: the edge queue drops)")
+    ap.add_argument(
+        "--sat-rate", type=float, default=12000.0, help="offered rate in saturation rounds (above capacity: the edge queue drops)"
+    )
     ap.add_argument("--rounds", type=int, default=2, help="saturation rounds per mode (alternating)")
     ap.add_argument("--rate", type=float, default=300.0, help="fixed offered rate for the latency rounds (ev/s)")
     ap.add_argument("--latency-events", type=int, default=3000)

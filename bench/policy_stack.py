@@ -47,7 +47,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from paxsim.config import Settings, load_settings
+from core.config import Settings, load_settings
 from paxsim.load import LoadPlan, rendered_population, rendered_videos, run_load
 from policy.policyfile import DEFAULT_POLICY_PATH
 
@@ -89,7 +89,7 @@ class HelperCPU:
             out[role] = out.get(role, 0.0) + v
         return out
 
-    def __enter__(self) -> "HelperCPU":
+    def __enter__(self) -> HelperCPU:
         self._thread.start()
         return self
 
@@ -162,8 +162,7 @@ def edge_window(edge_log: Path) -> tuple[int, float]:
     return frames, last - first
 
 
-async def run_round(settings: Settings, policy: Path, mode: str, label: str, plan: LoadPlan, state: Path,
-                    console: Console) -> StackRound:
+async def run_round(settings: Settings, policy: Path, mode: str, label: str, plan: LoadPlan, state: Path, console: Console) -> StackRound:
     """One round in ``state/load/<label>``; the enrolment cache in ``state/load`` is shared by the rounds."""
     s = settings.model_copy(update={"state_dir": state, "policy": settings.policy.model_copy(update={"file": policy})})
     if mode == "off":
@@ -176,10 +175,20 @@ async def run_round(settings: Settings, policy: Path, mode: str, label: str, pla
     scan = row["audit_scan"] or {}
     cpu = {name: p["cpu_s"] for name, p in row["processes"].items()}
     frames, edge_s = edge_window(state / "load" / label / "step-1" / "edge.log")
-    return StackRound(mode, frames, edge_s, row["frames_processed_rate"], row["decided_rate"], row["frames_dropped"],
-                      sum(cpu.values()), row["latency_p50_ms"], row["latency_p99_ms"],
-                      (scan.get("expired_readable", -1), scan.get("non_consented", -1), scan.get("audit_gaps", -1)),
-                      (row["accuracy"] or {}).get("leaks"), cpu)
+    return StackRound(
+        mode,
+        frames,
+        edge_s,
+        row["frames_processed_rate"],
+        row["decided_rate"],
+        row["frames_dropped"],
+        sum(cpu.values()),
+        row["latency_p50_ms"],
+        row["latency_p99_ms"],
+        (scan.get("expired_readable", -1), scan.get("non_consented", -1), scan.get("audit_gaps", -1)),
+        (row["accuracy"] or {}).get("leaks"),
+        cpu,
+    )
 
 
 def schedule(rounds: int, first: str = "off") -> list[str]:
@@ -199,8 +208,18 @@ def camera_load(render_seconds: float, console: Console) -> tuple[Settings, Path
 
 def camera_plan(cameras: int, seconds: float, videos: Path, speed: float, seed: int) -> LoadPlan:
     """One step of ``cameras`` staggered replays of ``videos`` (``speed`` 0: unpaced), scored against them."""
-    return LoadPlan(cameras=cameras, start_rate=1.0, factor=2.0, steps=1, step_s=seconds, videos=str(videos),
-                    speed=speed, gt=str(videos), stagger="even", seed=seed)
+    return LoadPlan(
+        cameras=cameras,
+        start_rate=1.0,
+        factor=2.0,
+        steps=1,
+        step_s=seconds,
+        videos=str(videos),
+        speed=speed,
+        gt=str(videos),
+        stagger="even",
+        seed=seed,
+    )
 
 
 def run_dir(keep: str | None, prefix: str) -> contextlib.AbstractContextManager[str]:
@@ -232,11 +251,13 @@ async def measure(args: argparse.Namespace, console: Console) -> dict[str, list[
                 rr.helpers = {k: v - before.get(k, 0.0) for k, v in helpers.totals().items()}
                 if kind != "warmup":
                     out[kind].append(rr)
-                console.print(f"{label:>16}: {rr.frames_per_s:5.1f} frames/s ({rr.frames} in {rr.edge_s:.1f} s)  "
-                              f"edge CPU/frame {rr.edge_cpu_per_frame_ms:.1f} ms  {rr.decided_per_s:5.2f} decided/s  "
-                              f"frames dropped {rr.frames_dropped:,.0f}  p99 {rr.p99_ms or 0:,.0f} ms  "
-                              f"CPU s: {' '.join(f'{k} {v:.2f}' for k, v in {**rr.cpu_by_service, **rr.helpers}.items())}  "
-                              f"audit scan {rr.audit_scan}  leaks {rr.leaks}")
+                console.print(
+                    f"{label:>16}: {rr.frames_per_s:5.1f} frames/s ({rr.frames} in {rr.edge_s:.1f} s)  "
+                    f"edge CPU/frame {rr.edge_cpu_per_frame_ms:.1f} ms  {rr.decided_per_s:5.2f} decided/s  "
+                    f"frames dropped {rr.frames_dropped:,.0f}  p99 {rr.p99_ms or 0:,.0f} ms  "
+                    f"CPU s: {' '.join(f'{k} {v:.2f}' for k, v in {**rr.cpu_by_service, **rr.helpers}.items())}  "
+                    f"audit scan {rr.audit_scan}  leaks {rr.leaks}"
+                )
     return out
 
 
@@ -255,32 +276,51 @@ def report(out: dict[str, list[StackRound]], args: argparse.Namespace) -> None:
     print()
     if tp:
         pace = "unpaced (every frame, as fast as the edge takes them)" if args.speed == 0 else f"paced at {args.speed:g}×"
-        print(f"policy on the deployed stack: {args.cameras} replayed cameras, {pace}, {args.seconds:g} s per round, "
-              f"{args.rounds} rounds per mode after {args.warmup} warm-up")
+        print(
+            f"policy on the deployed stack: {args.cameras} replayed cameras, {pace}, {args.seconds:g} s per round, "
+            f"{args.rounds} rounds per mode after {args.warmup} warm-up"
+        )
         f_off, f_on = (statistics.median(r.frames_per_s for r in by[m]) for m in ("off", "on"))
         pairs = pair_ratios(tp)
         print(f"  frames analysed/s (median)  off {f_off:6.1f}   on {f_on:6.1f}   ratio on/off {f_on / f_off:.3f}  (goal ≥ 0.97)")
-        print(f"  per round                   off {[round(r.frames_per_s, 1) for r in by['off']]}   on {[round(r.frames_per_s, 1) for r in by['on']]}")
+        print(
+            f"  per round                   off {[round(r.frames_per_s, 1) for r in by['off']]}   on {[round(r.frames_per_s, 1) for r in by['on']]}"
+        )
         # The edge analyses the same frames in both modes, so its CPU per frame is the host's speed in that round
         # (this VM's CPUs slow down by 20-80 % for seconds at a time, whatever the guest does). Throughput at the
         # run's median edge CPU per frame = the CPU-seconds per second the edge got = what the policy can take away.
         ref = statistics.median(r.edge_cpu_per_frame_ms for r in tp)
         n_off, n_on = (statistics.median(r.frames_per_s * r.edge_cpu_per_frame_ms / ref for r in by[m]) for m in ("off", "on"))
         e_off, e_on = (statistics.median(r.edge_cpu_per_frame_ms for r in by[m]) for m in ("off", "on"))
-        print(f"  edge CPU per frame          off {[round(r.edge_cpu_per_frame_ms, 1) for r in by['off']]}   "
-              f"on {[round(r.edge_cpu_per_frame_ms, 1) for r in by['on']]} ms (medians {e_off:.1f} / {e_on:.1f})")
-        print(f"  at equal host speed         off {n_off:6.1f}   on {n_on:6.1f}   ratio on/off {n_on / n_off:.3f}  "
-              f"(frames/s × edge CPU per frame ÷ {ref:.1f} ms: the CPU share the edge kept)")
-        print(f"  adjacent pairs on/off       {[round(x, 3) for x in pairs]}  median {statistics.median(pairs):.3f}  "
-              f"min {min(pairs):.3f}  max {max(pairs):.3f}")
+        print(
+            f"  edge CPU per frame          off {[round(r.edge_cpu_per_frame_ms, 1) for r in by['off']]}   "
+            f"on {[round(r.edge_cpu_per_frame_ms, 1) for r in by['on']]} ms (medians {e_off:.1f} / {e_on:.1f})"
+        )
+        print(
+            f"  at equal host speed         off {n_off:6.1f}   on {n_on:6.1f}   ratio on/off {n_on / n_off:.3f}  "
+            f"(frames/s × edge CPU per frame ÷ {ref:.1f} ms: the CPU share the edge kept)"
+        )
+        print(
+            f"  adjacent pairs on/off       {[round(x, 3) for x in pairs]}  median {statistics.median(pairs):.3f}  "
+            f"min {min(pairs):.3f}  max {max(pairs):.3f}"
+        )
         c_off, c_on = (statistics.median(r.cpu_per_frame_ms for r in by[m]) for m in ("off", "on"))
         print(f"  stack CPU per frame (median) off {c_off:5.1f} ms   on {c_on:5.1f} ms   CPU-bound ratio {c_off / c_on:.3f}")
         services = sorted({k for r in tp for k in r.cpu_by_service})
-        print("  CPU s per round by service, median off→on:  " + "  ".join(
-            f"{s} {statistics.median(r.cpu_by_service.get(s, 0) for r in by['off']):.2f}→"
-            f"{statistics.median(r.cpu_by_service.get(s, 0) for r in by['on']):.2f}" for s in services) + "  " + "  ".join(
-            f"{h} {statistics.median(r.helpers.get(h, 0) for r in by['off']):.2f}→"
-            f"{statistics.median(r.helpers.get(h, 0) for r in by['on']):.2f}" for h in HelperCPU.NAMES.values()))
+        print(
+            "  CPU s per round by service, median off→on:  "
+            + "  ".join(
+                f"{s} {statistics.median(r.cpu_by_service.get(s, 0) for r in by['off']):.2f}→"
+                f"{statistics.median(r.cpu_by_service.get(s, 0) for r in by['on']):.2f}"
+                for s in services
+            )
+            + "  "
+            + "  ".join(
+                f"{h} {statistics.median(r.helpers.get(h, 0) for r in by['off']):.2f}→"
+                f"{statistics.median(r.helpers.get(h, 0) for r in by['on']):.2f}"
+                for h in HelperCPU.NAMES.values()
+            )
+        )
         for m in ("off", "on"):
             print(f"  {m:>3}: audit scan {[r.audit_scan for r in by[m]]}; leaks {[r.leaks for r in by[m]]}")
     sat = out["saturated"]
@@ -288,17 +328,22 @@ def report(out: dict[str, list[StackRound]], args: argparse.Namespace) -> None:
         print(f"saturated rounds (cameras paced at 1×, the edge dropping frames), {args.sat_rounds} per mode:")
         for m in ("off", "on"):
             rs = [r for r in sat if r.mode == m]
-            print(f"  {m:>3}: frames/s {[round(r.frames_per_s, 1) for r in rs]}; frames dropped "
-                  f"{[round(r.frames_dropped) for r in rs]}; capture → decision p99 {[round(r.p99_ms or 0) for r in rs]} ms; "
-                  f"audit scan {[r.audit_scan for r in rs]}; leaks {[r.leaks for r in rs]}")
+            print(
+                f"  {m:>3}: frames/s {[round(r.frames_per_s, 1) for r in rs]}; frames dropped "
+                f"{[round(r.frames_dropped) for r in rs]}; capture → decision p99 {[round(r.p99_ms or 0) for r in rs]} ms; "
+                f"audit scan {[r.audit_scan for r in rs]}; leaks {[r.leaks for r in rs]}"
+            )
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--cameras", type=int, default=8, help="replayed cameras (8 saturates the edge on 2 cores)")
     ap.add_argument("--seconds", type=float, default=30.0, help="traffic seconds per round")
-    ap.add_argument("--speed", type=float, default=0.0,
-                    help="replay speed of the throughput rounds; 0 (default): unpaced, every frame in order, as fast as "
-                         "the edge takes them")
+    ap.add_argument(
+        "--speed",
+        type=float,
+        default=0.0,
+        help="replay speed of the throughput rounds; 0 (default): unpaced, every frame in order, as fast as the edge takes them",
+    )
     ap.add_argument("--keep", metavar="DIR", help="keep every round's state (logs, audit, summaries) under DIR")
     ap.add_argument("--render-seconds", type=float, default=60.0, help="length of the rendered videos (cached)")
 

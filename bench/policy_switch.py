@@ -47,10 +47,10 @@ import psutil
 from rich.console import Console
 
 from bench.policy_stack import UNSAFE_ENV, HelperCPU, camera_load, camera_plan, policy_texts, run_dir, schedule
+from core.obs import parse_samples, total
+from core.stack import TARGETS_FILE_NAME
 from dashboard.scrape import read_file_sd
 from paxsim.load import run_load
-from paxsim.obs import parse_samples, total
-from paxsim.stack import TARGETS_FILE_NAME
 from policy.policyfile import parse_policy
 
 STAGES = ("edge", "policy", "matcher", "dashboard")
@@ -120,8 +120,9 @@ def cpu_by_role(pids: dict[int, str]) -> dict[str, float]:
 class Switcher:
     """Drives the windows against a stack that ``run_load`` starts in ``run_dir``."""
 
-    def __init__(self, run_dir: Path, live: Path, modes: list[str], warmup_s: float, window_s: float, settle_s: float,
-                 console: Console) -> None:
+    def __init__(
+        self, run_dir: Path, live: Path, modes: list[str], warmup_s: float, window_s: float, settle_s: float, console: Console
+    ) -> None:
         self.run_dir, self.live, self.modes = run_dir, live, modes
         self.warmup_s, self.window_s, self.settle_s, self.console = warmup_s, window_s, settle_s, console
         self.texts = policy_texts()
@@ -160,7 +161,9 @@ class Switcher:
                 return False
         return True
 
-    async def _counts(self, client: httpx.AsyncClient, targets: dict[str, str], pids: dict[int, str]) -> tuple[float, float, float, dict[str, float]]:
+    async def _counts(
+        self, client: httpx.AsyncClient, targets: dict[str, str], pids: dict[int, str]
+    ) -> tuple[float, float, float, dict[str, float]]:
         """(time, frames the edge analysed, policy decisions of every stage, CPU seconds by role): one scrape each."""
         t = time.monotonic()
         cpu = cpu_by_role(pids)
@@ -203,7 +206,8 @@ class Switcher:
                 self.console.print(
                     f"  window {i + 1:2d} {mode:>3}: {w.frames_per_s:5.1f} frames/s  edge CPU/frame {w.edge_cpu_per_frame_ms:4.1f} ms  "
                     f"decisions {w.decisions:6d}  switch {switch_s:.1f} s  CPU s: "
-                    + " ".join(f"{r} {v:.2f}" for r, v in sorted(w.cpu_s.items())))
+                    + " ".join(f"{r} {v:.2f}" for r, v in sorted(w.cpu_s.items()))
+                )
             write_atomic(self.live, self.texts["on"])  # the run ends under the enforcing policy
 
 
@@ -233,23 +237,37 @@ def report(sw: Switcher, args: argparse.Namespace) -> dict:
     roles_ = sorted({r for w in ws for r in w.cpu_s})
     cpu = {m: {r: statistics.median(w.cpu_s.get(r, 0.0) / w.seconds for w in by[m]) for r in roles_} for m in ("off", "on")}
     print()
-    print(f"policy hot-switched on one stack: {args.cameras} replayed cameras, unpaced, {len(ws)} windows of {args.window_s:g} s "
-          f"({len(sw.skipped)} left out: slow switch) after {args.warmup_s:g} s warm-up")
+    print(
+        f"policy hot-switched on one stack: {args.cameras} replayed cameras, unpaced, {len(ws)} windows of {args.window_s:g} s "
+        f"({len(sw.skipped)} left out: slow switch) after {args.warmup_s:g} s warm-up"
+    )
     print(f"  frames analysed/s (median)  off {f_off:6.1f}   on {f_on:6.1f}   ratio on/off {f_on / f_off:.3f}  (goal ≥ 0.97)")
     print(f"  adjacent pairs on/off       {[round(x, 3) for x in pairs]}")
     if pairs:
-        print(f"                              median {statistics.median(pairs):.3f}  min {min(pairs):.3f}  max {max(pairs):.3f}  "
-              f"on faster in {sum(x > 1 for x in pairs)} of {len(pairs)}")
-    print(f"  edge CPU per frame (median) off {statistics.median(w.edge_cpu_per_frame_ms for w in by['off']):.1f}   "
-          f"on {statistics.median(w.edge_cpu_per_frame_ms for w in by['on']):.1f} ms")
-    print(f"  at equal host speed         off {n_off:6.1f}   on {n_on:6.1f}   ratio on/off {n_on / n_off:.3f}  "
-          f"(frames/s × edge CPU per frame ÷ {ref:.1f} ms)")
+        print(
+            f"                              median {statistics.median(pairs):.3f}  min {min(pairs):.3f}  max {max(pairs):.3f}  "
+            f"on faster in {sum(x > 1 for x in pairs)} of {len(pairs)}"
+        )
+    print(
+        f"  edge CPU per frame (median) off {statistics.median(w.edge_cpu_per_frame_ms for w in by['off']):.1f}   "
+        f"on {statistics.median(w.edge_cpu_per_frame_ms for w in by['on']):.1f} ms"
+    )
+    print(
+        f"  at equal host speed         off {n_off:6.1f}   on {n_on:6.1f}   ratio on/off {n_on / n_off:.3f}  "
+        f"(frames/s × edge CPU per frame ÷ {ref:.1f} ms)"
+    )
     print("  CPU cores used (median)     " + "  ".join(f"{r} {cpu['off'][r]:.3f}→{cpu['on'][r]:.3f}" for r in roles_) + "  (off→on)")
     print(f"  policy decisions per window off {[w.decisions for w in by['off']]}   on {[w.decisions for w in by['on']]}")
     print(f"  switch latency              max {max(w.switch_s for w in ws):.1f} s")
-    return {"ratio": f_on / f_off, "pairs": pairs, "equal_host_speed_ratio": n_on / n_off,
-            "windows": [{"mode": w.mode, "seconds": w.seconds, "frames": w.frames, "decisions": w.decisions,
-                         "switch_s": w.switch_s, "cpu_s": w.cpu_s} for w in ws]}
+    return {
+        "ratio": f_on / f_off,
+        "pairs": pairs,
+        "equal_host_speed_ratio": n_on / n_off,
+        "windows": [
+            {"mode": w.mode, "seconds": w.seconds, "frames": w.frames, "decisions": w.decisions, "switch_s": w.switch_s, "cpu_s": w.cpu_s}
+            for w in ws
+        ],
+    }
 
 
 async def measure(args: argparse.Namespace, console: Console) -> Switcher:
@@ -280,8 +298,9 @@ def main() -> None:
     ap.add_argument("--cameras", type=int, default=8, help="replayed cameras (8 saturates the edge on 2 cores)")
     ap.add_argument("--windows", type=int, default=16, help="measured windows, half per mode (on, off, off, on, …)")
     ap.add_argument("--window-s", type=float, default=12.0, help="seconds counted per window")
-    ap.add_argument("--settle-s", type=float, default=2.0,
-                    help="after every stage has the new policy, wait this long before counting (work in flight)")
+    ap.add_argument(
+        "--settle-s", type=float, default=2.0, help="after every stage has the new policy, wait this long before counting (work in flight)"
+    )
     ap.add_argument("--warmup-s", type=float, default=40.0, help="seconds of traffic before the first window")
     ap.add_argument("--render-seconds", type=float, default=60.0, help="length of the rendered videos (cached)")
     ap.add_argument("--keep", metavar="DIR", help="keep the run's state (logs, audit, summary) under DIR")

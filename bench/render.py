@@ -48,8 +48,10 @@ def main() -> None:
     world = build_world(spec)
     print(f"scenario {spec.name}, {len(world.travellers)} travellers")
     ids = args.camera or [c.id for c in world.cameras]
-    print(f"{'camera':20s} {'res':>8s} {'frames':>6s} {'faces/fr':>8s} {'cold fps/core':>13s} {'warm fps/core':>13s} "
-          f"{'+mp4 fps/core':>13s} {'wall fps':>8s} {'miss %':>6s}")
+    print(
+        f"{'camera':20s} {'res':>8s} {'frames':>6s} {'faces/fr':>8s} {'cold fps/core':>13s} {'warm fps/core':>13s} "
+        f"{'+mp4 fps/core':>13s} {'wall fps':>8s} {'miss %':>6s}"
+    )
     tot_f, tot_c = 0, 0.0
     for cid in ids:
         r = CameraRenderer(world, cid)
@@ -65,8 +67,10 @@ def main() -> None:
         tot_f += n
         tot_c += cold_c
         W, H = r.size
-        print(f"{cid:20s} {W}x{H:<4d} {n:6d} {faces / max(n, 1):8.2f} {n / cold_c:13.1f} {n / warm_c:13.1f} "
-              f"{n / mp4_c:13.1f} {n / cold_w:8.1f} {misses * 100:6.1f}")
+        print(
+            f"{cid:20s} {W}x{H:<4d} {n:6d} {faces / max(n, 1):8.2f} {n / cold_c:13.1f} {n / warm_c:13.1f} "
+            f"{n / mp4_c:13.1f} {n / cold_w:8.1f} {misses * 100:6.1f}"
+        )
     print(f"all cameras, cold (incl. sprite rendering): {tot_f / tot_c:.1f} frames/s per core (target ≥ 50)")
 
 

@@ -83,8 +83,10 @@ def main() -> None:
             print(f"{name:>14s} {int(sel.sum()):6d} {a[sel, 1].mean() * 100:19.1f}% {a[sel, 2].mean() * 100:19.1f}%")
     if ranks:
         rk = np.array(ranks)
-        print(f"rank-1 of {len(rk)} video detections of bank travellers vs frontal enrolments: {rk[:, 0].mean() * 100:.1f} %, "
-              f"own distance mean {rk[:, 1].mean():.3f} (p95 {np.percentile(rk[:, 1], 95):.3f})")
+        print(
+            f"rank-1 of {len(rk)} video detections of bank travellers vs frontal enrolments: {rk[:, 0].mean() * 100:.1f} %, "
+            f"own distance mean {rk[:, 1].mean():.3f} (p95 {np.percentile(rk[:, 1], 95):.3f})"
+        )
 
 
 if __name__ == "__main__":

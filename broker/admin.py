@@ -9,16 +9,19 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from broker import topics as t
 from broker.clients import connect, security_kwargs
-from paxsim.config import Settings
-from policy.policyfile import load_policy
+from core.config import Settings
 
 log = logging.getLogger("paxsim.broker")
 
 
-async def ensure_topics(settings: Settings, bootstrap: str | None = None) -> list[str]:
-    """Create every catalogue topic that does not exist yet. Returns the names it created."""
+async def ensure_topics(settings: Settings, bootstrap: str | None, retention: t.PolicyRetention | None) -> list[str]:
+    """Create every catalogue topic that does not exist yet. Returns the names it created.
+
+    ``retention``: the policy's lifetimes for the biometric topics (``Policy.topic_retention()``); None leaves
+    their retention.ms to the broker's default, which only suits a broker that ignores it (Tansu)."""
     bootstrap = bootstrap or settings.broker.bootstrap
-    policy = load_policy(settings.policy.file)
+    if not bootstrap:
+        raise ValueError("no broker address: pass one or set broker.bootstrap")
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap, request_timeout_ms=settings.broker.client_tuning().request_timeout_ms, **security_kwargs(settings)
     )
@@ -30,7 +33,7 @@ async def ensure_topics(settings: Settings, bootstrap: str | None = None) -> lis
                 name=topic.name,
                 num_partitions=settings.broker.partitions,
                 replication_factor=settings.broker.replication_factor,
-                topic_configs=t.topic_configs(topic, settings, policy),
+                topic_configs=t.topic_configs(topic, settings, retention),
             )
             for topic in t.ALL
             if topic.name not in existing

@@ -1,5 +1,5 @@
 """Producer and consumer factories. Every setting comes from configuration: the embedded broker needs
-shorter session and fetch waits than a real Kafka cluster (``paxsim.config.ClientTuning``)."""
+shorter session and fetch waits than a real Kafka cluster (``core.config.ClientTuning``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from paxsim.config import Settings
+from core.config import Settings
 
 
 class BrokerUnreachable(RuntimeError):
@@ -50,7 +50,7 @@ async def connect(client: Any, bootstrap: str, timeout_s: float, what: str) -> N
     """``await client.start()`` with a deadline and an error that says where it tried to connect."""
     try:
         await asyncio.wait_for(client.start(), timeout=timeout_s)
-    except (asyncio.TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
+    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
         try:
             await client.close() if hasattr(client, "close") else await client.stop()
         except Exception:
@@ -78,8 +78,9 @@ async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduc
     return producer
 
 
-async def start_consumer(settings: Settings, *topics: str, group_id: str | None, background: bool = False,
-                         **overrides: Any) -> AIOKafkaConsumer:
+async def start_consumer(
+    settings: Settings, *topics: str, group_id: str | None, background: bool = False, **overrides: Any
+) -> AIOKafkaConsumer:
     """A started consumer with manual commits (callers commit after their output is acknowledged).
 
     ``background``: a consumer off the data path (dashboard, erasure listener) waits longer per fetch

@@ -25,11 +25,11 @@ from pathlib import Path
 
 from prometheus_client import Counter
 
-from broker.admin import ensure_topics
-from paxsim.config import Settings
-from paxsim.obs import free_port, wait_port
-from paxsim.stack import die_with_parent
-from paxsim.state import state_dir
+from broker.admin import ensure_topics  # retention None: Tansu ignores retention.ms; crypto-shredding enforces it
+from core.config import Settings
+from core.obs import free_port, wait_port
+from core.paths import state_dir
+from core.stack import die_with_parent
 
 log = logging.getLogger("paxsim.broker")
 
@@ -82,10 +82,14 @@ class EmbeddedBroker:
             [
                 str(tansu_binary()),
                 "broker",
-                "--listener-url", url,
-                "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/",
-                "--cluster-id", "paxsim",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+                "--cluster-id",
+                "paxsim",
             ],
             cwd=self._workdir.name,
             env=env,
@@ -99,9 +103,9 @@ class EmbeddedBroker:
             raise BrokerError(f"embedded broker did not listen on {self.bootstrap} within 10 s")
         log.info("embedded broker listening", extra={"bootstrap": self.bootstrap, "pid": self.proc.pid})
 
-    async def start(self) -> "EmbeddedBroker":
+    async def start(self) -> EmbeddedBroker:
         await self._spawn()
-        await ensure_topics(self.settings, self.bootstrap)
+        await ensure_topics(self.settings, self.bootstrap, None)
         return self
 
     def alive(self) -> bool:
@@ -118,11 +122,11 @@ class EmbeddedBroker:
                     code = self.proc.returncode if self.proc else None
                     log.error("embedded broker died; restarting and re-creating topics (its data is lost)", extra={"exit_code": code})
                     await self._spawn()
-                    await ensure_topics(self.settings, self.bootstrap)
+                    await ensure_topics(self.settings, self.bootstrap, None)
                     RESTARTS.inc()
                     self.restarts += 1
                 elif rounds % topic_check_every == 0:
-                    created = await ensure_topics(self.settings, self.bootstrap)
+                    created = await ensure_topics(self.settings, self.bootstrap, None)
                     if created:
                         TOPICS_RECREATED.inc()
                         log.error("topics were missing and have been re-created (broker restart?)", extra={"topics": created})
@@ -145,7 +149,7 @@ class EmbeddedBroker:
             self._workdir.cleanup()
             self._workdir = None
 
-    async def __aenter__(self) -> "EmbeddedBroker":
+    async def __aenter__(self) -> EmbeddedBroker:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:

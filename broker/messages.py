@@ -12,7 +12,7 @@ anything else is a new tag (``.v2``) on a new topic.
 from __future__ import annotations
 
 import math
-from typing import Literal, TypeVar, Union
+from typing import Literal, TypeVar
 
 import msgspec
 import numpy as np
@@ -24,7 +24,7 @@ class _Msg(msgspec.Struct, kw_only=True, frozen=True, tag_field="type", omit_def
     pass
 
 
-class Sighting(_Msg, tag="sighting.v1"):
+class Sighting(_Msg, tag="sighting.v1", frozen=True):  # frozen repeated for type checkers (msgspec inherits it)
     """One face seen by one camera: the edge's output. Carries no image bytes by default."""
 
     event_id: str
@@ -46,7 +46,7 @@ class Sighting(_Msg, tag="sighting.v1"):
         return embedding_from_bytes(self.embedding, self.dim)
 
 
-class ZoneCount(_Msg, tag="zonecount.v1"):
+class ZoneCount(_Msg, tag="zonecount.v1", frozen=True):  # frozen repeated for type checkers (msgspec inherits it)
     """Aggregate from a camera in a non-biometric zone: how many faces, no identities, no embeddings."""
 
     camera_id: str
@@ -59,7 +59,7 @@ class ZoneCount(_Msg, tag="zonecount.v1"):
 Decision = Literal["match", "unknown", "refused", "verified", "rejected"]
 
 
-class Match(_Msg, tag="match.v1"):
+class Match(_Msg, tag="match.v1", frozen=True):  # frozen repeated for type checkers (msgspec inherits it)
     """The matcher's decision on one admitted sighting. Unknown faces carry no subject and no embedding.
 
     1:N identification gives ``match`` / ``unknown``; a sighting with a ``claimed_subject`` is verified 1:1
@@ -83,7 +83,7 @@ class Match(_Msg, tag="match.v1"):
     source_offset: int = -1
 
 
-class TrackUpdate(_Msg, tag="trackupdate.v1"):
+class TrackUpdate(_Msg, tag="trackupdate.v1", frozen=True):  # frozen repeated for type checkers (msgspec inherits it)
     """A consented subject's trajectory moved: seen at a camera, possibly in a new zone."""
 
     event_id: str
@@ -97,7 +97,7 @@ class TrackUpdate(_Msg, tag="trackupdate.v1"):
     plausible: bool = True  # False when the transition is faster than walking
 
 
-class Alert(_Msg, tag="alert.v1"):
+class Alert(_Msg, tag="alert.v1", frozen=True):  # frozen repeated for type checkers (msgspec inherits it)
     alert_id: str
     kind: str
     at: float
@@ -106,7 +106,7 @@ class Alert(_Msg, tag="alert.v1"):
     detail: str = ""
 
 
-class AuditRecord(_Msg, tag="audit.v1"):
+class AuditRecord(_Msg, tag="audit.v1", frozen=True):  # frozen repeated for type checkers (msgspec inherits it)
     """One decision, access, export or erasure, chained to the previous record by hash."""
 
     seq: int
@@ -122,7 +122,7 @@ class AuditRecord(_Msg, tag="audit.v1"):
     hash: str = ""
 
 
-class ErasureRequest(_Msg, tag="erasure.v1"):
+class ErasureRequest(_Msg, tag="erasure.v1", frozen=True):  # frozen repeated for type checkers (msgspec inherits it)
     request_id: str
     subject_id: str
     requested_at: float
@@ -130,7 +130,7 @@ class ErasureRequest(_Msg, tag="erasure.v1"):
     subject_ref: str = ""  # the subject's pseudonym on the output topics, attached while its key still existed
 
 
-class DeadLetter(_Msg, tag="deadletter.v1"):
+class DeadLetter(_Msg, tag="deadletter.v1", frozen=True):  # frozen repeated for type checkers (msgspec inherits it)
     """A message a stage could not process, with why. The original bytes are kept as they came."""
 
     source_topic: str
@@ -142,7 +142,7 @@ class DeadLetter(_Msg, tag="deadletter.v1"):
     payload: bytes = b""
 
 
-Message = Union[Sighting, ZoneCount, Match, TrackUpdate, Alert, AuditRecord, ErasureRequest, DeadLetter]
+Message = Sighting | ZoneCount | Match | TrackUpdate | Alert | AuditRecord | ErasureRequest | DeadLetter
 ALL_TYPES: tuple[type[_Msg], ...] = (Sighting, ZoneCount, Match, TrackUpdate, Alert, AuditRecord, ErasureRequest, DeadLetter)
 
 M = TypeVar("M", bound=_Msg)

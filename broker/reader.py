@@ -6,12 +6,12 @@ embedded broker after batched produce, the highwater is right on both Tansu and 
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from broker.clients import start_consumer
-from paxsim.config import Settings
+from core.config import Settings
 
 IDLE_POLLS = 3
 
@@ -39,7 +39,7 @@ async def read_from(settings: Settings, topic: str, starts: dict[int, int]) -> l
         await consumer.stop()
 
 
-async def _drain(consumer, tps: dict[TopicPartition, int]) -> list[ConsumerRecord]:  # noqa: ANN001 (AIOKafkaConsumer)
+async def _drain(consumer: AIOKafkaConsumer, tps: dict[TopicPartition, int]) -> list[ConsumerRecord]:
     """With one consumer: assign ``tps``, seek each to its offset, read until every partition is at its highwater."""
     out: list[ConsumerRecord] = []
     if not tps:

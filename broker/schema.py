@@ -43,7 +43,7 @@ def schema_document() -> dict:
         "x-topics": [
             {
                 "name": topic.name,
-                "message": topic.message.__struct_config__.tag,
+                "message": getattr(topic.message, "__struct_config__").tag,  # noqa: B009 (msgspec sets it on every Struct)
                 "key": topic.key,
                 "retention": topic.retention,
                 "doc": topic.doc,

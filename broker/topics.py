@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from broker import messages as m
-from paxsim.config import Settings
-from policy.policyfile import Policy
+from core.config import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +35,28 @@ DEADLETTER = Topic("paxsim.deadletter.v1", m.DeadLetter, "stage", "deadletter_s"
 ALL: tuple[Topic, ...] = (SIGHTINGS, ZONE_COUNTS, ADMITTED, MATCHES, TRACKS, ALERTS, AUDIT, ERASURES, DEADLETTER)
 
 
-def retention_s(topic: Topic, settings: Settings, policy: Policy) -> float:
-    if topic.retention == "policy:sightings":
-        return policy.retention.sightings_s
-    if topic.retention == "policy:purposes":
-        return max((p.retention_s for p in policy.purposes.values()), default=policy.retention.sightings_s)
+@dataclass(frozen=True, slots=True)
+class PolicyRetention:
+    """The lifetimes the policy file gives the biometric topics (``Policy.topic_retention()`` computes them)."""
+
+    sightings_s: float  # sightings and admitted sightings
+    purposes_s: float  # matches, tracks and alerts: the longest purpose's retention
+
+
+def retention_s(topic: Topic, settings: Settings, policy: PolicyRetention | None) -> float | None:
+    """The topic's retention in seconds; None for a policy-bound topic when no policy numbers were given."""
+    if topic.retention.startswith("policy:"):
+        if policy is None:
+            return None
+        return policy.sightings_s if topic.retention == "policy:sightings" else policy.purposes_s
     return float(getattr(settings.retention, topic.retention))
 
 
-def topic_configs(topic: Topic, settings: Settings, policy: Policy) -> dict[str, str]:
+def topic_configs(topic: Topic, settings: Settings, policy: PolicyRetention | None) -> dict[str, str]:
     """Kafka topic configs. Tansu accepts and ignores them: retention there is enforced by crypto-shredding."""
-    cfg = {
-        "retention.ms": str(int(retention_s(topic, settings, policy) * 1000)),
-        "max.message.bytes": str(settings.broker.client_tuning().max_message_bytes),
-    }
+    cfg = {"max.message.bytes": str(settings.broker.client_tuning().max_message_bytes)}
+    seconds = retention_s(topic, settings, policy)
+    if seconds is not None:
+        cfg["retention.ms"] = str(int(seconds * 1000))
     cfg["cleanup.policy"] = "compact" if topic.compacted else "delete"
     return cfg

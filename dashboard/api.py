@@ -8,7 +8,8 @@ call, is appended to the audit log with the token holder's name. Templates (embe
 from __future__ import annotations
 
 import time
-from typing import Annotated, Callable
+from collections.abc import Callable
+from typing import Annotated
 
 import msgspec
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
@@ -42,13 +43,13 @@ def require(*roles: Role, endpoint: str) -> Callable[..., Principal]:
         if who is None:
             M.API_IDENTITY.labels(endpoint, "unauthenticated").inc()
             s.audit(None, f"api.{endpoint}", "deny", rule="unauthenticated", object_id=f"{request.method} {request.url.path}"[:200])
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a valid API token is required",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a valid API token is required", headers={"WWW-Authenticate": "Bearer"})
         if who.role not in roles:
             M.API_IDENTITY.labels(endpoint, "forbidden").inc()
             s.audit(who, f"api.{endpoint}", "deny", rule=f"role:{who.role.value}", object_id=f"{request.method} {request.url.path}"[:200])
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {who.role.value!r} may not use this endpoint; "
-                                                           f"needs one of {[r.value for r in roles]}")
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"role {who.role.value!r} may not use this endpoint; needs one of {[r.value for r in roles]}"
+            )
         M.API_IDENTITY.labels(endpoint, "allowed").inc()
         return who
 
@@ -127,9 +128,12 @@ def whoami(who: Annotated[Principal, Depends(require(*ANY, endpoint="whoami"))])
 
 
 @router.get("/consent", tags=["consent"], response_model=list[ConsentOut])
-def consent_list(request: Request, who: Annotated[Principal, Depends(require(Role.admin, Role.auditor, endpoint="consent.list"))],
-                 purpose: Annotated[str | None, Query(max_length=64)] = None,
-                 limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[dict]:
+def consent_list(
+    request: Request,
+    who: Annotated[Principal, Depends(require(Role.admin, Role.auditor, endpoint="consent.list"))],
+    purpose: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[dict]:
     """Consent records (identity data: audited)."""
     s = svc(request)
     s.registry.refresh(force=True)
@@ -140,8 +144,9 @@ def consent_list(request: Request, who: Annotated[Principal, Depends(require(Rol
 
 
 @router.get("/consent/{subject_id}", tags=["consent"], response_model=list[ConsentOut], responses={404: {"description": "no record"}})
-def consent_get(request: Request, subject_id: SubjectId,
-                who: Annotated[Principal, Depends(require(Role.admin, Role.auditor, endpoint="consent.read"))]) -> list[dict]:
+def consent_get(
+    request: Request, subject_id: SubjectId, who: Annotated[Principal, Depends(require(Role.admin, Role.auditor, endpoint="consent.read"))]
+) -> list[dict]:
     """One subject's consent records (audited)."""
     s = svc(request)
     s.registry.refresh(force=True)
@@ -153,9 +158,12 @@ def consent_get(request: Request, subject_id: SubjectId,
     return [consent_row(r, now) for r in sorted(recs, key=lambda r: r.purpose)]
 
 
-@router.post("/consent", tags=["consent"], response_model=ConsentOut, status_code=201, responses={422: {"description": "unknown purpose or zone"}})
-def consent_grant(request: Request, body: ConsentGrant,
-                  who: Annotated[Principal, Depends(require(Role.admin, endpoint="consent.grant"))]) -> dict:
+@router.post(
+    "/consent", tags=["consent"], response_model=ConsentOut, status_code=201, responses={422: {"description": "unknown purpose or zone"}}
+)
+def consent_grant(
+    request: Request, body: ConsentGrant, who: Annotated[Principal, Depends(require(Role.admin, endpoint="consent.grant"))]
+) -> dict:
     """Grant (or renew) a subject's consent for one purpose of the policy in force (audited)."""
     s = svc(request)
     if body.purpose not in s.policy.purposes:
@@ -172,9 +180,12 @@ def consent_grant(request: Request, body: ConsentGrant,
 
 
 @router.delete("/consent/{subject_id}", tags=["consent"], response_model=ErasureOut, responses={404: {"description": "nothing active"}})
-def consent_withdraw(request: Request, subject_id: SubjectId,
-                     who: Annotated[Principal, Depends(require(Role.admin, endpoint="consent.withdraw"))],
-                     purpose: Annotated[str | None, Query(max_length=64)] = None) -> dict:
+def consent_withdraw(
+    request: Request,
+    subject_id: SubjectId,
+    who: Annotated[Principal, Depends(require(Role.admin, endpoint="consent.withdraw"))],
+    purpose: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict:
     """Withdraw one purpose (or all): queues an erasure request that is published to the erasure topic (audited)."""
     s = svc(request)
     req = s.registry.withdraw(subject_id, purpose=purpose)
@@ -204,8 +215,9 @@ def gallery_subjects(request: Request, who: Annotated[Principal, Depends(require
 
 
 @router.delete("/gallery/{subject_id}", tags=["gallery"], responses={404: {"description": "not enrolled"}})
-def gallery_remove(request: Request, subject_id: SubjectId,
-                   who: Annotated[Principal, Depends(require(Role.admin, endpoint="gallery.remove"))]) -> dict:
+def gallery_remove(
+    request: Request, subject_id: SubjectId, who: Annotated[Principal, Depends(require(Role.admin, endpoint="gallery.remove"))]
+) -> dict:
     """Remove a subject's templates from the gallery file (audited). Consent is left alone: see /api/erasures."""
     s = svc(request)
     n = s.gallery_remove(subject_id)
@@ -219,28 +231,45 @@ def gallery_remove(request: Request, subject_id: SubjectId,
 
 
 @router.post("/erasures", tags=["erasure"], status_code=202)
-def erasure_request(request: Request, body: ErasureIn,
-                    who: Annotated[Principal, Depends(require(Role.admin, endpoint="erasure.request"))]) -> dict:
+def erasure_request(
+    request: Request, body: ErasureIn, who: Annotated[Principal, Depends(require(Role.admin, endpoint="erasure.request"))]
+) -> dict:
     """Erase a subject: withdraw every consent, remove gallery templates, delete stored trajectory points here,
     and publish the request to the erasure topic for every other store (audited)."""
     s = svc(request)
     req, templates, points = s.erase(body.subject_id, body.reason)
     s.audit(who, "api.erasure.request", "allow", subject_id=body.subject_id, object_id=req.request_id)
-    return {"request_id": req.request_id, "subject_id": req.subject_id, "requested_at": req.requested_at,
-            "templates_removed": templates, "dashboard_points_removed": points}
+    return {
+        "request_id": req.request_id,
+        "subject_id": req.subject_id,
+        "requested_at": req.requested_at,
+        "templates_removed": templates,
+        "dashboard_points_removed": points,
+    }
 
 
 @router.get("/erasures", tags=["erasure"], response_model=list[ErasureOut])
-def erasure_list(request: Request, who: Annotated[Principal, Depends(require(Role.admin, Role.auditor, endpoint="erasure.list"))],
-                 limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[dict]:
+def erasure_list(
+    request: Request,
+    who: Annotated[Principal, Depends(require(Role.admin, Role.auditor, endpoint="erasure.list"))],
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[dict]:
     """Erasure requests, whether they were published, and how long the dashboard took to apply them (audited)."""
     s = svc(request)
     applied = s.view.erasures
     rows = []
     for req, published in s.registry.erasures()[-limit:]:
         st = applied.get(req.request_id)
-        rows.append({"request_id": req.request_id, "subject_id": req.subject_id, "requested_at": req.requested_at,
-                     "reason": req.reason, "published_at": published, "applied_in_dashboard_s": st.latency_s if st else None})
+        rows.append(
+            {
+                "request_id": req.request_id,
+                "subject_id": req.subject_id,
+                "requested_at": req.requested_at,
+                "reason": req.reason,
+                "published_at": published,
+                "applied_in_dashboard_s": st.latency_s if st else None,
+            }
+        )
     s.audit(who, "api.erasure.list", "allow", object_id=f"{len(rows)} requests")
     return rows
 
@@ -252,21 +281,33 @@ def erasure_list(request: Request, who: Annotated[Principal, Depends(require(Rol
 def policy_get(request: Request, who: Annotated[Principal, Depends(require(*ANY, endpoint="policy.read"))]) -> dict:
     """The policy in force (every default filled in) and its version."""
     s = svc(request)
-    return {"version": s.policy.version, "source": s.policy.source, "load_error": s.policy_error or None,
-            "policy": s.policy.model_dump(mode="json")}
+    return {
+        "version": s.policy.version,
+        "source": s.policy.source,
+        "load_error": s.policy_error or None,
+        "policy": s.policy.model_dump(mode="json"),
+    }
 
 
 @router.post("/policy/validate", tags=["policy"])
-def policy_validate(request: Request, body: PolicyText,
-                    who: Annotated[Principal, Depends(require(Role.admin, Role.operator, endpoint="policy.validate"))]) -> dict:
+def policy_validate(
+    request: Request, body: PolicyText, who: Annotated[Principal, Depends(require(Role.admin, Role.operator, endpoint="policy.validate"))]
+) -> dict:
     """Validate a policy file: its version if valid, else every problem with its line and column."""
     try:
         pol = parse_policy(body.text, "<request>")
     except PolicyError as exc:
-        return {"valid": False, "version": None,
-                "issues": [{"line": i.line, "column": i.column, "path": i.path, "message": i.message} for i in exc.issues]}
+        return {
+            "valid": False,
+            "version": None,
+            "issues": [{"line": i.line, "column": i.column, "path": i.path, "message": i.message} for i in exc.issues],
+        }
     except (RecursionError, MemoryError, ValueError, TypeError) as exc:
-        return {"valid": False, "version": None, "issues": [{"line": 0, "column": 0, "path": "", "message": f"unreadable: {type(exc).__name__}"}]}
+        return {
+            "valid": False,
+            "version": None,
+            "issues": [{"line": 0, "column": 0, "path": "", "message": f"unreadable: {type(exc).__name__}"}],
+        }
     return {"valid": True, "version": pol.version, "issues": []}
 
 
@@ -274,8 +315,11 @@ def policy_validate(request: Request, body: PolicyText,
 
 
 @router.get("/trajectories", tags=["trajectories"])
-def trajectory_list(request: Request, who: Annotated[Principal, Depends(require(Role.admin, Role.operator, endpoint="trajectories.list"))],
-                    limit: Annotated[int, Query(ge=1, le=10_000)] = 500) -> list[dict]:
+def trajectory_list(
+    request: Request,
+    who: Annotated[Principal, Depends(require(Role.admin, Role.operator, endpoint="trajectories.list"))],
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+) -> list[dict]:
     """Subjects with stored trajectory points, newest first (identity data: audited)."""
     s = svc(request)
     s.view.expire()
@@ -289,9 +333,14 @@ def trajectory_list(request: Request, who: Annotated[Principal, Depends(require(
     return rows
 
 
-@router.get("/trajectories/{subject_id}", tags=["trajectories"], response_model=list[VisitOut], responses={404: {"description": "nothing stored"}})
-def trajectory_get(request: Request, subject_id: SubjectId,
-                   who: Annotated[Principal, Depends(require(Role.admin, Role.operator, endpoint="trajectories.read"))]) -> list[dict]:
+@router.get(
+    "/trajectories/{subject_id}", tags=["trajectories"], response_model=list[VisitOut], responses={404: {"description": "nothing stored"}}
+)
+def trajectory_get(
+    request: Request,
+    subject_id: SubjectId,
+    who: Annotated[Principal, Depends(require(Role.admin, Role.operator, endpoint="trajectories.read"))],
+) -> list[dict]:
     """One subject's zone visits within retention (identity data: audited)."""
     s = svc(request)
     s.view.expire()
@@ -299,17 +348,30 @@ def trajectory_get(request: Request, subject_id: SubjectId,
     s.audit(who, "api.trajectories.read", "allow" if visits else "noop", subject_id=subject_id, object_id=f"{len(visits)} points")
     if not visits:
         raise HTTPException(404, "no trajectory stored for this subject (never matched, expired or erased)")
-    return [{"event_id": v.event_id, "captured_at": v.captured_at, "zone": v.zone, "camera_id": v.camera_id,
-             "purpose": v.purpose, "prev_zone": v.prev_zone, "plausible": v.plausible} for v in visits]
+    return [
+        {
+            "event_id": v.event_id,
+            "captured_at": v.captured_at,
+            "zone": v.zone,
+            "camera_id": v.camera_id,
+            "purpose": v.purpose,
+            "prev_zone": v.prev_zone,
+            "plausible": v.plausible,
+        }
+        for v in visits
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- audit
 
 
 @router.get("/audit", tags=["audit"])
-def audit_read(request: Request, who: Annotated[Principal, Depends(require(Role.admin, Role.auditor, endpoint="audit.read"))],
-               chain: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")] = "dashboard-api",
-               limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> dict:
+def audit_read(
+    request: Request,
+    who: Annotated[Principal, Depends(require(Role.admin, Role.auditor, endpoint="audit.read"))],
+    chain: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")] = "dashboard-api",
+    limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+) -> dict:
     """The last ``limit`` records of one audit chain (reading the audit log is itself audited)."""
     s = svc(request)
     d = audit_dir(s.settings.state_dir)
@@ -327,6 +389,16 @@ def audit_verify(request: Request, who: Annotated[Principal, Depends(require(Rol
     s = svc(request)
     reports = verify_dir(audit_dir(s.settings.state_dir))
     s.audit(who, "api.audit.verify", "allow", object_id=f"{len(reports)} chains")
-    return {"ok": all(r.ok for r in reports), "chains": [
-        {"chain": r.path.stem, "records": r.records, "head_seq": r.head[0], "head_hash": r.head[1], "problems": [str(p) for p in r.problems]}
-        for r in reports]}
+    return {
+        "ok": all(r.ok for r in reports),
+        "chains": [
+            {
+                "chain": r.path.stem,
+                "records": r.records,
+                "head_seq": r.head[0],
+                "head_hash": r.head[1],
+                "problems": [str(p) for p in r.problems],
+            }
+            for r in reports
+        ],
+    }

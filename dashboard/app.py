@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 
 import plotly
 import uvicorn
@@ -20,11 +20,11 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core.config import Settings
 from dashboard import metrics as M
 from dashboard.api import router
 from dashboard.panels import snapshot
 from dashboard.services import Services
-from paxsim.config import Settings
 
 STATIC = Path(__file__).with_name("static")
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"  # served locally: there is no CDN
@@ -51,7 +51,7 @@ def create_app(settings: Settings, environ: dict[str, str] | None = None, backgr
         version="0.2.0",
         lifespan=lifespan,
         description="Live panels and the API for consent, gallery, erasure, policy, trajectories and audit. "
-                    "Identity data needs `Authorization: Bearer <token>` and the right role (admin, operator, auditor).",
+        "Identity data needs `Authorization: Bearer <token>` and the right role (admin, operator, auditor).",
     )
     app.state.services = services
     app.state.view = services.view  # kept for callers of the skeleton's app
@@ -103,6 +103,7 @@ def create_app(settings: Settings, environ: dict[str, str] | None = None, backgr
         return FileResponse(PLOTLY_JS, media_type="application/javascript")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         """Prometheus exposition of this process (served at /metrics exactly: no redirect to /metrics/)."""

@@ -60,7 +60,7 @@ class TokenStore:
                 self._by_hash[row["sha256"]] = Principal(row["name"], Role(row["role"]))
 
     @classmethod
-    def from_env(cls, path: Path | None, environ: dict[str, str] | None = None) -> "TokenStore":
+    def from_env(cls, path: Path | None, environ: dict[str, str] | None = None) -> TokenStore:
         store = cls(path)
         spec = (os.environ if environ is None else environ).get(TOKENS_ENV, "")
         for item in filter(None, (s.strip() for s in spec.split(","))):

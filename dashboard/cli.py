@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -18,9 +17,9 @@ ConfigOpt = typer.Option(None, "--config", "-c", envvar="PAXSIM_CONFIG", help="Y
 FileOpt = typer.Option(None, "--file", help="token file (default: <state_dir>/dashboard/tokens.json)")
 
 
-def _store(path: Optional[Path], config: Optional[str]) -> TokenStore:
+def _store(path: Path | None, config: str | None) -> TokenStore:
     if path is None:
-        from paxsim.config import ConfigError, load_settings
+        from core.config import ConfigError, load_settings
         from dashboard.services import tokens_path
 
         try:
@@ -35,8 +34,8 @@ def _store(path: Optional[Path], config: Optional[str]) -> TokenStore:
 def issue(
     name: str = typer.Option(..., "--name", help="who holds the token"),
     role: Role = typer.Option(..., "--role", help="admin | operator | auditor"),
-    path: Optional[Path] = FileOpt,
-    config: Optional[str] = ConfigOpt,
+    path: Path | None = FileOpt,
+    config: str | None = ConfigOpt,
 ) -> None:
     """Create a token; it is printed once (only its hash is stored)."""
     store = _store(path, config)
@@ -50,7 +49,7 @@ def issue(
 
 
 @tokens_app.command("list")
-def list_tokens(path: Optional[Path] = FileOpt, config: Optional[str] = ConfigOpt) -> None:
+def list_tokens(path: Path | None = FileOpt, config: str | None = ConfigOpt) -> None:
     """Token holders and roles (never the tokens)."""
     table = Table("name", "role")
     for p in _store(path, config).principals():
@@ -59,7 +58,7 @@ def list_tokens(path: Optional[Path] = FileOpt, config: Optional[str] = ConfigOp
 
 
 @tokens_app.command("revoke")
-def revoke(name: str = typer.Argument(..., help="token holder"), path: Optional[Path] = FileOpt, config: Optional[str] = ConfigOpt) -> None:
+def revoke(name: str = typer.Argument(..., help="token holder"), path: Path | None = FileOpt, config: str | None = ConfigOpt) -> None:
     """Revoke every token of ``name``."""
     n = _store(path, config).revoke(name)
     console.print(f"revoked {n} token(s) of {name}")

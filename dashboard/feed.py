@@ -19,8 +19,8 @@ from aiokafka import TopicPartition
 from broker import topics as t
 from broker.clients import start_consumer
 from broker.messages import Alert, ErasureRequest, Match, MessageError, TrackUpdate, ZoneCount, decode
+from core.config import Settings
 from dashboard import metrics as M
-from paxsim.config import Settings
 
 log = logging.getLogger("paxsim.dashboard")
 

@@ -27,6 +27,8 @@ API_IDENTITY = Counter(
 )
 SSE_CLIENTS = Gauge("paxsim_dashboard_sse_clients", "Live dashboard pages connected")
 SCRAPE_UP = Gauge("paxsim_dashboard_scrape_up", "Whether the last scrape of a stage's /metrics worked", ["target"])
-ZONE_FACES = Counter("paxsim_dashboard_zone_faces_total", "Faces per zone by outcome (matched, unknown, refused, counted)", ["zone", "kind"])
+ZONE_FACES = Counter(
+    "paxsim_dashboard_zone_faces_total", "Faces per zone by outcome (matched, unknown, refused, counted)", ["zone", "kind"]
+)
 ZONE_FLOWS = Counter("paxsim_dashboard_zone_flows_total", "Consented travellers' zone-to-zone transitions", ["from_zone", "to_zone"])
 CAMERA_LAST = Gauge("paxsim_dashboard_camera_last_event_timestamp_seconds", "Time of the latest event seen from a camera", ["camera"])

@@ -31,20 +31,32 @@ class StageSpec:
 
 
 STAGES = (
-    StageSpec("edge", "paxsim_edge_published_total", (("topic", "paxsim.sightings.v1"),),
-              "paxsim_edge_publish_lag_seconds", (), "enqueue → broker ack", None),
-    StageSpec("gate", "paxsim_gate_events_total", (), "paxsim_policy_decision_seconds", (("stage", "gate"),),
-              "per policy rule", "gate"),
-    StageSpec("matcher", "paxsim_matcher_events_total", (), "paxsim_matcher_e2e_latency_seconds", (),
-              "capture → decision", "matcher"),
-    StageSpec("dashboard", "paxsim_dashboard_records_total", (), "paxsim_dashboard_ingest_latency_seconds", (),
-              "capture → on the dashboard", None),
+    StageSpec(
+        "edge",
+        "paxsim_edge_published_total",
+        (("topic", "paxsim.sightings.v1"),),
+        "paxsim_edge_publish_lag_seconds",
+        (),
+        "enqueue → broker ack",
+        None,
+    ),
+    StageSpec("gate", "paxsim_gate_events_total", (), "paxsim_policy_decision_seconds", (("stage", "gate"),), "per policy rule", "gate"),
+    StageSpec("matcher", "paxsim_matcher_events_total", (), "paxsim_matcher_e2e_latency_seconds", (), "capture → decision", "matcher"),
+    StageSpec(
+        "dashboard", "paxsim_dashboard_records_total", (), "paxsim_dashboard_ingest_latency_seconds", (), "capture → on the dashboard", None
+    ),
 )
 
 # A schematic departures hall: landside to the gates, left to right (x, y in arbitrary units).
 ZONE_LAYOUT = {
-    "landside": (0.0, 1.0), "checkin": (1.0, 1.0), "retail": (3.0, 2.0), "security": (2.0, 1.0),
-    "immigration": (3.0, 1.0), "egate": (3.0, 0.0), "concourse": (4.0, 1.0), "gate": (5.0, 1.0),
+    "landside": (0.0, 1.0),
+    "checkin": (1.0, 1.0),
+    "retail": (3.0, 2.0),
+    "security": (2.0, 1.0),
+    "immigration": (3.0, 1.0),
+    "egate": (3.0, 0.0),
+    "concourse": (4.0, 1.0),
+    "gate": (5.0, 1.0),
 }
 
 
@@ -67,12 +79,18 @@ def stage_rows(scraper: Scraper) -> list[dict]:
             tq = ts.quantiles(spec.latency, **dict(spec.latency_labels))
             if tq["window"] is not None and (q["window"] is None or q["window"] == "run"):
                 q = tq
-        rows.append({
-            "stage": spec.name, "up": seen, "events_per_s": round(rate, 2),
-            "p50_ms": _ms(q["p50"]), "p99_ms": _ms(q["p99"]), "latency_window": q["window"],
-            "latency_of": spec.latency_doc,
-            "lag": lag.get(spec.lag_stage) if spec.lag_stage else None,
-        })
+        rows.append(
+            {
+                "stage": spec.name,
+                "up": seen,
+                "events_per_s": round(rate, 2),
+                "p50_ms": _ms(q["p50"]),
+                "p99_ms": _ms(q["p99"]),
+                "latency_window": q["window"],
+                "latency_of": spec.latency_doc,
+                "lag": lag.get(spec.lag_stage) if spec.lag_stage else None,
+            }
+        )
     return rows
 
 
@@ -83,7 +101,10 @@ def rule_rows(scraper: Scraper, view: StreamView) -> list[dict]:
         if name != "paxsim_policy_decisions_total":
             continue
         lbl = dict(labels)
-        row = rows.setdefault((lbl.get("stage", ""), lbl.get("rule", "")), {"stage": lbl.get("stage", ""), "rule": lbl.get("rule", ""), "allow": 0.0, "deny": 0.0})
+        row = rows.setdefault(
+            (lbl.get("stage", ""), lbl.get("rule", "")),
+            {"stage": lbl.get("stage", ""), "rule": lbl.get("rule", ""), "allow": 0.0, "deny": 0.0},
+        )
         row[lbl.get("decision", "deny")] = row.get(lbl.get("decision", "deny"), 0.0) + v
     if not any(s == "post_match" for s, _ in rows):  # no matcher scrape: fall back to the matches topic
         for rule, n in view.refused_by_rule.items():
@@ -112,8 +133,17 @@ def zone_map(view: StreamView, biometric: set[str]) -> dict:
     nodes = []
     for z in sorted(zones, key=lambda z: (ZONE_LAYOUT.get(z, (99, 0)), z)):
         x, y = ZONE_LAYOUT.get(z, (float(extra.index(z)) if z in extra else 0.0, -1.0))
-        nodes.append({"zone": z, "x": x, "y": y, "biometric": z in biometric, "matched": view.matches_by_zone.get(z, 0),
-                      "unknown": view.unknown_by_zone.get(z, 0), "counted": view.zone_faces.get(z, 0)})
+        nodes.append(
+            {
+                "zone": z,
+                "x": x,
+                "y": y,
+                "biometric": z in biometric,
+                "matched": view.matches_by_zone.get(z, 0),
+                "unknown": view.unknown_by_zone.get(z, 0),
+                "counted": view.zone_faces.get(z, 0),
+            }
+        )
     flows = [{"from": a, "to": b, "n": n} for a, tos in sorted(view.flows.items()) for b, n in sorted(tos.items())]
     return {"nodes": nodes, "flows": flows}
 
@@ -124,9 +154,15 @@ def cameras(view: StreamView, scraper: Scraper, now: float) -> list[dict]:
     counted_only = by_label(merged, "paxsim_edge_count_only_faces_total", "camera")
     rates: dict[str, float] = {}
     for ts in scraper.targets.values():
-        cams = set(by_label(ts.latest, "paxsim_edge_sightings_total", "camera")) | set(by_label(ts.latest, "paxsim_edge_count_only_faces_total", "camera"))
+        cams = set(by_label(ts.latest, "paxsim_edge_sightings_total", "camera")) | set(
+            by_label(ts.latest, "paxsim_edge_count_only_faces_total", "camera")
+        )
         for cam in cams:
-            rates[cam] = rates.get(cam, 0.0) + ts.rate("paxsim_edge_sightings_total", camera=cam) + ts.rate("paxsim_edge_count_only_faces_total", camera=cam)
+            rates[cam] = (
+                rates.get(cam, 0.0)
+                + ts.rate("paxsim_edge_sightings_total", camera=cam)
+                + ts.rate("paxsim_edge_count_only_faces_total", camera=cam)
+            )
     state: dict[str, str] = {}
     for (name, labels), v in merged.items():
         if name == "paxsim_edge_source_state" and v >= 1:
@@ -137,11 +173,19 @@ def cameras(view: StreamView, scraper: Scraper, now: float) -> list[dict]:
         st = view.cameras.get(cam)
         age = now - st.last_seen if st and st.last_seen else None
         status = "live" if age is not None and age <= CAMERA_LIVE_S else "stale" if age is not None and age <= CAMERA_STALE_S else "down"
-        rows.append({"camera": cam, "zone": st.zone if st else "", "status": status,
-                     "last_event_age_s": None if age is None else round(age, 2),
-                     "decided": st.decided if st else 0, "counted": st.counted if st else 0,
-                     "sightings": produced.get(cam), "events_per_s": round(rates.get(cam, 0.0), 2),
-                     "source_state": state.get(cam)})
+        rows.append(
+            {
+                "camera": cam,
+                "zone": st.zone if st else "",
+                "status": status,
+                "last_event_age_s": None if age is None else round(age, 2),
+                "decided": st.decided if st else 0,
+                "counted": st.counted if st else 0,
+                "sightings": produced.get(cam),
+                "events_per_s": round(rates.get(cam, 0.0), 2),
+                "source_state": state.get(cam),
+            }
+        )
     return rows
 
 
@@ -149,10 +193,14 @@ def erasure_panel(view: StreamView) -> dict:
     """How long erasure requests took to empty the dashboard's store (no subject ids here)."""
     stats = sorted(view.erasures.values(), key=lambda e: e.applied_at)
     lat = np.array([e.latency_s for e in stats])
-    return {"applied": len(stats),
-            "p50_s": float(np.percentile(lat, 50)) if lat.size else None,
-            "p99_s": float(np.percentile(lat, 99)) if lat.size else None,
-            "recent": [{"latency_s": round(e.latency_s, 4), "points_removed": e.points_removed, "applied_at": e.applied_at} for e in stats[-20:]]}
+    return {
+        "applied": len(stats),
+        "p50_s": float(np.percentile(lat, 50)) if lat.size else None,
+        "p99_s": float(np.percentile(lat, 99)) if lat.size else None,
+        "recent": [
+            {"latency_s": round(e.latency_s, 4), "points_removed": e.points_removed, "applied_at": e.applied_at} for e in stats[-20:]
+        ],
+    }
 
 
 def snapshot(view: StreamView, scraper: Scraper, biometric: set[str], now: float | None = None) -> dict:

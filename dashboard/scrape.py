@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 from prometheus_client import generate_latest
 
-from paxsim.obs import Samples, parse_samples, total  # noqa: F401  (re-exported: panels use scrape.total)
-from paxsim.stack import TARGETS_FILE_NAME  # written by Stack.spawn
+from core.obs import Samples, parse_samples, total  # noqa: F401  (re-exported: panels use scrape.total)
+from core.stack import TARGETS_FILE_NAME  # written by Stack.spawn
 
 log = logging.getLogger("paxsim.dashboard.scrape")
 
@@ -159,8 +159,7 @@ class TargetState:
 class Scraper:
     """Scrapes every target each ``interval_s`` into a short history (about two minutes)."""
 
-    def __init__(self, state_dir: Path, environ: dict[str, str] | None = None, interval_s: float = 1.0,
-                 include_self: bool = True) -> None:
+    def __init__(self, state_dir: Path, environ: dict[str, str] | None = None, interval_s: float = 1.0, include_self: bool = True) -> None:
         env = dict(os.environ if environ is None else environ)
         self.static = parse_targets(env.get(TARGETS_ENV, ""))
         self.file = Path(env[TARGETS_FILE_ENV]) if env.get(TARGETS_FILE_ENV) else Path(state_dir) / TARGETS_FILE_NAME
@@ -222,7 +221,7 @@ class Scraper:
                 await self.scrape_once(client)
                 try:
                     await asyncio.wait_for(stop.wait(), self.interval_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     def merged_latest(self) -> Samples:

@@ -21,15 +21,15 @@ from pathlib import Path
 from broker import topics as t
 from broker.clients import BrokerUnreachable, start_producer
 from broker.messages import AuditRecord, ErasureRequest, encode
+from core.config import Settings
+from core.paths import gallery_path
 from dashboard import metrics as M
 from dashboard.auth import Principal, TokenStore
 from dashboard.feed import StreamView, follow
 from dashboard.scrape import Scraper
 from matcher.gallery import Gallery
-from paxsim.config import Settings
-from paxsim.state import consent_path, gallery_path
 from policy.audit import AuditLog
-from policy.consent import ConsentRecord, ConsentRegistry
+from policy.consent import ConsentRecord, ConsentRegistry, consent_path
 from policy.crypto import HttpKeySource, KeyUnavailable, SubjectVault
 from policy.erasure import with_reference
 from policy.policyfile import Policy, PolicyError, load_policy
@@ -67,7 +67,7 @@ class Services:
     _gallery_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def create(cls, settings: Settings, environ: dict[str, str] | None = None) -> "Services":
+    def create(cls, settings: Settings, environ: dict[str, str] | None = None) -> Services:
         try:
             policy, err = load_policy(settings.policy.file), ""
         except PolicyError as exc:
@@ -106,15 +106,30 @@ class Services:
 
     # ------------------------------------------------------------------------------------ audit
 
-    def audit(self, who: Principal | None, action: str, decision: str, *, subject_id: str | None = None,
-              object_id: str | None = None, rule: str = "") -> AuditRecord:
+    def audit(
+        self,
+        who: Principal | None,
+        action: str,
+        decision: str,
+        *,
+        subject_id: str | None = None,
+        object_id: str | None = None,
+        rule: str = "",
+    ) -> AuditRecord:
         actor = f"api:{who.name}" if who else "api:anonymous"
         logger = self._audit.get(actor)
         if logger is None:
-            logger = self._audit[actor] = AuditLog.in_state_dir(self.settings.state_dir, AUDIT_CHAIN, actor=actor,
-                                                               publish=self.audit_out.append)
-        return logger.append(action, decision, rule=rule or (who.role.value if who else ""), subject_id=subject_id,
-                             object_id=object_id, policy_version=self.policy.version)
+            logger = self._audit[actor] = AuditLog.in_state_dir(
+                self.settings.state_dir, AUDIT_CHAIN, actor=actor, publish=self.audit_out.append
+            )
+        return logger.append(
+            action,
+            decision,
+            rule=rule or (who.role.value if who else ""),
+            subject_id=subject_id,
+            object_id=object_id,
+            policy_version=self.policy.version,
+        )
 
     # ------------------------------------------------------------------------------------ gallery
 
@@ -156,7 +171,10 @@ class Services:
         extra = list(self.erasure_out)
         if pending or extra:
             vault = self.vault
-            futs = [await self.producer.send(t.ERASURES.name, encode(with_reference(r, vault)), key=r.subject_id.encode()) for r in pending + extra]  # type: ignore[attr-defined]
+            futs = [
+                await self.producer.send(t.ERASURES.name, encode(with_reference(r, vault)), key=r.subject_id.encode())  # type: ignore[attr-defined]
+                for r in pending + extra
+            ]
             await asyncio.gather(*futs)
             self.registry.mark_published([r.request_id for r in pending])
             for _ in extra:
@@ -173,8 +191,12 @@ class Services:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the topics, scrape the stages and publish the outbox until ``stop``; survive a missing broker."""
-        tasks = [asyncio.create_task(self._follow(stop)), asyncio.create_task(self.scraper.run(stop)),
-                 asyncio.create_task(self._outbox(stop)), asyncio.create_task(self._housekeeping(stop))]
+        tasks = [
+            asyncio.create_task(self._follow(stop)),
+            asyncio.create_task(self.scraper.run(stop)),
+            asyncio.create_task(self._outbox(stop)),
+            asyncio.create_task(self._housekeeping(stop)),
+        ]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -227,10 +249,17 @@ class Services:
 async def _sleep(stop: asyncio.Event, s: float) -> None:
     try:
         await asyncio.wait_for(stop.wait(), s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 
 def consent_row(r: ConsentRecord, now: float) -> dict:
-    return {"subject_id": r.subject_id, "purpose": r.purpose, "granted_at": r.granted_at, "expires_at": r.expires_at,
-            "zones": list(r.zones), "withdrawn_at": r.withdrawn_at, "status": r.status(now)}
+    return {
+        "subject_id": r.subject_id,
+        "purpose": r.purpose,
+        "granted_at": r.granted_at,
+        "expires_at": r.expires_at,
+        "zones": list(r.zones),
+        "withdrawn_at": r.withdrawn_at,
+        "status": r.status(now),
+    }

@@ -29,10 +29,10 @@ import math
 import time
 import uuid
 from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -58,7 +58,9 @@ class CameraConfig(BaseModel):
     loop: bool = Field(default=False, description="restart a file or folder at its end")
     realtime: bool = Field(default=False, description="pace a file/folder at its frame rate (acts live)")
     fps: float | None = Field(default=None, gt=0, description="source frame rate override")
-    start_frame: int = Field(default=0, ge=0, description="video files: the first pass starts at this frame (staggered replicas); loops restart at 0")
+    start_frame: int = Field(
+        default=0, ge=0, description="video files: the first pass starts at this frame (staggered replicas); loops restart at 0"
+    )
     sample_fps: float | None = Field(default=None, gt=0, description="frames per second to analyse (None: all)")
     max_width: int | None = Field(default=None, ge=32, description="downscale wider frames before detection")
     max_height: int | None = Field(default=None, ge=32)
@@ -175,8 +177,14 @@ class Camera:
         backoff = Backoff(base=config.reconnect_base_s, cap=config.reconnect_max_s, attempts=config.reconnect_attempts)
         if source is None:
             source = open_source(
-                config.camera_id, config.source, loop=config.loop, realtime=config.realtime, fps=config.fps,
-                backoff=backoff, listener=self.metrics.source_listener, start_frame=config.start_frame,
+                config.camera_id,
+                config.source,
+                loop=config.loop,
+                realtime=config.realtime,
+                fps=config.fps,
+                backoff=backoff,
+                listener=self.metrics.source_listener,
+                start_frame=config.start_frame,
             )
         elif source.listener is None:
             source.listener = self.metrics.source_listener
@@ -196,11 +204,20 @@ class Camera:
     def status(self) -> dict:
         s = self.source.stats
         return {
-            "camera": self.config.camera_id, "zone": self.config.zone, "state": self.state.value,
-            "last_error": self.source.last_error, "read": s.read, "decoded": s.decoded, "bad": s.bad,
-            "reconnects": s.reconnects, "dropped": self.dropped, "processed": self.processed, "embedded": self.embedded,
+            "camera": self.config.camera_id,
+            "zone": self.config.zone,
+            "state": self.state.value,
+            "last_error": self.source.last_error,
+            "read": s.read,
+            "decoded": s.decoded,
+            "bad": s.bad,
+            "reconnects": s.reconnects,
+            "dropped": self.dropped,
+            "processed": self.processed,
+            "embedded": self.embedded,
             "embeds_dropped": self.embeds_dropped,
-            "tracks_active": len(self.tracker.tracks), "tracks_started": self.tracker.started,
+            "tracks_active": len(self.tracker.tracks),
+            "tracks_started": self.tracker.started,
         }
 
     def stop(self) -> None:
@@ -262,7 +279,7 @@ class Camera:
             return regions, [math.inf] * len(regions), math.inf
         return regions, [self.tracker.view_bar(t, frame_index) for t in tracks], 0.0
 
-    def _track(self, frame: Frame, scale: float, analysis: FrameAnalysis) -> "_Pending":
+    def _track(self, frame: Frame, scale: float, analysis: FrameAnalysis) -> _Pending:
         """Track one analysed frame (in frame order) and start its embeddings, if any, in the pool."""
         m = self.metrics
         m.detect.observe(analysis.detect_s)
@@ -289,7 +306,7 @@ class Camera:
         fut = asyncio.ensure_future(self.pool.embed([v.chip for _, v, _, _ in jobs])) if jobs else None
         return _Pending(frame, scale, len(faces), len(tr.tracks), rows, jobs, fut, started)
 
-    def _complete(self, p: "_Pending") -> FrameResult:
+    def _complete(self, p: _Pending) -> FrameResult:
         """Build the frame's observations once its embeddings (if any) are back; apply the filter chain."""
         cfg = self.config
         m = self.metrics
@@ -319,8 +336,16 @@ class Camera:
         for track_id, f, born in p.rows:
             vec, q = vectors.get(track_id, (None, f.quality))
             obs: FaceObservation | None = FaceObservation(
-                cfg.camera_id, cfg.zone, p.frame.index, p.frame.captured_at, track_id, _scale_box(f.box, p.scale),
-                q, f.score, born, vec,
+                cfg.camera_id,
+                cfg.zone,
+                p.frame.index,
+                p.frame.captured_at,
+                track_id,
+                _scale_box(f.box, p.scale),
+                q,
+                f.score,
+                born,
+                vec,
             )
             for flt in self.filters:
                 obs = flt(obs)
@@ -335,8 +360,15 @@ class Camera:
         m.latency.observe(max(0.0, time.time() - p.frame.captured_at))
         self.processed += 1
         return FrameResult(
-            cfg.camera_id, cfg.zone, p.frame.index, p.frame.position, p.frame.captured_at, p.face_count,
-            p.tracks_active, observations, p.new_tracks,
+            cfg.camera_id,
+            cfg.zone,
+            p.frame.index,
+            p.frame.position,
+            p.frame.captured_at,
+            p.face_count,
+            p.tracks_active,
+            observations,
+            p.new_tracks,
         )
 
     async def results(self) -> AsyncIterator[FrameResult]:
@@ -379,7 +411,10 @@ class Camera:
                     except Exception as exc:
                         self.errors += 1
                         log.error(
-                            "camera %s: frame %d could not be analysed: %s", cfg.camera_id, frame.index, exc,
+                            "camera %s: frame %d could not be analysed: %s",
+                            cfg.camera_id,
+                            frame.index,
+                            exc,
                             extra={"camera": cfg.camera_id},
                         )
                         continue

@@ -15,7 +15,7 @@ import math
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO
 
 import cv2
 import typer
@@ -39,10 +39,7 @@ class Fmt(str, Enum):
 
 def mot_lines(result: FrameResult) -> list[str]:
     frame = result.position + 1 if result.position >= 0 else result.frame_index + 1
-    return [
-        f"{frame},{o.track_id},{o.box[0]},{o.box[1]},{o.box[2]},{o.box[3]},{o.score:.3f},-1,-1,-1"
-        for o in result.faces
-    ]
+    return [f"{frame},{o.track_id},{o.box[0]},{o.box[1]},{o.box[2]},{o.box[3]},{o.score:.3f},-1,-1,-1" for o in result.faces]
 
 
 def json_line(result: FrameResult) -> str:
@@ -81,31 +78,42 @@ async def detect_file(
 def detect(
     video: Path = typer.Argument(..., help="video file (any format OpenCV's FFmpeg reads)"),
     format: Fmt = typer.Option(Fmt.mot, "--format", "-f", help="mot: MOTChallenge det lines; json: one object per frame"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output file (default: standard output)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="output file (default: standard output)"),
     upsample: int = typer.Option(0, min=0, max=3, help="whole-frame HOG upsampling (1 finds ~30 px faces, 4x slower)"),
     region: bool = typer.Option(True, help="re-detect around predicted track boxes (upsample 1)"),
-    max_width: Optional[int] = typer.Option(None, help="downscale wider frames before detection"),
-    sample_fps: Optional[float] = typer.Option(None, help="analyse this many frames per second (default: all)"),
+    max_width: int | None = typer.Option(None, help="downscale wider frames before detection"),
+    sample_fps: float | None = typer.Option(None, help="analyse this many frames per second (default: all)"),
     workers: int = typer.Option(2, min=1, help="vision worker processes"),
     threads: bool = typer.Option(False, help="use threads instead of processes"),
-    gt: Optional[Path] = typer.Option(None, help="MOTChallenge gt.txt to score the result against"),
+    gt: Path | None = typer.Option(None, help="MOTChallenge gt.txt to score the result against"),
     appearance_weight: float = typer.Option(
         TrackerSettings().appearance_weight, min=0.0, max=2.0, help="tracker's colour cue in ambiguous associations (0: geometry only)"
     ),
 ) -> None:
     """Detect and track faces in VIDEO offline with the edge's detector and tracker."""
     cfg = CameraConfig(
-        camera_id=video.stem or "video", source=str(video), embed=False, sample_fps=sample_fps, max_width=max_width,
-        detector=DetectorSettings(upsample=upsample, region_redetect=region), tracker=TrackerSettings(appearance_weight=appearance_weight),
-        drop_when_full=False, measure_all=format is Fmt.json,  # JSON reports every face's quality
+        camera_id=video.stem or "video",
+        source=str(video),
+        embed=False,
+        sample_fps=sample_fps,
+        max_width=max_width,
+        detector=DetectorSettings(upsample=upsample, region_redetect=region),
+        tracker=TrackerSettings(appearance_weight=appearance_weight),
+        drop_when_full=False,
+        measure_all=format is Fmt.json,  # JSON reports every face's quality
     )
     if gt is not None and out is None:
         raise typer.BadParameter("--gt needs --out (the detections are scored from that file)")
     sink: IO[str] = out.open("w") if out else sys.stdout
     try:
         with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=err, transient=True, disable=not err.is_terminal,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
         ) as progress:
             cam = asyncio.run(detect_file(video, sink, format, cfg, workers, "thread" if threads else "process", progress))
     finally:

@@ -12,9 +12,9 @@ Both files are MOTChallenge text (``frame,id,x,y,w,h,conf,…``); see :func:`loa
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import motmetrics as mm
 import numpy as np
@@ -197,7 +197,18 @@ def tracking_metrics(gt: pd.DataFrame, dt: pd.DataFrame, iou: float = 0.5, min_p
         dist = np.where(m >= iou, 1.0 - m, np.nan)  # motmetrics: NaN = may not be paired
         acc.update(g.index.get_level_values("Id").tolist(), d.index.get_level_values("Id").tolist(), dist, frameid=int(f))
     mh = mm.metrics.create()
-    names = ["idf1", "idp", "idr", "mota", "motp", "num_switches", "num_unique_objects", "mostly_tracked", "num_false_positives", "num_misses"]
+    names = [
+        "idf1",
+        "idp",
+        "idr",
+        "mota",
+        "motp",
+        "num_switches",
+        "num_unique_objects",
+        "mostly_tracked",
+        "num_false_positives",
+        "num_misses",
+    ]
     summary = mh.compute(acc, metrics=names, name="seq")
     return {k: float(summary[k].iloc[0]) for k in names}
 

@@ -33,7 +33,9 @@ TRACKS = Counter("paxsim_edge_tracks_total", "Face tracks started", _CAM)
 TRACKS_ACTIVE = Gauge("paxsim_edge_tracks_active", "Face tracks alive now", _CAM)
 FILTERED = Counter("paxsim_edge_observations_filtered_total", "Observations an edge filter withheld", _CAM)
 PUBLISH_LAG = Histogram(
-    "paxsim_edge_capture_to_publish_seconds", "Frame capture to hand-over to the publisher (publish lag)", _CAM,
+    "paxsim_edge_capture_to_publish_seconds",
+    "Frame capture to hand-over to the publisher (publish lag)",
+    _CAM,
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 SOURCE_STATE = Enum("paxsim_edge_source_state", "State of the camera's source", _CAM, states=[s.value for s in SourceState])

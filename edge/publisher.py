@@ -17,7 +17,9 @@ PUBLISHED = Counter("paxsim_edge_published_total", "Messages acknowledged by the
 DROPPED = Counter("paxsim_edge_dropped_total", "Messages dropped at the edge", ["reason"])
 QUEUE_DEPTH = Gauge("paxsim_edge_publish_queue_messages", "Messages waiting to be sent")
 PUBLISH_LAG = Histogram(
-    "paxsim_edge_publish_lag_seconds", "Enqueue to broker acknowledgement", buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+    "paxsim_edge_publish_lag_seconds",
+    "Enqueue to broker acknowledgement",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 
 _CLOSE = object()

@@ -1,6 +1,6 @@
 """The edge agent process: cameras → sightings on the broker.
 
-``run_virtual_edge`` drives the scenario's virtual cameras (embedding space, no pixels); ``run_video_edge``
+``run_virtual_edge`` drives virtual cameras (``edge.sources.virtual``: embedding space, no pixels); ``run_video_edge``
 drives real video cameras (``edge.camera``: files, streams, webcams, synthetic live cameras). The zone rule of
 the edge applies here: a camera outside the biometric zones publishes counts only (ZoneCount), never an
 embedding. Ground truth (event id → traveller) is written to a local file for evaluation and never published.
@@ -23,12 +23,12 @@ from prometheus_client import Counter
 from broker import topics as t
 from broker.clients import start_producer
 from broker.messages import Sighting, ZoneCount, embedding_to_bytes, encode
+from core.config import Settings
 from edge.publisher import DROPPED, Publisher
-from paxsim.config import Settings
+from edge.sources.virtual import VirtualCamera, VirtualFeed, VirtualSighting
 from policy.crypto import KeyExpired, KeyUnavailable
 from policy.filters import EdgeContext
 from policy.runtime import PolicyRuntime
-from scenario.virtual import VirtualAirport, VirtualCamera, VirtualSighting
 
 log = logging.getLogger("paxsim.edge")
 
@@ -68,13 +68,17 @@ def offer_sighting(pub: Publisher, rt: PolicyRuntime, s: Sighting) -> bool:
 
 
 async def run_virtual_edge(
-    settings: Settings, stop: asyncio.Event, duration_s: float, ground_truth: Path | None = None, shard: tuple[int, int] = (1, 1)
+    settings: Settings,
+    stop: asyncio.Event,
+    airport: VirtualFeed,
+    duration_s: float,
+    ground_truth: Path | None = None,
+    shard: tuple[int, int] = (1, 1),
 ) -> int:
-    """Publish the virtual airport's sightings in real time for ``duration_s``; return how many were offered.
+    """Publish ``airport``'s sightings in real time for ``duration_s``; return how many were offered.
 
     ``shard=(i, n)``: this agent runs only the cameras whose index modulo ``n`` is ``i - 1``. Every agent
     simulates the same airport from the same seed, so ``n`` agents together publish each sighting once."""
-    airport = VirtualAirport(settings.scenario, duration_s)
     index, count = shard
     mine = [c for k, c in enumerate(airport.cameras) if k % count == index - 1]
     mine_ids = {c.camera_id for c in mine}
@@ -97,7 +101,10 @@ async def run_virtual_edge(
     box = (0, 0, VIRTUAL_FACE_PX, VIRTUAL_FACE_PX)
     due: deque[VirtualSighting] = deque()
     next_window = 0
-    log.info("virtual edge running", extra={"cameras": len(mine), "shard": f"{index}/{count}", "travellers": len(airport.travellers), "duration_s": duration_s})
+    log.info(
+        "virtual edge running",
+        extra={"cameras": len(mine), "shard": f"{index}/{count}", "travellers": len(airport.travellers), "duration_s": duration_s},
+    )
     try:
         while not stop.is_set() and t_prev < duration_s:
             await asyncio.sleep(TICK_S)
@@ -131,7 +138,8 @@ async def run_virtual_edge(
                     embedding=embedding_to_bytes(vs.embedding),
                     # e-gate: the passport presented names a subject, by pseudonym on the broker
                     claimed_subject=(rt.vault.pseudonym(vs.claimed_subject) if claims_by_pseudonym else vs.claimed_subject)
-                    if vs.claimed_subject else "",
+                    if vs.claimed_subject
+                    else "",
                 )
                 if offer_sighting(pub, rt, s) and gt:
                     row = {"event_id": s.event_id, "traveller_id": vs.traveller_id, "camera_id": cam.camera_id, "zone": cam.zone}
@@ -279,7 +287,7 @@ async def run_video_edge(
     async def stopper() -> None:
         try:
             await asyncio.wait_for(stop.wait(), timeout=duration_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         for cam in cams:
             cam.stop()

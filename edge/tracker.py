@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -53,7 +53,9 @@ class TrackerSettings(BaseModel):
     good_enough: float = Field(default=0.85, ge=0.0, le=1.0, description="no re-embedding once a view this good was embedded")
     max_embeds: int = Field(default=3, ge=1, description="embeddings per track at most")
     min_quality: float = Field(
-        default=0.0, ge=0.0, le=1.0,
+        default=0.0,
+        ge=0.0,
+        le=1.0,
         description="never embed a view below this quality (set it to the edge quality gate: such views are dropped anyway)",
     )
     embed_every_frame: bool = Field(default=False, description="benchmark baseline: no gating")
@@ -62,7 +64,9 @@ class TrackerSettings(BaseModel):
     )
     ambiguity: float = Field(default=0.3, ge=0.0, description="cost gap below which two candidate pairings count as ambiguous")
     appearance_veto: float = Field(
-        default=0.5, ge=0.0, le=1.0,
+        default=0.5,
+        ge=0.0,
+        le=1.0,
         description="a pairing without overlap (centre-distance fallback) needs an appearance distance below this",
     )
 
@@ -165,7 +169,10 @@ class Tracker:
         hists = list(hists) if hists is not None else [None] * len(boxes)
         if live and boxes:
             cost = np.array(
-                [[_cost(t.predicted(frame_index), b, st.centroid_gate, st.iou_min, frame_index - t.last_frame) for b in boxes] for t in live]
+                [
+                    [_cost(t.predicted(frame_index), b, st.centroid_gate, st.iou_min, frame_index - t.last_frame) for b in boxes]
+                    for t in live
+                ]
             )
             if st.appearance_weight > 0:
                 self._add_appearance(cost, live, hists)

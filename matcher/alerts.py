@@ -48,7 +48,7 @@ class AlertPolicy:
         return self.enabled and purpose in self.allowed_purposes
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "AlertPolicy":
+    def load(cls, path: str | Path | None = None) -> AlertPolicy:
         """Rules from ``path``, else ``$PAXSIM_ALERTS``, else the packaged default (alerts off)."""
         path = Path(path or os.environ.get(ALERTS_ENV) or DEFAULT_ALERTS_PATH)
         try:
@@ -66,8 +66,12 @@ class AlertPolicy:
             raise AlertPolicyError(f"{path}: dwell_limits_s must map zones to positive seconds")
         if not isinstance(purposes, list) or not all(isinstance(p, str) for p in purposes):
             raise AlertPolicyError(f"{path}: purposes must be a list of purpose names")
-        return cls(bool(raw.get("enabled", False)), frozenset(purposes), {str(z): float(v) for z, v in limits.items()},
-                   bool(raw.get("implausible_transitions", True)))
+        return cls(
+            bool(raw.get("enabled", False)),
+            frozenset(purposes),
+            {str(z): float(v) for z, v in limits.items()},
+            bool(raw.get("implausible_transitions", True)),
+        )
 
 
 def _alert_id(kind: str, update: TrackUpdate, visit_start: float) -> str:

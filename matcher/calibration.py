@@ -82,9 +82,7 @@ def threshold_at_far(impostor: Sequence[float] | np.ndarray, target_far: float) 
     return float(i[allowed])  # t = the (allowed+1)-th smallest: exactly `allowed` are strictly below
 
 
-def calibrate(
-    genuine: Sequence[float] | np.ndarray, impostor: Sequence[float] | np.ndarray, target_far: float = 1e-3
-) -> Calibration:
+def calibrate(genuine: Sequence[float] | np.ndarray, impostor: Sequence[float] | np.ndarray, target_far: float = 1e-3) -> Calibration:
     """Operating point at ``target_far`` plus the EER, from one embedder's distance sets."""
     t = threshold_at_far(impostor, target_far)
     r = rates_at(genuine, impostor, t)
@@ -161,9 +159,7 @@ def open_set_per_group(
     out: dict[Hashable, OpenSetRates] = {}
     for grp in sorted(set(groups), key=str):
         idx = [k for k, g in enumerate(groups) if g == grp]
-        out[grp] = open_set_rates(
-            [best_subjects[k] for k in idx], [best_distances[k] for k in idx], [truth[k] for k in idx], threshold
-        )
+        out[grp] = open_set_rates([best_subjects[k] for k in idx], [best_distances[k] for k in idx], [truth[k] for k in idx], threshold)
     return out
 
 
@@ -178,7 +174,5 @@ def rates_table(rows: dict[Hashable, Rates | OpenSetRates]) -> str:
         else:
             if not lines:
                 lines += ["| group | threshold | rank-1 | FNIR | FPIR | enrolled | not enrolled |", "|---|---|---|---|---|---|---|"]
-            lines.append(
-                f"| {grp} | {r.threshold:.3f} | {r.rank1:.4f} | {r.fnir:.4f} | {r.fpir:.4f} | {r.enrolled} | {r.non_enrolled} |"
-            )
+            lines.append(f"| {grp} | {r.threshold:.3f} | {r.rank1:.4f} | {r.fnir:.4f} | {r.fpir:.4f} | {r.enrolled} | {r.non_enrolled} |")
     return "\n".join(lines)

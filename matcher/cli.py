@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
@@ -52,8 +51,8 @@ def embed_image(path: Path, allow_many: bool = False) -> np.ndarray:
     return vecs
 
 
-def _settings(config: Optional[str]):
-    from paxsim.config import ConfigError, load_settings
+def _settings(config: str | None):
+    from core.config import ConfigError, load_settings
 
     try:
         return load_settings(config)
@@ -77,9 +76,9 @@ def _vault():
 
 
 def _stores(settings, vault=None):
+    from core.paths import gallery_path
     from matcher.gallery import Gallery
-    from paxsim.state import consent_path, gallery_path
-    from policy.consent import ConsentRegistry
+    from policy.consent import ConsentRegistry, consent_path
 
     gpath, cpath = gallery_path(settings), consent_path(settings)
     gallery = Gallery.load(gpath, vault) if gpath.exists() else Gallery()
@@ -133,7 +132,7 @@ def enroll(
     images: list[Path] = typer.Argument(..., help="one or more images, each showing only the subject's face"),
     subject_id: str = typer.Option(..., "--id", help="subject id"),
     consent: str = typer.Option(..., "--consent", help="purpose[,purpose]: what the subject consented to"),
-    config: Optional[str] = ConfigOpt,
+    config: str | None = ConfigOpt,
 ) -> None:
     """Enrol a consenting subject from face images (several images = several views)."""
     settings = _settings(config)
@@ -148,7 +147,7 @@ def enroll(
 
 
 @app.command("list")
-def list_(config: Optional[str] = ConfigOpt) -> None:
+def list_(config: str | None = ConfigOpt) -> None:
     """List enrolled subjects with their view count and active consents."""
     import time
 
@@ -171,7 +170,7 @@ def list_(config: Optional[str] = ConfigOpt) -> None:
 def remove(
     subject_id: str = typer.Argument(..., help="subject id"),
     keep_consent: bool = typer.Option(False, "--keep-consent", help="remove the templates but leave the consent records"),
-    config: Optional[str] = ConfigOpt,
+    config: str | None = ConfigOpt,
 ) -> None:
     """Erase a subject's templates (and by default withdraw their consent, which erases them everywhere)."""
     settings = _settings(config)
@@ -192,7 +191,7 @@ def remove(
 
 def identify(
     image: Path = typer.Argument(..., help="an image with one or more faces"),
-    config: Optional[str] = ConfigOpt,
+    config: str | None = ConfigOpt,
 ) -> None:
     """Print the best identity and its distance for each face in the image, or `unknown`."""
     settings = _settings(config)

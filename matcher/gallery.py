@@ -12,13 +12,18 @@ key is destroyed are dropped on opening. Without a vault the file is plaintext (
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.config import Settings
+from core.paths import gallery_path
 from policy.consent import ConsentRegistry
+from policy.scan import StoredItem
 
 if TYPE_CHECKING:
     from policy.crypto import SubjectVault
@@ -80,13 +85,15 @@ class Gallery:
             self.vectors = self.vectors[keep] if keep else np.zeros((0, DIM), np.float32)
         return removed
 
-    def save(self, path: Path, vault: "SubjectVault | None" = None) -> None:
+    def save(self, path: Path, vault: SubjectVault | None = None) -> None:
         """Write atomically; sealed per subject with ``vault`` (or when loaded sealed), else plaintext."""
         tmp = path.with_name(path.name + ".tmp.npz")
         ids = np.array(self.subject_ids, dtype=object).astype(str)
         if vault is not None and not self.is_sealed:
             vault.warm(self.subjects(), True)
-            sealed = [vault.seal(sid, np.ascontiguousarray(v, "<f4").tobytes(), _aad(sid)) for sid, v in zip(self.subject_ids, self.vectors)]
+            sealed = [
+                vault.seal(sid, np.ascontiguousarray(v, "<f4").tobytes(), _aad(sid)) for sid, v in zip(self.subject_ids, self.vectors)
+            ]
             key_ids = [k for k, _b in sealed]
             blobs = np.array([np.frombuffer(b, np.uint8) for _k, b in sealed], np.uint8) if sealed else np.zeros((0, 0), np.uint8)
         else:
@@ -98,7 +105,7 @@ class Gallery:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path, vault: "SubjectVault | None" = None) -> "Gallery":
+    def load(cls, path: Path, vault: SubjectVault | None = None) -> Gallery:
         """Read the file; a sealed one is opened with ``vault`` (rows of erased subjects dropped), or kept
         sealed without it (ids only: listing, removal, scans)."""
         with np.load(path, allow_pickle=False) as data:
@@ -111,7 +118,7 @@ class Gallery:
         return cls._open(ids, key_ids, blobs, vault)
 
     @classmethod
-    def _open(cls, ids: list[str], key_ids: list[str], blobs: np.ndarray, vault: "SubjectVault") -> "Gallery":
+    def _open(cls, ids: list[str], key_ids: list[str], blobs: np.ndarray, vault: SubjectVault) -> Gallery:
         from policy.crypto import KeyExpired
 
         vault.warm(sorted(set(ids)), False)
@@ -131,3 +138,22 @@ class Gallery:
     def file_is_sealed(path: Path) -> bool:
         with np.load(path, allow_pickle=False) as data:
             return "blobs" in data
+
+
+class GalleryStore:
+    """The gallery file as the leak scanner reads it (``policy.scan.Store``): one item per template row."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.name = path, f"store:{path.name}"
+
+    def items(self) -> Iterator[StoredItem]:
+        if not self.path.exists():
+            return
+        g = Gallery.load(self.path)
+        for i, sid in enumerate(g.subject_ids):
+            yield StoredItem(f"{self.path}#row{i}", sid, None, None, stored_at=time.time())
+
+
+def gallery_store(settings: Settings) -> GalleryStore:
+    """Entry point ``paxsim.stores:gallery``: this run's gallery file."""
+    return GalleryStore(gallery_path(settings))

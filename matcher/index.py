@@ -224,10 +224,10 @@ class _RWLock:
         self._readers = 0
         self._writer = False
 
-    def read(self) -> "_Guard":
+    def read(self) -> _Guard:
         return _Guard(self, write=False)
 
-    def write(self) -> "_Guard":
+    def write(self) -> _Guard:
         return _Guard(self, write=True)
 
 
@@ -283,7 +283,7 @@ class GalleryIndex:
         self._map = _Mapping()
         self._lock = _RWLock()
         self._tombstones = 0  # hnsw only
-        self._faiss: faiss.Index = self._new_faiss(0) if kind in ("flat", "hnsw") else None  # type: ignore[assignment]
+        self._faiss: faiss.Index = self._new_faiss(0) if kind in ("flat", "hnsw") else None
 
     # ---- construction ----------------------------------------------------------------------------
 
@@ -330,7 +330,7 @@ class GalleryIndex:
         dim: int = 128,
         expected_size: int | None = None,
         seed: int = 0,
-    ) -> "GalleryIndex":
+    ) -> GalleryIndex:
         """Index ``vectors[i]`` as a view of ``subject_ids[i]``; the kind defaults to :func:`choose_kind`."""
         x = as_batch(vectors, dim)
         if len(subject_ids) != x.shape[0]:
@@ -560,7 +560,7 @@ class GalleryIndex:
         return _MAGIC + struct.pack("<I", zlib.crc32(payload)) + payload
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "GalleryIndex":
+    def from_bytes(cls, data: bytes) -> GalleryIndex:
         """Inverse of :meth:`to_bytes`; raise IndexError_ on a truncated or corrupt snapshot."""
         if len(data) < 14 or data[:6] != _MAGIC:
             raise IndexError_("not a paxsim index snapshot")

@@ -42,20 +42,20 @@ from broker.clients import start_consumer, start_producer
 from broker.messages import Alert, ErasureRequest, Match, MessageError, Sighting, TrackUpdate, check_sighting, decode, encode
 from broker.reader import read_from
 from broker.stream import AssignmentGauge, acknowledged, dead_letter, offsets_after, update_lag
+from core.config import Settings
+from core.paths import gallery_path
 from matcher import snapshot
 from matcher.alerts import AlertPolicy, evaluate
 from matcher.gallery import Gallery, GallerySealed
 from matcher.index import GalleryIndex, SearchResult
+from matcher.site import load_site, site_file
 from matcher.trajectory import TrajectoryStore, ZoneMap
 from matcher.verify import Verification, Verifier
-from paxsim.config import Settings
-from paxsim.state import gallery_path
 from policy.crypto import KeyExpired, KeyUnavailable, SealError
 from policy.erasure import ErasureWorker
 from policy.filters import PostMatchContext
 from policy.runtime import PolicyRuntime
 from policy.tracklets import TrackletStore
-from scenario.world import load_spec
 
 log = logging.getLogger("paxsim.matcher")
 
@@ -87,8 +87,9 @@ RECOVERED = Counter("paxsim_matcher_recovered_decisions_total", "Decisions re-re
 RESTORED = Counter("paxsim_matcher_snapshot_restored_decisions_total", "Decided event ids restored from the snapshot")
 SNAPSHOTS = Counter("paxsim_matcher_snapshots_total", "Snapshots written")
 SNAPSHOT_BYTES = Counter("paxsim_matcher_snapshot_written_bytes_total", "Bytes of snapshots written")
-SNAPSHOT_SECONDS = Histogram("paxsim_matcher_snapshot_seconds", "Time to capture and write one snapshot",
-                             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0))
+SNAPSHOT_SECONDS = Histogram(
+    "paxsim_matcher_snapshot_seconds", "Time to capture and write one snapshot", buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+)
 
 
 class _ServiceState(msgspec.Struct):
@@ -97,9 +98,8 @@ class _ServiceState(msgspec.Struct):
 
 
 def zone_map(settings: Settings) -> ZoneMap:
-    """Walking distances between zones, from the airport described by the scenario file (routes and zone lengths)."""
-    spec = load_spec(settings.scenario.file)
-    return ZoneMap.from_routes([r.path for r in spec.routes], {z.name: z.length_m for z in spec.zones})
+    """Walking distances between zones, from the site description (matcher/site.py)."""
+    return load_site(site_file(settings)).zone_map()
 
 
 class MatcherState:
@@ -139,6 +139,7 @@ class MatcherState:
             self.raised = OrderedDict(st.raised)
             RESTORED.inc(len(st.decided))
         self.base = dict(snap.offsets)
+
     def seen(self, event_id: str) -> bool:
         return event_id in self.decided
 
@@ -211,7 +212,7 @@ class _Recover(AssignmentGauge):
     """On assignment: start from the snapshot (first assignment of this process), rebuild decided events from
     the matches written after it, seek past them, then report the assignment."""
 
-    def __init__(self, settings: Settings, state: MatcherState, consumer_ref: list[AIOKafkaConsumer], matcher: "Matcher") -> None:
+    def __init__(self, settings: Settings, state: MatcherState, consumer_ref: list[AIOKafkaConsumer], matcher: Matcher) -> None:
         super().__init__(STAGE)
         self.settings, self.state, self.ref, self.matcher = settings, state, consumer_ref, matcher
 
@@ -284,7 +285,7 @@ class Matcher:
                     log.warning("subject key refresh failed", extra={"error": repr(exc)})
             try:
                 await asyncio.wait_for(stop.wait(), every_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def erase(self, req: ErasureRequest) -> None:
@@ -412,8 +413,14 @@ class Matcher:
 
     def _common(self, s: Sighting, purpose: str, partition: int, offset: int, now: float) -> dict:
         return dict(
-            event_id=s.event_id, camera_id=s.camera_id, zone=s.zone, purpose=purpose, captured_at=s.captured_at,
-            matched_at=now, source_partition=partition, source_offset=offset,
+            event_id=s.event_id,
+            camera_id=s.camera_id,
+            zone=s.zone,
+            purpose=purpose,
+            captured_at=s.captured_at,
+            matched_at=now,
+            source_partition=partition,
+            source_offset=offset,
         )
 
     def _purpose(self, zone: str) -> str:

@@ -45,7 +45,7 @@ class ZoneMap:
                 raise ValueError(f"distance for {pair} must be a finite number ≥ 0, got {d!r}")
 
     @classmethod
-    def from_coordinates(cls, positions: Mapping[str, tuple[float, float]], detour: float = 1.3, **kw: float) -> "ZoneMap":
+    def from_coordinates(cls, positions: Mapping[str, tuple[float, float]], detour: float = 1.3, **kw: float) -> ZoneMap:
         """Distances from zone centre coordinates (metres) times a detour factor for corridors."""
         zones = sorted(positions)
         d = {}
@@ -56,7 +56,7 @@ class ZoneMap:
         return cls(d, **kw)
 
     @classmethod
-    def from_routes(cls, routes: Iterable[Sequence[str]], length_m: Mapping[str, float], **kw: float) -> "ZoneMap":
+    def from_routes(cls, routes: Iterable[Sequence[str]], length_m: Mapping[str, float], **kw: float) -> ZoneMap:
         """Zones laid end to end along each route (as in scenario/world.py): the distance between two zones
         is the length of the zones strictly between them (adjacent zones: 0 m), shortest over the routes.
         A step ``"a|b"`` (alternatives) counts each option at that position."""
@@ -75,7 +75,7 @@ class ZoneMap:
         return cls(d, **kw)
 
     @classmethod
-    def from_table(cls, rows: Mapping[str, Mapping[str, float]], **kw: float) -> "ZoneMap":
+    def from_table(cls, rows: Mapping[str, Mapping[str, float]], **kw: float) -> ZoneMap:
         """From a nested mapping ``{zone: {other_zone: metres}}`` (e.g. a YAML block)."""
         return cls({(a, b): float(v) for a, row in rows.items() for b, v in row.items()}, **kw)
 
@@ -192,7 +192,9 @@ class TrajectoryStore:
     def seen_event(self, event_id: str) -> bool:
         return event_id in self._applied
 
-    def apply(self, event_id: str, subject_id: str, camera_id: str, zone: str, captured_at: float, at: float | None = None) -> TrackUpdate | None:
+    def apply(
+        self, event_id: str, subject_id: str, camera_id: str, zone: str, captured_at: float, at: float | None = None
+    ) -> TrackUpdate | None:
         """Record one matched sighting; None if ``event_id`` was already applied (idempotent)."""
         if not event_id or not subject_id:
             raise ValueError("apply needs an event_id and a subject_id")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import configparser
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -105,7 +105,7 @@ class RenderTruth:
     cameras: dict[str, CameraTruth]
 
     @classmethod
-    def load(cls, folder: Path) -> "RenderTruth":
+    def load(cls, folder: Path) -> RenderTruth:
         folder = Path(folder)
         manifest_path = folder / "manifest.json"
         if not manifest_path.exists():
@@ -119,9 +119,16 @@ class RenderTruth:
             ini.read(gt.parent.parent / "seqinfo.ini")
             seq = ini["Sequence"]
             raw = np.loadtxt(gt, delimiter=",", ndmin=2) if gt.stat().st_size else np.zeros((0, 9))
-            rows = np.column_stack([raw[:, 0] - 1, raw[:, 1], raw[:, 2] - 1, raw[:, 3] - 1, raw[:, 4], raw[:, 5], raw[:, 6]]) if len(raw) else np.zeros((0, 7))
+            rows = (
+                np.column_stack([raw[:, 0] - 1, raw[:, 1], raw[:, 2] - 1, raw[:, 3] - 1, raw[:, 4], raw[:, 5], raw[:, 6]])
+                if len(raw)
+                else np.zeros((0, 7))
+            )
             rows = rows[np.argsort(rows[:, 0], kind="stable")]
-            names = {int(n): tid for n, tid in (line.split(",")[1:3] for line in (gt.parent / "details.csv").read_text().splitlines()[1:] if line)}
+            names = {
+                int(n): tid
+                for n, tid in (line.split(",")[1:3] for line in (gt.parent / "details.csv").read_text().splitlines()[1:] if line)
+            }
             cams[cid] = CameraTruth(cid, specs.get(cid, {}).get("zone", ""), float(seq["frameRate"]), int(seq["seqLength"]), rows, names)
         return cls(folder, int(manifest["seed"]), {i["id"]: i for i in manifest["identities"]}, cams)
 
@@ -206,7 +213,9 @@ def camera_tracking(log: list[dict], truth: RenderTruth, replicas: dict[str, Rep
         if cam is None or not rows:
             continue
         g = np.array([r["i"] + rep.offset for r in rows])  # type: ignore[union-attr]
-        dt = pd.DataFrame([[gi + 1, r["k"], *r["b"], 1.0] for gi, r in zip(g, rows)], columns=["FrameId", "Id", *cols]).set_index(["FrameId", "Id"])
+        dt = pd.DataFrame([[gi + 1, r["k"], *r["b"], 1.0] for gi, r in zip(g, rows)], columns=["FrameId", "Id", *cols]).set_index(
+            ["FrameId", "Id"]
+        )
         lo, hi = int(g.min()), int(g.max())
         parts = []
         for loop in range(lo // cam.length, hi // cam.length + 1):
@@ -218,13 +227,17 @@ def camera_tracking(log: list[dict], truth: RenderTruth, replicas: dict[str, Rep
         gt = pd.DataFrame(gtrows, columns=["FrameId", "Id", *cols]).astype({"FrameId": int, "Id": int}).set_index(["FrameId", "Id"])
         det = detection_recall(gt, dt, bins=SIZE_BINS, min_px=60.0)
         trk = tracking_metrics(gt, dt)
-        out[cid] = _finite({
-            "frames": hi - lo + 1,
-            "detection": det.as_dict(),
-            "idf1": trk["idf1"], "mota": trk["mota"], "id_switches": int(trk["num_switches"]),
-            "gt_identities": int(trk["num_unique_objects"]),
-            "hota": hota(gt, dt),
-        })
+        out[cid] = _finite(
+            {
+                "frames": hi - lo + 1,
+                "detection": det.as_dict(),
+                "idf1": trk["idf1"],
+                "mota": trk["mota"],
+                "id_switches": int(trk["num_switches"]),
+                "gt_identities": int(trk["num_unique_objects"]),
+                "hota": hota(gt, dt),
+            }
+        )
     return out
 
 
@@ -249,13 +262,23 @@ def hota(gt, dt) -> float | None:
     g_by = {int(f): grp for f, grp in care.groupby(level="FrameId")}
     d_by = {int(f): grp for f, grp in dt.groupby(level="FrameId")} if len(dt) else {}
     empty = care.iloc[:0]
-    data: dict = {"num_timesteps": len(frames), "num_gt_ids": len(gid), "num_tracker_ids": len(tid),
-                  "num_gt_dets": len(care), "num_tracker_dets": len(dt), "gt_ids": [], "tracker_ids": [], "similarity_scores": []}
+    data: dict = {
+        "num_timesteps": len(frames),
+        "num_gt_ids": len(gid),
+        "num_tracker_ids": len(tid),
+        "num_gt_dets": len(care),
+        "num_tracker_dets": len(dt),
+        "gt_ids": [],
+        "tracker_ids": [],
+        "similarity_scores": [],
+    }
     for f in frames:
         g, d = g_by.get(int(f), empty), d_by.get(int(f), empty)
         data["gt_ids"].append(np.array([gid[i] for i in g.index.get_level_values("Id")], int))
         data["tracker_ids"].append(np.array([tid[i] for i in d.index.get_level_values("Id")], int))
-        data["similarity_scores"].append(_iou_matrix(g[["X", "Y", "Width", "Height"]].to_numpy(float), d[["X", "Y", "Width", "Height"]].to_numpy(float)))
+        data["similarity_scores"].append(
+            _iou_matrix(g[["X", "Y", "Width", "Height"]].to_numpy(float), d[["X", "Y", "Width", "Height"]].to_numpy(float))
+        )
     return float(np.mean(HOTA().eval_sequence(data)["HOTA"]))
 
 
@@ -293,7 +316,9 @@ def transition_share(updates: Iterable, truth_events: dict[str, str], truth: Ren
     return {"transitions": n, "correct": ok, "share": ok / n if n else None}
 
 
-def by_group(matches: list[Match], updates: list, truth_events: dict[str, str], truth: RenderTruth, allowed: Callable[[str, str, str, float], bool]) -> dict:
+def by_group(
+    matches: list[Match], updates: list, truth_events: dict[str, str], truth: RenderTruth, allowed: Callable[[str, str, str, float], bool]
+) -> dict:
     """rank-1 / FRR / FAR / leaks and the correct-transition share per demographic group (of the true traveller)."""
     out: dict[str, dict] = {}
     for key in GROUP_KEYS:
@@ -307,8 +332,15 @@ def by_group(matches: list[Match], updates: list, truth_events: dict[str, str], 
     return out
 
 
-def video_accuracy(sightings: list, matches: list[Match], updates: list, log: list[dict], truth: RenderTruth,
-                   replicas: dict[str, Replica], allowed: Callable[[str, str, str, float], bool]) -> dict:
+def video_accuracy(
+    sightings: list,
+    matches: list[Match],
+    updates: list,
+    log: list[dict],
+    truth: RenderTruth,
+    replicas: dict[str, Replica],
+    allowed: Callable[[str, str, str, float], bool],
+) -> dict:
     """Everything the load report shows against the rendered ground truth (pseudonyms already resolved)."""
     events, link = link_sightings(sightings, log, truth, replicas)
     cams = camera_tracking(log, truth, replicas)
@@ -320,7 +352,8 @@ def video_accuracy(sightings: list, matches: list[Match], updates: list, log: li
         "recall_by_size": recall_by_size(cams),
         "cameras": cams,
         "groups": by_group(matches, updates, events, truth, allowed),
-        "tracking_metrics": "IDF1 / MOTA: motmetrics; HOTA: TrackEval" + ("" if any(c["hota"] is not None for c in cams.values()) else " (not installed: HOTA n/a)"),
+        "tracking_metrics": "IDF1 / MOTA: motmetrics; HOTA: TrackEval"
+        + ("" if any(c["hota"] is not None for c in cams.values()) else " (not installed: HOTA n/a)"),
     }
 
 
@@ -364,7 +397,9 @@ def template(views: np.ndarray) -> np.ndarray:
     return np.asarray(views, np.float32).reshape(-1, views.shape[-1]).mean(axis=0)
 
 
-def read_enrolment_cache(cache: Path, seen: Iterable[str], poses: Iterable[tuple[float, float]] = ENROL_POSES) -> dict[str, np.ndarray] | None:
+def read_enrolment_cache(
+    cache: Path, seen: Iterable[str], poses: Iterable[tuple[float, float]] = ENROL_POSES
+) -> dict[str, np.ndarray] | None:
     """Cached views (traveller id → ``(k, 128)``) when the cache holds every traveller in ``seen`` rendered at
     ``poses``; None otherwise (missing, older frontal-only cache, other poses, unreadable)."""
     if not cache.exists():

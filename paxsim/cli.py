@@ -7,21 +7,22 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 
-from paxsim.config import ConfigError, Settings, load_settings
+from core.config import ConfigError, Settings, load_settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="paxsim: airport camera analytics whose privacy controls are measured under load.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="paxsim: airport camera analytics whose privacy controls are measured under load."
+)
 console = Console(stderr=False)
 
 ConfigOpt = typer.Option(None, "--config", "-c", envvar="PAXSIM_CONFIG", help="YAML configuration file")
 MetricsOpt = typer.Option(None, "--metrics-port", help="serve Prometheus metrics on this port (0 = any free port)")
 
 
-def _settings(config: Optional[str]) -> Settings:
+def _settings(config: str | None) -> Settings:
     try:
         return load_settings(config)
     except ConfigError as exc:
@@ -32,8 +33,8 @@ def _settings(config: Optional[str]) -> Settings:
 @app.command()
 def demo(
     duration: float = typer.Option(30.0, "--duration", "-d", min=2, max=3600, help="seconds of camera traffic"),
-    cameras: Optional[int] = typer.Option(None, "--cameras", "-n", min=1, help="virtual cameras (default: config)"),
-    config: Optional[str] = ConfigOpt,
+    cameras: int | None = typer.Option(None, "--cameras", "-n", min=1, help="virtual cameras (default: config)"),
+    config: str | None = ConfigOpt,
 ) -> None:
     """Start the embedded broker and every stage, run the synthetic airport, print a summary."""
     from broker.clients import BrokerUnreachable
@@ -56,10 +57,10 @@ def demo(
 
 
 @app.command()
-def broker(config: Optional[str] = ConfigOpt, port: int = typer.Option(9092, help="loopback port to listen on")) -> None:
+def broker(config: str | None = ConfigOpt, port: int = typer.Option(9092, help="loopback port to listen on")) -> None:
     """Run only the embedded broker (Tansu) with the topics created, until Ctrl-C."""
     from broker.embedded import EmbeddedBroker
-    from paxsim.obs import setup_logging
+    from core.obs import setup_logging
 
     setup_logging("broker")
     settings = _settings(config)
@@ -83,13 +84,15 @@ def broker(config: Optional[str] = ConfigOpt, port: int = typer.Option(9092, hel
 @app.command()
 def edge(
     virtual: bool = typer.Option(True, "--virtual/--no-virtual", help="virtual cameras in embedding space"),
-    cameras: Optional[Path] = typer.Option(None, "--cameras", help="camera list YAML for real video (files, streams, webcams, synthetic)"),
+    cameras: Path | None = typer.Option(None, "--cameras", help="camera list YAML for real video (files, streams, webcams, synthetic)"),
     duration: float = typer.Option(30.0, "--duration", min=0.1, help="seconds to run"),
-    ground_truth: Optional[Path] = typer.Option(None, "--ground-truth", help="append event id → traveller here (evaluation only)"),
+    ground_truth: Path | None = typer.Option(None, "--ground-truth", help="append event id → traveller here (evaluation only)"),
     shard: str = typer.Option("1/1", "--shard", help="I/N: run only cameras whose index modulo N is I-1 (N edge agents split the airport)"),
-    track_log: Optional[Path] = typer.Option(None, "--track-log", help="with --cameras: append every tracked face here (JSON lines, local; for scoring)"),
-    config: Optional[str] = ConfigOpt,
-    metrics_port: Optional[int] = MetricsOpt,
+    track_log: Path | None = typer.Option(
+        None, "--track-log", help="with --cameras: append every tracked face here (JSON lines, local; for scoring)"
+    ),
+    config: str | None = ConfigOpt,
+    metrics_port: int | None = MetricsOpt,
 ) -> None:
     """Run an edge agent that publishes sightings."""
     from edge.service import run_video_edge, run_virtual_edge
@@ -118,11 +121,17 @@ def edge(
     except ValueError:
         console.print(f"[red]--shard must be I/N with 1 <= I <= N, got {shard!r}[/]")
         raise typer.Exit(2) from None
-    run_stage("edge", lambda s, stop: run_virtual_edge(s, stop, duration, ground_truth, (i, n)), metrics_port, config)
+    from scenario.virtual import VirtualAirport
+
+    async def virtual_edge(s, stop):  # noqa: ANN001, ANN202
+        airport = await asyncio.to_thread(VirtualAirport, s.scenario, duration)  # the synthetic airport plays the cameras
+        return await run_virtual_edge(s, stop, airport, duration, ground_truth, (i, n))
+
+    run_stage("edge", virtual_edge, metrics_port, config)
 
 
 @app.command()
-def policy(config: Optional[str] = ConfigOpt, metrics_port: Optional[int] = MetricsOpt) -> None:
+def policy(config: str | None = ConfigOpt, metrics_port: int | None = MetricsOpt) -> None:
     """Run the policy gate between the sightings and the admitted topics."""
     from paxsim.service import run_stage
     from policy.gate import run_gate
@@ -131,7 +140,7 @@ def policy(config: Optional[str] = ConfigOpt, metrics_port: Optional[int] = Metr
 
 
 @app.command()
-def matcher(config: Optional[str] = ConfigOpt, metrics_port: Optional[int] = MetricsOpt) -> None:
+def matcher(config: str | None = ConfigOpt, metrics_port: int | None = MetricsOpt) -> None:
     """Run the matcher (1:N search against the consented gallery)."""
     from matcher.service import run_matcher
     from paxsim.service import run_stage
@@ -140,7 +149,7 @@ def matcher(config: Optional[str] = ConfigOpt, metrics_port: Optional[int] = Met
 
 
 @app.command()
-def dashboard(config: Optional[str] = ConfigOpt, port: Optional[int] = typer.Option(None, "--port", help="HTTP port (default: config)")) -> None:
+def dashboard(config: str | None = ConfigOpt, port: int | None = typer.Option(None, "--port", help="HTTP port (default: config)")) -> None:
     """Run the dashboard API (also serves /metrics and /healthz)."""
     from dashboard.app import run_dashboard
     from paxsim.service import run_stage
@@ -152,13 +161,17 @@ def dashboard(config: Optional[str] = ConfigOpt, port: Optional[int] = typer.Opt
 def keyd(
     port: int = typer.Option(8700, "--port", help="port to listen on"),
     host: str = typer.Option("127.0.0.1", "--host", help="listen address"),
-    policy_file: Optional[str] = typer.Option(None, "--policy", help="policy file (key lifetimes come from it)"),
+    policy_file: str | None = typer.Option(None, "--policy", help="policy file (key lifetimes come from it)"),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="allow a non-loopback --host (a private container network only)"),
 ) -> None:
     """Run the key holder: in-memory epoch and subject keys, served to services that present $PAXSIM_KEYD_TOKEN."""
     from policy.keyd import main as keyd_main
 
-    args = ["--port", str(port), "--host", host] + (["--policy", policy_file] if policy_file else []) + (["--allow-remote"] if allow_remote else [])
+    args = (
+        ["--port", str(port), "--host", host]
+        + (["--policy", policy_file] if policy_file else [])
+        + (["--allow-remote"] if allow_remote else [])
+    )
     try:
         code = keyd_main(args)
     except ValueError as exc:
@@ -168,7 +181,7 @@ def keyd(
 
 
 @app.command()
-def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="write here instead of stdout")) -> None:
+def schema(out: Path | None = typer.Option(None, "--out", "-o", help="write here instead of stdout")) -> None:
     """Print the JSON Schema of every broker message (and the topic catalogue)."""
     from broker.schema import schema_document
 
@@ -181,12 +194,12 @@ def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="write h
 
 def _mount_sub_apps() -> None:
     """Command groups owned by their packages."""
-    from broker.cli import app as topics_app
-    from edge.cli import detect as edge_detect
     from dashboard.cli import tokens_app
+    from edge.cli import detect as edge_detect
     from matcher.cli import app as gallery_app
     from matcher.cli import identify as matcher_identify
     from paxsim.load import load_command
+    from paxsim.topics import app as topics_app
     from paxsim.up import enrol_command, up_command
     from policy.cli import audit_app, consent_app, policy_file_app
     from scenario.cli import app as scenario_app

@@ -31,12 +31,12 @@ from broker.admin import ensure_topics
 from broker.embedded import EmbeddedBroker
 from broker.messages import Match, Sighting, TrackUpdate, decode
 from broker.reader import read_all
+from core.config import Settings
+from core.paths import gallery_path, ground_truth_path, state_dir
+from core.stack import Stack, total
 from matcher.gallery import Gallery
 from paxsim.accuracy import RenderTruth, Replica, read_track_log, read_truth, score, video_accuracy
-from paxsim.config import Settings
-from paxsim.stack import Stack, total
-from paxsim.state import consent_path, gallery_path, ground_truth_path, state_dir
-from policy.consent import ConsentRecord, ConsentRegistry
+from policy.consent import ConsentRecord, ConsentRegistry, consent_path
 from policy.crypto import HttpKeySource, KeySource, SubjectVault
 from policy.keyd import KeydProcess, spawn_keyd
 from policy.policyfile import DEFAULT_POLICY_PATH, POLICY_ENV, load_policy
@@ -97,7 +97,9 @@ def child_env(settings: Settings, bootstrap: str, embedded: bool, keys: KeydProc
         update={
             "state_dir": Path(settings.state_dir).resolve(),
             "policy": settings.policy.model_copy(update={"file": policy_file(settings)}),
-            "broker": settings.broker.model_copy(update={"bootstrap": bootstrap, "profile": "embedded" if embedded else settings.broker.profile}),
+            "broker": settings.broker.model_copy(
+                update={"bootstrap": bootstrap, "profile": "embedded" if embedded else settings.broker.profile}
+            ),
         }
     )
     path = state_dir(effective) / "effective-config.yaml"
@@ -106,7 +108,11 @@ def child_env(settings: Settings, bootstrap: str, embedded: bool, keys: KeydProc
 
 
 def start_pipeline(
-    stack: Stack, duration_s: float, ground_truth: Path | None, join_timeout_s: float = 30.0, cameras: Path | None = None,
+    stack: Stack,
+    duration_s: float,
+    ground_truth: Path | None,
+    join_timeout_s: float = 30.0,
+    cameras: Path | None = None,
     track_log: Path | None = None,
 ) -> None:
     """Consumers first; the edge once they hold their partitions, so start-up does not count as latency.
@@ -257,8 +263,14 @@ async def summarise(settings: Settings, keys: KeySource | None = None, evaluatio
         sightings = [decode(r.value, Sighting) for r in sighting_records]
         log = read_track_log(state_dir(settings) / TRACK_LOG)
         acc = await asyncio.to_thread(
-            video_accuracy, sightings, resolve_pseudonyms(matches, settings, keys), resolve_pseudonyms(list(updates.values()), settings, keys),
-            log, evaluation.truth, evaluation.replicas, consent.is_allowed,
+            video_accuracy,
+            sightings,
+            resolve_pseudonyms(matches, settings, keys),
+            resolve_pseudonyms(list(updates.values()), settings, keys),
+            log,
+            evaluation.truth,
+            evaluation.replicas,
+            consent.is_allowed,
         )
     return {
         "accuracy": acc,
@@ -382,7 +394,7 @@ async def run_pipeline(
             say(f"[bold]embedded broker[/] (Tansu) on {bootstrap}")
         else:
             bootstrap = settings.broker.bootstrap  # type: ignore[assignment]
-            await ensure_topics(settings, bootstrap)
+            await ensure_topics(settings, bootstrap, load_policy(policy_file(settings)).topic_retention())
             say(f"[bold]external Kafka[/] at {bootstrap}")
         subjects, grants = enrol_scenario(settings, duration_s, evaluation.embeddings if evaluation else None)
         say(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
@@ -400,7 +412,11 @@ async def run_pipeline(
             stack.stop()
         wall_s = time.monotonic() - t_start
         client_settings = settings.model_copy(
-            update={"broker": settings.broker.model_copy(update={"bootstrap": bootstrap, "profile": "embedded" if broker else settings.broker.profile})}
+            update={
+                "broker": settings.broker.model_copy(
+                    update={"bootstrap": bootstrap, "profile": "embedded" if broker else settings.broker.profile}
+                )
+            }
         )
         key_source = HttpKeySource(keys.url, keys.token)
         summary = await summarise(client_settings, key_source, evaluation)
@@ -421,7 +437,9 @@ async def run_pipeline(
     summary["frames_processed"] = counts.frames_processed
     summary["count_only_faces"] = counts.count_only
     summary["wall_s"] = wall_s
-    summary["processes"] = {c.name: {"cpu_s": round(c.cpu_s, 3), "rss_max_mb": round(c.rss_max / 2**20, 1)} for c in stack.children.values()}
+    summary["processes"] = {
+        c.name: {"cpu_s": round(c.cpu_s, 3), "rss_max_mb": round(c.rss_max / 2**20, 1)} for c in stack.children.values()
+    }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

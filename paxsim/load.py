@@ -18,7 +18,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -26,7 +25,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from paxsim.config import Settings
+from core.config import Settings
 from paxsim.accuracy import RenderTruth, Replica, video_enrolment
 from paxsim.demo import VideoEval, run_pipeline
 
@@ -111,8 +110,14 @@ def video_cameras(folder: Path, count: int, speed: float, stagger: str = "even",
         if rep and stagger != "none":
             length = video_frames(path)
             offset = int(rng.integers(1, max(2, length))) if stagger == "random" else (rep * length) // n
-        cam = {"camera_id": camera_id, "zone": zone, "source": str(Path(path).resolve()), "loop": True,
-               "realtime": speed > 0, "start_frame": offset}
+        cam = {
+            "camera_id": camera_id,
+            "zone": zone,
+            "source": str(Path(path).resolve()),
+            "loop": True,
+            "realtime": speed > 0,
+            "start_frame": offset,
+        }
         if fps and speed > 0:
             cam["fps"] = fps * speed
         out.append(cam)
@@ -157,8 +162,13 @@ class StepResult:
             "frames_dropped": s.get("frames_dropped", 0),
             "deadletters": s["deadletters"],
             "duplicate_decisions": s["duplicate_decisions"],
-            "decisions": {"match": s["matched"], "unknown": s["unknown"], "refused": s["refused"],
-                          "verified": s.get("verified", 0), "rejected": s.get("rejected", 0)},
+            "decisions": {
+                "match": s["matched"],
+                "unknown": s["unknown"],
+                "refused": s["refused"],
+                "verified": s.get("verified", 0),
+                "rejected": s.get("rejected", 0),
+            },
             "dropped_by_rule": {**s["gate_dropped_by_rule"], **s["refused_by_rule"]},
             "accuracy": s.get("accuracy"),
             "audit_scan": s.get("audit_scan"),  # compliance: expired-readable / non-consented / audit gaps
@@ -192,11 +202,18 @@ class LoadResult:
         sat = self.saturation_rate
         if self.plan.videos:
             best = max(ok, key=lambda s: s.offered_rate) if ok else None
-            kept = (f"{best.offered_rate:,.0f} video cameras ({best.row()['frames_processed_rate']:,.1f} frames/s analysed, "
-                    f"{best.decided_rate:,.1f} decided/s)") if best else "none"
+            kept = (
+                (
+                    f"{best.offered_rate:,.0f} video cameras ({best.row()['frames_processed_rate']:,.1f} frames/s analysed, "
+                    f"{best.decided_rate:,.1f} decided/s)"
+                )
+                if best
+                else "none"
+            )
             return f"max sustained: {kept}; " + (f"saturation at {sat:,.0f} cameras" if sat else "not saturated")
-        return (f"max sustained {self.max_sustained_rate or 0:,.1f} decided/s; "
-                + (f"saturation at {sat:,.0f} offered/s" if sat else "not saturated"))
+        return f"max sustained {self.max_sustained_rate or 0:,.1f} decided/s; " + (
+            f"saturation at {sat:,.0f} offered/s" if sat else "not saturated"
+        )
 
     def as_dict(self) -> dict:
         return {
@@ -217,9 +234,20 @@ async def run_load(settings: Settings, plan: LoadPlan, label: str, console: Cons
     embeddings = None
     if truth is not None:
         console.print("enrolling the travellers the videos show from portraits at 6 poses, one gallery view each (real embedder; cached)")
-        embeddings = video_enrolment(truth, settings.scenario.travellers, settings.scenario.file,
-                                     Path(settings.state_dir) / "load" / f"enrol-seed{truth.seed}-{settings.scenario.travellers}.npz", views=True)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"), TimeElapsedColumn(), console=console) as progress:
+        embeddings = video_enrolment(
+            truth,
+            settings.scenario.travellers,
+            settings.scenario.file,
+            Path(settings.state_dir) / "load" / f"enrol-seed{truth.seed}-{settings.scenario.travellers}.npz",
+            views=True,
+        )
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         levels = plan.camera_counts() if plan.videos else plan.rates()
         task = progress.add_task(f"{label}: ramp", total=len(levels))
         for i, level in enumerate(levels):
@@ -242,7 +270,7 @@ async def run_load(settings: Settings, plan: LoadPlan, label: str, console: Cons
             result.steps.append(step)
             progress.advance(task)
             console.print(
-                f"  step {i + 1}: {'%d cameras' % level if plan.videos else 'offered %s/s' % format(rate, ',.0f')}, decided {step.decided_rate:,.1f}/s, p99 {summary['latency_p99_ms'] or 0:,.0f} ms, "
+                f"  step {i + 1}: {f'{level} cameras' if plan.videos else f'offered {rate:,.0f}/s'}, decided {step.decided_rate:,.1f}/s, p99 {summary['latency_p99_ms'] or 0:,.0f} ms, "
                 f"edge drops {summary['edge_dropped']:,.0f} → {'sustained' if step.sustained else '[red]saturated[/]'} ({time.monotonic() - t0:.0f} s)"
             )
             if stop_at_saturation and not step.sustained:
@@ -257,16 +285,22 @@ def compare_runs(a: LoadResult, b: LoadResult) -> dict:
         ra, rb = sa.row(), sb.row()
         cpu_a = sum(p["cpu_s"] for p in ra["processes"].values())
         cpu_b = sum(p["cpu_s"] for p in rb["processes"].values())
-        steps.append({
-            "offered_rate": ra["offered_rate"],
-            "decided_rate_ratio": (rb["decided_rate"] / ra["decided_rate"]) if ra["decided_rate"] else None,
-            "added_p50_ms": (rb["latency_p50_ms"] or 0) - (ra["latency_p50_ms"] or 0),
-            "added_p99_ms": (rb["latency_p99_ms"] or 0) - (ra["latency_p99_ms"] or 0),
-            "cpu_ratio": cpu_b / cpu_a if cpu_a else None,
-            "leaks": [(ra["accuracy"] or {}).get("leaks"), (rb["accuracy"] or {}).get("leaks")],
-        })
-    return {"baseline": a.label, "candidate": b.label, "steps": steps,
-            "max_sustained_ratio": (b.max_sustained_rate / a.max_sustained_rate) if a.max_sustained_rate and b.max_sustained_rate else None}
+        steps.append(
+            {
+                "offered_rate": ra["offered_rate"],
+                "decided_rate_ratio": (rb["decided_rate"] / ra["decided_rate"]) if ra["decided_rate"] else None,
+                "added_p50_ms": (rb["latency_p50_ms"] or 0) - (ra["latency_p50_ms"] or 0),
+                "added_p99_ms": (rb["latency_p99_ms"] or 0) - (ra["latency_p99_ms"] or 0),
+                "cpu_ratio": cpu_b / cpu_a if cpu_a else None,
+                "leaks": [(ra["accuracy"] or {}).get("leaks"), (rb["accuracy"] or {}).get("leaks")],
+            }
+        )
+    return {
+        "baseline": a.label,
+        "candidate": b.label,
+        "steps": steps,
+        "max_sustained_ratio": (b.max_sustained_rate / a.max_sustained_rate) if a.max_sustained_rate and b.max_sustained_rate else None,
+    }
 
 
 # ------------------------------------------------------------------------------------------- command
@@ -304,25 +338,37 @@ ConfigOpt = typer.Option(None, "--config", "-c", envvar="PAXSIM_CONFIG", help="Y
 
 def load_command(
     virtual: int = typer.Option(8, "--virtual", min=1, help="virtual cameras (embedding space)"),
-    videos: Optional[Path] = typer.Option(None, "--videos", help="replay these videos (paxsim scenario render output or *.mp4) instead"),
-    rendered: bool = typer.Option(False, "--rendered", help="render the default airport's face cameras into a cache dir and replay them (with their ground truth)"),
+    videos: Path | None = typer.Option(None, "--videos", help="replay these videos (paxsim scenario render output or *.mp4) instead"),
+    rendered: bool = typer.Option(
+        False, "--rendered", help="render the default airport's face cameras into a cache dir and replay them (with their ground truth)"
+    ),
     render_seconds: float = typer.Option(60.0, "--render-seconds", min=2, help="with --rendered: length of the rendered videos"),
-    gt: Optional[Path] = typer.Option(None, "--gt", help="score against this `paxsim scenario render` folder (default: --videos itself when it is one)"),
-    video_cameras_n: int = typer.Option(1, "--cameras", min=1, help="with --videos: cameras at the first step (videos replicated, looping)"),
-    stagger: str = typer.Option("even", "--stagger", help="with --videos: replica start offsets: even (k/N of the video), random (seeded), none"),
+    gt: Path | None = typer.Option(
+        None, "--gt", help="score against this `paxsim scenario render` folder (default: --videos itself when it is one)"
+    ),
+    video_cameras_n: int = typer.Option(
+        1, "--cameras", min=1, help="with --videos: cameras at the first step (videos replicated, looping)"
+    ),
+    stagger: str = typer.Option(
+        "even", "--stagger", help="with --videos: replica start offsets: even (k/N of the video), random (seeded), none"
+    ),
     speed: float = typer.Option(1.0, "--speed", min=0.05, max=20, help="with --videos: replay speed"),
     rate: float = typer.Option(100.0, "--rate", min=1, help="offered sightings/s at the first step (virtual)"),
     factor: float = typer.Option(2.0, "--factor", min=1.05, help="rate (or camera count) multiplier per step"),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, max=20, help="ramp steps at most (default 5 virtual, 4 videos)"),
+    steps: int | None = typer.Option(None, "--steps", min=1, max=20, help="ramp steps at most (default 5 virtual, 4 videos)"),
     duration: float = typer.Option(300.0, "--duration", min=5, help="total seconds of traffic over all steps"),
     report: Path = typer.Option(Path("load-report.html"), "--report", help="HTML report (JSON beside it)"),
-    policy_file: Optional[Path] = typer.Option(None, "--policy", help="policy file for the run (default: config)"),
-    compare: Optional[tuple[Path, Path]] = typer.Option(None, "--compare", help="A.yaml B.yaml: the same ramp under two policy files, and the difference"),
-    full_ramp: Optional[bool] = typer.Option(None, "--full-ramp/--stop-at-saturation", help="run every step even after saturation (default: yes with videos, no virtual)"),
-    config: Optional[str] = ConfigOpt,
+    policy_file: Path | None = typer.Option(None, "--policy", help="policy file for the run (default: config)"),
+    compare: tuple[Path, Path] | None = typer.Option(
+        None, "--compare", help="A.yaml B.yaml: the same ramp under two policy files, and the difference"
+    ),
+    full_ramp: bool | None = typer.Option(
+        None, "--full-ramp/--stop-at-saturation", help="run every step even after saturation (default: yes with videos, no virtual)"
+    ),
+    config: str | None = ConfigOpt,
 ) -> None:
     """Ramp load through the full stack step by step until saturation; write an HTML + JSON report."""
-    from paxsim.config import ConfigError, load_settings
+    from core.config import ConfigError, load_settings
     from paxsim.report import write_report
     from policy.policyfile import PolicyError, load_policy
 
@@ -345,7 +391,9 @@ def load_command(
                 console.print(f"[red]{exc}[/]")
                 raise typer.Exit(2) from None
         label = f.stem if f is not None else "load"
-        runs.append((label, base.model_copy(update={"policy": base.policy.model_copy(update={"file": f.resolve() if f else base.policy.file})})))
+        runs.append(
+            (label, base.model_copy(update={"policy": base.policy.model_copy(update={"file": f.resolve() if f else base.policy.file})}))
+        )
     if rendered and videos is None:
         videos = rendered_videos(base, render_seconds, console)
     if videos is not None:
@@ -354,8 +402,18 @@ def load_command(
         if ((gt or videos) / "manifest.json").exists():  # enrol the population the videos were rendered from
             runs = [(label, rendered_population(s, gt or videos)) for label, s in runs]
         n = steps or 4
-        plan = LoadPlan(cameras=video_cameras_n, start_rate=rate, factor=factor, steps=n, step_s=duration / n, videos=str(videos), speed=speed,
-                        gt=str(gt) if gt else None, stagger=stagger, seed=base.scenario.seed)
+        plan = LoadPlan(
+            cameras=video_cameras_n,
+            start_rate=rate,
+            factor=factor,
+            steps=n,
+            step_s=duration / n,
+            videos=str(videos),
+            speed=speed,
+            gt=str(gt) if gt else None,
+            stagger=stagger,
+            seed=base.scenario.seed,
+        )
     else:
         n = steps or 5
         plan = LoadPlan(cameras=virtual, start_rate=rate, factor=factor, steps=n, step_s=duration / n)

@@ -12,7 +12,12 @@ import plotly.graph_objects as go
 
 from paxsim.load import LoadResult
 
-STAGES = (("produced_rate", "edge → sightings"), ("admitted_rate", "policy gate admitted"), ("decided_rate", "matcher decided"), ("matched_rate", "matched"))
+STAGES = (
+    ("produced_rate", "edge → sightings"),
+    ("admitted_rate", "policy gate admitted"),
+    ("decided_rate", "matcher decided"),
+    ("matched_rate", "matched"),
+)
 
 
 def _video(results: list[LoadResult]) -> bool:
@@ -40,7 +45,15 @@ def _figures(results: list[LoadResult]) -> list[tuple[str, go.Figure]]:
         for key, name in STAGES:
             thr.add_trace(go.Scatter(x=x, y=[row[key] for row in rows], mode="lines+markers", name=f"{r.label}: {name}"))
         if r.plan.videos:
-            thr.add_trace(go.Scatter(x=x, y=[row["frames_processed_rate"] for row in rows], mode="lines+markers", name=f"{r.label}: frames analysed (right)", yaxis="y2"))
+            thr.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=[row["frames_processed_rate"] for row in rows],
+                    mode="lines+markers",
+                    name=f"{r.label}: frames analysed (right)",
+                    yaxis="y2",
+                )
+            )
         for q in ("p50", "p99"):
             lat.add_trace(go.Scatter(x=x, y=[row[f"latency_{q}_ms"] for row in rows], mode="lines+markers", name=f"{r.label}: {q}"))
         for p in sorted({p for row in rows for p in row["processes"]}):
@@ -52,7 +65,11 @@ def _figures(results: list[LoadResult]) -> list[tuple[str, go.Figure]]:
             ys = [row[special[rule]] if rule in special else row["dropped_by_rule"].get(rule, 0) for row in rows]
             drops.add_trace(go.Bar(x=cats, y=ys, name=rule))
     xt = "video cameras replayed" if video else "sightings/s into the pipeline"
-    thr.update_layout(title="Throughput per stage (events/s)" + (", frames analysed/s on the right" if video else " vs offered load"), xaxis_title=xt, yaxis_title="events/s")
+    thr.update_layout(
+        title="Throughput per stage (events/s)" + (", frames analysed/s on the right" if video else " vs offered load"),
+        xaxis_title=xt,
+        yaxis_title="events/s",
+    )
     if video:
         thr.update_layout(yaxis2=dict(title="frames/s", overlaying="y", side="right"))
     lat.update_layout(title="Capture → decision latency", xaxis_title=xt, yaxis_title="ms", yaxis_type="log")
@@ -72,7 +89,12 @@ def pooled_groups(rows: list[dict]) -> dict[str, dict[str, dict]]:
     for row in rows:
         for key, values in ((row["accuracy"] or {}).get("groups") or {}).items():
             for v, g in values.items():
-                c = out.setdefault(key, {}).setdefault(v, dict.fromkeys(("events", "genuine", "correct", "missed", "impostor", "false_acc", "leaks", "transitions", "transitions_ok"), 0))
+                c = out.setdefault(key, {}).setdefault(
+                    v,
+                    dict.fromkeys(
+                        ("events", "genuine", "correct", "missed", "impostor", "false_acc", "leaks", "transitions", "transitions_ok"), 0
+                    ),
+                )
                 gen, imp = g["genuine"], g["events"] - g["genuine"]
                 c["events"] += g["events"]
                 c["genuine"] += gen
@@ -106,12 +128,23 @@ def _accuracy_figures(results: list[LoadResult]) -> list[tuple[str, go.Figure]]:
         for cat, row in scored:
             acc = row["accuracy"]
             bins = acc["recall_by_size"]
-            size.add_trace(go.Bar(x=[b["range"] for b in bins], y=[b["recall"] for b in bins], name=cat,
-                                  text=[f"{b['found']}/{b['faces']}" for b in bins], textposition="outside"))
+            size.add_trace(
+                go.Bar(
+                    x=[b["range"] for b in bins],
+                    y=[b["recall"] for b in bins],
+                    name=cat,
+                    text=[f"{b['found']}/{b['faces']}" for b in bins],
+                    textposition="outside",
+                )
+            )
             names = sorted(acc["cameras"])
             cams.add_trace(go.Bar(x=names, y=[acc["cameras"][c]["idf1"] for c in names], name=f"{cat}: IDF1"))
             if any(acc["cameras"][c].get("hota") is not None for c in names):
-                cams.add_trace(go.Scatter(x=names, y=[acc["cameras"][c].get("hota") for c in names], mode="markers", marker_size=10, name=f"{cat}: HOTA"))
+                cams.add_trace(
+                    go.Scatter(
+                        x=names, y=[acc["cameras"][c].get("hota") for c in names], mode="markers", marker_size=10, name=f"{cat}: HOTA"
+                    )
+                )
         pooled = pooled_groups([row for _, row in scored])
         xs = [f"{key}={v}" for key, values in pooled.items() for v in values]
         ns = [c["events"] for values in pooled.values() for c in values.values()]
@@ -120,24 +153,60 @@ def _accuracy_figures(results: list[LoadResult]) -> list[tuple[str, go.Figure]]:
             groups.add_trace(go.Bar(x=[f"{x} (n={n})" for x, n in zip(xs, ns)], y=ys, name=f"{r.label}: {label}"))
     if not any_acc:
         return []
-    size.update_layout(title="Detection recall by face width under load (edge tracks vs ground truth, IoU ≥ 0.5; found/faces)", yaxis_title="recall", yaxis_range=[0, 1.15], barmode="group")
-    cams.update_layout(title="Tracking per camera: IDF1 (bars, motmetrics), HOTA (dots, TrackEval)", yaxis_title="score", yaxis_range=[0, 1], barmode="group")
-    groups.update_layout(title="Identification per demographic group of the true traveller, all steps pooled (n = scored sightings)", yaxis_title="share", yaxis_range=[0, 1.05], barmode="group")
+    size.update_layout(
+        title="Detection recall by face width under load (edge tracks vs ground truth, IoU ≥ 0.5; found/faces)",
+        yaxis_title="recall",
+        yaxis_range=[0, 1.15],
+        barmode="group",
+    )
+    cams.update_layout(
+        title="Tracking per camera: IDF1 (bars, motmetrics), HOTA (dots, TrackEval)",
+        yaxis_title="score",
+        yaxis_range=[0, 1],
+        barmode="group",
+    )
+    groups.update_layout(
+        title="Identification per demographic group of the true traveller, all steps pooled (n = scored sightings)",
+        yaxis_title="share",
+        yaxis_range=[0, 1.05],
+        barmode="group",
+    )
     for f in (size, cams, groups):
         f.update_layout(template="plotly_dark", height=420, margin=dict(l=60, r=20, t=50, b=110))
     return [("recall-by-size", size), ("tracking", cams), ("groups", groups)]
 
 
 def _table(results: list[LoadResult]) -> str:
-    head = ["run", "offered/s or cameras", "decided/s", "p50 ms", "p99 ms", "edge drops", "frames dropped", "dead letters", "rank-1", "FRR", "FAR", "leaks", "transitions ok",
-            "audit scan (expired / non-consented / gaps)", "sustained"]
+    head = [
+        "run",
+        "offered/s or cameras",
+        "decided/s",
+        "p50 ms",
+        "p99 ms",
+        "edge drops",
+        "frames dropped",
+        "dead letters",
+        "rank-1",
+        "FRR",
+        "FAR",
+        "leaks",
+        "transitions ok",
+        "audit scan (expired / non-consented / gaps)",
+        "sustained",
+    ]
     out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in results:
         for row in (s.row() for s in r.steps):
             acc = row["accuracy"] or {}
             cells = [
-                r.label, f"{row['offered_rate']:,.0f}", f"{row['decided_rate']:,.1f}",
-                f"{row['latency_p50_ms'] or 0:,.1f}", f"{row['latency_p99_ms'] or 0:,.1f}", f"{row['edge_dropped']:,.0f}", f"{row['frames_dropped']:,.0f}", f"{row['deadletters']}",
+                r.label,
+                f"{row['offered_rate']:,.0f}",
+                f"{row['decided_rate']:,.1f}",
+                f"{row['latency_p50_ms'] or 0:,.1f}",
+                f"{row['latency_p99_ms'] or 0:,.1f}",
+                f"{row['edge_dropped']:,.0f}",
+                f"{row['frames_dropped']:,.0f}",
+                f"{row['deadletters']}",
                 f"{acc['rank1']:.1%}" if acc.get("rank1") is not None else "n/a",
                 f"{acc['frr']:.1%}" if acc.get("frr") is not None else "n/a",
                 f"{acc['far']:.2%}" if acc.get("far") is not None else "n/a",
@@ -161,7 +230,11 @@ def _accuracy_table(results: list[LoadResult]) -> str:
             if "recall_by_size" not in acc:
                 continue
             cams = acc["cameras"].values()
-            mean = lambda k: (sum(c[k] for c in cams if c.get(k) is not None) / max(1, sum(c.get(k) is not None for c in cams))) if any(c.get(k) is not None for c in cams) else None
+            mean = lambda k, cams=cams: (
+                (sum(c[k] for c in cams if c.get(k) is not None) / max(1, sum(c.get(k) is not None for c in cams)))
+                if any(c.get(k) is not None for c in cams)
+                else None
+            )
             cells = [cat, f"{acc['link']['linked']}/{acc['link']['sightings']}"]
             cells += [f"{b['recall']:.0%} ({b['found']}/{b['faces']})" if b["recall"] is not None else "n/a" for b in acc["recall_by_size"]]
             cells += [f"{m:.3f}" if m is not None else "n/a" for m in (mean("idf1"), mean("mota"), mean("hota"))]
@@ -170,7 +243,13 @@ def _accuracy_table(results: list[LoadResult]) -> str:
     if not rows_html:
         return ""
     head = ["step", "sightings linked to gt", *[f"recall {b}" for b in head_bins], "IDF1 (mean of cameras)", "MOTA", "HOTA"]
-    return "<h2>Accuracy against ground truth</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + "".join(rows_html) + "</table>"
+    return (
+        "<h2>Accuracy against ground truth</h2><table><tr>"
+        + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+        + "</tr>"
+        + "".join(rows_html)
+        + "</table>"
+    )
 
 
 def write_report(results: list[LoadResult], html_path: Path, extra: dict | None = None) -> Path:
@@ -181,11 +260,10 @@ def write_report(results: list[LoadResult], html_path: Path, extra: dict | None 
     json_path = html_path.with_suffix(".json")
     json_path.write_text(json.dumps(doc, indent=2, default=str))
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"fig-{name}") for i, (name, fig) in enumerate(figs)]
-    summary = "".join(
-        f"<li><b>{html.escape(r.label)}</b>: {html.escape(r.headline())}</li>"
-        for r in results
+    summary = "".join(f"<li><b>{html.escape(r.label)}</b>: {html.escape(r.headline())}</li>" for r in results)
+    extra_html = "".join(
+        f"<h2>{html.escape(k)}</h2><pre>{html.escape(json.dumps(v, indent=2, default=str))}</pre>" for k, v in (extra or {}).items()
     )
-    extra_html = "".join(f"<h2>{html.escape(k)}</h2><pre>{html.escape(json.dumps(v, indent=2, default=str))}</pre>" for k, v in (extra or {}).items())
     html_path.write_text(
         f"""<!doctype html><html><head><meta charset="utf-8"><title>paxsim load report</title>
 <style>body{{font-family:system-ui,sans-serif;margin:24px;background:#111217;color:#d8d9da}} table{{border-collapse:collapse}}
@@ -193,7 +271,7 @@ td,th{{border:1px solid #333;padding:4px 8px;text-align:right}} h1,h2{{font-weig
 </head><body><h1>paxsim load report</h1><p>{html.escape(json.dumps(meta))}</p><ul>{summary}</ul>
 {_table(results)}
 {_accuracy_table(results)}
-{''.join(parts)}
+{"".join(parts)}
 {extra_html}
 </body></html>"""
     )

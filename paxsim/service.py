@@ -6,17 +6,19 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from broker.clients import BrokerUnreachable
-from paxsim.config import ConfigError, Settings, load_settings
-from paxsim.obs import serve_metrics, setup_logging
+from core.config import ConfigError, Settings, load_settings
+from core.obs import serve_metrics, setup_logging
 
 EXIT_CONFIG = 2
 EXIT_BROKER = 3
 
 
-def run_stage(name: str, main: Callable[[Settings, asyncio.Event], Awaitable[object]], metrics_port: int | None, config: str | None) -> None:
+def run_stage(
+    name: str, main: Callable[[Settings, asyncio.Event], Awaitable[object]], metrics_port: int | None, config: str | None
+) -> None:
     """Run ``main(settings, stop)`` until it returns or SIGINT/SIGTERM sets ``stop``. Exits the process on fatal errors."""
     log = setup_logging(name)
     try:

@@ -3,7 +3,7 @@
 1. broker: the embedded one (Tansu) unless ``broker.bootstrap`` names a Kafka; topics ensured either way;
 2. enrolment: the scenario's consenting travellers into the gallery and consent registry (state dir);
 3. policy gate, ``--matchers`` matcher processes (one consumer group), dashboard, then the virtual-camera edge,
-   each its own ``python -m paxsim.cli <stage>`` process (:class:`paxsim.stack.Stack`);
+   each its own ``python -m paxsim.cli <stage>`` process (:class:`core.stack.Stack`);
 4. the edge replays the scenario in cycles of ``--cycle`` seconds (fresh event ids each time) until Ctrl-C,
    SIGTERM or ``--duration``; then the edge stops, gate and matchers drain, and everything is stopped.
 
@@ -24,7 +24,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -35,10 +34,11 @@ from broker import topics as t
 from broker.admin import ensure_topics
 from broker.clients import BrokerUnreachable
 from broker.embedded import EmbeddedBroker
-from paxsim.config import ENV_PREFIX, ConfigError, Settings, load_settings
+from core.config import ENV_PREFIX, ConfigError, Settings, load_settings
+from core.stack import Stack, total
 from paxsim.demo import child_env, enrol_scenario, policy_file, rate_table
-from paxsim.stack import Stack, total
 from policy.keyd import spawn_keyd
+from policy.policyfile import load_policy
 
 JOIN_TIMEOUT_S = 45.0
 DRAIN_TIMEOUT_S = 20.0
@@ -125,7 +125,9 @@ async def _wait_joined(stack: Stack, names: list[str], stop: asyncio.Event) -> N
             if stop.is_set():
                 return
             if time.monotonic() > deadline:
-                raise StageFailed(f"stage {name} did not join its consumer group within {JOIN_TIMEOUT_S:.0f}s; see {stack.children[name].log_path}")
+                raise StageFailed(
+                    f"stage {name} did not join its consumer group within {JOIN_TIMEOUT_S:.0f}s; see {stack.children[name].log_path}"
+                )
             await asyncio.sleep(0.2)
 
 
@@ -191,10 +193,12 @@ async def up(
             console.print(f"[bold]embedded broker[/] (Tansu) on {bootstrap}; topics created")
         else:
             bootstrap = settings.broker.bootstrap  # type: ignore[assignment]
-            created = await ensure_topics(settings, bootstrap)
+            created = await ensure_topics(settings, bootstrap, load_policy(settings.policy.file).topic_retention())
             console.print(f"[bold]Kafka[/] at {bootstrap}; created {len(created)} missing topic(s)")
         if matchers > settings.broker.partitions:
-            console.print(f"[yellow]{matchers} matchers but {settings.broker.partitions} partitions: {matchers - settings.broker.partitions} will sit idle[/]")
+            console.print(
+                f"[yellow]{matchers} matchers but {settings.broker.partitions} partitions: {matchers - settings.broker.partitions} will sit idle[/]"
+            )
         subjects, grants = await asyncio.to_thread(enrol_scenario, settings, cycle_s)
         console.print(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
         stack = Stack(run_dir, child_env(settings, bootstrap, embedded, keys))
@@ -207,14 +211,16 @@ async def up(
         cycle = min(cycle_s, duration) if duration else cycle_s
         stack.spawn("edge", ["edge", "--virtual", "--duration", f"{cycle:g}"])
         cycles = 1
-        console.print(f"all stages up: policy, {len(names)} matcher(s), dashboard {dashboard_url}, edge ({settings.scenario.cameras} cameras)")
+        console.print(
+            f"all stages up: policy, {len(names)} matcher(s), dashboard {dashboard_url}, edge ({settings.scenario.cameras} cameras)"
+        )
         t0 = last_t = time.monotonic()
         deadline = t0 + duration if duration else None
         with Live(_table(counts, counts, 1, 0, dashboard_url), console=console, refresh_per_second=2) as live:
             while not stop.is_set():
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 now = time.monotonic()
                 new = await asyncio.to_thread(scrape, stack, edge, names, cycles)
@@ -270,7 +276,7 @@ async def up(
 ConfigOpt = typer.Option(None, "--config", "-c", envvar="PAXSIM_CONFIG", help="YAML configuration file (e.g. deploy/paxsim.example.yaml)")
 
 
-def _load(config: Optional[str], console: Console) -> Settings:
+def _load(config: str | None, console: Console) -> Settings:
     try:
         return load_settings(config)
     except ConfigError as exc:
@@ -279,11 +285,13 @@ def _load(config: Optional[str], console: Console) -> Settings:
 
 
 def up_command(
-    config: Optional[str] = ConfigOpt,
-    duration: Optional[float] = typer.Option(None, "--duration", "-d", min=1, help="seconds of traffic, then stop (default: until Ctrl-C)"),
+    config: str | None = ConfigOpt,
+    duration: float | None = typer.Option(None, "--duration", "-d", min=1, help="seconds of traffic, then stop (default: until Ctrl-C)"),
     matchers: int = typer.Option(1, "--matchers", "-m", min=1, max=64, help="matcher processes in the one consumer group"),
     cycle: float = typer.Option(60.0, "--cycle", min=2, help="seconds of one scenario run; the edge replays it until stopped"),
-    audit_scan: bool = typer.Option(False, "--audit-scan", help="after stopping the stages, run `paxsim audit scan` on the broker and stores; exit 1 unless clean"),
+    audit_scan: bool = typer.Option(
+        False, "--audit-scan", help="after stopping the stages, run `paxsim audit scan` on the broker and stores; exit 1 unless clean"
+    ),
 ) -> None:
     """Run the whole stack as local processes: embedded broker unless broker.bootstrap is set."""
     console = Console()
@@ -302,14 +310,16 @@ def up_command(
 
 
 def enrol_command(
-    config: Optional[str] = ConfigOpt,
+    config: str | None = ConfigOpt,
     cycle: float = typer.Option(60.0, "--cycle", min=2, help="scenario length (the enrolled identities do not depend on it)"),
 ) -> None:
     """Enrol the scenario's consenting travellers into the gallery and consent registry of the state dir."""
     console = Console()
     settings = _load(config, console)
     subjects, grants = enrol_scenario(settings, cycle)
-    console.print(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers} into {Path(settings.state_dir).resolve()}")
+    console.print(
+        f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers} into {Path(settings.state_dir).resolve()}"
+    )
 
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="paxsim up / enrol (standalone until mounted in paxsim.cli)")

@@ -31,9 +31,9 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import msgspec
 from prometheus_client import Counter
@@ -177,8 +177,14 @@ class AuditLog:
     topic). ``fsync=True`` makes each append durable against power loss (slower).
     """
 
-    def __init__(self, path: str | Path, actor: str, publish: Callable[[AuditRecord], None] | None = None,
-                 fsync: bool = False, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        actor: str,
+        publish: Callable[[AuditRecord], None] | None = None,
+        fsync: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = Path(path)
         self.actor = actor
         self.publish = publish
@@ -196,7 +202,7 @@ class AuditLog:
             self._sync_tail()
 
     @classmethod
-    def in_state_dir(cls, state_dir: str | Path, chain: str, **kw) -> "AuditLog":
+    def in_state_dir(cls, state_dir: str | Path, chain: str, **kw) -> AuditLog:
         return cls(chain_path(state_dir, chain), actor=kw.pop("actor", chain), **kw)
 
     @property
@@ -204,7 +210,7 @@ class AuditLog:
         """(seq, hash) of the last record: an anchor to keep elsewhere."""
         return self._seq, self._hash
 
-    def _locked(self) -> "_FileLock":
+    def _locked(self) -> _FileLock:
         return _FileLock(self._fd)
 
     def _sync_tail(self) -> None:
@@ -220,7 +226,7 @@ class AuditLog:
         torn = b""
         if not data.endswith(b"\n"):
             cut = data.rfind(b"\n")
-            torn = data[cut + 1:] if cut >= 0 else data
+            torn = data[cut + 1 :] if cut >= 0 else data
             if cut < 0 and back < size:
                 raise AuditError(f"{self.path}: last line longer than 64 KiB and torn")
             os.ftruncate(self._fd, size - len(torn))
@@ -238,23 +244,47 @@ class AuditLog:
             self._seq, self._hash = 0, GENESIS
         self._end = size
         if torn:
-            self._write(self._make("audit.recovered", "torn-tail", rule="", object_id=f"{len(torn)} bytes cut",
-                                   subject_id=None, policy_version="", at=None))
+            self._write(
+                self._make(
+                    "audit.recovered", "torn-tail", rule="", object_id=f"{len(torn)} bytes cut", subject_id=None, policy_version="", at=None
+                )
+            )
 
-    def _make(self, action: str, decision: str, *, rule: str, subject_id: str | None, object_id: str | None,
-              policy_version: str, at: float | None) -> AuditRecord:
+    def _make(
+        self, action: str, decision: str, *, rule: str, subject_id: str | None, object_id: str | None, policy_version: str, at: float | None
+    ) -> AuditRecord:
         at = self.clock() if at is None else at
         seq, prev = self._seq + 1, self._hash
         # the same mapping canonical() builds from a record (every field but hash, plus type), built directly
-        d = {"seq": seq, "at": at, "actor": self.actor, "action": action, "decision": decision, "rule": rule,
-             "subject_id": subject_id, "object_id": object_id, "policy_version": policy_version, "prev_hash": prev,
-             "type": _TAG}
+        d = {
+            "seq": seq,
+            "at": at,
+            "actor": self.actor,
+            "action": action,
+            "decision": decision,
+            "rule": rule,
+            "subject_id": subject_id,
+            "object_id": object_id,
+            "policy_version": policy_version,
+            "prev_hash": prev,
+            "type": _TAG,
+        }
         if not math.isfinite(at):
             raise AuditError("audit record time must be finite")
         digest = hashlib.sha256(_canon_enc.encode(d)).hexdigest()
-        return AuditRecord(seq=seq, at=at, actor=self.actor, action=action, decision=decision, rule=rule,
-                           subject_id=subject_id, object_id=object_id, policy_version=policy_version, prev_hash=prev,
-                           hash=digest)
+        return AuditRecord(
+            seq=seq,
+            at=at,
+            actor=self.actor,
+            action=action,
+            decision=decision,
+            rule=rule,
+            subject_id=subject_id,
+            object_id=object_id,
+            policy_version=policy_version,
+            prev_hash=prev,
+            hash=digest,
+        )
 
     def _write(self, *recs: AuditRecord, rows: list | None = None) -> None:
         data = b"".join(_json_enc.encode(r) + b"\n" for r in recs) if rows is None else encode_line(recs[0], rows)
@@ -267,13 +297,21 @@ class AuditLog:
         self._seq, self._hash = recs[-1].seq, recs[-1].hash
         self._end += n
 
-    def append(self, action: str, decision: str, *, rule: str = "", subject_id: str | None = None,
-               object_id: str | None = None, policy_version: str = "", at: float | None = None) -> AuditRecord:
+    def append(
+        self,
+        action: str,
+        decision: str,
+        *,
+        rule: str = "",
+        subject_id: str | None = None,
+        object_id: str | None = None,
+        policy_version: str = "",
+        at: float | None = None,
+    ) -> AuditRecord:
         """Append one record and return it (with its seq and hashes)."""
         with self._lock, self._locked():
             self._sync_tail()
-            rec = self._make(action, decision, rule=rule, subject_id=subject_id, object_id=object_id,
-                             policy_version=policy_version, at=at)
+            rec = self._make(action, decision, rule=rule, subject_id=subject_id, object_id=object_id, policy_version=policy_version, at=at)
             self._write(rec)
         return self._appended(action, rec)
 
@@ -286,8 +324,15 @@ class AuditLog:
             seq, head = self._seq, self._hash
             recs = []
             for e in entries:
-                rec = self._make(e["action"], e["decision"], rule=e.get("rule", ""), subject_id=e.get("subject_id"),
-                                 object_id=e.get("object_id"), policy_version=e.get("policy_version", ""), at=e.get("at"))
+                rec = self._make(
+                    e["action"],
+                    e["decision"],
+                    rule=e.get("rule", ""),
+                    subject_id=e.get("subject_id"),
+                    object_id=e.get("object_id"),
+                    policy_version=e.get("policy_version", ""),
+                    at=e.get("at"),
+                )
                 self._seq, self._hash = rec.seq, rec.hash  # chain the next one to this one
                 recs.append(rec)
             self._seq, self._hash = seq, head
@@ -305,8 +350,9 @@ class AuditLog:
                 self.publish(rec)
         return recs
 
-    def append_batch(self, action: str, rows: list[DecisionRow], *, policy_version: str | None = None,
-                     at: float | None = None) -> AuditRecord | None:
+    def append_batch(
+        self, action: str, rows: list[DecisionRow], *, policy_version: str | None = None, at: float | None = None
+    ) -> AuditRecord | None:
         """One chain entry committing to every decision row of a micro-batch (None if ``rows`` is empty).
 
         Rows: ``(object id, stage, rule, "allow"|"deny", policy version, subject ref)``. The entry's
@@ -320,8 +366,15 @@ class AuditLog:
         deny = sum(1 for r in rows if r[3] != "allow")
         with self._lock, self._locked():
             self._sync_tail()
-            rec = self._make(action, BATCH, rule=f"{len(rows) - deny} allow {deny} deny", subject_id=None,
-                             object_id=batch_object_id(rows), policy_version=policy_version, at=at)
+            rec = self._make(
+                action,
+                BATCH,
+                rule=f"{len(rows) - deny} allow {deny} deny",
+                subject_id=None,
+                object_id=batch_object_id(rows),
+                policy_version=policy_version,
+                at=at,
+            )
             self._write(rec, rows=rows)
         return self._appended(action, rec)
 
@@ -335,9 +388,13 @@ class AuditLog:
             self.publish(rec)
         return rec
 
-    def decision_hook(self, action: str, subject: Callable[[object], str | None] = lambda c: None,
-                      obj: Callable[[object], str | None] = lambda c: None,
-                      log_allows: bool | Callable[[], bool] = True):  # noqa: ANN201
+    def decision_hook(
+        self,
+        action: str,
+        subject: Callable[[object], str | None] = lambda c: None,
+        obj: Callable[[object], str | None] = lambda c: None,
+        log_allows: bool | Callable[[], bool] = True,
+    ):  # noqa: ANN201
         """An ``on_decision`` callback for :class:`policy.filters.Chain` that audits its results.
 
         Denials are always audited; allows when ``log_allows`` (a bool, or e.g.
@@ -346,8 +403,14 @@ class AuditLog:
 
         def hook(ctx, d) -> None:  # noqa: ANN001
             if not d.allow or (log_allows() if callable(log_allows) else log_allows):
-                self.append(action, "allow" if d.allow else "deny", rule=d.rule, subject_id=subject(ctx),
-                            object_id=obj(ctx), policy_version=d.policy_version)
+                self.append(
+                    action,
+                    "allow" if d.allow else "deny",
+                    rule=d.rule,
+                    subject_id=subject(ctx),
+                    object_id=obj(ctx),
+                    policy_version=d.policy_version,
+                )
 
         return hook
 
@@ -356,7 +419,7 @@ class AuditLog:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> "AuditLog":
+    def __enter__(self) -> AuditLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -425,18 +488,24 @@ def verify(path: str | Path, anchor: tuple[int, str] | None = None) -> VerifyRep
         if rec.seq > expected_seq:
             gap = range(expected_seq, rec.seq)
             if all(q in present for q in gap):
-                rep.problems.append(Problem(lineno, rec.seq, "reordered",
-                                            f"seq jumps from {expected_seq - 1} to {rec.seq}; the skipped records are elsewhere in the file"))
+                rep.problems.append(
+                    Problem(
+                        lineno,
+                        rec.seq,
+                        "reordered",
+                        f"seq jumps from {expected_seq - 1} to {rec.seq}; the skipped records are elsewhere in the file",
+                    )
+                )
             else:
                 lost = sum(1 for q in gap if q not in present)
-                rep.problems.append(Problem(lineno, rec.seq, "removed",
-                                            f"{lost} record(s) missing before it (seq {expected_seq}..{rec.seq - 1})"))
+                rep.problems.append(
+                    Problem(lineno, rec.seq, "removed", f"{lost} record(s) missing before it (seq {expected_seq}..{rec.seq - 1})")
+                )
         elif rec.seq < expected_seq:
             kind = "inserted" if rec.seq in seen else "reordered"
             rep.problems.append(Problem(lineno, rec.seq, kind, f"seq goes back from {expected_seq - 1} to {rec.seq}"))
         elif rec.prev_hash != prev_hash:
-            rep.problems.append(Problem(lineno, rec.seq, "inserted",
-                                        "prev_hash does not link to the record before (inserted or replaced)"))
+            rep.problems.append(Problem(lineno, rec.seq, "inserted", "prev_hash does not link to the record before (inserted or replaced)"))
         seen[rec.seq] = rec.hash
         expected_seq, prev_hash = rec.seq + 1, rec.hash
         rep.head = (rec.seq, rec.hash)

@@ -13,13 +13,12 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from policy.audit import AuditLog, verify, verify_dir, audit_dir
+from policy.audit import AuditLog, audit_dir, verify, verify_dir
 from policy.consent import ConsentError, ConsentRegistry, registry_path
 from policy.policyfile import DEFAULT_POLICY_PATH, POLICY_ENV, UNSAFE_ENV, PolicyError, load_policy, parse_policy
 
@@ -32,10 +31,10 @@ StateOpt = typer.Option(None, "--state-dir", help="state directory (default: the
 ConfigOpt = typer.Option(None, "--config", "-c", envvar="PAXSIM_CONFIG", help="YAML configuration file")
 
 
-def _state_dir(state_dir: Optional[Path], config: Optional[str]) -> Path:
+def _state_dir(state_dir: Path | None, config: str | None) -> Path:
     if state_dir is not None:
         return state_dir
-    from paxsim.config import ConfigError, load_settings
+    from core.config import ConfigError, load_settings
 
     try:
         return Path(load_settings(config).state_dir)
@@ -56,9 +55,9 @@ def _policy_version() -> str:
 
 @audit_app.command("verify")
 def audit_verify(
-    files: Optional[list[Path]] = typer.Argument(None, help="chain files (default: every chain in <state>/audit)"),
-    state_dir: Optional[Path] = StateOpt,
-    config: Optional[str] = ConfigOpt,
+    files: list[Path] | None = typer.Argument(None, help="chain files (default: every chain in <state>/audit)"),
+    state_dir: Path | None = StateOpt,
+    config: str | None = ConfigOpt,
 ) -> None:
     """Check every audit chain: changed, removed, reordered, inserted or torn records. Exit 1 if any."""
     if files:
@@ -72,8 +71,9 @@ def audit_verify(
     table = Table("chain", "records", "head seq", "head hash", "problems")
     bad = 0
     for r in reports:
-        table.add_row(r.path.name, str(r.records), str(r.head[0]), r.head[1][:16],
-                      "[green]none[/]" if r.ok else f"[red]{len(r.problems)}[/]")
+        table.add_row(
+            r.path.name, str(r.records), str(r.head[0]), r.head[1][:16], "[green]none[/]" if r.ok else f"[red]{len(r.problems)}[/]"
+        )
         bad += len(r.problems)
     console.print(table)
     for r in reports:
@@ -88,7 +88,7 @@ def audit_verify(
 # ---------------------------------------------------------------------------------------------- consent
 
 
-def _registry(state_dir: Optional[Path], config: Optional[str]) -> tuple[ConsentRegistry, Path]:
+def _registry(state_dir: Path | None, config: str | None) -> tuple[ConsentRegistry, Path]:
     sd = _state_dir(state_dir, config)
     return ConsentRegistry.open(registry_path(sd)), sd
 
@@ -97,11 +97,11 @@ def _registry(state_dir: Optional[Path], config: Optional[str]) -> tuple[Consent
 def consent_grant(
     subject: str = typer.Argument(..., help="subject id, e.g. pax-00012"),
     purpose: str = typer.Argument(..., help="purpose, e.g. boarding"),
-    zone: Optional[list[str]] = typer.Option(None, "--zone", "-z", help="limit to these zones (repeat; default: all)"),
+    zone: list[str] | None = typer.Option(None, "--zone", "-z", help="limit to these zones (repeat; default: all)"),
     days: float = typer.Option(365.0, "--days", min=0.0, help="validity in days"),
-    ttl_s: Optional[float] = typer.Option(None, "--ttl-s", min=0.001, help="validity in seconds (overrides --days)"),
-    state_dir: Optional[Path] = StateOpt,
-    config: Optional[str] = ConfigOpt,
+    ttl_s: float | None = typer.Option(None, "--ttl-s", min=0.001, help="validity in seconds (overrides --days)"),
+    state_dir: Path | None = StateOpt,
+    config: str | None = ConfigOpt,
 ) -> None:
     """Grant (or renew) a subject's consent for one purpose."""
     pol = load_policy()
@@ -116,16 +116,18 @@ def consent_grant(
         raise typer.Exit(2) from None
     with AuditLog.in_state_dir(sd, "consent") as audit:
         audit.append("consent.grant", "allow", rule=purpose, subject_id=subject, policy_version=pol.version)
-    console.print(f"granted {subject} → {purpose} until {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(rec.expires_at))}"
-                  f" in {', '.join(rec.zones) if rec.zones else 'every zone'}")
+    console.print(
+        f"granted {subject} → {purpose} until {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(rec.expires_at))}"
+        f" in {', '.join(rec.zones) if rec.zones else 'every zone'}"
+    )
 
 
 @consent_app.command("withdraw")
 def consent_withdraw(
     subject: str = typer.Argument(..., help="subject id"),
-    purpose: Optional[str] = typer.Option(None, "--purpose", "-p", help="only this purpose (default: all)"),
-    state_dir: Optional[Path] = StateOpt,
-    config: Optional[str] = ConfigOpt,
+    purpose: str | None = typer.Option(None, "--purpose", "-p", help="only this purpose (default: all)"),
+    state_dir: Path | None = StateOpt,
+    config: str | None = ConfigOpt,
 ) -> None:
     """Withdraw consent; queues an erasure request that the services publish and act on."""
     reg, sd = _registry(state_dir, config)
@@ -134,17 +136,18 @@ def consent_withdraw(
         console.print(f"[yellow]{subject} has no active consent{' for ' + purpose if purpose else ''}: nothing to withdraw[/]")
         raise typer.Exit(1)
     with AuditLog.in_state_dir(sd, "consent") as audit:
-        audit.append("consent.withdraw", "allow", rule=purpose or "*", subject_id=subject, object_id=req.request_id,
-                     policy_version=_policy_version())
+        audit.append(
+            "consent.withdraw", "allow", rule=purpose or "*", subject_id=subject, object_id=req.request_id, policy_version=_policy_version()
+        )
     console.print(f"withdrawn: {subject} ({purpose or 'every purpose'}); erasure request {req.request_id} queued")
 
 
 @consent_app.command("list")
 def consent_list(
-    subject: Optional[str] = typer.Option(None, "--subject", "-s"),
+    subject: str | None = typer.Option(None, "--subject", "-s"),
     as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table"),
-    state_dir: Optional[Path] = StateOpt,
-    config: Optional[str] = ConfigOpt,
+    state_dir: Path | None = StateOpt,
+    config: str | None = ConfigOpt,
 ) -> None:
     """List consent records and their status."""
     reg, _sd = _registry(state_dir, config)
@@ -152,16 +155,31 @@ def consent_list(
     recs = sorted((r for r in reg.all() if subject is None or r.subject_id == subject), key=lambda r: (r.subject_id, r.purpose))
     if as_json:
         for r in recs:
-            print(json.dumps({"subject_id": r.subject_id, "purpose": r.purpose, "granted_at": r.granted_at,
-                              "expires_at": r.expires_at, "zones": list(r.zones), "withdrawn_at": r.withdrawn_at,
-                              "status": r.status(now)}))
+            print(
+                json.dumps(
+                    {
+                        "subject_id": r.subject_id,
+                        "purpose": r.purpose,
+                        "granted_at": r.granted_at,
+                        "expires_at": r.expires_at,
+                        "zones": list(r.zones),
+                        "withdrawn_at": r.withdrawn_at,
+                        "status": r.status(now),
+                    }
+                )
+            )
         return
     table = Table("subject", "purpose", "zones", "expires", "status")
     for r in recs:
         st = r.status(now)
         color = {"active": "green", "withdrawn": "red", "expired": "yellow"}.get(st, "white")
-        table.add_row(r.subject_id, r.purpose, ",".join(r.zones) or "*",
-                      time.strftime("%Y-%m-%d %H:%M", time.localtime(r.expires_at)), f"[{color}]{st}[/]")
+        table.add_row(
+            r.subject_id,
+            r.purpose,
+            ",".join(r.zones) or "*",
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(r.expires_at)),
+            f"[{color}]{st}[/]",
+        )
     console.print(table)
     pending = reg.pending_erasures()
     console.print(f"{len(recs)} record(s); {len(pending)} erasure request(s) not yet published")
@@ -172,9 +190,12 @@ def consent_list(
 
 @policy_file_app.command("check")
 def policy_check(
-    path: Optional[Path] = typer.Argument(None, help="policy file (default: $PAXSIM_POLICY or the packaged one)"),
-    unsafe_no_policy: bool = typer.Option(False, "--unsafe-no-policy", help=(
-        f"accept 'enforcement: off' (measurement only; services need {UNSAFE_ENV}=1 in their environment)")),
+    path: Path | None = typer.Argument(None, help="policy file (default: $PAXSIM_POLICY or the packaged one)"),
+    unsafe_no_policy: bool = typer.Option(
+        False,
+        "--unsafe-no-policy",
+        help=(f"accept 'enforcement: off' (measurement only; services need {UNSAFE_ENV}=1 in their environment)"),
+    ),
 ) -> None:
     """Validate a policy file; print its version, or every error with its line. Exit 1 if invalid."""
     try:
@@ -196,7 +217,7 @@ def policy_check(
 
 
 @policy_file_app.command("show")
-def policy_show(path: Optional[Path] = typer.Argument(None)) -> None:
+def policy_show(path: Path | None = typer.Argument(None)) -> None:
     """Print the policy in force with every default filled in, as JSON."""
     try:
         pol = load_policy(path)
@@ -208,10 +229,10 @@ def policy_show(path: Optional[Path] = typer.Argument(None)) -> None:
 
 @audit_app.command("scan")
 def audit_scan(
-    state_dir: Optional[Path] = StateOpt,
-    config: Optional[str] = ConfigOpt,
-    bootstrap: Optional[str] = typer.Option(None, "--bootstrap", help="broker host:port (default: the configuration's)"),
-    policy_path: Optional[Path] = typer.Option(None, "--policy", help="policy file (default: $PAXSIM_POLICY or packaged)"),
+    state_dir: Path | None = StateOpt,
+    config: str | None = ConfigOpt,
+    bootstrap: str | None = typer.Option(None, "--bootstrap", help="broker host:port (default: the configuration's)"),
+    policy_path: Path | None = typer.Option(None, "--policy", help="policy file (default: $PAXSIM_POLICY or packaged)"),
     show: int = typer.Option(20, "--show", help="print at most this many findings"),
 ) -> None:
     """Read every topic from offset 0 and every store; report (a) expired-readable, (b) non-consented, (c) audit gaps.
@@ -223,7 +244,7 @@ def audit_scan(
     from rich.progress import Progress
 
     from broker.clients import BrokerUnreachable
-    from paxsim.config import ConfigError, load_settings
+    from core.config import ConfigError, load_settings
     from policy.crypto import HttpKeySource, KeyUnavailable
     from policy.scan import run_scan
 

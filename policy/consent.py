@@ -21,11 +21,13 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable
 
 from broker.messages import ErasureRequest
+from core import paths
+from core.config import Settings
 
 PURPOSES = ("egate-verification", "boarding", "flow-analytics", "model-training")
 WITHDRAWN_REASON = "consent-withdrawn"
@@ -58,6 +60,11 @@ INSERT OR IGNORE INTO meta VALUES ('seq', 0);
 def registry_path(state_dir: str | Path) -> Path:
     """Where the SQLite registry lives inside the state directory."""
     return Path(state_dir) / "consent.sqlite"
+
+
+def consent_path(settings: Settings) -> Path:
+    """The registry shared by every process of a run, in its state directory."""
+    return registry_path(paths.state_dir(settings))
 
 
 class ConsentError(ValueError):
@@ -103,8 +110,7 @@ class ConsentRegistry:
     subject → purpose → current record.
     """
 
-    def __init__(self, db: sqlite3.Connection | None = None, refresh_s: float = 0.0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: sqlite3.Connection | None = None, refresh_s: float = 0.0, clock: Callable[[], float] = time.time) -> None:
         self.records: dict[str, dict[str, ConsentRecord]] = {}
         self._db = db
         self._lock = threading.RLock()
@@ -120,7 +126,7 @@ class ConsentRegistry:
     # ------------------------------------------------------------------------------------ persistence
 
     @classmethod
-    def open(cls, path: str | Path, refresh_s: float = 0.05) -> "ConsentRegistry":
+    def open(cls, path: str | Path, refresh_s: float = 0.05) -> ConsentRegistry:
         """Open (creating if needed) the SQLite registry at ``path``.
 
         Other processes' changes are seen at most ``refresh_s`` late (0: checked on every question).
@@ -135,7 +141,7 @@ class ConsentRegistry:
         return cls(db, refresh_s=refresh_s)
 
     @classmethod
-    def load(cls, path: str | Path) -> "ConsentRegistry":
+    def load(cls, path: str | Path) -> ConsentRegistry:
         """A ``.json`` file (rows as written by :meth:`save`) in memory only; anything else: :meth:`open`."""
         path = Path(path)
         if path.suffix != ".json":
@@ -215,8 +221,7 @@ class ConsentRegistry:
             seq = self._next_seq()
             db.executemany(
                 "INSERT OR REPLACE INTO consents VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(r.subject_id, r.purpose, r.granted_at, r.expires_at, json.dumps(list(r.zones)), r.withdrawn_at, seq)
-                 for r in recs],
+                [(r.subject_id, r.purpose, r.granted_at, r.expires_at, json.dumps(list(r.zones)), r.withdrawn_at, seq) for r in recs],
             )
             db.execute("COMMIT")
         except BaseException:
@@ -241,8 +246,9 @@ class ConsentRegistry:
             self.refresh(force=True)
         return len(recs)
 
-    def consent(self, subject_id: str, purpose: str, *, at: float | None = None, ttl_s: float = 365 * 86400.0,
-                zones: Iterable[str] = ()) -> ConsentRecord:
+    def consent(
+        self, subject_id: str, purpose: str, *, at: float | None = None, ttl_s: float = 365 * 86400.0, zones: Iterable[str] = ()
+    ) -> ConsentRecord:
         """Convenience: grant ``purpose`` from ``at`` (now) for ``ttl_s`` seconds."""
         at = self.clock() if at is None else at
         rec = ConsentRecord(subject_id, purpose, at, at + ttl_s, tuple(zones))
@@ -269,8 +275,7 @@ class ConsentRegistry:
             req = ErasureRequest(request_id=uuid.uuid4().hex, subject_id=subject_id, requested_at=at, reason=reason)
             self._write(changed)
             if self._db is not None:
-                self._db.execute("INSERT INTO erasures VALUES (?, ?, ?, ?, NULL)",
-                                 (req.request_id, subject_id, at, reason))
+                self._db.execute("INSERT INTO erasures VALUES (?, ?, ?, ?, NULL)", (req.request_id, subject_id, at, reason))
             for r in changed:
                 self.records[subject_id][r.purpose] = r
             self.refresh(force=True)
@@ -298,7 +303,8 @@ class ConsentRegistry:
         if self._db is None:
             return []
         rows = self._db.execute(
-            "SELECT request_id, subject_id, requested_at, reason, published_at FROM erasures ORDER BY requested_at").fetchall()
+            "SELECT request_id, subject_id, requested_at, reason, published_at FROM erasures ORDER BY requested_at"
+        ).fetchall()
         return [(ErasureRequest(request_id=r[0], subject_id=r[1], requested_at=r[2], reason=r[3]), r[4]) for r in rows]
 
     # ------------------------------------------------------------------------------------ questions
@@ -319,8 +325,7 @@ class ConsentRegistry:
         """Does the subject hold any active (unwithdrawn, unexpired) consent at ``at``, in any zone?"""
         if self._db is not None:
             self.refresh()
-        return any(r.withdrawn_at is None and r.granted_at <= at < r.expires_at
-                   for r in self.records.get(subject_id, {}).values())
+        return any(r.withdrawn_at is None and r.granted_at <= at < r.expires_at for r in self.records.get(subject_id, {}).values())
 
     def withdrawn(self, subject_id: str) -> bool:
         """True if the subject has withdrawn every record it had (erasure is due everywhere)."""

@@ -25,10 +25,10 @@ the key holder itself dies, all sealed data becomes unreadable (fail closed). Se
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
-import asyncio
 import itertools
 import logging
 import math
@@ -38,8 +38,9 @@ import struct
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import msgspec
 from cryptography.exceptions import InvalidTag
@@ -55,8 +56,9 @@ KEY_BYTES = 32
 
 SHRED = Counter("paxsim_crypto_keys_destroyed_total", "Keys destroyed (epoch keys on expiry, subject keys on erasure)", ["kind"])
 KEYD_CALL = Histogram(
-    "paxsim_crypto_keyd_call_seconds", "Round trips to the key holder, by operation and by where they ran "
-    "(loop = on an asyncio event loop thread: it blocked the loop)", ["op", "where"],
+    "paxsim_crypto_keyd_call_seconds",
+    "Round trips to the key holder, by operation and by where they ran (loop = on an asyncio event loop thread: it blocked the loop)",
+    ["op", "where"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 OPEN_FAIL = Counter("paxsim_crypto_open_failures_total", "Payloads that could not be opened", ["reason"])
@@ -107,11 +109,17 @@ class ChainState:
     ttl_s: float
 
     def to_json(self) -> dict:
-        return {"name": self.name, "chain_id": self.chain_id, "epoch": self.epoch, "epoch_s": self.epoch_s,
-                "ttl_s": self.ttl_s, "chain_key": base64.b64encode(self.chain_key).decode()}
+        return {
+            "name": self.name,
+            "chain_id": self.chain_id,
+            "epoch": self.epoch,
+            "epoch_s": self.epoch_s,
+            "ttl_s": self.ttl_s,
+            "chain_key": base64.b64encode(self.chain_key).decode(),
+        }
 
     @classmethod
-    def from_json(cls, d: dict) -> "ChainState":
+    def from_json(cls, d: dict) -> ChainState:
         return cls(d["name"], d["chain_id"], int(d["epoch"]), base64.b64decode(d["chain_key"]), float(d["epoch_s"]), float(d["ttl_s"]))
 
 
@@ -127,7 +135,7 @@ class Ratchet:
         self._keys: dict[int, AESGCM] = {}
 
     @classmethod
-    def fresh(cls, name: str, epoch_s: float, ttl_s: float, now: float) -> "Ratchet":
+    def fresh(cls, name: str, epoch_s: float, ttl_s: float, now: float) -> Ratchet:
         state = ChainState(name, secrets.token_hex(4), min_live_epoch(now, epoch_s, ttl_s), secrets.token_bytes(KEY_BYTES), epoch_s, ttl_s)
         return cls(state)
 
@@ -260,11 +268,12 @@ class HttpKeySource:
     def __init__(self, url: str, token: str, timeout_s: float = 2.0) -> None:
         import httpx
 
-        self._client = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s,
-                                    headers={"Authorization": f"Bearer {token}"}, trust_env=False)
+        self._client = httpx.Client(
+            base_url=url.rstrip("/"), timeout=timeout_s, headers={"Authorization": f"Bearer {token}"}, trust_env=False
+        )
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "HttpKeySource":
+    def from_env(cls, environ: dict[str, str] | None = None) -> HttpKeySource:
         env = os.environ if environ is None else environ
         try:
             return cls(env["PAXSIM_KEYD_URL"], env["PAXSIM_KEYD_TOKEN"])
@@ -284,8 +293,16 @@ class HttpKeySource:
         finally:
             dt = time.perf_counter() - t0
             KEYD_CALL.labels(op, where).observe(dt)
-            log.info("key holder call", extra={"op": op, "where": where, "ids": len(body.get("ids", ())) if body else 0,
-                                               "ms": round(dt * 1000, 2), "thread_name": threading.current_thread().name})
+            log.info(
+                "key holder call",
+                extra={
+                    "op": op,
+                    "where": where,
+                    "ids": len(body.get("ids", ())) if body else 0,
+                    "ms": round(dt * 1000, 2),
+                    "thread_name": threading.current_thread().name,
+                },
+            )
         if r.status_code == 404:
             raise KeyExpired(r.json().get("detail", "not found"))
         if r.status_code != 200:
@@ -355,8 +372,15 @@ class EpochKeyRing:
     fetch at most once per ``force_min_s``. Without ``background`` every sync happens inline, as needed.
     """
 
-    def __init__(self, source: KeySource, name: str = "sightings", clock: Callable[[], float] = time.time,
-                 resync_s: float | None = None, background: bool | None = None, force_min_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        source: KeySource,
+        name: str = "sightings",
+        clock: Callable[[], float] = time.time,
+        resync_s: float | None = None,
+        background: bool | None = None,
+        force_min_s: float = 1.0,
+    ) -> None:
         self.source, self.name, self.clock = source, name, clock
         self._chains: dict[str, Ratchet] = {}
         self._current: Ratchet | None = None
@@ -372,7 +396,7 @@ class EpochKeyRing:
         if _auto_background(source, background):
             self.start()
 
-    def start(self, interval_s: float | None = None) -> "EpochKeyRing":
+    def start(self, interval_s: float | None = None) -> EpochKeyRing:
         """Run :meth:`refresh` now and then in a daemon thread (default: every half resync period, every
         0.5 s until the first chain state has arrived)."""
         if self._refresher is None:
@@ -601,8 +625,15 @@ class SubjectVault:
     ``pseudonym`` never wait for the network; only a subject never seen before costs one inline round trip.
     """
 
-    def __init__(self, source: KeySource, clock: Callable[[], float] = time.monotonic, cache_s: float = 5.0,
-                 background: bool | None = None, refresh_at: float = 0.4, batch: int = 2000) -> None:
+    def __init__(
+        self,
+        source: KeySource,
+        clock: Callable[[], float] = time.monotonic,
+        cache_s: float = 5.0,
+        background: bool | None = None,
+        refresh_at: float = 0.4,
+        batch: int = 2000,
+    ) -> None:
         self.source, self.clock, self.cache_s = source, clock, cache_s
         self.refresh_at, self.batch = refresh_at, batch
         self._cache: dict[str, tuple[float, str, AESGCM, str]] = {}
@@ -613,7 +644,7 @@ class SubjectVault:
         if _auto_background(source, background):
             self.start()
 
-    def start(self, interval_s: float | None = None) -> "SubjectVault":
+    def start(self, interval_s: float | None = None) -> SubjectVault:
         """Re-confirm aging keys in a daemon thread every ``interval_s`` (default a fifth of ``cache_s``)."""
         if self._refresher is None:
             every = interval_s or self.cache_s / 5
@@ -656,7 +687,7 @@ class SubjectVault:
                 else:
                     missing.append(sid)
         for i in range(0, len(missing), self.batch):
-            part = missing[i:i + self.batch]
+            part = missing[i : i + self.batch]
             fetched = self.source.subject_keys(part, create)
             with self._lock:
                 out.update(self._install(fetched, part, now, since))
@@ -672,7 +703,7 @@ class SubjectVault:
             if len(self._forgotten) > 10_000:  # tombstones only matter for fetches in flight
                 self._forgotten = {k: v for k, v in self._forgotten.items() if v >= since - 100}
         for i in range(0, len(aging), self.batch):
-            part = aging[i:i + self.batch]
+            part = aging[i : i + self.batch]
             fetched = self.source.subject_keys(part, False)
             with self._lock:
                 self._install(fetched, part, now, since)

@@ -14,7 +14,7 @@ import asyncio
 import inspect
 import logging
 import time
-from typing import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import msgspec
 from prometheus_client import Counter, Histogram
@@ -28,7 +28,9 @@ from policy.crypto import KeyUnavailable, SubjectVault
 log = logging.getLogger("paxsim.policy.erasure")
 
 ERASURE_SECONDS = Histogram(
-    "paxsim_policy_erasure_seconds", "Consent withdrawal → subject gone from a stage", ["stage"],
+    "paxsim_policy_erasure_seconds",
+    "Consent withdrawal → subject gone from a stage",
+    ["stage"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 ERASURES = Counter("paxsim_policy_erasures_total", "Erasure requests applied by a stage", ["stage", "outcome"])
@@ -61,8 +63,13 @@ async def publish_pending(registry: ConsentRegistry, producer, vault: SubjectVau
     return len(pending)
 
 
-async def run_publisher(registry: ConsentRegistry, producer, stop: asyncio.Event, interval_s: float = 0.1,  # noqa: ANN001
-                        vault: SubjectVault | None = None) -> None:
+async def run_publisher(
+    registry: ConsentRegistry,
+    producer,
+    stop: asyncio.Event,
+    interval_s: float = 0.1,  # noqa: ANN001
+    vault: SubjectVault | None = None,
+) -> None:
     """Poll the outbox until ``stop``; a failed send is retried on the next poll."""
     while not stop.is_set():
         try:
@@ -73,15 +80,16 @@ async def run_publisher(registry: ConsentRegistry, producer, stop: asyncio.Event
             log.warning("erasure publish failed; will retry", extra={"error": str(exc)})
         try:
             await asyncio.wait_for(stop.wait(), interval_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 
 class ErasureWorker:
     """Applies erasure requests from the topic in one stage."""
 
-    def __init__(self, stage: str, handlers: Iterable[Handler], audit: AuditLog | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, stage: str, handlers: Iterable[Handler], audit: AuditLog | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.stage, self.handlers, self.audit, self.clock = stage, list(handlers), audit, clock
         self.latencies: list[float] = []
         self._hist = ERASURE_SECONDS.labels(stage)
@@ -97,8 +105,7 @@ class ErasureWorker:
         self.latencies.append(latency)
         ERASURES.labels(self.stage, "applied").inc()
         if self.audit is not None:
-            self.audit.append("erasure.applied", "allow", rule=req.reason, subject_id=req.subject_id,
-                              object_id=req.request_id)
+            self.audit.append("erasure.applied", "allow", rule=req.reason, subject_id=req.subject_id, object_id=req.request_id)
         return latency
 
     async def run(self, settings, stop: asyncio.Event) -> None:  # noqa: ANN001

@@ -31,13 +31,26 @@ class ExportResult:
     path: Path
 
 
-async def export_tracks(settings, policy: Policy, consent: ConsentRegistry, vault: SubjectVault | None,  # noqa: ANN001
-                        purpose: str, out: Path, audit: AuditLog, now: float | None = None) -> ExportResult:
+async def export_tracks(
+    settings,
+    policy: Policy,
+    consent: ConsentRegistry,
+    vault: SubjectVault | None,  # noqa: ANN001
+    purpose: str,
+    out: Path,
+    audit: AuditLog,
+    now: float | None = None,
+) -> ExportResult:
     from broker.reader import read_all
 
     now = time.time() if now is None else now
-    chain = export_chain(consent.is_allowed, policy, on_decision=audit.decision_hook(
-        "export", subject=lambda c: c.subject_id, obj=lambda c: c.object_id, log_allows=policy.audit.log_allows))
+    chain = export_chain(
+        consent.is_allowed,
+        policy,
+        on_decision=audit.decision_hook(
+            "export", subject=lambda c: c.subject_id, obj=lambda c: c.object_id, log_allows=policy.audit.log_allows
+        ),
+    )
     records = []
     for rec in await read_all(settings, t.TRACKS.name):
         try:
@@ -61,7 +74,19 @@ async def export_tracks(settings, policy: Policy, consent: ConsentRegistry, vaul
                 refused += 1
                 continue
             ref = vault.pseudonym(sid) if vault is not None else r.subject_id
-            f.write(json.dumps({"subject": ref, "zone": r.zone, "prev_zone": r.prev_zone, "captured_at": r.captured_at,
-                                "camera_id": r.camera_id, "purpose": purpose, "policy_version": d.policy_version}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "subject": ref,
+                        "zone": r.zone,
+                        "prev_zone": r.prev_zone,
+                        "captured_at": r.captured_at,
+                        "camera_id": r.camera_id,
+                        "purpose": purpose,
+                        "policy_version": d.policy_version,
+                    }
+                )
+                + "\n"
+            )
             exported += 1
     return ExportResult(purpose, exported, refused, unlinkable, out)

@@ -21,10 +21,10 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from dataclasses import dataclass
-from typing import Callable, Generic, Iterable, Protocol, TypeVar
-
 from bisect import bisect_left
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
@@ -104,10 +104,10 @@ def _fold(counts: _Counts) -> None:
 
 class _PolicyCollector(Collector):
     def collect(self):  # noqa: ANN201
-        decisions = CounterMetricFamily("paxsim_policy_decisions", "Policy decisions by stage, rule and outcome",
-                                        labels=["stage", "rule", "decision"])
-        seconds = HistogramMetricFamily("paxsim_policy_decision_seconds", "Time one policy rule took to decide",
-                                        labels=["stage", "rule"])
+        decisions = CounterMetricFamily(
+            "paxsim_policy_decisions", "Policy decisions by stage, rule and outcome", labels=["stage", "rule", "decision"]
+        )
+        seconds = HistogramMetricFamily("paxsim_policy_decision_seconds", "Time one policy rule took to decide", labels=["stage", "rule"])
         with _COUNTS_LOCK:
             tally = {id(st): [st.allow, st.deny] for st in _STATS.values()}
             for counts in list(_LIVE):
@@ -166,9 +166,13 @@ class Rule(Generic[C]):
 
     __slots__ = ("name", "check", "compile", "functional", "_allow")
 
-    def __init__(self, name: str, check: Callable[[C, Policy], str | None],
-                 compile: Callable[[Policy], Callable[[C, Policy], str | None]] | None = None,  # noqa: A002
-                 functional: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        check: Callable[[C, Policy], str | None],
+        compile: Callable[[Policy], Callable[[C, Policy], str | None]] | None = None,  # noqa: A002
+        functional: bool = False,
+    ) -> None:
         self.name, self.check, self.compile, self.functional = name, check, compile, functional
         self._allow = Decision(True, name)
 
@@ -197,8 +201,14 @@ class Chain(Generic[C]):
     other call returns an allow with rule ``enforcement_off``; nothing is counted or reported.
     """
 
-    def __init__(self, stage: str, filters: Iterable[Filter[C]], policy: PolicySource | None = None,
-                 on_decision: Callable[[C, Decision], None] | None = None, time_every: int = 16) -> None:
+    def __init__(
+        self,
+        stage: str,
+        filters: Iterable[Filter[C]],
+        policy: PolicySource | None = None,
+        on_decision: Callable[[C, Decision], None] | None = None,
+        time_every: int = 16,
+    ) -> None:
         self.stage = stage
         self.name = stage
         self.filters = list(filters)
@@ -232,8 +242,7 @@ class Chain(Generic[C]):
         self._pinned, self._pinned_version = pol, pol.version
         self._allow = Decision(True, "", "", self._pinned_version, self.stage)
         self._enforce = pol.enforcement == "on"
-        self._bypass = Decision(True, "enforcement_off", "policy enforcement is off (measurement only)",
-                                self._pinned_version, self.stage)
+        self._bypass = Decision(True, "enforcement_off", "policy enforcement is off (measurement only)", self._pinned_version, self.stage)
         if self._plain:
             self._checks = [u.compile(pol) if u.compile is not None else c for _n, c, u, _s in self._units]
         self._functional = [(n, c) for n, c, u, _s in self._units if isinstance(u, Rule) and u.functional]
@@ -366,9 +375,16 @@ def _edge_quality_c(p: Policy) -> Callable[[EdgeContext, Policy], str | None]:
 
 def edge_chain(policy: PolicySource | None = None, **kw) -> Chain[EdgeContext]:
     """Before a camera publishes a sighting. A deny on ``biometric_zone`` means: publish counts only."""
-    return Chain("edge", [Rule("biometric_zone", _edge_biometric, _edge_biometric_c),
-                          Rule("no_image_bytes", _edge_no_images, _edge_no_images_c),
-                          Rule("quality", _edge_quality, _edge_quality_c)], policy, **kw)
+    return Chain(
+        "edge",
+        [
+            Rule("biometric_zone", _edge_biometric, _edge_biometric_c),
+            Rule("no_image_bytes", _edge_no_images, _edge_no_images_c),
+            Rule("quality", _edge_quality, _edge_quality_c),
+        ],
+        policy,
+        **kw,
+    )
 
 
 # --- gate: broker → matcher --------------------------------------------------------------------
@@ -428,14 +444,19 @@ def _gate_fresh_c(p: Policy) -> Callable[[GateContext, Policy], str | None]:
 def policy_from_legacy(biometric_zones: Iterable[str], zone_purpose: dict[str, str], max_age_s: float) -> Policy:
     """A policy equivalent to the old PolicySettings (biometric_zones, zone_purpose, max_event_age_s)."""
     bio = set(biometric_zones)
-    zones = {z: ZoneRule(biometric=z in bio and z in zone_purpose, purpose=zone_purpose.get(z))
-             for z in bio | set(zone_purpose)}
+    zones = {z: ZoneRule(biometric=z in bio and z in zone_purpose, purpose=zone_purpose.get(z)) for z in bio | set(zone_purpose)}
     purposes = {p: PurposeRule() for p in set(zone_purpose.values())}
     return Policy(label="settings", zones=zones, purposes=purposes, max_event_age_s=max_age_s)
 
 
-def gate_chain(biometric_zones: Iterable[str] | None = None, zone_purpose: dict[str, str] | None = None,
-               max_age_s: float | None = None, *, policy: PolicySource | None = None, **kw) -> Chain[GateContext]:
+def gate_chain(
+    biometric_zones: Iterable[str] | None = None,
+    zone_purpose: dict[str, str] | None = None,
+    max_age_s: float | None = None,
+    *,
+    policy: PolicySource | None = None,
+    **kw,
+) -> Chain[GateContext]:
     """Filters applied before a sighting may reach the matcher.
 
     Pass ``policy=`` (a :class:`PolicyHolder` for hot reload); the positional form builds a fixed policy
@@ -443,9 +464,16 @@ def gate_chain(biometric_zones: Iterable[str] | None = None, zone_purpose: dict[
     """
     if policy is None:
         policy = policy_from_legacy(biometric_zones or (), zone_purpose or {}, max_age_s if max_age_s is not None else 30.0)
-    return Chain("gate", [Rule("biometric_zone", _gate_biometric, _gate_biometric_c),
-                          Rule("purpose", _gate_purpose, _gate_purpose_c),
-                          Rule("fresh", _gate_fresh, _gate_fresh_c)], policy, **kw)
+    return Chain(
+        "gate",
+        [
+            Rule("biometric_zone", _gate_biometric, _gate_biometric_c),
+            Rule("purpose", _gate_purpose, _gate_purpose_c),
+            Rule("fresh", _gate_fresh, _gate_fresh_c),
+        ],
+        policy,
+        **kw,
+    )
 
 
 # --- post-match: matcher → stores ---------------------------------------------------------------
@@ -460,8 +488,9 @@ class PostMatchContext:
     event_id: str | None = None  # for the audit trail
 
 
-def post_match_chain(is_allowed: Callable[[str, str, str, float], bool], policy: PolicySource | None = None,
-                     **kw) -> Chain[PostMatchContext]:
+def post_match_chain(
+    is_allowed: Callable[[str, str, str, float], bool], policy: PolicySource | None = None, **kw
+) -> Chain[PostMatchContext]:
     """Between a search result and anything stored or published about a subject.
 
     A deny means: drop the embedding now and keep only the count (``known_face``: unknown face;
@@ -489,8 +518,7 @@ def post_match_chain(is_allowed: Callable[[str, str, str, float], bool], policy:
 
         return check
 
-    return Chain("post_match", [Rule("known_face", known, functional=True), Rule("consent", consented, consented_c)],
-                 policy, **kw)
+    return Chain("post_match", [Rule("known_face", known, functional=True), Rule("consent", consented, consented_c)], policy, **kw)
 
 
 # --- store: anything written to a store -----------------------------------------------------------
@@ -526,8 +554,7 @@ class ExportContext:
     actor: str = "export"
 
 
-def export_chain(is_allowed: Callable[[str, str, str, float], bool], policy: PolicySource | None = None,
-                 **kw) -> Chain[ExportContext]:
+def export_chain(is_allowed: Callable[[str, str, str, float], bool], policy: PolicySource | None = None, **kw) -> Chain[ExportContext]:
     """Purpose binding: data leaves only for an exportable purpose the subject consented to (any zone)."""
 
     def export_purpose(ctx: ExportContext, p: Policy) -> str | None:

@@ -16,7 +16,7 @@ from broker import topics as t
 from broker.clients import start_consumer, start_producer
 from broker.messages import MessageError, Sighting, check_sighting, decode
 from broker.stream import AssignmentGauge, acknowledged, dead_letter, offsets_after, update_lag
-from paxsim.config import Settings
+from core.config import Settings
 from policy.erasure import run_publisher
 from policy.filters import GateContext
 from policy.runtime import PolicyRuntime

@@ -50,7 +50,7 @@ def key_classes(policy: Policy) -> dict[str, tuple[float, float]]:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "KeyServer"
+    server: KeyServer
     protocol_version = "HTTP/1.1"
     # Keep-alive + Nagle: the status line/headers and the body go out as two small writes; with Nagle on, the
     # second waits for the client's delayed ACK (~40 ms on Linux) — every key round trip cost ~44 ms instead
@@ -92,7 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path.startswith("/v1/chain/"):
             try:
-                state = self.server.holder.chain(unquote(self.path[len("/v1/chain/"):]))
+                state = self.server.holder.chain(unquote(self.path[len("/v1/chain/") :]))
             except KeyExpired as exc:
                 return self._send(404, {"detail": str(exc)})
             return self._send(200, state.to_json())
@@ -120,7 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if not self.path.startswith("/v1/subject/"):
             return self._send(404, {"detail": "no such endpoint"})
-        self._send(200, {"destroyed": self.server.holder.destroy_subject(unquote(self.path[len("/v1/subject/"):]))})
+        self._send(200, {"destroyed": self.server.holder.destroy_subject(unquote(self.path[len("/v1/subject/") :]))})
 
 
 class KeyServer(ThreadingHTTPServer):
@@ -128,8 +128,9 @@ class KeyServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, holder: KeyHolder, token: str, host: str = "127.0.0.1", port: int = 0, tick_s: float = 0.05,
-                 allow_remote: bool = False) -> None:
+    def __init__(
+        self, holder: KeyHolder, token: str, host: str = "127.0.0.1", port: int = 0, tick_s: float = 0.05, allow_remote: bool = False
+    ) -> None:
         if not allow_remote and not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the key holder binds to loopback only, not {host} (--allow-remote: only on a private network)")
         super().__init__((host, port), _Handler)
@@ -145,7 +146,7 @@ class KeyServer(ThreadingHTTPServer):
         while not self._stop.wait(self.tick_s):
             self.holder.shred()
 
-    def start(self) -> "KeyServer":
+    def start(self) -> KeyServer:
         threading.Thread(target=self.serve_forever, name="keyd-http", daemon=True).start()
         threading.Thread(target=self._shredder, name="keyd-shred", daemon=True).start()
         return self
@@ -162,8 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m policy.keyd", description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--host", default="127.0.0.1", help="listen address (loopback unless the services are on other hosts)")
-    ap.add_argument("--allow-remote", action="store_true",
-                    help="allow a non-loopback --host (containers on one private network; keys cross it in clear HTTP)")
+    ap.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host (containers on one private network; keys cross it in clear HTTP)",
+    )
     ap.add_argument("--policy", default=None, help="policy file (default: $PAXSIM_POLICY or the packaged default)")
     ap.add_argument("--reload-s", type=float, default=1.0)
     args = ap.parse_args(argv)
@@ -207,15 +211,14 @@ class KeydProcess:
                 self.proc.wait()
 
 
-def spawn_keyd(policy_path: str | Path | None = None, token: str | None = None, port: int = 0,
-               timeout_s: float = 10.0) -> KeydProcess:
+def spawn_keyd(policy_path: str | Path | None = None, token: str | None = None, port: int = 0, timeout_s: float = 10.0) -> KeydProcess:
     """Start the key holder as a child process and wait for its ready line."""
     token = token or new_token()
     env = {**os.environ, TOKEN_ENV: token}
     cmd = [sys.executable, "-m", "policy.keyd", "--port", str(port)]
     if policy_path is not None:
         cmd += ["--policy", str(policy_path)]
-    from paxsim.stack import die_with_parent  # the keys must not outlive the run, even after kill -9 of the parent
+    from core.stack import die_with_parent  # the keys must not outlive the run, even after kill -9 of the parent
 
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, preexec_fn=die_with_parent)
     ready: dict = {}

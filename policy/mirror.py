@@ -35,8 +35,9 @@ from policy.audit import AuditRecord, _json_dec, batch_rows, encode_topic, is_ba
 log = logging.getLogger("paxsim.policy.mirror")
 
 MIRRORED = Counter("paxsim_audit_mirrored_total", "Audit chain entries acknowledged on the audit topic", ["chain"])
-MIRROR_LAG = Gauge("paxsim_audit_mirror_lag_seconds",
-                   "Age of the last chain entry acknowledged on the audit topic, when it was acknowledged", ["chain"])
+MIRROR_LAG = Gauge(
+    "paxsim_audit_mirror_lag_seconds", "Age of the last chain entry acknowledged on the audit topic, when it was acknowledged", ["chain"]
+)
 
 
 @dataclass(slots=True)
@@ -130,8 +131,7 @@ class AuditMirror:
             todo = await asyncio.to_thread(self.pending)
             if not todo:
                 return total
-            sends = [await producer.send(self.topic, encode_topic(rec, rows), key=rec.actor.encode())
-                     for rec, rows, _pos, _raw in todo]
+            sends = [await producer.send(self.topic, encode_topic(rec, rows), key=rec.actor.encode()) for rec, rows, _pos, _raw in todo]
             await acknowledged(sends)
             last, _rows, pos, _raw = todo[-1]
             self.cursor = Cursor(last.seq, last.hash, pos)
@@ -147,7 +147,7 @@ class AuditMirror:
                 await self._tick(producer)
                 try:
                     await asyncio.wait_for(stop.wait(), every_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             await self._tick(producer)
         finally:
@@ -177,7 +177,7 @@ async def mirror_dir(directory: Path, producer: Any, stop: asyncio.Event, every_
                 return
             try:
                 await asyncio.wait_for(stop.wait(), every_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     finally:
         for m in mirrors.values():

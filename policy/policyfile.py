@@ -21,13 +21,16 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
+
+from broker.topics import PolicyRetention
 
 log = logging.getLogger("paxsim.policy")
 
@@ -107,9 +110,13 @@ def unsafe_acknowledged(environ: dict[str, str] | None = None) -> bool:
 class Policy(_Strict):
     """The whole policy. Field defaults are the strict ones."""
 
-    enforcement: Enforcement = Field(default="on", description=(
-        "off = MEASUREMENT ONLY: every chain is pass-through, nothing is sealed, pseudonymised or audited "
-        f"per decision. Refused unless {UNSAFE_ENV}=1 (paxsim ... --unsafe-no-policy)"))
+    enforcement: Enforcement = Field(
+        default="on",
+        description=(
+            "off = MEASUREMENT ONLY: every chain is pass-through, nothing is sealed, pseudonymised or audited "
+            f"per decision. Refused unless {UNSAFE_ENV}=1 (paxsim ... --unsafe-no-policy)"
+        ),
+    )
 
     label: str = Field(default="strict-default", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     zones: dict[str, ZoneRule] = Field(default_factory=dict)
@@ -138,6 +145,11 @@ class Policy(_Strict):
 
     def zone(self, zone: str) -> ZoneRule | None:
         return self.zones.get(zone)
+
+    def topic_retention(self) -> PolicyRetention:
+        """retention.ms of the biometric topics on a Kafka that honours it (the catalogue's ``policy:`` topics)."""
+        longest = max((p.retention_s for p in self.purposes.values()), default=self.retention.sightings_s)
+        return PolicyRetention(sightings_s=self.retention.sightings_s, purposes_s=longest)
 
     def purpose_for_zone(self, zone: str) -> str | None:
         rule = self.zones.get(zone)
@@ -229,8 +241,13 @@ def _duplicate_keys(source: str, node: yaml.Node | None, path: tuple[Any, ...] =
             name = key.value if isinstance(key, yaml.ScalarNode) else "?"
             if name in seen:
                 issues.append(
-                    PolicyIssue(source, key.start_mark.line + 1, key.start_mark.column + 1, ".".join(map(str, path + (name,))),
-                                f"duplicate key (first defined on line {seen[name]})")
+                    PolicyIssue(
+                        source,
+                        key.start_mark.line + 1,
+                        key.start_mark.column + 1,
+                        ".".join(map(str, path + (name,))),
+                        f"duplicate key (first defined on line {seen[name]})",
+                    )
                 )
             else:
                 seen[name] = key.start_mark.line + 1
@@ -259,8 +276,9 @@ def _semantic_issues(source: str, root: yaml.Node | None, p: Policy) -> list[Pol
         if purpose not in p.purposes:
             out.append(_issue(source, root, ("exports", "allowed_purposes", i), f"unknown purpose {purpose!r} (known: {known})"))
     if p.retention.epoch_s >= p.retention.sightings_s:
-        out.append(_issue(source, root, ("retention", "epoch_s"),
-                          f"must be shorter than retention.sightings_s ({p.retention.sightings_s})"))
+        out.append(
+            _issue(source, root, ("retention", "epoch_s"), f"must be shorter than retention.sightings_s ({p.retention.sightings_s})")
+        )
     return out
 
 
@@ -291,8 +309,15 @@ def parse_policy(text: str, source: str = "<string>", unsafe_no_policy: bool | N
         raise PolicyError(issues) from None
     issues += _semantic_issues(source, root, policy)
     if policy.enforcement == "off" and not (unsafe_acknowledged() if unsafe_no_policy is None else unsafe_no_policy):
-        issues.append(_issue(source, root, ("enforcement",), "'off' disables every privacy control (measurement only); "
-                             f"refused without the acknowledgement {UNSAFE_ENV}=1 / --unsafe-no-policy"))
+        issues.append(
+            _issue(
+                source,
+                root,
+                ("enforcement",),
+                "'off' disables every privacy control (measurement only); "
+                f"refused without the acknowledgement {UNSAFE_ENV}=1 / --unsafe-no-policy",
+            )
+        )
     if issues:
         raise PolicyError(issues)
     policy._source = source
@@ -335,7 +360,7 @@ class PolicyHolder:
         LOADED.labels(self.current.version).set(1)
 
     @classmethod
-    def from_settings_path(cls, path: str | Path | None) -> "PolicyHolder":
+    def from_settings_path(cls, path: str | Path | None) -> PolicyHolder:
         path = path or os.environ.get(POLICY_ENV) or DEFAULT_POLICY_PATH
         return cls(path)
 
@@ -402,5 +427,5 @@ class PolicyHolder:
             self.reload()
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass

@@ -32,15 +32,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from broker.messages import Sighting
 from policy.audit import AuditLog, DecisionRow
 from policy.consent import ConsentRegistry, registry_path
 from policy.crypto import EpochKeyRing, HttpKeySource, KeySource, KeyUnavailable, SubjectVault, open_sighting, seal_sighting
 from policy.filters import (
-    Chain, Decision, edge_chain, export_chain, gate_chain, post_match_chain, store_chain,
+    Chain,
+    Decision,
+    edge_chain,
+    export_chain,
+    gate_chain,
+    post_match_chain,
+    store_chain,
 )
 from policy.policyfile import Policy, PolicyHolder
 
@@ -50,8 +57,16 @@ CONSENT_SYNC_S = 1.0  # also re-sync consent at least this often when no batch b
 
 
 class PolicyRuntime:
-    def __init__(self, stage: str, state_dir: Path, holder: PolicyHolder, consent: ConsentRegistry,
-                 keys: KeySource | None, audit: AuditLog, settings: Any = None) -> None:  # noqa: ANN401
+    def __init__(
+        self,
+        stage: str,
+        state_dir: Path,
+        holder: PolicyHolder,
+        consent: ConsentRegistry,
+        keys: KeySource | None,
+        audit: AuditLog,
+        settings: Any = None,
+    ) -> None:  # noqa: ANN401
         self.stage, self.state_dir, self.settings = stage, state_dir, settings
         self.holder, self.consent, self.keys, self.audit = holder, consent, keys, audit
         self.ring = EpochKeyRing(keys, "sightings") if keys is not None else None
@@ -64,8 +79,15 @@ class PolicyRuntime:
         holder.on_change(lambda _old, new: self._note_enforcement(new))
 
     @classmethod
-    def for_stage(cls, settings, stage: str, *, policy_path: str | Path | None = None,  # noqa: ANN001
-                  keys: KeySource | None = None, require_keys: bool = False) -> "PolicyRuntime":
+    def for_stage(
+        cls,
+        settings,
+        stage: str,
+        *,
+        policy_path: str | Path | None = None,  # noqa: ANN001
+        keys: KeySource | None = None,
+        require_keys: bool = False,
+    ) -> PolicyRuntime:
         """Open the policy, consent registry, key source and the stage's audit chain.
 
         ``require_keys`` (the edge: it must seal) is waived under ``enforcement: off``.
@@ -97,11 +119,13 @@ class PolicyRuntime:
             return
         if not on or self._enforcing is not None:
             # the audit trail says when the controls were switched off (and on again)
-            self.audit.append("policy.enforcement", "on" if on else "off", rule="enforcement",
-                              object_id=self.stage, policy_version=pol.version)
+            self.audit.append(
+                "policy.enforcement", "on" if on else "off", rule="enforcement", object_id=self.stage, policy_version=pol.version
+            )
         if not on:
-            log.warning("POLICY ENFORCEMENT IS OFF: measurement-only mode, no privacy controls",
-                        extra={"stage": self.stage, "policy": pol.version})
+            log.warning(
+                "POLICY ENFORCEMENT IS OFF: measurement-only mode, no privacy controls", extra={"stage": self.stage, "policy": pol.version}
+            )
         self._enforcing = on
 
     # ------------------------------------------------------------------------------------ chains
@@ -127,8 +151,7 @@ class PolicyRuntime:
                 verdict = "allow"
             else:
                 verdict = "deny"
-            rows_for(d.stage).append((obj(ctx), d.stage, d.rule, verdict, d.policy_version,
-                                      subject(ctx) if subject is not None else None))
+            rows_for(d.stage).append((obj(ctx), d.stage, d.rule, verdict, d.policy_version, subject(ctx) if subject is not None else None))
 
         return hook
 
@@ -163,17 +186,20 @@ class PolicyRuntime:
                 return None
             return self.reference(ctx.subject_id) if pseudonymise and self.vault is not None else ctx.subject_id
 
-        return post_match_chain(self.consent_allows, self.holder,
-                                on_decision=self._hook(subject, lambda c: c.event_id))
+        return post_match_chain(self.consent_allows, self.holder, on_decision=self._hook(subject, lambda c: c.event_id))
 
     def store_chain(self) -> Chain:
         return store_chain(self.holder)
 
     def export_chain(self) -> Chain:
         """Every export decision is audited at once (not batched): refusals must never be lost."""
-        return export_chain(self.consent.is_allowed, self.holder, on_decision=self.audit.decision_hook(
-            "export", subject=lambda c: c.subject_id, obj=lambda c: c.object_id,
-            log_allows=lambda: self.holder.current.audit.log_allows))
+        return export_chain(
+            self.consent.is_allowed,
+            self.holder,
+            on_decision=self.audit.decision_hook(
+                "export", subject=lambda c: c.subject_id, obj=lambda c: c.object_id, log_allows=lambda: self.holder.current.audit.log_allows
+            ),
+        )
 
     def flush_audit(self) -> int:
         """End of a micro-batch: one audit entry per stage committing to the batch's decisions (one locked
@@ -222,7 +248,7 @@ class PolicyRuntime:
                     self.ring.shred()
                 try:
                     await asyncio.wait_for(stop.wait(), reload_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             if task is not None:
                 await task
@@ -243,7 +269,7 @@ class PolicyRuntime:
                 log.warning("audit mirror: no broker", extra={"error": repr(exc)})
                 try:
                     await asyncio.wait_for(stop.wait(), 5.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         else:
             return

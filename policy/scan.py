@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter as Tally
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Callable, Iterable, Literal, Protocol
+from typing import Literal, Protocol
 
 from broker import messages as m
 from policy.audit import audit_dir, batch_rows_msgpack, check_batch, is_batch, read_records, record_hash, verify_dir
@@ -37,8 +39,11 @@ from policy.crypto import EpochKeyRing, KeySource, SubjectVault
 from policy.policyfile import Policy
 
 Kind = Literal["expired-readable", "non-consented", "audit"]
-EXCLUDED = ("erasure topic (names the subjects to erase)", "consent registry (the consent record itself)",
-            "scenario ground truth (simulation truth, not system data)")
+EXCLUDED = (
+    "erasure topic (names the subjects to erase)",
+    "consent registry (the consent record itself)",
+    "scenario ground truth (simulation truth, not system data)",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,20 +96,13 @@ class Store(Protocol):
     def items(self) -> Iterable[StoredItem]: ...
 
 
-class GalleryStore:
-    """The matcher's gallery file (``gallery.npz``): one template row per view, by subject id."""
+STORE_PLUGINS = "paxsim.stores"
 
-    def __init__(self, path: Path) -> None:
-        self.path, self.name = path, f"store:{path.name}"
 
-    def items(self) -> Iterable[StoredItem]:
-        if not self.path.exists():
-            return
-        from matcher.gallery import Gallery
-
-        g = Gallery.load(self.path)
-        for i, sid in enumerate(g.subject_ids):
-            yield StoredItem(f"{self.path}#row{i}", sid, None, None, stored_at=time.time())
+def registered_stores(settings) -> list[Store]:  # noqa: ANN001
+    """Every store a stage registered under the ``paxsim.stores`` entry point (pyproject.toml), opened for
+    ``settings``: the stages own their file formats, the scanner reads them all through ``Store``."""
+    return [ep.load()(settings) for ep in sorted(entry_points(group=STORE_PLUGINS), key=lambda ep: ep.name)]
 
 
 @dataclass(slots=True)
@@ -121,8 +119,9 @@ class _Pending:
 class Scanner:
     """Feed it raw topic records and store items, then call :meth:`finish` for the report."""
 
-    def __init__(self, policy: Policy, consent: ConsentRegistry, keys: KeySource | None, now: float | None = None,
-                 grace_s: float = 0.25) -> None:
+    def __init__(
+        self, policy: Policy, consent: ConsentRegistry, keys: KeySource | None, now: float | None = None, grace_s: float = 0.25
+    ) -> None:
         self.policy, self.consent, self.grace_s = policy, consent, grace_s
         self.now = time.time() if now is None else now
         self.ring = EpochKeyRing(keys, "sightings") if keys is not None else None
@@ -156,8 +155,17 @@ class Scanner:
             ttl = pol.retention.sightings_s
             if msg.claimed_subject:  # an e-gate claim names a subject (by pseudonym)
                 purpose = pol.purpose_for_zone(msg.zone)
-                self._subject_refs.append(_Pending(where, msg.claimed_subject, purpose or f"<none for zone {msg.zone}>", msg.zone,
-                                                   msg.captured_at, pol.retention_for(purpose or ""), "e-gate claim"))
+                self._subject_refs.append(
+                    _Pending(
+                        where,
+                        msg.claimed_subject,
+                        purpose or f"<none for zone {msg.zone}>",
+                        msg.zone,
+                        msg.captured_at,
+                        pol.retention_for(purpose or ""),
+                        "e-gate claim",
+                    )
+                )
             if not self._expired(msg.captured_at, ttl):
                 return
             age = self.now - msg.captured_at
@@ -167,17 +175,43 @@ class Scanner:
                 self._find("expired-readable", where, f"sealed embedding {age:.1f}s old (TTL {ttl:g}s) but key {msg.key_id} still exists")
         elif isinstance(msg, m.Match):
             if msg.subject_id:
-                self._subject_refs.append(_Pending(where, msg.subject_id, msg.purpose, msg.zone, msg.captured_at,
-                                                   pol.retention_for(msg.purpose), f"match ({msg.decision})"))
+                self._subject_refs.append(
+                    _Pending(
+                        where,
+                        msg.subject_id,
+                        msg.purpose,
+                        msg.zone,
+                        msg.captured_at,
+                        pol.retention_for(msg.purpose),
+                        f"match ({msg.decision})",
+                    )
+                )
         elif isinstance(msg, m.TrackUpdate):
             purpose = pol.purpose_for_zone(msg.zone)
-            self._subject_refs.append(_Pending(where, msg.subject_id, purpose or f"<none for zone {msg.zone}>", msg.zone,
-                                               msg.captured_at, pol.retention_for(purpose or ""), "track update"))
+            self._subject_refs.append(
+                _Pending(
+                    where,
+                    msg.subject_id,
+                    purpose or f"<none for zone {msg.zone}>",
+                    msg.zone,
+                    msg.captured_at,
+                    pol.retention_for(purpose or ""),
+                    "track update",
+                )
+            )
         elif isinstance(msg, m.Alert):
             if msg.subject_id:
-                self._subject_refs.append(_Pending(where, msg.subject_id, None, None, msg.at,
-                                                   max(p.retention_s for p in pol.purposes.values()) if pol.purposes else 0.0,
-                                                   f"alert {msg.kind}"))
+                self._subject_refs.append(
+                    _Pending(
+                        where,
+                        msg.subject_id,
+                        None,
+                        None,
+                        msg.at,
+                        max(p.retention_s for p in pol.purposes.values()) if pol.purposes else 0.0,
+                        f"alert {msg.kind}",
+                    )
+                )
         elif isinstance(msg, m.AuditRecord):
             self._audit_topic.append((where, msg, b""))
         elif isinstance(msg, m.DeadLetter):
@@ -199,8 +233,9 @@ class Scanner:
             if item.subject_ref is None or not item.readable:
                 continue
             ttl = self.policy.retention_for(item.purpose) if item.purpose else None
-            self._subject_refs.append(_Pending(item.where, item.subject_ref, item.purpose, item.zone, item.stored_at,
-                                               ttl, f"stored item in {store.name}"))
+            self._subject_refs.append(
+                _Pending(item.where, item.subject_ref, item.purpose, item.zone, item.stored_at, ttl, f"stored item in {store.name}")
+            )
 
     # ------------------------------------------------------------------------------------ audit
 
@@ -233,15 +268,20 @@ class Scanner:
             if mine is None:
                 self._find("audit", where, f"published audit record {name} is missing from the chain files")
             elif mine != rec.hash:
-                self._find("audit", where, f"published audit record {name} is missing from the chain files: "
-                                           "the chain's entry with that seq has another hash (chain rewritten?)")
+                self._find(
+                    "audit",
+                    where,
+                    f"published audit record {name} is missing from the chain files: "
+                    "the chain's entry with that seq has another hash (chain rewritten?)",
+                )
             mirrored.setdefault(rec.actor, set()).add(rec.seq)
         for actor, seqs in sorted(mirrored.items()):
             top = max(seqs)
             gaps = [q for q in range(1, top) if q not in seqs and (actor, q) in local]
             for lo, hi in _ranges(gaps):
-                self._find("audit", f"{self.audit_topic_name}:{actor}",
-                           f"audit topic copy of {actor} has a gap: seq {lo}..{hi} never reached it")
+                self._find(
+                    "audit", f"{self.audit_topic_name}:{actor}", f"audit topic copy of {actor} has a gap: seq {lo}..{hi} never reached it"
+                )
             self.report.records["audit:unmirrored"] += sum(1 for (a, q) in local if a == actor and q > top)
         for actor in {a for a, _q in local} - set(mirrored):
             self.report.records["audit:unmirrored"] += sum(1 for (a, _q) in local if a == actor)
@@ -269,8 +309,11 @@ class Scanner:
                 continue  # a pseudonym whose key is destroyed: unlinkable
             shown = sid if sid == p.subject_ref else f"{sid} (as {p.subject_ref})"
             if p.ttl is not None and self._expired(p.at, p.ttl):
-                self._find("expired-readable", p.where,
-                           f"{p.what} about {shown} is {self.now - p.at:.0f}s old, past the {p.ttl:g}s retention of {p.purpose}")
+                self._find(
+                    "expired-readable",
+                    p.where,
+                    f"{p.what} about {shown} is {self.now - p.at:.0f}s old, past the {p.ttl:g}s retention of {p.purpose}",
+                )
             if p.purpose is None:
                 ok = self.consent.has_any(sid, self.now)
             else:
@@ -278,8 +321,7 @@ class Scanner:
                 ok = self.consent.is_allowed(sid, p.purpose, zone, p.at) and self.consent.is_allowed(sid, p.purpose, zone, self.now)
             if not ok:
                 rec = self.consent.get(sid, p.purpose) if p.purpose else None
-                why = ("withdrawn" if self.consent.withdrawn(sid) or (rec and rec.withdrawn_at is not None)
-                       else "no active consent")
+                why = "withdrawn" if self.consent.withdrawn(sid) or (rec and rec.withdrawn_at is not None) else "no active consent"
                 self._find("non-consented", p.where, f"{p.what} about {shown}: {why} for {p.purpose or 'any purpose'}")
         self._check_audit()
         return self.report
@@ -308,13 +350,20 @@ def open_consent(state_dir: Path, legacy_json: Path | None = None) -> ConsentReg
     return ConsentRegistry()
 
 
-async def run_scan(settings, policy: Policy, keys: KeySource | None, *, stores: Iterable[Store] | None = None,  # noqa: ANN001
-                   consent: ConsentRegistry | None = None, now: float | None = None,
-                   progress: Callable[[str], None] | None = None) -> ScanReport:
+async def run_scan(
+    settings,
+    policy: Policy,
+    keys: KeySource | None,
+    *,
+    stores: Iterable[Store] | None = None,  # noqa: ANN001
+    consent: ConsentRegistry | None = None,
+    now: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ScanReport:
     """Read every topic of the catalogue from offset 0 (broker at ``settings.broker.bootstrap``) and every store."""
     from broker import topics as t
     from broker.reader import read_all
-    from paxsim.state import consent_path, gallery_path
+    from policy.consent import consent_path
 
     state = Path(settings.state_dir)
     consent = consent if consent is not None else open_consent(state, consent_path(settings))
@@ -326,7 +375,7 @@ async def run_scan(settings, policy: Policy, keys: KeySource | None, *, stores: 
             progress(topic.name)
         for rec in await read_all(settings, topic.name):
             scanner.add_record(topic.name, rec.partition, rec.offset, rec.value)
-    for store in (stores if stores is not None else [GalleryStore(gallery_path(settings))]):
+    for store in stores if stores is not None else registered_stores(settings):
         if progress:
             progress(store.name)
         scanner.add_store(store)

@@ -29,8 +29,9 @@ import bisect
 import math
 import secrets
 from collections import Counter as Tally
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -44,8 +45,9 @@ DELETED = Counter("paxsim_policy_tracklets_deleted_total", "Anonymous tracklets 
 IGNORED = Counter("paxsim_policy_tracklets_ignored_total", "Sightings that did not join a tracklet, by reason", ["reason"])
 ENTRIES = Counter("paxsim_policy_tracklets_zone_entries_total", "Tracklets entering a zone (first sight or zone change)", ["zone"])
 TRANSITIONS = Counter("paxsim_policy_tracklets_transitions_total", "Zone changes within a tracklet", ["from_zone", "to_zone"])
-DWELL = Histogram("paxsim_policy_tracklets_dwell_seconds", "Time a tracklet was seen in a zone (first to last sight)",
-                  ["zone"], buckets=DWELL_BUCKETS_S)
+DWELL = Histogram(
+    "paxsim_policy_tracklets_dwell_seconds", "Time a tracklet was seen in a zone (first to last sight)", ["zone"], buckets=DWELL_BUCKETS_S
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +101,14 @@ class FlowCounts:
     deleted: int = 0
 
     def as_dict(self) -> dict:
-        return {"entries": dict(self.entries), "transitions": {f"{a}->{b}": n for (a, b), n in self.transitions.items()},
-                "dwell_buckets_s": list(DWELL_BUCKETS_S), "dwell": {z: list(c) for z, c in self.dwell.items()},
-                "started": self.started, "deleted": self.deleted}
+        return {
+            "entries": dict(self.entries),
+            "transitions": {f"{a}->{b}": n for (a, b), n in self.transitions.items()},
+            "dwell_buckets_s": list(DWELL_BUCKETS_S),
+            "dwell": {z: list(c) for z, c in self.dwell.items()},
+            "started": self.started,
+            "deleted": self.deleted,
+        }
 
 
 class TrackletStore:
@@ -113,7 +120,7 @@ class TrackletStore:
         self.counts = FlowCounts()
 
     @classmethod
-    def for_policy(cls, holder: Any) -> "TrackletStore":  # noqa: ANN401 - policy.policyfile.PolicyHolder
+    def for_policy(cls, holder: Any) -> TrackletStore:  # noqa: ANN401 - policy.policyfile.PolicyHolder
         """Follow ``holder.current`` (hot reload); the config is re-read only when the policy object changes."""
         cache: list[Any] = [None, TrackletConfig()]
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -88,9 +88,7 @@ def _evaluate(ident: Identity, bank: np.ndarray, emb, views=_TEST_VIEWS, score_w
     return Candidate(ident, e, near - 0.5 * self_d + score_weight * min(min_score, 1.0))
 
 
-def optimise_identity(
-    k: int, bank: np.ndarray, seed: int, emb, starts: int = 5, steps: int = 12
-) -> Candidate:
+def optimise_identity(k: int, bank: np.ndarray, seed: int, emb, starts: int = 5, steps: int = 12) -> Candidate:
     """Best of ``starts`` random identities, then ``steps`` (1+1)-ES mutations (see module docstring)."""
     rng = np.random.default_rng([seed, k, 0xB4])
     sex, age = SEXES[k % 2], AGE_BANDS[(k // 2) % len(AGE_BANDS)]
@@ -113,7 +111,7 @@ def optimise_identity(
         if c.fitness > best.fitness:
             best, sigma = c, min(sigma * 1.5, 0.25)
         else:
-            sigma = max(sigma * 1.5 ** -0.25, 0.01)
+            sigma = max(sigma * 1.5**-0.25, 0.01)
     return best
 
 
@@ -123,9 +121,7 @@ def save_bank(identities: list[Identity], embeddings: np.ndarray, meta: dict, ou
     tmp.write_text(json.dumps({"meta": meta, "identities": [i.to_dict() for i in identities]}, indent=None) + "\n")
     os.replace(tmp, out / BANK_FILE.name)
     tmpz = out / "bank_embeddings.tmp.npz"
-    np.savez_compressed(
-        tmpz, embeddings=np.asarray(embeddings, np.float32), seeds=np.array([i.seed for i in identities], np.int64)
-    )
+    np.savez_compressed(tmpz, embeddings=np.asarray(embeddings, np.float32), seeds=np.array([i.seed for i in identities], np.int64))
     os.replace(tmpz, out / EMBEDDINGS_FILE.name)
 
 
@@ -200,7 +196,7 @@ def refine_bank(
             if c.fitness > best.fitness:
                 best, sigma = c, min(sigma * 1.5, 0.25)
             else:
-                sigma = max(sigma * 1.5 ** -0.25, 0.01)
+                sigma = max(sigma * 1.5**-0.25, 0.01)
         if best.embedding is not None and np.isfinite(best.fitness):
             idents[k] = best.identity
             embs[k] = best.embedding

@@ -30,9 +30,9 @@ Calibrated numbers (bank of 50 optimised identities × 10 renders, seed 0; store
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -45,7 +45,6 @@ CALIBRATION_FILE = DATA / "calibration.json"
 DIM = 128
 ENROL_FACE_PX = 120.0
 ENROL_LIGHT = Light(direction=(0.0, -0.2, 1.0), ambient=0.45)
-
 
 
 def enrol_view(model: FaceModel) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -173,7 +172,7 @@ class NoiseModel:
         path.write_text(json.dumps(asdict(self), indent=1) + "\n")
 
     @classmethod
-    def from_measurement(cls, m: Measurement) -> "NoiseModel":
+    def from_measurement(cls, m: Measurement) -> NoiseModel:
         same, diff = m.same(), m.different()
         thr, fmr, fnmr = m.threshold()
         stats = {

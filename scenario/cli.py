@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -16,7 +15,10 @@ console = Console(stderr=True)
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
         console=console,
     )
 
@@ -70,7 +72,13 @@ def _refine(indices: list[int], seed: int, out: Path, steps: int, starts: int, w
     with _progress() as prog:
         task = prog.add_task(f"refining {len(indices)} identities", total=len(indices))
         return refine_bank(
-            indices, seed, out, steps=steps, starts=starts, bank_dir=out, score_weight=weight,
+            indices,
+            seed,
+            out,
+            steps=steps,
+            starts=starts,
+            bank_dir=out,
+            score_weight=weight,
             progress=lambda k, c: prog.update(task, completed=k),
         )
 
@@ -91,9 +99,9 @@ def _calibrate(idents, embs, renders: int, out: Path) -> None:
 def render(
     out: Path = typer.Option(..., "--out", help="output directory"),
     seconds: float = typer.Option(30.0, "--seconds", min=0.0, help="seconds of video per camera"),
-    scenario: Optional[Path] = typer.Option(None, "--scenario", help="scenario YAML (default: built-in airport)"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="override the scenario's seed"),
-    camera: Optional[list[str]] = typer.Option(None, "--camera", help="only these camera ids (repeatable)"),
+    scenario: Path | None = typer.Option(None, "--scenario", help="scenario YAML (default: built-in airport)"),
+    seed: int | None = typer.Option(None, "--seed", help="override the scenario's seed"),
+    camera: list[str] | None = typer.Option(None, "--camera", help="only these camera ids (repeatable)"),
 ) -> None:
     """Render one mp4 per camera + MOTChallenge ground truth + manifest.json into OUT."""
     from .render import render_all

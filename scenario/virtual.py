@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from paxsim.config import ScenarioSettings
+from core.config import ScenarioSettings
 from scenario.calibration import base_embeddings, load_noise_model
 from scenario.world import World, load_world
 

@@ -149,7 +149,7 @@ class ScenarioSpec(_Spec):
     cameras: list[CameraSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _refs(self) -> "ScenarioSpec":
+    def _refs(self) -> ScenarioSpec:
         names = [z.name for z in self.zones]
         if len(set(names)) != len(names):
             raise ValueError("zone names must be unique")

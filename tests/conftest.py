@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from broker.embedded import EmbeddedBroker
-from paxsim.config import Settings, load_settings
+from core.config import Settings, load_settings
 
 
 @pytest.fixture

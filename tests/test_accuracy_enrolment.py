@@ -25,7 +25,9 @@ def test_views_from_above_are_closer_to_the_multi_view_template_than_to_a_fronta
         assert len(v) >= 5 and len(f) == 1  # every enrolment pose is detected on these faces
         model = build(ident)
         for yaw, pitch in ((12.0, -14.0), (-8.0, -11.0)):
-            img, _ = portrait(render_view(model, yaw, pitch, 0.0, camera_light, scale=scale_for_face_px(model, 80.0)), np.random.default_rng(1), pad=0.5)
+            img, _ = portrait(
+                render_view(model, yaw, pitch, 0.0, camera_light, scale=scale_for_face_px(model, 80.0)), np.random.default_rng(1), pad=0.5
+            )
             probe = emb.detect_embed(img, 1)
             assert probe is not None
             gain.append(np.linalg.norm(probe[1] - f[0]) - np.linalg.norm(probe[1] - template(v)))
@@ -63,9 +65,9 @@ def test_travellers_seen_only_as_dont_care_faces_are_enrolled_too(tmp_path):
 def test_enrol_scenario_enrols_every_view_of_a_video_traveller(settings):
     """A video run enrols the views of a traveller as separate gallery rows (the matcher scores a subject by its
     closest view); a single vector still replaces one row, and the others keep the virtual model's vector."""
+    from core.paths import gallery_path
     from matcher.gallery import Gallery
     from paxsim.demo import enrol_scenario
-    from paxsim.state import gallery_path
     from scenario.virtual import VirtualAirport
 
     ids, vecs, _ = VirtualAirport(settings.scenario, 5.0).enrolment()

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from paxsim.config import ConfigError, load_settings
+from core.config import ConfigError, load_settings
 
 
 def test_defaults_are_embedded_and_strict():

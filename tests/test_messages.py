@@ -8,8 +8,16 @@ from broker.schema import SCHEMA_PATH, schema_document
 
 
 def _sighting(**kw):
-    base = dict(event_id="e1", camera_id="cam-1", zone="security", captured_at=1.5, track_id=3, box=(1, 2, 30, 40), quality=0.9,
-                embedding=m.embedding_to_bytes(np.arange(128, dtype=np.float32) / 128))
+    base = dict(
+        event_id="e1",
+        camera_id="cam-1",
+        zone="security",
+        captured_at=1.5,
+        track_id=3,
+        box=(1, 2, 30, 40),
+        quality=0.9,
+        embedding=m.embedding_to_bytes(np.arange(128, dtype=np.float32) / 128),
+    )
     base.update(kw)
     return m.Sighting(**base)
 
@@ -23,7 +31,9 @@ def test_roundtrip_is_compact_and_exact():
     np.testing.assert_array_equal(s.vector(), np.arange(128, dtype=np.float32) / 128)
 
 
-@pytest.mark.parametrize("payload", [b"", b"\xff\x00garbage", m.encode(m.ZoneCount(camera_id="c", zone="z", window_start=0, window_end=1, faces=2))])
+@pytest.mark.parametrize(
+    "payload", [b"", b"\xff\x00garbage", m.encode(m.ZoneCount(camera_id="c", zone="z", window_start=0, window_end=1, faces=2))]
+)
 def test_decode_rejects_wrong_bytes(payload):
     with pytest.raises(m.MessageError):
         m.decode(payload, m.Sighting)
@@ -59,10 +69,12 @@ def test_claim_and_verification_decisions_are_compatible_additions():
     claimed = _sighting(zone="egate", claimed_subject="ps-0123456789abcdef01234567")
     assert m.decode(m.encode(claimed), m.Sighting).claimed_subject == "ps-0123456789abcdef01234567"
     for decision in ("verified", "rejected"):
-        match = m.Match(event_id="e1", camera_id="c", zone="egate", purpose="egate-verification", captured_at=1.0,
-                        matched_at=2.0, decision=decision)
+        match = m.Match(
+            event_id="e1", camera_id="c", zone="egate", purpose="egate-verification", captured_at=1.0, matched_at=2.0, decision=decision
+        )
         assert m.decode(m.encode(match), m.Match).decision == decision
-    bogus = m.encode(m.Match(event_id="e1", camera_id="c", zone="egate", purpose="p", captured_at=1.0, matched_at=2.0,
-                             decision="match")).replace(b"\xa5match", b"\xa5maybe")
+    bogus = m.encode(
+        m.Match(event_id="e1", camera_id="c", zone="egate", purpose="p", captured_at=1.0, matched_at=2.0, decision="match")
+    ).replace(b"\xa5match", b"\xa5maybe")
     with pytest.raises(m.MessageError):
         m.decode(bogus, m.Match)

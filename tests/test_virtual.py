@@ -1,6 +1,6 @@
 import numpy as np
 
-from paxsim.config import ScenarioSettings
+from core.config import ScenarioSettings
 from scenario.virtual import VirtualAirport
 
 

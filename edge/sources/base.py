@@ -18,9 +18,9 @@ import asyncio
 import enum
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable
 
 import numpy as np
 
@@ -199,7 +199,11 @@ class Source:
                     self.stats.backoff_s = [*self.stats.backoff_s[-31:], delay]
                     self._emit("reconnect", delay)
                     log.warning(
-                        "source %s: %s; reconnecting in %.2fs (attempt %d)", self.name, exc, delay, failures,
+                        "source %s: %s; reconnecting in %.2fs (attempt %d)",
+                        self.name,
+                        exc,
+                        delay,
+                        failures,
                         extra={"camera": self.name, "kind": exc.kind},
                     )
                     self._set_state(SourceState.RECONNECTING)

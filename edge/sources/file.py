@@ -42,8 +42,17 @@ class VideoFileSource(Paced, Source):
     (``fps`` overrides an absent or wrong rate). A missing, unopenable or frameless file fails the
     source (not retried); a file that ends before its header's frame count is logged as truncated."""
 
-    def __init__(self, name: str, path: str | Path, *, loop: bool = False, realtime: bool = False, fps: float | None = None,
-                 start_frame: int = 0, **kw) -> None:
+    def __init__(
+        self,
+        name: str,
+        path: str | Path,
+        *,
+        loop: bool = False,
+        realtime: bool = False,
+        fps: float | None = None,
+        start_frame: int = 0,
+        **kw,
+    ) -> None:
         super().__init__(name, **kw)
         self._start = max(0, int(start_frame))  # first pass starts here (seek); a loop restarts at frame 0
         self.path = Path(path)
@@ -91,7 +100,10 @@ class VideoFileSource(Paced, Source):
         if self._expected and self._pos < self._expected - 1 and not self._truncation_logged:
             self._truncation_logged = True
             log.warning(
-                "video %s ended after %d of %d frames (truncated or corrupt)", self.path, self._pos, self._expected,
+                "video %s ended after %d of %d frames (truncated or corrupt)",
+                self.path,
+                self._pos,
+                self._expected,
                 extra={"camera": self.name},
             )
             self._error(SourceError("truncated", "truncated"))

@@ -12,7 +12,9 @@ class WebcamSource(Source):
     retryable = True
     live = True
 
-    def __init__(self, name: str, device: int | str, *, width: int | None = None, height: int | None = None, fps: float | None = None, **kw) -> None:
+    def __init__(
+        self, name: str, device: int | str, *, width: int | None = None, height: int | None = None, fps: float | None = None, **kw
+    ) -> None:
         super().__init__(name, **kw)
         self.device = device
         self.size = (width, height)

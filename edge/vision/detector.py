@@ -7,8 +7,9 @@ upsampled once finds faces of ~30-60 px for a fraction of the cost of upsampling
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import dlib
 import numpy as np

@@ -6,7 +6,7 @@ Euclidean distance < 0.6". dlib holds the GIL while embedding, so run it in a pr
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import dlib
 import numpy as np

@@ -7,7 +7,7 @@ the package lives and never import it.
 from __future__ import annotations
 
 import importlib.util
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 SHAPE_PREDICTOR_5 = "shape_predictor_5_face_landmarks.dat"
@@ -19,7 +19,7 @@ class ModelsMissing(RuntimeError):
     """The model package is not installed or a model file is absent."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def models_dir() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:

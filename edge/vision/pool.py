@@ -22,14 +22,14 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence
-
-from prometheus_client import Counter
+from typing import Literal
 
 import cv2
 import numpy as np
+from prometheus_client import Counter
 
 from edge.vision import quality
 from edge.vision.detector import Box, DetectorSettings, iou, make_detector
@@ -130,9 +130,7 @@ def _bars_for(dets: Sequence, regions: Sequence[Box], bars: Sequence[float], def
     best overlap first (IoU > 0.3); ``default`` for a detection paired with none (a new face, or a second
     face overlapping a track's region: it must not inherit that track's bar)."""
     out = [default] * len(dets)
-    pairs = sorted(
-        ((iou(d.box, r), i, j) for i, d in enumerate(dets) for j, r in enumerate(regions)), reverse=True
-    )
+    pairs = sorted(((iou(d.box, r), i, j) for i, d in enumerate(dets) for j, r in enumerate(regions)), reverse=True)
     used_d: set[int] = set()
     used_r: set[int] = set()
     for o, i, j in pairs:
@@ -323,7 +321,7 @@ class VisionPool:
         self._low.clear()
         self._ex.shutdown(wait=True, cancel_futures=True)
 
-    def __enter__(self) -> "VisionPool":
+    def __enter__(self) -> VisionPool:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -38,9 +38,7 @@ class DlibFace:
         rgb = np.ascontiguousarray(bgr[..., ::-1])
         rects, scores, _ = self.detector.run(rgb, upsample, 0.0)
         order = np.argsort(scores)[::-1]
-        return [
-            (rects[i].left(), rects[i].top(), rects[i].width(), rects[i].height()) for i in order
-        ]
+        return [(rects[i].left(), rects[i].top(), rects[i].width(), rects[i].height()) for i in order]
 
     def detect_scored(self, bgr: np.ndarray, upsample: int = 1) -> list[tuple[tuple[int, int, int, int], float]]:
         """Face boxes with their HOG scores (> 0 = detected), best first."""

@@ -68,7 +68,9 @@ def jittered_view(
     tint = rng.uniform(0.85, 1.0, size=3)
     tint /= tint.max()
     light = Light(
-        direction=tuple(d), colour=tuple(tint), intensity=float(rng.uniform(*spec.intensity)),
+        direction=tuple(d),
+        colour=tuple(tint),
+        intensity=float(rng.uniform(*spec.intensity)),
         ambient=float(rng.uniform(0.3, 0.5)),
     )
     face_px = float(rng.uniform(*spec.face_px))

@@ -56,9 +56,7 @@ def _soft(d: np.ndarray, edge: float = 0.15) -> np.ndarray:
     return np.clip((1.0 - d) / edge, 0.0, 1.0)
 
 
-def _noise(
-    rng: np.random.Generator, sigma: float, sx: float | None = None, sy: float | None = None, grid: int = GRID
-) -> np.ndarray:
+def _noise(rng: np.random.Generator, sigma: float, sx: float | None = None, sy: float | None = None, grid: int = GRID) -> np.ndarray:
     k = grid / GRID
     n = rng.standard_normal((grid, grid)).astype(np.float32)
     n = cv2.GaussianBlur(n, (0, 0), sigmaX=(sx or sigma) * k, sigmaY=(sy or sigma) * k)

@@ -78,7 +78,7 @@ class Identity:
     def p(self, name: str) -> float:
         return float(self.x[INDEX[name]])
 
-    def with_x(self, x: np.ndarray) -> "Identity":
+    def with_x(self, x: np.ndarray) -> Identity:
         return replace(self, x=np.clip(np.asarray(x, dtype=np.float64), X_MIN, X_MAX))
 
     @property
@@ -100,7 +100,7 @@ class Identity:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Identity":
+    def from_dict(cls, d: dict[str, Any]) -> Identity:
         x = np.asarray(d["x"], dtype=np.float64)
         if x.shape != (N_CONTINUOUS,) or not np.all(np.isfinite(x)):
             raise ValueError(f"identity {d.get('seed')}: x must be {N_CONTINUOUS} finite numbers")

@@ -28,9 +28,7 @@ class PinholeCamera:
 
     def project_cam(self, pc: np.ndarray) -> np.ndarray:
         z = np.maximum(pc[..., 2:3], 1e-6)
-        return np.concatenate(
-            [self.fx * pc[..., 0:1] / z + self.width / 2.0, self.fx * pc[..., 1:2] / z + self.height / 2.0], axis=-1
-        )
+        return np.concatenate([self.fx * pc[..., 0:1] / z + self.width / 2.0, self.fx * pc[..., 1:2] / z + self.height / 2.0], axis=-1)
 
     def project(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(pixels (..., 2), depth (...)) of zone-frame points."""

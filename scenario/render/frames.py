@@ -181,8 +181,15 @@ class CameraRenderer:
         elev = float(np.degrees(np.arcsin(np.clip(to_cam[2], -1, 1))))
         pitch = float(look_pitch - elev)
         return {
-            "tr": tr, "x": x, "y": y, "phase": phase, "head": head, "depth": float(hc[2]),
-            "yaw": yaw, "pitch": pitch, "dir": s.direction,
+            "tr": tr,
+            "x": x,
+            "y": y,
+            "phase": phase,
+            "head": head,
+            "depth": float(hc[2]),
+            "yaw": yaw,
+            "pitch": pitch,
+            "dir": s.direction,
         }
 
     def _body_geometry(self, p: dict) -> None:
@@ -193,12 +200,20 @@ class CameraRenderer:
         swing = 0.28 * np.sin(ph)
         pts = np.array(
             [
-                [x - sw / 2, y, sh], [x + sw / 2, y, sh], [x + 0.19, y, hip], [x - 0.19, y, hip],  # torso 0-3
-                [x - 0.1, y, hip], [x - 0.1, y + swing, 0.0],  # left leg 4-5
-                [x + 0.1, y, hip], [x + 0.1, y - swing, 0.0],  # right leg 6-7
-                [x - sw / 2, y, sh - 0.02], [x - sw / 2 - 0.05, y - swing * 0.8, hip - 0.05],  # arms 8-11
-                [x + sw / 2, y, sh - 0.02], [x + sw / 2 + 0.05, y + swing * 0.8, hip - 0.05],
-                [x, y, h - 0.2], [x, y, sh],  # neck 12-13
+                [x - sw / 2, y, sh],
+                [x + sw / 2, y, sh],
+                [x + 0.19, y, hip],
+                [x - 0.19, y, hip],  # torso 0-3
+                [x - 0.1, y, hip],
+                [x - 0.1, y + swing, 0.0],  # left leg 4-5
+                [x + 0.1, y, hip],
+                [x + 0.1, y - swing, 0.0],  # right leg 6-7
+                [x - sw / 2, y, sh - 0.02],
+                [x - sw / 2 - 0.05, y - swing * 0.8, hip - 0.05],  # arms 8-11
+                [x + sw / 2, y, sh - 0.02],
+                [x + sw / 2 + 0.05, y + swing * 0.8, hip - 0.05],
+                [x, y, h - 0.2],
+                [x, y, sh],  # neck 12-13
             ]
         )
         px, _ = self.cam.project(pts)
@@ -232,8 +247,16 @@ class CameraRenderer:
         if abs(p["yaw"]) > MAX_FACE_YAW:
             r = 0.65 * px_per_unit
             cv2.ellipse(
-                frame, (int(centre[0] * 16), int((centre[1] - 0.1 * px_per_unit) * 16)),
-                (int(r * 16), int(r * 1.25 * 16)), 0, 0, 360, _hair_bgr(tr), -1, cv2.LINE_AA, 4,
+                frame,
+                (int(centre[0] * 16), int((centre[1] - 0.1 * px_per_unit) * 16)),
+                (int(r * 16), int(r * 1.25 * 16)),
+                0,
+                0,
+                360,
+                _hair_bgr(tr),
+                -1,
+                cv2.LINE_AA,
+                4,
             )
             return None
         view, canon = self.cache.get(tr.identity, self.spec, p["yaw"], p["pitch"], px_per_unit * 1.1)

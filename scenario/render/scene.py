@@ -93,7 +93,11 @@ def draw_background(spec: CameraSpec, zone: ZoneSpec, cam: PinholeCamera | None 
             win = cam.clip_polygon(np.array([[x, y, 1.2], [x, y + 3.0, 1.2], [x, y + 3.0, ceil - 0.8], [x, y, ceil - 0.8]]))
             if win is not None:
                 cv2.fillPoly(img, [np.round(win).astype(np.int32)], (225, 205, 170), lineType=cv2.LINE_AA)
-    sign = cam.clip_polygon(np.array([[-1.2, far - 0.01, ceil - 1.4], [1.2, far - 0.01, ceil - 1.4], [1.2, far - 0.01, ceil - 0.8], [-1.2, far - 0.01, ceil - 0.8]]))
+    sign = cam.clip_polygon(
+        np.array(
+            [[-1.2, far - 0.01, ceil - 1.4], [1.2, far - 0.01, ceil - 1.4], [1.2, far - 0.01, ceil - 0.8], [-1.2, far - 0.01, ceil - 0.8]]
+        )
+    )
     if sign is not None:
         cv2.fillPoly(img, [np.round(sign).astype(np.int32)], (40, 160, 230))
     # props, far to near

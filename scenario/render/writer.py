@@ -22,10 +22,7 @@ def gt_line(frame_index: int, f: FaceTruth) -> str:
 
 def details_line(frame_index: int, f: FaceTruth) -> str:
     bx, by, bw, bh = f.body
-    return (
-        f"{frame_index + 1},{f.track_id},{f.traveller_id},{f.yaw:.2f},{f.pitch:.2f},{f.face_px:.1f},"
-        f"{bx},{by},{bw},{bh}\n"
-    )
+    return f"{frame_index + 1},{f.track_id},{f.traveller_id},{f.yaw:.2f},{f.pitch:.2f},{f.face_px:.1f},{bx},{by},{bw},{bh}\n"
 
 
 def render_camera(
@@ -66,9 +63,7 @@ def render_camera(
         if writer is not None:
             writer.release()
     (d / "seqinfo.ini").write_text(
-        "[Sequence]\n"
-        f"name={camera_id}\nimDir=video.mp4\nframeRate={r.fps:g}\nseqLength={frames}\n"
-        f"imWidth={W}\nimHeight={H}\nimExt=.mp4\n"
+        f"[Sequence]\nname={camera_id}\nimDir=video.mp4\nframeRate={r.fps:g}\nseqLength={frames}\nimWidth={W}\nimHeight={H}\nimExt=.mp4\n"
     )
     return {"camera": camera_id, "frames": frames, "faces": faces}
 

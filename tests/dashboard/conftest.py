@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from paxsim.config import Settings
+from core.config import Settings
+from core.paths import ground_truth_path
+from core.stack import TARGETS_FILE_NAME, Stack, total
 from paxsim.demo import child_env, enrol_scenario, start_pipeline
-from paxsim.stack import TARGETS_FILE_NAME, Stack, total
-from paxsim.state import ground_truth_path
 
 SMALL = dict(cameras=8, travellers=150, events_per_second=120.0)
 
@@ -51,7 +51,9 @@ class LivePipeline:
         return f"http://127.0.0.1:{self.stack.children['dashboard'].metrics_port}"
 
 
-def start_live_pipeline(client_settings: Settings, bootstrap: str, duration_s: float, monkeypatch: pytest.MonkeyPatch, keys) -> LivePipeline:  # noqa: ANN001
+def start_live_pipeline(
+    client_settings: Settings, bootstrap: str, duration_s: float, monkeypatch: pytest.MonkeyPatch, keys
+) -> LivePipeline:  # noqa: ANN001
     cs = small(client_settings)
     enrol_scenario(cs, duration_s)
     monkeypatch.setenv("PAXSIM_DASHBOARD_TOKENS", TOKENS)  # passed on to the dashboard child

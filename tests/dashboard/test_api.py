@@ -10,16 +10,15 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from broker.messages import ErasureRequest, Match, TrackUpdate, encode
 from broker import topics as t
+from broker.messages import ErasureRequest, Match, TrackUpdate, encode
+from core.config import Settings
+from core.paths import gallery_path
 from dashboard.app import create_app
 from dashboard.auth import Role, TokenError, TokenStore
 from matcher.gallery import Gallery
-from paxsim.config import Settings
-from paxsim.state import gallery_path
 from policy.audit import audit_dir, read_records, verify
 from policy.consent import ConsentRegistry, registry_path
-
 from tests.dashboard.conftest import ADMIN, AUDITOR, OPERATOR, TOKENS
 
 H = {role: {"Authorization": f"Bearer {tok}"} for role, tok in (("admin", ADMIN), ("operator", OPERATOR), ("auditor", AUDITOR))}
@@ -63,7 +62,9 @@ def _seed(settings: Settings) -> None:
 
 
 def _track(sid: str, zone: str, prev: str | None, at: float, n: int) -> bytes:
-    return encode(TrackUpdate(event_id=f"ev-{sid}-{n}", subject_id=sid, camera_id="cam-001", zone=zone, prev_zone=prev, at=at, captured_at=at))
+    return encode(
+        TrackUpdate(event_id=f"ev-{sid}-{n}", subject_id=sid, camera_id="cam-001", zone=zone, prev_zone=prev, at=at, captured_at=at)
+    )
 
 
 @pytest.fixture
@@ -75,8 +76,22 @@ def client(settings: Settings):
         now = time.time()
         view.apply(t.TRACKS.name, _track("pax-00001", "security", None, now - 5, 1), now)
         view.apply(t.TRACKS.name, _track("pax-00001", "gate", "security", now - 2, 2), now)
-        view.apply(t.MATCHES.name, encode(Match(event_id="ev-pax-00001-2", camera_id="cam-001", zone="gate", purpose="boarding",
-                                                captured_at=now - 2, matched_at=now - 1.9, decision="match", subject_id="pax-00001")), now)
+        view.apply(
+            t.MATCHES.name,
+            encode(
+                Match(
+                    event_id="ev-pax-00001-2",
+                    camera_id="cam-001",
+                    zone="gate",
+                    purpose="boarding",
+                    captured_at=now - 2,
+                    matched_at=now - 1.9,
+                    decision="match",
+                    subject_id="pax-00001",
+                )
+            ),
+            now,
+        )
         yield c
 
 
@@ -144,7 +159,9 @@ def test_trajectory_read_then_erasure_deletes_it_everywhere_we_hold_it(client: T
     view.apply(t.TRACKS.name, _track("pax-00001", "egate", "gate", time.time() - 1, 3))
     assert view.trajectory("pax-00001") == []
     # the same request read back from the erasure topic is applied once
-    view.apply(t.ERASURES.name, encode(ErasureRequest(request_id=out["request_id"], subject_id="pax-00001", requested_at=out["requested_at"])))
+    view.apply(
+        t.ERASURES.name, encode(ErasureRequest(request_id=out["request_id"], subject_id="pax-00001", requested_at=out["requested_at"]))
+    )
     assert client.get("/api/panels").json()["erasure"]["applied"] == 1
 
 
@@ -172,7 +189,9 @@ def test_consent_grant_is_validated_against_the_policy(client: TestClient):
 
 
 def test_policy_validation_reports_lines(client: TestClient):
-    r = client.post("/api/policy/validate", json={"text": "label: ok\nzones:\n  egate: {biometric: true, purpose: nope}\n"}, headers=H["operator"])
+    r = client.post(
+        "/api/policy/validate", json={"text": "label: ok\nzones:\n  egate: {biometric: true, purpose: nope}\n"}, headers=H["operator"]
+    )
     body = r.json()
     assert body["valid"] is False and body["issues"][0]["line"] == 3
     ok = client.post("/api/policy/validate", json={"text": "label: fine\n"}, headers=H["operator"]).json()

@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 import httpx
-import pytest
 
-from paxsim.state import state_dir
-from policy.crypto import HttpKeySource, SubjectVault
+from core.paths import state_dir
 from policy.consent import ConsentRegistry, registry_path
-
+from policy.crypto import HttpKeySource, SubjectVault
 from tests.dashboard.conftest import ADMIN, AUDITOR, OPERATOR, need_binary, start_live_pipeline, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 README_SHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "dashboard.png"
 PLOTS = ["plot-throughput", "plot-latency", "plot-lag", "plot-consent", "plot-rules", "plot-map", "plot-retention"]
 
@@ -46,14 +50,17 @@ def test_live_dashboard_in_chromium(settings, client_settings, broker, keys, tmp
             page.goto(url + "/", wait_until="domcontentloaded")
 
             # live data reaches every panel: decisions, stage rates from the scraped /metrics, lag, rules, cameras
-            page.wait_for_function("""() => {
+            page.wait_for_function(
+                """() => {
                 const s = window.paxsim && window.paxsim.last;
                 if (!s) return false;
                 const st = Object.fromEntries(s.stages.map(x => [x.stage, x]));
                 return s.broker_connected && (s.decisions.match || 0) > 0 && st.matcher.events_per_s > 0
                     && st.edge.events_per_s > 0 && st.matcher.p99_ms !== null && st.gate.lag !== null
                     && s.rules.length > 0 && s.cameras.length > 0 && s.cameras.some(c => c.status === "live");
-            }""", timeout=30_000)
+            }""",
+                timeout=30_000,
+            )
             for plot in PLOTS:
                 n = page.evaluate(f"() => (document.getElementById('{plot}').data || []).length")
                 assert n > 0, f"{plot} has no trace"
@@ -66,8 +73,9 @@ def test_live_dashboard_in_chromium(settings, client_settings, broker, keys, tmp
             # the consent panel draws its three outcomes from the matches topic, and matched faces are among them
             # (whether an unenrolled traveller passes in these seconds is the scenario's business: test_pipeline
             # checks unknown decisions against the ground truth)
-            assert page.evaluate("() => { const d = document.getElementById('plot-consent').data; "
-                                 "return d.length === 3 && d[0].y.some(v => v > 0); }")
+            assert page.evaluate(
+                "() => { const d = document.getElementById('plot-consent').data; return d.length === 3 && d[0].y.some(v => v > 0); }"
+            )
 
             # identity data is refused without the right role, then an erasure goes through the erasure topic
             with httpx.Client(base_url=url, timeout=5) as api:
@@ -83,9 +91,14 @@ def test_live_dashboard_in_chromium(settings, client_settings, broker, keys, tmp
                 req = reg.withdraw(real)
                 reg.close()
                 assert req is not None
-                wait_for("the erasure applied", lambda: any(
-                    e["request_id"] == req.request_id and e["published_at"] and e["applied_in_dashboard_s"] is not None
-                    for e in api.get("/api/erasures", headers=bearer(ADMIN)).json()), 15)
+                wait_for(
+                    "the erasure applied",
+                    lambda: any(
+                        e["request_id"] == req.request_id and e["published_at"] and e["applied_in_dashboard_s"] is not None
+                        for e in api.get("/api/erasures", headers=bearer(ADMIN)).json()
+                    ),
+                    15,
+                )
                 left = api.get(f"/api/trajectories/{victim}", headers=bearer(OPERATOR))
                 assert left.status_code == 404 or all(v["captured_at"] > req.requested_at for v in left.json())
             page.wait_for_function("() => window.paxsim.last.erasure.applied >= 1", timeout=10_000)

@@ -22,8 +22,19 @@ METRIC_RE = re.compile(r"\bpaxsim_[a-z0-9_]+")
 SUFFIXES = ("_bucket", "_count", "_sum", "_created")
 
 # every module that declares metrics of a service process
-SERVICE_MODULES = ["edge.service", "edge.publisher", "edge.metrics", "policy.gate", "policy.filters", "policy.policyfile",
-                   "policy.audit", "matcher.service", "broker.stream", "broker.embedded", "dashboard.app"]
+SERVICE_MODULES = [
+    "edge.service",
+    "edge.publisher",
+    "edge.metrics",
+    "policy.gate",
+    "policy.filters",
+    "policy.policyfile",
+    "policy.audit",
+    "matcher.service",
+    "broker.stream",
+    "broker.embedded",
+    "dashboard.app",
+]
 
 
 def _family(sample: str) -> str:
@@ -79,9 +90,11 @@ def test_committed_dashboard_is_what_the_generator_writes(tmp_path: Path):
 
 
 def test_every_metric_grafana_uses_is_declared_by_a_service():
-    code = ("import sys, importlib; from prometheus_client import generate_latest\n"
-            f"[importlib.import_module(m) for m in {SERVICE_MODULES!r}]\n"
-            "sys.stdout.write(generate_latest().decode())")
+    code = (
+        "import sys, importlib; from prometheus_client import generate_latest\n"
+        f"[importlib.import_module(m) for m in {SERVICE_MODULES!r}]\n"
+        "sys.stdout.write(generate_latest().decode())"
+    )
     text = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     exposed = family_names(text)
     used = grafana_metric_names()

@@ -4,28 +4,37 @@ dashboard and the web panels rely on, with values that agree with the topics the
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
-import pytest
 
 from broker import topics as t
 from broker.messages import Match, decode
 from broker.reader import read_all
-from paxsim.obs import free_port, wait_port
-from paxsim.stack import total
-
+from core.obs import free_port, wait_port
+from core.stack import total
 from tests.dashboard.conftest import need_binary, start_live_pipeline, wait_for
-from tests.dashboard.test_grafana import grafana_metric_names, family_names
+from tests.dashboard.test_grafana import family_names, grafana_metric_names
 
 NAME_RE = re.compile(r"^paxsim_(edge|gate|policy|matcher|broker|dashboard|audit|crypto)_[a-z0-9_]+$")
-UNIT_SUFFIXES = ("_total", "_seconds", "_messages", "_events", "_partitions", "_templates", "_info", "_frames", "_points",
-                 "_clients", "_up", "_state", "_active")
+UNIT_SUFFIXES = (
+    "_total",
+    "_seconds",
+    "_messages",
+    "_events",
+    "_partitions",
+    "_templates",
+    "_info",
+    "_frames",
+    "_points",
+    "_clients",
+    "_up",
+    "_state",
+    "_active",
+)
 
 
 def promql(base: str, query: str) -> list[dict]:
@@ -50,21 +59,32 @@ def test_prometheus_scrapes_every_stage_and_promql_matches_the_topics(settings, 
     )
     log = (tmp_path / "prometheus.log").open("wb")
     proc = subprocess.Popen(
-        [prom, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
-         "--storage.tsdb.retention.time=1h", "--web.enable-lifecycle"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        [
+            prom,
+            f"--config.file={cfg}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=1h",
+            "--web.enable-lifecycle",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         assert wait_port("127.0.0.1", port, 20), "prometheus did not start"
         # every stage is a target and up (while the edge still runs)
-        jobs = wait_for("all four stages up in prometheus",
-                        lambda: (lambda r: r if len(r) == 4 else None)({s["metric"]["job"] for s in promql(base, "up == 1")}), 20)
+        jobs = wait_for(
+            "all four stages up in prometheus",
+            lambda: (lambda r: r if len(r) == 4 else None)({s["metric"]["job"] for s in promql(base, "up == 1")}),
+            20,
+        )
         assert jobs == {"edge", "policy", "matcher", "dashboard"}
         # the scraped real /metrics of every stage: consistent names, and every metric Grafana uses exists
         # (read while the edge still runs; it exits when its traffic is done)
         families: set[str] = set()
-        for name, child in live.stack.children.items():
+        for _name, child in live.stack.children.items():
             text = httpx.get(child.metrics_url, timeout=5).text
             families |= family_names(text)
         ours = {f for f in families if f.startswith("paxsim_") and not f.endswith("_created")}  # _created: the client's own
@@ -75,7 +95,11 @@ def test_prometheus_scrapes_every_stage_and_promql_matches_the_topics(settings, 
 
         # throughput is a rate computed by prometheus, not a number we pushed
         wait_for("a matcher rate", lambda: float(promql(base, "sum(rate(paxsim_matcher_events_total[5s]))")[0]["value"][1]) > 0, 20)
-        p99 = wait_for("a p99 latency", lambda: promql(base, "histogram_quantile(0.99, sum by (le) (rate(paxsim_matcher_e2e_latency_seconds_bucket[10s])))"), 10)
+        p99 = wait_for(
+            "a p99 latency",
+            lambda: promql(base, "histogram_quantile(0.99, sum by (le) (rate(paxsim_matcher_e2e_latency_seconds_bucket[10s])))"),
+            10,
+        )
         assert 0 < float(p99[0]["value"][1]) < 10
         lag_stages = {s["metric"]["stage"] for s in promql(base, "sum by (stage) (paxsim_broker_consumer_lag_messages)")}
         assert {"gate", "matcher"} <= lag_stages
@@ -88,16 +112,27 @@ def test_prometheus_scrapes_every_stage_and_promql_matches_the_topics(settings, 
         # after the run drains, prometheus's counter equals the number of decisions on the matches topic
         wait_for("the edge to finish", lambda: not live.stack.children["edge"].alive(), 30)
         decided = asyncio.run(read_all(live.settings, t.MATCHES.name))
-        wait_for("matcher drained", lambda: total(live.stack.scrape("matcher"), "paxsim_matcher_events_total") >= len(decided)
-                 and len(asyncio.run(read_all(live.settings, t.MATCHES.name))) == total(live.stack.scrape("matcher"), "paxsim_matcher_events_total"), 20, 0.5)
+        wait_for(
+            "matcher drained",
+            lambda: (
+                total(live.stack.scrape("matcher"), "paxsim_matcher_events_total") >= len(decided)
+                and len(asyncio.run(read_all(live.settings, t.MATCHES.name)))
+                == total(live.stack.scrape("matcher"), "paxsim_matcher_events_total")
+            ),
+            20,
+            0.5,
+        )
         # per decision kind, prometheus's counters equal the matches topic (the run's own record of what
         # happened), whichever kinds this run happened to produce
         on_topic = Counter(decode(rec.value, Match).decision for rec in asyncio.run(read_all(live.settings, t.MATCHES.name)))
         assert on_topic["match"] > 0, f"no enrolled traveller was matched: {dict(on_topic)}"
 
         def by_decision() -> dict[str, int]:
-            return {s["metric"]["decision"]: int(float(s["value"][1]))
-                    for s in promql(base, "sum by (decision) (paxsim_matcher_events_total)") if float(s["value"][1]) > 0}
+            return {
+                s["metric"]["decision"]: int(float(s["value"][1]))
+                for s in promql(base, "sum by (decision) (paxsim_matcher_events_total)")
+                if float(s["value"][1]) > 0
+            }
 
         wait_for("prometheus to see every decision, per kind", lambda: by_decision() == dict(on_topic), 10)
     finally:

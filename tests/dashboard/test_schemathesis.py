@@ -9,12 +9,12 @@ import tempfile
 from pathlib import Path
 
 import schemathesis
-from hypothesis import HealthCheck, settings as hsettings
+from hypothesis import HealthCheck
+from hypothesis import settings as hsettings
 from schemathesis.checks import not_a_server_error
 
+from core.config import load_settings
 from dashboard.app import create_app
-from paxsim.config import load_settings
-
 from tests.dashboard.conftest import ADMIN, TOKENS
 from tests.dashboard.test_api import _seed
 

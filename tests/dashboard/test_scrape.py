@@ -10,7 +10,14 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from dashboard.scrape import (
-    SELF, Scraper, TargetState, buckets, histogram_quantile, parse_samples, parse_targets, read_file_sd,
+    SELF,
+    Scraper,
+    TargetState,
+    buckets,
+    histogram_quantile,
+    parse_samples,
+    parse_targets,
+    read_file_sd,
 )
 
 BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -18,14 +25,25 @@ BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 def test_targets_from_env_and_file_sd(tmp_path: Path):
     assert parse_targets("edge=127.0.0.1:9100, matcher=http://h:1/metrics") == {
-        "edge": "http://127.0.0.1:9100/metrics", "matcher": "http://h:1/metrics"}
+        "edge": "http://127.0.0.1:9100/metrics",
+        "matcher": "http://h:1/metrics",
+    }
     with pytest.raises(ValueError, match="name=host:port"):
         parse_targets("edge127.0.0.1:9100")
     sd = tmp_path / "scrape-targets.json"
-    sd.write_text(json.dumps([{"targets": ["127.0.0.1:1"], "labels": {"job": "policy"}},
-                              {"targets": ["127.0.0.1:2", "127.0.0.1:3"], "labels": {"job": "edge"}}]))
-    assert read_file_sd(sd) == {"policy": "http://127.0.0.1:1/metrics", "edge-1": "http://127.0.0.1:2/metrics",
-                                "edge-2": "http://127.0.0.1:3/metrics"}
+    sd.write_text(
+        json.dumps(
+            [
+                {"targets": ["127.0.0.1:1"], "labels": {"job": "policy"}},
+                {"targets": ["127.0.0.1:2", "127.0.0.1:3"], "labels": {"job": "edge"}},
+            ]
+        )
+    )
+    assert read_file_sd(sd) == {
+        "policy": "http://127.0.0.1:1/metrics",
+        "edge-1": "http://127.0.0.1:2/metrics",
+        "edge-2": "http://127.0.0.1:3/metrics",
+    }
     s = Scraper(tmp_path, {"PAXSIM_DASHBOARD_TARGETS": "matcher=127.0.0.1:4"})
     assert set(s.targets) == {"policy", "edge-1", "edge-2", "matcher", SELF}
     sd.write_text("not json")  # a broken file drops its targets, keeps the rest, does not raise

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +11,7 @@ import pytest
 import yaml
 
 from broker import topics as t
-from paxsim.config import load_settings
+from core.config import load_settings
 from tests.deploy.conftest import (
     COMPOSE,
     COMPOSE_SASL,
@@ -88,7 +87,11 @@ def test_every_compose_command_runs_with_help() -> None:
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(run, [c for _, c in commands]))
-    failures = [f"{name}: paxsim {' '.join(cmd)} --help → {r.returncode}\n{r.stdout[-400:]}{r.stderr[-400:]}" for (name, cmd), r in zip(commands, results) if r.returncode != 0]
+    failures = [
+        f"{name}: paxsim {' '.join(cmd)} --help → {r.returncode}\n{r.stdout[-400:]}{r.stderr[-400:]}"
+        for (name, cmd), r in zip(commands, results)
+        if r.returncode != 0
+    ]
     assert not failures, "\n".join(failures)
 
 
@@ -127,7 +130,7 @@ def test_compose_partitions_and_replicas_are_consistent() -> None:
 def test_edge_shards_cover_every_camera_once() -> None:
     doc = load_compose(COMPOSE)
     shards = []
-    for name, svc in paxsim_services(doc).items():
+    for _name, svc in paxsim_services(doc).items():
         cmd = svc["command"]
         if cmd[0] == "edge":
             shards.append(cmd[cmd.index("--shard") + 1])

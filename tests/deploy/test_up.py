@@ -36,7 +36,9 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def audit_scan_mounted() -> bool:
-    r = subprocess.run([sys.executable, "-m", "paxsim.cli", "audit", "scan", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "paxsim.cli", "audit", "scan", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     return r.returncode == 0
 
 
@@ -48,7 +50,11 @@ def test_up_runs_the_stack_for_a_duration_and_the_audit_scan_is_clean(tmp_path: 
     scan = audit_scan_mounted()
     r = subprocess.run(
         [*up_command(), "--config", str(EXAMPLE_CONFIG), "--duration", "8", "--matchers", "2", *(["--audit-scan"] if scan else [])],
-        env=_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=180,
+        env=_env(tmp_path),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     run_dir = tmp_path / "state" / "up"
@@ -72,7 +78,11 @@ def test_up_runs_the_stack_for_a_duration_and_the_audit_scan_is_clean(tmp_path: 
 def test_up_stops_every_process_on_ctrl_c(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [*up_command(), "--config", str(EXAMPLE_CONFIG)],
-        env=_env(tmp_path), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=_env(tmp_path),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 90
@@ -100,7 +110,9 @@ def test_up_stops_every_process_on_ctrl_c(tmp_path: Path) -> None:
 
 def test_up_fails_clearly_when_the_configured_kafka_is_not_there(tmp_path: Path) -> None:
     env = {**_env(tmp_path), "PAXSIM__BROKER__BOOTSTRAP": "127.0.0.1:9", "PAXSIM__BROKER__CONNECT_TIMEOUT_S": "2"}
-    r = subprocess.run([*up_command(), "--config", str(EXAMPLE_CONFIG), "--duration", "2"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [*up_command(), "--config", str(EXAMPLE_CONFIG), "--duration", "2"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 3, r.stdout + r.stderr
     assert "127.0.0.1:9" in r.stdout + r.stderr
 
@@ -108,7 +120,9 @@ def test_up_fails_clearly_when_the_configured_kafka_is_not_there(tmp_path: Path)
 def test_up_rejects_an_invalid_config(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("broker:\n  partitions: 0\n")
-    r = subprocess.run([*up_command(), "--config", str(bad), "--duration", "2"], env=_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [*up_command(), "--config", str(bad), "--duration", "2"], env=_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 2
     assert "broker.partitions" in r.stdout + r.stderr
 

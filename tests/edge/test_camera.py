@@ -80,7 +80,7 @@ async def test_live_source_drops_and_counts_when_the_consumer_is_slow(pool):
     assert cam.drop_when_full
     seen = 0
     max_queue = 0
-    async for r in cam.results():
+    async for _r in cam.results():
         seen += 1
         max_queue = max(max_queue, metric("paxsim_edge_queue_frames", "cam-busy"))
         await asyncio.sleep(0.03)  # a slow consumer (e.g. a stalled publisher)

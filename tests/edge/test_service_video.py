@@ -10,9 +10,9 @@ import cv2
 from broker import topics as t
 from broker.messages import Sighting, ZoneCount, decode
 from broker.reader import read_all
+from core.config import Settings
 from edge.camera import CameraConfig
 from edge.service import run_video_edge
-from paxsim.config import Settings
 from tests.edge.faces import walk_clip
 
 
@@ -90,8 +90,9 @@ def test_video_edge_hot_reloads_the_policy(tmp_path, client_settings: Settings, 
             tmp.write_text(new)
             tmp.replace(policy)
             await wait_for(lambda: in_force(version), 10, "the edge to reload the policy")
-            await wait_for(lambda: _metric("paxsim_edge_observations_filtered_total", cam) >= 1, 60,
-                           "the new policy to withhold a sighting")
+            await wait_for(
+                lambda: _metric("paxsim_edge_observations_filtered_total", cam) >= 1, 60, "the new policy to withhold a sighting"
+            )
         finally:
             stop.set()
             await edge

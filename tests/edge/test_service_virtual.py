@@ -11,8 +11,9 @@ from prometheus_client import REGISTRY
 from broker import topics as t
 from broker.messages import Sighting, decode
 from broker.reader import read_all
+from core.config import Settings
 from edge.service import LATE_S, run_virtual_edge
-from paxsim.config import Settings
+from scenario.virtual import VirtualAirport
 
 
 def late_drops() -> float:
@@ -29,7 +30,7 @@ def test_virtual_edge_sheds_and_counts_late_sightings(client_settings: Settings,
             time.sleep(2.5)  # the edge's event loop is stuck (an overloaded host): its schedule runs on without it
 
         staller = asyncio.create_task(stall())
-        offered = await run_virtual_edge(settings, asyncio.Event(), duration_s=5.0)
+        offered = await run_virtual_edge(settings, asyncio.Event(), VirtualAirport(settings.scenario, 5.0), duration_s=5.0)
         await staller
         return offered
 

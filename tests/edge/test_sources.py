@@ -13,7 +13,14 @@ from prometheus_client import REGISTRY
 
 from edge.metrics import CameraMetrics
 from edge.sources import (
-    Backoff, GeneratorSource, ImageFolderSource, SourceState, StreamSource, VideoFileSource, WebcamSource, open_source,
+    Backoff,
+    GeneratorSource,
+    ImageFolderSource,
+    SourceState,
+    StreamSource,
+    VideoFileSource,
+    WebcamSource,
+    open_source,
 )
 from tests.edge.media import MjpegServer, frame, truncate, write_video
 

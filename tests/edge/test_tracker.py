@@ -113,7 +113,7 @@ def test_predicted_boxes_follow_velocity():
     tr = Tracker()
     tr.update(0, [(100, 100, 60, 60)], [0.5])
     tr.update(1, [(110, 100, 60, 60)], [0.5])
-    (x, y, w, h), = tr.predicted_boxes(3)
+    ((x, y, w, h),) = tr.predicted_boxes(3)
     assert x > 110 and y == 100 and w == 60
 
 
@@ -154,7 +154,6 @@ def test_appearance_prefers_embeddings_when_both_have_one():
     t.embedding = np.zeros(128, np.float32)
     assert appearance_distance(t, hist(40), np.zeros(128, np.float32)) == 0.0
     assert appearance_distance(Track(2, np.zeros(4), 0), None) is None
-
 
 
 def test_a_different_face_next_to_a_missed_one_starts_a_new_track():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from paxsim.config import ScenarioSettings
+from core.config import ScenarioSettings
 from scenario.virtual import EGATE_PURPOSE, EGATE_ZONE, VirtualAirport
 
 CFG = ScenarioSettings(seed=4, cameras=12, travellers=120, events_per_second=400)

@@ -15,8 +15,16 @@ POLICY = AlertPolicy(enabled=True, allowed_purposes=frozenset({"flow-analytics",
 
 
 def _m(eid: str, zone: str, t: float, decision: str = "match", subject: str | None = "ps-a", purpose: str = "flow-analytics") -> Match:
-    return Match(event_id=eid, camera_id=f"cam-{zone}", zone=zone, purpose=purpose, captured_at=t, matched_at=t + 0.1,
-                 decision=decision, subject_id=subject if decision in ("match", "verified") else None)
+    return Match(
+        event_id=eid,
+        camera_id=f"cam-{zone}",
+        zone=zone,
+        purpose=purpose,
+        captured_at=t,
+        matched_at=t + 0.1,
+        decision=decision,
+        subject_id=subject if decision in ("match", "verified") else None,
+    )
 
 
 def _run(state: MatcherState, matches: list[Match]) -> list:
@@ -39,8 +47,15 @@ def test_alerts_once_per_id_and_only_for_identified_permitted_purposes():
     assert [a.kind for a in alerts] == [IMPLAUSIBLE, DWELL]
     assert len({a.alert_id for a in alerts}) == 2 and all(a.subject_id == "ps-a" for a in alerts)
     # alerts are gated by the sighting's purpose and off by default
-    assert _run(MatcherState(600.0, ZONES, 3600.0, AlertPolicy(enabled=True, allowed_purposes=frozenset({"boarding"}),
-                                                                dwell_limits_s={"egate": 30.0})), STREAM) == []
+    assert (
+        _run(
+            MatcherState(
+                600.0, ZONES, 3600.0, AlertPolicy(enabled=True, allowed_purposes=frozenset({"boarding"}), dwell_limits_s={"egate": 30.0})
+            ),
+            STREAM,
+        )
+        == []
+    )
     assert _run(MatcherState(600.0, ZONES, 3600.0), STREAM) == []
 
 

@@ -150,3 +150,14 @@ def test_zone_map_from_routes():
     assert zm.distance_m("security", "egate") == 0.0
     assert zm.distance_m("immigration", "egate") is None  # alternatives: never one after the other
     assert not zm.plausible("checkin", "gate", 5.0) and zm.plausible("checkin", "gate", 14.0)
+
+
+def test_packaged_site_is_the_default_airport_and_a_scenario_file_is_a_site():
+    from matcher.site import DEFAULT_SITE, load_site
+    from scenario.world import DEFAULT_SCENARIO, load_spec
+
+    spec = load_spec()
+    site, as_site = load_site(DEFAULT_SITE), load_site(DEFAULT_SCENARIO)
+    assert {z.name: z.length_m for z in site.zones} == {z.name: z.length_m for z in spec.zones}
+    assert [r.path for r in site.routes] == [r.path for r in spec.routes]
+    assert site.zone_map().distance_m("curb", "gate") == as_site.zone_map().distance_m("curb", "gate") > 0

@@ -21,9 +21,7 @@ def test_verifier_accepts_own_face_and_rejects_other():
     v = Verifier(GalleryIndex.build(ids, vecs), threshold=0.6)
     live = centres[3] + np.random.default_rng(0).normal(0, 0.02, 128).astype(np.float32)
     ok = v.verify("sub-00003", live)
-    assert ok.accepted and ok.distance == pytest.approx(
-        float(np.sqrt(((vecs[6:8] - live) ** 2).sum(axis=1)).min()), rel=1e-5
-    )
+    assert ok.accepted and ok.distance == pytest.approx(float(np.sqrt(((vecs[6:8] - live) ** 2).sum(axis=1)).min()), rel=1e-5)
     other = v.verify("sub-00004", live)
     assert other.outcome == "reject" and other.distance > 0.6
     assert v.verify("nobody", live).outcome == "unknown-subject"

@@ -26,8 +26,13 @@ def _ours(marker: str) -> list[psutil.Process]:
 
 def test_demo_runs_and_leaves_no_process(tmp_path: Path):
     env = {**os.environ, "PAXSIM__STATE_DIR": str(tmp_path / "var"), "PAXSIM__SCENARIO__TRAVELLERS": "60"}
-    proc = subprocess.run([sys.executable, "-m", "paxsim.cli", "demo", "--duration", "4", "--cameras", "4"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "paxsim.cli", "demo", "--duration", "4", "--cameras", "4"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "paxsim demo summary" in proc.stdout
     summary = json.loads((tmp_path / "var" / "demo" / "summary.json").read_text())

@@ -14,20 +14,29 @@ from broker import topics as t
 from broker.clients import start_producer
 from broker.messages import Match, Sighting, TrackUpdate, decode, embedding_to_bytes, encode
 from broker.reader import read_all
-from paxsim.config import Settings
+from core.config import Settings
+from core.stack import Stack, total
+from matcher.verify import claim_reference
 from paxsim.demo import child_env, enrol_scenario
-from paxsim.stack import Stack, total
 from policy.crypto import HttpKeySource
 from policy.runtime import PolicyRuntime
-from matcher.verify import claim_reference
 from scenario.virtual import EGATE_PURPOSE, VirtualAirport
 
 SMALL = dict(cameras=8, travellers=150, events_per_second=120.0)
 
 
 def _sighting(eid: str, face: np.ndarray, claim: str) -> Sighting:
-    return Sighting(event_id=eid, camera_id="cam-egate-1", zone="egate", captured_at=time.time(), track_id=1,
-                    box=(0, 0, 120, 120), quality=1.0, embedding=embedding_to_bytes(face), claimed_subject=claim)
+    return Sighting(
+        event_id=eid,
+        camera_id="cam-egate-1",
+        zone="egate",
+        captured_at=time.time(),
+        track_id=1,
+        box=(0, 0, 120, 120),
+        quality=1.0,
+        embedding=embedding_to_bytes(face),
+        claimed_subject=claim,
+    )
 
 
 def _matches(cs: Settings, want: int, timeout: float = 40.0) -> list[Match]:
@@ -111,9 +120,9 @@ def test_alerts_reach_the_alerts_topic_once_per_id_and_only_for_permitted_purpos
     import json
 
     from broker.messages import Alert
+    from core.paths import ground_truth_path
     from matcher.alerts import ALERTS_ENV, DWELL
     from paxsim.demo import resolve_pseudonyms, start_pipeline
-    from paxsim.state import ground_truth_path
     from tests.pipeline.test_pipeline import wait_drained
 
     cs = client_settings.model_copy(update={"scenario": client_settings.scenario.model_copy(update=SMALL)})

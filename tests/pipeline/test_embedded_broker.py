@@ -10,7 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from broker import topics as t
 from broker.embedded import EmbeddedBroker
-from paxsim.config import Settings
+from core.config import Settings
 
 
 async def _topics(bootstrap: str) -> dict[str, int]:

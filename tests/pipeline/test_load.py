@@ -26,9 +26,26 @@ def test_load_ramp_writes_report_with_figures_and_it_renders(tmp_path: Path):
     report = tmp_path / "report.html"
     env = {**os.environ, "PAXSIM__STATE_DIR": str(tmp_path / "var"), "PAXSIM__SCENARIO__TRAVELLERS": "60"}
     proc = subprocess.run(
-        [*load_command(), "--virtual", "4", "--rate", "60", "--factor", "2", "--steps", "2",
-         "--duration", "6", "--full-ramp", "--report", str(report)],
-        env=env, capture_output=True, text=True, timeout=240,
+        [
+            *load_command(),
+            "--virtual",
+            "4",
+            "--rate",
+            "60",
+            "--factor",
+            "2",
+            "--steps",
+            "2",
+            "--duration",
+            "6",
+            "--full-ramp",
+            "--report",
+            str(report),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     doc = json.loads(report.with_suffix(".json").read_text())
@@ -70,15 +87,38 @@ def test_load_replays_rendered_videos_through_the_real_edge(tmp_path: Path):
     videos = tmp_path / "videos"
     env = {**os.environ, "PAXSIM__STATE_DIR": str(tmp_path / "var")}
     render = subprocess.run(
-        [sys.executable, "-m", "paxsim.cli", "scenario", "render", "--out", str(videos), "--seconds", "12",
-         "--camera", "cam-security-1", "--camera", "cam-immigration-1", "--camera", "cam-egate-1", "--camera", "cam-gate-1"],
-        env=env, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "paxsim.cli",
+            "scenario",
+            "render",
+            "--out",
+            str(videos),
+            "--seconds",
+            "12",
+            "--camera",
+            "cam-security-1",
+            "--camera",
+            "cam-immigration-1",
+            "--camera",
+            "cam-egate-1",
+            "--camera",
+            "cam-gate-1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert render.returncode == 0, render.stderr[-2000:]
     report = tmp_path / "videos.html"
     proc = subprocess.run(
         [*load_command(), "--videos", str(videos), "--cameras", "5", "--steps", "1", "--duration", "14", "--report", str(report)],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (step,) = json.loads(report.with_suffix(".json").read_text())["runs"][0]["steps"]
@@ -95,7 +135,9 @@ def test_load_replays_rendered_videos_through_the_real_edge(tmp_path: Path):
     # the fifth camera replays the first video (sorted: cam-egate-1) from half-way (2 replicas: offsets 0 and 90 of 180 frames)
     import yaml
 
-    cams = {c["camera_id"]: c for c in yaml.safe_load((tmp_path / "var" / "load" / "load" / "step-1" / "cameras.yaml").read_text())["cameras"]}
+    cams = {
+        c["camera_id"]: c for c in yaml.safe_load((tmp_path / "var" / "load" / "load" / "step-1" / "cameras.yaml").read_text())["cameras"]
+    }
     assert cams["cam-egate-1-r1"]["start_frame"] == 90 and cams["cam-egate-1"]["start_frame"] == 0  # staggered, same file
     assert cams["cam-egate-1-r1"]["source"] == cams["cam-egate-1"]["source"] and cams["cam-egate-1"]["source"].endswith("video.mp4")
     assert acc["cameras"] and set(acc["cameras"]) <= set(cams)
@@ -113,6 +155,8 @@ def test_load_replays_rendered_videos_through_the_real_edge(tmp_path: Path):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(report.as_uri())
         page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 8", timeout=20_000)
-        assert page.evaluate("() => ['fig-recall-by-size', 'fig-tracking', 'fig-groups'].every(id => document.getElementById(id).data.length > 0)")
+        assert page.evaluate(
+            "() => ['fig-recall-by-size', 'fig-tracking', 'fig-groups'].every(id => document.getElementById(id).data.length > 0)"
+        )
         page.screenshot(path=str(tmp_path / "videos.png"), full_page=True)
         browser.close()

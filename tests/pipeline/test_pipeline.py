@@ -8,20 +8,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from broker import topics as t
 from broker.clients import start_producer
 from broker.messages import DeadLetter, Match, Sighting, decode, embedding_to_bytes, encode
 from broker.reader import read_all
-from paxsim.config import Settings
+from core.config import Settings
+from core.paths import ground_truth_path
+from core.stack import Stack, total
 from paxsim.demo import child_env, drain_marker, enrol_scenario, resolve_pseudonyms, start_pipeline
+from policy.consent import ConsentRegistry, consent_path
 from policy.crypto import HttpKeySource
 from policy.policyfile import load_policy
 from policy.scan import run_scan
-from paxsim.stack import Stack, total
-from paxsim.state import consent_path, ground_truth_path
-from policy.consent import ConsentRegistry
 from scenario.virtual import VirtualAirport
 
 SMALL = dict(cameras=8, travellers=150, events_per_second=120.0)
@@ -148,8 +147,16 @@ def test_garbage_goes_to_dead_letter_and_matcher_keeps_running(settings: Setting
     stack = Stack(Path(cs.state_dir), child_env(cs, broker.bootstrap, True, keys))
     nan = np.zeros(128, np.float32)
     nan[0] = np.nan
-    poison = Sighting(event_id="poison-nan", camera_id="cam-001", zone="security", captured_at=time.time(), track_id=1,
-                      box=(0, 0, 1, 1), quality=1.0, embedding=embedding_to_bytes(nan))
+    poison = Sighting(
+        event_id="poison-nan",
+        camera_id="cam-001",
+        zone="security",
+        captured_at=time.time(),
+        track_id=1,
+        box=(0, 0, 1, 1),
+        quality=1.0,
+        embedding=embedding_to_bytes(nan),
+    )
 
     async def inject() -> None:
         p = await start_producer(cs)
@@ -184,6 +191,8 @@ def test_unreachable_broker_is_a_clear_error_not_a_hang(tmp_path: Path):
 
     env_cfg = tmp_path / "c.yaml"
     env_cfg.write_text("broker:\n  bootstrap: 127.0.0.1:1\n  connect_timeout_s: 3\n")
-    proc = subprocess.run([sys.executable, "-m", "paxsim.cli", "matcher", "--config", str(env_cfg)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "paxsim.cli", "matcher", "--config", str(env_cfg)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 3
     assert "cannot reach a Kafka broker at 127.0.0.1:1" in proc.stderr

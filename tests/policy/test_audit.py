@@ -5,20 +5,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import msgspec
-
-from policy.audit import GENESIS, AuditLog, batch_object_id, batch_rows, record_hash, verify, verify_dir
 from broker.messages import AuditRecord
+from policy.audit import GENESIS, AuditLog, batch_object_id, batch_rows, record_hash, verify, verify_dir
 
 
 def write_chain(path: Path, n: int) -> list[bytes]:
     with AuditLog(path, actor="gate", clock=lambda: 1.0) as log:
         for i in range(n):
-            log.append("gate.decision", "allow" if i % 3 else "deny", rule="fresh", object_id=f"ev-{i}",
-                       subject_id=None if i % 2 else f"pax-{i}", policy_version="p@abc")
+            log.append(
+                "gate.decision",
+                "allow" if i % 3 else "deny",
+                rule="fresh",
+                object_id=f"ev-{i}",
+                subject_id=None if i % 2 else f"pax-{i}",
+                policy_version="p@abc",
+            )
     return path.read_bytes().splitlines(keepends=True)
 
 
@@ -52,16 +57,22 @@ def test_every_single_tampering_is_found(tmp_path: Path, mutation: str, n: int, 
         lines.insert(i + 1, lines[i])
     else:  # a forged record with a correct hash of its own, slipped in between
         prev = json.loads(lines[i])
-        forged = AuditRecord(seq=prev["seq"] + 1, at=1.0, actor="gate", action="export", decision="allow",
-                             subject_id="pax-x", prev_hash=prev["hash"])
+        forged = AuditRecord(
+            seq=prev["seq"] + 1, at=1.0, actor="gate", action="export", decision="allow", subject_id="pax-x", prev_hash=prev["hash"]
+        )
         forged = __import__("msgspec").structs.replace(forged, hash=record_hash(forged))
         lines.insert(i + 1, __import__("msgspec").json.encode(forged) + b"\n")
     path.write_bytes(b"".join(lines))
     rep = verify(path)
     assert not rep.ok
     kinds = {p.kind for p in rep.problems}
-    expected = {"change": {"changed"}, "delete": {"removed"}, "swap": {"reordered"},
-                "duplicate": {"inserted"}, "insert_forged": {"inserted"}}[mutation]
+    expected = {
+        "change": {"changed"},
+        "delete": {"removed"},
+        "swap": {"reordered"},
+        "duplicate": {"inserted"},
+        "insert_forged": {"inserted"},
+    }[mutation]
     assert kinds & expected, rep.problems
 
 
@@ -120,8 +131,17 @@ def test_batched_appends_chain_like_single_ones(tmp_path: Path):
 def write_batches(path: Path, batches: int, size: int) -> list[bytes]:
     with AuditLog(path, actor="matcher", clock=lambda: 1.0) as log:
         for b in range(batches):
-            rows = [(f"ev-{b}-{i}", "post_match", "" if i % 3 else "consent", "allow" if i % 3 else "deny", "p@abc",
-                     f"ps-{i:024x}" if i % 2 else None) for i in range(size)]
+            rows = [
+                (
+                    f"ev-{b}-{i}",
+                    "post_match",
+                    "" if i % 3 else "consent",
+                    "allow" if i % 3 else "deny",
+                    "p@abc",
+                    f"ps-{i:024x}" if i % 2 else None,
+                )
+                for i in range(size)
+            ]
             log.append_batch("post_match.decisions", rows)
     return path.read_bytes().splitlines(keepends=True)
 
@@ -132,14 +152,18 @@ def test_a_batch_entry_commits_to_every_decision_in_it(tmp_path: Path):
     assert len(lines) == 3 and verify(path).ok
     first = json.loads(lines[0])
     assert first["decision"] == "batch" and first["object_id"].startswith("batch:4:") and first["rule"] == "2 allow 2 deny"
-    assert batch_rows(lines[0]) == [list(r) for r in [("ev-0-0", "post_match", "consent", "deny", "p@abc", None),
-                                                        ("ev-0-1", "post_match", "", "allow", "p@abc", f"ps-{1:024x}"),
-                                                        ("ev-0-2", "post_match", "", "allow", "p@abc", None),
-                                                        ("ev-0-3", "post_match", "consent", "deny", "p@abc", f"ps-{3:024x}")]]
+    assert batch_rows(lines[0]) == [
+        list(r)
+        for r in [
+            ("ev-0-0", "post_match", "consent", "deny", "p@abc", None),
+            ("ev-0-1", "post_match", "", "allow", "p@abc", f"ps-{1:024x}"),
+            ("ev-0-2", "post_match", "", "allow", "p@abc", None),
+            ("ev-0-3", "post_match", "consent", "deny", "p@abc", f"ps-{3:024x}"),
+        ]
+    ]
 
 
-batch_mutations = st.sampled_from(["flip", "rule", "subject", "version", "event", "remove", "add", "swap", "drop_rows",
-                                   "redigest"])
+batch_mutations = st.sampled_from(["flip", "rule", "subject", "version", "event", "remove", "add", "swap", "drop_rows", "redigest"])
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -15,13 +15,19 @@ PURPOSES = ["boarding", "egate-verification", "model-training"]
 times = st.floats(min_value=0, max_value=1000, allow_nan=False)
 records = st.builds(
     lambda sid, p, g, d, zones: ConsentRecord(sid, p, g, g + d, tuple(zones)),
-    st.sampled_from(["a", "b", "c"]), st.sampled_from(PURPOSES), times,
-    st.floats(min_value=0.001, max_value=500), st.lists(st.sampled_from(ZONES), max_size=2, unique=True),
+    st.sampled_from(["a", "b", "c"]),
+    st.sampled_from(PURPOSES),
+    times,
+    st.floats(min_value=0.001, max_value=500),
+    st.lists(st.sampled_from(ZONES), max_size=2, unique=True),
 )
-ops = st.lists(st.one_of(
-    st.tuples(st.just("grant"), records),
-    st.tuples(st.just("withdraw"), st.sampled_from(["a", "b", "c"]), st.one_of(st.none(), st.sampled_from(PURPOSES)), times),
-), max_size=12)
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("grant"), records),
+        st.tuples(st.just("withdraw"), st.sampled_from(["a", "b", "c"]), st.one_of(st.none(), st.sampled_from(PURPOSES)), times),
+    ),
+    max_size=12,
+)
 question = st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(PURPOSES), st.sampled_from(ZONES), times)
 
 
@@ -44,8 +50,12 @@ def test_is_allowed_matches_the_definition(history, q):
             withdrawn |= {k for k in current if k[0] == sid and (purpose is None or k[1] == purpose)}
     sid, purpose, zone, at = q
     rec = current.get((sid, purpose))
-    expected = (rec is not None and (sid, purpose) not in withdrawn and rec.granted_at <= at < rec.expires_at
-                and (not rec.zones or zone in rec.zones))
+    expected = (
+        rec is not None
+        and (sid, purpose) not in withdrawn
+        and rec.granted_at <= at < rec.expires_at
+        and (not rec.zones or zone in rec.zones)
+    )
     assert reg.is_allowed(sid, purpose, zone, at) == expected
 
 

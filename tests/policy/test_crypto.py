@@ -9,8 +9,16 @@ from hypothesis import strategies as st
 
 from broker.messages import Sighting, decode, embedding_to_bytes, encode
 from policy.crypto import (
-    EpochKeyRing, HttpKeySource, KeyExpired, KeyHolder, KeyUnavailable, LocalKeySource, SealError, SubjectVault,
-    open_sighting, seal_sighting,
+    EpochKeyRing,
+    HttpKeySource,
+    KeyExpired,
+    KeyHolder,
+    KeyUnavailable,
+    LocalKeySource,
+    SealError,
+    SubjectVault,
+    open_sighting,
+    seal_sighting,
 )
 from policy.keyd import spawn_keyd
 
@@ -33,8 +41,16 @@ def setup(ttl: float = 2.0, epoch: float = 0.25):
 
 def sighting(at: float, vec: np.ndarray | None = None) -> Sighting:
     vec = np.linspace(-1, 1, 128, dtype=np.float32) if vec is None else vec
-    return Sighting(event_id="e1", camera_id="cam-1", zone="egate", captured_at=at, track_id=3, box=(1, 2, 60, 60),
-                    quality=0.8, embedding=embedding_to_bytes(vec))
+    return Sighting(
+        event_id="e1",
+        camera_id="cam-1",
+        zone="egate",
+        captured_at=at,
+        track_id=3,
+        box=(1, 2, 60, 60),
+        quality=0.8,
+        embedding=embedding_to_bytes(vec),
+    )
 
 
 def test_sealed_sighting_round_trips_and_carries_no_plaintext():
@@ -48,8 +64,9 @@ def test_sealed_sighting_round_trips_and_carries_no_plaintext():
 
 
 @settings(max_examples=60, deadline=None)
-@given(age=st.floats(min_value=0, max_value=10), ttl=st.floats(min_value=0.5, max_value=5),
-       epoch_frac=st.floats(min_value=0.01, max_value=0.9))
+@given(
+    age=st.floats(min_value=0, max_value=10), ttl=st.floats(min_value=0.5, max_value=5), epoch_frac=st.floats(min_value=0.01, max_value=0.9)
+)
 def test_nothing_is_readable_past_its_ttl_and_everything_is_for_ttl_minus_epoch(age, ttl, epoch_frac):
     epoch = ttl * epoch_frac
     clock, _h, ring = setup(ttl, epoch)

@@ -12,8 +12,18 @@ from broker.messages import Sighting
 from policy.audit import AuditLog, verify
 from policy.consent import ConsentRecord, ConsentRegistry
 from policy.filters import (
-    Chain, EdgeContext, ExportContext, GateContext, PostMatchContext, Rule, StoreContext,
-    edge_chain, export_chain, gate_chain, post_match_chain, store_chain,
+    Chain,
+    EdgeContext,
+    ExportContext,
+    GateContext,
+    PostMatchContext,
+    Rule,
+    StoreContext,
+    edge_chain,
+    export_chain,
+    gate_chain,
+    post_match_chain,
+    store_chain,
 )
 from policy.policyfile import PolicyHolder, load_policy, parse_policy
 
@@ -22,8 +32,7 @@ NOW = 1_800_000_000.0
 
 
 def sighting(zone: str = "egate", age: float = 1.0, quality: float = 0.9) -> Sighting:
-    return Sighting(event_id="e1", camera_id="c1", zone=zone, captured_at=NOW - age, track_id=1,
-                    box=(0, 0, 80, 80), quality=quality)
+    return Sighting(event_id="e1", camera_id="c1", zone=zone, captured_at=NOW - age, track_id=1, box=(0, 0, 80, 80), quality=quality)
 
 
 def metric(name: str, **labels: str) -> float:
@@ -33,7 +42,7 @@ def metric(name: str, **labels: str) -> float:
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.booleans(), min_size=0, max_size=8))
 def test_deny_dominates_and_the_first_deny_is_reported(allows):
-    rules = [Rule(f"r{i}", (lambda ok: lambda ctx, p: None if ok else "no")(ok)) for i, ok in enumerate(allows)]
+    rules = [Rule(f"r{i}", (lambda ok: lambda ctx, p: None if ok else "no")(ok)) for i, ok in enumerate(allows)]  # noqa: B023 (bound by the outer lambda)
     d = Chain("prop", rules, POLICY)(object())
     assert d.allow == all(allows)
     if not all(allows):
@@ -42,13 +51,16 @@ def test_deny_dominates_and_the_first_deny_is_reported(allows):
 
 
 @settings(max_examples=100, deadline=None)
-@given(zone=st.sampled_from(["egate", "gate", "security", "retail", "nowhere", ""]),
-       age=st.floats(allow_nan=True, allow_infinity=True, width=32),
-       quality=st.floats(allow_nan=True, width=32))
+@given(
+    zone=st.sampled_from(["egate", "gate", "security", "retail", "nowhere", ""]),
+    age=st.floats(allow_nan=True, allow_infinity=True, width=32),
+    quality=st.floats(allow_nan=True, width=32),
+)
 def test_gate_admits_only_fresh_sightings_from_biometric_zones_with_a_purpose(zone, age, quality):
     d = gate_chain(policy=POLICY)(GateContext(sighting(zone, age, quality), NOW))
-    expected = (POLICY.purpose_for_zone(zone) is not None and math.isfinite(age)
-                and -POLICY.max_clock_skew_s <= age <= POLICY.max_event_age_s)
+    expected = (
+        POLICY.purpose_for_zone(zone) is not None and math.isfinite(age) and -POLICY.max_clock_skew_s <= age <= POLICY.max_event_age_s
+    )
     assert d.allow == expected
     assert d.policy_version == POLICY.version
 
@@ -106,12 +118,14 @@ def test_store_retention_refuses_items_already_past_their_purpose_ttl():
 
 def test_training_export_is_refused_without_consent_and_the_refusal_is_audited(tmp_path):
     """The seed case: data leaves for model-training only with the subject's consent to it."""
-    reg = registry(ConsentRecord("pax-1", "model-training", NOW - 10, NOW + 10),
-                   ConsentRecord("pax-2", "boarding", NOW - 10, NOW + 10))
+    reg = registry(ConsentRecord("pax-1", "model-training", NOW - 10, NOW + 10), ConsentRecord("pax-2", "boarding", NOW - 10, NOW + 10))
     audit = AuditLog.in_state_dir(tmp_path, "export")
     before = metric("paxsim_policy_decisions_total", stage="export", rule="purpose_binding", decision="deny")
-    ex = export_chain(reg.is_allowed, POLICY, on_decision=audit.decision_hook(
-        "export", subject=lambda c: c.subject_id, obj=lambda c: c.object_id, log_allows=False))
+    ex = export_chain(
+        reg.is_allowed,
+        POLICY,
+        on_decision=audit.decision_hook("export", subject=lambda c: c.subject_id, obj=lambda c: c.object_id, log_allows=False),
+    )
     assert ex(ExportContext("pax-1", "model-training", NOW, "track-1")).allow
     refused = ex(ExportContext("pax-2", "model-training", NOW, "track-2"))
     assert not refused.allow and refused.rule == "purpose_binding"
@@ -120,7 +134,9 @@ def test_training_export_is_refused_without_consent_and_the_refusal_is_audited(t
     assert after == before + 1
     lines = [rec for _n, rec, _r in __import__("policy.audit", fromlist=["read_records"]).read_records(audit.path)]
     assert [(r.subject_id, r.decision, r.rule, r.object_id) for r in lines] == [
-        ("pax-2", "deny", "purpose_binding", "track-2"), ("pax-2", "deny", "export_purpose", "track-3")]
+        ("pax-2", "deny", "purpose_binding", "track-2"),
+        ("pax-2", "deny", "export_purpose", "track-3"),
+    ]
     assert all(r.policy_version == POLICY.version for r in lines)
     assert verify(audit.path).ok
 
@@ -187,16 +203,33 @@ NUM = st.floats(allow_nan=True, allow_infinity=True, width=32)
 
 
 @settings(max_examples=300, deadline=None)
-@given(zone=ZONES, quality=NUM, w=st.integers(0, 200), h=st.integers(0, 200), image=st.integers(0, 3), age=NUM,
-       subject=st.sampled_from([None, "pax-1", "pax-2"]), purpose=st.sampled_from(["boarding", "flow-analytics", "x"]))
+@given(
+    zone=ZONES,
+    quality=NUM,
+    w=st.integers(0, 200),
+    h=st.integers(0, 200),
+    image=st.integers(0, 3),
+    age=NUM,
+    subject=st.sampled_from([None, "pax-1", "pax-2"]),
+    purpose=st.sampled_from(["boarding", "flow-analytics", "x"]),
+)
 def test_compiled_rules_decide_exactly_like_the_rules_they_compile(zone, quality, w, h, image, age, subject, purpose):
     reg = ConsentRegistry()
     reg.grant(ConsentRecord("pax-1", "boarding", NOW - 100, NOW + 100, ("gate",)))
-    s = Sighting(event_id="e1", camera_id="c1", zone=zone, captured_at=NOW - age if math.isfinite(age) else age,
-                 track_id=1, box=(0, 0, w, h), quality=quality)
-    cases = [(edge_chain(POLICY), EdgeContext(zone, quality, (0, 0, w, h), image)),
-             (gate_chain(policy=POLICY), GateContext(s, NOW)),
-             (post_match_chain(reg.is_allowed, POLICY), PostMatchContext(subject, purpose, zone, NOW, "e1"))]
+    s = Sighting(
+        event_id="e1",
+        camera_id="c1",
+        zone=zone,
+        captured_at=NOW - age if math.isfinite(age) else age,
+        track_id=1,
+        box=(0, 0, w, h),
+        quality=quality,
+    )
+    cases = [
+        (edge_chain(POLICY), EdgeContext(zone, quality, (0, 0, w, h), image)),
+        (gate_chain(policy=POLICY), GateContext(s, NOW)),
+        (post_match_chain(reg.is_allowed, POLICY), PostMatchContext(subject, purpose, zone, NOW, "e1")),
+    ]
     for chain, ctx in cases:
         got, want = chain(ctx), _uncompiled(chain)(ctx)
         assert (got.allow, got.rule, got.reason) == (want.allow, want.rule, want.reason)

@@ -52,7 +52,9 @@ def test_strict_defaults_when_nothing_is_said():
 
 def test_unknown_purpose_is_reported_on_its_line():
     text = GOOD.replace("purpose: egate-verification}", "purpose: egate-verificaton}")
-    assert issues(text) == [(3, "zones.egate.purpose", "unknown purpose 'egate-verificaton' (known: ['egate-verification', 'model-training'])")]
+    assert issues(text) == [
+        (3, "zones.egate.purpose", "unknown purpose 'egate-verificaton' (known: ['egate-verification', 'model-training'])")
+    ]
 
 
 def test_schema_errors_carry_the_line_of_the_value_or_of_the_extra_key():

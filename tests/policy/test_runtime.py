@@ -28,8 +28,16 @@ def test_a_stage_seals_decides_audits_in_batches_and_pseudonymises(tmp_path, mon
     rt = PolicyRuntime.for_stage(S(tmp_path), "matcher", keys=keys)
     now = time.time()
     rt.consent.grant(ConsentRecord("pax-1", "boarding", now - 10, now + 100))
-    s = Sighting(event_id="e1", camera_id="c", zone="gate", captured_at=now, track_id=1, box=(0, 0, 80, 80),
-                 quality=0.9, embedding=embedding_to_bytes(np.ones(128)))
+    s = Sighting(
+        event_id="e1",
+        camera_id="c",
+        zone="gate",
+        captured_at=now,
+        track_id=1,
+        box=(0, 0, 80, 80),
+        quality=0.9,
+        embedding=embedding_to_bytes(np.ones(128)),
+    )
     sealed = rt.seal(s)
     assert not sealed.embedding and rt.unseal(sealed) == s
     gate, post = rt.gate_chain(), rt.post_match_chain()
@@ -43,12 +51,16 @@ def test_a_stage_seals_decides_audits_in_batches_and_pseudonymises(tmp_path, mon
     recs = [r for _n, r, _raw in lines]
     # one chain entry per stage and batch, committing to every decision in it
     assert [(r.action, r.decision, r.rule) for r in recs] == [
-        ("gate.decisions", "batch", "1 allow 0 deny"), ("post_match.decisions", "batch", "1 allow 2 deny")]
+        ("gate.decisions", "batch", "1 allow 0 deny"),
+        ("post_match.decisions", "batch", "1 allow 2 deny"),
+    ]
     ps = rt.vault.pseudonym("pax-1")
     assert batch_rows(lines[0][2]) == [["e1", "gate", "", "allow", rt.holder.version, None]]
-    assert batch_rows(lines[1][2]) == [["e1", "post_match", "", "allow", rt.holder.version, ps],
-                                       ["e2", "post_match", "consent", "deny", rt.holder.version, ps],
-                                       ["e3", "post_match", "known_face", "deny", rt.holder.version, None]]
+    assert batch_rows(lines[1][2]) == [
+        ["e1", "post_match", "", "allow", rt.holder.version, ps],
+        ["e2", "post_match", "consent", "deny", rt.holder.version, ps],
+        ["e3", "post_match", "known_face", "deny", rt.holder.version, None],
+    ]
     assert "pax-1" not in rt.audit.path.read_text()
     assert all(r.policy_version == rt.holder.version for r in recs) and verify(rt.audit.path).ok
     assert rt.flush_audit() == 0 and len(list(read_records(rt.audit.path))) == 2  # an empty batch writes nothing
@@ -83,18 +95,28 @@ def test_enforcement_off_is_refused_without_acknowledgement_and_is_pass_through_
     monkeypatch.delenv("PAXSIM_KEYD_TOKEN", raising=False)
     monkeypatch.delenv(UNSAFE_ENV, raising=False)
     pfile = tmp_path / "off.yaml"
-    pfile.write_text("label: measure\nzones: {gate: {biometric: true, purpose: boarding}}\npurposes: {boarding: {}}\n"
-                     "enforcement: off\n")
+    pfile.write_text("label: measure\nzones: {gate: {biometric: true, purpose: boarding}}\npurposes: {boarding: {}}\nenforcement: off\n")
     with pytest.raises(PolicyError, match="off.yaml:4:14: enforcement: .*unsafe-no-policy"):
         PolicyRuntime.for_stage(S(tmp_path), "edge", policy_path=pfile, require_keys=True)
     monkeypatch.setenv(UNSAFE_ENV, "1")
     rt = PolicyRuntime.for_stage(S(tmp_path), "edge", policy_path=pfile, require_keys=True)  # no key holder needed
     assert not rt.enforcing
-    s = Sighting(event_id="e1", camera_id="c", zone="nowhere", captured_at=0.0, track_id=1, box=(0, 0, 8, 8),
-                 quality=0.0, embedding=embedding_to_bytes(np.ones(128)))
+    s = Sighting(
+        event_id="e1",
+        camera_id="c",
+        zone="nowhere",
+        captured_at=0.0,
+        track_id=1,
+        box=(0, 0, 8, 8),
+        quality=0.0,
+        embedding=embedding_to_bytes(np.ones(128)),
+    )
     assert rt.seal(s) is s  # nothing sealed
-    for d in (rt.edge_chain()(EdgeContext("nowhere", 0.0, (0, 0, 8, 8))), rt.gate_chain()(GateContext(s, 1e9)),
-              rt.post_match_chain()(PostMatchContext("pax-x", "boarding", "gate", 0.0, "e1"))):
+    for d in (
+        rt.edge_chain()(EdgeContext("nowhere", 0.0, (0, 0, 8, 8))),
+        rt.gate_chain()(GateContext(s, 1e9)),
+        rt.post_match_chain()(PostMatchContext("pax-x", "boarding", "gate", 0.0, "e1")),
+    ):
         assert d.allow and d.rule == "enforcement_off" and d.policy_version == rt.holder.version
     unknown = rt.post_match_chain()(PostMatchContext(None, "boarding", "gate", 0.0, "e2"))
     assert not unknown.allow and unknown.rule == "known_face"  # not a privacy control: there is no subject
@@ -108,8 +130,16 @@ def test_without_a_key_holder_sealing_fails_closed(tmp_path, monkeypatch):
     monkeypatch.delenv("PAXSIM_KEYD_URL", raising=False)
     monkeypatch.delenv("PAXSIM_KEYD_TOKEN", raising=False)
     rt = PolicyRuntime.for_stage(S(tmp_path), "edge")
-    s = Sighting(event_id="e1", camera_id="c", zone="gate", captured_at=time.time(), track_id=1, box=(0, 0, 80, 80),
-                 quality=0.9, embedding=embedding_to_bytes(np.ones(128)))
+    s = Sighting(
+        event_id="e1",
+        camera_id="c",
+        zone="gate",
+        captured_at=time.time(),
+        track_id=1,
+        box=(0, 0, 80, 80),
+        quality=0.9,
+        embedding=embedding_to_bytes(np.ones(128)),
+    )
     with pytest.raises(KeyUnavailable):
         rt.seal(s)
     with pytest.raises(KeyUnavailable):
@@ -121,8 +151,16 @@ async def test_background_wipes_expired_keys(tmp_path):
     holder = KeyHolder({"sightings": (0.5, 2.0)}, clock=lambda: t[0])
     rt = PolicyRuntime.for_stage(S(tmp_path), "gate", keys=LocalKeySource(holder))
     rt.ring.clock = lambda: t[0]
-    s = Sighting(event_id="e1", camera_id="c", zone="gate", captured_at=t[0], track_id=1, box=(0, 0, 80, 80),
-                 quality=0.9, embedding=embedding_to_bytes(np.ones(128)))
+    s = Sighting(
+        event_id="e1",
+        camera_id="c",
+        zone="gate",
+        captured_at=t[0],
+        track_id=1,
+        box=(0, 0, 80, 80),
+        quality=0.9,
+        embedding=embedding_to_bytes(np.ones(128)),
+    )
     sealed = rt.seal(s)
     rt.unseal(sealed)
     t[0] += 3

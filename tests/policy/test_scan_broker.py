@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 import pytest
@@ -36,13 +36,30 @@ retention: {sightings_s: 2, epoch_s: 0.25}
 
 def sighting(eid: str, at: float) -> Sighting:
     vec = np.random.default_rng(abs(hash(eid)) % 2**32).standard_normal(128).astype(np.float32)
-    return Sighting(event_id=eid, camera_id="cam-1", zone="egate", captured_at=at, track_id=1, box=(0, 0, 60, 60),
-                    quality=0.9, embedding=embedding_to_bytes(vec))
+    return Sighting(
+        event_id=eid,
+        camera_id="cam-1",
+        zone="egate",
+        captured_at=at,
+        track_id=1,
+        box=(0, 0, 60, 60),
+        quality=0.9,
+        embedding=embedding_to_bytes(vec),
+    )
 
 
 def match(eid: str, subject: str | None, at: float, zone: str = "egate", purpose: str = "egate-verification") -> Match:
-    return Match(event_id=eid, camera_id="cam-1", zone=zone, purpose=purpose, captured_at=at, matched_at=at,
-                 decision="match" if subject else "unknown", subject_id=subject, distance=0.3 if subject else None)
+    return Match(
+        event_id=eid,
+        camera_id="cam-1",
+        zone=zone,
+        purpose=purpose,
+        captured_at=at,
+        matched_at=at,
+        decision="match" if subject else "unknown",
+        subject_id=subject,
+        distance=0.3 if subject else None,
+    )
 
 
 async def produce(settings, items: Iterable[tuple[str, bytes]]) -> None:  # noqa: ANN001
@@ -67,8 +84,12 @@ def test_scanner_finds_every_planted_violation_and_nothing_else(client_settings)
     now = time.time()
     state = client_settings.state_dir
     consent = ConsentRegistry.open(registry_path(state))
-    consent.grant_many([ConsentRecord("pax-ok", "egate-verification", now - 100, now + 100),
-                        ConsentRecord("pax-gone", "egate-verification", now - 100, now + 100)])
+    consent.grant_many(
+        [
+            ConsentRecord("pax-ok", "egate-verification", now - 100, now + 100),
+            ConsentRecord("pax-gone", "egate-verification", now - 100, now + 100),
+        ]
+    )
     consent.withdraw("pax-gone", at=now - 1)
     short = KeyHolder({"sightings": (0.25, 2.0)})
     long = KeyHolder({"sightings": (0.25, 60.0)})  # a service that kept its key too long
@@ -76,25 +97,29 @@ def test_scanner_finds_every_planted_violation_and_nothing_else(client_settings)
     audit = AuditLog.in_state_dir(state, "matcher")
     published = [audit.append("match.decision", "allow", subject_id="pax-ok", object_id=f"e{i}") for i in range(3)]
     rogue = AuditLog(state / "elsewhere" / "matcher.jsonl", actor="matcher").append("export", "allow")
-    store = ListStore(rows=[StoredItem("row-ok", "pax-ok", None, None, now),
-                            StoredItem("row-gone", "pax-gone", None, None, now),        # (b) withdrawn, still stored
-                            StoredItem("row-shredded", "pax-gone", None, None, now, readable=False)])
+    store = ListStore(
+        rows=[
+            StoredItem("row-ok", "pax-ok", None, None, now),
+            StoredItem("row-gone", "pax-gone", None, None, now),  # (b) withdrawn, still stored
+            StoredItem("row-shredded", "pax-gone", None, None, now, readable=False),
+        ]
+    )
 
     planted = [
         (t.SIGHTINGS.name, encode(seal_sighting(ring_short, sighting("fresh-sealed", now)))),
-        (t.SIGHTINGS.name, encode(sighting("old-plain", now - 10))),                       # (a) plaintext past TTL
+        (t.SIGHTINGS.name, encode(sighting("old-plain", now - 10))),  # (a) plaintext past TTL
         (t.ADMITTED.name, encode(seal_sighting(ring_long, sighting("old-sealed", now - 10)))),  # (a) key still alive
         (t.MATCHES.name, encode(match("m-ok", "pax-ok", now))),
         (t.MATCHES.name, encode(match("m-unknown", None, now))),
-        (t.MATCHES.name, encode(match("m-withdrawn", "pax-gone", now - 50))),              # (b) withdrawn
-        (t.MATCHES.name, encode(match("m-stranger", "pax-never", now))),                   # (b) never consented
-        (t.MATCHES.name, encode(match("m-old", "pax-ok", now - 601))),                     # (a) past 600 s, (b) before the grant
+        (t.MATCHES.name, encode(match("m-withdrawn", "pax-gone", now - 50))),  # (b) withdrawn
+        (t.MATCHES.name, encode(match("m-stranger", "pax-never", now))),  # (b) never consented
+        (t.MATCHES.name, encode(match("m-old", "pax-ok", now - 601))),  # (a) past 600 s, (b) before the grant
         *[(t.AUDIT.name, encode(r)) for r in published],
-        (t.AUDIT.name, encode(rogue)),                                                     # (c) not in the chain files
+        (t.AUDIT.name, encode(rogue)),  # (c) not in the chain files
     ]
     asyncio.run(produce(client_settings, planted))
     lines = audit.path.read_text().splitlines(keepends=True)
-    lines[1] = lines[1].replace("match.decision", "match.decisioN")                         # (c) altered entry
+    lines[1] = lines[1].replace("match.decision", "match.decisioN")  # (c) altered entry
     audit.path.write_text("".join(lines))
 
     # the scanner sees keys as the long-lived holder does (the one that still holds the old epoch)
@@ -154,8 +179,7 @@ def test_withdrawal_propagates_over_the_erasure_topic_and_the_scan_comes_back_cl
     def drop_from_store(r) -> None:  # noqa: ANN001
         store.rows = [i for i in store.rows if i.subject_ref != r.subject_id]
 
-    worker = ErasureWorker("matcher", [drop_from_store, lambda r: vault.erase(r.subject_id)],
-                           audit=AuditLog.in_state_dir(state, "matcher"))
+    worker = ErasureWorker("matcher", [drop_from_store, lambda r: vault.erase(r.subject_id)], audit=AuditLog.in_state_dir(state, "matcher"))
 
     async def propagate() -> None:
         producer = await start_producer(client_settings)
@@ -190,12 +214,20 @@ def test_training_export_from_the_broker_refuses_and_audits_subjects_without_tha
     policy = load_policy()  # the packaged default: model-training is exportable
     now = time.time()
     consent = ConsentRegistry.open(registry_path(client_settings.state_dir))
-    consent.grant_many([ConsentRecord("pax-a", "boarding", now - 10, now + 100),
-                        ConsentRecord("pax-a", "model-training", now - 10, now + 100),
-                        ConsentRecord("pax-b", "boarding", now - 10, now + 100)])
+    consent.grant_many(
+        [
+            ConsentRecord("pax-a", "boarding", now - 10, now + 100),
+            ConsentRecord("pax-a", "model-training", now - 10, now + 100),
+            ConsentRecord("pax-b", "boarding", now - 10, now + 100),
+        ]
+    )
     vault = SubjectVault(LocalKeySource(KeyHolder({})))
-    tracks = [TrackUpdate(event_id=f"t{i}", subject_id=vault.pseudonym(sid), camera_id="cam-1", zone="gate", prev_zone=None,
-                          at=now, captured_at=now) for i, sid in enumerate(["pax-a", "pax-b", "pax-a"])]
+    tracks = [
+        TrackUpdate(
+            event_id=f"t{i}", subject_id=vault.pseudonym(sid), camera_id="cam-1", zone="gate", prev_zone=None, at=now, captured_at=now
+        )
+        for i, sid in enumerate(["pax-a", "pax-b", "pax-a"])
+    ]
     asyncio.run(produce(client_settings, [(t.TRACKS.name, encode(x)) for x in tracks]))
     audit = AuditLog.in_state_dir(client_settings.state_dir, "export")
     out = tmp_path / "training.jsonl"
@@ -215,10 +247,10 @@ def test_the_runtime_mirrors_its_chain_to_the_audit_topic_and_the_scan_checks_th
     acknowledged, resuming after the last mirrored seq; the scanner then finds a removed tail, a rewritten
     entry, a tampered batch on the topic and a gap in the copy."""
     from policy.audit import batch_rows, read_records
-    from policy.mirror import AuditMirror
-    from policy.runtime import PolicyRuntime
     from policy.filters import PostMatchContext
+    from policy.mirror import AuditMirror
     from policy.policyfile import PolicyHolder
+    from policy.runtime import PolicyRuntime
 
     state = client_settings.state_dir
     consent = ConsentRegistry.open(registry_path(state))
@@ -227,8 +259,15 @@ def test_the_runtime_mirrors_its_chain_to_the_audit_topic_and_the_scan_checks_th
     keys = LocalKeySource(KeyHolder({"sightings": (0.25, 2.0)}))
 
     def runtime() -> PolicyRuntime:
-        return PolicyRuntime("matcher", state, PolicyHolder(policy=POLICY), ConsentRegistry.open(registry_path(state)),
-                             keys, AuditLog.in_state_dir(state, "matcher"), settings=client_settings)
+        return PolicyRuntime(
+            "matcher",
+            state,
+            PolicyHolder(policy=POLICY),
+            ConsentRegistry.open(registry_path(state)),
+            keys,
+            AuditLog.in_state_dir(state, "matcher"),
+            settings=client_settings,
+        )
 
     async def run_batches(rt: PolicyRuntime, first: int, batches: int) -> None:
         stop = asyncio.Event()
@@ -306,6 +345,7 @@ def test_the_runtime_mirrors_its_chain_to_the_audit_topic_and_the_scan_checks_th
 
     scanner_report = None
     from policy.scan import Scanner
+
     sc = Scanner(POLICY, consent, keys)
     for r in asyncio.run(read_all(client_settings, t.AUDIT.name)):
         if decode(r.value).seq != 3:  # the copy of seq 3 never arrived

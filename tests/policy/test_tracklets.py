@@ -18,13 +18,33 @@ EMB = embedding_to_bytes(np.linspace(-1, 1, 128, dtype=np.float32))
 
 
 def sighting(camera: str = "cam-1", track: int = 7, zone: str = "security", at: float = T0, n: int = 0) -> Sighting:
-    return Sighting(event_id=f"{camera}-e{n}", camera_id=camera, zone=zone, captured_at=at, track_id=track, box=(1, 2, 60, 60),
-                    quality=0.9, embedding=EMB, sealed=b"\x01" * 40, key_id="sightings:abcd:1", claimed_subject="ps-claimed")
+    return Sighting(
+        event_id=f"{camera}-e{n}",
+        camera_id=camera,
+        zone=zone,
+        captured_at=at,
+        track_id=track,
+        box=(1, 2, 60, 60),
+        quality=0.9,
+        embedding=EMB,
+        sealed=b"\x01" * 40,
+        key_id="sightings:abcd:1",
+        claimed_subject="ps-claimed",
+    )
 
 
 def match(s: Sighting, decision: str = "unknown", subject: str | None = None) -> Match:
-    return Match(event_id=s.event_id, camera_id=s.camera_id, zone=s.zone, purpose="flow-analytics", captured_at=s.captured_at,
-                 matched_at=s.captured_at + 0.05, decision=decision, subject_id=subject, rule="known_face")
+    return Match(
+        event_id=s.event_id,
+        camera_id=s.camera_id,
+        zone=s.zone,
+        purpose="flow-analytics",
+        captured_at=s.captured_at,
+        matched_at=s.captured_at + 0.05,
+        decision=decision,
+        subject_id=subject,
+        rule="known_face",
+    )
 
 
 def observe(store: TrackletStore, s: Sighting, decision: str = "unknown", now: float | None = None) -> str | None:

@@ -22,7 +22,5 @@ def test_render_command_refuses_bad_scenario_and_camera(tiny_yaml: Path, tmp_pat
     bad.write_text(tiny_yaml.read_text().replace("zone: gate, position", "zone: mars, position"))
     res = CliRunner().invoke(app, ["render", "--out", str(tmp_path / "o"), "--scenario", str(bad)])
     assert res.exit_code == 2 and "mars" in res.output
-    res = CliRunner().invoke(
-        app, ["render", "--out", str(tmp_path / "o"), "--scenario", str(tiny_yaml), "--camera", "cam-zzz"]
-    )
+    res = CliRunner().invoke(app, ["render", "--out", str(tmp_path / "o"), "--scenario", str(tiny_yaml), "--camera", "cam-zzz"])
     assert res.exit_code == 2 and "cam-zzz" in res.output

@@ -36,8 +36,10 @@ def test_egate_only_for_eligible_consenting_travellers():
 
 
 def test_demographic_distribution_is_followed(tiny_yaml: Path):
-    text = tiny_yaml.read_text().replace("size: 6", "size: 600").replace(
-        "nationality_group: {domestic: 1.0}", "nationality_group: {domestic: 0.8, visa-required: 0.2}\n  sex: {female: 1.0}"
+    text = (
+        tiny_yaml.read_text()
+        .replace("size: 6", "size: 600")
+        .replace("nationality_group: {domestic: 1.0}", "nationality_group: {domestic: 0.8, visa-required: 0.2}\n  sex: {female: 1.0}")
     )
     tiny_yaml.write_text(text)
     w = load_world(tiny_yaml)

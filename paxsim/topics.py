@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Optional
 
 import typer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -23,7 +22,8 @@ from rich.table import Table
 from broker import topics as t
 from broker.admin import ensure_topics
 from broker.clients import BrokerUnreachable, bootstrap_of, connect, security_kwargs
-from paxsim.config import ConfigError, Settings, load_settings
+from core.config import ConfigError, Settings, load_settings
+from policy.policyfile import load_policy
 
 app = typer.Typer(no_args_is_help=True, help="Kafka topics of the catalogue: create them (compose topic-init), list them.")
 console = Console()
@@ -107,12 +107,16 @@ def states_table(states: list[TopicState], bootstrap: str) -> Table:
         tab.add_column(col, justify="left" if col in ("topic", "status") else "right")
     for s in states:
         colour = {"ok": "green", "missing": "red"}.get(s.status, "yellow")
-        parts = "-" if s.partitions is None else f"{s.partitions}" + ("" if s.partitions == s.expected_partitions else f" (config {s.expected_partitions})")
+        parts = (
+            "-"
+            if s.partitions is None
+            else f"{s.partitions}" + ("" if s.partitions == s.expected_partitions else f" (config {s.expected_partitions})")
+        )
         tab.add_row(s.name, parts, str(s.replication or "-"), s.retention_ms or "-", f"[{colour}]{s.status}[/]")
     return tab
 
 
-def _settings(config: Optional[str], bootstrap: Optional[str]) -> tuple[Settings, str]:
+def _settings(config: str | None, bootstrap: str | None) -> tuple[Settings, str]:
     try:
         settings = load_settings(config)
     except ConfigError as exc:
@@ -143,8 +147,8 @@ def _report(states: list[TopicState], bootstrap: str) -> int:
 
 @app.command("create")
 def create(
-    config: Optional[str] = ConfigOpt,
-    bootstrap: Optional[str] = BootstrapOpt,
+    config: str | None = ConfigOpt,
+    bootstrap: str | None = BootstrapOpt,
     wait: float = typer.Option(60.0, "--wait", min=0, help="seconds to keep retrying while the broker is not reachable yet"),
 ) -> None:
     """Create every missing catalogue topic (partitions, retention.ms), then check them. Idempotent."""
@@ -155,7 +159,7 @@ def create(
         deadline = loop.time() + wait
         while True:
             try:
-                created = await ensure_topics(settings, boot)
+                created = await ensure_topics(settings, boot, load_policy(settings.policy.file).topic_retention())
                 return created, await describe_catalogue(settings, boot)
             except BrokerUnreachable:
                 if loop.time() >= deadline:
@@ -174,8 +178,8 @@ def create(
 
 @app.command("list")
 def list_(
-    config: Optional[str] = ConfigOpt,
-    bootstrap: Optional[str] = BootstrapOpt,
+    config: str | None = ConfigOpt,
+    bootstrap: str | None = BootstrapOpt,
     check: bool = typer.Option(False, "--check", help="exit 1 when a topic is missing or admitted/matches partitions differ"),
 ) -> None:
     """Show every catalogue topic: partitions, replicas, retention.ms, status. Creates nothing."""

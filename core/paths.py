@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from paxsim.config import Settings
-from policy.consent import registry_path
+from core.config import Settings
 
 
 def state_dir(settings: Settings) -> Path:
@@ -16,11 +15,6 @@ def state_dir(settings: Settings) -> Path:
 
 def gallery_path(settings: Settings) -> Path:
     return state_dir(settings) / "gallery.npz"
-
-
-def consent_path(settings: Settings) -> Path:
-    """The SQLite consent registry shared by every process of a run (see policy/consent.py)."""
-    return registry_path(state_dir(settings))
 
 
 def ground_truth_path(settings: Settings) -> Path:

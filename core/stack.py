@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from paxsim.config import ENV_PREFIX
-from paxsim.obs import Samples, free_port, parse_samples, total, wait_port  # noqa: F401  (total: re-exported for callers)
+from core.config import ENV_PREFIX
+from core.obs import Samples, free_port, parse_samples, total, wait_port  # noqa: F401  (total: re-exported for callers)
 
 PR_SET_PDEATHSIG = 1
 TARGETS_FILE_NAME = "scrape-targets.json"  # Prometheus file_sd of the children; dashboard/scrape.py reads it

@@ -68,16 +68,14 @@ class KafkaSecurity(_Section):
     ca_file: Path | None = Field(default=None, description="PEM CA bundle that signed the brokers' certificates; empty = system CAs")
 
     @model_validator(mode="after")
-    def _check(self) -> "KafkaSecurity":
+    def _check(self) -> KafkaSecurity:
         if self.protocol.startswith("SASL_") and not (self.username and self.password_file):
             raise ValueError(f"protocol {self.protocol} needs username and password_file")
         return self
 
 
 class BrokerSettings(_Section):
-    bootstrap: str | None = Field(
-        default=None, description="host:port[,host:port] of an external Kafka; empty = embedded Tansu"
-    )
+    bootstrap: str | None = Field(default=None, description="host:port[,host:port] of an external Kafka; empty = embedded Tansu")
     profile: Literal["auto", "embedded", "kafka"] = "auto"
     tuning: dict[str, int] = Field(default_factory=dict, description="overrides of ClientTuning fields")
     partitions: int = Field(default=4, ge=1, le=1024)
@@ -98,7 +96,7 @@ class BrokerSettings(_Section):
         return base.model_copy(update=self.tuning)
 
     @model_validator(mode="after")
-    def _check_tuning_keys(self) -> "BrokerSettings":
+    def _check_tuning_keys(self) -> BrokerSettings:
         unknown = set(self.tuning) - set(ClientTuning.model_fields)
         if unknown:
             raise ValueError(f"unknown broker.tuning keys: {sorted(unknown)}")
@@ -132,8 +130,14 @@ class PolicySettings(_Section):
 
 
 class MatcherSettings(_Section):
+    site_file: Path | None = Field(
+        default=None,
+        description="YAML with the site's zones (name, length_m) and walking routes (path), for trajectory plausibility; "
+        "a scenario file qualifies; empty = scenario.file, else the packaged matcher/default-site.yaml",
+    )
     threshold: float = Field(
-        default=0.42, gt=0,
+        default=0.42,
+        gt=0,
         description="Euclidean distance; below = same person. Calibrated on the synthetic population (docs/scenario.md: "
         "EER threshold 0.393); dlib's 0.6 is for real faces and would match 74 % of different synthetic identities",
     )

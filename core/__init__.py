@@ -1,0 +1,1 @@
+"""Foundations: configuration, file locations, logs and metrics endpoint, stage processes. Imports no other project package."""
