@@ -53,6 +53,7 @@ lock: $(UV)
 	printf 'setuptools>=68\npip\n' | $(UV) pip compile pyproject.toml - --extra test --extra lint \
 	    $(LOCKFLAGS) -o requirements.lock
 	echo 'trackeval==1.3.0' | $(UV) pip compile - --no-deps $(LOCKFLAGS) -o requirements-nodeps.lock
+	$(UV) pip compile pyproject.toml -c requirements.lock $(LOCKFLAGS) -o deploy/requirements-runtime.lock  # the image: same pins, no test tools
 
 ## Install the newest versions pyproject.toml allows into a scratch venv and run the suite there:
 ## drift is seen on purpose, before `make lock` takes it in.
