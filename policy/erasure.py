@@ -2,8 +2,8 @@
 
 * :func:`publish_pending` ships the registry's erasure outbox (filled by ``withdraw``, even from the CLI
   without a broker) to the erasure topic, at least once, and marks what the broker acknowledged.
-* :class:`ErasureWorker` consumes the erasure topic in its own consumer group per stage (so every stage
-  sees every request), calls the stage's handlers (drop gallery rows, tracks, snapshots, destroy or
+* :class:`ErasureWorker` reads the whole erasure topic in every process (no consumer group, so every stage
+  and every replica sees every request), calls the stage's handlers (drop gallery rows, tracks, snapshots, destroy or
   forget subject keys), audits each application and records the withdrawal→gone latency in
   ``paxsim_policy_erasure_seconds{stage}``. Handlers must be idempotent (redelivery after a crash).
 """
@@ -36,6 +36,7 @@ ERASURE_SECONDS = Histogram(
 ERASURES = Counter("paxsim_policy_erasures_total", "Erasure requests applied by a stage", ["stage", "outcome"])
 
 Handler = Callable[[ErasureRequest], Awaitable[None] | None]
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0  # back-off of a failed erasure, per request
 
 
 def with_reference(req: ErasureRequest, vault: SubjectVault | None) -> ErasureRequest:
@@ -94,12 +95,15 @@ class ErasureWorker:
         self.latencies: list[float] = []
         self._hist = ERASURE_SECONDS.labels(stage)
 
-    async def apply(self, req: ErasureRequest) -> float:
-        """Run every handler for ``req``; returns the withdrawal→gone latency in seconds."""
+    async def _run_handlers(self, req: ErasureRequest) -> None:
         for h in self.handlers:
             out = h(req)
             if inspect.isawaitable(out):
                 await out
+
+    async def apply(self, req: ErasureRequest) -> float:
+        """Run every handler for ``req``; returns the withdrawal→gone latency in seconds."""
+        await self._run_handlers(req)
         latency = max(0.0, self.clock() - req.requested_at)
         self._hist.observe(latency)
         self.latencies.append(latency)
@@ -109,16 +113,27 @@ class ErasureWorker:
         return latency
 
     async def run(self, settings, stop: asyncio.Event) -> None:  # noqa: ANN001
-        """Consume the erasure topic (group ``paxsim-erasure-<stage>``) until ``stop``."""
-        from broker.clients import start_consumer
-        from broker.stream import offsets_after
+        """Follow the whole erasure topic in this process until ``stop``.
 
-        consumer = await start_consumer(settings, t.ERASURES.name, group_id=f"paxsim-erasure-{self.stage}", background=True)
+        No consumer group: every instance (each matcher replica, each dashboard) reads every partition from the
+        beginning, so each hears every request; a group shared by replicas would hand each request to one of them.
+        Requests made before this worker started are caught up (applied, counted ``replayed``, not timed): that
+        also re-applies what a restored snapshot may still hold. A handler that fails is retried with back-off
+        until it succeeds or ``stop``; the worker never ends on a bad request."""
+        from aiokafka import TopicPartition
+
+        from broker.clients import start_consumer
+
+        started = self.clock()
+        consumer = await start_consumer(settings, group_id=None, background=True)
         try:
+            await consumer.topics()  # refreshes metadata
+            tps = [TopicPartition(t.ERASURES.name, p) for p in sorted(consumer.partitions_for_topic(t.ERASURES.name) or ())]
+            consumer.assign(tps)
+            for tp in tps:
+                consumer.seek(tp, 0)
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=100, max_records=500)
-                if not batch:
-                    continue
                 for records in batch.values():
                     for rec in records:
                         try:
@@ -127,7 +142,25 @@ class ErasureWorker:
                             ERASURES.labels(self.stage, "undecodable").inc()
                             log.warning("undecodable erasure request skipped", extra={"error": str(exc)})
                             continue
-                        await self.apply(req)
-                await consumer.commit(offsets_after(batch))
+                        await self._apply_until_done(req, replay=req.requested_at < started, stop=stop)
         finally:
             await consumer.stop()
+
+    async def _apply_until_done(self, req: ErasureRequest, replay: bool, stop: asyncio.Event) -> None:
+        delay = RETRY_FIRST_S
+        while not stop.is_set():
+            try:
+                if replay:
+                    await self._run_handlers(req)
+                    ERASURES.labels(self.stage, "replayed").inc()
+                else:
+                    await self.apply(req)
+                return
+            except Exception as exc:  # a full disk, an unreachable key holder: retried, counted, never fatal
+                ERASURES.labels(self.stage, "failed").inc()
+                log.error("erasure failed; retrying", extra={"request_id": req.request_id, "error": repr(exc), "retry_s": delay})
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, RETRY_MAX_S)

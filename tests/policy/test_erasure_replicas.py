@@ -1,0 +1,81 @@
+"""Every replica of a stage hears every erasure, on the real embedded broker: the erasure topic is read whole
+by each process, not shared out by a consumer group (two matchers used to split the requests between them)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from broker import topics as t
+from broker.clients import start_producer
+from broker.messages import ErasureRequest, encode
+from policy.erasure import ERASURES, ErasureWorker
+
+
+async def _publish(settings, *reqs: ErasureRequest) -> None:  # noqa: ANN001
+    producer = await start_producer(settings)
+    try:
+        for r in reqs:
+            await (await producer.send(t.ERASURES.name, encode(r), key=r.subject_id.encode()))
+    finally:
+        await producer.stop()
+
+
+async def _until(check, timeout: float) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        await asyncio.sleep(0.05)
+    return check()
+
+
+def test_three_replicas_of_one_stage_each_apply_every_request(client_settings):
+    subjects = [f"pax-{i:03d}" for i in range(12)]  # keys spread over every partition of the topic
+
+    async def run() -> list[set[str]]:
+        seen: list[set[str]] = [set(), set(), set()]
+        stop = asyncio.Event()
+        workers = [ErasureWorker("matcher", [lambda r, s=s: s.add(r.subject_id)]) for s in seen]
+        tasks = [asyncio.create_task(w.run(client_settings, stop)) for w in workers]
+        await asyncio.sleep(1.0)  # every replica is following the topic before the requests arrive
+        now = time.time()
+        await _publish(
+            client_settings, *(ErasureRequest(request_id=f"r{i}", subject_id=s, requested_at=now) for i, s in enumerate(subjects))
+        )
+        await _until(lambda: all(len(s) == len(subjects) for s in seen), 20)
+        stop.set()
+        await asyncio.gather(*tasks)
+        return seen
+
+    seen = asyncio.run(run())
+    assert [sorted(s) for s in seen] == [subjects] * 3, "a replica missed erasure requests"
+
+
+def test_a_replica_started_later_catches_up_and_a_failing_handler_is_retried(client_settings):
+    async def run() -> tuple[set[str], int]:
+        await _publish(client_settings, ErasureRequest(request_id="old", subject_id="pax-old", requested_at=time.time() - 5))
+        seen: set[str] = set()
+        failures = {"left": 2}
+
+        def flaky(r: ErasureRequest) -> None:  # a full disk or an unreachable key holder, twice
+            if r.subject_id == "pax-new" and failures["left"]:
+                failures["left"] -= 1
+                raise OSError("no space left on device")
+            seen.add(r.subject_id)
+
+        stop = asyncio.Event()
+        worker = ErasureWorker("dashboard", [flaky])
+        task = asyncio.create_task(worker.run(client_settings, stop))
+        await asyncio.sleep(0.5)
+        await _publish(client_settings, ErasureRequest(request_id="new", subject_id="pax-new", requested_at=time.time()))
+        await _until(lambda: seen == {"pax-old", "pax-new"}, 20)
+        stop.set()
+        await task
+        return seen, len(worker.latencies)
+
+    before = ERASURES.labels("dashboard", "failed")._value.get()
+    seen, timed = asyncio.run(run())
+    assert seen == {"pax-old", "pax-new"}, "the request before start was not caught up, or the failing one was dropped"
+    assert ERASURES.labels("dashboard", "failed")._value.get() - before == 2
+    assert timed == 1, "only the live request is timed; the caught-up one is counted as replayed"
