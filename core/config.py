@@ -196,29 +196,37 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def read_yaml_mapping(path: Path, what: str, error: type[Exception], empty_ok: bool = False) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping, or ``error`` saying what is wrong with it (``what``: "config file");
+    ``empty_ok``: an empty file reads as ``{}``."""
+    try:
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is None and empty_ok:
+            loaded = {}
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise error(f"{path}: the top level must be a mapping")
+    return loaded
+
+
+def validation_lines(exc: ValidationError) -> str:
+    """One indented line per pydantic error: the dotted key, then the message."""
+    return "\n".join(f"  {'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
+
+
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Read the YAML file (``path``, else ``$PAXSIM_CONFIG``, else defaults) and apply env overrides."""
     environ = dict(os.environ if environ is None else environ)
     path = path or environ.get(CONFIG_ENV) or None
     data: dict[str, Any] = {}
     if path:
-        p = Path(path)
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {p}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping of sections")
-        data = loaded
+        data = read_yaml_mapping(Path(path), "config file", ConfigError, empty_ok=True)
     data = _merge(data, _env_overrides(environ))
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = ".".join(str(x) for x in err["loc"])
-            lines.append(f"  {where}: {err['msg']}")
         source = str(path) if path else "defaults"
-        raise ConfigError(f"invalid configuration ({source} + {ENV_PREFIX}* overrides):\n" + "\n".join(lines)) from None
+        raise ConfigError(f"invalid configuration ({source} + {ENV_PREFIX}* overrides):\n" + validation_lines(exc)) from None

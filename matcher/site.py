@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.config import Settings
+from core.config import Settings, read_yaml_mapping, validation_lines
 from matcher.trajectory import ZoneMap
 
 DEFAULT_SITE = Path(__file__).with_name("default-site.yaml")
@@ -48,14 +47,8 @@ def site_file(settings: Settings) -> Path:
 
 def load_site(path: str | Path) -> Site:
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise SiteError(f"site file not found: {p}") from None
-    except yaml.YAMLError as exc:
-        raise SiteError(f"{p}: not valid YAML: {exc}") from None
+    data = read_yaml_mapping(p, "site file", SiteError)
     try:
         return Site.model_validate(data)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()]
-        raise SiteError(f"invalid site file {p}:\n" + "\n".join(lines)) from None
+        raise SiteError(f"invalid site file {p}:\n" + validation_lines(exc)) from None

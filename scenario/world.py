@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.config import read_yaml_mapping, validation_lines
 
 from .faces.params import AGE_BANDS, SEXES, Identity, random_identity
 
@@ -398,19 +399,11 @@ def build_world(spec: ScenarioSpec, seed: int | None = None, bank: list[Identity
 def load_spec(path: str | Path | None = None) -> ScenarioSpec:
     """Read and validate a scenario file (default: the built-in small airport)."""
     p = Path(path) if path else DEFAULT_SCENARIO
-    try:
-        data = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ScenarioError(f"scenario file not found: {p}") from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{p}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{p}: the top level must be a mapping")
+    data = read_yaml_mapping(p, "scenario file", ScenarioError)
     try:
         return ScenarioSpec.model_validate(data)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()]
-        raise ScenarioError(f"invalid scenario {p}:\n" + "\n".join(lines)) from None
+        raise ScenarioError(f"invalid scenario {p}:\n" + validation_lines(exc)) from None
 
 
 def load_world(path: str | Path | None = None, seed: int | None = None, travellers: int | None = None) -> World:
