@@ -18,6 +18,8 @@ import msgspec
 import numpy as np
 
 EMBEDDING_DTYPE = np.dtype("<f4")
+EMBEDDING_DIM = 128  # the one embedding size of this contract (dlib's ResNet face descriptor)
+MAX_SEALED_BYTES = 1024  # a sealed 128-D embedding is 512 bytes + nonce + tag; anything far larger is hostile
 
 
 class _Msg(msgspec.Struct, kw_only=True, frozen=True, tag_field="type", omit_defaults=True):
@@ -35,7 +37,7 @@ class Sighting(_Msg, tag="sighting.v1", frozen=True):  # frozen repeated for typ
     box: tuple[int, int, int, int]  # x, y, w, h in pixels
     quality: float
     embedding: bytes = b""  # raw float32; empty when sealed
-    dim: int = 128
+    dim: int = EMBEDDING_DIM
     sealed: bytes = b""  # AES-GCM ciphertext of ``embedding`` under an epoch key (policy/crypto)
     key_id: str = ""  # which epoch key sealed it
     # e-gate: the identity the traveller claims (passport / boarding pass read at the gate). The subject's
@@ -192,5 +194,9 @@ def check_sighting(s: Sighting) -> None:
         raise MessageError("sighting with a non-finite time or quality")
     if s.box[2] < 0 or s.box[3] < 0:
         raise MessageError("sighting with a negative box size")
+    if s.dim != EMBEDDING_DIM:  # the matcher's index has one dimension: anything else is poison, not a face
+        raise MessageError(f"sighting with dim {s.dim}; this contract carries {EMBEDDING_DIM}-D embeddings only")
+    if len(s.sealed) > MAX_SEALED_BYTES:
+        raise MessageError(f"sealed payload of {len(s.sealed)} bytes (at most {MAX_SEALED_BYTES})")
     if not s.sealed:
         embedding_from_bytes(s.embedding, s.dim)

@@ -88,6 +88,9 @@ def _wipe(buf: bytearray) -> None:
     buf[:] = b"\x00" * len(buf)
 
 
+MAX_FUTURE_EPOCHS = 1  # clock skew allowed between a sealer and the key's holder, in epochs
+
+
 def epoch_of(t: float, epoch_s: float) -> int:
     return math.floor(t / epoch_s)
 
@@ -164,8 +167,10 @@ class Ratchet:
             raise KeyExpired(f"epoch {epoch} of chain {self.name}:{self.chain_id} is destroyed")
         cipher = self._keys.get(epoch)
         if cipher is None:
-            if epoch - self.epoch > 100_000:
-                raise KeyExpired(f"epoch {epoch} is implausibly far in the future")
+            # no honest sealer is more than a clock-skew allowance ahead of now: a later epoch is a hostile key
+            # id (deriving it would cost a hash per epoch, on the caller's event loop, and cache every key)
+            if epoch > epoch_of(now, self.epoch_s) + MAX_FUTURE_EPOCHS:
+                raise SealError(f"epoch {epoch} of chain {self.name} is ahead of the current one ({epoch_of(now, self.epoch_s)})")
             chain = bytes(self._chain)
             for _ in range(epoch - self.epoch):
                 chain = _mac(chain, b"paxsim-ratchet-next")

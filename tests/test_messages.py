@@ -39,6 +39,17 @@ def test_decode_rejects_wrong_bytes(payload):
         m.decode(payload, m.Sighting)
 
 
+def test_wrong_dimensions_and_oversized_sealed_payloads_are_rejected():
+    import msgspec
+
+    with pytest.raises(m.MessageError, match="dim 64"):
+        m.check_sighting(msgspec.structs.replace(_sighting(), embedding=m.embedding_to_bytes(np.zeros(64, np.float32)), dim=64))
+    with pytest.raises(m.MessageError, match="dim 0"):
+        m.check_sighting(msgspec.structs.replace(_sighting(), embedding=b"", dim=0))
+    with pytest.raises(m.MessageError, match="sealed payload"):
+        m.check_sighting(msgspec.structs.replace(_sighting(), embedding=b"", sealed=b"x" * 920_000, key_id="sightings:1"))
+
+
 def test_nan_and_short_embeddings_are_rejected():
     bad = np.zeros(128, np.float32)
     bad[5] = np.nan

@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from broker import topics as t
@@ -157,12 +158,19 @@ def test_garbage_goes_to_dead_letter_and_matcher_keeps_running(settings: Setting
         quality=1.0,
         embedding=embedding_to_bytes(nan),
     )
+    # well-formed records a hostile producer can write: a 64-D embedding whose bytes match its dim (once through
+    # the gate, once straight onto the admitted topic) and a 900 kB "sealed" payload; each used to kill the matcher
+    short = msgspec.structs.replace(poison, event_id="poison-dim64", embedding=embedding_to_bytes(np.ones(64, np.float32)), dim=64)
+    huge = msgspec.structs.replace(poison, event_id="poison-huge", embedding=b"", sealed=b"\x01" * 900_000, key_id="sightings:1")
 
     async def inject() -> None:
         p = await start_producer(cs)
         await p.send_and_wait(t.SIGHTINGS.name, b"\x00not msgpack at all", key=b"cam-001")
         await p.send_and_wait(t.SIGHTINGS.name, encode(poison), key=b"cam-001")
         await p.send_and_wait(t.ADMITTED.name, b"\xc1garbage straight to the matcher", key=b"cam-002")
+        await p.send_and_wait(t.SIGHTINGS.name, encode(short), key=b"cam-001")
+        await p.send_and_wait(t.ADMITTED.name, encode(msgspec.structs.replace(short, event_id="poison-dim64-admitted")), key=b"cam-002")
+        await p.send_and_wait(t.ADMITTED.name, encode(huge), key=b"cam-002")
         await p.stop()
 
     try:
@@ -177,9 +185,12 @@ def test_garbage_goes_to_dead_letter_and_matcher_keeps_running(settings: Setting
         stack.stop()
     dead = [decode(r.value, DeadLetter) for r in topic(cs, t.DEADLETTER.name)]
     reasons = {(d.stage, d.source_topic): d.reason for d in dead}
-    assert len(dead) == 3
+    assert len(dead) == 6, [(d.stage, d.reason) for d in dead]
     assert "undecodable" in reasons[("matcher", t.ADMITTED.name)]
     assert any("NaN" in d.reason for d in dead if d.stage == "gate")
+    assert any("dim 64" in d.reason for d in dead if d.stage == "gate")
+    matcher_reasons = [d.reason for d in dead if d.stage == "matcher"]
+    assert any("dim 64" in r for r in matcher_reasons) and any("900000 bytes" in r for r in matcher_reasons), matcher_reasons
     assert any(d.payload == b"\x00not msgpack at all" for d in dead)
     # and the real traffic behind the poison was still decided
     assert sum(decode(r.value, Match).decision == "match" for r in topic(cs, t.MATCHES.name)) > 0

@@ -302,3 +302,19 @@ def test_background_vault_thread_runs_refresh():
         _wait(lambda: any(c[0] == "subjects" and c[1] == "subject-vault" and c[3] is False for c in src.calls))
     finally:
         vault.close()
+
+
+def test_a_key_id_far_in_the_future_is_refused_at_once_and_caches_nothing():
+    import msgspec
+
+    clock, _h, ring = setup()
+    s = seal_sighting(ring, sighting(clock.t))
+    name, chain, epoch = s.key_id.split(":")
+    for ahead in (50, 99_999, 10**9):
+        with pytest.raises(SealError, match="ahead of the current"):
+            open_sighting(ring, msgspec.structs.replace(s, key_id=f"{name}:{chain}:{int(epoch) + ahead}"))
+    r = ring._chains[chain]
+    assert max(r._keys) <= int(epoch) + 1, "keys of future epochs were derived and cached"
+    # one epoch ahead is clock skew between an edge and this stage: still opens (with the right ciphertext)
+    clock.t -= 0.25
+    assert open_sighting(ring, s).vector().shape == (128,)
