@@ -153,13 +153,16 @@ class StreamView:
         self.trajectories.setdefault(tu.subject_id, []).append(visit)
 
     def erase(self, req: ErasureRequest, now: float) -> ErasureStat:
-        """Delete every stored point of the subject; idempotent by request id."""
-        if req.request_id in self.erasures:
-            return self.erasures[req.request_id]
+        """Delete every stored point of the subject; idempotent by request id. A later copy of the same request
+        that names a reference the first did not (the topic's copy carries the pseudonym) is applied too."""
         removed = 0
         for name in {req.subject_id, req.subject_ref} - {""}:  # stored under the pseudonym when the run has keys
             self.erased[name] = max(self.erased.get(name, 0.0), req.requested_at)
             removed += len(self.trajectories.pop(name, []))
+        seen = self.erasures.get(req.request_id)
+        if seen is not None:
+            seen.points_removed += removed
+            return seen
         stat = ErasureStat(req.request_id, req.subject_id, req.requested_at, now, removed)
         self.erasures[req.request_id] = stat
         M.ERASURES.inc()

@@ -158,6 +158,8 @@ class Services:
         if req is None:  # nothing active to withdraw: still an erasure of whatever is stored
             req = ErasureRequest(request_id=uuid.uuid4().hex, subject_id=subject_id, requested_at=time.time(), reason=reason)
             self.erasure_out.append(req)
+        # trajectories are stored under the pseudonym when the run has keys: name it while the key still lives
+        req = with_reference(req, self.vault)
         templates = self.gallery_remove(subject_id)
         stat = self.view.erase(req, time.time())
         return req, templates, stat.points_removed
