@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 from core.config import Settings
+
+INSTANCE_ENV = "PAXSIM_INSTANCE"  # which replica this process is (set per child by core.stack; compose: per service)
+
+
+def instance_name() -> str:
+    """This process's replica name: ``$PAXSIM_INSTANCE``, else the host name (one container per replica)."""
+    return os.environ.get(INSTANCE_ENV) or socket.gethostname()
 
 
 def state_dir(settings: Settings) -> Path:

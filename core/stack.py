@@ -21,6 +21,7 @@ import psutil
 
 from core.config import ENV_PREFIX
 from core.obs import Samples, free_port, parse_samples, total, wait_port  # noqa: F401  (total: re-exported for callers)
+from core.paths import INSTANCE_ENV
 
 PR_SET_PDEATHSIG = 1
 TARGETS_FILE_NAME = "scrape-targets.json"  # Prometheus file_sd of the children; dashboard/scrape.py reads it
@@ -88,7 +89,7 @@ class Stack:
         log = child.log_path.open("ab")
         child.proc = subprocess.Popen(
             [sys.executable, "-m", child.module, *child.args],
-            env={**{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}, **self.env},
+            env={**{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}, **self.env, INSTANCE_ENV: child.name},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -125,6 +125,13 @@ async def run_virtual_edge(
                     window[cam.camera_id] += 1  # not biometric here: the face becomes a count
                     COUNT_ONLY.labels(cam.camera_id).inc()
                     continue
+                claim = vs.claimed_subject or ""
+                if claim and claims_by_pseudonym:
+                    try:  # e-gate: the passport presented names a subject, by pseudonym on the broker
+                        claim = rt.vault.pseudonym(claim)
+                    except KeyExpired:  # an erased subject's key is never made again: its claim cannot travel
+                        DROPPED.labels("erased_claim").inc()
+                        continue
                 offered += 1
                 track = track_ids.setdefault((cam.camera_id, vs.traveller_id), len(track_ids) + 1)
                 s = Sighting(
@@ -136,10 +143,7 @@ async def run_virtual_edge(
                     box=box,
                     quality=1.0,
                     embedding=embedding_to_bytes(vs.embedding),
-                    # e-gate: the passport presented names a subject, by pseudonym on the broker
-                    claimed_subject=(rt.vault.pseudonym(vs.claimed_subject) if claims_by_pseudonym else vs.claimed_subject)
-                    if vs.claimed_subject
-                    else "",
+                    claimed_subject=claim,
                 )
                 if offer_sighting(pub, rt, s) and gt:
                     row = {"event_id": s.event_id, "traveller_id": vs.traveller_id, "camera_id": cam.camera_id, "zone": cam.zone}

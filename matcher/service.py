@@ -12,7 +12,7 @@ E-gates: a sighting with a ``claimed_subject`` (the passport presented at the ga
 the claimed subject's templates (``matcher.verify.Verifier``), never searched 1:N, and decided ``verified`` or
 ``rejected`` through the same post-match policy chain (purpose of the zone: ``egate-verification``).
 
-Snapshots: every ``matcher.snapshot_every_s`` (default 5 s; and soon after an erasure) the matcher writes ``matcher-snapshot.bin`` in
+Snapshots: every ``matcher.snapshot_every_s`` (default 5 s; and soon after an erasure) the matcher writes ``matcher-snapshot-<instance>.bin`` (one per replica, ``$PAXSIM_INSTANCE``) in
 the state dir (``matcher.snapshot``: atomic, CRC-checked): trajectories, decided event ids, alert ids raised,
 and per assigned partition the next admitted offset and the next matches offset. On its first assignment a
 process restores the snapshot (dropping trajectories of subjects no longer in the gallery), then reads back
@@ -28,9 +28,11 @@ alerts already raised are re-derived from the matches read back, so a replay rai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
+from pathlib import Path
 
 import msgspec
 import numpy as np
@@ -43,7 +45,7 @@ from broker.messages import Alert, ErasureRequest, Match, MessageError, Sighting
 from broker.reader import read_from
 from broker.stream import AssignmentGauge, acknowledged, dead_letter, offsets_after, update_lag
 from core.config import Settings
-from core.paths import gallery_path
+from core.paths import gallery_path, instance_name
 from matcher import snapshot
 from matcher.alerts import AlertPolicy, evaluate
 from matcher.gallery import Gallery, GallerySealed
@@ -61,7 +63,7 @@ log = logging.getLogger("paxsim.matcher")
 
 STAGE = "matcher"
 PRUNE_EVERY_S = 5.0
-SNAPSHOT_FILE = "matcher-snapshot.bin"
+SNAPSHOT_FILE = "matcher-snapshot-{instance}.bin"
 GROUP = "paxsim-matcher"
 DECISIONS = Counter("paxsim_matcher_events_total", "Admitted sightings decided, by decision", ["decision"])
 DUPLICATES = Counter("paxsim_matcher_duplicates_total", "Redelivered sightings skipped because already decided")
@@ -204,8 +206,10 @@ def load_gallery(path, vault) -> Gallery:  # noqa: ANN001
     return gallery
 
 
-def snapshot_path(settings: Settings):  # noqa: ANN201
-    return gallery_path(settings).with_name(SNAPSHOT_FILE)
+def snapshot_path(settings: Settings, instance: str | None = None) -> Path:
+    """This replica's snapshot: replicas never share one (each restores only what it wrote itself)."""
+    name = instance or instance_name()
+    return gallery_path(settings).with_name(SNAPSHOT_FILE.format(instance=name))
 
 
 class _Recover(AssignmentGauge):
@@ -312,7 +316,11 @@ class Matcher:
             return set(subjects)
         try:
             await asyncio.to_thread(self.rt.vault.warm, subjects, True)
-            return {self.rt.vault.pseudonym(sid) for sid in subjects}
+            known = set()
+            for sid in subjects:
+                with contextlib.suppress(KeyExpired):  # erased (its key is gone for good): none of its points are kept
+                    known.add(self.rt.vault.pseudonym(sid))
+            return known
         except Exception as exc:  # key holder unreachable: keep everything; erasures still arrive on their topic
             log.warning("cannot name gallery subjects for the snapshot filter", extra={"error": repr(exc)})
             return None
@@ -442,7 +450,10 @@ class Matcher:
             # unknown or non-consented: the embedding is dropped here, only the count survives
             return Match(decision="unknown" if decision.rule == "known_face" else "refused", rule=decision.rule, **common)
         assert hit is not None
-        return Match(decision="match", subject_id=self.reference(hit.subject_id), distance=hit.distance, **common)
+        try:
+            return Match(decision="match", subject_id=self.reference(hit.subject_id), distance=hit.distance, **common)
+        except KeyExpired:  # erased after the batch's consent snapshot: nobody is named
+            return Match(decision="refused", rule="erased", **common)
 
     def _decide_claim(self, s: Sighting, v: Verification | None, partition: int, offset: int, now: float) -> Match:
         """1:1: ``verified`` names the claimed subject; ``rejected`` names nobody (rule ``verification``: the live
@@ -459,7 +470,10 @@ class Matcher:
             return Match(decision="rejected", rule="verification" if outcome == "reject" else "unknown-subject", **common)
         if not decision.allow:  # the claimed subject has no active consent for e-gate verification here and now
             return Match(decision="refused", rule=decision.rule, **common)
-        return Match(decision="verified", subject_id=self.reference(v.subject_id), distance=v.distance, **common)
+        try:
+            return Match(decision="verified", subject_id=self.reference(v.subject_id), distance=v.distance, **common)
+        except KeyExpired:  # erased after the batch's consent snapshot: nobody is named
+            return Match(decision="refused", rule="erased", **common)
 
 
 async def write_snapshot(settings: Settings, state: MatcherState, partitions: list[int]) -> None:

@@ -208,6 +208,12 @@ class KeyHolder:
         self._chains = {name: Ratchet.fresh(name, e, t, now) for name, (e, t) in classes.items()}
         self._subjects: dict[str, tuple[int, bytes]] = {}
         self._generations: dict[str, int] = {}
+        # erased subjects, as keyed hashes (the holder keeps no list of who was erased): never given a key again
+        self._tomb_key = secrets.token_bytes(KEY_BYTES)
+        self._tombstones: set[bytes] = set()
+
+    def _tombstone(self, subject_id: str) -> bytes:
+        return _mac(self._tomb_key, b"paxsim-tombstone:" + subject_id.encode())
 
     def set_ttl(self, name: str, ttl_s: float) -> None:
         """Change a class's TTL (policy reload). A longer TTL cannot bring back keys already destroyed."""
@@ -235,7 +241,7 @@ class KeyHolder:
         with self._lock:
             for sid in subject_ids:
                 entry = self._subjects.get(sid)
-                if entry is None and create:
+                if entry is None and create and self._tombstone(sid) not in self._tombstones:
                     gen = self._generations.get(sid, 0) + 1
                     self._generations[sid] = gen
                     entry = self._subjects[sid] = (gen, secrets.token_bytes(KEY_BYTES))
@@ -244,8 +250,11 @@ class KeyHolder:
         return out
 
     def destroy_subject(self, subject_id: str) -> bool:
+        """Destroy the subject's key and refuse to make one ever again (an erasure racing a match or an e-gate
+        claim must not bring the subject back under a new key)."""
         with self._lock:
             existed = self._subjects.pop(subject_id, None) is not None
+            self._tombstones.add(self._tombstone(subject_id))
         if existed:
             SHRED.labels("subject").inc()
         return existed
@@ -719,7 +728,10 @@ class SubjectVault:
         self._keys(subject_ids, create)
 
     def seal(self, subject_id: str, plaintext: bytes, aad: bytes = b"") -> tuple[str, bytes]:
-        kid, cipher = self._keys([subject_id], True)[subject_id]
+        got = self._keys([subject_id], True).get(subject_id)
+        if got is None:
+            raise KeyExpired(f"subject {subject_id} was erased: no key can be made for it again")
+        kid, cipher = got
         nonce = secrets.token_bytes(NONCE_BYTES)
         return kid, nonce + cipher.encrypt(nonce, plaintext, aad + kid.encode())
 

@@ -55,6 +55,11 @@ async def run_gate(settings: Settings, stop: asyncio.Event) -> None:
                         sends.append(await dead_letter(producer, rec, STAGE, "undecodable", str(exc)))
                         dead_c.inc()
                         continue
+                    refused = rt.plaintext_refused(s)
+                    if refused:  # never forwarded: plaintext biometrics would reach a second topic
+                        sends.append(await dead_letter(producer, rec, STAGE, "unsealed", refused))
+                        dead_c.inc()
+                        continue
                     if chain(GateContext(s, now)).allow:
                         # forwarded byte for byte: the gate never unseals the embedding
                         sends.append(await producer.send(t.ADMITTED.name, rec.value, key=rec.key))

@@ -39,7 +39,17 @@ from typing import Any
 from broker.messages import Sighting
 from policy.audit import AuditLog, DecisionRow
 from policy.consent import ConsentRegistry, registry_path
-from policy.crypto import EpochKeyRing, HttpKeySource, KeySource, KeyUnavailable, SubjectVault, open_sighting, seal_sighting
+from policy.crypto import (
+    EpochKeyRing,
+    HttpKeySource,
+    KeyExpired,
+    KeySource,
+    KeyUnavailable,
+    SealError,
+    SubjectVault,
+    open_sighting,
+    seal_sighting,
+)
 from policy.filters import (
     Chain,
     Decision,
@@ -184,7 +194,12 @@ class PolicyRuntime:
         def subject(ctx: Any) -> str | None:
             if ctx.subject_id is None:
                 return None
-            return self.reference(ctx.subject_id) if pseudonymise and self.vault is not None else ctx.subject_id
+            if not (pseudonymise and self.vault is not None):
+                return ctx.subject_id
+            try:
+                return self.reference(ctx.subject_id)
+            except KeyExpired:  # erased while this batch was decided: nothing links the record to anybody
+                return None
 
         return post_match_chain(self.consent_allows, self.holder, on_decision=self._hook(subject, lambda c: c.event_id))
 
@@ -226,8 +241,18 @@ class PolicyRuntime:
             raise KeyUnavailable("no key holder: refusing to publish an unsealed embedding")
         return seal_sighting(self.ring, s)
 
+    def plaintext_refused(self, s: Sighting) -> str | None:
+        """Why a sighting carrying a plaintext embedding must not go on, or None. With a key holder and enforcement
+        on, every honest edge seals: plaintext is a hostile or broken producer, never a face to match."""
+        if s.embedding and self.ring is not None and self.enforcing:
+            return "plaintext embedding refused: this run seals every embedding at the edge"
+        return None
+
     def unseal(self, s: Sighting) -> Sighting:
         if not s.sealed:
+            refused = self.plaintext_refused(s)
+            if refused:
+                raise SealError(refused)
             return s
         if self.ring is None:
             raise KeyUnavailable("no key holder: cannot open sealed sightings")

@@ -95,3 +95,11 @@ def test_snapshot_roundtrip_restores_state_and_drops_erased_subjects(tmp_path):
     assert all(fresh.seen(m.event_id) for m in STREAM[:4]) and fresh.seen("b1")
     assert fresh.base == {(t.ADMITTED.name, 0): 17, (t.ADMITTED.name, 1): 4, (t.MATCHES.name, 0): 9}
     assert _run(fresh, STREAM[4:]) == []  # the dwell alert of this visit was raised before the snapshot
+
+
+def test_every_replica_has_its_own_snapshot_file(settings, monkeypatch):
+    from matcher.service import snapshot_path
+
+    assert snapshot_path(settings, "matcher") != snapshot_path(settings, "matcher-2")
+    monkeypatch.setenv("PAXSIM_INSTANCE", "matcher-3")
+    assert snapshot_path(settings).name == "matcher-snapshot-matcher-3.bin"

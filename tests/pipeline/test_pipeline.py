@@ -135,6 +135,9 @@ def test_matcher_kill_9_and_restart_loses_and_doubles_nothing(settings: Settings
         stack.stop()
     check_exactly_once_and_consent(cs, keys)
     assert restored > 0, "the restarted matcher did not start from its snapshot"
+    # its own snapshot file, named for the replica: a second matcher would write (and restore) another one
+    snaps = sorted(p.name for p in Path(cs.state_dir).glob("matcher-snapshot*"))
+    assert snaps == ["matcher-snapshot-matcher.bin"], snaps
     assert recovered + restored >= 100, "the restarted matcher did not recover its earlier decisions"
     # and the kill left nothing behind that the privacy scan objects to (expired-readable / non-consented / audit gaps)
     report = asyncio.run(run_scan(cs, load_policy(), HttpKeySource(keys.url, keys.token)))
@@ -162,6 +165,8 @@ def test_garbage_goes_to_dead_letter_and_matcher_keeps_running(settings: Setting
     # the gate, once straight onto the admitted topic) and a 900 kB "sealed" payload; each used to kill the matcher
     short = msgspec.structs.replace(poison, event_id="poison-dim64", embedding=embedding_to_bytes(np.ones(64, np.float32)), dim=64)
     huge = msgspec.structs.replace(poison, event_id="poison-huge", embedding=b"", sealed=b"\x01" * 900_000, key_id="sightings:1")
+    # a valid-looking plaintext embedding while the run seals everything: refused at the gate and at the matcher
+    plain = msgspec.structs.replace(poison, event_id="poison-plain", embedding=embedding_to_bytes(np.full(128, 0.05, np.float32)))
 
     async def inject() -> None:
         p = await start_producer(cs)
@@ -171,6 +176,8 @@ def test_garbage_goes_to_dead_letter_and_matcher_keeps_running(settings: Setting
         await p.send_and_wait(t.SIGHTINGS.name, encode(short), key=b"cam-001")
         await p.send_and_wait(t.ADMITTED.name, encode(msgspec.structs.replace(short, event_id="poison-dim64-admitted")), key=b"cam-002")
         await p.send_and_wait(t.ADMITTED.name, encode(huge), key=b"cam-002")
+        await p.send_and_wait(t.SIGHTINGS.name, encode(plain), key=b"cam-001")
+        await p.send_and_wait(t.ADMITTED.name, encode(msgspec.structs.replace(plain, event_id="poison-plain-admitted")), key=b"cam-002")
         await p.stop()
 
     try:
@@ -184,9 +191,13 @@ def test_garbage_goes_to_dead_letter_and_matcher_keeps_running(settings: Setting
     finally:
         stack.stop()
     dead = [decode(r.value, DeadLetter) for r in topic(cs, t.DEADLETTER.name)]
-    reasons = {(d.stage, d.source_topic): d.reason for d in dead}
-    assert len(dead) == 6, [(d.stage, d.reason) for d in dead]
-    assert "undecodable" in reasons[("matcher", t.ADMITTED.name)]
+    assert len(dead) == 8, [(d.stage, d.reason) for d in dead]
+    plaintext = [d.stage for d in dead if "plaintext embedding refused" in d.reason]
+    assert sorted(plaintext) == ["gate", "matcher"], "a plaintext embedding went on to the admitted topic or was matched"
+    forwarded = [decode(r.value, Sighting) for r in topic(cs, t.ADMITTED.name) if r.value[:1] != b"\xc1"]
+    forwarded = [s for s in forwarded if not s.event_id.endswith("-admitted")]  # those the test wrote there itself
+    assert forwarded and not any(s.embedding for s in forwarded), "the gate forwarded a plaintext embedding"
+    assert any(d.reason.startswith("undecodable") for d in dead if (d.stage, d.source_topic) == ("matcher", t.ADMITTED.name))
     assert any("NaN" in d.reason for d in dead if d.stage == "gate")
     assert any("dim 64" in d.reason for d in dead if d.stage == "gate")
     matcher_reasons = [d.reason for d in dead if d.stage == "matcher"]

@@ -154,8 +154,8 @@ def test_subject_vault_erasure_destroys_every_copy():
         with pytest.raises(KeyExpired):
             v.open("pax-7", kid, blob, aad=b"tracks")
         assert not v.can_open("pax-7", kid)
-    kid2, _ = a.seal("pax-7", b"again")  # re-consent gets a new key; the old data stays unreadable
-    assert kid2 != kid
+    with pytest.raises(KeyExpired):  # and no new key: an erased subject comes back only as a new enrolment id
+        a.seal("pax-7", b"again")
 
 
 def test_subject_key_cache_expires_even_without_an_erasure_message():
@@ -318,3 +318,31 @@ def test_a_key_id_far_in_the_future_is_refused_at_once_and_caches_nothing():
     # one epoch ahead is clock skew between an edge and this stage: still opens (with the right ciphertext)
     clock.t -= 0.25
     assert open_sighting(ring, s).vector().shape == (128,)
+
+
+def test_an_erased_subject_never_gets_a_key_again_from_any_stage():
+    """The erasure races a match (the matcher asks for the pseudonym with creation on) and an e-gate claim (the edge
+    does too): the key holder must refuse both, for good, through its HTTP API as in production."""
+    keyd = spawn_keyd()
+    try:
+        matcher, edge = (SubjectVault(HttpKeySource(keyd.url, keyd.token)) for _ in range(2))
+        ps = matcher.pseudonym("pax-7")
+        matcher.pseudonym("pax-8")
+        assert matcher.erase("pax-7")
+        for vault in (SubjectVault(HttpKeySource(keyd.url, keyd.token)), edge):
+            with pytest.raises(KeyExpired):
+                vault.pseudonym("pax-7")
+            with pytest.raises(KeyExpired):
+                vault.seal("pax-7", b"template")
+            assert vault.existing_pseudonym("pax-7") is None
+        assert HttpKeySource(keyd.url, keyd.token).subject_keys(["pax-7", "pax-8"], True).keys() == {"pax-8"}
+        assert SubjectVault(HttpKeySource(keyd.url, keyd.token)).resolve({ps}, ["pax-7", "pax-8"]) == {}
+    finally:
+        keyd.stop()
+
+
+def test_tombstones_name_nobody():
+    holder = KeyHolder({})
+    SubjectVault(LocalKeySource(holder)).pseudonym("pax-secret-id")
+    holder.destroy_subject("pax-secret-id")
+    assert holder._tombstones and not any(b"pax-secret-id" in tomb for tomb in holder._tombstones)
