@@ -117,15 +117,15 @@ class ErasureWorker:
 
         No consumer group: every instance (each matcher replica, each dashboard) reads every partition from the
         beginning, so each hears every request; a group shared by replicas would hand each request to one of them.
-        Requests made before this worker started are caught up (applied, counted ``replayed``, not timed): that
-        also re-applies what a restored snapshot may still hold. A handler that fails is retried with back-off
+        Requests already on the topic when this worker first fetched are caught up (applied, counted ``replayed``,
+        not timed): that also re-applies what a restored snapshot may still hold. A handler that fails is retried with back-off
         until it succeeds or ``stop``; the worker never ends on a bad request."""
         from aiokafka import TopicPartition
 
         from broker.clients import start_consumer
 
-        started = self.clock()
         consumer = await start_consumer(settings, group_id=None, background=True)
+        caught_up_to: dict[TopicPartition, int] = {}  # the partition's end when this worker first fetched it
         try:
             await consumer.topics()  # refreshes metadata
             tps = [TopicPartition(t.ERASURES.name, p) for p in sorted(consumer.partitions_for_topic(t.ERASURES.name) or ())]
@@ -134,7 +134,10 @@ class ErasureWorker:
                 consumer.seek(tp, 0)
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=100, max_records=500)
-                for records in batch.values():
+                for tp in tps:
+                    if tp not in caught_up_to and consumer.highwater(tp) is not None:
+                        caught_up_to[tp] = consumer.highwater(tp)
+                for tp, records in batch.items():
                     for rec in records:
                         try:
                             req = decode(rec.value or b"", ErasureRequest)
@@ -142,7 +145,7 @@ class ErasureWorker:
                             ERASURES.labels(self.stage, "undecodable").inc()
                             log.warning("undecodable erasure request skipped", extra={"error": str(exc)})
                             continue
-                        await self._apply_until_done(req, replay=req.requested_at < started, stop=stop)
+                        await self._apply_until_done(req, replay=rec.offset < caught_up_to.get(tp, 0), stop=stop)
         finally:
             await consumer.stop()
 
