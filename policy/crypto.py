@@ -196,6 +196,8 @@ class KeySource(Protocol):
 
     def destroy_subject(self, subject_id: str) -> bool: ...
 
+    def resolve_pseudonyms(self, pseudonyms: list[str]) -> dict[str, str]: ...
+
 
 class KeyHolder:
     """The run's only owner of key material: ratchets per retention class and per-subject keys."""
@@ -249,6 +251,14 @@ class KeyHolder:
                     out[sid] = (f"subject:{sid}:{entry[0]}", entry[1])
         return out
 
+    def resolve_pseudonyms(self, pseudonyms: list[str]) -> dict[str, str]:
+        """pseudonym → subject for every live subject key, whoever holds consent or not (the auditor's question:
+        does this reference still name somebody?). Resolved here, so no key leaves the holder for it."""
+        wanted = set(pseudonyms)
+        with self._lock:
+            live = list(self._subjects.items())
+        return {ps: sid for sid, (_gen, raw) in live if (ps := _pseudonym(raw)) in wanted}
+
     def destroy_subject(self, subject_id: str) -> bool:
         """Destroy the subject's key and refuse to make one ever again (an erasure racing a match or an e-gate
         claim must not bring the subject back under a new key)."""
@@ -274,6 +284,9 @@ class LocalKeySource:
 
     def destroy_subject(self, subject_id: str) -> bool:
         return self.holder.destroy_subject(subject_id)
+
+    def resolve_pseudonyms(self, pseudonyms: list[str]) -> dict[str, str]:
+        return self.holder.resolve_pseudonyms(pseudonyms)
 
 
 class HttpKeySource:
@@ -332,6 +345,9 @@ class HttpKeySource:
 
     def destroy_subject(self, subject_id: str) -> bool:
         return bool(self._call("POST", "/v1/subjects/destroy", {"id": subject_id})["destroyed"])
+
+    def resolve_pseudonyms(self, pseudonyms: list[str]) -> dict[str, str]:
+        return dict(self._call("POST", "/v1/pseudonyms/resolve", {"pseudonyms": pseudonyms})["subjects"])
 
     def close(self) -> None:
         self._client.close()
@@ -770,6 +786,10 @@ class SubjectVault:
         """The subject's pseudonym if its key exists; never creates a key (use before an erasure destroys it)."""
         fetched = self.source.subject_keys([subject_id], False)
         return _pseudonym(fetched[subject_id][1]) if subject_id in fetched else None
+
+    def resolve_all(self, pseudonyms: set[str]) -> dict[str, str]:
+        """pseudonym → subject for every subject whose key still exists, consented or not (erased ones stay unknown)."""
+        return self.source.resolve_pseudonyms(sorted(pseudonyms)) if pseudonyms else {}
 
     def resolve(self, pseudonyms: set[str], candidates: list[str]) -> dict[str, str]:
         """pseudonym → subject, for those of ``candidates`` whose key still exists (erased ones stay unknown)."""

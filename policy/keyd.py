@@ -101,13 +101,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         if not self._authorized():
             return
-        if self.path not in ("/v1/subjects", "/v1/subjects/destroy"):
+        if self.path not in ("/v1/subjects", "/v1/subjects/destroy", "/v1/pseudonyms/resolve"):
             return self._send(404, {"detail": "no such endpoint"})
         try:
             n = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(n) or b"{}")
             if self.path == "/v1/subjects/destroy":
                 return self._send(200, {"destroyed": self.server.holder.destroy_subject(str(body["id"]))})
+            if self.path == "/v1/pseudonyms/resolve":
+                return self._send(200, {"subjects": self.server.holder.resolve_pseudonyms([str(p) for p in body["pseudonyms"]])})
             ids = [str(i) for i in body["ids"]]
             create = bool(body.get("create", False))
         except (ValueError, KeyError, TypeError) as exc:

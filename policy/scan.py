@@ -298,7 +298,9 @@ class Scanner:
         ids = {r: r for r in refs if not r.startswith("ps-")}
         pseudonyms = refs - set(ids)
         if pseudonyms and self.vault is not None:
-            ids.update(self.vault.resolve(pseudonyms, self.consent.subjects()))
+            # every live subject key, not only the registry's subjects: a pseudonym minted for somebody who never
+            # consented (or is missing from this registry) is exactly the leak this scan exists to find
+            ids.update(self.vault.resolve_all(pseudonyms))
         return ids
 
     def finish(self) -> ScanReport:

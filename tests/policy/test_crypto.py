@@ -337,6 +337,9 @@ def test_an_erased_subject_never_gets_a_key_again_from_any_stage():
             assert vault.existing_pseudonym("pax-7") is None
         assert HttpKeySource(keyd.url, keyd.token).subject_keys(["pax-7", "pax-8"], True).keys() == {"pax-8"}
         assert SubjectVault(HttpKeySource(keyd.url, keyd.token)).resolve({ps}, ["pax-7", "pax-8"]) == {}
+        # the auditor resolves any pseudonym against every live key (not only the registry's subjects)
+        ps8 = matcher.pseudonym("pax-8")
+        assert SubjectVault(HttpKeySource(keyd.url, keyd.token)).resolve_all({ps, ps8, "ps-forged"}) == {ps8: "pax-8"}
     finally:
         keyd.stop()
 

@@ -113,6 +113,8 @@ def test_scanner_finds_every_planted_violation_and_nothing_else(client_settings)
         (t.MATCHES.name, encode(match("m-unknown", None, now))),
         (t.MATCHES.name, encode(match("m-withdrawn", "pax-gone", now - 50))),  # (b) withdrawn
         (t.MATCHES.name, encode(match("m-stranger", "pax-never", now))),  # (b) never consented
+        # (b) never consented, named the way production names everybody: by a pseudonym the matcher minted
+        (t.MATCHES.name, encode(match("m-stranger-ps", SubjectVault(LocalKeySource(long)).pseudonym("pax-never-ps"), now))),
         (t.MATCHES.name, encode(match("m-old", "pax-ok", now - 601))),  # (a) past 600 s, (b) before the grant
         *[(t.AUDIT.name, encode(r)) for r in published],
         (t.AUDIT.name, encode(rogue)),  # (c) not in the chain files
@@ -125,11 +127,12 @@ def test_scanner_finds_every_planted_violation_and_nothing_else(client_settings)
     # the scanner sees keys as the long-lived holder does (the one that still holds the old epoch)
     report = asyncio.run(run_scan(client_settings, POLICY, LocalKeySource(long), stores=[store], consent=consent))
     details = "\n".join(map(str, report.findings))
-    assert report.records[t.SIGHTINGS.name] == 2 and report.records[t.MATCHES.name] == 5, details
+    assert report.records[t.SIGHTINGS.name] == 2 and report.records[t.MATCHES.name] == 6, details
     a, b, c = report.counts
     assert a == 3, details  # old-plain, old-sealed, m-old
     assert "plaintext embedding" in details and "still exists" in details and "past the 600s retention" in details
-    assert b == 4, details  # m-withdrawn, m-stranger, m-old (granted after its event), row-gone
+    assert b == 5, details  # m-withdrawn, m-stranger, m-stranger-ps, m-old (granted after its event), row-gone
+    assert "pax-never-ps (as ps-" in details, "a pseudonymised leak of a never-consented subject went unseen"
     assert "pax-never" in details and "withdrawn" in details and "row-gone" in details and "row-shredded" not in details
     assert c == 2, details  # altered line, rogue published record
     assert "changed" in details and "missing from the chain files" in details
