@@ -130,6 +130,10 @@ class ErasureRequest(_Msg, tag="erasure.v1", frozen=True):  # frozen repeated fo
     requested_at: float
     reason: str = "consent-withdrawn"
     subject_ref: str = ""  # the subject's pseudonym on the output topics, attached while its key still existed
+    # with a key holder, subject_id and subject_ref travel only inside ``sealed`` (AES-GCM under the ``control``
+    # key class): a broker reader cannot join an erased subject to its pseudonymous matches and tracks
+    sealed: bytes = b""
+    key_id: str = ""
 
 
 class DeadLetter(_Msg, tag="deadletter.v1", frozen=True):  # frozen repeated for type checkers (msgspec inherits it)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict, defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
@@ -21,6 +22,7 @@ from broker.clients import start_consumer
 from broker.messages import Alert, ErasureRequest, Match, MessageError, TrackUpdate, ZoneCount, decode
 from core.config import Settings
 from dashboard import metrics as M
+from policy.crypto import CryptoError, KeyUnavailable
 
 log = logging.getLogger("paxsim.dashboard")
 
@@ -78,6 +80,8 @@ class StreamView:
     cameras: dict[str, CameraStat] = field(default_factory=dict)
     trajectories: dict[str, list[Visit]] = field(default_factory=dict)
     erased: dict[str, float] = field(default_factory=dict)  # subject → latest erasure request time
+    # opens a sealed erasure request (control key class); None without a key holder: sealed ones are skipped
+    open_erasure: Callable[[ErasureRequest], ErasureRequest] | None = None
     erasures: dict[str, ErasureStat] = field(default_factory=dict)
     alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=50))
     records: int = 0
@@ -108,7 +112,17 @@ class StreamView:
         elif topic == t.ALERTS.name:
             self.alerts.append(decode(value, Alert))
         elif topic == t.ERASURES.name:
-            self.erase(decode(value, ErasureRequest), now)
+            req = decode(value, ErasureRequest)
+            if req.sealed:
+                if self.open_erasure is None:
+                    log.error("a sealed erasure request and no key holder: not applied here", extra={"request_id": req.request_id})
+                    return
+                try:
+                    req = self.open_erasure(req)
+                except (CryptoError, KeyUnavailable) as exc:
+                    log.error("sealed erasure request cannot be opened", extra={"request_id": req.request_id, "error": repr(exc)})
+                    return
+            self.erase(req, now)
 
     def _tick(self, at: float) -> Counter[str]:
         sec = int(at)

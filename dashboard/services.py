@@ -30,8 +30,8 @@ from dashboard.scrape import Scraper
 from matcher.gallery import Gallery
 from policy.audit import AuditLog
 from policy.consent import ConsentRecord, ConsentRegistry, consent_path
-from policy.crypto import HttpKeySource, KeyUnavailable, SubjectVault
-from policy.erasure import with_reference
+from policy.crypto import CONTROL_CLASS, EpochKeyRing, HttpKeySource, KeyUnavailable, SubjectVault, open_erasure
+from policy.erasure import send_erasures, with_reference
 from policy.policyfile import Policy, PolicyError, load_policy
 
 log = logging.getLogger("paxsim.dashboard")
@@ -65,6 +65,7 @@ class Services:
     erasure_out: deque[ErasureRequest] = field(default_factory=deque)  # erasures with no consent record to withdraw
     _audit: dict[str, AuditLog] = field(default_factory=dict)
     _gallery_lock: threading.Lock = field(default_factory=threading.Lock)
+    _control: EpochKeyRing | None = None
 
     @classmethod
     def create(cls, settings: Settings, environ: dict[str, str] | None = None) -> Services:
@@ -75,7 +76,7 @@ class Services:
         zone_purpose = {z: r.purpose for z, r in policy.zones.items() if r.biometric and r.purpose}
         ttl = {p: r.retention_s for p, r in policy.purposes.items()}
         view = StreamView(zone_purpose=zone_purpose, ttl=ttl, default_ttl_s=max(ttl.values(), default=policy.retention.sightings_s))
-        return cls(
+        services = cls(
             settings=settings,
             view=view,
             scraper=Scraper(Path(settings.state_dir), environ),
@@ -84,6 +85,8 @@ class Services:
             policy=policy,
             policy_error=err,
         )
+        _ = services.control  # the feed opens sealed erasure requests from the first record on
+        return services
 
     @property
     def vault(self) -> SubjectVault | None:
@@ -92,6 +95,17 @@ class Services:
             return SubjectVault(HttpKeySource.from_env())
         except KeyUnavailable:
             return None
+
+    @property
+    def control(self) -> EpochKeyRing | None:
+        """The control key class's ring (erasure requests are sealed under it); None without a key holder."""
+        if self._control is None:
+            try:
+                self._control = EpochKeyRing(HttpKeySource.from_env(), CONTROL_CLASS)
+            except KeyUnavailable:
+                return None
+            self.view.open_erasure = lambda req: open_erasure(self._control, req) if self._control else req
+        return self._control
 
     @property
     def registry(self) -> ConsentRegistry:
@@ -172,12 +186,7 @@ class Services:
         pending = self.registry.pending_erasures()
         extra = list(self.erasure_out)
         if pending or extra:
-            vault = self.vault
-            futs = [
-                await self.producer.send(t.ERASURES.name, encode(with_reference(r, vault)), key=r.subject_id.encode())  # type: ignore[attr-defined]
-                for r in pending + extra
-            ]
-            await asyncio.gather(*futs)
+            await send_erasures(self.producer, pending + extra, self.vault, self.control)
             self.registry.mark_published([r.request_id for r in pending])
             for _ in extra:
                 self.erasure_out.popleft()

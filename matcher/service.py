@@ -494,7 +494,7 @@ async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
     state = MatcherState(settings.matcher.dedupe_window_s, zone_map(settings), tracks_ttl, AlertPolicy.load())
     producer = await start_producer(settings)
     matcher = Matcher(settings, producer, state, rt)
-    eraser = ErasureWorker(STAGE, [matcher.erase], audit=rt.audit)
+    eraser = ErasureWorker(STAGE, [matcher.erase], audit=rt.audit, control=rt.control)
     if rt.vault is not None and matcher.subjects():  # subject keys warm before the first batch: no inline fetches
         await asyncio.to_thread(rt.vault.warm, matcher.subjects(), True)
     tasks = [

@@ -47,7 +47,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from prometheus_client import Counter, Histogram
 
-from broker.messages import Sighting
+from broker.messages import ErasureRequest, Sighting
 
 log = logging.getLogger("paxsim.policy.crypto")
 
@@ -635,6 +635,34 @@ def open_sighting(ring: EpochKeyRing, s: Sighting) -> Sighting:
         return s
     plain = ring.open(s.key_id, s.sealed, _sighting_aad(s))
     return msgspec.structs.replace(s, embedding=plain, sealed=b"", key_id="")
+
+
+CONTROL_CLASS = "control"  # key class of control messages (erasure requests): see policy.keyd.key_classes
+
+
+def _erasure_aad(req: ErasureRequest) -> bytes:
+    return b"|".join([b"erasure", req.request_id.encode(), _AAD_TAIL.pack(req.requested_at, 0), req.reason.encode()])
+
+
+def seal_erasure(ring: EpochKeyRing, req: ErasureRequest) -> ErasureRequest:
+    """The request with its subject id and pseudonym moved into ``sealed`` (bound to the request's id and time)."""
+    if req.sealed:
+        return req
+    plain = msgspec.msgpack.encode([req.subject_id, req.subject_ref])
+    key_id, blob = ring.seal(plain, req.requested_at, _erasure_aad(req))
+    return msgspec.structs.replace(req, subject_id="", subject_ref="", sealed=blob, key_id=key_id)
+
+
+def open_erasure(ring: EpochKeyRing, req: ErasureRequest) -> ErasureRequest:
+    """The request with its subject id and pseudonym restored; unsealed requests are returned unchanged."""
+    if not req.sealed:
+        return req
+    plain = ring.open(req.key_id, req.sealed, _erasure_aad(req))
+    try:
+        subject_id, subject_ref = msgspec.msgpack.decode(plain, type=tuple[str, str])
+    except msgspec.DecodeError as exc:  # authenticated but malformed: only a holder of the key could make it
+        raise SealError(f"sealed erasure request {req.request_id} is malformed: {exc}") from None
+    return msgspec.structs.replace(req, subject_id=subject_id, subject_ref=subject_ref, sealed=b"", key_id="")
 
 
 def _pseudonym(raw_key: bytes) -> str:

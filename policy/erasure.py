@@ -23,7 +23,7 @@ from broker import topics as t
 from broker.messages import ErasureRequest, MessageError, decode, encode
 from policy.audit import AuditLog
 from policy.consent import ConsentRegistry
-from policy.crypto import KeyUnavailable, SubjectVault
+from policy.crypto import CryptoError, EpochKeyRing, KeyUnavailable, SubjectVault, open_erasure, seal_erasure
 
 log = logging.getLogger("paxsim.policy.erasure")
 
@@ -51,15 +51,32 @@ def with_reference(req: ErasureRequest, vault: SubjectVault | None) -> ErasureRe
     return msgspec.structs.replace(req, subject_ref=ref) if ref else req
 
 
-async def publish_pending(registry: ConsentRegistry, producer, vault: SubjectVault | None = None) -> int:  # noqa: ANN001
+def for_the_topic(req: ErasureRequest, vault: SubjectVault | None, control: EpochKeyRing | None) -> ErasureRequest:
+    """The request as it goes on the erasure topic: with the pseudonym attached, and both references sealed
+    under the control key class when the run has a key holder (nothing on the broker joins them in clear)."""
+    req = with_reference(req, vault)
+    return seal_erasure(control, req) if control is not None else req
+
+
+async def send_erasures(producer, reqs: list[ErasureRequest], vault: SubjectVault | None, control: EpochKeyRing | None) -> None:  # noqa: ANN001
+    """Publish and wait for the broker's acks; keyed by request id (the subject id must not be a record key)."""
+    # pseudonym lookups and sealing may need the key holder: off the event loop
+    wire = await asyncio.to_thread(lambda: [for_the_topic(r, vault, control) for r in reqs])
+    futs = [await producer.send(t.ERASURES.name, encode(r), key=r.request_id.encode()) for r in wire]
+    await asyncio.gather(*futs)
+
+
+async def publish_pending(
+    registry: ConsentRegistry,
+    producer,  # noqa: ANN001
+    vault: SubjectVault | None = None,
+    control: EpochKeyRing | None = None,
+) -> int:
     """Send every unpublished erasure request; mark those the broker acknowledged. Returns how many."""
     pending = registry.pending_erasures()
     if not pending:
         return 0
-    # the pseudonym lookup is a key-holder round trip: off the event loop
-    refs = await asyncio.to_thread(lambda: [with_reference(r, vault) for r in pending])
-    futs = [await producer.send(t.ERASURES.name, encode(r), key=r.subject_id.encode()) for r in refs]
-    await asyncio.gather(*futs)
+    await send_erasures(producer, pending, vault, control)
     registry.mark_published([r.request_id for r in pending])
     return len(pending)
 
@@ -70,11 +87,12 @@ async def run_publisher(
     stop: asyncio.Event,
     interval_s: float = 0.1,  # noqa: ANN001
     vault: SubjectVault | None = None,
+    control: EpochKeyRing | None = None,
 ) -> None:
     """Poll the outbox until ``stop``; a failed send is retried on the next poll."""
     while not stop.is_set():
         try:
-            n = await publish_pending(registry, producer, vault)
+            n = await publish_pending(registry, producer, vault, control)
             if n:
                 log.info("erasure requests published", extra={"count": n})
         except Exception as exc:  # keep the outbox; retry next time
@@ -89,11 +107,24 @@ class ErasureWorker:
     """Applies erasure requests from the topic in one stage."""
 
     def __init__(
-        self, stage: str, handlers: Iterable[Handler], audit: AuditLog | None = None, clock: Callable[[], float] = time.time
+        self,
+        stage: str,
+        handlers: Iterable[Handler],
+        audit: AuditLog | None = None,
+        clock: Callable[[], float] = time.time,
+        control: EpochKeyRing | None = None,
     ) -> None:
-        self.stage, self.handlers, self.audit, self.clock = stage, list(handlers), audit, clock
+        self.stage, self.handlers, self.audit, self.clock, self.control = stage, list(handlers), audit, clock, control
         self.latencies: list[float] = []
         self._hist = ERASURE_SECONDS.labels(stage)
+
+    def open(self, req: ErasureRequest) -> ErasureRequest:
+        """The request with its subject references, opened under the control key class if sealed."""
+        if not req.sealed:
+            return req
+        if self.control is None:
+            raise KeyUnavailable("a sealed erasure request, and this stage has no key holder")
+        return open_erasure(self.control, req)
 
     async def _run_handlers(self, req: ErasureRequest) -> None:
         for h in self.handlers:
@@ -144,6 +175,12 @@ class ErasureWorker:
                         except MessageError as exc:
                             ERASURES.labels(self.stage, "undecodable").inc()
                             log.warning("undecodable erasure request skipped", extra={"error": str(exc)})
+                            continue
+                        try:
+                            req = await asyncio.to_thread(self.open, req)
+                        except (CryptoError, KeyUnavailable) as exc:
+                            ERASURES.labels(self.stage, "unreadable").inc()
+                            log.error("sealed erasure request cannot be opened", extra={"request_id": req.request_id, "error": repr(exc)})
                             continue
                         await self._apply_until_done(req, replay=rec.offset < caught_up_to.get(tp, 0), stop=stop)
         finally:

@@ -34,7 +34,7 @@ async def run_gate(settings: Settings, stop: asyncio.Event) -> None:
     background = asyncio.create_task(rt.background(stop))
     producer = await start_producer(settings)
     # the gate also ships the consent registry's erasure outbox (withdrawals made by CLI or API) to the topic
-    publisher = asyncio.create_task(run_publisher(rt.consent, producer, stop, vault=rt.vault))
+    publisher = asyncio.create_task(run_publisher(rt.consent, producer, stop, vault=rt.vault, control=rt.control))
     consumer = await start_consumer(settings, group_id=GROUP)
     consumer.subscribe([t.SIGHTINGS.name], listener=AssignmentGauge(STAGE))
     admitted_c, denied_c, dead_c = EVENTS.labels("admitted"), EVENTS.labels("denied"), EVENTS.labels("deadletter")

@@ -34,7 +34,7 @@ from urllib.parse import unquote
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from policy.crypto import KeyExpired, KeyHolder, new_token, token_matches
+from policy.crypto import CONTROL_CLASS, KeyExpired, KeyHolder, new_token, token_matches
 from policy.policyfile import Policy, PolicyHolder
 
 log = logging.getLogger("paxsim.policy.keyd")
@@ -43,10 +43,17 @@ TOKEN_ENV = "PAXSIM_KEYD_TOKEN"
 URL_ENV = "PAXSIM_KEYD_URL"
 
 
+CONTROL_KEYS = (86_400.0, 30 * 86_400.0)  # control messages: daily epochs, kept as long as the erasure topic (30 d)
+
+
 def key_classes(policy: Policy) -> dict[str, tuple[float, float]]:
     """name → (epoch_s, ttl_s) for every key class the policy defines."""
     r, tr = policy.retention, policy.unknown_faces.tracklets
-    return {"sightings": (r.epoch_s, r.sightings_s), "tracklets": (min(r.epoch_s, tr.ttl_s / 4), tr.ttl_s)}
+    return {
+        "sightings": (r.epoch_s, r.sightings_s),
+        "tracklets": (min(r.epoch_s, tr.ttl_s / 4), tr.ttl_s),
+        CONTROL_CLASS: CONTROL_KEYS,
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -40,6 +40,7 @@ from broker.messages import Sighting
 from policy.audit import AuditLog, DecisionRow
 from policy.consent import ConsentRegistry, registry_path
 from policy.crypto import (
+    CONTROL_CLASS,
     EpochKeyRing,
     HttpKeySource,
     KeyExpired,
@@ -81,6 +82,7 @@ class PolicyRuntime:
         self.holder, self.consent, self.keys, self.audit = holder, consent, keys, audit
         self.ring = EpochKeyRing(keys, "sightings") if keys is not None else None
         self.vault = SubjectVault(keys) if keys is not None else None
+        self._control: EpochKeyRing | None = None
         self._rows: dict[str, list[DecisionRow]] = {}
         self._pseudonyms: dict[str, str] = {}
         self._consent_synced = -1e18
@@ -240,6 +242,13 @@ class PolicyRuntime:
         if self.ring is None:
             raise KeyUnavailable("no key holder: refusing to publish an unsealed embedding")
         return seal_sighting(self.ring, s)
+
+    @property
+    def control(self) -> EpochKeyRing | None:
+        """The ring of control messages (erasure requests are sealed under it); None without a key holder."""
+        if self._control is None and self.keys is not None:
+            self._control = EpochKeyRing(self.keys, CONTROL_CLASS)
+        return self._control
 
     def plaintext_refused(self, s: Sighting) -> str | None:
         """Why a sighting carrying a plaintext embedding must not go on, or None. With a key holder and enforcement

@@ -349,3 +349,25 @@ def test_tombstones_name_nobody():
     SubjectVault(LocalKeySource(holder)).pseudonym("pax-secret-id")
     holder.destroy_subject("pax-secret-id")
     assert holder._tombstones and not any(b"pax-secret-id" in tomb for tomb in holder._tombstones)
+
+
+def test_sealed_erasure_requests_round_trip_and_resist_tampering():
+    import msgspec
+
+    from broker.messages import ErasureRequest
+    from policy.crypto import CONTROL_CLASS, open_erasure, seal_erasure
+
+    clock = Clock()
+    holder = KeyHolder({CONTROL_CLASS: (86_400.0, 30 * 86_400.0)}, clock=clock)
+    ring = EpochKeyRing(LocalKeySource(holder), CONTROL_CLASS, clock=clock)
+    req = ErasureRequest(request_id="r1", subject_id="pax-9", requested_at=T0, subject_ref="ps-abc")
+    wire = seal_erasure(ring, req)
+    assert wire.subject_id == wire.subject_ref == "" and b"pax-9" not in encode(wire) and b"ps-abc" not in encode(wire)
+    assert open_erasure(ring, wire) == req
+    for forged in (
+        msgspec.structs.replace(wire, request_id="r2"),
+        msgspec.structs.replace(wire, reason="x"),
+        msgspec.structs.replace(wire, requested_at=T0 + 1),
+    ):
+        with pytest.raises(SealError):
+            open_erasure(ring, forged)

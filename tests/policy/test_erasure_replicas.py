@@ -79,3 +79,43 @@ def test_a_replica_started_later_catches_up_and_a_failing_handler_is_retried(cli
     assert seen == {"pax-old", "pax-new"}, "the request before start was not caught up, or the failing one was dropped"
     assert ERASURES.labels("dashboard", "failed")._value.get() - before == 2
     assert timed == 1, "only the live request is timed; the caught-up one is counted as replayed"
+
+
+def test_the_erasure_topic_links_nobody_and_every_stage_still_applies_it(client_settings, keys):
+    """With a key holder the request travels sealed under the control key class: a broker reader joining the
+    erasure topic with the matches and tracks finds neither the subject id nor its pseudonym; a stage opens it."""
+    from broker.reader import read_all
+    from policy.consent import ConsentRecord, ConsentRegistry, registry_path
+    from policy.crypto import CONTROL_CLASS, EpochKeyRing, HttpKeySource, SubjectVault
+    from policy.erasure import publish_pending
+
+    source = HttpKeySource(keys.url, keys.token)
+    vault, control = SubjectVault(source), EpochKeyRing(source, CONTROL_CLASS)
+    ps = vault.pseudonym("pax-042")  # the subject has been matched: its pseudonym is on the output topics
+    now = time.time()
+    registry = ConsentRegistry.open(registry_path(client_settings.state_dir))
+    registry.grant(ConsentRecord("pax-042", "boarding", now - 10, now + 1000))
+    registry.withdraw("pax-042")
+
+    async def run() -> set[tuple[str, str]]:
+        applied: set[tuple[str, str]] = set()
+        stop = asyncio.Event()
+        worker = ErasureWorker(
+            "matcher", [lambda r: applied.add((r.subject_id, r.subject_ref))], control=EpochKeyRing(source, CONTROL_CLASS)
+        )
+        task = asyncio.create_task(worker.run(client_settings, stop))
+        await asyncio.sleep(0.5)
+        producer = await start_producer(client_settings)
+        try:
+            assert await publish_pending(registry, producer, vault, control) == 1
+        finally:
+            await producer.stop()
+        await _until(lambda: bool(applied), 20)
+        stop.set()
+        await task
+        return applied
+
+    assert asyncio.run(run()) == {("pax-042", ps)}, "the stage did not open the sealed request"
+    (rec,) = asyncio.run(read_all(client_settings, t.ERASURES.name))
+    for needle in (b"pax-042", ps.encode()):
+        assert needle not in rec.value and needle not in (rec.key or b""), f"{needle!r} is readable on the erasure topic"
