@@ -88,6 +88,8 @@ IDENTIFIED = ("match", "verified")  # decisions that name a subject
 RECOVERED = Counter("paxsim_matcher_recovered_decisions_total", "Decisions re-read from the matches topic on assignment")
 RESTORED = Counter("paxsim_matcher_snapshot_restored_decisions_total", "Decided event ids restored from the snapshot")
 SNAPSHOTS = Counter("paxsim_matcher_snapshots_total", "Snapshots written")
+KEYD_WAITS = Counter("paxsim_matcher_keyholder_waits_total", "Batches put back because the key holder was unavailable")
+KEYD_RETRY_FIRST_S, KEYD_RETRY_MAX_S = 0.5, 10.0
 SNAPSHOT_BYTES = Counter("paxsim_matcher_snapshot_written_bytes_total", "Bytes of snapshots written")
 SNAPSHOT_SECONDS = Histogram(
     "paxsim_matcher_snapshot_seconds", "Time to capture and write one snapshot", buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
@@ -392,6 +394,13 @@ class Matcher:
             known = [(i, sid) for i, sid in zip(claimed, subjects) if sid is not None]
             for (i, _sid), v in zip(known, await self._verify([(sid, pending[i][3]) for i, sid in known])):
                 results[i] = v
+        # every subject this batch may name gets its key now, before any state changes: a key holder that is down
+        # raises KeyUnavailable here, and the batch is read again later (run_matcher), with nothing half-decided
+        if self.rt.vault is not None and self.rt.enforcing:
+            named = {r.subject_id for r in results if isinstance(r, Verification) and r.accepted}
+            named |= {hit.subject_id for r in results if isinstance(r, SearchResult) and (hit := r.identify(self.threshold))}
+            if named:
+                await asyncio.to_thread(self.rt.vault.warm, sorted(named), True)
         tracks, matches = [], []
         now = time.time()
         for (partition, offset, s, vec), result in zip(pending, results):
@@ -508,6 +517,7 @@ async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
     consumer.subscribe([t.ADMITTED.name], listener=_Recover(settings, state, ref, matcher))
     pruned_at = snapped_at = time.monotonic()
     every = settings.matcher.snapshot_every_s
+    backoff = KEYD_RETRY_FIRST_S
     try:
         while not stop.is_set():
             if time.monotonic() - pruned_at > min(PRUNE_EVERY_S, matcher.tracklets.config.ttl_s / 4):
@@ -520,7 +530,18 @@ async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
             batch = await consumer.getmany(timeout_ms=200, max_records=settings.matcher.batch_max)
             if not batch:
                 continue
-            await matcher.decide_batch(batch)
+            try:
+                await matcher.decide_batch(batch)
+            except KeyUnavailable as exc:  # the key holder is down or restarting: wait, keep the offsets, read again
+                KEYD_WAITS.inc()
+                log.error("key holder unavailable; the batch will be read again", extra={"error": str(exc), "retry_s": backoff})
+                for tp, records in batch.items():
+                    consumer.seek(tp, records[0].offset)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, KEYD_RETRY_MAX_S)
+                continue
+            backoff = KEYD_RETRY_FIRST_S
             rt.flush_audit()
             done = offsets_after(batch)
             await consumer.commit(done)

@@ -19,7 +19,7 @@ from core.paths import ground_truth_path
 from core.stack import Stack, total
 from paxsim.demo import child_env, drain_marker, enrol_scenario, resolve_pseudonyms, start_pipeline
 from policy.consent import ConsentRegistry, consent_path
-from policy.crypto import HttpKeySource
+from policy.crypto import HttpKeySource, seal_sighting
 from policy.policyfile import load_policy
 from policy.scan import run_scan
 from scenario.virtual import VirtualAirport
@@ -218,3 +218,55 @@ def test_unreachable_broker_is_a_clear_error_not_a_hang(tmp_path: Path):
     )
     assert proc.returncode == 3
     assert "cannot reach a Kafka broker at 127.0.0.1:1" in proc.stderr
+
+
+def test_a_key_holder_outage_pauses_the_matcher_instead_of_killing_it(settings: Settings, client_settings: Settings, broker, keys):
+    """The key holder goes away; a sighting of an enrolled traveller then needs the subject's key (for its
+    pseudonym): the matcher must wait and keep the batch, not die on KeyUnavailable."""
+    from policy.crypto import EpochKeyRing
+
+    cs = small(client_settings)
+    enrol_scenario(cs, 3.0)
+    ids, vecs, _ = VirtualAirport(cs.scenario, 3.0).enrolment()
+    policy = load_policy(cs.policy.file)
+    zone = next(z for z, r in policy.zones.items() if r.biometric and r.purpose and z != "egate")
+    ring = EpochKeyRing(HttpKeySource(keys.url, keys.token), "sightings", background=False)
+    face = Sighting(
+        event_id="outage-1",
+        camera_id="cam-x",
+        zone=zone,
+        captured_at=time.time(),
+        track_id=1,
+        box=(0, 0, 80, 80),
+        quality=1.0,
+        embedding=embedding_to_bytes(vecs[0]),
+    )
+    sealed = seal_sighting(ring, face)
+    stack = Stack(Path(cs.state_dir), child_env(cs, broker.bootstrap, True, keys))
+    try:
+        stack.spawn("matcher", ["matcher"])
+        assert stack.wait_ready("matcher", 30), "matcher did not start"
+        log = stack.children["matcher"].log_path
+        deadline = time.monotonic() + 30
+        while "partition assigned" not in log.read_text():  # keys warmed, consuming: now the holder goes away
+            assert time.monotonic() < deadline, "matcher did not get its partitions"
+            time.sleep(0.2)
+        keys.stop()  # the key holder is gone; the matcher's cached subject keys expire within cache_s
+        time.sleep(6.5)
+
+        async def inject() -> None:
+            p = await start_producer(cs)
+            await p.send_and_wait(t.ADMITTED.name, encode(sealed), key=b"cam-x")
+            await p.stop()
+
+        asyncio.run(inject())
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and total(stack.scrape("matcher"), "paxsim_matcher_keyholder_waits_total") < 1:
+            assert stack.children["matcher"].alive(), "the matcher died when the key holder went away"
+            time.sleep(0.5)
+        assert total(stack.scrape("matcher"), "paxsim_matcher_keyholder_waits_total") >= 1
+        time.sleep(2.0)
+        assert stack.children["matcher"].alive(), "the matcher died when the key holder went away"
+        assert topic(cs, t.MATCHES.name) == [], "decided without the subject's key"
+    finally:
+        stack.stop()
