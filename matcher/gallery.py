@@ -66,8 +66,8 @@ class Gallery:
     def enrol(self, subject_id: str, views: np.ndarray, consent: ConsentRegistry) -> None:
         if self.is_sealed:
             raise GallerySealed("the gallery is sealed: load it with the subject vault to enrol")
-        if subject_id not in consent.records:
-            raise EnrolmentRefused(f"{subject_id}: no consent record; enrolment refused")
+        if not consent.has_any(subject_id, time.time()):
+            raise EnrolmentRefused(f"{subject_id}: no active consent (none given, expired or withdrawn); enrolment refused")
         views = np.atleast_2d(np.asarray(views, np.float32))
         if views.shape[1] != DIM or not np.isfinite(views).all():
             raise ValueError(f"{subject_id}: views must be finite float vectors of dimension {DIM}")

@@ -57,29 +57,37 @@ class VideoEval:
 
 
 def enrol_scenario(
-    settings: Settings, duration_s: float, embeddings: dict[str, np.ndarray] | None = None, withheld: Collection[str] = ()
+    settings: Settings,
+    duration_s: float,
+    embeddings: dict[str, np.ndarray] | None = None,
+    withheld: Collection[str] = (),
+    vault: SubjectVault | None = None,
 ) -> tuple[int, int]:
     """Write the gallery and consent registry for the scenario's enrolled travellers. Returns (subjects, purposes granted).
 
     ``embeddings`` replaces the enrolment of the travellers it names: one vector, or ``(k, 128)`` views enrolled
     as k gallery rows (video runs: the real embedder's descriptors of their portraits at several poses, where
     the virtual model has synthetic vectors; the matcher scores a subject by its closest view).
-    ``withheld`` travellers are neither enrolled nor consented: strangers whose faces the matcher must call unknown."""
+    ``withheld`` travellers are neither enrolled nor consented: strangers whose faces the matcher must call unknown.
+    Runs again over an existing registry: a withdrawn consent stays withdrawn and its subject is not enrolled.
+    With ``vault`` (the run's key holder) every template is sealed under its subject's key."""
     airport = VirtualAirport(settings.scenario, duration_s)
     ids, vecs, purposes = airport.enrolment()
     keep = [i for i, sid in enumerate(ids) if sid not in set(withheld)]
     ids, vecs = [ids[i] for i in keep], vecs[keep]
     now = time.time()
-    consent = ConsentRegistry()
-    for sid in ids:
-        for p in purposes[sid]:
-            consent.grant(ConsentRecord(sid, p, granted_at=now - 60, expires_at=now + CONSENT_VALIDITY_S))
-    gallery = Gallery()
-    for sid, v in zip(ids, vecs):
-        gallery.enrol(sid, embeddings[sid] if embeddings and sid in embeddings else v, consent)
-    gallery.save(gallery_path(settings))
-    consent.save(consent_path(settings))
-    return len(ids), sum(len(p) for p in purposes.values())
+    consent = ConsentRegistry.open(consent_path(settings))
+    try:
+        grants = [ConsentRecord(sid, p, granted_at=now - 60, expires_at=now + CONSENT_VALIDITY_S) for sid in ids for p in purposes[sid]]
+        granted = consent.grant_many(grants, keep_withdrawn=True)
+        gallery = Gallery()
+        enrolled = [(sid, v) for sid, v in zip(ids, vecs) if consent.has_any(sid, now)]
+        for sid, v in enrolled:
+            gallery.enrol(sid, embeddings[sid] if embeddings and sid in embeddings else v, consent)
+    finally:
+        consent.close()
+    gallery.save(gallery_path(settings), vault)
+    return len(enrolled), granted
 
 
 def policy_file(settings: Settings) -> Path:
@@ -396,7 +404,8 @@ async def run_pipeline(
             bootstrap = settings.broker.bootstrap  # type: ignore[assignment]
             await ensure_topics(settings, bootstrap, load_policy(policy_file(settings)).topic_retention())
             say(f"[bold]external Kafka[/] at {bootstrap}")
-        subjects, grants = enrol_scenario(settings, duration_s, evaluation.embeddings if evaluation else None)
+        vault = SubjectVault(HttpKeySource(keys.url, keys.token))  # templates are sealed per subject at rest
+        subjects, grants = enrol_scenario(settings, duration_s, evaluation.embeddings if evaluation else None, vault=vault)
         say(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
         stack = Stack(run_dir, child_env(settings, bootstrap, broker is not None, keys))
         t_start = time.monotonic()

@@ -37,6 +37,7 @@ from broker.embedded import EmbeddedBroker
 from core.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from core.stack import Stack, total
 from paxsim.demo import child_env, enrol_scenario, policy_file, rate_table
+from policy.crypto import HttpKeySource, KeyUnavailable, SubjectVault
 from policy.keyd import spawn_keyd
 from policy.policyfile import load_policy
 
@@ -316,7 +317,11 @@ def enrol_command(
     """Enrol the scenario's consenting travellers into the gallery and consent registry of the state dir."""
     console = Console()
     settings = _load(config, console)
-    subjects, grants = enrol_scenario(settings, cycle)
+    try:  # with the run's key holder (compose passes it), every template is sealed under its subject's key
+        vault: SubjectVault | None = SubjectVault(HttpKeySource.from_env())
+    except KeyUnavailable:
+        vault = None
+    subjects, grants = enrol_scenario(settings, cycle, vault=vault)
     console.print(
         f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers} into {Path(settings.state_dir).resolve()}"
     )

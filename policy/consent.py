@@ -158,7 +158,7 @@ class ConsentRegistry:
         if path.suffix != ".json":
             other = ConsentRegistry.open(path)
             try:
-                other.grant_many(self.all())
+                other.grant_many(self.all(), keep_withdrawn=True)
             finally:
                 other.close()
             return
@@ -231,15 +231,21 @@ class ConsentRegistry:
     # ------------------------------------------------------------------------------------ changes
 
     def grant(self, rec: ConsentRecord) -> None:
-        """Record (or replace) the subject's consent for ``rec.purpose``."""
+        """Record (or replace) the subject's consent for ``rec.purpose``. A withdrawn one is final: ConsentError."""
         self.grant_many([rec])
 
-    def grant_many(self, recs: Iterable[ConsentRecord]) -> int:
+    def grant_many(self, recs: Iterable[ConsentRecord], keep_withdrawn: bool = False) -> int:
+        """Record every consent; returns how many were written. A withdrawal is final: granting over a withdrawn
+        record raises :class:`ConsentError`, or (``keep_withdrawn``, for bulk re-enrolment) leaves it withdrawn."""
         recs = list(recs)
         for r in recs:
             _check(r)
         with self._lock:
             self.refresh(force=True)
+            final = [r for r in recs if r.withdrawn_at is None and self._withdrawn(r.subject_id, r.purpose)]
+            if final and not keep_withdrawn:
+                raise ConsentError(f"{final[0].subject_id}/{final[0].purpose}: consent was withdrawn; a withdrawal is final")
+            recs = [r for r in recs if r not in final]
             self._write(recs)
             for r in recs:
                 self.records.setdefault(r.subject_id, {})[r.purpose] = r
@@ -326,6 +332,10 @@ class ConsentRegistry:
         if self._db is not None:
             self.refresh()
         return any(r.withdrawn_at is None and r.granted_at <= at < r.expires_at for r in self.records.get(subject_id, {}).values())
+
+    def _withdrawn(self, subject_id: str, purpose: str) -> bool:
+        rec = self.records.get(subject_id, {}).get(purpose)
+        return rec is not None and rec.withdrawn_at is not None
 
     def withdrawn(self, subject_id: str) -> bool:
         """True if the subject has withdrawn every record it had (erasure is due everywhere)."""

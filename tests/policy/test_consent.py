@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policy.consent import ConsentRecord, ConsentRegistry, registry_path
+from policy.consent import ConsentError, ConsentRecord, ConsentRegistry, registry_path
 
 ZONES = ["egate", "gate", "security"]
 PURPOSES = ["boarding", "egate-verification", "model-training"]
@@ -34,16 +36,20 @@ question = st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(PURPOSES)
 @settings(max_examples=150, deadline=None)
 @given(ops, question)
 def test_is_allowed_matches_the_definition(history, q):
-    """Allowed iff the current record is unwithdrawn, granted <= at < expires, and the zone is in scope."""
+    """Allowed iff the current record is unwithdrawn, granted <= at < expires, and the zone is in scope; a
+    withdrawn record is never granted again."""
     reg = ConsentRegistry()
     current: dict[tuple[str, str], ConsentRecord] = {}
     withdrawn: set[tuple[str, str]] = set()
     for op in history:
         if op[0] == "grant":
             rec = op[1]
+            if (rec.subject_id, rec.purpose) in withdrawn:  # a withdrawal is final: refused, nothing changes
+                with pytest.raises(ConsentError):
+                    reg.grant(rec)
+                continue
             reg.grant(rec)
             current[(rec.subject_id, rec.purpose)] = rec
-            withdrawn.discard((rec.subject_id, rec.purpose))
         else:
             _, sid, purpose, at = op
             reg.withdraw(sid, at=at, purpose=purpose)
@@ -142,3 +148,33 @@ def test_default_refresh_bound_is_honoured(tmp_path: Path):
     writer.withdraw("s", at=2)
     time.sleep(0.06)
     assert not reader.is_allowed("s", "boarding", "gate", 1)
+
+
+def test_a_withdrawal_is_final_and_re_enrolment_keeps_it(tmp_path, settings):  # noqa: F811 (the fixture)
+    """Re-running the enrolment (compose's one-shot does, at every start) must not re-grant a withdrawn consent,
+    nor put the subject back in the gallery, and with a key holder the gallery is sealed, never plaintext."""
+    import numpy as np
+
+    from core.paths import gallery_path
+    from matcher.gallery import Gallery
+    from paxsim.demo import enrol_scenario
+    from policy.consent import consent_path
+    from policy.crypto import KeyHolder, LocalKeySource, SubjectVault
+
+    vault = SubjectVault(LocalKeySource(KeyHolder({})))
+    n, _ = enrol_scenario(settings, 5.0, vault=vault)
+    reg = ConsentRegistry.open(consent_path(settings))
+    victim = reg.subjects()[0]
+    purpose = next(iter(reg.records[victim]))
+    assert reg.withdraw(victim) is not None
+    with pytest.raises(ConsentError, match="withdrawal is final"):
+        reg.grant(ConsentRecord(victim, purpose, time.time() - 1, time.time() + 100))
+    reg.close()
+
+    again, _ = enrol_scenario(settings, 5.0, vault=vault)
+    reg = ConsentRegistry.open(consent_path(settings))
+    assert reg.withdrawn(victim) and not reg.has_any(victim, time.time()), "enrolment re-granted a withdrawn consent"
+    assert again == n - 1
+    g = Gallery.load(gallery_path(settings))
+    assert victim not in g.subjects() and len(g.subjects()) == n - 1
+    assert g.is_sealed and "vectors" not in np.load(gallery_path(settings), allow_pickle=False).files, "templates at rest in plaintext"
