@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -410,3 +410,16 @@ class _State(msgspec.Struct):
 
 _ENC = msgspec.msgpack.Encoder()
 _DEC = msgspec.msgpack.Decoder(_State)
+
+
+def decode_points(data: bytes) -> Iterator[tuple[str, str, str, float]]:
+    """(subject reference, zone, camera, capture time) of every point in a :meth:`TrajectoryStore.to_bytes` blob."""
+    if not data:
+        return
+    try:
+        st = _DEC.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ValueError(f"corrupt trajectory snapshot: {exc}") from None
+    for ref, seen in st.tracks.items():
+        for s in seen:
+            yield ref, s.zone, s.camera_id, s.t

@@ -234,6 +234,7 @@ def audit_scan(
     bootstrap: str | None = typer.Option(None, "--bootstrap", help="broker host:port (default: the configuration's)"),
     policy_path: Path | None = typer.Option(None, "--policy", help="policy file (default: $PAXSIM_POLICY or packaged)"),
     show: int = typer.Option(20, "--show", help="print at most this many findings"),
+    no_keys: bool = typer.Option(False, "--no-keys", help="scan without a key holder (sealed payloads and pseudonyms unreadable)"),
 ) -> None:
     """Read every topic from offset 0 and every store; report (a) expired-readable, (b) non-consented, (c) audit gaps.
 
@@ -268,7 +269,13 @@ def audit_scan(
         keys = HttpKeySource.from_env()
         keys.chain("sightings")
     except KeyUnavailable as exc:
-        console.print(f"[yellow]no key holder ({exc}): no key exists, sealed payloads count as unreadable[/]")
+        if not no_keys:  # without keys no pseudonym resolves: a clean result would say nothing
+            console.print(
+                f"[red]no key holder ({exc}): pseudonyms and sealed payloads cannot be checked; "
+                "run with the key holder's PAXSIM_KEYD_URL/PAXSIM_KEYD_TOKEN, or --no-keys to scan anyway[/]"
+            )
+            raise typer.Exit(2) from None
+        console.print(f"[yellow]no key holder ({exc}): sealed payloads count as unreadable, pseudonyms as unlinkable[/]")
         keys = None
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("scanning", total=None)

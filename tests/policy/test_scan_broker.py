@@ -360,3 +360,34 @@ def test_the_runtime_mirrors_its_chain_to_the_audit_topic_and_the_scan_checks_th
     scanner_report = sc.finish()
     gaps = [str(f) for f in scanner_report.findings if "gap" in f.detail]
     assert gaps and "seq 3..3" in gaps[0], [str(f) for f in scanner_report.findings]
+
+
+def test_the_scan_reads_every_matcher_snapshot_and_finds_a_withdrawn_subjects_trajectory(client_settings):
+    """A replica that missed an erasure keeps the subject's trajectory in its snapshot file (plaintext at rest):
+    the scan must read the snapshots the stages register, by pseudonym, not only the topics."""
+    import time as _time
+
+    from matcher import snapshot
+    from matcher.service import MatcherState, snapshot_path
+    from matcher.trajectory import ZoneMap
+
+    now = _time.time()
+    state_dir = client_settings.state_dir
+    consent = ConsentRegistry.open(registry_path(state_dir))
+    consent.grant(ConsentRecord("pax-9", "flow-analytics", now - 100, now + 1000))
+    consent.grant(ConsentRecord("pax-10", "flow-analytics", now - 100, now + 1000))
+    holder = KeyHolder({"sightings": (0.25, 60.0)})
+    vault = SubjectVault(LocalKeySource(holder))
+    gone, kept = vault.pseudonym("pax-9"), vault.pseudonym("pax-10")
+    consent.withdraw("pax-9")  # ...and the replica below never heard of it
+
+    state = MatcherState(600.0, ZoneMap.from_table({"security": {"gate": 100.0}}), 3600.0)
+    for i, (ref, zone) in enumerate([(gone, "security"), (gone, "gate"), (kept, "security")]):
+        state.apply(match(f"s{i}", ref, now - 1 + i * 0.2, zone, "flow-analytics"))  # within every TTL
+    snapshot.write(snapshot_path(client_settings, "matcher-2"), state.to_snapshot([0]))
+
+    report = asyncio.run(run_scan(client_settings, POLICY, LocalKeySource(holder), consent=consent))
+    details = "\n".join(map(str, report.findings))
+    snap = [f for f in report.findings if "matcher-snapshot-matcher-2.bin" in f.where]
+    assert len(snap) == 2 and all(f.kind == "non-consented" and "pax-9" in str(f) and "withdrawn" in str(f) for f in snap), details
+    assert report.records.get("store:matcher-snapshots") == 3, dict(report.records)
