@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +61,6 @@ class Services:
     policy_error: str = ""
     producer: object | None = None
     audit_out: deque[AuditRecord] = field(default_factory=lambda: deque(maxlen=100_000))
-    erasure_out: deque[ErasureRequest] = field(default_factory=deque)  # erasures with no consent record to withdraw
     _audit: dict[str, AuditLog] = field(default_factory=dict)
     _gallery_lock: threading.Lock = field(default_factory=threading.Lock)
     _control: EpochKeyRing | None = None
@@ -169,9 +167,8 @@ class Services:
 
         Returns (request, gallery templates removed, dashboard points removed)."""
         req = self.registry.withdraw(subject_id)
-        if req is None:  # nothing active to withdraw: still an erasure of whatever is stored
-            req = ErasureRequest(request_id=uuid.uuid4().hex, subject_id=subject_id, requested_at=time.time(), reason=reason)
-            self.erasure_out.append(req)
+        if req is None:  # nothing active to withdraw: still an erasure of whatever is stored, queued durably
+            req = self.registry.queue_erasure(subject_id, reason)
         # trajectories are stored under the pseudonym when the run has keys: name it while the key still lives
         req = with_reference(req, self.vault)
         templates = self.gallery_remove(subject_id)
@@ -184,14 +181,11 @@ class Services:
             return 0
         sent = 0
         pending = self.registry.pending_erasures()
-        extra = list(self.erasure_out)
-        if pending or extra:
-            await send_erasures(self.producer, pending + extra, self.vault, self.control)
+        if pending:
+            await send_erasures(self.producer, pending, self.vault, self.control)
             self.registry.mark_published([r.request_id for r in pending])
-            for _ in extra:
-                self.erasure_out.popleft()
-            M.ERASURES_PUBLISHED.inc(len(pending) + len(extra))
-            sent = len(pending) + len(extra)
+            M.ERASURES_PUBLISHED.inc(len(pending))
+            sent = len(pending)
         if self.audit_out:
             batch = [self.audit_out.popleft() for _ in range(len(self.audit_out))]
             futs = [await self.producer.send(t.AUDIT.name, encode(r), key=r.actor.encode()) for r in batch]  # type: ignore[attr-defined]

@@ -289,6 +289,18 @@ class ConsentRegistry:
             cb(req)
         return req
 
+    def queue_erasure(self, subject_id: str, reason: str, at: float | None = None) -> ErasureRequest:
+        """An erasure with no consent to withdraw (e.g. stored data of a subject whose consent already lapsed),
+        queued in the same durable outbox as withdrawals: published at least once, even after a crash."""
+        at = self.clock() if at is None else at
+        req = ErasureRequest(request_id=uuid.uuid4().hex, subject_id=subject_id, requested_at=at, reason=reason)
+        if self._db is not None:
+            with self._lock:
+                self._db.execute("INSERT INTO erasures VALUES (?, ?, ?, ?, NULL)", (req.request_id, subject_id, at, reason))
+        for cb in self._listeners:
+            cb(req)
+        return req
+
     def pending_erasures(self) -> list[ErasureRequest]:
         """Erasure requests not yet published to the erasure topic (oldest first)."""
         if self._db is None:

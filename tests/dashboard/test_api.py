@@ -237,3 +237,15 @@ def test_an_erasure_through_the_api_removes_trajectories_stored_under_the_pseudo
         # a point under the pseudonym captured before the erasure, arriving late from the topic, is not stored again
         view.apply(t.TRACKS.name, _track(ps, "concourse", "gate", now - 1, 3), now)
         assert c.get(f"/api/trajectories/{ps}", headers=H["operator"]).status_code == 404
+
+
+def test_an_erasure_without_consent_to_withdraw_is_durable_before_the_202(settings: Settings):
+    """Accepted means on disk: a dashboard killed right after the 202 still publishes it on its next start."""
+    _seed(settings)
+    app = create_app(settings, {"PAXSIM_DASHBOARD_TOKENS": TOKENS}, background=False)
+    with TestClient(app) as c:
+        r = c.post("/api/erasures", json={"subject_id": "pax-07777"}, headers=H["admin"])  # never consented
+        assert r.status_code == 202, r.text
+    # another process (the gate's publisher, or the restarted dashboard) sees it in the registry's outbox
+    reg = ConsentRegistry.open(registry_path(settings.state_dir))
+    assert [e.subject_id for e in reg.pending_erasures()] == ["pax-07777"]
