@@ -46,6 +46,7 @@ from broker.reader import read_from
 from broker.stream import AssignmentGauge, acknowledged, dead_letter, offsets_after, update_lag
 from core.config import Settings
 from core.paths import gallery_path, instance_name
+from core.tasks import supervised
 from matcher import snapshot
 from matcher.alerts import AlertPolicy, evaluate
 from matcher.gallery import Gallery, GallerySealed
@@ -90,6 +91,13 @@ RESTORED = Counter("paxsim_matcher_snapshot_restored_decisions_total", "Decided 
 SNAPSHOTS = Counter("paxsim_matcher_snapshots_total", "Snapshots written")
 KEYD_WAITS = Counter("paxsim_matcher_keyholder_waits_total", "Batches put back because the key holder was unavailable")
 KEYD_RETRY_FIRST_S, KEYD_RETRY_MAX_S = 0.5, 10.0
+TASK_RESTARTS = Counter("paxsim_matcher_task_restarts_total", "Background tasks restarted after a failure", ["task"])
+
+
+def _count_restart(task: str) -> None:
+    TASK_RESTARTS.labels(task).inc()
+
+
 SNAPSHOT_BYTES = Counter("paxsim_matcher_snapshot_written_bytes_total", "Bytes of snapshots written")
 SNAPSHOT_SECONDS = Histogram(
     "paxsim_matcher_snapshot_seconds", "Time to capture and write one snapshot", buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
@@ -508,8 +516,8 @@ async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
         await asyncio.to_thread(rt.vault.warm, matcher.subjects(), True)
     tasks = [
         asyncio.create_task(rt.background(stop)),
-        asyncio.create_task(matcher.keep_keys_warm(stop)),
-        asyncio.create_task(eraser.run(settings, stop)),
+        asyncio.create_task(supervised("keys", lambda: matcher.keep_keys_warm(stop), stop, _count_restart)),
+        asyncio.create_task(supervised("erasure", lambda: eraser.run(settings, stop), stop, _count_restart)),
     ]
     ref: list[AIOKafkaConsumer] = []
     consumer = await start_consumer(settings, group_id=GROUP)

@@ -17,6 +17,7 @@ from broker.clients import start_consumer, start_producer
 from broker.messages import MessageError, Sighting, check_sighting, decode
 from broker.stream import AssignmentGauge, acknowledged, dead_letter, offsets_after, update_lag
 from core.config import Settings
+from core.tasks import supervised
 from policy.erasure import run_publisher
 from policy.filters import GateContext
 from policy.runtime import PolicyRuntime
@@ -34,7 +35,9 @@ async def run_gate(settings: Settings, stop: asyncio.Event) -> None:
     background = asyncio.create_task(rt.background(stop))
     producer = await start_producer(settings)
     # the gate also ships the consent registry's erasure outbox (withdrawals made by CLI or API) to the topic
-    publisher = asyncio.create_task(run_publisher(rt.consent, producer, stop, vault=rt.vault, control=rt.control))
+    publisher = asyncio.create_task(
+        supervised("erasure-outbox", lambda: run_publisher(rt.consent, producer, stop, vault=rt.vault, control=rt.control), stop)
+    )
     consumer = await start_consumer(settings, group_id=GROUP)
     consumer.subscribe([t.SIGHTINGS.name], listener=AssignmentGauge(STAGE))
     admitted_c, denied_c, dead_c = EVENTS.labels("admitted"), EVENTS.labels("denied"), EVENTS.labels("deadletter")
