@@ -48,16 +48,22 @@ class TokenError(ValueError):
 
 
 class TokenStore:
-    """Token hash → principal. ``authenticate`` compares hashes in constant time."""
+    """Token hash → principal. ``authenticate`` compares hashes in constant time.
+
+    The file is the source of truth and is re-read whenever it changes (checked on every authentication, a
+    ``stat``): a token issued or revoked by ``paxsim dashboard-token`` in another process takes effect at the
+    next request, without a restart. One token per name: issuing again (a new role) replaces the old one.
+    Revoking a name also disables environment tokens of that name (the file keeps the revocation)."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self._by_hash: dict[str, Principal] = {}
-        self._ephemeral: set[str] = set()  # from the environment: never written to the file
+        self._env: dict[str, Principal] = {}  # from the environment: never written to the file
+        self._file: dict[str, Principal] = {}
+        self._revoked: set[str] = set()  # names whose tokens are refused, environment ones included
+        self._sig: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
-        if path is not None and path.exists():
-            for row in json.loads(path.read_text()):
-                self._by_hash[row["sha256"]] = Principal(row["name"], Role(row["role"]))
+        self._reload()
 
     @classmethod
     def from_env(cls, path: Path | None, environ: dict[str, str] | None = None) -> TokenStore:
@@ -70,6 +76,31 @@ class TokenStore:
             store.add(parts[2], parts[1], parts[0], persist=False)
         return store
 
+    def _signature(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat() if self.path is not None else None
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino) if st is not None else None
+
+    def _reload(self) -> None:
+        """Re-read the file if it changed since the last look."""
+        if self.path is None:
+            return
+        sig = self._signature()
+        if sig == self._sig:
+            return
+        with self._lock:
+            rows = json.loads(self.path.read_text()) if sig is not None else []
+            self._file = {r["sha256"]: Principal(r["name"], Role(r["role"])) for r in rows if "sha256" in r}
+            self._revoked = {r["name"] for r in rows if r.get("revoked")}
+            self._sig = sig
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        merged = {**self._env, **self._file}
+        self._by_hash = {h: p for h, p in merged.items() if p.name not in self._revoked}
+
     def add(self, token: str, name: str, role: str | Role, persist: bool = True) -> Principal:
         try:
             r = Role(role)
@@ -78,46 +109,60 @@ class TokenStore:
         if not name or len(token) < 16:
             raise TokenError("a token needs a name and a secret of at least 16 characters")
         p = Principal(name, r)
+        if persist:
+            self._reload()
         with self._lock:
-            self._by_hash[token_hash(token)] = p
             if not persist:
-                self._ephemeral.add(token_hash(token))
+                self._env[token_hash(token)] = p
             else:
+                self._file = {h: q for h, q in self._file.items() if q.name != name}  # one token per name
+                self._file[token_hash(token)] = p
+                self._revoked.discard(name)
                 self._save()
+            self._rebuild()
         return p
 
     def issue(self, name: str, role: str | Role) -> str:
-        """Create a token for ``name`` with ``role``; returns the secret (shown once, stored hashed)."""
+        """Create a token for ``name`` with ``role``, replacing any earlier one of that name; returns the secret
+        (shown once, stored hashed)."""
         token = secrets.token_urlsafe(24)
         self.add(token, name, role)
         return token
 
     def revoke(self, name: str) -> int:
+        """Refuse every token of ``name`` from now on (file and environment); returns how many there were."""
+        self._reload()
         with self._lock:
-            gone = [h for h, p in self._by_hash.items() if p.name == name]
-            for h in gone:
-                del self._by_hash[h]
+            gone = [h for h, p in {**self._env, **self._file}.items() if p.name == name]
+            self._file = {h: p for h, p in self._file.items() if p.name != name}
+            self._revoked.add(name)
             self._save()
+            self._rebuild()
         return len(gone)
 
     def principals(self) -> list[Principal]:
+        self._reload()
         return sorted(set(self._by_hash.values()), key=lambda p: p.name)
 
     def authenticate(self, token: str) -> Principal | None:
+        self._reload()
         want = token_hash(token)
         found = None
-        for h, p in self._by_hash.items():  # constant time per entry; no early exit on a hit
+        for h, p in list(self._by_hash.items()):  # constant time per entry; no early exit on a hit
             if hmac.compare_digest(h, want):
                 found = p
         return found
 
     def _save(self) -> None:
+        """Under ``_lock``: write the file (0600, atomically) and remember its signature as read."""
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        rows = [{"sha256": h, "name": p.name, "role": p.role.value} for h, p in self._by_hash.items() if h not in self._ephemeral]
+        rows: list[dict[str, object]] = [{"sha256": h, "name": p.name, "role": p.role.value} for h, p in self._file.items()]
+        rows += [{"name": n, "revoked": True} for n in sorted(self._revoked)]
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(rows, f, indent=1)
         tmp.replace(self.path)
+        self._sig = self._signature()

@@ -249,3 +249,26 @@ def test_an_erasure_without_consent_to_withdraw_is_durable_before_the_202(settin
     # another process (the gate's publisher, or the restarted dashboard) sees it in the registry's outbox
     reg = ConsentRegistry.open(registry_path(settings.state_dir))
     assert [e.subject_id for e in reg.pending_erasures()] == ["pax-07777"]
+
+
+def test_tokens_issued_revoked_or_re_roled_elsewhere_take_effect_without_a_restart(settings: Settings, tmp_path: Path):
+    """``paxsim dashboard-token`` runs in another process and writes the file; the running dashboard follows it."""
+    from dashboard.services import tokens_path
+
+    _seed(settings)
+    app = create_app(settings, {"PAXSIM_DASHBOARD_TOKENS": "admin:env-admin:" + "e" * 24}, background=False)
+    with TestClient(app) as c:
+        cli = TokenStore(tokens_path(settings))  # what the CLI does, in its own process
+        tok = cli.issue("carol", "operator")
+        assert c.get("/api/trajectories", headers={"Authorization": f"Bearer {tok}"}).status_code == 200
+        assert c.get("/api/audit", headers={"Authorization": f"Bearer {tok}"}).status_code == 403
+        new = TokenStore(tokens_path(settings)).issue("carol", "auditor")  # re-roled: the old token is gone
+        assert c.get("/api/trajectories", headers={"Authorization": f"Bearer {tok}"}).status_code == 401
+        assert c.get("/api/audit", headers={"Authorization": f"Bearer {new}"}).status_code == 200
+        assert TokenStore(tokens_path(settings)).revoke("carol") == 1
+        assert c.get("/api/audit", headers={"Authorization": f"Bearer {new}"}).status_code == 401
+        # an environment token can be revoked too (the file keeps the revocation)
+        env = {"Authorization": "Bearer " + "e" * 24}
+        assert c.get("/api/audit", headers=env).status_code == 200
+        TokenStore(tokens_path(settings)).revoke("env-admin")
+        assert c.get("/api/audit", headers=env).status_code == 401
