@@ -42,7 +42,18 @@ def require(*roles: Role, endpoint: str) -> Callable[..., Principal]:
         who = s.tokens.authenticate(cred.credentials) if cred is not None else None
         if who is None:
             M.API_IDENTITY.labels(endpoint, "unauthenticated").inc()
-            s.audit(None, f"api.{endpoint}", "deny", rule="unauthenticated", object_id=f"{request.method} {request.url.path}"[:200])
+            client = request.client.host if request.client else "?"
+            audit_n, wait_s = s.failed_auth.note(client)
+            if audit_n is not None:  # one record per client per window, saying how many refusals it stands for
+                rule = "unauthenticated" if audit_n == 1 else f"unauthenticated x{audit_n}"
+                s.audit(None, f"api.{endpoint}", "deny", rule=rule, object_id=f"{client} {request.method} {request.url.path}"[:200])
+            if wait_s is not None:
+                M.API_IDENTITY.labels(endpoint, "throttled").inc()
+                raise HTTPException(
+                    status.HTTP_429_TOO_MANY_REQUESTS,
+                    "too many failed authentications",
+                    headers={"Retry-After": str(max(1, round(wait_s)))},
+                )
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a valid API token is required", headers={"WWW-Authenticate": "Bearer"})
         if who.role not in roles:
             M.API_IDENTITY.labels(endpoint, "forbidden").inc()

@@ -20,6 +20,8 @@ import json
 import os
 import secrets
 import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,3 +168,42 @@ class TokenStore:
             json.dump(rows, f, indent=1)
         tmp.replace(self.path)
         self._sig = self._signature()
+
+
+class FailedAuth:
+    """Failed authentications per client: a token bucket (``burst``, refilled at ``per_minute``) decides when a
+    client is answered 429 instead of 401, and at most one audit record per client per ``audit_every_s`` is
+    written (counting what it stands for), so a flood of bad tokens costs the caller, not the audit log or disk.
+    Remembers at most ``max_clients`` clients (least recently failing dropped first)."""
+
+    def __init__(
+        self, burst: int = 20, per_minute: float = 30.0, audit_every_s: float = 10.0, max_clients: int = 10_000, clock=time.monotonic
+    ) -> None:  # noqa: ANN001
+        self.burst, self.rate, self.audit_every_s, self.max_clients, self.clock = (
+            burst,
+            per_minute / 60.0,
+            audit_every_s,
+            max_clients,
+            clock,
+        )
+        self._clients: OrderedDict[str, list[float]] = OrderedDict()  # client -> [tokens, last refill, last audit, unaudited]
+        self._lock = threading.Lock()
+
+    def note(self, client: str) -> tuple[int | None, float | None]:
+        """Record one failure. Returns (failures to audit now, or None to stay quiet; seconds to wait, or None)."""
+        now = self.clock()
+        with self._lock:
+            st = self._clients.pop(client, None) or [float(self.burst), now, -1e18, 0.0]
+            self._clients[client] = st
+            while len(self._clients) > self.max_clients:
+                self._clients.popitem(last=False)
+            st[0] = min(float(self.burst), st[0] + (now - st[1]) * self.rate)
+            st[1] = now
+            st[3] += 1
+            audit = None
+            if now - st[2] >= self.audit_every_s:
+                audit, st[2], st[3] = int(st[3]), now, 0.0
+            if st[0] >= 1.0:
+                st[0] -= 1.0
+                return audit, None
+            return audit, (1.0 - st[0]) / self.rate

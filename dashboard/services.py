@@ -23,7 +23,7 @@ from broker.messages import AuditRecord, ErasureRequest, encode
 from core.config import Settings
 from core.paths import gallery_path
 from dashboard import metrics as M
-from dashboard.auth import Principal, TokenStore
+from dashboard.auth import FailedAuth, Principal, TokenStore
 from dashboard.feed import StreamView, follow
 from dashboard.scrape import Scraper
 from matcher.gallery import Gallery
@@ -64,6 +64,7 @@ class Services:
     _audit: dict[str, AuditLog] = field(default_factory=dict)
     _gallery_lock: threading.Lock = field(default_factory=threading.Lock)
     _control: EpochKeyRing | None = None
+    failed_auth: FailedAuth = field(default_factory=FailedAuth)
 
     @classmethod
     def create(cls, settings: Settings, environ: dict[str, str] | None = None) -> Services:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -272,3 +273,27 @@ def test_tokens_issued_revoked_or_re_roled_elsewhere_take_effect_without_a_resta
         assert c.get("/api/audit", headers=env).status_code == 200
         TokenStore(tokens_path(settings)).revoke("env-admin")
         assert c.get("/api/audit", headers=env).status_code == 401
+
+
+FLOOD = 3_000  # bad-token requests from one client (about 4 ms each through the test client)
+
+
+def test_a_flood_of_bad_tokens_is_throttled_and_leaves_the_audit_bounded(settings: Settings):
+    _seed(settings)
+    app = create_app(settings, {"PAXSIM_DASHBOARD_TOKENS": TOKENS}, background=False)
+    with TestClient(app) as c:
+        t0 = time.monotonic()
+        codes = Counter(c.get("/api/trajectories", headers=BAD).status_code for _ in range(FLOOD))
+        elapsed = time.monotonic() - t0
+        # a valid token still works from the same client: throttling costs only failed attempts
+        assert c.get("/api/trajectories", headers=H["operator"]).status_code == 200
+        r = c.get("/api/audit", headers=BAD)
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        services = app.state.services
+    allowed = app.state.services.failed_auth.burst + elapsed * app.state.services.failed_auth.rate + 1  # the bucket's budget
+    assert codes[401] <= allowed and codes[401] + codes[429] == FLOOD and set(codes) == {401, 429}, (codes, elapsed)
+    records = [rec for _n, rec, _raw in read_records(audit_dir(settings.state_dir) / "dashboard-api.jsonl") if rec is not None]
+    denials = [rec for rec in records if rec.decision == "deny" and rec.rule.startswith("unauthenticated")]
+    assert 1 <= len(denials) <= 5, f"{len(denials)} audit records for one client's flood"
+    assert sum(int(rec.rule.split("x")[1]) if " x" in rec.rule else 1 for rec in denials) <= FLOOD + 1
+    assert len(services.audit_out) <= 10, "every refusal queued a Kafka audit message"
