@@ -110,6 +110,7 @@ class ChainState:
     chain_key: bytes
     epoch_s: float
     ttl_s: float
+    served_at: float = 0.0  # the holder's clock when it handed this out: rings decide expiry by that clock
 
     def to_json(self) -> dict:
         return {
@@ -119,11 +120,20 @@ class ChainState:
             "epoch_s": self.epoch_s,
             "ttl_s": self.ttl_s,
             "chain_key": base64.b64encode(self.chain_key).decode(),
+            "served_at": self.served_at,
         }
 
     @classmethod
     def from_json(cls, d: dict) -> ChainState:
-        return cls(d["name"], d["chain_id"], int(d["epoch"]), base64.b64decode(d["chain_key"]), float(d["epoch_s"]), float(d["ttl_s"]))
+        return cls(
+            d["name"],
+            d["chain_id"],
+            int(d["epoch"]),
+            base64.b64decode(d["chain_key"]),
+            float(d["epoch_s"]),
+            float(d["ttl_s"]),
+            float(d.get("served_at", 0.0)),
+        )
 
 
 class Ratchet:
@@ -142,12 +152,13 @@ class Ratchet:
         state = ChainState(name, secrets.token_hex(4), min_live_epoch(now, epoch_s, ttl_s), secrets.token_bytes(KEY_BYTES), epoch_s, ttl_s)
         return cls(state)
 
-    def state(self) -> ChainState:
-        return ChainState(self.name, self.chain_id, self.epoch, bytes(self._chain), self.epoch_s, self.ttl_s)
+    def state(self, served_at: float = 0.0) -> ChainState:
+        return ChainState(self.name, self.chain_id, self.epoch, bytes(self._chain), self.epoch_s, self.ttl_s, served_at)
 
-    def advance(self, now: float) -> int:
-        """Destroy every key of an epoch past its TTL. Returns how many epochs were destroyed."""
-        target = min_live_epoch(now, self.epoch_s, self.ttl_s)
+    def advance(self, now: float, at_least: int | None = None) -> int:
+        """Destroy every key of an epoch past its TTL (and, with ``at_least``, every epoch before that one: the
+        holder shredded that far). Returns how many epochs were destroyed."""
+        target = max(min_live_epoch(now, self.epoch_s, self.ttl_s), at_least if at_least is not None else -(2**62))
         n = 0
         while self.epoch < target:
             nxt = _mac(self._chain, b"paxsim-ratchet-next")
@@ -229,8 +240,9 @@ class KeyHolder:
             r = self._chains.get(name)
             if r is None:
                 raise KeyExpired(f"no key class {name!r}")
-            r.advance(self.clock())
-            return r.state()
+            now = self.clock()
+            r.advance(now)
+            return r.state(served_at=now)
 
     def shred(self) -> None:
         with self._lock:
@@ -415,6 +427,7 @@ class EpochKeyRing:
         self._chains: dict[str, Ratchet] = {}
         self._current: Ratchet | None = None
         self._synced_at = -math.inf
+        self._skew = 0.0  # holder clock - this clock, learnt at every sync
         self._resync_s = resync_s
         self._lock = threading.Lock()
         # hot caches: key id → (valid until, cipher); valid until = min(key expiry, next required sync)
@@ -455,7 +468,7 @@ class EpochKeyRing:
         """Fetch the chain state (no lock held during the round trip), install it, derive this epoch's and the
         next epoch's keys. What the background thread runs; callable directly."""
         state = self.source.chain(self.name)
-        now = self.clock()
+        now = self._now()
         with self._lock:
             r = self._install(state, now)
             epoch = epoch_of(now, r.epoch_s)
@@ -465,16 +478,25 @@ class EpochKeyRing:
                 except KeyExpired:
                     pass
 
+    def _now(self) -> float:
+        """The key holder's time as best known here: expiry is decided by its clock, not this host's."""
+        return self.clock() + self._skew
+
     def _install(self, state: ChainState, now: float) -> Ratchet:
         """Under ``_lock``: adopt a fetched chain state as the current chain."""
+        if state.served_at:
+            # this host's clock may run behind (a key would outlive its TTL here) or ahead: follow the holder's
+            local = now - self._skew
+            self._skew = state.served_at - local
+            now = state.served_at
         self._synced_at = now
         r = self._chains.get(state.chain_id)
         if r is None:
             r = self._chains[state.chain_id] = Ratchet(state)
         else:
             r.ttl_s = state.ttl_s
-            if state.epoch > r.epoch:  # the holder shredded further (e.g. shorter TTL): follow it
-                r.advance(now)
+            if state.epoch > r.epoch:  # the holder shredded further (shorter TTL, or its clock is ahead): follow it
+                r.advance(now, at_least=state.epoch)
         self._current = r
         return r
 
@@ -507,7 +529,7 @@ class EpochKeyRing:
 
     def shred(self) -> None:
         """Destroy expired keys now (also done lazily on every seal/open). Drops fully expired chains."""
-        now = self.clock()
+        now = self._now()
         with self._lock:
             self._open_hot = {k: v for k, v in self._open_hot.items() if now < v[0]}
             if self._seal_hot is not None and now >= self._seal_hot[4]:
@@ -519,12 +541,12 @@ class EpochKeyRing:
 
     def key_id(self, at: float) -> str:
         with self._lock:
-            r = self._sync(self.clock())
+            r = self._sync(self._now())
             return f"{self.name}:{r.chain_id}:{epoch_of(at, r.epoch_s)}"
 
     def seal(self, plaintext: bytes, at: float, aad: bytes = b"") -> tuple[str, bytes]:
         """Encrypt under the key of the epoch containing ``at``. :class:`KeyExpired` if ``at`` is too old."""
-        now = self.clock()
+        now = self._now()
         hot = self._seal_hot
         if hot is not None and now < hot[4] and math.floor(at / hot[1]) == hot[0]:
             key_id, cipher = hot[2], hot[3]
@@ -553,7 +575,7 @@ class EpochKeyRing:
     def open(self, key_id: str, blob: bytes, aad: bytes = b"") -> bytes:
         """Decrypt; :class:`KeyExpired` if the key is destroyed/unknown, :class:`SealError` if tampered."""
         hot = self._open_hot.get(key_id)
-        if hot is not None and self.clock() < hot[0]:
+        if hot is not None and self._now() < hot[0]:
             return self._decrypt(hot[1], key_id, blob, aad)
         try:
             name, chain_id, epoch_s = key_id.split(":")
@@ -564,7 +586,7 @@ class EpochKeyRing:
         if name != self.name:
             OPEN_FAIL.labels("wrong-class").inc()
             raise SealError(f"key id {key_id!r} is not of class {self.name!r}")
-        now = self.clock()
+        now = self._now()
         with self._lock:
             self._sync(now)
             r = self._chains.get(chain_id)
@@ -599,7 +621,7 @@ class EpochKeyRing:
         """True if this ring still holds (or can derive) the key named by ``key_id``."""
         try:
             name, chain_id, epoch = key_id.split(":")
-            now = self.clock()
+            now = self._now()
             with self._lock:
                 self._sync(now)
                 r = self._chains.get(chain_id) or (self._sync(now, force=True) and self._chains.get(chain_id))

@@ -371,3 +371,25 @@ def test_sealed_erasure_requests_round_trip_and_resist_tampering():
     ):
         with pytest.raises(SealError):
             open_erasure(ring, forged)
+
+
+def test_a_stage_whose_clock_is_60_s_behind_cannot_open_a_payload_past_its_ttl():
+    """Expiry is the key holder's clock, not the stage's: a matcher 60 s behind used to open a 125 s-old
+    payload under a 120 s TTL."""
+    holder_clock = Clock()
+    holder = KeyHolder({"sightings": (10.0, 120.0)}, clock=holder_clock)
+    edge = EpochKeyRing(LocalKeySource(holder), clock=holder_clock)  # the edge's clock agrees with the holder
+    s = seal_sighting(edge, sighting(holder_clock.t))
+    holder_clock.t += 125.0  # the payload is now 125 s old by the holder's clock
+    behind = Clock(holder_clock.t - 60.0)  # ...and 65 s old by this stage's
+    matcher = EpochKeyRing(LocalKeySource(holder), clock=behind)
+    with pytest.raises(KeyExpired):
+        open_sighting(matcher, s)
+    # the same stage still opens a payload that is within its TTL by the holder's clock
+    fresh = seal_sighting(edge, sighting(holder_clock.t - 50.0))
+    assert open_sighting(matcher, fresh).vector().shape == (128,)
+    # and keeps following the holder's clock as both advance (no re-sync needed within the period)
+    holder_clock.t += 80.0
+    behind.t += 80.0
+    with pytest.raises(KeyExpired):
+        open_sighting(matcher, fresh)
