@@ -27,7 +27,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from core.config import Settings
 from paxsim.accuracy import RenderTruth, Replica, video_enrolment
-from paxsim.demo import VideoEval, run_pipeline
+from paxsim.demo import VideoEval, policy_file, run_pipeline
+from policy.policyfile import load_policy
 
 P99_LIMIT_MS = 1000.0
 KEEP_UP = 0.95
@@ -84,7 +85,9 @@ def video_frames(path: Path) -> int:
         cap.release()
 
 
-def video_cameras(folder: Path, count: int, speed: float, stagger: str = "even", seed: int = 0) -> tuple[list[dict], dict[str, Replica]]:
+def video_cameras(
+    folder: Path, count: int, speed: float, stagger: str = "even", seed: int = 0, biometric: set[str] | None = None
+) -> tuple[list[dict], dict[str, Replica]]:
     """``count`` cameras replaying the folder's videos round-robin, looping, paced at ``speed`` × real time, and
     which video (and start offset) each one replays. ``speed=0`` replays unpaced: each camera hands the edge
     every frame in order as fast as it takes them (files block instead of dropping), so a run analyses a fixed
@@ -93,10 +96,19 @@ def video_cameras(folder: Path, count: int, speed: float, stagger: str = "even",
 
     Replica k of the N replicas of one video starts ``k/N`` of the way into it (``stagger="even"``), at a frame
     drawn from ``seed`` (``"random"``) or at frame 0 (``"none"``: all replicas in lockstep). Every replica replays
-    the file itself; the edge seeks to its ``start_frame`` on the first pass (``CameraConfig.start_frame``)."""
+    the file itself; the edge seeks to its ``start_frame`` on the first pass (``CameraConfig.start_frame``).
+
+    With ``biometric`` (the policy's biometric zones) only videos of those zones are replayed: a camera in a
+    count-only zone produces no sighting, and a load test of it would measure nothing."""
     if stagger not in STAGGERS:
         raise ValueError(f"stagger must be one of {STAGGERS}, got {stagger!r}")
     videos = find_videos(folder)
+    if biometric is not None:
+        faces = [v for v in videos if v[1] in biometric]
+        if not faces:
+            zones = sorted({v[1] for v in videos})
+            raise ValueError(f"no video in {folder} is from a biometric zone (videos: {zones}; biometric: {sorted(biometric)})")
+        videos = faces
     rng = np.random.default_rng(seed)
     out: list[dict] = []
     replicas: dict[str, Replica] = {}
@@ -230,6 +242,8 @@ async def run_load(settings: Settings, plan: LoadPlan, label: str, console: Cons
     """Run the ramp; each step in its own state dir under ``<state_dir>/load/<label>/step-N``."""
     result = LoadResult(label, plan)
     base = Path(settings.state_dir) / "load" / label
+    policy = load_policy(policy_file(settings))
+    biometric = {z for z, rule in policy.zones.items() if rule.biometric}
     truth = RenderTruth.load(Path(plan.gt)) if plan.gt else None
     embeddings = None
     if truth is not None:
@@ -255,7 +269,7 @@ async def run_load(settings: Settings, plan: LoadPlan, label: str, console: Cons
             cameras = None
             evaluation = None
             if plan.videos:
-                cameras, replicas = video_cameras(Path(plan.videos), int(level), plan.speed, plan.stagger, plan.seed)
+                cameras, replicas = video_cameras(Path(plan.videos), int(level), plan.speed, plan.stagger, plan.seed, biometric)
                 if truth is not None:
                     evaluation = VideoEval(truth, replicas, embeddings)
                 progress.update(task, description=f"{label}: {level} video cameras at {plan.speed:g}×")
@@ -419,6 +433,13 @@ def load_command(
         plan = LoadPlan(cameras=virtual, start_rate=rate, factor=factor, steps=n, step_s=duration / n)
     if full_ramp is None:
         full_ramp = videos is not None  # a few bounded steps: show the curve past the knee, spend the whole duration
+    if videos is not None:  # before any broker starts: a folder with no face camera is a clear error, not 0 sightings
+        biometric = {z for z, rule in load_policy(runs[0][1].policy.file).zones.items() if rule.biometric}
+        try:
+            video_cameras(Path(videos), 1, 1.0, biometric=biometric)
+        except (ValueError, FileNotFoundError) as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(2) from None
     results = [asyncio.run(run_load(s, plan, label, console, stop_at_saturation=not full_ramp and not compare)) for label, s in runs]
     extra = {"comparison": compare_runs(results[0], results[1])} if len(results) == 2 else None
     json_path = write_report(results, report, extra)

@@ -31,3 +31,16 @@ def test_unpaced_replicas_hand_the_edge_every_frame(tmp_path: Path):
     assert sorted(c["start_frame"] for c in cams) == [0, 0, 20, 20]
     cam = Camera(CameraConfig(**cams[0]), pool=None)  # type: ignore[arg-type]
     assert cam.drop_when_full is False  # a full queue blocks the reader instead of dropping frames
+
+
+def test_only_videos_of_biometric_zones_are_replayed_and_none_is_a_clear_error(tmp_path: Path):
+    """A render folder lists count-only zones first alphabetically (arrivals, check-in, curb...): a load test of
+    those would measure nothing and still report a saturation point."""
+    import pytest
+
+    for name in ("cam-arrivals-1", "cam-curb-1", "cam-gate-1"):
+        write_video(tmp_path / f"{name}.mp4", n=10, fps=20.0)
+    cams, _ = video_cameras(tmp_path, 3, speed=0, biometric={"gate", "egate"})
+    assert [c["zone"] for c in cams] == ["gate"] * 3
+    with pytest.raises(ValueError, match="no video .* biometric zone"):
+        video_cameras(tmp_path, 2, speed=0, biometric={"egate"})
