@@ -69,8 +69,11 @@ class Stack:
     # CPU), on every call; the demo scrapes each child about once a second, on the cores the stages need
     _http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=2.0), repr=False)
 
-    def spawn(self, name: str, stage_args: list[str], metrics_flag: str = "--metrics-port", module: str = "paxsim.cli") -> Child:
-        port = free_port()
+    def spawn(
+        self, name: str, stage_args: list[str], metrics_flag: str = "--metrics-port", module: str = "paxsim.cli", port: int | None = None
+    ) -> Child:
+        """Start ``python -m module stage_args <metrics_flag> PORT``; ``port`` None (or 0) = a free one."""
+        port = port or free_port()
         child = Child(name, [*stage_args, metrics_flag, str(port)], port, self.run_dir / f"{name}.log", module)
         self.children[name] = child
         self._start(child)

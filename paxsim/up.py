@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -200,14 +201,16 @@ async def up(
             console.print(
                 f"[yellow]{matchers} matchers but {settings.broker.partitions} partitions: {matchers - settings.broker.partitions} will sit idle[/]"
             )
-        subjects, grants = await asyncio.to_thread(enrol_scenario, settings, cycle_s)
+        vault = SubjectVault(HttpKeySource(keys.url, keys.token))  # templates sealed per subject at rest
+        subjects, grants = await asyncio.to_thread(lambda: enrol_scenario(settings, cycle_s, vault=vault))
         console.print(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
         stack = Stack(run_dir, child_env(settings, bootstrap, embedded, keys))
         stack.spawn("policy", ["policy"])
         for name in names:
             stack.spawn(name, ["matcher"])
-        dash = stack.spawn("dashboard", ["dashboard"], metrics_flag="--port")
-        dashboard_url = f"http://{settings.dashboard.host}:{dash.metrics_port}/api/summary"
+        # the configured port (deploy/paxsim.example.yaml: 8600), so bookmarks and Prometheus targets hold; 0 = any free one
+        dash = stack.spawn("dashboard", ["dashboard"], metrics_flag="--port", port=settings.dashboard.port or None)
+        dashboard_url = f"http://{settings.dashboard.host}:{dash.metrics_port}/"
         await _wait_joined(stack, ["policy", *names], stop)
         cycle = min(cycle_s, duration) if duration else cycle_s
         stack.spawn("edge", ["edge", "--virtual", "--duration", f"{cycle:g}"])
@@ -277,6 +280,15 @@ async def up(
 ConfigOpt = typer.Option(None, "--config", "-c", envvar="PAXSIM_CONFIG", help="YAML configuration file (e.g. deploy/paxsim.example.yaml)")
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def _load(config: str | None, console: Console) -> Settings:
     try:
         return load_settings(config)
@@ -297,6 +309,12 @@ def up_command(
     """Run the whole stack as local processes: embedded broker unless broker.bootstrap is set."""
     console = Console()
     settings = _load(config, console)
+    if settings.dashboard.port and not _port_free(settings.dashboard.host, settings.dashboard.port):
+        console.print(
+            f"[red]dashboard.port {settings.dashboard.port} on {settings.dashboard.host} is in use; "
+            f"free it or set dashboard.port (0 = any free port, e.g. PAXSIM__DASHBOARD__PORT=0)[/]"
+        )
+        raise typer.Exit(EXIT_CONFIG)
     try:
         summary = asyncio.run(up(settings, duration, console, matchers=matchers, cycle_s=cycle, audit_scan=audit_scan))
     except BrokerUnreachable as exc:

@@ -19,6 +19,7 @@ SMALL = {  # a small airport through the same example file (environment override
     "PAXSIM__SCENARIO__CAMERAS": "12",
     "PAXSIM__SCENARIO__TRAVELLERS": "120",
     "PAXSIM__SCENARIO__EVENTS_PER_SECOND": "80",
+    "PAXSIM__DASHBOARD__PORT": "0",  # tests run side by side: the example's 8600 would collide
 }
 
 
@@ -40,9 +41,12 @@ def test_up_runs_the_stack_for_a_duration_and_the_audit_scan_is_clean(tmp_path: 
     """Issue 8's acceptance: ``paxsim up`` with the example config runs the whole stack and ``paxsim audit scan``
     is clean after it. The scan runs inside ``up --audit-scan``, once the stages have stopped and before the
     embedded broker (which keeps nothing) goes away."""
+    from core.obs import free_port
+
+    port = free_port()  # dashboard.port is honoured (the example's 8600 would collide with parallel tests)
     r = subprocess.run(
         [*up_command(), "--config", str(EXAMPLE_CONFIG), "--duration", "8", "--matchers", "2", "--audit-scan"],
-        env=_env(tmp_path),
+        env={**_env(tmp_path), "PAXSIM__DASHBOARD__PORT": str(port)},
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -51,6 +55,7 @@ def test_up_runs_the_stack_for_a_duration_and_the_audit_scan_is_clean(tmp_path: 
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     run_dir = tmp_path / "state" / "up"
     summary = json.loads((run_dir / "up-summary.json").read_text())
+    assert f"http://127.0.0.1:{port}/" in r.stdout, "the dashboard page is not on the configured port"
     assert summary["audit_scan_exit"] == 0
     assert "expired-readable 0 / non-consented 0 / audit 0" in r.stdout
     assert summary["embedded"] is True and summary["matchers"] == 2
@@ -123,3 +128,22 @@ def test_audit_scan_without_a_key_holder_refuses_instead_of_reporting_clean(tmp_
     env = _env(tmp_path)
     r = subprocess.run([sys.executable, "-m", "paxsim.cli", "audit", "scan"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "no key holder" in r.stdout + r.stderr and "--no-keys" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_up_refuses_a_dashboard_port_in_use_before_starting_anything(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**_env(tmp_path), "PAXSIM__DASHBOARD__PORT": str(port)}
+        r = subprocess.run(
+            [*up_command(), "--config", str(EXAMPLE_CONFIG), "--duration", "2"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert r.returncode == 2 and f"dashboard.port {port}" in r.stdout + r.stderr, r.stdout + r.stderr
