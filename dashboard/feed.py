@@ -113,6 +113,9 @@ class StreamView:
             self.alerts.append(decode(value, Alert))
         elif topic == t.ERASURES.name:
             req = decode(value, ErasureRequest)
+            if not req.sealed and self.open_erasure is not None:  # the run seals control messages: this one is forged
+                log.error("unsealed erasure request refused (forged?)", extra={"request_id": req.request_id})
+                return
             if req.sealed:
                 if self.open_erasure is None:
                     log.error("a sealed erasure request and no key holder: not applied here", extra={"request_id": req.request_id})

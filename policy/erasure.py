@@ -23,7 +23,7 @@ from broker import topics as t
 from broker.messages import ErasureRequest, MessageError, decode, encode
 from policy.audit import AuditLog
 from policy.consent import ConsentRegistry
-from policy.crypto import CryptoError, EpochKeyRing, KeyUnavailable, SubjectVault, open_erasure, seal_erasure
+from policy.crypto import CryptoError, EpochKeyRing, KeyUnavailable, SealError, SubjectVault, open_erasure, seal_erasure
 
 log = logging.getLogger("paxsim.policy.erasure")
 
@@ -119,8 +119,12 @@ class ErasureWorker:
         self._hist = ERASURE_SECONDS.labels(stage)
 
     def open(self, req: ErasureRequest) -> ErasureRequest:
-        """The request with its subject references, opened under the control key class if sealed."""
+        """The request with its subject references, opened under the control key class if sealed. With a key
+        holder, an unsealed request is refused: only a holder of the control key can make a valid one (the AEAD
+        tag authenticates it), so a producer that can merely write to the topic cannot erase anybody."""
         if not req.sealed:
+            if self.control is not None:
+                raise SealError(f"unsealed erasure request {req.request_id} while this run seals control messages: forged")
             return req
         if self.control is None:
             raise KeyUnavailable("a sealed erasure request, and this stage has no key holder")
@@ -179,7 +183,7 @@ class ErasureWorker:
                         try:
                             req = await asyncio.to_thread(self.open, req)
                         except (CryptoError, KeyUnavailable) as exc:
-                            ERASURES.labels(self.stage, "unreadable").inc()
+                            ERASURES.labels(self.stage, "refused" if not req.sealed else "unreadable").inc()
                             log.error("sealed erasure request cannot be opened", extra={"request_id": req.request_id, "error": repr(exc)})
                             continue
                         await self._apply_until_done(req, replay=rec.offset < caught_up_to.get(tp, 0), stop=stop)
