@@ -158,6 +158,23 @@ def dashboard(config: str | None = ConfigOpt, port: int | None = typer.Option(No
 
 
 @app.command()
+def redteam(config: str | None = ConfigOpt) -> None:
+    """Start a stack, run the catalogue of planted leaks and attacks against it, print what each defence did.
+
+    Exit 1 if any defence failed. State goes to ``<state_dir>/redteam`` (emptied first)."""
+    from paxsim.redteam import results_table, run_redteam
+
+    settings = _settings(config)
+    settings = settings.model_copy(update={"state_dir": Path(settings.state_dir) / "redteam"})
+    results = run_redteam(settings, console)
+    console.print(results_table(results))
+    failed = sum(not r.passed for r in results)
+    print(f"redteam: {len(results) - failed} passed, {failed} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def keyd(
     port: int = typer.Option(8700, "--port", help="port to listen on"),
     host: str = typer.Option("127.0.0.1", "--host", help="listen address"),

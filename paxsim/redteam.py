@@ -1,0 +1,302 @@
+"""``paxsim redteam``: plant leaks and attacks against a real stack and check that each defence holds.
+
+It starts the embedded broker, the key holder and the policy gate, matcher and dashboard as processes (as
+``paxsim demo`` does), enrols the synthetic airport, then runs each attack of :data:`CATALOGUE` in turn as a
+hostile producer, API client or file writer would, and observes the defence from outside: the dead-letter
+topic, the matches topic, the key holder, the dashboard's answers, the audit scan. It prints
+attack → expected defence → observed → pass/fail, ends with ``redteam: N passed, M failed`` and exits 1 on
+any failure. Every face is synthetic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import msgspec
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from broker import topics as t
+from broker.clients import start_producer
+from broker.embedded import EmbeddedBroker
+from broker.messages import DeadLetter, ErasureRequest, Match, Sighting, decode, embedding_to_bytes, encode
+from broker.reader import read_all
+from core.config import Settings
+from core.paths import gallery_path
+from core.stack import Stack, total
+from dashboard.auth import TokenStore
+from dashboard.services import tokens_path
+from matcher.gallery import Gallery
+from paxsim.demo import child_env, enrol_scenario, policy_file
+from policy.audit import audit_dir, verify_dir
+from policy.consent import ConsentRegistry, consent_path
+from policy.crypto import EpochKeyRing, HttpKeySource, KeyExpired, SubjectVault, seal_sighting
+from policy.keyd import KeydProcess, spawn_keyd
+from policy.policyfile import load_policy
+from policy.scan import run_scan
+from scenario.virtual import VirtualAirport
+
+WAIT_S = 20.0  # how long a defence may take to show (dead letter, decision, erasure)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    stack: Stack
+    keys: KeydProcess
+    ring: EpochKeyRing  # seals like an honest edge
+    vault: SubjectVault
+    enrolled: list[str]
+    faces: np.ndarray  # the enrolled travellers' enrolment embeddings (synthetic)
+    zone: str  # a biometric 1:N zone
+    dashboard: str  # base URL
+    wait_s: float = WAIT_S
+
+    def sighting(self, event_id: str, vec: np.ndarray, **kw: object) -> Sighting:
+        fields: dict = dict(event_id=event_id, camera_id="cam-redteam", zone=self.zone, captured_at=time.time(), track_id=1)
+        fields.update(box=(0, 0, 80, 80), quality=1.0, embedding=embedding_to_bytes(vec))
+        fields.update(kw)
+        return Sighting(**fields)
+
+
+@dataclass(frozen=True)
+class Result:
+    attack: str
+    defence: str
+    observed: str
+    passed: bool
+
+
+async def _produce(settings: Settings, topic: str, *values: bytes, key: bytes = b"cam-redteam") -> None:
+    producer = await start_producer(settings)
+    try:
+        for v in values:
+            await producer.send_and_wait(topic, v, key=key)
+    finally:
+        await producer.stop()
+
+
+def _dead_letter(ctx: Context, event_id: str) -> DeadLetter | None:
+    """The dead letter whose original record is the sighting ``event_id``, waiting up to WAIT_S."""
+    deadline = time.monotonic() + ctx.wait_s
+    while time.monotonic() < deadline:
+        for rec in asyncio.run(read_all(ctx.settings, t.DEADLETTER.name)):
+            d: DeadLetter = decode(rec.value, DeadLetter)
+            with contextlib.suppress(Exception):
+                if decode(d.payload, Sighting).event_id == event_id:
+                    return d
+        time.sleep(0.5)
+    return None
+
+
+def _decided(ctx: Context, event_id: str, timeout: float | None = None) -> Match | None:
+    deadline = time.monotonic() + (ctx.wait_s if timeout is None else timeout)
+    while time.monotonic() < deadline:
+        for rec in asyncio.run(read_all(ctx.settings, t.MATCHES.name)):
+            m: Match = decode(rec.value, Match)
+            if m.event_id == event_id:
+                return m
+        time.sleep(0.5)
+    return None
+
+
+def _poison(name: str, topic: str, make: Callable[[Context], Sighting], expect: str) -> Callable[[Context], Result]:
+    def attack(ctx: Context) -> Result:
+        s = make(ctx)
+        asyncio.run(_produce(ctx.settings, topic, encode(s)))
+        d = _dead_letter(ctx, s.event_id)
+        decided = _decided(ctx, s.event_id, timeout=1.0)
+        alive = all(ctx.stack.children[n].alive() for n in ("policy", "matcher"))
+        ok = d is not None and expect in d.reason and decided is None and alive
+        seen = f"dead letter by {d.stage}: {d.reason[:60]}" if d else "no dead letter"
+        return Result(
+            name, f"dead letter ({expect}), nothing decided, stages alive", f"{seen}; decided={decided is not None}; alive={alive}", ok
+        )
+
+    return attack
+
+
+def plaintext(ctx: Context) -> Sighting:
+    return ctx.sighting("rt-plaintext", ctx.faces[0])
+
+
+def wrong_dim(ctx: Context) -> Sighting:
+    return ctx.sighting("rt-dim64", np.ones(64, np.float32), dim=64)
+
+
+def far_future(ctx: Context) -> Sighting:
+    s = seal_sighting(ctx.ring, ctx.sighting("rt-future", ctx.faces[0]))
+    name, chain, epoch = s.key_id.split(":")
+    return msgspec.structs.replace(s, key_id=f"{name}:{chain}:{int(epoch) + 10**9}")
+
+
+def oversized(ctx: Context) -> Sighting:
+    return msgspec.structs.replace(ctx.sighting("rt-huge", ctx.faces[0]), embedding=b"", sealed=b"\x01" * 900_000, key_id="sightings:x:1")
+
+
+def forged_erasure(ctx: Context) -> Result:
+    victim = ctx.enrolled[1]
+    asyncio.run(
+        _produce(ctx.settings, t.ERASURES.name, encode(ErasureRequest(request_id="rt-forged", subject_id=victim, requested_at=time.time())))
+    )
+    time.sleep(3.0)  # every worker has read it by now (they follow the topic with 100 ms waits)
+    key_alive = ctx.vault.existing_pseudonym(victim) is not None
+    in_gallery = victim in Gallery.load(gallery_path(ctx.settings)).subjects()
+    return Result(
+        "forged (unsealed) erasure request on the topic",
+        "refused by every stage: key and templates stay",
+        f"subject key alive={key_alive}, in gallery={in_gallery}",
+        key_alive and in_gallery,
+    )
+
+
+def pseudonymised_leak(ctx: Context) -> Result:
+    stranger = "pax-redteam-never-consented"
+    ps = ctx.vault.pseudonym(stranger)  # minted the way the matcher names everybody
+    now = time.time()
+    leak = Match(
+        event_id="rt-leak",
+        camera_id="cam-redteam",
+        zone=ctx.zone,
+        purpose="flow-analytics",
+        captured_at=now,
+        matched_at=now,
+        decision="match",
+        subject_id=ps,
+        distance=0.3,
+    )
+    asyncio.run(_produce(ctx.settings, t.MATCHES.name, encode(leak)))
+    policy = load_policy(policy_file(ctx.settings))
+    report = asyncio.run(run_scan(ctx.settings, policy, HttpKeySource(ctx.keys.url, ctx.keys.token)))
+    found = [f for f in report.findings if f.kind == "non-consented" and stranger in str(f)]
+    return Result("match of a never-consented subject, by pseudonym", "the audit scan reports it", f"{len(found)} finding(s)", bool(found))
+
+
+def revoked_token(ctx: Context) -> Result:
+    store = TokenStore(tokens_path(ctx.settings))
+    token = store.issue("redteam-operator", "operator")
+    with httpx.Client(base_url=ctx.dashboard, timeout=5) as api:
+        before = api.get("/api/trajectories", headers={"Authorization": f"Bearer {token}"}).status_code
+        TokenStore(tokens_path(ctx.settings)).revoke("redteam-operator")
+        time.sleep(1.0)
+        after = api.get("/api/trajectories", headers={"Authorization": f"Bearer {token}"}).status_code
+    return Result(
+        "revoked dashboard token, no restart", "refused within 1 s", f"{before} before, {after} after", before == 200 and after == 401
+    )
+
+
+def altered_audit(ctx: Context) -> Result:
+    chains = sorted(audit_dir(ctx.settings.state_dir).glob("*.jsonl"))
+    target = next((p for p in chains if len(p.read_text().splitlines()) >= 2), None)
+    if target is None:
+        return Result("altered audit entry", "audit verify reports it", "no chain with 2 entries to alter", False)
+    lines = target.read_text().splitlines(keepends=True)
+    lines[0] = lines[0].replace('"allow"', '"deny"', 1) if '"allow"' in lines[0] else lines[0].replace('"deny"', '"allow"', 1)
+    target.write_text("".join(lines))
+    bad = [r for r in verify_dir(audit_dir(ctx.settings.state_dir)) if not r.ok]
+    return Result(f"altered audit entry ({target.name})", "audit verify reports it", f"{len(bad)} broken chain(s)", bool(bad))
+
+
+def still_deciding(ctx: Context) -> Result:
+    s = seal_sighting(ctx.ring, ctx.sighting("rt-honest", ctx.faces[2]))
+    asyncio.run(_produce(ctx.settings, t.SIGHTINGS.name, encode(s)))
+    m = _decided(ctx, "rt-honest")
+    ok = m is not None and all(ctx.stack.children[n].alive() for n in ("policy", "matcher", "dashboard"))
+    return Result("an honest sealed sighting after every attack", "decided; every stage alive", m.decision if m else "not decided", ok)
+
+
+CATALOGUE: list[Callable[[Context], Result]] = [
+    _poison("plaintext embedding on the sightings topic", t.SIGHTINGS.name, plaintext, "plaintext embedding refused"),
+    _poison("64-D embedding straight onto the admitted topic", t.ADMITTED.name, wrong_dim, "dim 64"),
+    _poison("sealed sighting with a key id 10^9 epochs ahead", t.ADMITTED.name, far_future, "ahead of the current"),
+    _poison("900 kB sealed payload", t.ADMITTED.name, oversized, "sealed payload"),
+    forged_erasure,
+    pseudonymised_leak,
+    revoked_token,
+    altered_audit,
+    still_deciding,
+]
+
+
+async def _start(settings: Settings, console: Console) -> tuple[EmbeddedBroker, KeydProcess, Context]:
+    broker = await EmbeddedBroker(settings).start()
+    tuned = settings.broker.model_copy(update={"bootstrap": broker.bootstrap, "profile": "embedded"})
+    settings = settings.model_copy(update={"broker": tuned})  # the harness is a client of this broker too
+    keys = spawn_keyd(policy_file(settings))
+    source = HttpKeySource(keys.url, keys.token)
+    vault = SubjectVault(source)
+    enrol_scenario(settings, 10.0, vault=vault)
+    ids, vecs, _purposes = VirtualAirport(settings.scenario, 10.0).enrolment()
+    reg = ConsentRegistry.open(consent_path(settings))
+    active = [(sid, v) for sid, v in zip(ids, vecs) if reg.has_any(sid, time.time())]
+    reg.close()
+    logs = Path(settings.state_dir) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stack = Stack(logs, child_env(settings, broker.bootstrap, True, keys))
+    stack.spawn("policy", ["policy"])
+    stack.spawn("matcher", ["matcher"])
+    dash = stack.spawn("dashboard", ["dashboard"], metrics_flag="--port")
+    deadline = time.monotonic() + 60
+    for name in ("policy", "matcher"):
+        while total(stack.scrape(name), "paxsim_broker_assigned_partitions") < 1:
+            if time.monotonic() > deadline or not stack.children[name].alive():
+                raise RuntimeError(f"stage {name} did not start; see {stack.children[name].log_path}")
+            await asyncio.sleep(0.2)
+    if not stack.wait_ready("dashboard", 30):
+        raise RuntimeError("the dashboard did not start")
+    policy = load_policy(policy_file(settings))
+    zone = next(z for z, r in policy.zones.items() if r.biometric and r.purpose and z != "egate")
+    ring = EpochKeyRing(source, "sightings")
+    ctx = Context(
+        settings,
+        stack,
+        keys,
+        ring,
+        vault,
+        [s for s, _ in active],
+        np.stack([v for _, v in active]),
+        zone,
+        f"http://127.0.0.1:{dash.metrics_port}",
+    )
+    console.print(f"stack up: broker {broker.bootstrap}, key holder, policy, matcher, dashboard; {len(active)} enrolled")
+    return broker, keys, ctx
+
+
+def run_redteam(
+    settings: Settings, console: Console, attacks: list[Callable[[Context], Result]] | None = None, wait_s: float = WAIT_S
+) -> list[Result]:
+    """Start the stack in ``settings.state_dir`` (emptied first), run ``attacks`` (default: the catalogue), stop."""
+    state = Path(settings.state_dir)
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    broker, keys, ctx = asyncio.run(_start(settings, console))
+    ctx.wait_s = wait_s
+    results: list[Result] = []
+    try:
+        for attack in CATALOGUE if attacks is None else attacks:
+            try:
+                r = attack(ctx)
+            except (KeyExpired, RuntimeError, httpx.HTTPError, OSError) as exc:  # the harness failed: that attack fails
+                r = Result(getattr(attack, "__name__", "attack"), "-", f"error: {exc!r}"[:120], False)
+            results.append(r)
+            console.print(f"{'[green]pass[/]' if r.passed else '[red]FAIL[/]'} {r.attack}")
+    finally:
+        ctx.stack.stop()
+        keys.stop()
+        asyncio.run(broker.stop())
+    return results
+
+
+def results_table(results: list[Result]) -> Table:
+    table = Table("attack", "expected defence", "observed", "result", title="paxsim redteam")
+    for r in results:
+        table.add_row(r.attack, r.defence, r.observed, "[green]pass[/]" if r.passed else "[red]FAIL[/]")
+    return table
