@@ -260,12 +260,4 @@ async def _sleep(stop: asyncio.Event, s: float) -> None:
 
 
 def consent_row(r: ConsentRecord, now: float) -> dict:
-    return {
-        "subject_id": r.subject_id,
-        "purpose": r.purpose,
-        "granted_at": r.granted_at,
-        "expires_at": r.expires_at,
-        "zones": list(r.zones),
-        "withdrawn_at": r.withdrawn_at,
-        "status": r.status(now),
-    }
+    return r.as_row(now)

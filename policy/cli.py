@@ -155,19 +155,7 @@ def consent_list(
     recs = sorted((r for r in reg.all() if subject is None or r.subject_id == subject), key=lambda r: (r.subject_id, r.purpose))
     if as_json:
         for r in recs:
-            print(
-                json.dumps(
-                    {
-                        "subject_id": r.subject_id,
-                        "purpose": r.purpose,
-                        "granted_at": r.granted_at,
-                        "expires_at": r.expires_at,
-                        "zones": list(r.zones),
-                        "withdrawn_at": r.withdrawn_at,
-                        "status": r.status(now),
-                    }
-                )
-            )
+            print(json.dumps(r.as_row(now)))
         return
     table = Table("subject", "purpose", "zones", "expires", "status")
     for r in recs:

@@ -95,6 +95,18 @@ class ConsentRecord:
             return "pending"
         return "active" if now < self.expires_at else "expired"
 
+    def as_row(self, now: float) -> dict:
+        """The record as JSON-ready data, with its status at ``now`` (API answers, ``consent list --json``)."""
+        return {
+            "subject_id": self.subject_id,
+            "purpose": self.purpose,
+            "granted_at": self.granted_at,
+            "expires_at": self.expires_at,
+            "zones": list(self.zones),
+            "withdrawn_at": self.withdrawn_at,
+            "status": self.status(now),
+        }
+
 
 def _check(rec: ConsentRecord) -> None:
     if not rec.subject_id or not rec.purpose:
