@@ -65,7 +65,7 @@ upgrade-check: $(UV)
 	.venv-upgrade/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements-nodeps.lock
 	.venv-upgrade/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	diff <(grep -E '^[a-z]' requirements.lock) <(grep -E '^[a-z]' .venv-upgrade/requirements.lock) || true
-	.venv-upgrade/bin/python -m pytest -q $(PYTEST_ARGS)
+	.venv-upgrade/bin/python -m pytest -q -n $(JOBS) --dist worksteal $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	@echo "benchmarks run on demand: .venv/bin/python -m bench.<name> --help (list in README.md, under the load report)"
