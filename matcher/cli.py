@@ -161,7 +161,9 @@ def list_(config: str | None = ConfigOpt) -> None:
     for s in sorted(counts):
         recs = consent.records.get(s, {})
         active = sorted(p for p, r in recs.items() if r.withdrawn_at is None and r.granted_at <= now < r.expires_at)
-        table.add_row(s, str(counts[s]), ", ".join(active) or "-")
+        # templates whose consent is gone wait for the matcher to apply the erasure: say so, never list them as fine
+        shown = ", ".join(active) or ("[red]withdrawn: erasure pending[/]" if consent.withdrawn(s) else "[red]none: erasure due[/]")
+        table.add_row(s, str(counts[s]), shown)
     console.print(table)
     console.print(f"{len(counts)} subject(s), {len(gallery)} view(s)")
 
@@ -191,11 +193,23 @@ def remove(
 
 def identify(
     image: Path = typer.Argument(..., help="an image with one or more faces"),
+    purpose: str | None = typer.Option(None, "--purpose", help="search only subjects with active consent for this purpose"),
     config: str | None = ConfigOpt,
 ) -> None:
-    """Print the best identity and its distance for each face in the image, or `unknown`."""
+    """Print the best identity and its distance for each face in the image, or `unknown`.
+
+    Only subjects with active consent (for ``--purpose``, else for any purpose) are searched, and every
+    answer is recorded in the audit chain ``offline-tools``, as the matcher does for its own decisions."""
+    import time
+
+    from policy.audit import AuditLog
+    from policy.consent import PURPOSES
+
+    if purpose is not None and purpose not in PURPOSES:
+        err.print(f"[red]unknown purpose {purpose!r}; purposes: {sorted(PURPOSES)}[/]")
+        raise typer.Exit(2)
     settings = _settings(config)
-    gallery, _, _, _ = _stores(settings, _vault())
+    gallery, _, consent, _ = _stores(settings, _vault())
     if gallery.is_sealed:
         err.print("[red]the gallery is sealed per subject: run with the run's key holder (PAXSIM_KEYD_URL/TOKEN)[/]")
         raise typer.Exit(2)
@@ -204,7 +218,19 @@ def identify(
     except ImageError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
-    for line in identify_lines(gallery.subject_ids, gallery.vectors, vecs, settings.matcher.threshold):
+    now = time.time()
+
+    def allowed(sid: str) -> bool:
+        if purpose is None:
+            return consent.has_any(sid, now)
+        rec = consent.get(sid, purpose)
+        return rec is not None and rec.status(now) == "active"
+
+    keep = [i for i, sid in enumerate(gallery.subject_ids) if allowed(sid)]
+    audit = AuditLog.in_state_dir(settings.state_dir, "offline-tools", actor="cli:identify")
+    for line in identify_lines([gallery.subject_ids[i] for i in keep], gallery.vectors[keep], vecs, settings.matcher.threshold):
+        named = None if line == "unknown" else line.split()[0]
+        audit.append("identify", "allow", rule=f"purpose:{purpose or 'any'}", subject_id=named, object_id=str(image))
         console.print(line, highlight=False)
 
 

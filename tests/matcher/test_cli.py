@@ -85,3 +85,35 @@ def test_real_embedder_on_a_synthetic_face(tmp_path, cfg):
     g = Gallery.load(tmp_path / "state" / "gallery.npz")
     live = cli.embed_image(path)
     assert cli.identify_lines(g.subject_ids, g.vectors, live, 0.55)[0].startswith("synth-5 ")
+
+
+def test_offline_identify_and_list_obey_consent_and_identify_is_audited(tmp_path, cfg, fake_embed):
+    from policy.audit import audit_dir, read_records
+    from policy.consent import ConsentRegistry, registry_path
+
+    a, b = img(tmp_path, "a.png", "1"), img(tmp_path, "b.png", "3")
+    assert runner.invoke(cli.app, ["enroll", "--id", "alice", "--consent", "boarding", a, "-c", cfg]).exit_code == 0
+    assert runner.invoke(cli.app, ["enroll", "--id", "bob", "--consent", "boarding", b, "-c", cfg]).exit_code == 0
+    from paxsim.cli import app as paxsim_app
+
+    def app_run(args):  # noqa: ANN001, ANN202 (`paxsim identify`, `paxsim gallery list`)
+        return runner.invoke(paxsim_app, args if args[0] == "identify" else ["gallery", *args])
+
+    assert app_run(["identify", a, "-c", cfg]).output.startswith("alice ")
+    reg = ConsentRegistry.open(registry_path(tmp_path / "state"))
+    assert reg.withdraw("alice") is not None  # `paxsim consent withdraw alice`: templates wait for the matcher
+    reg.close()
+    r = app_run(["identify", a, "-c", cfg])
+    assert r.exit_code == 0 and r.output.strip() == "unknown", "a withdrawn subject was named"
+    assert app_run(["identify", b, "--purpose", "egate-verification", "-c", cfg]).output.strip() == "unknown"
+    assert app_run(["identify", b, "--purpose", "boarding", "-c", cfg]).output.startswith("bob ")
+    assert app_run(["identify", b, "--purpose", "nope", "-c", cfg]).exit_code == 2
+    r = app_run(["list", "-c", cfg])
+    assert "withdrawn: erasure pending" in r.output and "boarding" in r.output
+    rows = [rec for _n, rec, _raw in read_records(audit_dir(tmp_path / "state") / "offline-tools.jsonl") if rec is not None]
+    assert [(x.action, x.subject_id, x.rule) for x in rows] == [
+        ("identify", "alice", "purpose:any"),
+        ("identify", None, "purpose:any"),
+        ("identify", None, "purpose:egate-verification"),
+        ("identify", "bob", "purpose:boarding"),
+    ]
