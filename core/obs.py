@@ -57,6 +57,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def port_free(host: str, port: int) -> bool:
+    """Can this process listen on ``host:port`` now?"""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def serve_metrics(port: int, host: str = "127.0.0.1") -> int:
     """Expose this process's registry at http://host:port/metrics; port 0 picks one. Returns the port."""
     server, _thread = start_http_server(port, addr=host)

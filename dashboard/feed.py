@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict, defaultdict, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
@@ -22,7 +21,8 @@ from broker.clients import start_consumer
 from broker.messages import Alert, ErasureRequest, Match, MessageError, TrackUpdate, ZoneCount, decode
 from core.config import Settings
 from dashboard import metrics as M
-from policy.crypto import CryptoError, KeyUnavailable
+from policy.crypto import CryptoError, EpochKeyRing, KeyUnavailable
+from policy.erasure import open_request
 
 log = logging.getLogger("paxsim.dashboard")
 
@@ -80,8 +80,8 @@ class StreamView:
     cameras: dict[str, CameraStat] = field(default_factory=dict)
     trajectories: dict[str, list[Visit]] = field(default_factory=dict)
     erased: dict[str, float] = field(default_factory=dict)  # subject → latest erasure request time
-    # opens a sealed erasure request (control key class); None without a key holder: sealed ones are skipped
-    open_erasure: Callable[[ErasureRequest], ErasureRequest] | None = None
+    # the control key class's ring when the run has a key holder (erasure requests are sealed under it)
+    control: EpochKeyRing | None = None
     erasures: dict[str, ErasureStat] = field(default_factory=dict)
     alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=50))
     records: int = 0
@@ -113,18 +113,11 @@ class StreamView:
             self.alerts.append(decode(value, Alert))
         elif topic == t.ERASURES.name:
             req = decode(value, ErasureRequest)
-            if not req.sealed and self.open_erasure is not None:  # the run seals control messages: this one is forged
-                log.error("unsealed erasure request refused (forged?)", extra={"request_id": req.request_id})
+            try:
+                req = open_request(req, self.control)
+            except (CryptoError, KeyUnavailable) as exc:  # forged, tampered, or sealed with no key holder here
+                log.error("erasure request not applied", extra={"request_id": req.request_id, "error": repr(exc)})
                 return
-            if req.sealed:
-                if self.open_erasure is None:
-                    log.error("a sealed erasure request and no key holder: not applied here", extra={"request_id": req.request_id})
-                    return
-                try:
-                    req = self.open_erasure(req)
-                except (CryptoError, KeyUnavailable) as exc:
-                    log.error("sealed erasure request cannot be opened", extra={"request_id": req.request_id, "error": repr(exc)})
-                    return
             self.erase(req, now)
 
     def _tick(self, at: float) -> Counter[str]:

@@ -29,7 +29,7 @@ from dashboard.scrape import Scraper
 from matcher.gallery import Gallery
 from policy.audit import AuditLog
 from policy.consent import ConsentRecord, ConsentRegistry, consent_path
-from policy.crypto import CONTROL_CLASS, EpochKeyRing, HttpKeySource, KeyUnavailable, SubjectVault, open_erasure
+from policy.crypto import CONTROL_CLASS, EpochKeyRing, HttpKeySource, KeyUnavailable, SubjectVault
 from policy.erasure import send_erasures, with_reference
 from policy.policyfile import Policy, PolicyError, load_policy
 
@@ -64,6 +64,7 @@ class Services:
     _audit: dict[str, AuditLog] = field(default_factory=dict)
     _gallery_lock: threading.Lock = field(default_factory=threading.Lock)
     _control: EpochKeyRing | None = None
+    _vault: SubjectVault | None = None
     failed_auth: FailedAuth = field(default_factory=FailedAuth)
 
     @classmethod
@@ -89,11 +90,14 @@ class Services:
 
     @property
     def vault(self) -> SubjectVault | None:
-        """Subject keys of the run (to attach pseudonyms to erasures); None when the run has no key holder."""
-        try:
-            return SubjectVault(HttpKeySource.from_env())
-        except KeyUnavailable:
-            return None
+        """Subject keys of the run (to attach pseudonyms to erasures); None when the run has no key holder.
+        Made once: each vault keeps its own key cache and refresh thread."""
+        if self._vault is None:
+            try:
+                self._vault = SubjectVault(HttpKeySource.from_env())
+            except KeyUnavailable:
+                return None
+        return self._vault
 
     @property
     def control(self) -> EpochKeyRing | None:
@@ -103,7 +107,7 @@ class Services:
                 self._control = EpochKeyRing(HttpKeySource.from_env(), CONTROL_CLASS)
             except KeyUnavailable:
                 return None
-            self.view.open_erasure = lambda req: open_erasure(self._control, req) if self._control else req
+            self.view.control = self._control
         return self._control
 
     @property

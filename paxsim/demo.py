@@ -126,6 +126,20 @@ def start_pipeline(
     """Consumers first; the edge once they hold their partitions, so start-up does not count as latency.
 
     (Correctness does not depend on the order: consumers start at offset 0.)"""
+    start_consumers(stack, join_timeout_s)
+    if cameras is not None:  # real video cameras (files, streams, synthetic live) from a camera list
+        edge_args = ["edge", "--cameras", str(cameras), "--duration", str(duration_s)]
+        if track_log is not None:  # every tracked face logged for scoring
+            edge_args += ["--track-log", str(track_log)]
+    else:
+        edge_args = ["edge", "--virtual", "--duration", str(duration_s)]
+        if ground_truth:
+            edge_args += ["--ground-truth", str(ground_truth)]
+    stack.spawn("edge", edge_args)
+
+
+def start_consumers(stack: Stack, join_timeout_s: float = 30.0) -> None:
+    """Spawn policy gate, matcher and dashboard; return once gate and matcher hold their partitions."""
     stack.spawn("policy", ["policy"])
     stack.spawn("matcher", ["matcher"])
     stack.spawn("dashboard", ["dashboard"], metrics_flag="--port")
@@ -138,15 +152,6 @@ def start_pipeline(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"stage {name} did not join its consumer group within {join_timeout_s:.0f}s; see {child.log_path}")
             time.sleep(0.1)
-    if cameras is not None:  # real video cameras (files, streams, synthetic live) from a camera list
-        edge_args = ["edge", "--cameras", str(cameras), "--duration", str(duration_s)]
-        if track_log is not None:  # every tracked face logged for scoring
-            edge_args += ["--track-log", str(track_log)]
-    else:
-        edge_args = ["edge", "--virtual", "--duration", str(duration_s)]
-        if ground_truth:
-            edge_args += ["--ground-truth", str(ground_truth)]
-    stack.spawn("edge", edge_args)
 
 
 @dataclass

@@ -31,11 +31,11 @@ from broker.messages import DeadLetter, ErasureRequest, Match, Sighting, decode,
 from broker.reader import read_all
 from core.config import Settings
 from core.paths import gallery_path
-from core.stack import Stack, total
+from core.stack import Stack
 from dashboard.auth import TokenStore
 from dashboard.services import tokens_path
 from matcher.gallery import Gallery
-from paxsim.demo import child_env, enrol_scenario, policy_file
+from paxsim.demo import child_env, enrol_scenario, policy_file, start_consumers
 from policy.audit import audit_dir, verify_dir
 from policy.consent import ConsentRegistry, consent_path
 from policy.crypto import EpochKeyRing, HttpKeySource, KeyExpired, SubjectVault, seal_sighting
@@ -226,8 +226,9 @@ CATALOGUE: list[Callable[[Context], Result]] = [
 ]
 
 
-async def _start(settings: Settings, console: Console) -> tuple[EmbeddedBroker, KeydProcess, Context]:
-    broker = await EmbeddedBroker(settings).start()
+def _start(settings: Settings, console: Console) -> tuple[EmbeddedBroker, KeydProcess, Context]:
+    """On the caller's thread: children die with the thread that spawned them (PR_SET_PDEATHSIG)."""
+    broker = asyncio.run(EmbeddedBroker(settings).start())
     tuned = settings.broker.model_copy(update={"bootstrap": broker.bootstrap, "profile": "embedded"})
     settings = settings.model_copy(update={"broker": tuned})  # the harness is a client of this broker too
     keys = spawn_keyd(policy_file(settings))
@@ -241,15 +242,8 @@ async def _start(settings: Settings, console: Console) -> tuple[EmbeddedBroker, 
     logs = Path(settings.state_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     stack = Stack(logs, child_env(settings, broker.bootstrap, True, keys))
-    stack.spawn("policy", ["policy"])
-    stack.spawn("matcher", ["matcher"])
-    dash = stack.spawn("dashboard", ["dashboard"], metrics_flag="--port")
-    deadline = time.monotonic() + 60
-    for name in ("policy", "matcher"):
-        while total(stack.scrape(name), "paxsim_broker_assigned_partitions") < 1:
-            if time.monotonic() > deadline or not stack.children[name].alive():
-                raise RuntimeError(f"stage {name} did not start; see {stack.children[name].log_path}")
-            await asyncio.sleep(0.2)
+    start_consumers(stack, 60.0)
+    dash = stack.children["dashboard"]
     if not stack.wait_ready("dashboard", 30):
         raise RuntimeError("the dashboard did not start")
     policy = load_policy(policy_file(settings))
@@ -277,7 +271,7 @@ def run_redteam(
     state = Path(settings.state_dir)
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
-    broker, keys, ctx = asyncio.run(_start(settings, console))
+    broker, keys, ctx = _start(settings, console)
     ctx.wait_s = wait_s
     results: list[Result] = []
     try:

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from broker.admin import ensure_topics
 from broker.clients import BrokerUnreachable
 from broker.embedded import EmbeddedBroker
 from core.config import ENV_PREFIX, ConfigError, Settings, load_settings
+from core.obs import port_free
 from core.stack import Stack, total
 from paxsim.demo import child_env, enrol_scenario, policy_file, rate_table
 from policy.crypto import HttpKeySource, KeyUnavailable, SubjectVault
@@ -280,15 +280,6 @@ async def up(
 ConfigOpt = typer.Option(None, "--config", "-c", envvar="PAXSIM_CONFIG", help="YAML configuration file (e.g. deploy/paxsim.example.yaml)")
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def _load(config: str | None, console: Console) -> Settings:
     try:
         return load_settings(config)
@@ -309,7 +300,7 @@ def up_command(
     """Run the whole stack as local processes: embedded broker unless broker.bootstrap is set."""
     console = Console()
     settings = _load(config, console)
-    if settings.dashboard.port and not _port_free(settings.dashboard.host, settings.dashboard.port):
+    if settings.dashboard.port and not port_free(settings.dashboard.host, settings.dashboard.port):
         console.print(
             f"[red]dashboard.port {settings.dashboard.port} on {settings.dashboard.host} is in use; "
             f"free it or set dashboard.port (0 = any free port, e.g. PAXSIM__DASHBOARD__PORT=0)[/]"

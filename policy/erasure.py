@@ -103,6 +103,20 @@ async def run_publisher(
             pass
 
 
+def open_request(req: ErasureRequest, control: EpochKeyRing | None) -> ErasureRequest:
+    """The request with its subject references, opened under the control key class if sealed. With a key holder
+    (``control``), an unsealed request is refused: only a holder of the control key can make a valid one (the
+    AEAD tag authenticates it), so a producer that can merely write to the topic cannot erase anybody.
+    Raises SealError (forged, tampered) or KeyUnavailable (sealed, and no key holder here)."""
+    if not req.sealed:
+        if control is not None:
+            raise SealError(f"unsealed erasure request {req.request_id} while this run seals control messages: forged")
+        return req
+    if control is None:
+        raise KeyUnavailable("a sealed erasure request, and this stage has no key holder")
+    return open_erasure(control, req)
+
+
 class ErasureWorker:
     """Applies erasure requests from the topic in one stage."""
 
@@ -119,16 +133,7 @@ class ErasureWorker:
         self._hist = ERASURE_SECONDS.labels(stage)
 
     def open(self, req: ErasureRequest) -> ErasureRequest:
-        """The request with its subject references, opened under the control key class if sealed. With a key
-        holder, an unsealed request is refused: only a holder of the control key can make a valid one (the AEAD
-        tag authenticates it), so a producer that can merely write to the topic cannot erase anybody."""
-        if not req.sealed:
-            if self.control is not None:
-                raise SealError(f"unsealed erasure request {req.request_id} while this run seals control messages: forged")
-            return req
-        if self.control is None:
-            raise KeyUnavailable("a sealed erasure request, and this stage has no key holder")
-        return open_erasure(self.control, req)
+        return open_request(req, self.control)
 
     async def _run_handlers(self, req: ErasureRequest) -> None:
         for h in self.handlers:
