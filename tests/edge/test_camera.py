@@ -43,9 +43,14 @@ async def test_failing_cameras_do_not_stop_the_others(tmp_path, pool):
         Camera(stream_cfg, pool, source=StreamSource("cam-stream", server.url, timeout_s=2, backoff=Backoff(0.05, attempts=2))),
     ]
 
+    at_kill: list[float] = []
+
     async def kill_stream_after(n: int):
         while cams[4].source.stats.decoded < n:
             await asyncio.sleep(0.01)
+        # a busy host can stall the stream past its read time-out before this (a reconnect that succeeds): only
+        # what follows the server's death is determined
+        at_kill.append(metric("paxsim_edge_source_reconnects_total", "cam-stream"))
         server.kill()
 
     killer = asyncio.create_task(kill_stream_after(10))
@@ -62,7 +67,7 @@ async def test_failing_cameras_do_not_stop_the_others(tmp_path, pool):
     assert metric("paxsim_edge_frames_processed_total", "cam-good") == 40
     assert REGISTRY.get_sample_value("paxsim_edge_source_errors_total", {"camera": "cam-missing", "kind": "missing"}) == 1
     assert REGISTRY.get_sample_value("paxsim_edge_source_state", {"camera": "cam-stream", "paxsim_edge_source_state": "failed"}) == 1
-    assert metric("paxsim_edge_source_reconnects_total", "cam-stream") == 2
+    assert metric("paxsim_edge_source_reconnects_total", "cam-stream") - at_kill[0] == 2  # its 2 attempts, then failed
     assert cams[1].status()["last_error"].startswith("video file not found")
 
 
