@@ -42,7 +42,7 @@ from edge.metrics import CameraMetrics
 from edge.sources import Backoff, Frame, Source, SourceState, open_source
 from edge.tracker import EmbedState, Track, Tracker, TrackerSettings
 from edge.vision.detector import Box, DetectorSettings
-from edge.vision.pool import EmbedDropped, FrameAnalysis, VisionPool
+from edge.vision.pool import EmbedDropped, FrameAnalysis, VisionPool, coasted_candidate
 
 log = logging.getLogger("paxsim.edge.camera")
 
@@ -62,6 +62,9 @@ class CameraConfig(BaseModel):
         default=0, ge=0, description="video files: the first pass starts at this frame (staggered replicas); loops restart at 0"
     )
     sample_fps: float | None = Field(default=None, gt=0, description="frames per second to analyse (None: all)")
+    detect_interval: int = Field(
+        default=1, ge=1, le=30, description="run the detector on every k-th analysed frame; the tracker carries the boxes between"
+    )
     max_width: int | None = Field(default=None, ge=32, description="downscale wider frames before detection")
     max_height: int | None = Field(default=None, ge=32)
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
@@ -191,6 +194,7 @@ class Camera:
         self.source = source
         self.drop_when_full = source.live if config.drop_when_full is None else config.drop_when_full
         self.processed = 0
+        self._analysed = 0  # frames taken for analysis (detect_interval counts these)
         self.embedded = 0
         self.embeds_dropped = 0
         self.dropped = 0
@@ -282,6 +286,10 @@ class Camera:
     def _track(self, frame: Frame, scale: float, analysis: FrameAnalysis) -> _Pending:
         """Track one analysed frame (in frame order) and start its embeddings, if any, in the pool."""
         m = self.metrics
+        if not analysis.detected:
+            m.coasted.inc()
+            rows = [(t.track_id, coasted_candidate(t.predicted(frame.index)), False) for t in self.tracker.coast()]
+            return _Pending(frame, scale, len(rows), len(self.tracker.tracks), rows, [], None, 0)
         m.detect.observe(analysis.detect_s)
         m.align.observe(analysis.align_s)
         faces = analysis.faces
@@ -395,6 +403,12 @@ class Camera:
                         reading = False
                         break
                     frame, image, scale = item
+                    self._analysed += 1
+                    if (self._analysed - 1) % cfg.detect_interval:
+                        coast = asyncio.get_running_loop().create_future()  # no detection: the tracker carries the boxes
+                        coast.set_result(FrameAnalysis([], 0.0, 0.0, (int(image.shape[0]), int(image.shape[1])), detected=False))
+                        analyses.append((frame, scale, coast))
+                        continue
                     regions, bars, default_bar = self._bars(frame.index)
                     histograms = self.tracker.settings.appearance_weight > 0
                     call = self.pool.analyze(image, cfg.detector, regions, bars, default_bar, histograms)

@@ -20,7 +20,10 @@ FRAMES_DECODED = Counter("paxsim_edge_frames_decoded_total", "Valid frames deliv
 FRAMES_BAD = Counter("paxsim_edge_frames_bad_total", "Zero-size or undecodable frames skipped", _CAM)
 FRAMES_SKIPPED = Counter("paxsim_edge_frames_skipped_total", "Frames left out by the sampling rate", _CAM)
 FRAMES_DROPPED = Counter("paxsim_edge_frames_dropped_total", "Frames dropped because the pipeline was full", _CAM)
-FRAMES_PROCESSED = Counter("paxsim_edge_frames_processed_total", "Frames that went through detection", _CAM)
+FRAMES_PROCESSED = Counter("paxsim_edge_frames_processed_total", "Frames analysed (detected or carried by the tracker)", _CAM)
+FRAMES_COASTED = Counter(
+    "paxsim_edge_frames_coasted_total", "Analysed frames the detector skipped (detect_interval): boxes from the tracker", _CAM
+)
 QUEUE_DEPTH = Gauge("paxsim_edge_queue_frames", "Frames waiting between source and detector", _CAM)
 DETECT_SECONDS = Histogram("paxsim_edge_detect_seconds", "Detection time per frame (worker CPU)", _CAM, buckets=_LAT)
 ALIGN_SECONDS = Histogram("paxsim_edge_align_seconds", "Landmarks + chips + quality per frame", _CAM, buckets=_LAT)
@@ -54,6 +57,7 @@ class CameraMetrics:
         self.skipped = FRAMES_SKIPPED.labels(**c)
         self.dropped = FRAMES_DROPPED.labels(**c)
         self.processed = FRAMES_PROCESSED.labels(**c)
+        self.coasted = FRAMES_COASTED.labels(**c)
         self.queue = QUEUE_DEPTH.labels(**c)
         self.detect = DETECT_SECONDS.labels(**c)
         self.align = ALIGN_SECONDS.labels(**c)

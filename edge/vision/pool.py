@@ -67,6 +67,13 @@ class FrameAnalysis:
     detect_s: float
     align_s: float
     shape: tuple[int, int]  # height, width of the analysed image
+    detected: bool = True  # False: a frame between detections (``detect_interval``); faces come from the tracker
+
+
+def coasted_candidate(box: np.ndarray) -> FaceCandidate:
+    """A live track's predicted box on a frame the detector skipped: score 0, nothing measured."""
+    x, y, w, h = (int(round(float(v))) for v in box)
+    return FaceCandidate((x, y, w, h), 0.0, math.nan, None, None)
 
 
 def _state() -> dict:
@@ -168,14 +175,14 @@ def analyze_frame(
     faces = []
     for d, bar in zip(dets, _bars_for(dets, regions, bars, default_bar)):
         hist = box_histogram(image_bgr, d.box) if histograms else None
-        if quality.upper_bound(d.box[2], d.score) < bar:
+        if quality.upper_bound(d.box[2], d.confidence) < bar:
             faces.append(FaceCandidate(d.box, d.score, math.nan, None, None, hist))
             continue
         aligner = _aligner()
         shape = aligner.shape(rgb, d.box)
         pts = aligner.points(shape)
         chip = aligner.chip(rgb, shape)
-        faces.append(FaceCandidate(d.box, d.score, quality.score(d.box[2], pts, chip, d.score), pts, chip, hist))
+        faces.append(FaceCandidate(d.box, d.score, quality.score(d.box[2], pts, chip, d.confidence), pts, chip, hist))
     t2 = time.perf_counter()
     return FrameAnalysis(faces, t1 - t0, t2 - t1, (int(image_bgr.shape[0]), int(image_bgr.shape[1])))
 

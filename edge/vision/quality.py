@@ -33,19 +33,18 @@ def sharpness(chip: np.ndarray) -> float:
     return v / (v + 100.0)
 
 
-def upper_bound(width: float, det_score: float) -> float:
-    """The best :func:`score` a face of this width and detector score can reach (perfectly sharp and
+def upper_bound(width: float, confidence: float) -> float:
+    """The best :func:`score` a face of this width and detector confidence ([0, 1]) can reach (perfectly sharp and
     frontal): a view below a track's bar by this bound needs no landmarks to know it will not be embedded."""
     size = min(1.0, max(0.0, width / FULL_SIZE_PX))
-    conf = float(np.clip((det_score + 0.5) / 2.5, 0.0, 1.0))
-    return WEIGHTS["size"] * size + WEIGHTS["sharpness"] + WEIGHTS["frontality"] + WEIGHTS["confidence"] * conf
+    return WEIGHTS["size"] * size + WEIGHTS["sharpness"] + WEIGHTS["frontality"] + WEIGHTS["confidence"] * float(np.clip(confidence, 0, 1))
 
 
-def score(width: float, points: np.ndarray, chip: np.ndarray, det_score: float) -> float:
+def score(width: float, points: np.ndarray, chip: np.ndarray, confidence: float) -> float:
     parts = {
         "size": min(1.0, max(0.0, width / FULL_SIZE_PX)),
         "sharpness": sharpness(chip),
         "frontality": frontality(points),
-        "confidence": float(np.clip((det_score + 0.5) / 2.5, 0.0, 1.0)),
+        "confidence": float(np.clip(confidence, 0.0, 1.0)),
     }
     return round(sum(WEIGHTS[k] * v for k, v in parts.items()), 4)

@@ -10,7 +10,7 @@ from broker.messages import Sighting, decode, encode
 from edge.camera import Camera, CameraConfig, FaceObservation, observation_to_sighting
 from edge.sources import GeneratorSource
 from edge.vision import quality
-from edge.vision.detector import DetectorSettings, HogDetector, iou
+from edge.vision.detector import DetectorSettings, HogDetector, YunetDetector, iou
 from edge.vision.models import RESNET_EMBEDDER, model_path
 from edge.vision.pool import VisionPool, analyze_frame, embed_chips
 from tests.edge.faces import scene, walk_clip
@@ -36,9 +36,31 @@ def test_hog_finds_synthetic_faces_and_nothing_in_an_empty_scene():
     assert HogDetector().detect(rgb(empty)) == []
 
 
+def test_yunet_finds_small_and_large_faces_and_nothing_in_an_empty_scene():
+    img, boxes = scene([(1, 110, 60, 80, 0.0), (2, 28, 360, 120, 0.0), (3, 44, 480, 300, 0.0)])
+    dets = YunetDetector().detect(rgb(img))
+    assert len(dets) == 3  # a 28 px face too: the default min_face_px is 24
+    for b in boxes:  # boxes land on dlib's convention (the truth boxes are dlib-style)
+        assert max(iou(b, d.box) for d in dets) > 0.5
+    assert all(0.6 <= d.score == d.confidence <= 1.0 for d in dets)
+    empty, _ = scene([])
+    assert YunetDetector().detect(rgb(empty)) == []
+
+
+def test_yunet_scale_follows_min_face_px():
+    det = YunetDetector(DetectorSettings(min_face_px=48))
+    assert det.scale_for(640, 480) == pytest.approx(16 / 48)
+    assert det.scale_for(640, 480, 8) == 1.0  # never upscaled
+    assert YunetDetector().scale_for(3840, 2160, 8) == pytest.approx(960 / 3840)  # libfacedetection's input cap
+    img, _ = scene([(3, 28, 300, 200, 0.0)])
+    assert YunetDetector(DetectorSettings(min_face_px=24)).detect(rgb(img))
+    coarse = YunetDetector(DetectorSettings(min_face_px=96, region_redetect=False))
+    assert coarse.detect(rgb(img)) == []  # scanned at 1/8: a 28 px face is 3.5 px
+
+
 def test_region_redetection_finds_a_small_face_the_whole_frame_pass_misses():
     img, (box,) = scene([(3, 40, 300, 200, 0.0)])
-    det = HogDetector(DetectorSettings(upsample=0))
+    det = HogDetector(DetectorSettings(kind="hog", upsample=0))
     assert det.detect(rgb(img)) == []  # ~40 px: below HOG's 80 px window at upsample 0
     found = det.detect(rgb(img), regions=[box])
     assert len(found) == 1 and iou(found[0].box, box) > 0.4
