@@ -67,6 +67,15 @@ class LightSpec(_Spec):
     direction: tuple[float, float, float] = (0.0, -0.4, 0.9)
 
 
+class ExposureSpec(_Spec):
+    """How the sensor degrades the image (second scene style: dim halls, motion blur, compression)."""
+
+    gain: float = Field(default=1.0, gt=0.05, le=2.0, description="scene brightness; < 1 is low light")
+    noise: float = Field(default=3.0, ge=0.0, le=40.0, description="sensor noise sigma (grey levels, after gain)")
+    blur_px: float = Field(default=0.0, ge=0.0, le=25.0, description="motion-blur streak length (px, vertical)")
+    jpeg_quality: int | None = Field(default=None, ge=5, le=100, description="JPEG round trip (compression artefacts)")
+
+
 class CameraSpec(_Spec):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     zone: str
@@ -78,6 +87,7 @@ class CameraSpec(_Spec):
     fps: float = Field(default=15.0, gt=0.0, le=120.0)
     faces: bool = True
     light: LightSpec = Field(default_factory=LightSpec)
+    exposure: ExposureSpec = Field(default_factory=ExposureSpec)
 
     @field_validator("resolution")
     @classmethod
@@ -99,6 +109,9 @@ def _dist(d: dict[str, float], what: str, allowed: tuple[str, ...] | None = None
 
 class PopulationSpec(_Spec):
     size: int = Field(default=300, ge=1, le=1_000_000)
+    identities: Literal["bank", "random"] = Field(
+        default="bank", description="bank: faces from the refined identity bank first; random: only fresh random identities"
+    )
     walk_speed_mps: tuple[float, float] = (1.0, 1.45)
     nationality_group: dict[str, float] = Field(default_factory=lambda: {"domestic": 1.0})
     sex: dict[str, float] = Field(default_factory=lambda: {"female": 0.5, "male": 0.5})
@@ -323,6 +336,8 @@ def build_world(spec: ScenarioSpec, seed: int | None = None, bank: list[Identity
             for za in a:
                 graph[za].update(b)
     bank = _bank() if bank is None else bank
+    if spec.population.identities == "random":
+        bank = []  # faces the bank's refinement never saw
     free: dict[tuple[str, str], list[int]] = {}
     for i, ident in enumerate(bank):
         free.setdefault((ident.sex, ident.age_band), []).append(i)

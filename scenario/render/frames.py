@@ -63,6 +63,16 @@ class _Segment:
         return d - self.stop_s * self.traveller.speed_mps, False
 
 
+def _streak(length_px: float) -> np.ndarray | None:
+    """A vertical motion-blur kernel ``length_px`` long (people walk up and down the image)."""
+    n = int(round(length_px))
+    if n < 2:
+        return None
+    k = np.zeros((n, n), np.float32)
+    k[:, n // 2] = 1.0 / n
+    return k
+
+
 def _hair_bgr(tr: Traveller) -> tuple[int, int, int]:
     h = tr.identity.p("hair_lightness")
     base = np.array([0.035, 0.04, 0.05]) + (np.array([0.25, 0.42, 0.55]) - np.array([0.035, 0.04, 0.05])) * h
@@ -72,7 +82,7 @@ def _hair_bgr(tr: Traveller) -> tuple[int, int, int]:
 class CameraRenderer:
     """Frames and ground truth of one camera. ``render(i)`` → (BGR uint8 frame, list[FaceTruth])."""
 
-    def __init__(self, world: World, camera_id: str, cache: SpriteCache | None = None, noise: float = 3.0):
+    def __init__(self, world: World, camera_id: str, cache: SpriteCache | None = None, noise: float | None = None):
         self.world = world
         self.spec: CameraSpec = world.camera(camera_id)
         self.zone = world.zones[self.spec.zone]
@@ -81,6 +91,9 @@ class CameraRenderer:
         self.background = draw_background(self.spec, self.zone, self.cam)
         self.cache = cache or SpriteCache()
         H, W = self.background.shape[:2]
+        self.exposure = self.spec.exposure
+        noise = self.exposure.noise if noise is None else noise
+        self._blur = _streak(self.exposure.blur_px)
         rng = np.random.default_rng(list(self.spec.id.encode()) + [world.seed])
         self._noise: list[tuple[np.ndarray, np.ndarray]] = []
         for _ in range(6 if noise > 0 else 0):  # a few fixed sensor-noise patterns, cycled per frame
@@ -146,10 +159,18 @@ class CameraRenderer:
                     face_px=round(float(fw), 1),
                 )
             )
+        ex = self.exposure
+        if ex.gain != 1.0:
+            cv2.convertScaleAbs(frame, dst=frame, alpha=ex.gain)
+        if self._blur is not None:
+            frame = cv2.filter2D(frame, -1, self._blur)
         if self._noise:
             pos, neg = self._noise[frame_index % len(self._noise)]
             cv2.add(frame, pos, dst=frame)
             cv2.subtract(frame, neg, dst=frame)
+        if ex.jpeg_quality is not None:
+            ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, ex.jpeg_quality])
+            frame = np.asarray(cv2.imdecode(buf, cv2.IMREAD_COLOR), dtype=np.uint8)
         return frame, truths
 
     # ---- per traveller -------------------------------------------------------------------------------

@@ -138,3 +138,29 @@ async def test_camera_tracks_and_embeds_once_per_track_in_a_process_pool():
     s = observation_to_sighting(first[0])
     assert isinstance(s, Sighting) and len(s.embedding) == 512 and s.zone == "security"
     assert decode(encode(s), Sighting).track_id == first[0].track_id
+
+
+async def test_detect_interval_runs_the_detector_on_every_kth_frame_and_the_tracker_carries_the_boxes():
+    frames, truth = walk_clip(12)
+    calls = 0
+    with VisionPool(1, "thread") as pool:
+        analyze = pool.analyze
+
+        async def counted(*a, **kw):
+            nonlocal calls
+            calls += 1
+            return await analyze(*a, **kw)
+
+        pool.analyze = counted  # type: ignore[method-assign]
+        src = GeneratorSource("cam-k3", lambda: iter(frames), realtime=False)
+        cam = Camera(CameraConfig(camera_id="cam-k3", source="synthetic:x", detect_interval=3), pool, source=src)
+        results = [r async for r in cam.results()]
+    assert calls == 4 and len(results) == 12  # frames 0, 3, 6, 9 detected; the rest carried
+    assert [r.face_count for r in results] == [2] * 12
+    assert {o.track_id for r in results for o in r.faces} == {1, 2}  # no fragments across the gaps
+    for r, boxes in zip(results, truth):  # carried boxes follow the walkers (constant-velocity prediction)
+        for o in r.faces:
+            assert max(iou(o.box, b) for b in boxes) > 0.3
+    carried = [o for i, r in enumerate(results) if i % 3 for o in r.faces]
+    assert carried and all(o.embedding is None and o.score == 0.0 and np.isnan(o.quality) for o in carried)
+    assert cam.embedded >= 2

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from scenario.render import CameraRenderer, LiveSource, render_all
-from scenario.world import load_world
+from scenario.world import ExposureSpec, build_world, load_spec, load_world
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,3 +118,19 @@ def test_truth_boxes_cover_drawn_faces(tiny_yaml: Path):
             assert diff.mean() > 10
             seen += 1
     assert seen > 0
+
+
+def test_cctv_style_uses_no_bank_face_and_degrades_the_image():
+    path = ROOT / "scenario" / "cctv_airport.yaml"
+    world = load_world(path)
+    assert world.travellers and all(t.bank_index is None for t in world.travellers)  # faces the bank never saw
+    face_cams = [c for c in world.cameras if c.faces]
+    assert all(2.5 <= c.position[2] <= 6.0 and -35 <= c.pitch <= -15 for c in face_cams)
+    dim = next(c for c in face_cams if c.exposure.gain < 1.0)
+    r = CameraRenderer(world, dim.id)
+    frame, _ = r.render(30)
+    spec = load_spec(path)
+    spec = spec.model_copy(update={"cameras": [c.model_copy(update={"exposure": ExposureSpec()}) for c in spec.cameras]})
+    bright, _ = CameraRenderer(build_world(spec), dim.id).render(30)
+    assert frame.mean() < 0.9 * bright.mean()  # low light
+    assert r.render(30)[0].tobytes() == frame.tobytes()  # still a pure function of the frame index

@@ -1,0 +1,214 @@
+"""Perception on two scene styles: detectors side by side, then the edge pipeline per detect interval.
+
+    .venv/bin/python -m bench.perception [--seconds 40] [--every 3] [--clip-seconds 12] [--json out.json]
+
+Styles: ``default`` (the built-in airport, whose identity bank and look were refined against dlib) and
+``cctv`` (``scenario/cctv_airport.yaml``: fresh random identities, cameras 2.5-6 m high pitched down,
+faces ~20-70 px, walking away, low light, blur, JPEG; never tuned against any detector).
+
+1. **Detectors**: every ``--every``-th frame of each face camera's first ``--seconds`` goes through each
+   detector alone, on one core; recall (IoU >= ``--iou``) for faces >= 30 px and >= 60 px, precision
+   (detections on don't-care faces, e.g. turned > 60 degrees, are neither hits nor false positives) and CPU ms
+   per frame.
+2. **Pipeline**: each face camera's first ``--clip-seconds``, every frame, through the edge camera
+   pipeline on one worker process (detect, track, gated embed) with today's HOG detector and with YuNet
+   at detect intervals 1, 2 and 3. Frames/s per core, the ratio to the HOG pipeline and to the raw YuNet
+   detector, recall of the reported boxes (>= 30 px) and IDF1 over faces >= 30 px (motmetrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from edge.camera import Camera, CameraConfig
+from edge.evaluate import MOT_COLUMNS, detection_recall, tracking_metrics
+from edge.sources import GeneratorSource
+from edge.vision.detector import DetectorSettings, make_detector
+from edge.vision.pool import VisionPool
+from scenario.render import CameraRenderer
+from scenario.world import load_world
+
+STYLES = {"default": None, "cctv": Path(__file__).resolve().parents[1] / "scenario" / "cctv_airport.yaml"}
+DETECTORS = {
+    "hog up0 (today)": DetectorSettings(kind="hog", upsample=0),
+    "hog up1": DetectorSettings(kind="hog", upsample=1),
+    "yunet min 24 px": DetectorSettings(kind="yunet", min_face_px=24),
+    "yunet min 32 px": DetectorSettings(kind="yunet", min_face_px=32),
+}
+PIPELINES = {
+    "hog edge (today)": (DetectorSettings(kind="hog"), 1),
+    "yunet, every frame": (DetectorSettings(kind="yunet"), 1),
+    "yunet, interval 2": (DetectorSettings(kind="yunet"), 2),
+    "yunet, interval 3": (DetectorSettings(kind="yunet"), 3),
+}
+
+
+def mot_frame(rows: list[tuple], offset: int = 0) -> pd.DataFrame:
+    """(frame, id, x, y, w, h, conf) rows as a motmetrics-style DataFrame."""
+    df = pd.DataFrame([(f + offset, i, x, y, w, h, c, 1, 1.0) for f, i, x, y, w, h, c in rows], columns=MOT_COLUMNS)
+    if df.empty:
+        df = pd.DataFrame(columns=MOT_COLUMNS).astype({"FrameId": int, "Id": int})
+    return df.astype({"FrameId": int, "Id": int, "X": float, "Y": float, "Width": float, "Height": float, "Confidence": float}).set_index(
+        ["FrameId", "Id"]
+    )
+
+
+def truth_rows(truths, frame_index: int) -> list[tuple]:
+    return [(frame_index, t.track_id, *t.box, 1.0 if t.counts else 0.0) for t in truths]
+
+
+def render(style: str, seconds: float, every: int) -> dict[str, tuple[list[np.ndarray], list[tuple], list[int]]]:
+    world = load_world(STYLES[style])
+    out = {}
+    for cam in [c for c in world.cameras if c.faces]:
+        r = CameraRenderer(world, cam.id)
+        frames, gt, idx = [], [], []
+        for i in range(0, int(seconds * r.fps), every):
+            img, truth = r.render(i)
+            frames.append(img)
+            idx.append(i)
+            gt.extend(truth_rows(truth, i))
+        out[cam.id] = (frames, gt, idx)
+    return out
+
+
+def bench_detectors(data: dict, iou: float) -> dict[str, dict]:
+    import cv2
+
+    res = {}
+    for name, st in DETECTORS.items():
+        det = make_detector(st)
+        gt_all, dt_all, secs, n = [], [], 0.0, 0
+        for k, (frames, gt, idx) in enumerate(data.values()):
+            off = k * 1_000_000  # one sequence per camera, frame ids kept apart
+            gt_all.extend((f + off, *rest) for f, *rest in gt)
+            for img, i in zip(frames, idx):
+                t0 = time.process_time()
+                dets = det.detect(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+                secs += time.process_time() - t0
+                n += 1
+                dt_all.extend((i + off, j + 1, *d.box, d.score) for j, d in enumerate(dets))
+        gt_df, dt_df = mot_frame(gt_all), mot_frame(dt_all)
+        r30 = detection_recall(gt_df, dt_df, iou=iou, min_px=30)
+        r60 = detection_recall(gt_df, dt_df, iou=iou, min_px=60)
+        res[name] = {
+            "recall_ge_30": r30.recall_at_least_min,
+            "recall_ge_60": r60.recall_at_least_min,
+            "faces_ge_30": r30.faces_at_least_min,
+            "faces_ge_60": r60.faces_at_least_min,
+            "precision": r30.precision,
+            "cpu_ms_per_frame": 1000 * secs / max(1, n),
+            "frames": n,
+        }
+    return res
+
+
+async def run_pipeline(pool: VisionPool, cam_id: str, frames: list[np.ndarray], det: DetectorSettings, interval: int):
+    cfg = CameraConfig(camera_id=cam_id, source="bench", detector=det, detect_interval=interval, drop_when_full=False, max_inflight=2)
+    cam = Camera(cfg, pool, source=GeneratorSource(cam_id, lambda: iter(frames), realtime=False))
+    rows = []
+    t0 = time.perf_counter()
+    async for r in cam.results():
+        rows.extend((r.frame_index, o.track_id, *o.box, 1.0) for o in r.faces)
+    return time.perf_counter() - t0, rows
+
+
+async def bench_pipelines(data: dict, rounds: int) -> dict[str, dict]:
+    res: dict[str, dict] = {}
+    pool = VisionPool(1, "process")
+    try:
+        await pool.warm()
+        for name, (det, interval) in PIPELINES.items():
+            best = float("inf")
+            gt_all, dt_all, n = [], [], 0
+            for k in range(rounds):
+                total = 0.0
+                for c, (cam_id, (frames, gt, _)) in enumerate(data.items()):
+                    dt, rows = await run_pipeline(pool, f"{cam_id}-{k}", frames, det, interval)
+                    total += dt
+                    if k == 0:
+                        off = c * 1_000_000
+                        gt_all.extend((f + off, *rest) for f, *rest in gt)
+                        dt_all.extend((f + off, *rest) for f, *rest in rows)
+                        n += len(frames)
+                best = min(best, total)
+            gt_df, dt_df = mot_frame(gt_all), mot_frame(dt_all)
+            rec = detection_recall(gt_df, dt_df, iou=0.5, min_px=30)
+            trk = tracking_metrics(gt_df, dt_df, iou=0.5, min_px=30)
+            res[name] = {
+                "fps_per_core": n / best,
+                "recall_ge_30": rec.recall_at_least_min,
+                "precision": rec.precision,
+                "idf1_ge_30": trk["idf1"],
+                "id_switches": trk["num_switches"],
+                "frames": n,
+            }
+        # the raw detector on the same frames, same worker: the ceiling the pipeline is compared to
+        frames = [f for fr, _, _ in data.values() for f in fr]
+        t0 = time.perf_counter()
+        for f in frames:
+            await pool.detect_only(f, DetectorSettings(kind="yunet"))
+        res["raw yunet detector"] = {"fps_per_core": len(frames) / (time.perf_counter() - t0)}
+    finally:
+        pool.close()
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=40.0, help="detector part: seconds of each face camera")
+    ap.add_argument("--every", type=int, default=3, help="detector part: every k-th frame")
+    ap.add_argument("--clip-seconds", type=float, default=12.0, help="pipeline part: seconds of each face camera, every frame")
+    ap.add_argument("--iou", type=float, default=0.5)
+    ap.add_argument("--rounds", type=int, default=2, help="pipeline timing rounds (best counts)")
+    ap.add_argument("--styles", default="default,cctv")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    out: dict[str, dict] = {}
+    styles = args.styles.split(",")
+    for style in styles:
+        t0 = time.time()
+        out[style] = {"detectors": bench_detectors(render(style, args.seconds, args.every), args.iou)}
+        print(f"[{style}] detectors done in {time.time() - t0:.0f} s", flush=True)
+        t0 = time.time()
+        out[style]["pipelines"] = asyncio.run(bench_pipelines(render(style, args.clip_seconds, 1), args.rounds))
+        print(f"[{style}] pipelines done in {time.time() - t0:.0f} s", flush=True)
+
+    print(f"\nDetectors alone, one core, IoU >= {args.iou} (recall >=30 px | >=60 px | precision | CPU ms/frame), per style")
+    print(f"{'detector':<18}" + "".join(f" | {s:^37}" for s in styles))
+    for name in DETECTORS:
+        cells = []
+        for s in styles:
+            d = out[s]["detectors"][name]
+            cells.append(f"{d['recall_ge_30']:.3f} | {d['recall_ge_60']:.3f} | {d['precision']:.3f} | {d['cpu_ms_per_frame']:6.1f}")
+        print(f"{name:<18}" + "".join(f" | {c:^37}" for c in cells))
+    for s in styles:
+        d = out[s]["detectors"]["hog up0 (today)"]
+        print(f"  {s}: {d['frames']} frames, {d['faces_ge_30']} faces >= 30 px, {d['faces_ge_60']} >= 60 px")
+
+    print(
+        "\nEdge pipeline, one worker process, every frame (frames/s per core | vs HOG pipeline | vs raw YuNet | recall >=30 | precision | IDF1 >=30)"
+    )
+    for s in styles:
+        p = out[s]["pipelines"]
+        base, raw = p["hog edge (today)"]["fps_per_core"], p["raw yunet detector"]["fps_per_core"]
+        print(f"[{s}] raw YuNet detector {raw:.1f} frames/s per core")
+        for name in PIPELINES:
+            r = p[name]
+            print(
+                f"  {name:<20} {r['fps_per_core']:6.1f} | {r['fps_per_core'] / base:5.2f}x | {r['fps_per_core'] / raw:5.2f}x | "
+                f"{r['recall_ge_30']:.3f} | {r['precision']:.3f} | {r['idf1_ge_30']:.3f} ({int(r['id_switches'])} switches)"
+            )
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
