@@ -27,7 +27,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/paxsim demo $(ARGS)
 
-## Debian packages the tests use for real: prometheus, chromium, kcat, docker-compose (skips what is present).
+## Debian packages the tests use for real: prometheus, chromium, kcat, docker-compose, the GStreamer RTSP server (skips what is present).
 sysdeps:
 	sh deploy/install-system-deps.sh
 

@@ -6,9 +6,11 @@
 #   chromium-driver  WebDriver for the same browser (other tools)
 #   kcat             looking at the topics (README)
 #   docker-compose   the compose testbed (deploy/)
+#   python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-*  a real RTSP server for the stream tests
+#                    (tests/edge/rtsp_server.py: H.264 via x264enc from plugins-ugly, MPEG-4 decode from libav)
 set -eu
 
-PACKAGES="prometheus chromium chromium-driver kcat docker-compose"
+PACKAGES="prometheus chromium chromium-driver kcat docker-compose python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -1,4 +1,7 @@
-"""``paxsim detect`` and ``paxsim edge evaluate``: the edge's detector and tracker, offline, on a video.
+"""``paxsim detect`` and ``paxsim edge evaluate``: the edge's detector and tracker on a video, stream or camera.
+
+``detect`` takes what a camera's ``source`` takes (a file, a folder, ``rtsp://…``/``http://…``, ``webcam:N``)
+or a camera YAML (the edge's camera list; ``--camera`` picks one), so it sees exactly what the edge sees.
 
 ``detect`` writes one line per tracked face in MOTChallenge det format
 (``frame,id,x,y,w,h,conf,-1,-1,-1``; frames from 1, boxes in 0-based pixels like the scenario
@@ -25,7 +28,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from edge.camera import Camera, CameraConfig, FrameResult
 from edge.sources import SourceState
 from edge.tracker import TrackerSettings
-from edge.vision.detector import DetectorSettings
 from edge.vision.pool import VisionPool
 
 app = typer.Typer(help="Edge vision tools: detect and track faces in a video, score against ground truth.", no_args_is_help=True)
@@ -52,11 +54,21 @@ def json_line(result: FrameResult) -> str:
 
 
 async def detect_file(
-    video: Path, out: IO[str], fmt: Fmt, config: CameraConfig, workers: int, pool_kind: str, progress: Progress | None = None
+    config: CameraConfig,
+    out: IO[str],
+    fmt: Fmt,
+    workers: int,
+    pool_kind: str,
+    progress: Progress | None = None,
+    max_frames: int | None = None,
 ) -> Camera:
-    """Run the camera pipeline on a video file, writing each frame's tracked faces to ``out``."""
-    total = int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT) or 0) if video.is_file() else 0
-    task = progress.add_task(video.name, total=total or None) if progress else None
+    """Run the camera pipeline on ``config``'s source, writing each frame's tracked faces to ``out``;
+    a stream runs until ``max_frames`` frames were analysed (or for ever)."""
+    path = Path(config.source)
+    total = int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT) or 0) if path.is_file() else 0
+    if max_frames:
+        total = min(total, max_frames) if total else max_frames
+    task = progress.add_task(config.camera_id, total=total or None) if progress else None
     pool = VisionPool(workers, pool_kind)  # type: ignore[arg-type]
     try:
         await pool.warm(embed=config.embed)
@@ -67,20 +79,52 @@ async def detect_file(
                     out.write(line + "\n")
             else:
                 out.write(json_line(result) + "\n")
+            out.flush()
             if progress is not None and task is not None:
                 progress.update(task, advance=1)
+            if max_frames and cam.processed >= max_frames:
+                cam.stop()
         return cam
     finally:
         pool.close()
 
 
+def _camera_from_yaml(path: Path, camera: str | None) -> CameraConfig:
+    from edge.camera import load_cameras
+
+    try:
+        cams = load_cameras(path)
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if not cams:
+        raise typer.BadParameter(f"{path}: no camera")
+    if camera is None:
+        return cams[0]
+    for c in cams:
+        if c.camera_id == camera:
+            return c
+    raise typer.BadParameter(f"{path}: no camera {camera!r}; cameras: {', '.join(c.camera_id for c in cams)}")
+
+
+class Kind(str, Enum):
+    yunet = "yunet"
+    hog = "hog"
+
+
 @app.command()
 def detect(
-    video: Path = typer.Argument(..., help="video file (any format OpenCV's FFmpeg reads)"),
+    source: str = typer.Argument(
+        ..., help="video file, image folder, rtsp://… or http://… stream, webcam:N, or a camera YAML (the edge's camera list)"
+    ),
+    camera: str | None = typer.Option(None, help="camera YAML: the camera_id to run (default: the first)"),
     format: Fmt = typer.Option(Fmt.mot, "--format", "-f", help="mot: MOTChallenge det lines; json: one object per frame"),
     out: Path | None = typer.Option(None, "--out", "-o", help="output file (default: standard output)"),
-    upsample: int = typer.Option(0, min=0, max=3, help="whole-frame HOG upsampling (1 finds ~30 px faces, 4x slower)"),
-    region: bool = typer.Option(True, help="re-detect around predicted track boxes (upsample 1)"),
+    detector: Kind | None = typer.Option(None, help="face detector (default: the camera's, else yunet)"),
+    min_face_px: int | None = typer.Option(None, min=8, max=400, help="yunet: the smallest face to find (sets the scan scale)"),
+    upsample: int | None = typer.Option(None, min=0, max=3, help="hog: whole-frame upsampling (1 finds ~30 px faces, 4x slower)"),
+    region: bool | None = typer.Option(None, help="re-detect around predicted track boxes"),
+    detect_interval: int | None = typer.Option(None, min=1, max=30, help="detect on every k-th frame; the tracker carries the rest"),
+    frames: int | None = typer.Option(None, min=1, help="stop after this many analysed frames (a stream never ends)"),
     max_width: int | None = typer.Option(None, help="downscale wider frames before detection"),
     sample_fps: float | None = typer.Option(None, help="analyse this many frames per second (default: all)"),
     workers: int = typer.Option(2, min=1, help="vision worker processes"),
@@ -90,17 +134,27 @@ def detect(
         TrackerSettings().appearance_weight, min=0.0, max=2.0, help="tracker's colour cue in ambiguous associations (0: geometry only)"
     ),
 ) -> None:
-    """Detect and track faces in VIDEO offline with the edge's detector and tracker."""
-    cfg = CameraConfig(
-        camera_id=video.stem or "video",
-        source=str(video),
-        embed=False,
-        sample_fps=sample_fps,
-        max_width=max_width,
-        detector=DetectorSettings(upsample=upsample, region_redetect=region),
-        tracker=TrackerSettings(appearance_weight=appearance_weight),
-        drop_when_full=False,
-        measure_all=format is Fmt.json,  # JSON reports every face's quality
+    """Detect and track faces in SOURCE with the edge's detector and tracker (no embeddings, nothing published)."""
+    if source.endswith((".yaml", ".yml")):
+        base = _camera_from_yaml(Path(source), camera)
+    else:
+        if "://" not in source and ":" not in source.split("/")[0] and not Path(source).exists():
+            err.print(f"[red]error:[/red] video file not found: {source}")
+            raise typer.Exit(2)
+        base = CameraConfig(camera_id=Path(source.split("?")[0]).stem or "video", source=source)
+    det = {"kind": detector.value if detector else None, "min_face_px": min_face_px, "upsample": upsample, "region_redetect": region}
+    over = {"sample_fps": sample_fps, "max_width": max_width, "detect_interval": detect_interval}
+    cfg = CameraConfig.model_validate(
+        {
+            **base.model_dump(),
+            **{k: v for k, v in over.items() if v is not None},
+            "embed": False,
+            "detector": {**base.detector.model_dump(), **{k: v for k, v in det.items() if v is not None}},
+            "tracker": {**base.tracker.model_dump(), "appearance_weight": appearance_weight},
+            "measure_all": format is Fmt.json,  # JSON reports every face's quality
+            # a file offline loses no frame; a stream stays live (drops when the detector falls behind)
+            "drop_when_full": base.drop_when_full if base.drop_when_full is not None or "://" in base.source else False,
+        }
     )
     if gt is not None and out is None:
         raise typer.BadParameter("--gt needs --out (the detections are scored from that file)")
@@ -115,7 +169,7 @@ def detect(
             transient=True,
             disable=not err.is_terminal,
         ) as progress:
-            cam = asyncio.run(detect_file(video, sink, format, cfg, workers, "thread" if threads else "process", progress))
+            cam = asyncio.run(detect_file(cfg, sink, format, workers, "thread" if threads else "process", progress, frames))
     finally:
         if out:
             sink.close()

@@ -42,3 +42,21 @@ def test_edge_track_log_needs_video_cameras():
     r = CliRunner().invoke(paxsim_app, ["edge", "--track-log", "tracks.jsonl", "--duration", "1"])
     assert r.exit_code == 2
     assert "--track-log needs --cameras" in r.output
+
+
+def test_detect_runs_a_camera_from_the_edge_camera_yaml(tmp_path):
+    video = write_video(tmp_path / "v.mp4", n=5)
+    cams = tmp_path / "cameras.yaml"
+    cams.write_text(
+        "cameras:\n"
+        f"  - {{camera_id: a, source: {video}, detector: {{kind: hog}}}}\n"
+        f"  - {{camera_id: b, source: {video}, detect_interval: 2, detector: {{min_face_px: 40}}}}\n"
+    )
+    runner = CliRunner()
+    r = runner.invoke(app, ["detect", str(cams), "--camera", "b", "--threads", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert len([ln for ln in r.stdout.splitlines() if ln.startswith("{")]) == 5
+    r = runner.invoke(app, ["detect", str(cams), "--camera", "zz", "--threads"])
+    assert r.exit_code == 2 and "no camera 'zz'" in r.output and "a, b" in r.output
+    r = runner.invoke(app, ["detect", str(tmp_path / "nope.yaml"), "--threads"])
+    assert r.exit_code == 2 and "nope.yaml" in r.output
