@@ -119,6 +119,12 @@ class ScenarioSettings(_Section):
     cameras: int = Field(default=8, ge=1, le=10_000, description="virtual cameras; beyond the scenario's own they replicate them")
     travellers: int = Field(default=300, ge=1)
     events_per_second: float = Field(default=150.0, gt=0, description="total sighting rate, all virtual cameras")
+    live_camera: str | None = Field(
+        default="cam-security-1",
+        description="a face camera of the built-in airport that the demo renders live and runs through the real edge "
+        "(decode, detect, track, embed) beside the virtual cameras; empty = none",
+    )
+    live_camera_fps: float = Field(default=5.0, gt=0, le=30, description="frames per second the live camera's edge analyses")
 
 
 class PolicySettings(_Section):

@@ -196,6 +196,7 @@ def policy_filter(chain):
 def track_logger(f: IO[str]):
     """Observation filter that logs every tracked face to ``f`` and passes it on: one JSON line each with camera
     ``c``, frame index ``i``, capture time ``t``, track id ``k`` and box ``b`` (``paxsim.accuracy.read_track_log``).
+    The video edge adds a line ``{c, i, frame: true}`` after each analysed frame's observations.
     It links a published sighting to its video frame, and so to the ground truth; the tracks give IDF1."""
 
     def record(obs):
@@ -258,6 +259,8 @@ async def run_video_edge(
         cid = cam.config.camera_id
         count_only = cam.config.zone not in biometric
         async for result in cam.results():
+            if log_file is not None:  # which frames were analysed (a frame with no face has no observation line)
+                log_file.write(json.dumps({"c": cid, "i": result.frame_index, "frame": True}) + "\n")
             if count_only:
                 window[cid] += result.new_tracks
                 COUNT_ONLY.labels(cid).inc(result.new_tracks)

@@ -146,18 +146,65 @@ class Replica:
     offset: int = 0
 
 
-def read_track_log(path: Path) -> list[dict]:
-    """The evaluation edge's per-observation log (one JSON object a line: c, i, t, k, b = camera, frame index,
-    capture time, track id, box); a torn last line (process stopped mid-write) is skipped."""
+def _log_lines(path: Path) -> list[dict]:
     out = []
     if not path.exists():
         return out
     for line in path.read_text().splitlines():
         try:
             out.append(json.loads(line))
-        except json.JSONDecodeError:
+        except json.JSONDecodeError:  # a torn last line (process stopped mid-write)
             continue
     return out
+
+
+def read_track_log(path: Path) -> list[dict]:
+    """The evaluation edge's per-observation log (one JSON object a line: c, i, t, k, b = camera, frame index,
+    capture time, track id, box); a torn last line (process stopped mid-write) is skipped."""
+    return [r for r in _log_lines(path) if "k" in r]
+
+
+def read_analysed_frames(path: Path) -> dict[str, set[int]]:
+    """Camera → indices of the frames its edge analysed (the log's frame lines), faces or not."""
+    out: dict[str, set[int]] = {}
+    for r in _log_lines(path):
+        if r.get("frame"):
+            out.setdefault(r["c"], set()).add(int(r["i"]))
+    return out
+
+
+def live_camera_perception(log_path: Path, edge_camera: str, scene_camera: str, world, min_px: float = 30.0) -> dict | None:
+    """How the real edge saw a live synthetic camera: detection recall (faces >= ``min_px`` and >= 60 px),
+    precision and IDF1 over the frames it analysed (their truth re-rendered), and how many it analysed."""
+    import pandas as pd
+
+    from edge.evaluate import MOT_COLUMNS, detection_recall, tracking_metrics
+    from scenario.render import CameraRenderer
+
+    frames = sorted(read_analysed_frames(log_path).get(edge_camera, ()))
+    if not frames:
+        return None
+    renderer = CameraRenderer(world, scene_camera)
+    gt_rows = []
+    for i in frames:
+        for f in renderer.render(i)[1]:
+            gt_rows.append((i + 1, f.track_id, *f.box, 1.0 if f.counts else 0.0, 1, 1.0))
+    dt_rows = [(r["i"] + 1, r["k"], *r["b"], 1.0, 1, 1.0) for r in read_track_log(log_path) if r["c"] == edge_camera]
+    types = {"FrameId": int, "Id": int, "X": float, "Y": float, "Width": float, "Height": float, "Confidence": float}
+    gt = pd.DataFrame(gt_rows, columns=MOT_COLUMNS).astype(types).set_index(["FrameId", "Id"])
+    dt = pd.DataFrame(dt_rows, columns=MOT_COLUMNS).astype(types).set_index(["FrameId", "Id"])
+    low, high = detection_recall(gt, dt, min_px=min_px), detection_recall(gt, dt, min_px=60.0)
+    return _finite(
+        {
+            "camera": scene_camera,
+            "frames_analysed": len(frames),
+            f"recall_ge_{int(min_px)}px": low.recall_at_least_min,
+            f"faces_ge_{int(min_px)}px": low.faces_at_least_min,
+            "recall_ge_60px": high.recall_at_least_min,
+            "precision": low.precision,
+            f"idf1_ge_{int(min_px)}px": tracking_metrics(gt, dt, min_px=min_px)["idf1"],
+        }
+    )
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -91,6 +91,7 @@ def edge(
     track_log: Path | None = typer.Option(
         None, "--track-log", help="with --cameras: append every tracked face here (JSON lines, local; for scoring)"
     ),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="with --cameras: vision worker processes (default: one per core)"),
     config: str | None = ConfigOpt,
     metrics_port: int | None = MetricsOpt,
 ) -> None:
@@ -106,7 +107,9 @@ def edge(
         except Exception as exc:  # a bad camera file is a clear error, not a traceback
             console.print(f"[red]{cameras}: {exc}[/]")
             raise typer.Exit(2) from None
-        run_stage("edge", lambda s, stop: run_video_edge(s, stop, configs, duration, track_log=track_log), metrics_port, config)
+        run_stage(
+            "edge", lambda s, stop: run_video_edge(s, stop, configs, duration, workers=workers, track_log=track_log), metrics_port, config
+        )
         return
     if track_log is not None:
         console.print("[red]--track-log needs --cameras FILE.yaml (virtual cameras have no tracks)[/]")

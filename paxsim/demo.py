@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -35,16 +36,21 @@ from core.config import Settings
 from core.paths import gallery_path, ground_truth_path, state_dir
 from core.stack import Stack, total
 from matcher.gallery import Gallery
-from paxsim.accuracy import RenderTruth, Replica, read_track_log, read_truth, score, video_accuracy
+from paxsim.accuracy import RenderTruth, Replica, live_camera_perception, read_track_log, read_truth, score, video_accuracy
 from policy.consent import ConsentRecord, ConsentRegistry, consent_path
 from policy.crypto import HttpKeySource, KeySource, SubjectVault
 from policy.keyd import KeydProcess, spawn_keyd
 from policy.policyfile import DEFAULT_POLICY_PATH, POLICY_ENV, load_policy
 from policy.scan import run_scan
 from scenario.virtual import VirtualAirport
+from scenario.world import load_world
+
+log = logging.getLogger("paxsim.demo")
 
 CONSENT_VALIDITY_S = 86400.0
 TRACK_LOG = "edge-tracks.jsonl"
+LIVE_LOG = "live-camera-tracks.jsonl"  # the demo's live rendered camera (scenario.live_camera)
+LIVE_SUFFIX = "-live"
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,31 @@ def start_pipeline(
     stack.spawn("edge", edge_args)
 
 
+def start_live_camera(stack: Stack, settings: Settings, run_dir: Path, duration_s: float) -> str | None:
+    """Spawn a second edge running ``scenario.live_camera`` (rendered live, in real time) through the real
+    vision pipeline with one worker process; returns the camera id, or None when the setting is empty or
+    names no face camera of the built-in airport."""
+    name = settings.scenario.live_camera
+    if not name:
+        return None
+    spec = next((c for c in load_world().cameras if c.id == name and c.faces), None)
+    if spec is None:
+        log.warning("scenario.live_camera %r is no face camera of the built-in airport: no live camera", name)
+        return None
+    cam = {
+        "camera_id": name + LIVE_SUFFIX,
+        "zone": spec.zone,
+        "source": f"synthetic:{name}",
+        "realtime": True,
+        "sample_fps": settings.scenario.live_camera_fps,
+    }
+    path = run_dir / "live-camera.yaml"
+    path.write_text(yaml.safe_dump({"cameras": [cam]}, sort_keys=False))
+    args = ["edge", "--cameras", str(path), "--duration", str(duration_s), "--track-log", str(run_dir / LIVE_LOG), "--workers", "1"]
+    stack.spawn("edge-live", args)
+    return name
+
+
 def start_consumers(stack: Stack, join_timeout_s: float = 30.0) -> None:
     """Spawn policy gate, matcher and dashboard; return once gate and matcher hold their partitions."""
     stack.spawn("policy", ["policy"])
@@ -170,6 +201,7 @@ class StageCounts:
     verified: float = 0.0  # e-gate 1:1: the live face is the claimed enrolee
     rejected: float = 0.0  # e-gate 1:1: it is not (or the claimed person is not enrolled)
     duplicates: float = 0.0
+    live_frames: float = 0.0  # frames the live camera's real edge analysed
     gate_denied_by_rule: dict[str, float] | None = None
 
     @property
@@ -192,6 +224,11 @@ def scrape_counts(stack: Stack, last: StageCounts) -> StageCounts:
             c.edge_dropped = total(e, "paxsim_edge_dropped_total")  # publish queue full
             c.frames_dropped = total(e, "paxsim_edge_frames_dropped_total")  # video cameras: pipeline full
             c.frames_processed = total(e, "paxsim_edge_frames_processed_total")
+    live = stack.children.get("edge-live")
+    if live is not None and live.alive():
+        e = stack.scrape("edge-live")
+        if e:
+            c.live_frames = total(e, "paxsim_edge_frames_processed_total")
     g = stack.scrape("policy")
     if g:
         c.gate_admitted = total(g, "paxsim_gate_events_total", outcome="admitted")
@@ -327,12 +364,23 @@ def summary_table(s: dict) -> Table:
     if acc and acc["rank1"] is not None:
         tab.add_row("rank-1 / FRR / FAR vs ground truth", f"{acc['rank1']:.1%} / {acc['frr']:.1%} / {(acc['far'] or 0):.2%}")
         tab.add_row("identifications of non-consented travellers", f"{acc['leaks']}")
+    live = s.get("live_camera")
+    if live:
+        tab.add_row(
+            f"live camera {live['camera']}: frames analysed/s, recall >= 30 / >= 60 px, precision, IDF1",
+            f"{live['analysed_per_s']:.1f}/s, {_pct(live['recall_ge_30px'])} / {_pct(live['recall_ge_60px'])}, "
+            f"{_pct(live['precision'])}, {_pct(live['idf1_ge_30px'])}",
+        )
     p50, p99 = s["latency_p50_ms"], s["latency_p99_ms"]
     scan = s.get("audit_scan")
     if scan is not None:
         tab.add_row("audit scan: expired-readable / non-consented / audit gaps", " / ".join(str(v) for v in scan.values()))
     tab.add_row("end-to-end latency p50 / p99", f"{p50:.1f} / {p99:.1f} ms" if p50 is not None else "n/a")
     return tab
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
 
 
 def drain_marker(stack: Stack) -> tuple[float, float] | None:
@@ -363,13 +411,14 @@ async def watch(stack: Stack, console: Console | None, drain_timeout_s: float = 
             if live:
                 live.update(progress_table(new, counts, now - last_t, now - t0))
             counts, last_t = new, now
+            edges = {n: c for n, c in stack.children.items() if n.startswith("edge")}  # the edges end on their own
             for name, child in stack.children.items():
                 if child.alive():
                     continue
                 code = child.proc.returncode  # type: ignore[union-attr]
-                if name != "edge" or code != 0:
+                if name not in edges or code != 0:
                     raise RuntimeError(f"stage {name} exited (code {code}); see {child.log_path}")
-            if stack.children["edge"].alive():
+            if any(c.alive() for c in edges.values()):
                 continue
             edge_done_at = edge_done_at or now
             current = await asyncio.to_thread(drain_marker, stack)
@@ -414,6 +463,7 @@ async def run_pipeline(
         say(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
         stack = Stack(run_dir, child_env(settings, bootstrap, broker is not None, keys))
         t_start = time.monotonic()
+        live: str | None = None
         try:
             cameras_file = None
             if cameras is not None:
@@ -421,6 +471,9 @@ async def run_pipeline(
                 cameras_file.write_text(yaml.safe_dump({"cameras": cameras}, sort_keys=False))
             track_log = run_dir / TRACK_LOG if evaluation is not None and cameras_file is not None else None
             start_pipeline(stack, duration_s, ground_truth_path(settings), cameras=cameras_file, track_log=track_log)
+            live = start_live_camera(stack, settings, run_dir, duration_s) if cameras is None else None
+            if live:
+                say(f"live camera [bold]{live}[/]: rendered frames through the real edge (decode, detect, track, embed)")
             counts = await watch(stack, console)
         finally:
             stack.stop()
@@ -438,6 +491,11 @@ async def run_pipeline(
         report = await run_scan(client_settings, load_policy(policy_file(settings)), key_source)
         a, b, c = report.counts
         summary["audit_scan"] = {"expired_readable": a, "non_consented": b, "audit_gaps": c}
+        if live:
+            perception = await asyncio.to_thread(live_camera_perception, run_dir / LIVE_LOG, live + LIVE_SUFFIX, live, load_world())
+            if perception is not None:
+                perception["analysed_per_s"] = perception["frames_analysed"] / duration_s
+            summary["live_camera"] = perception
     finally:
         if supervisor:
             supervisor.cancel()

@@ -38,4 +38,7 @@ def test_demo_runs_and_leaves_no_process(tmp_path: Path):
     summary = json.loads((tmp_path / "var" / "demo" / "summary.json").read_text())
     assert summary["matched"] > 0 and summary["duplicate_decisions"] == 0
     assert summary["decided"] == summary["admitted"]
+    live = summary["live_camera"]  # a rendered camera through the real edge, scored against the renderer's truth
+    assert live["camera"] == "cam-security-1" and live["frames_analysed"] > 0 and live["analysed_per_s"] > 0
+    assert "live camera cam-security-1" in proc.stdout
     assert not _ours(str(tmp_path)), "a stage or broker process outlived the demo"
