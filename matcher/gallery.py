@@ -12,6 +12,7 @@ key is destroyed are dropped on opening. Without a vault the file is plaintext (
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from policy.scan import StoredItem
 
 if TYPE_CHECKING:
     from policy.crypto import SubjectVault
+
+log = logging.getLogger("paxsim.matcher.gallery")
 
 DIM = 128
 
@@ -119,14 +122,18 @@ class Gallery:
 
     @classmethod
     def _open(cls, ids: list[str], key_ids: list[str], blobs: np.ndarray, vault: SubjectVault) -> Gallery:
-        from policy.crypto import KeyExpired
+        from policy.crypto import KeyExpired, SealError
 
         vault.warm(sorted(set(ids)), False)
         keep_ids, rows, dropped = [], [], 0
         for sid, kid, blob in zip(ids, key_ids, blobs):
             try:
                 plain = vault.open(sid, kid, blob.tobytes(), _aad(sid))
-            except KeyExpired:  # the subject was erased: its key is gone, the row is noise
+            except KeyExpired:  # erased, or sealed by a key holder that has since restarted: the row is noise
+                dropped += 1
+                continue
+            except SealError:  # altered on disk: fail closed for this row, keep the rest (counted by the vault)
+                log.warning("gallery row does not authenticate: dropped", extra={"key_id": kid})
                 dropped += 1
                 continue
             keep_ids.append(sid)

@@ -221,6 +221,8 @@ class KeyHolder:
         self._chains = {name: Ratchet.fresh(name, e, t, now) for name, (e, t) in classes.items()}
         self._subjects: dict[str, tuple[int, bytes]] = {}
         self._generations: dict[str, int] = {}
+        # in every subject key id: a restarted holder (its keys died with it) never reuses an old id for a new key
+        self.instance = secrets.token_hex(4)
         # erased subjects, as keyed hashes (the holder keeps no list of who was erased): never given a key again
         self._tomb_key = secrets.token_bytes(KEY_BYTES)
         self._tombstones: set[bytes] = set()
@@ -260,7 +262,7 @@ class KeyHolder:
                     self._generations[sid] = gen
                     entry = self._subjects[sid] = (gen, secrets.token_bytes(KEY_BYTES))
                 if entry is not None:
-                    out[sid] = (f"subject:{sid}:{entry[0]}", entry[1])
+                    out[sid] = (f"subject:{sid}:{self.instance}.{entry[0]}", entry[1])
         return out
 
     def resolve_pseudonyms(self, pseudonyms: list[str]) -> dict[str, str]:

@@ -72,3 +72,29 @@ def test_sealed_gallery_without_keys_lists_but_never_opens(tmp_path, pop, vault)
         listed.enrol("sub-new", np.zeros(128, np.float32), ConsentRegistry())
     with pytest.raises(GallerySealed, match="key holder"):
         load_gallery(path, None)  # the matcher fails closed
+
+
+def _failures(reason: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("paxsim_crypto_open_failures_total", {"reason": reason}) or 0.0
+
+
+def test_a_restarted_key_holder_reads_no_old_row_and_an_altered_row_drops_alone(tmp_path, pop, vault):
+    g = _gallery(pop)
+    path = tmp_path / "gallery.npz"
+    g.save(path, vault)
+    # the key holder restarted: its keys died with it; the new one numbers its subject keys afresh
+    fresh = SubjectVault(LocalKeySource(KeyHolder({"sightings": (10.0, 120.0)})))
+    fresh.warm(g.subjects(), True)  # it even has new keys for the same subjects (re-enrolment under way)
+    tampered = _failures("tampered")
+    opened = Gallery.load(path, fresh)
+    assert len(opened) == 0 and opened.dropped == len(g)
+    assert _failures("tampered") == tampered  # known as keys that are gone, not mistaken for a tampered file
+    # one row altered on disk: that row is dropped, the others still open
+    with np.load(path, allow_pickle=False) as data:
+        parts = {k: data[k].copy() for k in data.files}
+    parts["blobs"][1][-1] ^= 1
+    np.savez(path, **parts)
+    opened = Gallery.load(path, vault)
+    assert len(opened) == len(g) - 1 and opened.dropped == 1

@@ -276,7 +276,7 @@ def test_background_vault_reconfirms_aging_keys_without_creating_and_drops_destr
     t.t = 6.0  # past the first fetch's cache_s: "a" was re-confirmed at 2.5 and is still served from memory
     n = len(src.calls)
     assert vault.pseudonym("a") == ps_a and len(src.calls) == n
-    assert not vault.can_open("b", "subject:b:1")
+    assert not vault.can_open("b", f"subject:b:{holder.instance}.1")
     assert holder.subject_keys(["b"], False) == {}  # the refresh did not bring the destroyed key back
 
 
