@@ -6,7 +6,7 @@
 The same in-memory frames (decoded once, resized to 640×480 and 1280×720 by scale-to-cover + centre
 crop) go through, in one run and in turn:
 
-- ``raw``: the dlib HOG detector alone (upsample 0, no regions, no landmarks) in the same process pool;
+- ``raw``: the detector alone (``--detector``: yunet, the default, or hog; no regions, no landmarks) in the same process pool;
 - ``pipeline``: the edge camera pipeline as deployed (detect + region re-detect + landmarks + chips +
   quality + tracker + track-gated embedding), fed from a non-dropping source so every frame is analysed;
 - ``embed-all``: the same pipeline embedding every face on every frame (no gating).
@@ -137,12 +137,16 @@ async def run_pipeline(pool: VisionPool, frames: list[np.ndarray], cfg: CameraCo
 
 
 async def bench(
-    frames_by_size: dict[str, list[np.ndarray]], workers: list[int], embed_all_frames: int, upsample: int, rounds: int, min_quality: float
+    frames_by_size: dict[str, list[np.ndarray]],
+    workers: list[int],
+    embed_all_frames: int,
+    det: DetectorSettings,
+    rounds: int,
+    min_quality: float,
 ) -> list[dict]:
     """Per size and worker count: ``rounds`` alternating rounds of raw → pipeline → embed-all on the same
     frames; each mode's best round counts (the machine is shared: the best round is the least disturbed)."""
     rows = []
-    det = DetectorSettings(upsample=upsample)
     trk = TrackerSettings(min_quality=min_quality)
     for w in workers:
         pool = VisionPool(w, "process")
@@ -227,7 +231,8 @@ def main() -> None:
     ap.add_argument("--embed-all-frames", type=int, default=30, help="frames for the embed-every-frame baseline")
     ap.add_argument("--workers", default="1,2", help="comma-separated worker-process counts (default 1,2)")
     ap.add_argument("--faces", type=float, default=3.0, help="target faces per frame when picking a camera")
-    ap.add_argument("--upsample", type=int, default=0)
+    ap.add_argument("--detector", choices=["yunet", "hog"], default="yunet")
+    ap.add_argument("--upsample", type=int, default=0, help="hog: whole-frame upsampling")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; each mode's best counts")
     ap.add_argument(
         "--min-quality",
@@ -251,7 +256,8 @@ def main() -> None:
         args.min_quality = load_policy().quality.min_quality
     print(f"embedding floor (edge quality gate): {args.min_quality}; {args.rounds} alternating rounds, best counts")
     workers = [int(x) for x in args.workers.split(",")]
-    rows = asyncio.run(bench(frames, workers, args.embed_all_frames, args.upsample, args.rounds, args.min_quality))
+    det = DetectorSettings(kind=args.detector, upsample=args.upsample)
+    rows = asyncio.run(bench(frames, workers, args.embed_all_frames, det, args.rounds, args.min_quality))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
