@@ -133,10 +133,10 @@ async def bench_pipelines(data: dict, rounds: int) -> dict[str, dict]:
                 for c, (cam_id, (frames, gt, _)) in enumerate(data.items()):
                     dt, rows = await run_pipeline(pool, f"{cam_id}-{k}", frames, det, interval)
                     total += dt
-                    if k == 0:
+                    if k == 0:  # one sequence per camera: frame ids and identities kept apart
                         off = c * 1_000_000
-                        gt_all.extend((f + off, *rest) for f, *rest in gt)
-                        dt_all.extend((f + off, *rest) for f, *rest in rows)
+                        gt_all.extend((f + off, i + off, *rest) for f, i, *rest in gt)
+                        dt_all.extend((f + off, i + off, *rest) for f, i, *rest in rows)
                         n += len(frames)
                 best = min(best, total)
             gt_df, dt_df = mot_frame(gt_all), mot_frame(dt_all)

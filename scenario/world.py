@@ -70,8 +70,9 @@ class LightSpec(_Spec):
 class ExposureSpec(_Spec):
     """How the sensor degrades the image (second scene style: dim halls, motion blur, compression)."""
 
-    gain: float = Field(default=1.0, gt=0.05, le=2.0, description="scene brightness; < 1 is low light")
-    noise: float = Field(default=3.0, ge=0.0, le=40.0, description="sensor noise sigma (grey levels, after gain)")
+    gain: float = Field(default=1.0, gt=0.05, le=2.0, description="light reaching the sensor; < 1 is low light")
+    agc: bool = Field(default=True, description="automatic gain: a dim image is amplified back to level, sensor noise with it")
+    noise: float = Field(default=3.0, ge=0.0, le=40.0, description="sensor noise sigma (grey levels, before the automatic gain)")
     blur_px: float = Field(default=0.0, ge=0.0, le=25.0, description="motion-blur streak length (px, vertical)")
     jpeg_quality: int | None = Field(default=None, ge=5, le=100, description="JPEG round trip (compression artefacts)")
 

@@ -19,7 +19,8 @@ from .sprites import SpriteCache
 
 METRES_PER_UNIT = 0.127  # face model head unit in metres (head ≈ 16 cm wide)
 EYE_DROP_M = 0.12  # eye level below the top of the head
-MAX_FACE_YAW = 75.0  # beyond this only the back/side of the head is drawn (no face truth)
+MAX_FACE_YAW = 75.0
+AGC_MAX = 4.0  # the most a camera's automatic gain amplifies  # beyond this only the back/side of the head is drawn (no face truth)
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ class CameraRenderer:
                 )
             )
         ex = self.exposure
-        if ex.gain != 1.0:
+        if ex.gain != 1.0:  # less light reaches the sensor (8-bit: shadows lose their levels)
             cv2.convertScaleAbs(frame, dst=frame, alpha=ex.gain)
         if self._blur is not None:
             frame = cv2.filter2D(frame, -1, self._blur)
@@ -168,6 +169,8 @@ class CameraRenderer:
             pos, neg = self._noise[frame_index % len(self._noise)]
             cv2.add(frame, pos, dst=frame)
             cv2.subtract(frame, neg, dst=frame)
+        if ex.agc and ex.gain < 1.0:  # the camera's automatic gain restores the level and amplifies the noise
+            cv2.convertScaleAbs(frame, dst=frame, alpha=min(1.0 / ex.gain, AGC_MAX))
         if ex.jpeg_quality is not None:
             ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, ex.jpeg_quality])
             frame = np.asarray(cv2.imdecode(buf, cv2.IMREAD_COLOR), dtype=np.uint8)
