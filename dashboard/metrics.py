@@ -9,7 +9,7 @@ UNDECODABLE = Counter("paxsim_dashboard_undecodable_total", "Records skipped bec
 INGEST_SECONDS = Histogram(
     "paxsim_dashboard_ingest_latency_seconds",
     "Capture to the dashboard having the decision (matches topic)",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
 )
 ERASURE_SECONDS = Histogram(
     "paxsim_dashboard_erasure_seconds",

@@ -13,7 +13,7 @@ from prometheus_client import Counter, Enum, Gauge, Histogram
 from edge.sources.base import Source, SourceState
 
 _CAM = ["camera"]
-_LAT = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
+_LAT = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 30, 60, 120, 300)
 
 FRAMES_READ = Counter("paxsim_edge_frames_read_total", "Read calls on the camera's source", _CAM)
 FRAMES_DECODED = Counter("paxsim_edge_frames_decoded_total", "Valid frames delivered by the source", _CAM)
@@ -39,7 +39,7 @@ PUBLISH_LAG = Histogram(
     "paxsim_edge_capture_to_publish_seconds",
     "Frame capture to hand-over to the publisher (publish lag)",
     _CAM,
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
 SOURCE_STATE = Enum("paxsim_edge_source_state", "State of the camera's source", _CAM, states=[s.value for s in SourceState])
 SOURCE_RECONNECTS = Counter("paxsim_edge_source_reconnects_total", "Source reconnect attempts", _CAM)

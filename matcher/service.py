@@ -75,7 +75,7 @@ BATCH_SIZE = Histogram("paxsim_matcher_batch_size_events", "Events per micro-bat
 E2E_SECONDS = Histogram(
     "paxsim_matcher_e2e_latency_seconds",
     "Capture to decision latency",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),  # saturated runs reach minutes
 )
 GALLERY_SIZE = Gauge("paxsim_matcher_gallery_templates", "Templates in the gallery")
 EXPIRED = Counter("paxsim_matcher_expired_total", "Sealed sightings whose epoch key was already destroyed (retention)")
