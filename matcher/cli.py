@@ -118,10 +118,13 @@ def enroll_views(
         from matcher.gallery import GallerySealed
 
         raise GallerySealed("the gallery is sealed per subject: enrol with the run's key holder (PAXSIM_KEYD_URL/TOKEN)")
-    for p in purposes:
-        consent.consent(subject_id, p)
+    granted = [consent.consent(subject_id, p) for p in purposes]
     if cpath.suffix == ".json":
         consent.save(cpath)
+    from core.paths import state_dir
+    from policy.audit import record_grants
+
+    record_grants(state_dir(settings), granted, "enrolment")  # every grant in the consent chain, as `consent grant` does
     gallery.enrol(subject_id, np.stack(views), consent)
     gallery.save(gpath, vault)
     return sum(s == subject_id for s in gallery.subject_ids)

@@ -37,6 +37,7 @@ from core.paths import gallery_path, ground_truth_path, state_dir
 from core.stack import Stack, total
 from matcher.gallery import Gallery
 from paxsim.accuracy import RenderTruth, Replica, live_camera_perception, read_track_log, read_truth, score, video_accuracy
+from policy.audit import record_grants
 from policy.consent import ConsentRecord, ConsentRegistry, consent_path
 from policy.crypto import HttpKeySource, KeySource, SubjectVault
 from policy.keyd import KeydProcess, spawn_keyd
@@ -85,7 +86,8 @@ def enrol_scenario(
     consent = ConsentRegistry.open(consent_path(settings))
     try:
         grants = [ConsentRecord(sid, p, granted_at=now - 60, expires_at=now + CONSENT_VALIDITY_S) for sid in ids for p in purposes[sid]]
-        granted = consent.grant_many(grants, keep_withdrawn=True)
+        written = consent.grant_many(grants, keep_withdrawn=True)
+        granted = record_grants(state_dir(settings), written, "demo-enrolment")  # every grant in the consent chain
         gallery = Gallery()
         enrolled = [(sid, v) for sid, v in zip(ids, vecs) if consent.has_any(sid, now)]
         for sid, v in enrolled:

@@ -31,7 +31,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -520,3 +520,22 @@ def verify_dir(directory: str | Path) -> list[VerifyReport]:
     """Verify every ``*.jsonl`` chain in ``directory``."""
     d = Path(directory)
     return [verify(p) for p in sorted(d.glob("*.jsonl"))] if d.is_dir() else []
+
+
+def record_grants(state_dir: str | Path, grants: Iterable, via: str, policy_version: str = "") -> int:
+    """One ``consent.grant`` record per granted consent (``policy.consent.ConsentRecord``) in the ``consent``
+    chain, in one write; ``via`` says which tool granted it (``enrolment``, ``demo``). Returns the count."""
+    entries = [
+        {
+            "action": "consent.grant",
+            "decision": "allow",
+            "rule": g.purpose,
+            "subject_id": g.subject_id,
+            "object_id": via,
+            "policy_version": policy_version,
+        }
+        for g in grants
+    ]
+    with AuditLog.in_state_dir(state_dir, "consent") as audit:
+        audit.append_many(entries)
+    return len(entries)

@@ -246,8 +246,8 @@ class ConsentRegistry:
         """Record (or replace) the subject's consent for ``rec.purpose``. A withdrawn one is final: ConsentError."""
         self.grant_many([rec])
 
-    def grant_many(self, recs: Iterable[ConsentRecord], keep_withdrawn: bool = False) -> int:
-        """Record every consent; returns how many were written. A withdrawal is final: granting over a withdrawn
+    def grant_many(self, recs: Iterable[ConsentRecord], keep_withdrawn: bool = False) -> list[ConsentRecord]:
+        """Record every consent; returns those written. A withdrawal is final: granting over a withdrawn
         record raises :class:`ConsentError`, or (``keep_withdrawn``, for bulk re-enrolment) leaves it withdrawn."""
         recs = list(recs)
         for r in recs:
@@ -262,7 +262,7 @@ class ConsentRegistry:
             for r in recs:
                 self.records.setdefault(r.subject_id, {})[r.purpose] = r
             self.refresh(force=True)
-        return len(recs)
+        return recs
 
     def consent(
         self, subject_id: str, purpose: str, *, at: float | None = None, ttl_s: float = 365 * 86400.0, zones: Iterable[str] = ()

@@ -117,3 +117,17 @@ def test_offline_identify_and_list_obey_consent_and_identify_is_audited(tmp_path
         ("identify", None, "purpose:egate-verification"),
         ("identify", "bob", "purpose:boarding"),
     ]
+
+
+def test_enrolment_records_every_grant_in_the_consent_chain(tmp_path, cfg, fake_embed):
+    from policy.audit import audit_dir, read_records, verify
+
+    a = img(tmp_path, "a.png", "1")
+    assert runner.invoke(cli.app, ["enroll", "--id", "carol", "--consent", "boarding,flow-analytics", a, "-c", cfg]).exit_code == 0
+    chain = audit_dir(tmp_path / "state") / "consent.jsonl"
+    rows = [rec for _n, rec, _raw in read_records(chain) if rec is not None]
+    assert sorted((x.action, x.subject_id, x.rule, x.object_id) for x in rows) == [
+        ("consent.grant", "carol", "boarding", "enrolment"),
+        ("consent.grant", "carol", "flow-analytics", "enrolment"),
+    ]
+    assert verify(chain).ok
