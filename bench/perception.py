@@ -12,7 +12,7 @@ faces ~20-70 px, walking away, low light, blur, JPEG; never tuned against any de
    per frame.
 2. **Pipeline**: each face camera's first ``--clip-seconds``, every frame, through the edge camera
    pipeline on one worker process (detect, track, gated embed) with today's HOG detector and with YuNet
-   at detect intervals 1, 2 and 3. Frames/s per core, the ratio to the HOG pipeline and to the raw YuNet
+   at detect intervals 1, 2 and 3, motion-gated, and motion-gated at interval 2. Frames/s per core, the ratio to the HOG pipeline and to the raw YuNet
    detector, recall of the reported boxes (>= 30 px) and IDF1 over faces >= 30 px (motmetrics).
 """
 
@@ -29,6 +29,7 @@ import pandas as pd
 
 from edge.camera import Camera, CameraConfig
 from edge.evaluate import MOT_COLUMNS, detection_recall, tracking_metrics
+from edge.motion import MotionSettings
 from edge.sources import GeneratorSource
 from edge.vision.detector import DetectorSettings, make_detector
 from edge.vision.pool import VisionPool
@@ -42,11 +43,13 @@ DETECTORS = {
     "yunet min 24 px": DetectorSettings(kind="yunet", min_face_px=24),
     "yunet min 32 px": DetectorSettings(kind="yunet", min_face_px=32),
 }
-PIPELINES = {
-    "hog edge (today)": (DetectorSettings(kind="hog"), 1),
-    "yunet, every frame": (DetectorSettings(kind="yunet"), 1),
-    "yunet, interval 2": (DetectorSettings(kind="yunet"), 2),
-    "yunet, interval 3": (DetectorSettings(kind="yunet"), 3),
+PIPELINES = {  # name: (detector, detect interval, motion gating)
+    "hog edge (today)": (DetectorSettings(kind="hog"), 1, False),
+    "yunet, every frame": (DetectorSettings(kind="yunet"), 1, False),
+    "yunet, interval 2": (DetectorSettings(kind="yunet"), 2, False),
+    "yunet, interval 3": (DetectorSettings(kind="yunet"), 3, False),
+    "yunet, motion-gated": (DetectorSettings(kind="yunet"), 1, True),
+    "yunet, motion + int. 2": (DetectorSettings(kind="yunet"), 2, True),
 }
 
 
@@ -110,8 +113,16 @@ def bench_detectors(data: dict, iou: float) -> dict[str, dict]:
     return res
 
 
-async def run_pipeline(pool: VisionPool, cam_id: str, frames: list[np.ndarray], det: DetectorSettings, interval: int):
-    cfg = CameraConfig(camera_id=cam_id, source="bench", detector=det, detect_interval=interval, drop_when_full=False, max_inflight=2)
+async def run_pipeline(pool: VisionPool, cam_id: str, frames: list[np.ndarray], det: DetectorSettings, interval: int, motion: bool):
+    cfg = CameraConfig(
+        camera_id=cam_id,
+        source="bench",
+        detector=det,
+        detect_interval=interval,
+        motion=MotionSettings(enabled=motion),
+        drop_when_full=False,
+        max_inflight=2,
+    )
     cam = Camera(cfg, pool, source=GeneratorSource(cam_id, lambda: iter(frames), realtime=False))
     rows = []
     t0 = time.perf_counter()
@@ -125,13 +136,13 @@ async def bench_pipelines(data: dict, rounds: int) -> dict[str, dict]:
     pool = VisionPool(1, "process")
     try:
         await pool.warm()
-        for name, (det, interval) in PIPELINES.items():
+        for name, (det, interval, motion) in PIPELINES.items():
             best = float("inf")
             gt_all, dt_all, n = [], [], 0
             for k in range(rounds):
                 total = 0.0
                 for c, (cam_id, (frames, gt, _)) in enumerate(data.items()):
-                    dt, rows = await run_pipeline(pool, f"{cam_id}-{k}", frames, det, interval)
+                    dt, rows = await run_pipeline(pool, f"{cam_id}-{k}", frames, det, interval, motion)
                     total += dt
                     if k == 0:  # one sequence per camera: frame ids and identities kept apart
                         off = c * 1_000_000

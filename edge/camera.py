@@ -39,6 +39,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.metrics import CameraMetrics
+from edge.motion import MotionGate, MotionSettings
 from edge.sources import Backoff, Frame, Source, SourceState, open_source
 from edge.tracker import EmbedState, Track, Tracker, TrackerSettings
 from edge.vision.detector import Box, DetectorSettings
@@ -62,6 +63,7 @@ class CameraConfig(BaseModel):
         default=0, ge=0, description="video files: the first pass starts at this frame (staggered replicas); loops restart at 0"
     )
     sample_fps: float | None = Field(default=None, gt=0, description="frames per second to analyse (None: all)")
+    motion: MotionSettings = Field(default_factory=MotionSettings, description="motion-gated detection (edge.motion)")
     detect_interval: int = Field(
         default=1, ge=1, le=30, description="run the detector on every k-th analysed frame; the tracker carries the boxes between"
     )
@@ -195,6 +197,7 @@ class Camera:
         self.drop_when_full = source.live if config.drop_when_full is None else config.drop_when_full
         self.processed = 0
         self._analysed = 0  # frames taken for analysis (detect_interval counts these)
+        self._motion = MotionGate(config.motion) if config.motion.enabled else None
         self.embedded = 0
         self.embeds_dropped = 0
         self.dropped = 0
@@ -410,8 +413,15 @@ class Camera:
                         analyses.append((frame, scale, coast))
                         continue
                     regions, bars, default_bar = self._bars(frame.index)
+                    only = self._motion.regions(image, regions) if self._motion is not None else None
+                    if only == []:  # nothing moved and no track is expected: the detector has nothing to look at
+                        self.metrics.motion_idle.inc()
+                        idle = asyncio.get_running_loop().create_future()
+                        idle.set_result(FrameAnalysis([], 0.0, 0.0, (int(image.shape[0]), int(image.shape[1]))))
+                        analyses.append((frame, scale, idle))
+                        continue
                     histograms = self.tracker.settings.appearance_weight > 0
-                    call = self.pool.analyze(image, cfg.detector, regions, bars, default_bar, histograms)
+                    call = self.pool.analyze(image, cfg.detector, regions, bars, default_bar, histograms, only)
                     analyses.append((frame, scale, asyncio.ensure_future(call)))
                 if outputs and (outputs[0].embed_future is None or outputs[0].embed_future.done()):
                     yield self._complete(outputs.popleft())

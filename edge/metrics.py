@@ -24,6 +24,9 @@ FRAMES_PROCESSED = Counter("paxsim_edge_frames_processed_total", "Frames analyse
 FRAMES_COASTED = Counter(
     "paxsim_edge_frames_coasted_total", "Analysed frames the detector skipped (detect_interval): boxes from the tracker", _CAM
 )
+FRAMES_MOTION_IDLE = Counter(
+    "paxsim_edge_frames_motion_idle_total", "Analysed frames with no motion and no live track: the detector was not run", _CAM
+)
 QUEUE_DEPTH = Gauge("paxsim_edge_queue_frames", "Frames waiting between source and detector", _CAM)
 DETECT_SECONDS = Histogram("paxsim_edge_detect_seconds", "Detection time per frame (worker CPU)", _CAM, buckets=_LAT)
 ALIGN_SECONDS = Histogram("paxsim_edge_align_seconds", "Landmarks + chips + quality per frame", _CAM, buckets=_LAT)
@@ -58,6 +61,7 @@ class CameraMetrics:
         self.dropped = FRAMES_DROPPED.labels(**c)
         self.processed = FRAMES_PROCESSED.labels(**c)
         self.coasted = FRAMES_COASTED.labels(**c)
+        self.motion_idle = FRAMES_MOTION_IDLE.labels(**c)
         self.queue = QUEUE_DEPTH.labels(**c)
         self.detect = DETECT_SECONDS.labels(**c)
         self.align = ALIGN_SECONDS.labels(**c)

@@ -57,9 +57,25 @@ def hog_confidence(score: float) -> float:
 
 
 class Detector(Protocol):
-    def detect(self, image: np.ndarray, regions: Sequence[Box] = ()) -> list[Detection]:
-        """Faces in ``image`` (H×W×3 RGB or H×W gray, uint8); ``regions`` are hints to look harder at."""
+    def detect(self, image: np.ndarray, regions: Sequence[Box] = (), only: Sequence[Box] | None = None) -> list[Detection]:
+        """Faces in ``image`` (H×W×3 RGB or H×W gray, uint8); ``regions`` are hints to look harder at;
+        ``only``: scan just these boxes (motion gating), not the whole frame."""
         ...
+
+
+MIN_CROP = 48  # a crop narrower than this is widened (around its centre) before it is scanned
+
+
+def crops(image: np.ndarray, only: Sequence[Box]):
+    """(crop, x0, y0) for each box, clipped to the image and widened to at least :data:`MIN_CROP` px."""
+    h, w = image.shape[:2]
+    for x, y, bw, bh in only:
+        cx, cy = x + bw / 2, y + bh / 2
+        bw, bh = max(bw, MIN_CROP), max(bh, MIN_CROP)
+        x0, y0 = max(0, int(cx - bw / 2)), max(0, int(cy - bh / 2))
+        x1, y1 = min(w, int(cx + bw / 2)), min(h, int(cy + bh / 2))
+        if x1 - x0 >= 16 and y1 - y0 >= 16:
+            yield np.ascontiguousarray(image[y0:y1, x0:x1]), x0, y0
 
 
 def iou(a: Box, b: Box) -> float:
@@ -101,11 +117,14 @@ class HogDetector:
                 out.append(Detection((x0 + dx, y0 + dy, x1 - x0, y1 - y0), float(s), hog_confidence(s)))
         return out
 
-    def detect(self, image: np.ndarray, regions: Sequence[Box] = ()) -> list[Detection]:
+    def detect(self, image: np.ndarray, regions: Sequence[Box] = (), only: Sequence[Box] | None = None) -> list[Detection]:
         if image.size == 0:
             return []
         st = self.settings
-        dets = self._run(image, st.upsample)
+        if only is None:
+            dets = self._run(image, st.upsample)
+        else:
+            dets = suppress([d for crop, x0, y0 in crops(image, only) for d in self._run(crop, st.upsample, x0, y0)])
         if st.region_redetect and regions:
             h, w = image.shape[:2]
             # Only faces too small for the whole-frame pass gain from a finer look; a bigger face the whole
@@ -177,7 +196,7 @@ class YunetDetector:
                 out.append(Detection((x0 + dx, y0 + dy, x1 - x0, y1 - y0), c, c))
         return out
 
-    def detect(self, image: np.ndarray, regions: Sequence[Box] = ()) -> list[Detection]:
+    def detect(self, image: np.ndarray, regions: Sequence[Box] = (), only: Sequence[Box] | None = None) -> list[Detection]:
         if image.size == 0:
             return []
         if image.ndim == 2:
@@ -185,7 +204,10 @@ class YunetDetector:
         st = self.settings
         h, w = image.shape[:2]
         scale = self.scale_for(w, h)
-        dets = self._run(image, scale)
+        if only is None:
+            dets = self._run(image, scale)
+        else:  # the same scale as the whole frame: a face is found at the same size either way
+            dets = suppress([d for crop, x0, y0 in crops(image, only) for d in self._run(crop, scale, x0, y0)])
         if st.region_redetect and regions and scale < 1.0:
             # A track whose face shrank below min_face_px is looked at again at full resolution, around
             # where the tracker predicts it (a head-sized crop costs little).

@@ -158,8 +158,9 @@ def analyze_frame(
     bars: Sequence[float] | None = None,
     default_bar: float = 0.0,
     histograms: bool = False,
+    only: Sequence[Box] | None = None,
 ) -> FrameAnalysis:
-    """Detect faces in one BGR frame, then landmarks, aligned chip and quality for each.
+    """Detect faces in one BGR frame (``only``: in these boxes of it), then landmarks, aligned chip and quality for each.
 
     ``regions`` are the live tracks' predicted boxes (small ones are re-scanned closer); ``bars`` the
     quality each track's view must reach to be worth embedding (``Tracker.view_bar``; ``inf``: none
@@ -169,7 +170,7 @@ def analyze_frame(
     count-only camera (``default_bar=inf``, all bars ``inf``)."""
     t0 = time.perf_counter()
     rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-    dets = _detector(settings).detect(rgb, regions)
+    dets = _detector(settings).detect(rgb, regions, only)
     t1 = time.perf_counter()
     bars = list(bars) if bars is not None else [0.0] * len(regions)
     faces = []
@@ -305,9 +306,18 @@ class VisionPool:
         bars: Sequence[float] | None = None,
         default_bar: float = 0.0,
         histograms: bool = False,
+        only: Sequence[Box] | None = None,
     ) -> FrameAnalysis:
         return await self._call(
-            True, analyze_frame, image, settings, tuple(regions), None if bars is None else tuple(bars), default_bar, histograms
+            True,
+            analyze_frame,
+            image,
+            settings,
+            tuple(regions),
+            None if bars is None else tuple(bars),
+            default_bar,
+            histograms,
+            None if only is None else tuple(only),
         )
 
     async def detect_only(self, image: np.ndarray, settings: DetectorSettings) -> tuple[int, float]:
