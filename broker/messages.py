@@ -12,12 +12,15 @@ anything else is a new tag (``.v2``) on a new topic.
 from __future__ import annotations
 
 import math
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import msgspec
-import numpy as np
 
-EMBEDDING_DTYPE = np.dtype("<f4")
+if TYPE_CHECKING:  # numpy is imported by the two functions that need it: the CLI starts without it
+    import numpy as np
+
+EMBEDDING_DTYPE = "<f4"  # little-endian float32 (numpy dtype string)
+EMBEDDING_ITEMSIZE = 4
 EMBEDDING_DIM = 128  # the one embedding size of this contract (dlib's ResNet face descriptor)
 MAX_SEALED_BYTES = 1024  # a sealed 128-D embedding is 512 bytes + nonce + tag; anything far larger is hostile
 
@@ -177,13 +180,17 @@ def decode(data: bytes, kind: type[M] | object = Message) -> M:
 
 
 def embedding_to_bytes(vec: np.ndarray) -> bytes:
+    import numpy as np
+
     return np.ascontiguousarray(vec, dtype=EMBEDDING_DTYPE).tobytes()
 
 
 def embedding_from_bytes(data: bytes, dim: int) -> np.ndarray:
     """Return the float32 vector; raise MessageError on a wrong length or a non-finite value."""
-    if len(data) != dim * EMBEDDING_DTYPE.itemsize:
-        raise MessageError(f"embedding has {len(data)} bytes, expected {dim * EMBEDDING_DTYPE.itemsize} for dim {dim}")
+    import numpy as np
+
+    if len(data) != dim * EMBEDDING_ITEMSIZE:
+        raise MessageError(f"embedding has {len(data)} bytes, expected {dim * EMBEDDING_ITEMSIZE} for dim {dim}")
     vec = np.frombuffer(data, dtype=EMBEDDING_DTYPE)
     if not np.isfinite(vec).all():
         raise MessageError("embedding contains NaN or infinity")

@@ -18,17 +18,14 @@ import math
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import cv2
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from edge.camera import Camera, CameraConfig, FrameResult
-from edge.sources import SourceState
-from edge.tracker import TrackerSettings
-from edge.vision.pool import VisionPool
+if TYPE_CHECKING:  # the vision stack (cv2, dlib, the camera pipeline) is imported when a command runs
+    from edge.camera import Camera, CameraConfig, FrameResult
 
 app = typer.Typer(help="Edge vision tools: detect and track faces in a video, score against ground truth.", no_args_is_help=True)
 err = Console(stderr=True)
@@ -64,6 +61,11 @@ async def detect_file(
 ) -> Camera:
     """Run the camera pipeline on ``config``'s source, writing each frame's tracked faces to ``out``;
     a stream runs until ``max_frames`` frames were analysed (or for ever)."""
+    import cv2
+
+    from edge.camera import Camera
+    from edge.vision.pool import VisionPool
+
     path = Path(config.source)
     total = int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT) or 0) if path.is_file() else 0
     if max_frames:
@@ -130,11 +132,14 @@ def detect(
     workers: int = typer.Option(2, min=1, help="vision worker processes"),
     threads: bool = typer.Option(False, help="use threads instead of processes"),
     gt: Path | None = typer.Option(None, help="MOTChallenge gt.txt to score the result against"),
-    appearance_weight: float = typer.Option(
-        TrackerSettings().appearance_weight, min=0.0, max=2.0, help="tracker's colour cue in ambiguous associations (0: geometry only)"
+    appearance_weight: float | None = typer.Option(
+        None, min=0.0, max=2.0, help="tracker's colour cue in ambiguous associations (0: geometry only; default: the camera's, 0.5)"
     ),
 ) -> None:
     """Detect and track faces in SOURCE with the edge's detector and tracker (no embeddings, nothing published)."""
+    from edge.camera import CameraConfig
+    from edge.sources import SourceState
+
     if source.endswith((".yaml", ".yml")):
         base = _camera_from_yaml(Path(source), camera)
     else:
@@ -150,7 +155,7 @@ def detect(
             **{k: v for k, v in over.items() if v is not None},
             "embed": False,
             "detector": {**base.detector.model_dump(), **{k: v for k, v in det.items() if v is not None}},
-            "tracker": {**base.tracker.model_dump(), "appearance_weight": appearance_weight},
+            "tracker": {**base.tracker.model_dump(), **({} if appearance_weight is None else {"appearance_weight": appearance_weight})},
             "measure_all": format is Fmt.json,  # JSON reports every face's quality
             # a file offline loses no frame; a stream stays live (drops when the detector falls behind)
             "drop_when_full": base.drop_when_full if base.drop_when_full is not None or "://" in base.source else False,

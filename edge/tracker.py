@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.optimize import linear_sum_assignment
 
 from edge.vision.detector import Box, iou
 
@@ -176,6 +175,8 @@ class Tracker:
             )
             if st.appearance_weight > 0:
                 self._add_appearance(cost, live, hists)
+            from scipy.optimize import linear_sum_assignment  # here, not at import: scipy.optimize costs ~0.6 s to load
+
             rows, cols = linear_sum_assignment(cost)
             for r, c in zip(rows, cols):
                 if cost[r, c] < _NO:

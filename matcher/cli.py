@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+
+if TYPE_CHECKING:
+    import numpy as np
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="The gallery of consented enrolees.")
 console = Console(soft_wrap=True)
@@ -95,6 +98,8 @@ def enroll_views(
     progress: Progress | None = None,
 ) -> int:
     """Embed every image (all must succeed), grant the purposes, add the views. Returns the subject's view count."""
+    import numpy as np
+
     from policy.consent import PURPOSES
 
     if not subject_id.strip():

@@ -212,6 +212,61 @@ def schema(out: Path | None = typer.Option(None, "--out", "-o", help="write here
         sys.stdout.write(text)
 
 
+@app.command("up")
+def up_command(
+    config: str | None = ConfigOpt,
+    duration: float | None = typer.Option(None, "--duration", "-d", min=1, help="seconds of traffic, then stop (default: until Ctrl-C)"),
+    matchers: int = typer.Option(1, "--matchers", "-m", min=1, max=64, help="matcher processes in the one consumer group"),
+    cycle: float = typer.Option(60.0, "--cycle", min=2, help="seconds of one scenario run; the edge replays it until stopped"),
+    audit_scan: bool = typer.Option(
+        False, "--audit-scan", help="after stopping the stages, run `paxsim audit scan` on the broker and stores; exit 1 unless clean"
+    ),
+) -> None:
+    """Run the whole stack as local processes: embedded broker unless broker.bootstrap is set."""
+    from broker.clients import BrokerUnreachable
+    from core.obs import port_free
+    from paxsim.up import EXIT_BROKER, EXIT_CONFIG, EXIT_STAGE, StageFailed, up
+
+    settings = _settings(config)
+    if settings.dashboard.port and not port_free(settings.dashboard.host, settings.dashboard.port):
+        console.print(
+            f"[red]dashboard.port {settings.dashboard.port} on {settings.dashboard.host} is in use; "
+            f"free it or set dashboard.port (0 = any free port, e.g. PAXSIM__DASHBOARD__PORT=0)[/]"
+        )
+        raise typer.Exit(EXIT_CONFIG)
+    try:
+        summary = asyncio.run(up(settings, duration, console, matchers=matchers, cycle_s=cycle, audit_scan=audit_scan))
+    except BrokerUnreachable as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_BROKER) from None
+    except StageFailed as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_STAGE) from None
+    if audit_scan and summary["audit_scan_exit"] != 0:
+        console.print(f"[red]audit scan not clean (exit {summary['audit_scan_exit']})[/]")
+        raise typer.Exit(EXIT_STAGE)
+
+
+@app.command("enrol")
+def enrol_command(
+    config: str | None = ConfigOpt,
+    cycle: float = typer.Option(60.0, "--cycle", min=2, help="scenario length (the enrolled identities do not depend on it)"),
+) -> None:
+    """Enrol the scenario's consenting travellers into the gallery and consent registry of the state dir."""
+    from paxsim.demo import enrol_scenario
+    from policy.crypto import HttpKeySource, KeyUnavailable, SubjectVault
+
+    settings = _settings(config)
+    try:  # with the run's key holder (compose passes it), every template is sealed under its subject's key
+        vault: SubjectVault | None = SubjectVault(HttpKeySource.from_env())
+    except KeyUnavailable:
+        vault = None
+    subjects, grants = enrol_scenario(settings, cycle, vault=vault)
+    console.print(
+        f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers} into {Path(settings.state_dir).resolve()}"
+    )
+
+
 def _mount_sub_apps() -> None:
     """Command groups owned by their packages."""
     from dashboard.cli import tokens_app
@@ -220,7 +275,6 @@ def _mount_sub_apps() -> None:
     from matcher.cli import identify as matcher_identify
     from paxsim.load import load_command
     from paxsim.topics import app as topics_app
-    from paxsim.up import enrol_command, up_command
     from policy.cli import audit_app, consent_app, policy_file_app
     from scenario.cli import app as scenario_app
 
@@ -233,8 +287,6 @@ def _mount_sub_apps() -> None:
     app.add_typer(consent_app, name="consent")
     app.add_typer(policy_file_app, name="policy-file")
     app.add_typer(scenario_app, name="scenario")
-    app.command("up")(up_command)
-    app.command("enrol")(enrol_command)
     app.command("load")(load_command)
 
 

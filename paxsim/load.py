@@ -18,17 +18,18 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from core.config import Settings
-from paxsim.accuracy import RenderTruth, Replica, video_enrolment
-from paxsim.demo import VideoEval, policy_file, run_pipeline
-from policy.policyfile import load_policy
+
+if TYPE_CHECKING:
+    from paxsim.accuracy import Replica
+# the run's heavy modules (paxsim.demo, paxsim.accuracy, cv2, numpy) are imported where they run, so that
+# `paxsim --help` and every other command start without them
 
 P99_LIMIT_MS = 1000.0
 KEEP_UP = 0.95
@@ -78,6 +79,8 @@ STAGGERS = ("even", "random", "none")
 
 
 def video_frames(path: Path) -> int:
+    import cv2
+
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
         return int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -109,6 +112,10 @@ def video_cameras(
             zones = sorted({v[1] for v in videos})
             raise ValueError(f"no video in {folder} is from a biometric zone (videos: {zones}; biometric: {sorted(biometric)})")
         videos = faces
+    import numpy as np
+
+    from paxsim.accuracy import Replica
+
     rng = np.random.default_rng(seed)
     out: list[dict] = []
     replicas: dict[str, Replica] = {}
@@ -240,6 +247,10 @@ class LoadResult:
 
 async def run_load(settings: Settings, plan: LoadPlan, label: str, console: Console, stop_at_saturation: bool = True) -> LoadResult:
     """Run the ramp; each step in its own state dir under ``<state_dir>/load/<label>/step-N``."""
+    from paxsim.accuracy import RenderTruth, video_enrolment
+    from paxsim.demo import VideoEval, policy_file, run_pipeline
+    from policy.policyfile import load_policy
+
     result = LoadResult(label, plan)
     base = Path(settings.state_dir) / "load" / label
     policy = load_policy(policy_file(settings))

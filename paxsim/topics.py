@@ -14,13 +14,10 @@ import asyncio
 from dataclasses import dataclass
 
 import typer
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from rich.console import Console
 from rich.table import Table
 
 from broker import topics as t
-from broker.admin import ensure_topics
 from broker.clients import BrokerUnreachable, bootstrap_of, connect, security_kwargs
 from core.config import ConfigError, Settings, load_settings
 from policy.policyfile import load_policy
@@ -54,6 +51,9 @@ class TopicState:
 async def describe_catalogue(settings: Settings, bootstrap: str) -> list[TopicState]:
     """State of every catalogue topic. Only existing topics are described: a metadata request for a missing
     topic may auto-create it (the embedded broker does, with 4 partitions)."""
+    from aiokafka.admin import AIOKafkaAdminClient  # here: the Kafka client is not needed for --help
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap, request_timeout_ms=settings.broker.client_tuning().request_timeout_ms, **security_kwargs(settings)
     )
@@ -159,6 +159,8 @@ def create(
         deadline = loop.time() + wait
         while True:
             try:
+                from broker.admin import ensure_topics  # the Kafka client, only when a command talks to a broker
+
                 created = await ensure_topics(settings, boot, load_policy(settings.policy.file).topic_retention())
                 return created, await describe_catalogue(settings, boot)
             except BrokerUnreachable:

@@ -25,20 +25,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from broker import topics as t
 from broker.admin import ensure_topics
-from broker.clients import BrokerUnreachable
 from broker.embedded import EmbeddedBroker
-from core.config import ENV_PREFIX, ConfigError, Settings, load_settings
-from core.obs import port_free
+from core.config import ENV_PREFIX, Settings
 from core.stack import Stack, total
 from paxsim.demo import child_env, enrol_scenario, policy_file, rate_table
-from policy.crypto import HttpKeySource, KeyUnavailable, SubjectVault
+from policy.crypto import HttpKeySource, SubjectVault
 from policy.keyd import spawn_keyd
 from policy.policyfile import load_policy
 
@@ -273,72 +270,3 @@ async def up(
     console.print(tab)
     console.print(f"logs and stores in {run_dir}/")
     return summary
-
-
-# ------------------------------------------------------------------------------------------- commands
-
-ConfigOpt = typer.Option(None, "--config", "-c", envvar="PAXSIM_CONFIG", help="YAML configuration file (e.g. deploy/paxsim.example.yaml)")
-
-
-def _load(config: str | None, console: Console) -> Settings:
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(EXIT_CONFIG) from None
-
-
-def up_command(
-    config: str | None = ConfigOpt,
-    duration: float | None = typer.Option(None, "--duration", "-d", min=1, help="seconds of traffic, then stop (default: until Ctrl-C)"),
-    matchers: int = typer.Option(1, "--matchers", "-m", min=1, max=64, help="matcher processes in the one consumer group"),
-    cycle: float = typer.Option(60.0, "--cycle", min=2, help="seconds of one scenario run; the edge replays it until stopped"),
-    audit_scan: bool = typer.Option(
-        False, "--audit-scan", help="after stopping the stages, run `paxsim audit scan` on the broker and stores; exit 1 unless clean"
-    ),
-) -> None:
-    """Run the whole stack as local processes: embedded broker unless broker.bootstrap is set."""
-    console = Console()
-    settings = _load(config, console)
-    if settings.dashboard.port and not port_free(settings.dashboard.host, settings.dashboard.port):
-        console.print(
-            f"[red]dashboard.port {settings.dashboard.port} on {settings.dashboard.host} is in use; "
-            f"free it or set dashboard.port (0 = any free port, e.g. PAXSIM__DASHBOARD__PORT=0)[/]"
-        )
-        raise typer.Exit(EXIT_CONFIG)
-    try:
-        summary = asyncio.run(up(settings, duration, console, matchers=matchers, cycle_s=cycle, audit_scan=audit_scan))
-    except BrokerUnreachable as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(EXIT_BROKER) from None
-    except StageFailed as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(EXIT_STAGE) from None
-    if audit_scan and summary["audit_scan_exit"] != 0:
-        console.print(f"[red]audit scan not clean (exit {summary['audit_scan_exit']})[/]")
-        raise typer.Exit(EXIT_STAGE)
-
-
-def enrol_command(
-    config: str | None = ConfigOpt,
-    cycle: float = typer.Option(60.0, "--cycle", min=2, help="scenario length (the enrolled identities do not depend on it)"),
-) -> None:
-    """Enrol the scenario's consenting travellers into the gallery and consent registry of the state dir."""
-    console = Console()
-    settings = _load(config, console)
-    try:  # with the run's key holder (compose passes it), every template is sealed under its subject's key
-        vault: SubjectVault | None = SubjectVault(HttpKeySource.from_env())
-    except KeyUnavailable:
-        vault = None
-    subjects, grants = enrol_scenario(settings, cycle, vault=vault)
-    console.print(
-        f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers} into {Path(settings.state_dir).resolve()}"
-    )
-
-
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help="paxsim up / enrol (standalone until mounted in paxsim.cli)")
-cli.command("up")(up_command)
-cli.command("enrol")(enrol_command)
-
-if __name__ == "__main__":
-    cli()

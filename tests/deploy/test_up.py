@@ -24,11 +24,7 @@ SMALL = {  # a small airport through the same example file (environment override
 
 
 def up_command() -> list[str]:
-    """``python -m paxsim.cli up`` once the lead has mounted it; ``python -m paxsim.up up`` runs the same function."""
-    from paxsim import cli
-
-    mounted = any(c.name == "up" or getattr(c.callback, "__name__", "") == "up_command" for c in cli.app.registered_commands)
-    return [sys.executable, "-m", "paxsim.cli" if mounted else "paxsim.up", "up"]
+    return [sys.executable, "-m", "paxsim.cli", "up"]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

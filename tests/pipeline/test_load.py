@@ -17,9 +17,7 @@ DOC_SHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "load-report.p
 
 
 def load_command() -> list[str]:
-    """``paxsim load`` once the lead mounts ``paxsim.load:load_command`` (it knows ``--gt``); the same function otherwise."""
-    r = subprocess.run([sys.executable, "-m", "paxsim.cli", "load", "--help"], capture_output=True, text=True, timeout=60)
-    return [sys.executable, "-m", "paxsim.cli" if "--gt" in r.stdout else "paxsim.load", "load"]
+    return [sys.executable, "-m", "paxsim.cli", "load"]
 
 
 def test_load_ramp_writes_report_with_figures_and_it_renders(tmp_path: Path):
