@@ -33,10 +33,10 @@ class ImageError(ValueError):
     """The image cannot be read or does not show exactly one usable face."""
 
 
-def embed_image(path: Path, allow_many: bool = False) -> np.ndarray:
-    """(n, 128) float32 embeddings of the faces in one image, with the edge's detector and embedder.
-
-    Raises ImageError when the image is unreadable, shows no face, or (unless ``allow_many``) shows more than one."""
+def faces_in_image(path: Path, allow_many: bool = False) -> tuple[list[tuple[int, int, int, int]], np.ndarray]:
+    """Boxes (x, y, w, h) and (n, 128) float32 embeddings of the faces in one image, with the edge's detector
+    and embedder. Raises ImageError when the image is unreadable, shows no face, or (unless ``allow_many``)
+    shows more than one."""
     import cv2
 
     from edge.vision.detector import DetectorSettings
@@ -45,13 +45,19 @@ def embed_image(path: Path, allow_many: bool = False) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise ImageError(f"{path}: cannot read the image (missing file or not an image)")
-    analysis = analyze_frame(img, DetectorSettings(upsample=1, region_redetect=False))
-    if not analysis.faces:
+    analysis = analyze_frame(img, DetectorSettings(region_redetect=False))
+    faces = [f for f in analysis.faces if f.chip is not None]
+    if not faces:
         raise ImageError(f"{path}: no face found")
-    if len(analysis.faces) > 1 and not allow_many:
-        raise ImageError(f"{path}: {len(analysis.faces)} faces found; an enrolment image must show exactly one")
-    vecs, _ = embed_chips([f.chip for f in analysis.faces])
-    return vecs
+    if len(faces) > 1 and not allow_many:
+        raise ImageError(f"{path}: {len(faces)} faces found; an enrolment image must show exactly one")
+    vecs, _ = embed_chips([f.chip for f in faces])
+    return [tuple(int(v) for v in f.box) for f in faces], vecs
+
+
+def embed_image(path: Path, allow_many: bool = False) -> np.ndarray:
+    """The embeddings of :func:`faces_in_image`."""
+    return faces_in_image(path, allow_many)[1]
 
 
 def _settings(config: str | None):
@@ -200,14 +206,17 @@ def remove(
 
 
 def identify(
-    image: Path = typer.Argument(..., help="an image with one or more faces"),
+    images: list[Path] = typer.Argument(..., help="images with one or more faces each"),
     purpose: str | None = typer.Option(None, "--purpose", help="search only subjects with active consent for this purpose"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per image: its faces' boxes, subjects and distances"),
     config: str | None = ConfigOpt,
 ) -> None:
-    """Print the best identity and its distance for each face in the image, or `unknown`.
+    """Print the best identity and its distance for each face in each image, or `unknown`.
 
     Only subjects with active consent (for ``--purpose``, else for any purpose) are searched, and every
-    answer is recorded in the audit chain ``offline-tools``, as the matcher does for its own decisions."""
+    answer is recorded in the audit chain ``offline-tools``, as the matcher does for its own decisions.
+    An image that cannot be read or shows no face is reported and skipped (exit 2 at the end)."""
+    import json
     import time
 
     from policy.audit import AuditLog
@@ -221,11 +230,6 @@ def identify(
     if gallery.is_sealed:
         err.print("[red]the gallery is sealed per subject: run with the run's key holder (PAXSIM_KEYD_URL/TOKEN)[/]")
         raise typer.Exit(2)
-    try:
-        vecs = embed_image(image, allow_many=True)
-    except ImageError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
     now = time.time()
 
     def allowed(sid: str) -> bool:
@@ -235,25 +239,45 @@ def identify(
         return rec is not None and rec.status(now) == "active"
 
     keep = [i for i, sid in enumerate(gallery.subject_ids) if allowed(sid)]
-    audit = AuditLog.in_state_dir(settings.state_dir, "offline-tools", actor="cli:identify")
-    for line in identify_lines([gallery.subject_ids[i] for i in keep], gallery.vectors[keep], vecs, settings.matcher.threshold):
-        named = None if line == "unknown" else line.split()[0]
-        audit.append("identify", "allow", rule=f"purpose:{purpose or 'any'}", subject_id=named, object_id=str(image))
-        console.print(line, highlight=False)
+    ids, vectors = [gallery.subject_ids[i] for i in keep], gallery.vectors[keep]
+    failed = 0
+    with AuditLog.in_state_dir(settings.state_dir, "offline-tools", actor="cli:identify") as audit:
+        for image in images:
+            try:
+                boxes, vecs = faces_in_image(image, allow_many=True)
+            except ImageError as exc:
+                err.print(f"[red]{exc}[/]")
+                failed += 1
+                continue
+            answers = identify_matches(ids, vectors, vecs, settings.matcher.threshold)
+            for named, _ in answers:
+                audit.append("identify", "allow", rule=f"purpose:{purpose or 'any'}", subject_id=named, object_id=str(image))
+            if as_json:
+                faces = [{"box": list(b), "subject": n, "distance": d} for b, (n, d) in zip(boxes, answers)]
+                typer.echo(json.dumps({"image": str(image), "faces": faces}))
+            else:
+                for n, d in answers:
+                    console.print("unknown" if n is None else f"{n} {d:.3f}", highlight=False)
+    if failed:
+        raise typer.Exit(2)
+
+
+def identify_matches(
+    subject_ids: Sequence[str], vectors: np.ndarray, queries: np.ndarray, threshold: float
+) -> list[tuple[str | None, float | None]]:
+    """Per query: (subject, distance) of the best template below ``threshold``, else (None, None)."""
+    from matcher.index import GalleryIndex
+
+    if not len(subject_ids):
+        return [(None, None) for _ in range(len(queries))]
+    idx = GalleryIndex.build(list(subject_ids), vectors)
+    out: list[tuple[str | None, float | None]] = []
+    for r in idx.search(queries, k=1):
+        hit = r.identify(threshold)
+        out.append((None, None) if hit is None else (hit.subject_id, round(float(hit.distance), 4)))
+    return out
 
 
 def identify_lines(subject_ids: Sequence[str], vectors: np.ndarray, queries: np.ndarray, threshold: float) -> list[str]:
     """One line per query: ``<subject> <distance>`` when below ``threshold``, else ``unknown``."""
-    from matcher.index import GalleryIndex
-
-    if not len(subject_ids):
-        return ["unknown" for _ in range(len(queries))]
-    idx = GalleryIndex.build(list(subject_ids), vectors)
-    out = []
-    for r in idx.search(queries, k=1):
-        hit = r.identify(threshold)
-        if hit is None:
-            out.append("unknown")
-        else:
-            out.append(f"{hit.subject_id} {hit.distance:.3f}")
-    return out
+    return ["unknown" if n is None else f"{n} {d:.3f}" for n, d in identify_matches(subject_ids, vectors, queries, threshold)]

@@ -22,15 +22,15 @@ def cfg(tmp_path):
 def fake_embed(monkeypatch):
     """Each image file holds a seed; its 'face' is a fixed vector for that seed."""
 
-    def embed(path, allow_many=False):
+    def faces(path, allow_many=False):
         text = path.read_text().strip()
         if text == "none":
             raise cli.ImageError(f"{path}: no face found")
         rng = np.random.default_rng(int(text))
-        return rng.normal(0, 0.05, (1, 128)).astype(np.float32)
+        return [(10, 20, 64, 64)], rng.normal(0, 0.05, (1, 128)).astype(np.float32)
 
-    monkeypatch.setattr(cli, "embed_image", embed)
-    return embed
+    monkeypatch.setattr(cli, "faces_in_image", faces)
+    return cli.embed_image
 
 
 def img(tmp_path, name, content):
@@ -131,3 +131,19 @@ def test_enrolment_records_every_grant_in_the_consent_chain(tmp_path, cfg, fake_
         ("consent.grant", "carol", "flow-analytics", "enrolment"),
     ]
     assert verify(chain).ok
+
+
+def test_identify_many_images_as_json_and_a_bad_image_loses_nothing_else(tmp_path, cfg, fake_embed):
+    import json
+
+    from paxsim.cli import app as paxsim_app
+
+    a, b, bad = img(tmp_path, "a.png", "1"), img(tmp_path, "b.png", "3"), img(tmp_path, "bad.png", "none")
+    assert runner.invoke(cli.app, ["enroll", "--id", "alice", "--consent", "boarding", a, "-c", cfg]).exit_code == 0
+    r = runner.invoke(paxsim_app, ["identify", a, bad, b, "--json", "-c", cfg])
+    assert r.exit_code == 2 and "bad.png: no face found" in r.output  # reported, and the other two still answered
+    rows = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
+    assert [x["image"] for x in rows] == [a, b]
+    assert rows[0]["faces"][0]["subject"] == "alice" and rows[0]["faces"][0]["box"] == [10, 20, 64, 64]
+    assert rows[0]["faces"][0]["distance"] < 0.55
+    assert rows[1]["faces"] == [{"box": [10, 20, 64, 64], "subject": None, "distance": None}]
