@@ -4,7 +4,7 @@
 #   prometheus       PromQL integration test (tests/dashboard/test_prometheus.py)
 #   chromium         headless browser test of the web dashboard (tests/dashboard/test_browser.py)
 #   chromium-driver  WebDriver for the same browser (other tools)
-#   kcat             looking at the topics (README)
+#   kcat             looking at the compose testbed's Kafka topics (deploy/README.md; it cannot parse Tansu's replies)
 #   docker-compose   the compose testbed (deploy/)
 #   python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-*  a real RTSP server for the stream tests
 #                    (tests/edge/rtsp_server.py: H.264 via x264enc from plugins-ugly, MPEG-4 decode from libav)

@@ -68,7 +68,7 @@ def broker(config: str | None = ConfigOpt, port: int = typer.Option(9092, help="
     async def _run() -> None:
         b = await EmbeddedBroker(settings, port=port).start()
         console.print(f"embedded broker on [bold]{b.bootstrap}[/]; topics created. Ctrl-C stops it.")
-        console.print(f"  list topics: kcat -b {b.bootstrap} -L")
+        console.print(f"  list topics: .venv/bin/python deploy/read_topic.py {b.bootstrap} --list")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
