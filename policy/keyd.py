@@ -43,6 +43,9 @@ TOKEN_ENV = "PAXSIM_KEYD_TOKEN"
 URL_ENV = "PAXSIM_KEYD_URL"
 
 
+MIN_TOKEN_CHARS = 32  # a guessable token would hand out every key: refuse to start with a short one
+MAX_BODY_BYTES = 1 << 20  # the largest request body (a pseudonym batch of ~20k); larger: 413, never read
+REQUEST_TIMEOUT_S = 5.0  # a client that stops sending mid-request loses its connection, not a server thread
 CONTROL_KEYS = (86_400.0, 30 * 86_400.0)  # control messages: daily epochs, kept as long as the erasure topic (30 d)
 
 
@@ -64,6 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
     # of < 1 ms. A buffered writer (flushed once per request by BaseHTTPRequestHandler) and TCP_NODELAY avoid it.
     disable_nagle_algorithm = True
     wbufsize = 1 << 16
+    timeout = REQUEST_TIMEOUT_S  # socket timeout per read: a slow or silent client cannot hold a thread
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         return  # never log requests (paths carry subject ids)
@@ -112,6 +116,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(404, {"detail": "no such endpoint"})
         try:
             n = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            return self._send(400, {"detail": "bad Content-Length"})
+        if n < 0:
+            return self._send(400, {"detail": "bad Content-Length"})
+        if n > MAX_BODY_BYTES:
+            self.close_connection = True  # the body is never read: this connection cannot carry another request
+            return self._send(413, {"detail": f"body over {MAX_BODY_BYTES} bytes"})
+        try:
             body = json.loads(self.rfile.read(n) or b"{}")
             if self.path == "/v1/subjects/destroy":
                 return self._send(200, {"destroyed": self.server.holder.destroy_subject(str(body["id"]))})
@@ -142,6 +154,11 @@ class KeyServer(ThreadingHTTPServer):
     ) -> None:
         if not allow_remote and not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the key holder binds to loopback only, not {host} (--allow-remote: only on a private network)")
+        if len(token) < MIN_TOKEN_CHARS or "change-me" in token.lower():
+            raise ValueError(
+                f"the key holder's token must be a random string of at least {MIN_TOKEN_CHARS} characters, not a placeholder "
+                f"({TOKEN_ENV}; e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
         super().__init__((host, port), _Handler)
         self.holder, self.token, self.tick_s = holder, token, tick_s
         self._stop = threading.Event()
@@ -187,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     policies = PolicyHolder.from_settings_path(args.policy)
     holder = KeyHolder(key_classes(policies.current))
     policies.on_change(lambda old, new: [holder.set_ttl(n, ttl) for n, (_e, ttl) in key_classes(new).items()])
-    server = KeyServer(holder, token, host=args.host, port=args.port, allow_remote=args.allow_remote).start()
+    try:
+        server = KeyServer(holder, token, host=args.host, port=args.port, allow_remote=args.allow_remote).start()
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     print(json.dumps({"url": server.url, "pid": os.getpid()}), flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -393,3 +393,48 @@ def test_a_stage_whose_clock_is_60_s_behind_cannot_open_a_payload_past_its_ttl()
     behind.t += 80.0
     with pytest.raises(KeyExpired):
         open_sighting(matcher, fresh)
+
+
+def test_key_holder_refuses_weak_tokens_and_hostile_requests():
+    import http.client
+    import socket
+    import subprocess
+    import sys
+    import time as _time
+
+    from policy.keyd import MAX_BODY_BYTES, REQUEST_TIMEOUT_S, TOKEN_ENV
+
+    for weak in ("short", "change-me-to-a-long-random-token"):  # the second is deploy/.env.example's placeholder
+        r = subprocess.run(
+            [sys.executable, "-m", "policy.keyd"], env={**__import__("os").environ, TOKEN_ENV: weak}, capture_output=True, text=True
+        )
+        assert r.returncode == 2 and "at least 32 characters" in r.stderr
+    keyd = spawn_keyd()
+    try:
+        host, port = keyd.url.removeprefix("http://").split(":")
+        auth = {"Authorization": f"Bearer {keyd.token}", "Content-Type": "application/json"}
+
+        def post(headers: dict, body: bytes = b"") -> int:
+            c = http.client.HTTPConnection(host, int(port), timeout=5)
+            c.putrequest("POST", "/v1/subjects")
+            for k, v in headers.items():
+                c.putheader(k, v)
+            c.endheaders(body)
+            code = c.getresponse().status
+            c.close()
+            return code
+
+        assert post({**auth, "Content-Length": str(MAX_BODY_BYTES + 1)}) == 413  # refused before reading it
+        assert post({**auth, "Content-Length": "-1"}) == 400  # once a read to EOF: a thread held for ever
+        assert post({**auth, "Content-Length": "x"}) == 400
+        # a client that announces a body and goes silent loses its connection after the timeout
+        s = socket.create_connection((host, int(port)))
+        s.sendall(f"POST /v1/subjects HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {keyd.token}\r\nContent-Length: 10\r\n\r\n".encode())
+        t0 = _time.monotonic()
+        s.settimeout(REQUEST_TIMEOUT_S + 10)  # recv raises if the server still holds the connection by then
+        assert s.recv(1024) == b""  # the server closed it
+        assert REQUEST_TIMEOUT_S - 1 <= _time.monotonic() - t0
+        s.close()
+        assert HttpKeySource(keyd.url, keyd.token).subject_keys(["pax-1"], True)  # still serving
+    finally:
+        keyd.stop()
