@@ -155,6 +155,9 @@ class MatcherSettings(_Section):
 class DashboardSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8600, ge=0, le=65535)
+    max_stream_clients: int = Field(
+        default=32, ge=0, le=10_000, description="live pages (/api/stream) served at once; more get 503 with Retry-After"
+    )
 
 
 class MetricsSettings(_Section):

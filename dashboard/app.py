@@ -15,10 +15,11 @@ from pathlib import Path
 
 import plotly
 import uvicorn
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.background import BackgroundTask
 
 from core.config import Settings
 from dashboard import metrics as M
@@ -56,6 +57,7 @@ def create_app(settings: Settings, environ: dict[str, str] | None = None, backgr
     app.state.services = services
     app.state.view = services.view  # kept for callers of the skeleton's app
     app.state.stop = stop
+    app.state.stream_clients = 0
     app.include_router(router)
 
     @app.get("/healthz", tags=["health"])
@@ -75,7 +77,19 @@ def create_app(settings: Settings, environ: dict[str, str] | None = None, backgr
 
     @app.get("/api/stream", include_in_schema=False)
     async def stream(request: Request, interval: float = Query(1.0, ge=0.2, le=10.0), count: int = Query(0, ge=0)) -> StreamingResponse:
-        """Server-sent events: a panel snapshot every ``interval`` seconds (``count`` > 0 stops after that many)."""
+        """Server-sent events: a panel snapshot every ``interval`` seconds (``count`` > 0 stops after that many).
+        At most ``dashboard.max_stream_clients`` at once: each holds a connection and a snapshot per second."""
+        if app.state.stream_clients >= settings.dashboard.max_stream_clients:
+            M.SSE_REFUSED.inc()
+            raise HTTPException(503, "too many live streams; try again later", headers={"Retry-After": "5"})
+        app.state.stream_clients += 1  # counted now, not when the body starts: a burst of connects cannot all pass
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                app.state.stream_clients -= 1
 
         async def events() -> AsyncIterator[bytes]:
             M.SSE_CLIENTS.inc()
@@ -91,8 +105,14 @@ def create_app(settings: Settings, environ: dict[str, str] | None = None, backgr
                         await asyncio.wait_for(stop.wait(), interval)
             finally:
                 M.SSE_CLIENTS.dec()
+                release()
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+            background=BackgroundTask(release),  # also when the body never started (client gone at once)
+        )
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

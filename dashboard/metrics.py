@@ -26,6 +26,7 @@ API_IDENTITY = Counter(
     "paxsim_dashboard_api_identity_requests_total", "Requests for identity data, by endpoint and outcome", ["endpoint", "outcome"]
 )
 SSE_CLIENTS = Gauge("paxsim_dashboard_sse_clients", "Live dashboard pages connected")
+SSE_REFUSED = Counter("paxsim_dashboard_sse_refused_total", "Live streams refused (dashboard.max_stream_clients reached)")
 SCRAPE_UP = Gauge("paxsim_dashboard_scrape_up", "Whether the last scrape of a stage's /metrics worked", ["target"])
 ZONE_FACES = Counter(
     "paxsim_dashboard_zone_faces_total", "Faces per zone by outcome (matched, unknown, refused, counted)", ["zone", "kind"]
