@@ -31,7 +31,7 @@ from edge.camera import Camera, CameraConfig
 from edge.evaluate import MOT_COLUMNS, detection_recall, tracking_metrics
 from edge.motion import MotionSettings
 from edge.sources import GeneratorSource
-from edge.vision.detector import DetectorSettings, make_detector
+from edge.vision.detector import DetectorSettings, iou, make_detector
 from edge.vision.pool import VisionPool
 from scenario.render import CameraRenderer
 from scenario.world import load_world
@@ -67,8 +67,17 @@ def truth_rows(truths, frame_index: int) -> list[tuple]:
     return [(frame_index, t.track_id, *t.box, 1.0 if t.counts else 0.0) for t in truths]
 
 
+GROUPS: dict[str, object] = {}  # (style, track id) -> (skin-tone group, sex) of the traveller, for recall by group
+
+
+def skin_group(scale: int) -> str:
+    return "skin 1-2" if scale <= 2 else "skin 3-4" if scale <= 4 else "skin 5-6"
+
+
 def render(style: str, seconds: float, every: int) -> dict[str, tuple[list[np.ndarray], list[tuple], list[int]]]:
     world = load_world(STYLES[style])
+    for tr in world.travellers:
+        GROUPS[(style, tr.number)] = (skin_group(tr.identity.skin_tone_scale), tr.demographics.sex)
     out = {}
     for cam in [c for c in world.cameras if c.faces]:
         r = CameraRenderer(world, cam.id)
@@ -82,7 +91,25 @@ def render(style: str, seconds: float, every: int) -> dict[str, tuple[list[np.nd
     return out
 
 
-def bench_detectors(data: dict, iou: float) -> dict[str, dict]:
+def recall_by_group(style: str, gt: list[tuple], dets: list[tuple], iou_min: float, min_px: float = 30.0) -> dict[str, float]:
+    """Recall of counted faces >= ``min_px`` by skin-tone group and by sex (a face is found when a detection
+    of its frame overlaps it by ``iou_min``)."""
+    by_frame: dict[int, list] = {}
+    for f, _i, *box, _c in dets:
+        by_frame.setdefault(f, []).append(tuple(box))
+    tally: dict[str, list[int]] = {}
+    for f, tid, x, y, w, h, conf in gt:
+        if conf < 1 or w < min_px:
+            continue
+        hit = any(iou((x, y, w, h), d) >= iou_min for d in by_frame.get(f, ()))
+        for g in GROUPS[(style, tid % 1_000_000)]:  # type: ignore[union-attr]
+            t = tally.setdefault(g, [0, 0])
+            t[0] += hit
+            t[1] += 1
+    return {g: h / n for g, (h, n) in sorted(tally.items())}
+
+
+def bench_detectors(style: str, data: dict, iou: float) -> dict[str, dict]:
     import cv2
 
     res = {}
@@ -99,6 +126,7 @@ def bench_detectors(data: dict, iou: float) -> dict[str, dict]:
                 n += 1
                 dt_all.extend((i + off, j + 1, *d.box, d.score) for j, d in enumerate(dets))
         gt_df, dt_df = mot_frame(gt_all), mot_frame(dt_all)
+        groups = recall_by_group(style, gt_all, dt_all, iou)
         r30 = detection_recall(gt_df, dt_df, iou=iou, min_px=30)
         r60 = detection_recall(gt_df, dt_df, iou=iou, min_px=60)
         res[name] = {
@@ -107,6 +135,7 @@ def bench_detectors(data: dict, iou: float) -> dict[str, dict]:
             "faces_ge_30": r30.faces_at_least_min,
             "faces_ge_60": r60.faces_at_least_min,
             "precision": r30.precision,
+            "recall_ge_30_by_group": groups,
             "cpu_ms_per_frame": 1000 * secs / max(1, n),
             "frames": n,
         }
@@ -186,7 +215,7 @@ def main() -> None:
     styles = args.styles.split(",")
     for style in styles:
         t0 = time.time()
-        out[style] = {"detectors": bench_detectors(render(style, args.seconds, args.every), args.iou)}
+        out[style] = {"detectors": bench_detectors(style, render(style, args.seconds, args.every), args.iou)}
         print(f"[{style}] detectors done in {time.time() - t0:.0f} s", flush=True)
         t0 = time.time()
         out[style]["pipelines"] = asyncio.run(bench_pipelines(render(style, args.clip_seconds, 1), args.rounds))
@@ -203,6 +232,11 @@ def main() -> None:
     for s in styles:
         d = out[s]["detectors"]["hog up0 (today)"]
         print(f"  {s}: {d['frames']} frames, {d['faces_ge_30']} faces >= 30 px, {d['faces_ge_60']} >= 60 px")
+    print("Recall >= 30 px by group (skin tone 1-6, sex)")
+    for name in DETECTORS:
+        for s in styles:
+            g = out[s]["detectors"][name]["recall_ge_30_by_group"]
+            print(f"  {name:<18} {s:<8} " + "  ".join(f"{k} {v:.3f}" for k, v in g.items()))
 
     print(
         "\nEdge pipeline, one worker process, every frame (frames/s per core | vs HOG pipeline | vs raw YuNet | recall >=30 | precision | IDF1 >=30)"

@@ -2,8 +2,9 @@
 
 :class:`MotionGate` turns each frame into the regions worth a detector's look: the boxes of what moved
 (grown so a walking body's head is inside) plus the predicted boxes of live tracks (people standing still
-stay detected). No region: the detector is not run. Regions covering more than ``max_share`` of the frame:
-the whole frame is scanned (crops would cost more than they save). Cheap: ~0.3 ms per 640×480 frame.
+stay detected). No region: the detector is not run. Regions covering more than ``max_share`` of the frame,
+and every ``full_every``-th frame (a traveller who stood still since before the camera saw them): the whole
+frame is scanned. Cheap: ~0.3 ms per 640×480 frame.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ class MotionSettings(BaseModel):
     min_area: float = Field(default=0.0005, ge=0.0, le=1.0, description="smallest moving blob, as a share of the frame")
     margin: float = Field(default=0.25, ge=0.0, le=2.0, description="grow each region by this share of its size")
     max_share: float = Field(default=0.5, gt=0.0, le=1.0, description="regions covering more of the frame: scan all of it")
+    full_every: int = Field(
+        default=15, ge=0, le=10_000, description="scan the whole frame every k-th frame anyway: finds faces that never moved (0: never)"
+    )
 
 
 def merge(boxes: Sequence[Box]) -> list[Box]:
@@ -56,6 +60,7 @@ class MotionGate:
     def __init__(self, settings: MotionSettings) -> None:
         self.settings = settings
         self._bg: np.ndarray | None = None
+        self._frames = 0
 
     def moving(self, image_bgr: np.ndarray) -> list[Box] | None:
         """Boxes (frame pixels) of what moved since the background; None on the first frame (no background)."""
@@ -84,7 +89,8 @@ class MotionGate:
         frame (first frame, or regions too large to be worth cropping); []: nothing to look at."""
         st = self.settings
         moving = self.moving(image_bgr)
-        if moving is None:
+        self._frames += 1
+        if moving is None or (st.full_every and self._frames % st.full_every == 0):
             return None
         h, w = image_bgr.shape[:2]
         grown = []

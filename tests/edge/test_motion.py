@@ -31,6 +31,8 @@ def test_gate_sees_what_moved_and_where_tracks_are_expected():
     assert t[0] <= 60 and t[1] <= 60 and t[0] + t[2] >= 180 and t[1] + t[3] >= 180
     everything = 255 - still  # the whole frame changed (lights switched): scan it all
     assert gate.regions(everything, []) is None
+    periodic = MotionGate(MotionSettings(enabled=True, full_every=3))  # a face that never moved is found too
+    assert [periodic.regions(still, []) for _ in range(6)] == [None, [], None, [], [], None]
 
 
 async def test_camera_with_motion_gating_tracks_the_walkers_and_idles_on_a_still_scene():
