@@ -14,6 +14,7 @@
 
 Subject references are either plain subject ids or pseudonyms (``ps-…``, :meth:`SubjectVault.pseudonym`);
 a pseudonym whose subject key was destroyed is unlinkable and therefore not personal data any more.
+Stores: every store a stage registers (gallery, matcher snapshots) and the stages' logs (:class:`LogStore`).
 Deliberately out of scope: the erasure topic (it must name the subject to erase), the consent registry
 (the record of consent and withdrawal itself) and the scenario's ground-truth file (the simulated
 world's truth, not system data); the report lists them as excluded.
@@ -24,6 +25,7 @@ service. Without a key holder no epoch or subject key exists anywhere, so sealed
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable
@@ -103,6 +105,36 @@ def registered_stores(settings) -> list[Store]:  # noqa: ANN001
     """Every store a stage registered under the ``paxsim.stores`` entry point (pyproject.toml), opened for
     ``settings``: the stages own their file formats, the scanner reads them all through ``Store``."""
     return [ep.load()(settings) for ep in sorted(entry_points(group=STORE_PLUGINS), key=lambda ep: ep.name)]
+
+
+PSEUDONYM = re.compile(r"\bps-[0-9a-f]{24}\b")
+TOKEN = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+class LogStore:
+    """Every ``*.log`` under the state dir (the stages' logs), as a store: each mention of a subject (a known
+    subject id or a pseudonym) is one item. A log line is kept as long as the file; it needs the subject's
+    consent like a gallery template (any purpose), so a logged id of a withdrawn or never-consented subject is
+    a finding, and a pseudonym is resolved like any other."""
+
+    name = "logs"
+
+    def __init__(self, state_dir: Path, subject_ids: Iterable[str]) -> None:
+        self.state_dir, self.subject_ids = Path(state_dir), set(subject_ids)
+
+    def items(self) -> Iterable[StoredItem]:
+        for path in sorted(self.state_dir.rglob("*.log")):
+            try:
+                text = path.read_text(errors="replace")
+                mtime = path.stat().st_mtime
+            except OSError:
+                continue
+            for n, line in enumerate(text.splitlines(), 1):
+                refs = set(PSEUDONYM.findall(line))
+                if self.subject_ids:
+                    refs |= {tok for tok in TOKEN.findall(line) if tok in self.subject_ids}
+                for ref in sorted(refs):
+                    yield StoredItem(f"{path}:{n}", ref, None, None, mtime)
 
 
 @dataclass(slots=True)
@@ -377,7 +409,9 @@ async def run_scan(
             progress(topic.name)
         for rec in await read_all(settings, topic.name):
             scanner.add_record(topic.name, rec.partition, rec.offset, rec.value)
-    for store in stores if stores is not None else registered_stores(settings):
+    if stores is None:  # the stages' own stores, and their logs (every subject the registry ever knew)
+        stores = [*registered_stores(settings), LogStore(state, consent.subjects())]
+    for store in stores:
         if progress:
             progress(store.name)
         scanner.add_store(store)

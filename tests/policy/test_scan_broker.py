@@ -391,3 +391,31 @@ def test_the_scan_reads_every_matcher_snapshot_and_finds_a_withdrawn_subjects_tr
     snap = [f for f in report.findings if "matcher-snapshot-matcher-2.bin" in f.where]
     assert len(snap) == 2 and all(f.kind == "non-consented" and "pax-9" in str(f) and "withdrawn" in str(f) for f in snap), details
     assert report.records.get("store:matcher-snapshots") == 3, dict(report.records)
+
+
+def test_the_scan_reads_the_stages_logs_and_resolves_pseudonyms_in_them(tmp_path):
+    from policy.scan import LogStore, Scanner
+
+    holder = KeyHolder({"sightings": (0.25, 2.0)})
+    keys = LocalKeySource(holder)
+    vault = SubjectVault(keys)
+    now = time.time()
+    consent = ConsentRegistry()
+    consent.grant(ConsentRecord("pax-ok", "boarding", granted_at=now - 10, expires_at=now + 600))
+    consent.grant(ConsentRecord("pax-gone", "boarding", granted_at=now - 10, expires_at=now + 600))
+    consent.withdraw("pax-gone")
+    never = vault.pseudonym("pax-never")  # a key minted for somebody who never consented: as the matcher would log it
+    ok = vault.pseudonym("pax-ok")
+    logs = tmp_path / "state"
+    (logs / "sub").mkdir(parents=True)
+    (logs / "matcher.log").write_text(
+        '{"msg": "decided", "subject": "%s"}\n{"msg": "decided", "subject": "%s"}\n{"msg": "idle"}\n' % (ok, never)
+    )
+    (logs / "sub" / "dashboard.log").write_text("erasure done for pax-gone\nserved pax-ok\n")
+    scanner = Scanner(POLICY, consent, keys, now=now)
+    scanner.add_store(LogStore(logs, consent.subjects()))
+    found = [f for f in scanner.finish().findings if f.kind == "non-consented"]
+    assert sorted((f.where.rsplit("/", 1)[-1], f.detail.split(":")[0]) for f in found) == [
+        ("dashboard.log:1", "stored item in logs about pax-gone"),
+        ("matcher.log:2", f"stored item in logs about pax-never (as {never})"),
+    ]
