@@ -4,6 +4,7 @@ holds in the append-only log by crypto-shredding; erasure propagates over the er
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -408,9 +409,8 @@ def test_the_scan_reads_the_stages_logs_and_resolves_pseudonyms_in_them(tmp_path
     ok = vault.pseudonym("pax-ok")
     logs = tmp_path / "state"
     (logs / "sub").mkdir(parents=True)
-    (logs / "matcher.log").write_text(
-        '{"msg": "decided", "subject": "%s"}\n{"msg": "decided", "subject": "%s"}\n{"msg": "idle"}\n' % (ok, never)
-    )
+    lines = [{"msg": "decided", "subject": ok}, {"msg": "decided", "subject": never}, {"msg": "idle"}]
+    (logs / "matcher.log").write_text("".join(json.dumps(x) + "\n" for x in lines))
     (logs / "sub" / "dashboard.log").write_text("erasure done for pax-gone\nserved pax-ok\n")
     scanner = Scanner(POLICY, consent, keys, now=now)
     scanner.add_store(LogStore(logs, consent.subjects()))
