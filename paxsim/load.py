@@ -390,6 +390,9 @@ def load_command(
     full_ramp: bool | None = typer.Option(
         None, "--full-ramp/--stop-at-saturation", help="run every step even after saturation (default: yes with videos, no virtual)"
     ),
+    redteam: bool = typer.Option(
+        True, "--redteam/--no-redteam", help="also run `paxsim redteam` (~30 s) and put its table in the report (privacy attack surface)"
+    ),
     config: str | None = ConfigOpt,
 ) -> None:
     """Ramp load through the full stack step by step until saturation; write an HTML + JSON report."""
@@ -453,9 +456,19 @@ def load_command(
             raise typer.Exit(2) from None
     results = [asyncio.run(run_load(s, plan, label, console, stop_at_saturation=not full_ramp and not compare)) for label, s in runs]
     extra = {"comparison": compare_runs(results[0], results[1])} if len(results) == 2 else None
-    json_path = write_report(results, report, extra)
+    attacks = None
+    if redteam:
+        from paxsim.redteam import run_redteam
+
+        console.print("privacy attack surface: paxsim redteam")
+        rt = run_redteam(runs[0][1].model_copy(update={"state_dir": Path(base.state_dir) / "load" / "redteam"}), console)
+        attacks = [{"attack": r.attack, "defence": r.defence, "observed": r.observed, "passed": r.passed} for r in rt]
+    json_path = write_report(results, report, extra, attacks)
     for r in results:
         console.print(f"[bold]{r.label}[/]: {r.headline()}")
+    if attacks is not None:
+        failed = sum(not a["passed"] for a in attacks)
+        console.print(f"redteam: {len(attacks) - failed} passed, {failed} failed")
     console.print(f"report: {report} (figures: {json_path})")
 
 

@@ -252,11 +252,29 @@ def _accuracy_table(results: list[LoadResult]) -> str:
     )
 
 
-def write_report(results: list[LoadResult], html_path: Path, extra: dict | None = None) -> Path:
-    """Write ``html_path`` and ``html_path.with_suffix('.json')``; return the JSON path."""
+def _attack_table(attacks: list[dict] | None) -> str:
+    """The red team's table (paxsim redteam): attack, expected defence, observed, pass/fail."""
+    if not attacks:
+        return ""
+    failed = sum(not a["passed"] for a in attacks)
+    rows = "".join(
+        "<tr>"
+        + "".join(f"<td style='text-align:left'>{html.escape(str(a[k]))}</td>" for k in ("attack", "defence", "observed"))
+        + f"<td>{'pass' if a['passed'] else '<b>FAIL</b>'}</td></tr>"
+        for a in attacks
+    )
+    return (
+        f"<h2>privacy attack surface</h2><p>paxsim redteam: {len(attacks) - failed} passed, {failed} failed</p>"
+        f"<table><tr><th>attack</th><th>expected defence</th><th>observed</th><th>result</th></tr>{rows}</table>"
+    )
+
+
+def write_report(results: list[LoadResult], html_path: Path, extra: dict | None = None, attacks: list[dict] | None = None) -> Path:
+    """Write ``html_path`` and ``html_path.with_suffix('.json')``; return the JSON path. ``attacks``: the red
+    team's results (its table becomes the report's "privacy attack surface" section)."""
     figs = _figures(results)
     meta = {"generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node(), "python": platform.python_version()}
-    doc = {"meta": meta, "runs": [r.as_dict() for r in results], **(extra or {})}
+    doc = {"meta": meta, "runs": [r.as_dict() for r in results], **(extra or {}), **({"redteam": attacks} if attacks is not None else {})}
     json_path = html_path.with_suffix(".json")
     json_path.write_text(json.dumps(doc, indent=2, default=str))
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"fig-{name}") for i, (name, fig) in enumerate(figs)]
@@ -271,6 +289,7 @@ td,th{{border:1px solid #333;padding:4px 8px;text-align:right}} h1,h2{{font-weig
 </head><body><h1>paxsim load report</h1><p>{html.escape(json.dumps(meta))}</p><ul>{summary}</ul>
 {_table(results)}
 {_accuracy_table(results)}
+{_attack_table(attacks)}
 {"".join(parts)}
 {extra_html}
 </body></html>"""

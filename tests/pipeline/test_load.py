@@ -37,6 +37,7 @@ def test_load_ramp_writes_report_with_figures_and_it_renders(tmp_path: Path):
             "--duration",
             "6",
             "--full-ramp",
+            "--no-redteam",  # the red team's own run is tests/pipeline/test_redteam.py; its table: test_report_*
             "--report",
             str(report),
         ],
@@ -112,7 +113,20 @@ def test_load_replays_rendered_videos_through_the_real_edge(tmp_path: Path):
     assert render.returncode == 0, render.stderr[-2000:]
     report = tmp_path / "videos.html"
     proc = subprocess.run(
-        [*load_command(), "--videos", str(videos), "--cameras", "5", "--steps", "1", "--duration", "14", "--report", str(report)],
+        [
+            *load_command(),
+            "--videos",
+            str(videos),
+            "--cameras",
+            "5",
+            "--steps",
+            "1",
+            "--duration",
+            "14",
+            "--no-redteam",
+            "--report",
+            str(report),
+        ],
         env=env,
         capture_output=True,
         text=True,
