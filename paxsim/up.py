@@ -85,17 +85,66 @@ def matcher_names(n: int) -> list[str]:
     return ["matcher"] + [f"matcher-{i}" for i in range(2, n + 1)]
 
 
-def scrape(stack: Stack, edge: _Edge, matchers: list[str], cycles: int) -> UpCounts:
+MAX_RESTARTS = 5  # per stage and run; a stage that keeps dying ends the run (its log says why)
+RESTART_BACKOFF_S = (0.5, 8.0)  # first wait, longest wait (doubling)
+
+Samples = dict  # (metric name, labels) -> value, as Stack.scrape returns them
+
+
+def _add(a: Samples, b: Samples) -> Samples:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0.0) + v
+    return out
+
+
+@dataclass
+class Supervisor:
+    """Restarts stages that die (with back-off, at most :data:`MAX_RESTARTS` each) and keeps their counters:
+    a restarted process counts from 0, so what the dead one had counted is carried over, and the totals and
+    rates never go backwards."""
+
+    restarts: dict[str, int] = field(default_factory=dict)
+    last: dict[str, Samples] = field(default_factory=dict)  # last scrape of each live process
+    carried: dict[str, Samples] = field(default_factory=dict)  # counters of the stage's dead processes
+    next_try: dict[str, float] = field(default_factory=dict)
+
+    def scrape(self, stack: Stack, name: str) -> Samples:
+        got = stack.scrape(name)
+        if got:
+            self.last[name] = got
+        return _add(self.carried.get(name, {}), got or {})
+
+    def heal(self, stack: Stack, console: Console, now: float) -> None:
+        """Restart every dead stage but the edge (whose cycles end on purpose); StageFailed past the limit."""
+        for name, child in list(stack.children.items()):
+            if name == "edge" or child.alive():
+                continue
+            n = self.restarts.get(name, 0)
+            code = child.proc.returncode  # type: ignore[union-attr]
+            if n >= MAX_RESTARTS:
+                raise StageFailed(f"stage {name} exited (code {code}) after {n} restarts; see {child.log_path}")
+            if now < self.next_try.get(name, 0.0):
+                continue
+            self.carried[name] = _add(self.carried.get(name, {}), self.last.pop(name, {}))
+            self.restarts[name] = n + 1
+            self.next_try[name] = now + min(RESTART_BACKOFF_S[1], RESTART_BACKOFF_S[0] * 2**n)
+            stack.restart(name)
+            console.print(f"[yellow]stage {name} exited (code {code}): restarted ({n + 1}/{MAX_RESTARTS}); see {child.log_path}[/]")
+
+
+def scrape(stack: Stack, edge: _Edge, matchers: list[str], cycles: int, sup: Supervisor | None = None) -> UpCounts:
+    sup = sup or Supervisor()
     if stack.children["edge"].alive():
         e = stack.scrape("edge")
         if e:
             edge.current = total(e, "paxsim_edge_published_total", topic=t.SIGHTINGS.name)
     c = UpCounts(published=edge.done + edge.current, edge_cycles=cycles)
-    g = stack.scrape("policy")
+    g = sup.scrape(stack, "policy")
     c.gate_in = total(g, "paxsim_gate_events_total")
     c.admitted = total(g, "paxsim_gate_events_total", outcome="admitted")
     for name in matchers:
-        m = stack.scrape(name)
+        m = sup.scrape(stack, name)
         c.per_matcher[name] = total(m, "paxsim_matcher_events_total")
         c.decided += c.per_matcher[name]
         c.matched += total(m, "paxsim_matcher_events_total", decision="match")
@@ -130,17 +179,51 @@ async def _wait_joined(stack: Stack, names: list[str], stop: asyncio.Event) -> N
             await asyncio.sleep(0.2)
 
 
-async def _drain(stack: Stack, edge: _Edge, matchers: list[str], cycles: int) -> UpCounts:
+async def _drain(stack: Stack, edge: _Edge, matchers: list[str], cycles: int, sup: Supervisor | None = None) -> UpCounts:
     """After the edge stopped: wait until gate and matchers have handled what was published (or give up)."""
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     last = None
     while True:
-        c = await asyncio.to_thread(scrape, stack, edge, matchers, cycles)
+        c = await asyncio.to_thread(scrape, stack, edge, matchers, cycles, sup)
         caught_up = c.gate_in >= c.published and c.decided + c.duplicates >= c.admitted
         if (caught_up and last is not None and (c.gate_in, c.decided) == (last.gate_in, last.decided)) or time.monotonic() > deadline:
             return c
         last = c
         await asyncio.sleep(0.5)
+
+
+async def delivery(settings: Settings) -> dict[str, int]:
+    """Delivery accounting from the topics themselves (process counters restart at 0 with a restarted stage):
+    admitted sightings, how many have a decision on the matches topic, how many have none, how many have
+    more than one."""
+    from collections import Counter
+
+    from broker.messages import Match, MessageError, Sighting, decode
+    from broker.reader import read_all
+
+    admitted: set[str] = set()
+    for r in await read_all(settings, t.ADMITTED.name):
+        try:
+            admitted.add(decode(r.value, Sighting).event_id)
+        except MessageError:
+            continue  # a poison record: the gate dead-letters it, it is no admitted event
+    decided: Counter[str] = Counter(decode(r.value, Match).event_id for r in await read_all(settings, t.MATCHES.name))
+    return {
+        "admitted": len(admitted),
+        "decided": len(admitted & set(decided)),
+        "undecided": len(admitted - set(decided)),
+        "decided_twice": sum(1 for n in decided.values() if n > 1),
+    }
+
+
+async def _settle(settings: Settings, timeout_s: float) -> dict[str, int]:
+    """Delivery accounting once every admitted event has a decision (or ``timeout_s`` passed)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        d = await delivery(settings)
+        if d["undecided"] == 0 or time.monotonic() > deadline:
+            return d
+        await asyncio.sleep(1.0)
 
 
 def _run_dir(settings: Settings) -> Path:
@@ -180,6 +263,8 @@ async def up(
     stack: Stack | None = None
     names = matcher_names(matchers)
     edge = _Edge()
+    sup = Supervisor()
+    accounted: dict[str, int] = {}
     cycles = 0
     counts = UpCounts()
     scan_code: int | None = None
@@ -224,10 +309,10 @@ async def up(
                 except TimeoutError:
                     pass
                 now = time.monotonic()
-                new = await asyncio.to_thread(scrape, stack, edge, names, cycles)
+                new = await asyncio.to_thread(scrape, stack, edge, names, cycles, sup)
                 live.update(_table(new, counts, now - last_t, now - t0, dashboard_url))
                 counts, last_t = new, now
-                _check_alive(stack)
+                await asyncio.to_thread(sup.heal, stack, console, now)  # a killed stage is restarted, not fatal
                 e = stack.children["edge"]
                 if not e.alive():
                     code = e.proc.returncode  # type: ignore[union-attr]
@@ -244,7 +329,11 @@ async def up(
         if stack.children["edge"].alive():
             stack.kill("edge", signal.SIGTERM)
             edge.done, edge.current = edge.done + edge.current, 0.0
-        counts = await _drain(stack, edge, names, cycles)
+        counts = await _drain(stack, edge, names, cycles, sup)
+        client = settings.model_copy(
+            update={"broker": settings.broker.model_copy(update={"bootstrap": bootstrap, **({"profile": "embedded"} if embedded else {})})}
+        )
+        accounted = await _settle(client, DRAIN_TIMEOUT_S)
         await asyncio.to_thread(stack.stop)
         if audit_scan:
             scan_code = await asyncio.to_thread(run_audit_scan, stack.env, bootstrap, console)
@@ -258,7 +347,15 @@ async def up(
         keys.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-    summary = {**asdict(counts), "matchers": len(names), "bootstrap": bootstrap, "embedded": embedded, "audit_scan_exit": scan_code}
+    summary = {
+        **asdict(counts),
+        "matchers": len(names),
+        "bootstrap": bootstrap,
+        "embedded": embedded,
+        "audit_scan_exit": scan_code,
+        "restarts": dict(sup.restarts),
+        "delivery": accounted,
+    }
     (run_dir / "up-summary.json").write_text(json.dumps(summary, indent=2))
     tab = Table(title="paxsim up: totals")
     tab.add_column("figure")
@@ -267,6 +364,13 @@ async def up(
         tab.add_row(name, f"{value:,.0f}")
     tab.add_row("duplicates skipped", f"{counts.duplicates:,.0f}")
     tab.add_row("edge cycles", str(cycles))
+    for name, n in sorted(sup.restarts.items()):
+        tab.add_row(f"restarts of {name}", str(n))
+    if accounted:
+        tab.add_row(
+            "admitted events: decided / undecided / decided twice (from the topics)",
+            f"{accounted['decided']:,} / {accounted['undecided']:,} / {accounted['decided_twice']:,}",
+        )
     console.print(tab)
     console.print(f"logs and stores in {run_dir}/")
     return summary
