@@ -94,18 +94,22 @@ async def detect_file(
 def _camera_from_yaml(path: Path, camera: str | None) -> CameraConfig:
     from edge.camera import load_cameras
 
+    def fail(msg: str) -> typer.Exit:
+        err.print(f"[red]error:[/red] {msg}", soft_wrap=True, highlight=False)  # one line, never cut inside a path
+        return typer.Exit(2)
+
     try:
         cams = load_cameras(path)
     except (ValueError, OSError) as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise fail(str(exc)) from None
     if not cams:
-        raise typer.BadParameter(f"{path}: no camera")
+        raise fail(f"{path}: no camera")
     if camera is None:
         return cams[0]
     for c in cams:
         if c.camera_id == camera:
             return c
-    raise typer.BadParameter(f"{path}: no camera {camera!r}; cameras: {', '.join(c.camera_id for c in cams)}")
+    raise fail(f"{path}: no camera {camera!r}; cameras: {', '.join(c.camera_id for c in cams)}")
 
 
 class Kind(str, Enum):

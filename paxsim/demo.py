@@ -435,12 +435,18 @@ async def watch(stack: Stack, console: Console | None, drain_timeout_s: float = 
 
 
 async def run_pipeline(
-    settings: Settings, duration_s: float, console: Console | None, cameras: list[dict] | None = None, evaluation: VideoEval | None = None
+    settings: Settings,
+    duration_s: float,
+    console: Console | None,
+    cameras: list[dict] | None = None,
+    evaluation: VideoEval | None = None,
+    live_camera: bool = False,
 ) -> dict:
     """Broker (embedded unless ``broker.bootstrap``), enrolment, every stage for ``duration_s`` of traffic, drain,
     stop; returns the summary with per-stage counts and resource use. ``cameras`` (edge.camera.CameraConfig
     mappings) replaces the virtual cameras with real video ones; ``evaluation`` scores them against rendered
-    ground truth (the edge then logs every tracked face: ``paxsim edge --track-log``). Stores live in ``settings.state_dir``,
+    ground truth (the edge then logs every tracked face: ``paxsim edge --track-log``). ``live_camera`` (the demo):
+    also run ``scenario.live_camera`` through the real edge and score it. Stores live in ``settings.state_dir``,
     which is emptied first: a run starts from an empty broker, so old stores would be stale. Every process
     started is stopped on the way out, whatever happens (Ctrl-C included)."""
     run_dir = Path(settings.state_dir)
@@ -473,7 +479,7 @@ async def run_pipeline(
                 cameras_file.write_text(yaml.safe_dump({"cameras": cameras}, sort_keys=False))
             track_log = run_dir / TRACK_LOG if evaluation is not None and cameras_file is not None else None
             start_pipeline(stack, duration_s, ground_truth_path(settings), cameras=cameras_file, track_log=track_log)
-            live = start_live_camera(stack, settings, run_dir, duration_s) if cameras is None else None
+            live = start_live_camera(stack, settings, run_dir, duration_s) if live_camera and cameras is None else None
             if live:
                 say(f"live camera [bold]{live}[/]: rendered frames through the real edge (decode, detect, track, embed)")
             counts = await watch(stack, console)
@@ -521,7 +527,7 @@ async def run_pipeline(
 async def run_demo(settings: Settings, duration_s: float, console: Console) -> dict:
     """The demo: :func:`run_pipeline` in ``<state_dir>/demo`` with live progress, then the summary table."""
     run_dir = Path(settings.state_dir) / "demo"
-    summary = await run_pipeline(settings.model_copy(update={"state_dir": run_dir}), duration_s, console)
+    summary = await run_pipeline(settings.model_copy(update={"state_dir": run_dir}), duration_s, console, live_camera=True)
     console.print(summary_table(summary))
     console.print(f"logs, stores and summary.json in {run_dir}/")
     return summary
