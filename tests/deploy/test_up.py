@@ -27,6 +27,20 @@ def up_command() -> list[str]:
     return [sys.executable, "-m", "paxsim.cli", "up"]
 
 
+def _wait_all_up(proc: subprocess.Popen, timeout_s: float = 90) -> list[str]:
+    """The lines ``paxsim up`` printed until every stage was up (fails the test if it never says so)."""
+    deadline = time.monotonic() + timeout_s
+    out: list[str] = []
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        out.append(line)
+        if "all stages up" in line or not line:
+            break
+    assert "all stages up" in "".join(out), "".join(out)
+    return out
+
+
 def _env(tmp_path: Path) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("PAXSIM")}
     return {**base, **SMALL, "PAXSIM__STATE_DIR": str(tmp_path / "state"), "COLUMNS": "120"}
@@ -78,15 +92,7 @@ def test_up_stops_every_process_on_ctrl_c(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 90
-        out = []
-        assert proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            out.append(line)
-            if "all stages up" in line or not line:
-                break
-        assert "all stages up" in "".join(out), "".join(out)
+        out = _wait_all_up(proc)
         time.sleep(3)
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 5  # broker, policy, matcher, dashboard, edge
@@ -162,14 +168,7 @@ def test_up_restarts_stages_killed_with_sigkill_and_still_ends_clean(tmp_path: P
     )
     out: list[str] = []
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            out.append(line)
-            if "all stages up" in line or not line:
-                break
-        assert "all stages up" in "".join(out), "".join(out)
+        out = _wait_all_up(proc)
         time.sleep(3)  # traffic flowing
         stages = {}
         for p in psutil.Process(proc.pid).children(recursive=False):
