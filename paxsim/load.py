@@ -303,9 +303,55 @@ async def run_load(settings: Settings, plan: LoadPlan, label: str, console: Cons
     return result
 
 
-def compare_runs(a: LoadResult, b: LoadResult) -> dict:
-    """B relative to A at each step both reached: throughput ratio, added p50/p99, CPU ratio (the cost of a policy)."""
+# figure, what B - A > 0 means, what B - A < 0 means
+COMPARED = (
+    ("identified/s (matched)", "B identifies more people", "B identifies fewer people"),
+    ("decided/s", "B decides more events", "B decides fewer events"),
+    ("refused at the gate or after matching, /s", "B's policy refuses more", "B's policy refuses less"),
+    ("p99 capture → decision, ms", "B is slower", "B is faster"),
+    ("CPU seconds, all stages", "B costs more CPU", "B costs less CPU"),
+    ("identifications of non-consented people", "B LEAKS MORE", "B leaks less"),
+    ("audit scan findings (expired / non-consented / gaps)", "B has more findings", "B has fewer findings"),
+)
+
+
+def _figures(row: dict, traffic_s: float) -> list[float | None]:
+    acc, scan = row["accuracy"] or {}, row["audit_scan"] or {}
+    refused = sum(row["dropped_by_rule"].values()) / traffic_s if traffic_s else 0.0
+    return [
+        row["matched_rate"],
+        row["decided_rate"],
+        round(refused, 2),
+        row["latency_p99_ms"],
+        round(sum(p["cpu_s"] for p in row["processes"].values()), 1),
+        acc.get("leaks"),
+        sum(scan.values()) if scan else None,
+    ]
+
+
+def policy_diff(a: Path | None, b: Path | None) -> list[str]:
+    """Unified diff of the two policy files (the packaged default for None)."""
+    import difflib
+
+    from policy.policyfile import DEFAULT_POLICY_PATH
+
+    pa, pb = a or DEFAULT_POLICY_PATH, b or DEFAULT_POLICY_PATH
+    return list(difflib.unified_diff(pa.read_text().splitlines(), pb.read_text().splitlines(), str(pa), str(pb), lineterm=""))
+
+
+def compare_runs(a: LoadResult, b: LoadResult, policy_a: Path | None = None, policy_b: Path | None = None) -> dict:
+    """B relative to A at each step both reached: throughput ratio, added p50/p99, CPU ratio (the cost of a policy),
+    and for a person to read: the policy diff and, per step, each figure side by side with what its change means."""
     steps = []
+    side_by_side = []
+    for sa, sb in zip(a.steps, b.steps):
+        fa, fb = _figures(sa.row(), sa.traffic_s), _figures(sb.row(), sb.traffic_s)
+        rows = []
+        for (name, higher, lower), va, vb in zip(COMPARED, fa, fb):
+            delta = None if va is None or vb is None else round(vb - va, 2)
+            meaning = "not measured in both" if delta is None else "no change" if delta == 0 else higher if delta > 0 else lower
+            rows.append({"figure": name, "a": va, "b": vb, "b_minus_a": delta, "meaning": meaning})
+        side_by_side.append({"offered": round(sa.offered_rate, 1), "rows": rows})
     for sa, sb in zip(a.steps, b.steps):
         ra, rb = sa.row(), sb.row()
         cpu_a = sum(p["cpu_s"] for p in ra["processes"].values())
@@ -323,6 +369,8 @@ def compare_runs(a: LoadResult, b: LoadResult) -> dict:
     return {
         "baseline": a.label,
         "candidate": b.label,
+        "policy_diff": policy_diff(policy_a, policy_b),
+        "side_by_side": side_by_side,
         "steps": steps,
         "max_sustained_ratio": (b.max_sustained_rate / a.max_sustained_rate) if a.max_sustained_rate and b.max_sustained_rate else None,
     }
@@ -455,7 +503,7 @@ def load_command(
             console.print(f"[red]{exc}[/]")
             raise typer.Exit(2) from None
     results = [asyncio.run(run_load(s, plan, label, console, stop_at_saturation=not full_ramp and not compare)) for label, s in runs]
-    extra = {"comparison": compare_runs(results[0], results[1])} if len(results) == 2 else None
+    extra = {"comparison": compare_runs(results[0], results[1], *files)} if len(results) == 2 else None
     attacks = None
     if redteam:
         from paxsim.redteam import run_redteam

@@ -252,6 +252,32 @@ def _accuracy_table(results: list[LoadResult]) -> str:
     )
 
 
+def _comparison(cmp: dict | None) -> str:
+    """The two policies' diff, then each step's figures side by side with what B - A means."""
+    if not cmp:
+        return ""
+    out = [f"<h2>comparison: {html.escape(cmp['baseline'])} (A) → {html.escape(cmp['candidate'])} (B)</h2>"]
+    diff = cmp.get("policy_diff") or []
+    out.append("<h3>policy diff</h3><pre>" + (html.escape("\n".join(diff)) if diff else "the two policy files are the same") + "</pre>")
+    for step in cmp.get("side_by_side", []):
+        rows = "".join(
+            f"<tr><td style='text-align:left'>{html.escape(r['figure'])}</td><td>{_fmt(r['a'])}</td><td>{_fmt(r['b'])}</td>"
+            f"<td>{_fmt(r['b_minus_a'])}</td><td style='text-align:left'>{html.escape(r['meaning'])}</td></tr>"
+            for r in step["rows"]
+        )
+        out.append(
+            f"<h3>step offered {step['offered']:g}</h3><table><tr><th>figure</th><th>A</th><th>B</th><th>B − A</th>"
+            f"<th>what the change means</th></tr>{rows}</table>"
+        )
+    return "".join(out)
+
+
+def _fmt(v) -> str:  # noqa: ANN001
+    if v is None:
+        return "–"
+    return f"{v:,.2f}".rstrip("0").rstrip(".") if isinstance(v, float) else f"{v:,}"
+
+
 def _attack_table(attacks: list[dict] | None) -> str:
     """The red team's table (paxsim redteam): attack, expected defence, observed, pass/fail."""
     if not attacks:
@@ -279,8 +305,10 @@ def write_report(results: list[LoadResult], html_path: Path, extra: dict | None 
     json_path.write_text(json.dumps(doc, indent=2, default=str))
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"fig-{name}") for i, (name, fig) in enumerate(figs)]
     summary = "".join(f"<li><b>{html.escape(r.label)}</b>: {html.escape(r.headline())}</li>" for r in results)
-    extra_html = "".join(
-        f"<h2>{html.escape(k)}</h2><pre>{html.escape(json.dumps(v, indent=2, default=str))}</pre>" for k, v in (extra or {}).items()
+    extra_html = _comparison((extra or {}).get("comparison")) + "".join(
+        f"<h2>{html.escape(k)}</h2><pre>{html.escape(json.dumps(v, indent=2, default=str))}</pre>"
+        for k, v in (extra or {}).items()
+        if k != "comparison"
     )
     html_path.write_text(
         f"""<!doctype html><html><head><meta charset="utf-8"><title>paxsim load report</title>
