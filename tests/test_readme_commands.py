@@ -6,8 +6,6 @@ promising a command or a flag that is gone or was renamed (an `--option` the CLI
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -39,9 +37,13 @@ SUBAPPS = {"consent", "audit", "policy-file", "scenario", "gallery", "dashboard-
 
 
 def _help(path: list[str]) -> str:
-    r = subprocess.run([sys.executable, "-m", "paxsim.cli", *path, "--help"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, f"`paxsim {' '.join(path)}` from the README does not exist: {r.stdout[-500:]}{r.stderr[-500:]}"
-    return r.stdout
+    from typer.testing import CliRunner
+
+    from paxsim.cli import app
+
+    r = CliRunner().invoke(app, [*path, "--help"], terminal_width=200)
+    assert r.exit_code == 0, f"`paxsim {' '.join(path)}` from the README does not exist: {r.output[-800:]}"
+    return r.output
 
 
 CASES = sorted(
