@@ -25,10 +25,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from edge.camera import Camera, CameraConfig
-from edge.evaluate import MOT_COLUMNS, detection_recall, tracking_metrics
+from edge.evaluate import detection_recall, mot_frame, tracking_metrics
 from edge.motion import MotionSettings
 from edge.sources import GeneratorSource
 from edge.vision.detector import DetectorSettings, iou, make_detector
@@ -51,16 +50,6 @@ PIPELINES = {  # name: (detector, detect interval, motion gating)
     "yunet, motion-gated": (DetectorSettings(kind="yunet"), 1, True),
     "yunet, motion + int. 2": (DetectorSettings(kind="yunet"), 2, True),
 }
-
-
-def mot_frame(rows: list[tuple], offset: int = 0) -> pd.DataFrame:
-    """(frame, id, x, y, w, h, conf) rows as a motmetrics-style DataFrame."""
-    df = pd.DataFrame([(f + offset, i, x, y, w, h, c, 1, 1.0) for f, i, x, y, w, h, c in rows], columns=MOT_COLUMNS)
-    if df.empty:
-        df = pd.DataFrame(columns=MOT_COLUMNS).astype({"FrameId": int, "Id": int})
-    return df.astype({"FrameId": int, "Id": int, "X": float, "Y": float, "Width": float, "Height": float, "Confidence": float}).set_index(
-        ["FrameId", "Id"]
-    )
 
 
 def truth_rows(truths, frame_index: int) -> list[tuple]:

@@ -25,6 +25,13 @@ DEFAULT_BINS = (20, 40, 60, 80, 120, math.inf)
 
 
 MOT_COLUMNS = ["FrameId", "Id", "X", "Y", "Width", "Height", "Confidence", "ClassId", "Visibility"]
+MOT_TYPES = {"FrameId": int, "Id": int, "X": float, "Y": float, "Width": float, "Height": float, "Confidence": float}
+
+
+def mot_frame(rows: Sequence[tuple]) -> pd.DataFrame:
+    """(frame, id, x, y, w, h, conf) rows, in memory, as the DataFrame :func:`load_mot` reads from a file."""
+    df = pd.DataFrame([(*r, 1, 1.0) for r in rows], columns=MOT_COLUMNS)
+    return df.astype(MOT_TYPES).set_index(["FrameId", "Id"])
 
 
 def load_mot(path: str | Path) -> pd.DataFrame:
@@ -44,8 +51,7 @@ def load_mot(path: str | Path) -> pd.DataFrame:
         for col, default in (("ClassId", 1), ("Visibility", 1.0)):
             if col not in df:
                 df[col] = default
-    df = df.astype({"FrameId": int, "Id": int, "X": float, "Y": float, "Width": float, "Height": float, "Confidence": float})
-    return df.set_index(["FrameId", "Id"])
+    return df.astype(MOT_TYPES).set_index(["FrameId", "Id"])
 
 
 def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -176,9 +176,7 @@ def read_analysed_frames(path: Path) -> dict[str, set[int]]:
 def live_camera_perception(log_path: Path, edge_camera: str, scene_camera: str, world, min_px: float = 30.0) -> dict | None:
     """How the real edge saw a live synthetic camera: detection recall (faces >= ``min_px`` and >= 60 px),
     precision and IDF1 over the frames it analysed (their truth re-rendered), and how many it analysed."""
-    import pandas as pd
-
-    from edge.evaluate import MOT_COLUMNS, detection_recall, tracking_metrics
+    from edge.evaluate import detection_recall, mot_frame, tracking_metrics
     from scenario.render import CameraRenderer
 
     frames = sorted(read_analysed_frames(log_path).get(edge_camera, ()))
@@ -188,11 +186,9 @@ def live_camera_perception(log_path: Path, edge_camera: str, scene_camera: str, 
     gt_rows = []
     for i in frames:
         for f in renderer.render(i)[1]:
-            gt_rows.append((i + 1, f.track_id, *f.box, 1.0 if f.counts else 0.0, 1, 1.0))
-    dt_rows = [(r["i"] + 1, r["k"], *r["b"], 1.0, 1, 1.0) for r in read_track_log(log_path) if r["c"] == edge_camera]
-    types = {"FrameId": int, "Id": int, "X": float, "Y": float, "Width": float, "Height": float, "Confidence": float}
-    gt = pd.DataFrame(gt_rows, columns=MOT_COLUMNS).astype(types).set_index(["FrameId", "Id"])
-    dt = pd.DataFrame(dt_rows, columns=MOT_COLUMNS).astype(types).set_index(["FrameId", "Id"])
+            gt_rows.append((i + 1, f.track_id, *f.box, 1.0 if f.counts else 0.0))
+    gt = mot_frame(gt_rows)
+    dt = mot_frame([(r["i"] + 1, r["k"], *r["b"], 1.0) for r in read_track_log(log_path) if r["c"] == edge_camera])
     low, high = detection_recall(gt, dt, min_px=min_px), detection_recall(gt, dt, min_px=60.0)
     return _finite(
         {
