@@ -183,14 +183,19 @@ def keyd(
     host: str = typer.Option("127.0.0.1", "--host", help="listen address"),
     policy_file: str | None = typer.Option(None, "--policy", help="policy file (key lifetimes come from it)"),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="allow a non-loopback --host (a private container network only)"),
+    state: Path | None = typer.Option(None, "--state", help="sealed state file: keys and erasure tombstones survive a restart"),
+    master_key: Path | None = typer.Option(None, "--master-key", help="master key file of --state (default: STATE.key, made if missing)"),
 ) -> None:
-    """Run the key holder: in-memory epoch and subject keys, served to services that present $PAXSIM_KEYD_TOKEN."""
+    """Run the key holder: epoch and subject keys, served to services that present $PAXSIM_KEYD_TOKEN (in memory
+    only, or kept sealed in --state)."""
     from policy.keyd import main as keyd_main
 
     args = (
         ["--port", str(port), "--host", host]
         + (["--policy", policy_file] if policy_file else [])
         + (["--allow-remote"] if allow_remote else [])
+        + (["--state", str(state)] if state else [])
+        + (["--master-key", str(master_key)] if master_key else [])
     )
     try:
         code = keyd_main(args)
@@ -198,6 +203,22 @@ def keyd(
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
     raise typer.Exit(code)
+
+
+@app.command()
+def preflight() -> None:
+    """Refuse to start a compose deployment on the example secrets (the one-shot ``preflight`` service)."""
+    import os
+
+    from paxsim.preflight import problems
+
+    found = problems(os.environ)
+    for line in found:
+        console.print(f"[red]preflight:[/] {line}", soft_wrap=True)
+    if found:
+        console.print("[red]preflight:[/] edit deploy/.env (copied from deploy/.env.example) and start again", soft_wrap=True)
+        raise typer.Exit(2)
+    console.print("preflight: secrets set, none of them an example value")
 
 
 @app.command()

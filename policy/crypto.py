@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from prometheus_client import Counter, Histogram
 
 from broker.messages import ErasureRequest, Sighting
+from policy.keystore import SealedState, b64, unb64
 
 log = logging.getLogger("paxsim.policy.crypto")
 
@@ -213,19 +214,58 @@ class KeySource(Protocol):
 class KeyHolder:
     """The run's only owner of key material: ratchets per retention class and per-subject keys."""
 
-    def __init__(self, classes: dict[str, tuple[float, float]], clock: Callable[[], float] = time.time) -> None:
-        """``classes``: name → (epoch_s, ttl_s), e.g. ``{"sightings": (10, 120)}``."""
+    def __init__(
+        self, classes: dict[str, tuple[float, float]], clock: Callable[[], float] = time.time, store: SealedState | None = None
+    ) -> None:
+        """``classes``: name → (epoch_s, ttl_s), e.g. ``{"sightings": (10, 120)}``. ``store``: the sealed state file
+        (:mod:`policy.keystore`): what it holds is restored, and every change is written to it before it is
+        answered; without it everything lives in memory only."""
         self.clock = clock
         self._lock = threading.Lock()
+        self._store = store
         now = clock()
         self._chains = {name: Ratchet.fresh(name, e, t, now) for name, (e, t) in classes.items()}
         self._subjects: dict[str, tuple[int, bytes]] = {}
         self._generations: dict[str, int] = {}
-        # in every subject key id: a restarted holder (its keys died with it) never reuses an old id for a new key
+        # in every subject key id: a holder that lost its keys (restarted without a state file) never reuses an
+        # old id for a new key
         self.instance = secrets.token_hex(4)
         # erased subjects, as keyed hashes (the holder keeps no list of who was erased): never given a key again
         self._tomb_key = secrets.token_bytes(KEY_BYTES)
         self._tombstones: set[bytes] = set()
+        doc = store.load() if store is not None else None
+        if doc is not None:
+            self._restore(doc, classes, now)
+        self._save()
+
+    def _restore(self, doc: dict, classes: dict[str, tuple[float, float]], now: float) -> None:
+        self.instance = doc["instance"]
+        self._tomb_key = unb64(doc["tomb_key"])
+        self._tombstones = {unb64(t) for t in doc["tombstones"]}
+        self._subjects = {sid: (int(gen), unb64(key)) for sid, (gen, key) in doc["subjects"].items()}
+        self._generations = {sid: int(g) for sid, g in doc["generations"].items()}
+        for name, saved in doc["chains"].items():
+            state = ChainState.from_json(saved)
+            if name in classes and classes[name][0] == state.epoch_s:  # same epoch length: the chain goes on
+                r = Ratchet(state)
+                r.ttl_s = classes[name][1]  # the policy now in force decides the TTL
+                r.advance(now)
+                self._chains[name] = r
+
+    def _save(self) -> None:
+        """Write the state file (callers hold the lock, or own the holder alone)."""
+        if self._store is None:
+            return
+        self._store.save(
+            {
+                "instance": self.instance,
+                "tomb_key": b64(self._tomb_key),
+                "tombstones": sorted(b64(t) for t in self._tombstones),
+                "subjects": {sid: [gen, b64(key)] for sid, (gen, key) in self._subjects.items()},
+                "generations": self._generations,
+                "chains": {name: r.state().to_json() for name, r in self._chains.items()},
+            }
+        )
 
     def _tombstone(self, subject_id: str) -> bytes:
         return _mac(self._tomb_key, b"paxsim-tombstone:" + subject_id.encode())
@@ -236,6 +276,7 @@ class KeyHolder:
             r = self._chains[name]
             r.ttl_s = ttl_s
             r.advance(self.clock())
+            self._save()
 
     def chain(self, name: str) -> ChainState:
         with self._lock:
@@ -243,26 +284,31 @@ class KeyHolder:
             if r is None:
                 raise KeyExpired(f"no key class {name!r}")
             now = self.clock()
-            r.advance(now)
+            if r.advance(now):
+                self._save()
             return r.state(served_at=now)
 
     def shred(self) -> None:
         with self._lock:
             now = self.clock()
-            for r in self._chains.values():
-                r.advance(now)
+            if sum(r.advance(now) for r in self._chains.values()):
+                self._save()
 
     def subject_keys(self, subject_ids: list[str], create: bool) -> dict[str, tuple[str, bytes]]:
         out: dict[str, tuple[str, bytes]] = {}
         with self._lock:
+            created = False
             for sid in subject_ids:
                 entry = self._subjects.get(sid)
                 if entry is None and create and self._tombstone(sid) not in self._tombstones:
                     gen = self._generations.get(sid, 0) + 1
                     self._generations[sid] = gen
                     entry = self._subjects[sid] = (gen, secrets.token_bytes(KEY_BYTES))
+                    created = True
                 if entry is not None:
                     out[sid] = (f"subject:{sid}:{self.instance}.{entry[0]}", entry[1])
+            if created:
+                self._save()  # a key is on disk before anybody seals with it
         return out
 
     def resolve_pseudonyms(self, pseudonyms: list[str]) -> dict[str, str]:
@@ -279,6 +325,7 @@ class KeyHolder:
         with self._lock:
             existed = self._subjects.pop(subject_id, None) is not None
             self._tombstones.add(self._tombstone(subject_id))
+            self._save()  # the erasure holds across a restart before it is confirmed
         if existed:
             SHRED.labels("subject").inc()
         return existed

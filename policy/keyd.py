@@ -5,7 +5,10 @@ and ``tracklets`` (TTL ``unknown_faces.tracklets.ttl_s``). A background thread d
 every ``tick``; a policy reload changes TTLs (a shorter TTL destroys at once; a longer one cannot revive).
 
 Every request but ``/healthz`` needs ``Authorization: Bearer <token>``, the per-run token given in
-``PAXSIM_KEYD_TOKEN`` (environment, never argv). It binds to loopback only. Nothing is written to disk.
+``PAXSIM_KEYD_TOKEN`` (environment, never argv). It binds to loopback only. Without ``--state`` nothing is
+written to disk and a restart loses every key (all sealed data becomes unreadable); with ``--state FILE`` the
+keys, erasure tombstones and chain positions are kept in FILE, sealed under ``--master-key`` (both 0600,
+:mod:`policy.keystore`), so a restarted holder carries on and an erased subject stays erased.
 
     GET    /healthz                       → {"ok": true}
     GET    /v1/chain/<class>              → the chain state of the oldest live epoch
@@ -35,6 +38,7 @@ from urllib.parse import unquote
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from policy.crypto import CONTROL_CLASS, KeyExpired, KeyHolder, new_token, token_matches
+from policy.keystore import SealedState, StateFileError
 from policy.policyfile import Policy, PolicyHolder
 
 log = logging.getLogger("paxsim.policy.keyd")
@@ -196,13 +200,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--policy", default=None, help="policy file (default: $PAXSIM_POLICY or the packaged default)")
     ap.add_argument("--reload-s", type=float, default=1.0)
+    ap.add_argument("--state", type=Path, default=None, help="sealed state file: keys and tombstones survive a restart")
+    ap.add_argument("--master-key", type=Path, default=None, help="master key file of --state (default: FILE.key; made if missing)")
     args = ap.parse_args(argv)
     token = os.environ.get(TOKEN_ENV)
     if not token:
         print(f"{TOKEN_ENV} is not set: refusing to serve keys without a token", file=sys.stderr)
         return 2
     policies = PolicyHolder.from_settings_path(args.policy)
-    holder = KeyHolder(key_classes(policies.current))
+    store = None
+    if args.state is not None:
+        master = args.master_key or args.state.with_name(args.state.name + ".key")
+        try:
+            store = SealedState(args.state, master)
+            holder = KeyHolder(key_classes(policies.current), store=store)
+        except StateFileError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+    else:
+        holder = KeyHolder(key_classes(policies.current))
     policies.on_change(lambda old, new: [holder.set_ttl(n, ttl) for n, (_e, ttl) in key_classes(new).items()])
     try:
         server = KeyServer(holder, token, host=args.host, port=args.port, allow_remote=args.allow_remote).start()
@@ -226,6 +242,17 @@ class KeydProcess:
     proc: subprocess.Popen
     url: str
     token: str
+    policy_path: str | Path | None = None
+    state: Path | None = None
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def restart(self) -> None:
+        """Start it again on the same address with the same token and state file (clients keep their settings)."""
+        self.stop()
+        port = int(self.url.rsplit(":", 1)[1].split("/")[0])
+        self.proc = spawn_keyd(self.policy_path, self.token, port=port, state=self.state).proc
 
     @property
     def env(self) -> dict[str, str]:
@@ -241,13 +268,22 @@ class KeydProcess:
                 self.proc.wait()
 
 
-def spawn_keyd(policy_path: str | Path | None = None, token: str | None = None, port: int = 0, timeout_s: float = 10.0) -> KeydProcess:
-    """Start the key holder as a child process and wait for its ready line."""
+def spawn_keyd(
+    policy_path: str | Path | None = None,
+    token: str | None = None,
+    port: int = 0,
+    timeout_s: float = 10.0,
+    state: Path | None = None,
+) -> KeydProcess:
+    """Start the key holder as a child process and wait for its ready line. ``state``: its sealed state file
+    (a restart with the same file keeps the keys and tombstones)."""
     token = token or new_token()
     env = {**os.environ, TOKEN_ENV: token}
     cmd = [sys.executable, "-m", "policy.keyd", "--port", str(port)]
     if policy_path is not None:
         cmd += ["--policy", str(policy_path)]
+    if state is not None:
+        cmd += ["--state", str(state)]
     from core.stack import die_with_parent  # the keys must not outlive the run, even after kill -9 of the parent
 
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, preexec_fn=die_with_parent)
@@ -264,7 +300,7 @@ def spawn_keyd(policy_path: str | Path | None = None, token: str | None = None, 
     if "url" not in ready:
         proc.kill()
         raise RuntimeError(f"policy.keyd did not start within {timeout_s}s (exit code {proc.poll()})")
-    return KeydProcess(proc, ready["url"], token)
+    return KeydProcess(proc, ready["url"], token, policy_path, state)
 
 
 if __name__ == "__main__":
