@@ -36,7 +36,7 @@ from core.config import ENV_PREFIX, Settings
 from core.stack import Stack, total
 from paxsim.demo import child_env, enrol_scenario, policy_file, rate_table
 from policy.crypto import HttpKeySource, SubjectVault
-from policy.keyd import spawn_keyd
+from policy.keyd import KeydProcess, spawn_keyd
 from policy.policyfile import load_policy
 
 JOIN_TIMEOUT_S = 45.0
@@ -131,6 +131,20 @@ class Supervisor:
             self.next_try[name] = now + min(RESTART_BACKOFF_S[1], RESTART_BACKOFF_S[0] * 2**n)
             stack.restart(name)
             console.print(f"[yellow]stage {name} exited (code {code}): restarted ({n + 1}/{MAX_RESTARTS}); see {child.log_path}[/]")
+
+    def heal_keyd(self, keys: KeydProcess, console: Console, now: float) -> None:
+        """Restart a dead key holder on its address, with its token and sealed state file: the stages wait for
+        it meanwhile (they retry, they do not die) and find the same keys and tombstones when it is back."""
+        if keys.alive() or now < self.next_try.get("keyd", 0.0):
+            return
+        n = self.restarts.get("keyd", 0)
+        code = keys.proc.returncode
+        if n >= MAX_RESTARTS:
+            raise StageFailed(f"the key holder exited (code {code}) after {n} restarts")
+        self.restarts["keyd"] = n + 1
+        self.next_try["keyd"] = now + min(RESTART_BACKOFF_S[1], RESTART_BACKOFF_S[0] * 2**n)
+        keys.restart()
+        console.print(f"[yellow]key holder exited (code {code}): restarted from its sealed state ({n + 1}/{MAX_RESTARTS})[/]")
 
 
 def scrape(stack: Stack, edge: _Edge, matchers: list[str], cycles: int, sup: Supervisor | None = None) -> UpCounts:
@@ -268,7 +282,8 @@ async def up(
     cycles = 0
     counts = UpCounts()
     scan_code: int | None = None
-    keys = spawn_keyd(policy_file(settings))  # the run's in-memory key holder: edges seal, matchers unseal
+    # the run's key holder: edges seal, matchers unseal; its sealed state file lets a restart keep keys and tombstones
+    keys = spawn_keyd(policy_file(settings), state=run_dir / "keyd" / "state")
     try:
         if broker:
             await broker.start()
@@ -313,6 +328,7 @@ async def up(
                 live.update(_table(new, counts, now - last_t, now - t0, dashboard_url))
                 counts, last_t = new, now
                 await asyncio.to_thread(sup.heal, stack, console, now)  # a killed stage is restarted, not fatal
+                await asyncio.to_thread(sup.heal_keyd, keys, console, now)
                 e = stack.children["edge"]
                 if not e.alive():
                     code = e.proc.returncode  # type: ignore[union-attr]

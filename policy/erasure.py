@@ -131,6 +131,9 @@ class ErasureWorker:
         self.stage, self.handlers, self.audit, self.clock, self.control = stage, list(handlers), audit, clock, control
         self.latencies: list[float] = []
         self._hist = ERASURE_SECONDS.labels(stage)
+        # (request id, pseudonym) already applied here: two publishers of one outbox may both ship a request;
+        # a copy that names a pseudonym the first did not is applied again
+        self._done: set[tuple[str, str]] = set()
 
     def open(self, req: ErasureRequest) -> ErasureRequest:
         return open_request(req, self.control)
@@ -148,6 +151,7 @@ class ErasureWorker:
         self._hist.observe(latency)
         self.latencies.append(latency)
         ERASURES.labels(self.stage, "applied").inc()
+        log.info("erasure applied", extra={"request_id": req.request_id, "latency_ms": round(latency * 1000, 1)})
         if self.audit is not None:
             self.audit.append("erasure.applied", "allow", rule=req.reason, subject_id=req.subject_id, object_id=req.request_id)
         return latency
@@ -191,6 +195,9 @@ class ErasureWorker:
                             ERASURES.labels(self.stage, "refused" if not req.sealed else "unreadable").inc()
                             log.error("sealed erasure request cannot be opened", extra={"request_id": req.request_id, "error": repr(exc)})
                             continue
+                        if (req.request_id, req.subject_ref) in self._done:
+                            ERASURES.labels(self.stage, "duplicate").inc()
+                            continue
                         await self._apply_until_done(req, replay=rec.offset < caught_up_to.get(tp, 0), stop=stop)
         finally:
             await consumer.stop()
@@ -204,6 +211,7 @@ class ErasureWorker:
                     ERASURES.labels(self.stage, "replayed").inc()
                 else:
                     await self.apply(req)
+                self._done.add((req.request_id, req.subject_ref))
                 return
             except Exception as exc:  # a full disk, an unreachable key holder: retried, counted, never fatal
                 ERASURES.labels(self.stage, "failed").inc()
