@@ -336,21 +336,61 @@ def policy_diff(a: Path | None, b: Path | None) -> list[str]:
     from policy.policyfile import DEFAULT_POLICY_PATH
 
     pa, pb = a or DEFAULT_POLICY_PATH, b or DEFAULT_POLICY_PATH
-    return list(difflib.unified_diff(pa.read_text().splitlines(), pb.read_text().splitlines(), str(pa), str(pb), lineterm=""))
+    return list(difflib.unified_diff(pa.read_text().splitlines(), pb.read_text().splitlines(), pa.name, pb.name, lineterm=""))
+
+
+def _retention_rows(policy_a: Path | None, policy_b: Path | None) -> list[dict]:
+    """What each policy keeps and for how long (s): the settings behind the data-age figures."""
+    from policy.policyfile import DEFAULT_POLICY_PATH, load_policy
+
+    pa, pb = load_policy(policy_a or DEFAULT_POLICY_PATH), load_policy(policy_b or DEFAULT_POLICY_PATH)
+    rows = [("sealed sightings readable for, s", pa.retention.sightings_s, pb.retention.sightings_s)]
+    for purpose in sorted(set(pa.purposes) | set(pb.purposes)):
+        ra, rb = pa.purposes.get(purpose), pb.purposes.get(purpose)
+        rows.append((f"matches and tracks kept for '{purpose}', s", ra.retention_s if ra else None, rb.retention_s if rb else None))
+    out = []
+    for name, va, vb in rows:
+        delta = None if va is None or vb is None else round(vb - va, 2)
+        meaning = (
+            "purpose only in one policy"
+            if delta is None
+            else "no change"
+            if delta == 0
+            else "B keeps data longer"
+            if delta > 0
+            else "B keeps data shorter"
+        )
+        out.append({"figure": name, "a": va, "b": vb, "b_minus_a": delta, "meaning": meaning})
+    return out
+
+
+def _refusal_rows(ra: dict, rb: dict, traffic_a: float, traffic_b: float) -> list[dict]:
+    """Refusals per rule and second, A beside B (gate rules and post-match rules)."""
+    out = []
+    for rule in sorted(set(ra["dropped_by_rule"]) | set(rb["dropped_by_rule"])):
+        va = round(ra["dropped_by_rule"].get(rule, 0) / traffic_a, 2) if traffic_a else 0.0
+        vb = round(rb["dropped_by_rule"].get(rule, 0) / traffic_b, 2) if traffic_b else 0.0
+        delta = round(vb - va, 2)
+        meaning = "no change" if delta == 0 else f"B refuses more under {rule}" if delta > 0 else f"B refuses less under {rule}"
+        out.append({"figure": f"refused by {rule}, /s", "a": va, "b": vb, "b_minus_a": delta, "meaning": meaning})
+    return out
 
 
 def compare_runs(a: LoadResult, b: LoadResult, policy_a: Path | None = None, policy_b: Path | None = None) -> dict:
     """B relative to A at each step both reached: throughput ratio, added p50/p99, CPU ratio (the cost of a policy),
-    and for a person to read: the policy diff and, per step, each figure side by side with what its change means."""
+    and for a person to read: the policy diff, what each policy keeps for how long, and per step each figure
+    (refusals rule by rule included) side by side with what its change means."""
     steps = []
     side_by_side = []
     for sa, sb in zip(a.steps, b.steps):
-        fa, fb = _figures(sa.row(), sa.traffic_s), _figures(sb.row(), sb.traffic_s)
+        ra, rb = sa.row(), sb.row()
+        fa, fb = _figures(ra, sa.traffic_s), _figures(rb, sb.traffic_s)
         rows = []
         for (name, higher, lower), va, vb in zip(COMPARED, fa, fb):
             delta = None if va is None or vb is None else round(vb - va, 2)
             meaning = "not measured in both" if delta is None else "no change" if delta == 0 else higher if delta > 0 else lower
             rows.append({"figure": name, "a": va, "b": vb, "b_minus_a": delta, "meaning": meaning})
+        rows += _refusal_rows(ra, rb, sa.traffic_s, sb.traffic_s)
         side_by_side.append({"offered": round(sa.offered_rate, 1), "rows": rows})
     for sa, sb in zip(a.steps, b.steps):
         ra, rb = sa.row(), sb.row()
@@ -370,6 +410,7 @@ def compare_runs(a: LoadResult, b: LoadResult, policy_a: Path | None = None, pol
         "baseline": a.label,
         "candidate": b.label,
         "policy_diff": policy_diff(policy_a, policy_b),
+        "retention": _retention_rows(policy_a, policy_b),
         "side_by_side": side_by_side,
         "steps": steps,
         "max_sustained_ratio": (b.max_sustained_rate / a.max_sustained_rate) if a.max_sustained_rate and b.max_sustained_rate else None,

@@ -252,23 +252,58 @@ def _accuracy_table(results: list[LoadResult]) -> str:
     )
 
 
+def _rows_html(rows: list[dict]) -> str:
+    body = "".join(
+        f"<tr><td style='text-align:left'>{html.escape(r['figure'])}</td><td>{_fmt(r['a'])}</td><td>{_fmt(r['b'])}</td>"
+        f"<td>{_fmt(r['b_minus_a'])}</td><td style='text-align:left'>{html.escape(r['meaning'])}</td></tr>"
+        for r in rows
+    )
+    return f"<table><tr><th>figure</th><th>A</th><th>B</th><th>B − A</th><th>what the change means</th></tr>{body}</table>"
+
+
+def comparison_figure(cmp: dict) -> go.Figure:
+    """One panel per compared figure (refusals by rule included): A and B as bars, one pair per step."""
+    from plotly.subplots import make_subplots
+
+    names = list(dict.fromkeys(r["figure"] for step in cmp["side_by_side"] for r in step["rows"]))
+    cols = 3
+    nrows = -(-len(names) // cols)
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=names, vertical_spacing=0.5 / max(nrows, 1))
+    steps = [f"{step['offered']:g}" for step in cmp["side_by_side"]]
+    for i, name in enumerate(names):
+        row, col = i // cols + 1, i % cols + 1
+        for side, label, color in (("a", cmp["baseline"], "#5794f2"), ("b", cmp["candidate"], "#ff9830")):
+            ys = [next((r[side] for r in step["rows"] if r["figure"] == name), None) for step in cmp["side_by_side"]]
+            fig.add_trace(
+                go.Bar(x=steps, y=ys, name=f"{'A' if side == 'a' else 'B'}: {label}", marker_color=color, showlegend=i == 0),
+                row=row,
+                col=col,
+            )
+    fig.update_layout(
+        title="A beside B at each step (x: offered load)",
+        template="plotly_dark",
+        barmode="group",
+        height=260 * nrows + 80,
+        margin=dict(l=50, r=20, t=80, b=40),
+    )
+    fig.update_annotations(font_size=11)
+    return fig
+
+
 def _comparison(cmp: dict | None) -> str:
-    """The two policies' diff, then each step's figures side by side with what B - A means."""
+    """The two policies' diff, what each keeps for how long, a chart per figure, then each step's figures side
+    by side with what B - A means."""
     if not cmp:
         return ""
-    out = [f"<h2>comparison: {html.escape(cmp['baseline'])} (A) → {html.escape(cmp['candidate'])} (B)</h2>"]
+    out = [f"<h2 id='comparison'>comparison: {html.escape(cmp['baseline'])} (A) → {html.escape(cmp['candidate'])} (B)</h2>"]
     diff = cmp.get("policy_diff") or []
     out.append("<h3>policy diff</h3><pre>" + (html.escape("\n".join(diff)) if diff else "the two policy files are the same") + "</pre>")
+    if cmp.get("retention"):
+        out.append("<h3>what each policy keeps, and for how long</h3>" + _rows_html(cmp["retention"]))
+    if cmp.get("side_by_side"):
+        out.append(comparison_figure(cmp).to_html(full_html=False, include_plotlyjs=False, div_id="fig-comparison"))
     for step in cmp.get("side_by_side", []):
-        rows = "".join(
-            f"<tr><td style='text-align:left'>{html.escape(r['figure'])}</td><td>{_fmt(r['a'])}</td><td>{_fmt(r['b'])}</td>"
-            f"<td>{_fmt(r['b_minus_a'])}</td><td style='text-align:left'>{html.escape(r['meaning'])}</td></tr>"
-            for r in step["rows"]
-        )
-        out.append(
-            f"<h3>step offered {step['offered']:g}</h3><table><tr><th>figure</th><th>A</th><th>B</th><th>B − A</th>"
-            f"<th>what the change means</th></tr>{rows}</table>"
-        )
+        out.append(f"<h3>step offered {step['offered']:g}</h3>" + _rows_html(step["rows"]))
     return "".join(out)
 
 

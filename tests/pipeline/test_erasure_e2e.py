@@ -243,6 +243,9 @@ def test_one_erasure_reaches_every_replica_and_store_through_sigkills_and_links_
         records = asyncio.run(broker_records(bootstrap))
         assert len(records) > 500
         assert not linked(records, subject, pseudonym), "a join of the topics links the erased subject to its pseudonym"
+        # the subject's sightings went on arriving after the erasure: no reference anywhere resolves to them
+        refs = {str(doc.get(f)) for _t, _k, doc in records for f in ("subject_id", "subject_ref") if str(doc.get(f)).startswith("ps-")}
+        assert len(refs) > 10 and subject not in keys.resolve_pseudonyms(sorted(refs)).values()
         proc.wait(timeout=180)
     finally:
         if proc.poll() is None:

@@ -172,3 +172,64 @@ def test_load_replays_rendered_videos_through_the_real_edge(tmp_path: Path):
         )
         page.screenshot(path=str(tmp_path / "videos.png"), full_page=True)
         browser.close()
+
+
+COMPARE_SHOT = DOC_SHOT.with_name("load-compare.png")
+
+
+def test_load_compare_answers_what_a_policy_change_does_and_the_comparison_renders(tmp_path: Path):
+    """``--compare A B``: B stops matching at security and keeps flow data a tenth as long. The report says so
+    in words (policy diff, retention, each figure with what its change means, refusals rule by rule) and in a
+    chart per figure; PAXSIM_UPDATE_SCREENSHOT=1 also writes docs/img/load-compare.png."""
+    from policy.policyfile import DEFAULT_POLICY_PATH
+
+    a, b = tmp_path / "airport.yaml", tmp_path / "no-security-matching.yaml"
+    text = DEFAULT_POLICY_PATH.read_text()
+    a.write_text(text)
+    changed = text.replace("security:    {biometric: true, purpose: flow-analytics}", "security:    {biometric: false}").replace(
+        "retention_s: 1800", "retention_s: 180"
+    )
+    assert changed.count("biometric: false") == text.count("biometric: false") + 1 and "retention_s: 180\n" in changed
+    b.write_text(changed)
+    report = tmp_path / "compare.html"
+    env = {**os.environ, "PAXSIM__STATE_DIR": str(tmp_path / "var"), "PAXSIM__SCENARIO__TRAVELLERS": "60"}
+    args = ["--virtual", "4", "--rate", "60", "--steps", "1", "--duration", "8", "--no-redteam", "--report", str(report)]
+    proc = subprocess.run([*load_command(), *args, "--compare", str(a), str(b)], env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    cmp = json.loads(report.with_suffix(".json").read_text())["comparison"]
+    assert (cmp["baseline"], cmp["candidate"]) == ("airport", "no-security-matching")
+    diff = "\n".join(cmp["policy_diff"])
+    assert "-  security:    {biometric: true, purpose: flow-analytics}" in diff and "+  security:    {biometric: false}" in diff
+    kept = {r["figure"]: r for r in cmp["retention"]}
+    assert kept["matches and tracks kept for 'flow-analytics', s"]["b_minus_a"] == -1620
+    assert kept["matches and tracks kept for 'flow-analytics', s"]["meaning"] == "B keeps data shorter"
+    rows = {r["figure"]: r for r in cmp["side_by_side"][0]["rows"]}
+    identified = rows["identified/s (matched)"]
+    assert identified["b"] < identified["a"] and identified["meaning"] == "B identifies fewer people", identified
+    # the first virtual cameras' travellers are at security in the first seconds: B matches none of them
+    assert identified["b"] == 0
+    consent = rows["refused by post_match:consent, /s"]  # nobody left to refuse for lack of consent either
+    assert consent["a"] > 0 and consent["b"] == 0 and consent["meaning"] == "B refuses less under post_match:consent"
+    leaks = rows["identifications of non-consented people"]
+    assert leaks["a"] == 0 and leaks["meaning"] in ("no change", "not measured in both"), leaks
+
+    need_binary(CHROMIUM)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(report.as_uri())
+        page.wait_for_function("() => document.getElementById('fig-comparison')?.data?.length > 0", timeout=20_000)
+        bars = page.evaluate("() => document.getElementById('fig-comparison').data.map(t => t.name)")
+        assert any(n.startswith("A: airport") for n in bars) and any(n.startswith("B: no-security-matching") for n in bars)
+        top = page.evaluate("() => document.getElementById('comparison').getBoundingClientRect().top + window.scrollY")
+        height = page.evaluate("() => document.body.scrollHeight") - top
+        shot = tmp_path / "load-compare.png"
+        page.screenshot(path=str(shot), clip={"x": 0, "y": top - 8, "width": 1400, "height": min(height + 8, 2400)}, full_page=True)
+        assert shot.stat().st_size > 50_000 and not errors, errors
+        browser.close()
+    if os.environ.get("PAXSIM_UPDATE_SCREENSHOT"):
+        shutil.copy(shot, COMPARE_SHOT)
