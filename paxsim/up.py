@@ -267,6 +267,11 @@ async def up(
     if embedded:
         shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # the deployment's dashboard token store: where `paxsim dashboard-token` writes with the same config, outside
+    # the run dir (emptied at every start); the dashboard follows the file, so a token issued now works at once
+    from dashboard.services import TOKENS_FILE_ENV, tokens_path
+
+    tokens = {TOKENS_FILE_ENV: str(tokens_path(settings).resolve())}
     settings = settings.model_copy(update={"state_dir": run_dir})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -301,7 +306,7 @@ async def up(
         vault = SubjectVault(HttpKeySource(keys.url, keys.token))  # templates sealed per subject at rest
         subjects, grants = await asyncio.to_thread(lambda: enrol_scenario(settings, cycle_s, vault=vault))
         console.print(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
-        stack = Stack(run_dir, child_env(settings, bootstrap, embedded, keys))
+        stack = Stack(run_dir, {**child_env(settings, bootstrap, embedded, keys), **tokens})
         stack.spawn("policy", ["policy"])
         for name in names:
             stack.spawn(name, ["matcher"])
@@ -314,6 +319,10 @@ async def up(
         cycles = 1
         console.print(
             f"all stages up: policy, {len(names)} matcher(s), dashboard {dashboard_url}, edge ({settings.scenario.cameras} cameras)"
+        )
+        console.print(
+            f"dashboard tokens: {tokens[TOKENS_FILE_ENV]} (paxsim dashboard-token issue --name NAME --role ROLE, same config)",
+            soft_wrap=True,
         )
         t0 = last_t = time.monotonic()
         deadline = t0 + duration if duration else None

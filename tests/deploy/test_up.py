@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -93,7 +94,21 @@ def test_up_stops_every_process_on_ctrl_c(tmp_path: Path) -> None:
     )
     try:
         out = _wait_all_up(proc)
-        time.sleep(3)
+        # the README's token command, run beside `paxsim up` with the same state dir, works against its dashboard
+        issued = subprocess.run(
+            [sys.executable, "-m", "paxsim.cli", "dashboard-token", "issue", "--name", "alice", "--role", "operator"],
+            env=_env(tmp_path),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert issued.returncode == 0, issued.stdout + issued.stderr
+        token = issued.stdout.strip().splitlines()[-1]
+        url = next(w.rstrip(",") for line in out for w in line.split() if w.startswith("http://") and w.rstrip(",").endswith("/"))
+        r = httpx.get(url + "api/trajectories", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert r.status_code == 200, (r.status_code, r.text)
+        time.sleep(2)
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 5  # broker, policy, matcher, dashboard, edge
         proc.send_signal(signal.SIGINT)
