@@ -20,60 +20,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "deploy" / "paxsim.example.yaml"
+from bench.upstack import UpRun
+
 TOKEN = "bench-erasure-admin-token-0123456789abcdef"
 GOAL_P99_S = 1.0
 
 
-def _free_port() -> int:
-    from core.obs import free_port
-
-    return free_port()
-
-
 def run_rate(rate: float, matchers: int, erasures: int, interval_s: float, warmup_s: float, seed: int, console: Console) -> dict:
     """One stack at ``rate`` sightings/s; returns {stage/replica: [latency_s, ...]}."""
-    tmp = Path(tempfile.mkdtemp(prefix="bench-erasure-"))
-    port = _free_port()
     duration = warmup_s + erasures * interval_s + 15
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PAXSIM")},
-        "PAXSIM__STATE_DIR": str(tmp / "state"),
-        "PAXSIM__SCENARIO__CAMERAS": "12",
         "PAXSIM__SCENARIO__TRAVELLERS": str(max(120, erasures * 3)),
         "PAXSIM__SCENARIO__EVENTS_PER_SECOND": f"{rate:g}",
-        "PAXSIM__DASHBOARD__PORT": str(port),
         "PAXSIM_DASHBOARD_TOKENS": f"admin:bench:{TOKEN}",
-        "COLUMNS": "120",
     }
-    cmd = [sys.executable, "-m", "paxsim.cli", "up", "--config", str(CONFIG), "--matchers", str(matchers), "--duration", f"{duration:g}"]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
-    run_dir = tmp / "state" / "up"
-    api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    run = UpRun(["--matchers", str(matchers), "--duration", f"{duration:g}"], env, prefix="bench-erasure-")
+    api = httpx.Client(base_url=run.api, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
     requests: dict[str, float] = {}
     try:
-        deadline = time.monotonic() + 120
-        while "all stages up" not in "".join(lines):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("paxsim up did not start:\n" + "".join(lines)[-3000:])
-            time.sleep(0.2)
+        run.wait_up()
         time.sleep(warmup_s)
         subjects = sorted(api.get("/gallery/subjects").json())
         victims = random.Random(seed).sample(subjects, erasures)
@@ -86,7 +59,7 @@ def run_rate(rate: float, matchers: int, erasures: int, interval_s: float, warmu
         time.sleep(5)  # the last request reaches every replica
         listed = {e["request_id"]: e for e in api.get("/erasures", params={"limit": 10_000}).json()}
     finally:
-        proc.wait(timeout=duration + 120)
+        run.wait(duration + 120)
     out: dict[str, list[float]] = {"published": [], "dashboard": []}
     for rid, at in requests.items():
         e = listed.get(rid) or {}
@@ -94,7 +67,7 @@ def run_rate(rate: float, matchers: int, erasures: int, interval_s: float, warmu
             out["published"].append(e["published_at"] - at)
         if e.get("applied_in_dashboard_s") is not None:
             out["dashboard"].append(e["applied_in_dashboard_s"])
-    for log in sorted(run_dir.glob("*.log")):
+    for log in sorted(run.run_dir.glob("*.log")):
         first: dict[str, float] = {}  # a request applied again with a pseudonym the first copy lacked: the first counts
         for line in log.read_text(errors="replace").splitlines():
             if '"erasure applied"' not in line:

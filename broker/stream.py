@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -13,8 +14,13 @@ from prometheus_client import Counter, Gauge
 from broker import topics as t
 from broker.messages import DeadLetter, encode
 
+log = logging.getLogger("paxsim.broker.stream")
+
 DEADLETTERS = Counter("paxsim_broker_deadletters_total", "Messages sent to the dead-letter topic", ["stage", "kind"])
 ASSIGNED = Gauge("paxsim_broker_assigned_partitions", "Partitions currently assigned to a consuming stage", ["stage"])
+COMMIT_FAILURES = Counter(
+    "paxsim_broker_commit_failures_total", "Offset commits refused because the group rebalanced during the batch", ["stage"]
+)
 CONSUMER_LAG = Gauge(
     "paxsim_broker_consumer_lag_messages", "Highwater minus position, per consuming stage", ["stage", "topic", "partition"]
 )
@@ -33,6 +39,21 @@ async def dead_letter(producer: AIOKafkaProducer, record: ConsumerRecord, stage:
         payload=record.value or b"",
     )
     return await producer.send(t.DEADLETTER.name, encode(dl), key=stage.encode())
+
+
+async def commit(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int], stage: str) -> bool:
+    """Commit ``offsets``; False (counted, logged) when the group rebalanced meanwhile. Never fatal: the
+    partition's new owner reads the batch again from the last commit and skips what was already decided
+    (each stage is idempotent by event id), so a rebalance costs duplicates skipped, never a crashed stage."""
+    from aiokafka.errors import CommitFailedError, IllegalStateError
+
+    try:
+        await consumer.commit(offsets)
+    except (CommitFailedError, IllegalStateError) as exc:
+        COMMIT_FAILURES.labels(stage).inc()
+        log.warning("offset commit refused after a rebalance; the new owner re-reads the batch", extra={"stage": stage, "error": str(exc)})
+        return False
+    return True
 
 
 async def acknowledged(futures: Iterable[asyncio.Future[Any]]) -> None:

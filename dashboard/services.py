@@ -30,7 +30,7 @@ from matcher.gallery import Gallery
 from policy.audit import AuditLog
 from policy.consent import ConsentRecord, ConsentRegistry, consent_path
 from policy.crypto import CONTROL_CLASS, EpochKeyRing, HttpKeySource, KeyUnavailable, SubjectVault
-from policy.erasure import send_erasures, with_reference
+from policy.erasure import reference, send_erasures
 from policy.policyfile import Policy, PolicyError, load_policy
 
 log = logging.getLogger("paxsim.dashboard")
@@ -171,11 +171,15 @@ class Services:
         """Withdraw every consent of the subject (queues the erasure), drop its templates and stored points.
 
         Returns (request, gallery templates removed, dashboard points removed)."""
-        req = self.registry.withdraw(subject_id)
+        # trajectories are stored under the pseudonym when the run has keys: name it while the key still lives,
+        # and keep it with the queued request (the key may be destroyed before the request is published)
+        try:
+            ref = reference(subject_id, self.vault)
+        except KeyUnavailable:
+            ref = ""  # the publisher attaches it once the key holder answers
+        req = self.registry.withdraw(subject_id, subject_ref=ref)
         if req is None:  # nothing active to withdraw: still an erasure of whatever is stored, queued durably
-            req = self.registry.queue_erasure(subject_id, reason)
-        # trajectories are stored under the pseudonym when the run has keys: name it while the key still lives
-        req = with_reference(req, self.vault)
+            req = self.registry.queue_erasure(subject_id, reason, subject_ref=ref)
         templates = self.gallery_remove(subject_id)
         stat = self.view.erase(req, time.time())
         return req, templates, stat.points_removed
@@ -242,6 +246,8 @@ class Services:
                 await self.publish_outbox()
             except BrokerUnreachable as exc:
                 log.warning("erasure outbox: broker unreachable; retrying", extra={"error": str(exc)})
+            except KeyUnavailable as exc:  # requests wait for their pseudonym (policy.erasure.for_the_topic)
+                log.warning("erasure outbox: key holder unavailable; retrying", extra={"error": str(exc)})
             except Exception:  # noqa: BLE001
                 log.exception("erasure outbox failed; retrying")
             await _sleep(stop, 1.0)

@@ -26,10 +26,13 @@ _CLOSE = object()
 
 
 class Publisher:
-    def __init__(self, producer: AIOKafkaProducer, maxsize: int = 10_000, window: int = 500) -> None:
+    def __init__(self, producer: AIOKafkaProducer, maxsize: int = 10_000, window: int = 500, max_wait_s: float | None = None) -> None:
+        """``max_wait_s``: a message that waited longer in the queue (the loop was stalled) is dropped, counted
+        (``late_in_queue``) instead of going out behind its schedule."""
         self.producer = producer
         self.queue: asyncio.Queue[object] = asyncio.Queue(maxsize=maxsize)
         self.window = window
+        self.max_wait_s = max_wait_s
 
     def offer(self, topic: str, value: bytes, key: bytes) -> bool:
         """Queue a message; False (and counted) when the queue is full."""
@@ -55,6 +58,9 @@ class Publisher:
                     closing = True
                     continue
                 topic, value, key, t0 = it  # type: ignore[misc]
+                if self.max_wait_s is not None and time.perf_counter() - t0 > self.max_wait_s:
+                    DROPPED.labels("late_in_queue").inc()
+                    continue
                 inflight.append((await self.producer.send(topic, value, key=key), topic, t0))
             QUEUE_DEPTH.set(self.queue.qsize())
             await self._settle(inflight)

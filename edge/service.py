@@ -85,7 +85,7 @@ async def run_virtual_edge(
     rt = open_policy(settings)
     chain = rt.edge_chain()
     producer = await start_producer(settings)
-    pub = Publisher(producer)
+    pub = Publisher(producer, max_wait_s=LATE_S / 2)  # queued before a stall: shed, not sent late
     sender = asyncio.create_task(pub.run())
     background = asyncio.create_task(rt.background(stop))
     claims_by_pseudonym = rt.vault is not None and rt.enforcing

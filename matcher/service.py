@@ -37,13 +37,14 @@ from pathlib import Path
 import msgspec
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import IllegalStateError
 from prometheus_client import Counter, Gauge, Histogram
 
 from broker import topics as t
 from broker.clients import start_consumer, start_producer
 from broker.messages import Alert, ErasureRequest, Match, MessageError, Sighting, TrackUpdate, check_sighting, decode, encode
 from broker.reader import read_from
-from broker.stream import AssignmentGauge, acknowledged, dead_letter, offsets_after, update_lag
+from broker.stream import AssignmentGauge, acknowledged, commit, dead_letter, offsets_after, update_lag
 from core.config import Settings
 from core.paths import gallery_path, instance_name
 from core.tasks import supervised
@@ -544,7 +545,8 @@ async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
                 KEYD_WAITS.inc()
                 log.error("key holder unavailable; the batch will be read again", extra={"error": str(exc), "retry_s": backoff})
                 for tp, records in batch.items():
-                    consumer.seek(tp, records[0].offset)
+                    with contextlib.suppress(IllegalStateError):  # revoked meanwhile: its new owner reads it
+                        consumer.seek(tp, records[0].offset)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), backoff)
                 backoff = min(backoff * 2, KEYD_RETRY_MAX_S)
@@ -552,7 +554,7 @@ async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
             backoff = KEYD_RETRY_FIRST_S
             rt.flush_audit()
             done = offsets_after(batch)
-            await consumer.commit(done)
+            await commit(consumer, done, STAGE)
             for tp, off in done.items():
                 state.next_input[tp.partition] = off
             update_lag(consumer, STAGE, batch)

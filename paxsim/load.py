@@ -344,7 +344,9 @@ def _retention_rows(policy_a: Path | None, policy_b: Path | None) -> list[dict]:
     from policy.policyfile import DEFAULT_POLICY_PATH, load_policy
 
     pa, pb = load_policy(policy_a or DEFAULT_POLICY_PATH), load_policy(policy_b or DEFAULT_POLICY_PATH)
-    rows = [("sealed sightings readable for, s", pa.retention.sightings_s, pb.retention.sightings_s)]
+    rows: list[tuple[str, float | None, float | None]] = [
+        ("sealed sightings readable for, s", pa.retention.sightings_s, pb.retention.sightings_s)
+    ]
     for purpose in sorted(set(pa.purposes) | set(pb.purposes)):
         ra, rb = pa.purposes.get(purpose), pb.purposes.get(purpose)
         rows.append((f"matches and tracks kept for '{purpose}', s", ra.retention_s if ra else None, rb.retention_s if rb else None))

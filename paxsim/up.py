@@ -372,6 +372,10 @@ async def up(
         keys.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+    broker_restarts = broker.restarts if broker else 0
+    if broker_restarts and accounted:
+        # a restarted embedded broker starts with an empty log: what the gate admitted before is gone from it
+        accounted["lost_with_broker_log"] = max(0, int(counts.admitted) - accounted["admitted"])
     summary = {
         **asdict(counts),
         "matchers": len(names),
@@ -379,6 +383,7 @@ async def up(
         "embedded": embedded,
         "audit_scan_exit": scan_code,
         "restarts": dict(sup.restarts),
+        "broker_restarts": broker_restarts,
         "delivery": accounted,
     }
     (run_dir / "up-summary.json").write_text(json.dumps(summary, indent=2))
@@ -396,6 +401,15 @@ async def up(
             "admitted events: decided / undecided / decided twice (from the topics)",
             f"{accounted['decided']:,} / {accounted['undecided']:,} / {accounted['decided_twice']:,}",
         )
+    if broker_restarts:
+        tab.add_row("[red]embedded broker restarts (its log is memory only)[/]", f"[red]{broker_restarts}[/]")
+        tab.add_row("[red]admitted events lost with the broker's log[/]", f"[red]{accounted.get('lost_with_broker_log', 0):,}[/]")
     console.print(tab)
+    if broker_restarts:
+        console.print(
+            f"[red]the embedded broker restarted {broker_restarts} time(s) and lost every record it held; "
+            "the figures from the topics cover only what came after (use a Kafka with storage to survive this)[/]",
+            soft_wrap=True,
+        )
     console.print(f"logs and stores in {run_dir}/")
     return summary

@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS erasures (
     subject_id   TEXT NOT NULL,
     requested_at REAL NOT NULL,
     reason       TEXT NOT NULL,
-    published_at REAL
+    published_at REAL,
+    subject_ref  TEXT  -- the pseudonym named when the request was accepted; cleared once published
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('seq', 0);
@@ -150,6 +151,8 @@ class ConsentRegistry:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA secure_delete=ON")
         db.executescript(_SCHEMA)
+        if "subject_ref" not in {r[1] for r in db.execute("PRAGMA table_info(erasures)")}:  # a registry from before
+            db.execute("ALTER TABLE erasures ADD COLUMN subject_ref TEXT")
         return cls(db, refresh_s=refresh_s)
 
     @classmethod
@@ -277,8 +280,12 @@ class ConsentRegistry:
         """Call ``callback(request)`` in this process after each withdrawal."""
         self._listeners.append(callback)
 
-    def withdraw(self, subject_id: str, at: float | None = None, purpose: str | None = None) -> ErasureRequest | None:
-        """Withdraw one purpose (or all) and queue an erasure request. None if nothing was active to withdraw."""
+    def withdraw(
+        self, subject_id: str, at: float | None = None, purpose: str | None = None, subject_ref: str = ""
+    ) -> ErasureRequest | None:
+        """Withdraw one purpose (or all) and queue an erasure request. None if nothing was active to withdraw.
+        ``subject_ref``: the subject's pseudonym while its key lives, kept with the queued request until it is
+        published (stores that hold only the pseudonym need it, and the key may be gone by then)."""
         at = self.clock() if at is None else at
         with self._lock:
             self.refresh(force=True)
@@ -290,10 +297,14 @@ class ConsentRegistry:
             if not changed:
                 return None
             reason = WITHDRAWN_REASON if purpose is None else f"{WITHDRAWN_REASON}:{purpose}"
-            req = ErasureRequest(request_id=uuid.uuid4().hex, subject_id=subject_id, requested_at=at, reason=reason)
+            req = ErasureRequest(
+                request_id=uuid.uuid4().hex, subject_id=subject_id, requested_at=at, reason=reason, subject_ref=subject_ref
+            )
             self._write(changed)
             if self._db is not None:
-                self._db.execute("INSERT INTO erasures VALUES (?, ?, ?, ?, NULL)", (req.request_id, subject_id, at, reason))
+                self._db.execute(
+                    "INSERT INTO erasures VALUES (?, ?, ?, ?, NULL, ?)", (req.request_id, subject_id, at, reason, subject_ref or None)
+                )
             for r in changed:
                 self.records[subject_id][r.purpose] = r
             self.refresh(force=True)
@@ -301,14 +312,16 @@ class ConsentRegistry:
             cb(req)
         return req
 
-    def queue_erasure(self, subject_id: str, reason: str, at: float | None = None) -> ErasureRequest:
+    def queue_erasure(self, subject_id: str, reason: str, at: float | None = None, subject_ref: str = "") -> ErasureRequest:
         """An erasure with no consent to withdraw (e.g. stored data of a subject whose consent already lapsed),
         queued in the same durable outbox as withdrawals: published at least once, even after a crash."""
         at = self.clock() if at is None else at
-        req = ErasureRequest(request_id=uuid.uuid4().hex, subject_id=subject_id, requested_at=at, reason=reason)
+        req = ErasureRequest(request_id=uuid.uuid4().hex, subject_id=subject_id, requested_at=at, reason=reason, subject_ref=subject_ref)
         if self._db is not None:
             with self._lock:
-                self._db.execute("INSERT INTO erasures VALUES (?, ?, ?, ?, NULL)", (req.request_id, subject_id, at, reason))
+                self._db.execute(
+                    "INSERT INTO erasures VALUES (?, ?, ?, ?, NULL, ?)", (req.request_id, subject_id, at, reason, subject_ref or None)
+                )
         for cb in self._listeners:
             cb(req)
         return req
@@ -318,15 +331,18 @@ class ConsentRegistry:
         if self._db is None:
             return []
         rows = self._db.execute(
-            "SELECT request_id, subject_id, requested_at, reason FROM erasures WHERE published_at IS NULL ORDER BY requested_at"
+            "SELECT request_id, subject_id, requested_at, reason, subject_ref FROM erasures WHERE published_at IS NULL ORDER BY requested_at"
         ).fetchall()
-        return [ErasureRequest(request_id=r[0], subject_id=r[1], requested_at=r[2], reason=r[3]) for r in rows]
+        return [ErasureRequest(request_id=r[0], subject_id=r[1], requested_at=r[2], reason=r[3], subject_ref=r[4] or "") for r in rows]
 
     def mark_published(self, request_ids: Iterable[str], at: float | None = None) -> None:
         if self._db is None:
             return
         at = self.clock() if at is None else at
-        self._db.executemany("UPDATE erasures SET published_at = ? WHERE request_id = ?", [(at, i) for i in request_ids])
+        # the pseudonym is kept only until the topic has the (sealed) request: no lasting link on disk
+        self._db.executemany(
+            "UPDATE erasures SET published_at = ?, subject_ref = NULL WHERE request_id = ?", [(at, i) for i in request_ids]
+        )
 
     def erasures(self) -> list[tuple[ErasureRequest, float | None]]:
         """Every erasure request with its publication time (None = not yet published)."""

@@ -39,22 +39,22 @@ Handler = Callable[[ErasureRequest], Awaitable[None] | None]
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0  # back-off of a failed erasure, per request
 
 
-def with_reference(req: ErasureRequest, vault: SubjectVault | None) -> ErasureRequest:
-    """Attach the subject's pseudonym (while its key still exists), so stores that only hold pseudonymous
-    references (dashboard trajectories, matcher state) can find what to delete."""
-    if req.subject_ref or vault is None:
-        return req
-    try:
-        ref = vault.existing_pseudonym(req.subject_id)
-    except KeyUnavailable:
-        return req
-    return msgspec.structs.replace(req, subject_ref=ref) if ref else req
+def reference(subject_id: str, vault: SubjectVault | None) -> str:
+    """The subject's pseudonym while its key exists, else "" (no key holder, never keyed, already erased).
+    Raises KeyUnavailable when the key holder cannot answer: the caller must not guess."""
+    if vault is None:
+        return ""
+    return vault.existing_pseudonym(subject_id) or ""
 
 
 def for_the_topic(req: ErasureRequest, vault: SubjectVault | None, control: EpochKeyRing | None) -> ErasureRequest:
     """The request as it goes on the erasure topic: with the pseudonym attached, and both references sealed
-    under the control key class when the run has a key holder (nothing on the broker joins them in clear)."""
-    req = with_reference(req, vault)
+    under the control key class when the run has a key holder (nothing on the broker joins them in clear).
+    Raises KeyUnavailable when the pseudonym cannot be looked up now: a request published without it would
+    leave pseudonymous copies behind once the key is destroyed, so it waits in the outbox instead."""
+    if not req.subject_ref:
+        ref = reference(req.subject_id, vault)
+        req = msgspec.structs.replace(req, subject_ref=ref) if ref else req
     return seal_erasure(control, req) if control is not None else req
 
 

@@ -15,7 +15,7 @@ from prometheus_client import Counter
 from broker import topics as t
 from broker.clients import start_consumer, start_producer
 from broker.messages import MessageError, Sighting, check_sighting, decode
-from broker.stream import AssignmentGauge, acknowledged, dead_letter, offsets_after, update_lag
+from broker.stream import AssignmentGauge, acknowledged, commit, dead_letter, offsets_after, update_lag
 from core.config import Settings
 from core.tasks import supervised
 from policy.erasure import run_publisher
@@ -71,7 +71,7 @@ async def run_gate(settings: Settings, stop: asyncio.Event) -> None:
                         denied_c.inc()
             await acknowledged(sends)
             rt.flush_audit()
-            await consumer.commit(offsets_after(batch))
+            await commit(consumer, offsets_after(batch), STAGE)
             update_lag(consumer, STAGE, batch)
     finally:
         background.cancel()

@@ -181,7 +181,7 @@ def test_one_erasure_reaches_every_replica_and_store_through_sigkills_and_links_
     }
     run_dir = tmp_path / "state" / "up"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "paxsim.cli", "up", "--config", str(EXAMPLE_CONFIG), "--matchers", "3", "--duration", "35", "--audit-scan"],
+        [sys.executable, "-m", "paxsim.cli", "up", "--config", str(EXAMPLE_CONFIG), "--matchers", "3", "--audit-scan"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -246,6 +246,7 @@ def test_one_erasure_reaches_every_replica_and_store_through_sigkills_and_links_
         # the subject's sightings went on arriving after the erasure: no reference anywhere resolves to them
         refs = {str(doc.get(f)) for _t, _k, doc in records for f in ("subject_id", "subject_ref") if str(doc.get(f)).startswith("ps-")}
         assert len(refs) > 10 and subject not in keys.resolve_pseudonyms(sorted(refs)).values()
+        proc.send_signal(signal.SIGINT)  # runs until told: a loaded host cannot end the run before the checks
         proc.wait(timeout=180)
     finally:
         if proc.poll() is None:

@@ -124,3 +124,44 @@ def test_the_erasure_topic_links_nobody_and_every_stage_still_applies_it(client_
     (rec,) = [r for r in asyncio.run(read_all(client_settings, t.ERASURES.name)) if decode(r.value, ErasureRequest).request_id != "forged"]
     for needle in (b"pax-042", ps.encode()):
         assert needle not in rec.value and needle not in (rec.key or b""), f"{needle!r} is readable on the erasure topic"
+
+
+def test_a_queued_request_keeps_the_pseudonym_named_at_acceptance_and_waits_for_the_key_holder(tmp_path):
+    """The pseudonym is named when the request is accepted and kept in the durable outbox: published later,
+    after the subject's key is gone, it still names it. Without it, publication waits for the key holder
+    instead of going out without it (pseudonymous copies would stay behind). Once published, the outbox
+    forgets the pseudonym."""
+    import sqlite3
+
+    import pytest
+
+    from policy.consent import ConsentRecord, ConsentRegistry
+    from policy.crypto import KeyHolder, KeyUnavailable, LocalKeySource, SubjectVault
+    from policy.erasure import for_the_topic
+
+    holder = KeyHolder({"sightings": (10, 120)})
+    vault = SubjectVault(LocalKeySource(holder))
+    ps = vault.pseudonym("pax-1")
+    db = tmp_path / "consent.sqlite"
+    registry = ConsentRegistry.open(db)
+    now = time.time()
+    registry.grant(ConsentRecord("pax-1", "boarding", now - 10, now + 1000))
+    registry.grant(ConsentRecord("pax-2", "boarding", now - 10, now + 1000))
+    registry.withdraw("pax-1", subject_ref=ps)
+    holder.destroy_subject("pax-1")  # a matcher applied it from another copy before this one was published
+    queued = {r.subject_id: r for r in ConsentRegistry.open(db).pending_erasures()}  # another process reads it
+    assert for_the_topic(queued["pax-1"], vault, None).subject_ref == ps
+
+    class Down:
+        def subject_keys(self, ids, create):  # noqa: ANN001, ANN201
+            raise KeyUnavailable("key holder unreachable")
+
+    vault.pseudonym("pax-2")
+    registry.withdraw("pax-2")  # accepted while the pseudonym could not be named (e.g. the CLI, no key holder)
+    later = {r.subject_id: r for r in registry.pending_erasures()}["pax-2"]
+    with pytest.raises(KeyUnavailable):
+        for_the_topic(later, SubjectVault(Down()), None)  # type: ignore[arg-type]
+    assert for_the_topic(later, vault, None).subject_ref == vault.pseudonym("pax-2")
+
+    registry.mark_published([r.request_id for r in registry.pending_erasures()])
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM erasures WHERE subject_ref IS NOT NULL").fetchone() == (0,)
