@@ -82,8 +82,10 @@ class UpRun:
         return m.group(1)
 
     def wait(self, timeout_s: float) -> dict:
-        """Wait for the run to end; its ``up-summary.json``."""
+        """Wait for the run to end; its ``up-summary.json`` with ``exit`` (1 also when the audit scan found
+        something: a result, not a failure of the run). RuntimeError when it wrote no summary."""
         self.proc.wait(timeout=timeout_s)
-        if self.proc.returncode != 0:
-            raise RuntimeError(f"paxsim up exited {self.proc.returncode}:\n" + self.text[-3000:])
-        return json.loads((self.run_dir / "up-summary.json").read_text())
+        summary = self.run_dir / "up-summary.json"
+        if not summary.exists():
+            raise RuntimeError(f"paxsim up exited {self.proc.returncode} without a summary:\n" + self.text[-3000:])
+        return {**json.loads(summary.read_text()), "exit": self.proc.returncode}
