@@ -19,8 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from dashboard import metrics as M
 from dashboard.auth import Principal, Role
 from dashboard.services import Services, consent_row
-from policy.audit import audit_dir, read_records, verify_dir
+from policy.audit import audit_dir, read_records
 from policy.consent import ConsentError
+from policy.crypto import KeyUnavailable
+from policy.notary import verify_with
 from policy.policyfile import PolicyError, parse_policy
 
 bearer = HTTPBearer(auto_error=False, description="API token: `paxsim dashboard-token issue --role ROLE --name NAME`")
@@ -396,12 +398,18 @@ def audit_read(
 
 @router.get("/audit/verify", tags=["audit"])
 def audit_verify(request: Request, who: Annotated[Principal, Depends(require(Role.admin, Role.auditor, endpoint="audit.verify"))]) -> dict:
-    """Verify every audit chain's hashes and sequence (changed, removed, reordered, inserted or torn records)."""
+    """Verify every audit chain's hashes and sequence (changed, removed, reordered, inserted or torn records) and,
+    when the run has a key holder, against its signed checkpoints (a cut tail, a rewritten or deleted chain)."""
     s = svc(request)
-    reports = verify_dir(audit_dir(s.settings.state_dir))
+    try:
+        reports, anchor_problems, anchored = verify_with(audit_dir(s.settings.state_dir), s.keys)
+    except KeyUnavailable as exc:
+        raise HTTPException(503, f"the key holder holds the audit checkpoints and did not answer: {exc}") from None
     s.audit(who, "api.audit.verify", "allow", object_id=f"{len(reports)} chains")
     return {
-        "ok": all(r.ok for r in reports),
+        "ok": all(r.ok for r in reports) and not anchor_problems,
+        "anchored": anchored,
+        "anchor_problems": [str(p) for p in anchor_problems],
         "chains": [
             {
                 "chain": r.path.stem,

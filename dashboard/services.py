@@ -65,6 +65,7 @@ class Services:
     _gallery_lock: threading.Lock = field(default_factory=threading.Lock)
     _control: EpochKeyRing | None = None
     _vault: SubjectVault | None = None
+    _keys: HttpKeySource | None = None
     failed_auth: FailedAuth = field(default_factory=FailedAuth)
 
     @classmethod
@@ -98,6 +99,16 @@ class Services:
             except KeyUnavailable:
                 return None
         return self._vault
+
+    @property
+    def keys(self) -> HttpKeySource | None:
+        """The run's key holder (its audit checkpoints); None when the run has none."""
+        if self._keys is None:
+            try:
+                self._keys = HttpKeySource.from_env()
+            except KeyUnavailable:
+                return None
+        return self._keys
 
     @property
     def control(self) -> EpochKeyRing | None:

@@ -205,6 +205,54 @@ def altered_audit(ctx: Context) -> Result:
     return Result(f"altered audit entry ({target.name})", "audit verify reports it", f"{len(bad)} broken chain(s)", bool(bad))
 
 
+def _checkpointed(ctx: Context) -> list[tuple[Path, int]]:
+    """Chain files with a key-holder checkpoint (their mirror had entries acknowledged), and that seq."""
+    keys = HttpKeySource(ctx.keys.url, ctx.keys.token)
+    deadline = time.monotonic() + ctx.wait_s
+    while True:
+        cps = {cp["chain"]: int(cp["seq"]) for cp in keys.checkpoints()["checkpoints"]}
+        found = [(p, cps[p.stem]) for p in sorted(audit_dir(ctx.settings.state_dir).glob("*.jsonl")) if cps.get(p.stem, 0) >= 1]
+        if len(found) >= 2 or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def _anchored_problems(ctx: Context) -> list[str]:
+    from policy.notary import verify_with
+
+    reports, problems, _ = verify_with(audit_dir(ctx.settings.state_dir), HttpKeySource(ctx.keys.url, ctx.keys.token))
+    return [str(p) for r in reports for p in r.problems if p.kind == "anchor"] + [str(p) for p in problems]
+
+
+def cut_audit_tail(ctx: Context) -> Result:
+    chains = _checkpointed(ctx)
+    if not chains:
+        return Result("audit chain tail cut", "the key holder's checkpoint shows it", "no checkpointed chain", False)
+    path, seq = chains[0]
+    lines = path.read_bytes().splitlines(keepends=True)
+    keep = [ln for ln in lines if b'"seq":' in ln and int(ln.split(b'"seq":', 1)[1].split(b",", 1)[0]) < seq]
+    path.write_bytes(b"".join(keep))  # a valid, shorter chain: its hashes alone cannot show the cut
+    found = [p for p in _anchored_problems(ctx) if "missing (tail removed?)" in p]
+    return Result(
+        f"audit chain tail cut ({path.name} before seq {seq})",
+        "the key holder's checkpoint shows it",
+        "; ".join(found)[:120] or "not seen",
+        bool(found),
+    )
+
+
+def deleted_audit_chain(ctx: Context) -> Result:
+    chains = _checkpointed(ctx)
+    if len(chains) < 2:
+        return Result("audit chain file deleted", "the key holder's checkpoint shows it", "fewer than 2 checkpointed chains", False)
+    path, _seq = chains[-1]
+    path.unlink()
+    found = [p for p in _anchored_problems(ctx) if f"{path.stem}: deleted" in p]
+    return Result(
+        f"audit chain file deleted ({path.name})", "the key holder's checkpoint shows it", "; ".join(found)[:120] or "not seen", bool(found)
+    )
+
+
 def still_deciding(ctx: Context) -> Result:
     s = seal_sighting(ctx.ring, ctx.sighting("rt-honest", ctx.faces[2]))
     asyncio.run(_produce(ctx.settings, t.SIGHTINGS.name, encode(s)))
@@ -222,6 +270,8 @@ CATALOGUE: list[Callable[[Context], Result]] = [
     pseudonymised_leak,
     revoked_token,
     altered_audit,
+    cut_audit_tail,
+    deleted_audit_chain,
     still_deciding,
 ]
 

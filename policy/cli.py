@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from policy.audit import AuditLog, audit_dir, verify, verify_dir
+from policy.audit import AuditLog, audit_dir, verify
 from policy.consent import ConsentError, ConsentRegistry, registry_path
 from policy.policyfile import DEFAULT_POLICY_PATH, POLICY_ENV, UNSAFE_ENV, PolicyError, load_policy, parse_policy
 
@@ -59,13 +59,28 @@ def audit_verify(
     state_dir: Path | None = StateOpt,
     config: str | None = ConfigOpt,
 ) -> None:
-    """Check every audit chain: changed, removed, reordered, inserted or torn records. Exit 1 if any."""
+    """Check every audit chain: changed, removed, reordered, inserted or torn records, and (with the run's key
+    holder in $PAXSIM_KEYD_URL) against its signed checkpoints: a cut tail, a rewritten chain, a deleted chain
+    file. Exit 1 if any."""
+    anchored = False
+    problems: list = []  # what only the key holder's checkpoints show (policy.notary.AnchorProblem)
     if files:
         reports = [verify(f) for f in files]
     else:
+        from policy.crypto import HttpKeySource, KeyUnavailable
+        from policy.notary import verify_with
+
         d = audit_dir(_state_dir(state_dir, config))
-        reports = verify_dir(d)
-        if not reports:
+        try:
+            keys = HttpKeySource.from_env()
+        except KeyUnavailable:
+            keys = None
+        try:
+            reports, problems, anchored = verify_with(d, keys)
+        except KeyUnavailable as exc:
+            console.print(f"[red]the key holder holds the checkpoints and did not answer: {exc}[/]", soft_wrap=True)
+            raise typer.Exit(2) from None
+        if not reports and not problems:
             console.print(f"no audit chains in {d}")
             raise typer.Exit(0)
     table = Table("chain", "records", "head seq", "head hash", "problems")
@@ -79,6 +94,16 @@ def audit_verify(
     for r in reports:
         for p in r.problems:
             console.print(f"[red]{r.path}[/]: {p}")
+    for ap in problems:
+        console.print(f"[red]{ap}[/]", soft_wrap=True)
+    bad += len(problems)
+    if not files:
+        console.print(
+            "checked against the key holder's signed checkpoints"
+            if anchored
+            else "[yellow]not anchored: no key holder ($PAXSIM_KEYD_URL): a cut tail, a rewritten or deleted chain cannot be seen[/]",
+            soft_wrap=True,
+        )
     if bad:
         console.print(f"[red]{bad} problem(s): the audit log was altered or damaged[/]")
         raise typer.Exit(1)

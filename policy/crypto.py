@@ -49,6 +49,7 @@ from prometheus_client import Counter, Histogram
 
 from broker.messages import ErasureRequest, Sighting
 from policy.keystore import SealedState, b64, unb64
+from policy.notary import CheckpointRefused, Notary
 
 log = logging.getLogger("paxsim.policy.crypto")
 
@@ -210,6 +211,10 @@ class KeySource(Protocol):
 
     def resolve_pseudonyms(self, pseudonyms: list[str]) -> dict[str, str]: ...
 
+    def checkpoint(self, chain: str, seq: int, head: str) -> dict: ...
+
+    def checkpoints(self) -> dict: ...
+
 
 class KeyHolder:
     """The run's only owner of key material: ratchets per retention class and per-subject keys."""
@@ -233,6 +238,7 @@ class KeyHolder:
         # erased subjects, as keyed hashes (the holder keeps no list of who was erased): never given a key again
         self._tomb_key = secrets.token_bytes(KEY_BYTES)
         self._tombstones: set[bytes] = set()
+        self.notary = Notary()  # countersigns the audit chains' heads (policy.notary)
         doc = store.load() if store is not None else None
         if doc is not None:
             self._restore(doc, classes, now)
@@ -244,6 +250,8 @@ class KeyHolder:
         self._tombstones = {unb64(t) for t in doc["tombstones"]}
         self._subjects = {sid: (int(gen), unb64(key)) for sid, (gen, key) in doc["subjects"].items()}
         self._generations = {sid: int(g) for sid, g in doc["generations"].items()}
+        if "notary" in doc:
+            self.notary = Notary(unb64(doc["notary"]["key"]), doc["notary"]["checkpoints"])
         for name, saved in doc["chains"].items():
             state = ChainState.from_json(saved)
             if name in classes and classes[name][0] == state.epoch_s:  # same epoch length: the chain goes on
@@ -264,8 +272,19 @@ class KeyHolder:
                 "subjects": {sid: [gen, b64(key)] for sid, (gen, key) in self._subjects.items()},
                 "generations": self._generations,
                 "chains": {name: r.state().to_json() for name, r in self._chains.items()},
+                "notary": {"key": b64(self.notary.private_bytes()), "checkpoints": self.notary.checkpoints},
             }
         )
+
+    def checkpoint(self, chain: str, seq: int, head: str) -> dict:
+        """Keep and sign an audit chain's head (policy.notary); saved before it is answered."""
+        with self._lock:
+            cp = self.notary.checkpoint(chain, seq, head, self.clock())
+            self._save()
+        return cp
+
+    def checkpoints(self) -> dict:
+        return self.notary.signed()
 
     def _tombstone(self, subject_id: str) -> bytes:
         return _mac(self._tomb_key, b"paxsim-tombstone:" + subject_id.encode())
@@ -346,6 +365,12 @@ class LocalKeySource:
     def destroy_subject(self, subject_id: str) -> bool:
         return self.holder.destroy_subject(subject_id)
 
+    def checkpoint(self, chain: str, seq: int, head: str) -> dict:
+        return self.holder.checkpoint(chain, seq, head)
+
+    def checkpoints(self) -> dict:
+        return self.holder.checkpoints()
+
     def resolve_pseudonyms(self, pseudonyms: list[str]) -> dict[str, str]:
         return self.holder.resolve_pseudonyms(pseudonyms)
 
@@ -393,6 +418,8 @@ class HttpKeySource:
             )
         if r.status_code == 404:
             raise KeyExpired(r.json().get("detail", "not found"))
+        if r.status_code == 409:
+            raise CheckpointRefused(r.json().get("detail", "checkpoint refused"))
         if r.status_code != 200:
             raise KeyUnavailable(f"key holder answered {r.status_code}: {r.text[:200]}")
         return r.json()
@@ -409,6 +436,13 @@ class HttpKeySource:
 
     def resolve_pseudonyms(self, pseudonyms: list[str]) -> dict[str, str]:
         return dict(self._call("POST", "/v1/pseudonyms/resolve", {"pseudonyms": pseudonyms})["subjects"])
+
+    def checkpoint(self, chain: str, seq: int, head: str) -> dict:
+        """The key holder's signed checkpoint of an audit chain head; CheckpointRefused (409) if it goes back."""
+        return self._call("POST", "/v1/audit/checkpoint", {"chain": chain, "seq": seq, "hash": head})
+
+    def checkpoints(self) -> dict:
+        return self._call("GET", "/v1/audit/checkpoints")
 
     def close(self) -> None:
         self._client.close()

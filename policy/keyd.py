@@ -15,6 +15,8 @@ keys, erasure tombstones and chain positions are kept in FILE, sealed under ``--
     POST   /v1/subjects {"ids": [...], "create": bool} → {"keys": {id: {"key_id", "key"}}}
     POST   /v1/subjects/destroy {"id": ...} → {"destroyed": bool}  (the id in the body: URLs end up in logs)
     DELETE /v1/subject/<id>               → {"destroyed": bool}  (older clients)
+    POST   /v1/audit/checkpoint {"chain", "seq", "hash"} → the signed checkpoint (409: goes back, rewritten)
+    GET    /v1/audit/checkpoints          → {"public_key", "checkpoints": [...]} (policy.notary)
 
 On start it prints one JSON line ``{"url": ..., "pid": ...}`` on stdout.
 """
@@ -39,6 +41,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from policy.crypto import CONTROL_CLASS, KeyExpired, KeyHolder, new_token, token_matches
 from policy.keystore import SealedState, StateFileError
+from policy.notary import CheckpointRefused
 from policy.policyfile import Policy, PolicyHolder
 
 log = logging.getLogger("paxsim.policy.keyd")
@@ -111,12 +114,14 @@ class _Handler(BaseHTTPRequestHandler):
             except KeyExpired as exc:
                 return self._send(404, {"detail": str(exc)})
             return self._send(200, state.to_json())
+        if self.path == "/v1/audit/checkpoints":
+            return self._send(200, self.server.holder.checkpoints())
         self._send(404, {"detail": "no such endpoint"})
 
     def do_POST(self) -> None:  # noqa: N802
         if not self._authorized():
             return
-        if self.path not in ("/v1/subjects", "/v1/subjects/destroy", "/v1/pseudonyms/resolve"):
+        if self.path not in ("/v1/subjects", "/v1/subjects/destroy", "/v1/pseudonyms/resolve", "/v1/audit/checkpoint"):
             return self._send(404, {"detail": "no such endpoint"})
         try:
             n = int(self.headers.get("Content-Length", "0"))
@@ -133,6 +138,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, {"destroyed": self.server.holder.destroy_subject(str(body["id"]))})
             if self.path == "/v1/pseudonyms/resolve":
                 return self._send(200, {"subjects": self.server.holder.resolve_pseudonyms([str(p) for p in body["pseudonyms"]])})
+            if self.path == "/v1/audit/checkpoint":
+                chain, seq, head = str(body["chain"]), int(body["seq"]), str(body["hash"])
+                try:
+                    return self._send(200, self.server.holder.checkpoint(chain, seq, head))
+                except CheckpointRefused as exc:
+                    return self._send(409, {"detail": str(exc)})
             ids = [str(i) for i in body["ids"]]
             create = bool(body.get("create", False))
         except (ValueError, KeyError, TypeError) as exc:

@@ -35,6 +35,9 @@ from policy.audit import AuditRecord, _json_dec, batch_rows, encode_topic, is_ba
 log = logging.getLogger("paxsim.policy.mirror")
 
 MIRRORED = Counter("paxsim_audit_mirrored_total", "Audit chain entries acknowledged on the audit topic", ["chain"])
+CHECKPOINT_REFUSED = Counter(
+    "paxsim_audit_checkpoint_refusals_total", "Chain heads the key holder refused to checkpoint (truncated or rewritten chain)", ["chain"]
+)
 MIRROR_LAG = Gauge(
     "paxsim_audit_mirror_lag_seconds", "Age of the last chain entry acknowledged on the audit topic, when it was acknowledged", ["chain"]
 )
@@ -50,9 +53,12 @@ class Cursor:
 class AuditMirror:
     """Copies one chain file's new entries to the audit topic (see module docstring)."""
 
-    def __init__(self, path: str | Path, topic: str | None = None, max_batch: int = 2000) -> None:
+    def __init__(self, path: str | Path, topic: str | None = None, max_batch: int = 2000, notary: Any = None) -> None:  # noqa: ANN401
+        """``notary``: a key source whose ``checkpoint`` countersigns the mirrored head (policy.notary)."""
         from broker import topics as t
 
+        self.notary = notary
+        self.checkpointed = 0  # seq of the last head the notary signed
         self.path = Path(path)
         self.topic = topic or t.AUDIT.name
         self.max_batch = max_batch
@@ -122,14 +128,30 @@ class AuditMirror:
                     break
         return out
 
+    async def anchor(self) -> None:
+        """Have the key holder countersign the mirrored head (once per new head). A refusal means the chain
+        went back or was rewritten under the mirror: logged and counted, and the scan reports it."""
+        if self.notary is None or self.cursor.seq <= self.checkpointed:
+            return
+        from policy.notary import CheckpointRefused
+
+        try:
+            await asyncio.to_thread(self.notary.checkpoint, self.path.stem, self.cursor.seq, self.cursor.hash)
+        except CheckpointRefused as exc:
+            CHECKPOINT_REFUSED.labels(self.path.stem).inc()
+            log.error("audit checkpoint refused", extra={"chain": self.path.stem, "error": str(exc)})
+        self.checkpointed = self.cursor.seq
+
     async def mirror_once(self, producer: Any) -> int:  # noqa: ANN401
-        """Publish every new complete entry, wait for the acks, then advance the cursor. Returns how many."""
+        """Publish every new complete entry, wait for the acks, advance the cursor, then have the head
+        countersigned. Returns how many entries went out."""
         if not self.acquire():
             return 0
         total = 0
         while True:
             todo = await asyncio.to_thread(self.pending)
             if not todo:
+                await self.anchor()
                 return total
             sends = [await producer.send(self.topic, encode_topic(rec, rows), key=rec.actor.encode()) for rec, rows, _pos, _raw in todo]
             await acknowledged(sends)
@@ -162,15 +184,16 @@ class AuditMirror:
             log.warning("audit mirror failed; will retry", extra={"chain": self.path.stem, "error": repr(exc)})
 
 
-async def mirror_dir(directory: Path, producer: Any, stop: asyncio.Event, every_s: float = 1.0) -> None:  # noqa: ANN401
-    """Mirror every chain in ``directory`` whose lock this process can take (new chains are picked up)."""
+async def mirror_dir(directory: Path, producer: Any, stop: asyncio.Event, every_s: float = 1.0, notary: Any = None) -> None:  # noqa: ANN401
+    """Mirror every chain in ``directory`` whose lock this process can take (new chains are picked up), and
+    have each mirrored head countersigned by ``notary`` (the run's key source) when there is one."""
     mirrors: dict[Path, AuditMirror] = {}
     try:
         while True:
             if directory.is_dir():
                 for p in sorted(directory.glob("*.jsonl")):
                     if p not in mirrors:
-                        mirrors[p] = AuditMirror(p)
+                        mirrors[p] = AuditMirror(p, notary=notary)
             for m in mirrors.values():
                 await m._tick(producer)
             if stop.is_set():

@@ -308,7 +308,7 @@ class PolicyRuntime:
         else:
             return
         try:
-            await mirror_dir(audit_dir(self.state_dir), producer, stop, every_s)
+            await mirror_dir(audit_dir(self.state_dir), producer, stop, every_s, notary=self.keys)
         finally:
             await producer.stop()
 

@@ -158,6 +158,7 @@ class Scanner:
         self.now = time.time() if now is None else now
         self.ring = EpochKeyRing(keys, "sightings") if keys is not None else None
         self.vault = SubjectVault(keys) if keys is not None else None
+        self.keys = keys
         self.report = ScanReport(scanned_at=self.now)
         self._subject_refs: list[_Pending] = []
         self._audit_topic: list[tuple[str, m.AuditRecord, bytes]] = []
@@ -277,14 +278,18 @@ class Scanner:
     def _check_audit(self) -> None:
         directory = getattr(self, "_audit_dir", None)
         local: dict[tuple[str, int], str] = {}  # (actor, seq) → hash, from the chain files
+        checkpointed: dict[str, set[tuple[str, int]]] = {}  # chain → its (actor, seq) up to the key holder's checkpoint
         if directory is not None:
-            for rep in verify_dir(directory):
+            reports, anchors = self._verify_chains(directory)
+            for rep in reports:
                 self.report.records[f"audit:{rep.path.name}"] += rep.records
                 for p in rep.problems:
                     self._find("audit", f"{rep.path}:{p.line}", f"{p.kind}: {p.detail}")
                 for _n, rec, _r in read_records(rep.path):
                     if rec is not None:
                         local.setdefault((rec.actor, rec.seq), rec.hash)
+                        if rec.seq <= anchors.get(rep.path.stem, 0):
+                            checkpointed.setdefault(rep.path.stem, set()).add((rec.actor, rec.seq))
         mirrored: dict[str, set[int]] = {}
         for where, rec, raw in self._audit_topic:
             name = f"{rec.actor}#{rec.seq}"
@@ -317,6 +322,28 @@ class Scanner:
             self.report.records["audit:unmirrored"] += sum(1 for (a, q) in local if a == actor and q > top)
         for actor in {a for a, _q in local} - set(mirrored):
             self.report.records["audit:unmirrored"] += sum(1 for (a, _q) in local if a == actor)
+        on_topic = {(a, q) for a, seqs in mirrored.items() for q in seqs}
+        for chain, entries in sorted(checkpointed.items()):
+            if not entries & on_topic:  # the key holder signed these as mirrored: the topic lost or dropped them
+                self._find(
+                    "audit",
+                    f"{self.audit_topic_name}:{chain}",
+                    f"audit topic holds none of the {len(entries)} entries of chain {chain} the key holder checkpointed (topic emptied?)",
+                )
+
+    def _verify_chains(self, directory: Path) -> tuple[list, dict[str, int]]:
+        """Every chain file's report, against the key holder's signed checkpoints when there is a key holder
+        (policy.notary: a cut tail, a rewrite, a deleted chain file); the checkpointed seq per chain."""
+        if self.keys is None:
+            return verify_dir(directory), {}
+        from policy.notary import signature_ok, verify_anchored
+
+        signed = self.keys.checkpoints()
+        reports, problems = verify_anchored(directory, signed)
+        for p in problems:
+            self._find("audit", f"{directory}/{p.chain}.jsonl", f"{p.kind}: {p.detail}")
+        anchors = {cp["chain"]: int(cp["seq"]) for cp in signed.get("checkpoints", []) if signature_ok(signed["public_key"], cp)}
+        return reports, anchors
 
     audit_topic_name = "audit-topic"
 
