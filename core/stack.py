@@ -65,6 +65,8 @@ class Stack:
     run_dir: Path
     env: dict[str, str]
     children: dict[str, Child] = field(default_factory=dict)
+    # per stage command (the first argument, e.g. "edge"): added to ``env`` for that stage only (its credentials)
+    stage_env: dict[str, dict[str, str]] = field(default_factory=dict)
     # one client for every scrape: httpx.get() builds a new client, and with it an SSL context (tens of ms of
     # CPU), on every call; the demo scrapes each child about once a second, on the cores the stages need
     _http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=2.0), repr=False)
@@ -92,7 +94,12 @@ class Stack:
         log = child.log_path.open("ab")
         child.proc = subprocess.Popen(
             [sys.executable, "-m", child.module, *child.args],
-            env={**{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}, **self.env, INSTANCE_ENV: child.name},
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)},
+                **self.env,
+                **self.stage_env.get(child.args[0] if child.args else "", {}),
+                INSTANCE_ENV: child.name,
+            },
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

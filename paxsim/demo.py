@@ -469,7 +469,7 @@ async def run_pipeline(
         vault = SubjectVault(HttpKeySource(keys.url, keys.token))  # templates are sealed per subject at rest
         subjects, grants = enrol_scenario(settings, duration_s, evaluation.embeddings if evaluation else None, vault=vault)
         say(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
-        stack = Stack(run_dir, child_env(settings, bootstrap, broker is not None, keys))
+        stack = Stack(run_dir, child_env(settings, bootstrap, broker is not None, keys), stage_env=keys.stage_env())
         t_start = time.monotonic()
         live: str | None = None
         try:

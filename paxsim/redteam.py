@@ -291,7 +291,7 @@ def _start(settings: Settings, console: Console) -> tuple[EmbeddedBroker, KeydPr
     reg.close()
     logs = Path(settings.state_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    stack = Stack(logs, child_env(settings, broker.bootstrap, True, keys))
+    stack = Stack(logs, child_env(settings, broker.bootstrap, True, keys), stage_env=keys.stage_env())
     start_consumers(stack, 60.0)
     dash = stack.children["dashboard"]
     if not stack.wait_ready("dashboard", 30):

@@ -306,7 +306,7 @@ async def up(
         vault = SubjectVault(HttpKeySource(keys.url, keys.token))  # templates sealed per subject at rest
         subjects, grants = await asyncio.to_thread(lambda: enrol_scenario(settings, cycle_s, vault=vault))
         console.print(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
-        stack = Stack(run_dir, {**child_env(settings, bootstrap, embedded, keys), **tokens})
+        stack = Stack(run_dir, {**child_env(settings, bootstrap, embedded, keys), **tokens}, stage_env=keys.stage_env())
         stack.spawn("policy", ["policy"])
         for name in names:
             stack.spawn(name, ["matcher"])

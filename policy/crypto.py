@@ -78,6 +78,10 @@ class KeyUnavailable(CryptoError):
     """The key holder cannot be reached; callers must fail closed (drop, never send plaintext)."""
 
 
+class KeyForbidden(CryptoError):
+    """This credential may not ask the key holder for that (its role's permissions, policy.keyd)."""
+
+
 class SealError(CryptoError):
     """The ciphertext does not authenticate (tampered, wrong key, wrong context)."""
 
@@ -420,6 +424,8 @@ class HttpKeySource:
             raise KeyExpired(r.json().get("detail", "not found"))
         if r.status_code == 409:
             raise CheckpointRefused(r.json().get("detail", "checkpoint refused"))
+        if r.status_code == 403:
+            raise KeyForbidden(r.json().get("detail", "forbidden"))
         if r.status_code != 200:
             raise KeyUnavailable(f"key holder answered {r.status_code}: {r.text[:200]}")
         return r.json()

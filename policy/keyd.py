@@ -48,6 +48,33 @@ log = logging.getLogger("paxsim.policy.keyd")
 
 TOKEN_ENV = "PAXSIM_KEYD_TOKEN"
 URL_ENV = "PAXSIM_KEYD_URL"
+ROLE_TOKENS_ENV = "PAXSIM_KEYD_ROLE_TOKENS"  # "role:token,role:token": one credential per stage (least privilege)
+
+# What each role may ask for. ``PAXSIM_KEYD_TOKEN`` is ``admin`` (enrolment, tools, single-token deployments).
+# The edge seals (sightings chain) and names e-gate claims by pseudonym (subject keys); it can neither destroy
+# a key, nor resolve a pseudonym, nor touch the control class that authenticates erasure requests.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "edge": frozenset({"chain:sightings", "subjects", "subjects:create", "checkpoint"}),
+    "gate": frozenset({"chain:sightings", "chain:control", "subjects", "checkpoint"}),
+    "matcher": frozenset({"chain:sightings", "chain:tracklets", "chain:control", "subjects", "subjects:create", "destroy", "checkpoint"}),
+    "dashboard": frozenset({"chain:control", "subjects", "checkpoint", "checkpoints"}),
+    "auditor": frozenset({"chain:sightings", "chain:tracklets", "chain:control", "subjects", "resolve", "checkpoints"}),
+    "admin": frozenset({"*"}),
+}
+STAGE_ROLES = {"edge": "edge", "policy": "gate", "matcher": "matcher", "dashboard": "dashboard"}  # paxsim command → role
+
+
+def parse_role_tokens(text: str) -> dict[str, str]:
+    """``role:token,...`` → {token: role}; ValueError naming an unknown role or a weak token."""
+    out: dict[str, str] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        role, _, token = item.partition(":")
+        if role not in PERMISSIONS:
+            raise ValueError(f"{ROLE_TOKENS_ENV}: unknown role {role!r} (one of {', '.join(PERMISSIONS)})")
+        if len(token) < MIN_TOKEN_CHARS:
+            raise ValueError(f"{ROLE_TOKENS_ENV}: the {role} token is shorter than {MIN_TOKEN_CHARS} characters")
+        out[token] = role
+    return out
 
 
 MIN_TOKEN_CHARS = 32  # a guessable token would hand out every key: refuse to start with a short one
@@ -75,6 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     wbufsize = 1 << 16
     timeout = REQUEST_TIMEOUT_S  # socket timeout per read: a slow or silent client cannot hold a thread
+    role: str | None = None  # of the authenticated caller (PERMISSIONS)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         return  # never log requests (paths carry subject ids)
@@ -89,10 +117,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _authorized(self) -> bool:
+        """Authenticate; the caller's role is kept for :meth:`_may`."""
         given = self.headers.get("Authorization", "")
-        if given.startswith("Bearer ") and token_matches(given[7:], self.server.token):
+        self.role = None
+        if given.startswith("Bearer "):
+            if token_matches(given[7:], self.server.token):
+                self.role = "admin"
+            else:
+                self.role = next((r for tok, r in self.server.role_tokens.items() if token_matches(given[7:], tok)), None)
+        if self.role is not None:
             return True
         self._send(401, {"detail": "missing or wrong bearer token"})
+        return False
+
+    def _may(self, what: str) -> bool:
+        """Is the authenticated role allowed ``what``? Answers 403 when not."""
+        perms = PERMISSIONS[self.role or ""]
+        if "*" in perms or what in perms:
+            return True
+        self._send(403, {"detail": f"the {self.role} credential may not {what}"})
         return False
 
     def do_GET(self) -> None:  # noqa: N802
@@ -109,12 +152,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             return
         if self.path.startswith("/v1/chain/"):
+            name = unquote(self.path[len("/v1/chain/") :])
+            if not self._may(f"chain:{name}"):
+                return None
             try:
-                state = self.server.holder.chain(unquote(self.path[len("/v1/chain/") :]))
+                state = self.server.holder.chain(name)
             except KeyExpired as exc:
                 return self._send(404, {"detail": str(exc)})
             return self._send(200, state.to_json())
         if self.path == "/v1/audit/checkpoints":
+            if not self._may("checkpoints"):
+                return None
             return self._send(200, self.server.holder.checkpoints())
         self._send(404, {"detail": "no such endpoint"})
 
@@ -134,6 +182,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(413, {"detail": f"body over {MAX_BODY_BYTES} bytes"})
         try:
             body = json.loads(self.rfile.read(n) or b"{}")
+            need = {"/v1/subjects/destroy": "destroy", "/v1/pseudonyms/resolve": "resolve", "/v1/audit/checkpoint": "checkpoint"}.get(
+                self.path, "subjects:create" if body.get("create") else "subjects"
+            )
+            if not self._may(need):
+                return None
             if self.path == "/v1/subjects/destroy":
                 return self._send(200, {"destroyed": self.server.holder.destroy_subject(str(body["id"]))})
             if self.path == "/v1/pseudonyms/resolve":
@@ -165,8 +218,16 @@ class KeyServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, holder: KeyHolder, token: str, host: str = "127.0.0.1", port: int = 0, tick_s: float = 0.05, allow_remote: bool = False
+        self,
+        holder: KeyHolder,
+        token: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tick_s: float = 0.05,
+        allow_remote: bool = False,
+        role_tokens: dict[str, str] | None = None,
     ) -> None:
+        """``token``: the admin credential; ``role_tokens``: {token: role} (:data:`PERMISSIONS`)."""
         if not allow_remote and not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the key holder binds to loopback only, not {host} (--allow-remote: only on a private network)")
         if len(token) < MIN_TOKEN_CHARS or "change-me" in token.lower():
@@ -176,6 +237,7 @@ class KeyServer(ThreadingHTTPServer):
             )
         super().__init__((host, port), _Handler)
         self.holder, self.token, self.tick_s = holder, token, tick_s
+        self.role_tokens = dict(role_tokens or {})
         self._stop = threading.Event()
 
     @property
@@ -232,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         holder = KeyHolder(key_classes(policies.current))
     policies.on_change(lambda old, new: [holder.set_ttl(n, ttl) for n, (_e, ttl) in key_classes(new).items()])
     try:
-        server = KeyServer(holder, token, host=args.host, port=args.port, allow_remote=args.allow_remote).start()
+        roles = parse_role_tokens(os.environ.get(ROLE_TOKENS_ENV, ""))
+        server = KeyServer(holder, token, host=args.host, port=args.port, allow_remote=args.allow_remote, role_tokens=roles).start()
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -255,6 +318,7 @@ class KeydProcess:
     token: str
     policy_path: str | Path | None = None
     state: Path | None = None
+    roles: dict[str, str] | None = None  # role → token, one credential per stage
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -263,11 +327,17 @@ class KeydProcess:
         """Start it again on the same address with the same token and state file (clients keep their settings)."""
         self.stop()
         port = int(self.url.rsplit(":", 1)[1].split("/")[0])
-        self.proc = spawn_keyd(self.policy_path, self.token, port=port, state=self.state).proc
+        self.proc = spawn_keyd(self.policy_path, self.token, port=port, state=self.state, roles=self.roles).proc
 
     @property
     def env(self) -> dict[str, str]:
+        """The admin credential (enrolment, tools, the audit scan)."""
         return {URL_ENV: self.url, TOKEN_ENV: self.token}
+
+    def stage_env(self) -> dict[str, dict[str, str]]:
+        """Per ``paxsim`` stage command, the environment with that stage's own credential only."""
+        roles = self.roles or {}
+        return {cmd: {URL_ENV: self.url, TOKEN_ENV: roles[role]} for cmd, role in STAGE_ROLES.items() if role in roles}
 
     def stop(self, timeout: float = 5.0) -> None:
         if self.proc.poll() is None:
@@ -285,11 +355,13 @@ def spawn_keyd(
     port: int = 0,
     timeout_s: float = 10.0,
     state: Path | None = None,
+    roles: dict[str, str] | None = None,
 ) -> KeydProcess:
     """Start the key holder as a child process and wait for its ready line. ``state``: its sealed state file
     (a restart with the same file keeps the keys and tombstones)."""
     token = token or new_token()
-    env = {**os.environ, TOKEN_ENV: token}
+    roles = roles or {role: new_token() for role in PERMISSIONS if role != "admin"}
+    env = {**os.environ, TOKEN_ENV: token, ROLE_TOKENS_ENV: ",".join(f"{r}:{t}" for r, t in roles.items())}
     cmd = [sys.executable, "-m", "policy.keyd", "--port", str(port)]
     if policy_path is not None:
         cmd += ["--policy", str(policy_path)]
@@ -311,7 +383,7 @@ def spawn_keyd(
     if "url" not in ready:
         proc.kill()
         raise RuntimeError(f"policy.keyd did not start within {timeout_s}s (exit code {proc.poll()})")
-    return KeydProcess(proc, ready["url"], token, policy_path, state)
+    return KeydProcess(proc, ready["url"], token, policy_path, state, roles)
 
 
 if __name__ == "__main__":

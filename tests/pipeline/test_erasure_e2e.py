@@ -194,7 +194,9 @@ def test_one_erasure_reaches_every_replica_and_store_through_sigkills_and_links_
         out.wait_for("all stages up", 120)
         bootstrap = re.search(r"\(Tansu\) on (\S+?);", out.text).group(1)  # type: ignore[union-attr]
         procs = stage_processes(proc.pid)
-        keyd_env = procs["matcher"].environ()
+        # the key holder's address from a stage, the admin credential from the key holder itself (a stage's own
+        # credential may not resolve pseudonyms)
+        keyd_env = {**procs["matcher"].environ(), "PAXSIM_KEYD_TOKEN": procs["keyd"].environ()["PAXSIM_KEYD_TOKEN"]}
         keys = HttpKeySource(keyd_env["PAXSIM_KEYD_URL"], keyd_env["PAXSIM_KEYD_TOKEN"])
         vault = SubjectVault(keys)
 

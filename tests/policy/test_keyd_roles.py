@@ -1,0 +1,46 @@
+"""Least privilege at the key holder: each stage has its own credential, and each credential only what that
+stage needs (policy.keyd.PERMISSIONS). An edge credential cannot destroy keys, resolve pseudonyms or reach the
+control class that authenticates erasure requests; a stranger's token gets nothing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from policy.crypto import EpochKeyRing, HttpKeySource, KeyForbidden, KeyUnavailable, SubjectVault, seal_sighting
+from policy.keyd import STAGE_ROLES, TOKEN_ENV, spawn_keyd
+from tests.policy.test_crypto import sighting
+
+
+def test_each_stage_credential_gets_only_what_its_stage_needs():
+    keyd = spawn_keyd()
+    try:
+        admin = HttpKeySource(keyd.url, keyd.token)
+        ps = SubjectVault(admin).pseudonym("pax-1")  # enrolment (admin) made the subject's key
+        envs = keyd.stage_env()
+        assert set(envs) == set(STAGE_ROLES) and len({e[TOKEN_ENV] for e in envs.values()} | {keyd.token}) == 5
+        edge = HttpKeySource(keyd.url, envs["edge"][TOKEN_ENV])
+        matcher = HttpKeySource(keyd.url, envs["matcher"][TOKEN_ENV])
+        dashboard = HttpKeySource(keyd.url, envs["dashboard"][TOKEN_ENV])
+
+        assert seal_sighting(EpochKeyRing(edge), sighting(time.time())).sealed  # the edge seals
+        assert SubjectVault(edge).pseudonym("pax-1") == ps  # and names an e-gate claim by pseudonym
+        for call in (
+            lambda: edge.destroy_subject("pax-1"),
+            lambda: edge.resolve_pseudonyms([ps]),
+            lambda: edge.chain("control"),
+            lambda: edge.chain("tracklets"),
+            lambda: edge.checkpoints(),
+            lambda: dashboard.destroy_subject("pax-1"),
+            lambda: dashboard.chain("sightings"),
+            lambda: matcher.resolve_pseudonyms([ps]),
+        ):
+            with pytest.raises(KeyForbidden, match="may not"):
+                call()
+        assert admin.resolve_pseudonyms([ps]) == {ps: "pax-1"}  # nothing was destroyed by the refused calls
+        assert matcher.destroy_subject("pax-1")  # the matcher applies erasures
+        with pytest.raises(KeyUnavailable, match="401"):
+            HttpKeySource(keyd.url, "x" * 43).chain("sightings")
+    finally:
+        keyd.stop()
