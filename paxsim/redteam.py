@@ -205,6 +205,41 @@ def altered_audit(ctx: Context) -> Result:
     return Result(f"altered audit entry ({target.name})", "audit verify reports it", f"{len(bad)} broken chain(s)", bool(bad))
 
 
+def edge_destroys_keys(ctx: Context) -> Result:
+    """The edge's own credential asks the key holder to destroy a subject key and to resolve a pseudonym."""
+    from policy.crypto import KeyForbidden
+    from policy.keyd import TOKEN_ENV
+
+    edge = HttpKeySource(ctx.keys.url, ctx.keys.stage_env()["edge"][TOKEN_ENV])
+    subject = ctx.enrolled[0]
+    refused = []
+    for what, call in (("destroy", lambda: edge.destroy_subject(subject)), ("resolve", lambda: edge.resolve_pseudonyms(["ps-x"]))):
+        try:
+            call()
+        except KeyForbidden:
+            refused.append(what)
+    alive = HttpKeySource(ctx.keys.url, ctx.keys.token).subject_keys([subject], create=False)
+    return Result(
+        "edge credential asks to destroy a subject key and resolve pseudonyms",
+        "403 from the key holder; the key lives on",
+        f"refused: {', '.join(refused) or 'nothing'}; key {'kept' if alive else 'GONE'}",
+        refused == ["destroy", "resolve"] and bool(alive),
+    )
+
+
+def replayed_sighting(ctx: Context) -> Result:
+    """A sealed sighting that was decided is produced again, byte for byte."""
+    s = seal_sighting(ctx.ring, ctx.sighting("rt-replay", ctx.faces[1]))
+    asyncio.run(_produce(ctx.settings, t.SIGHTINGS.name, encode(s)))
+    first = _decided(ctx, "rt-replay")
+    asyncio.run(_produce(ctx.settings, t.SIGHTINGS.name, encode(s)))
+    time.sleep(min(ctx.wait_s, 3.0))
+    n = sum(1 for rec in asyncio.run(read_all(ctx.settings, t.MATCHES.name)) if decode(rec.value, Match).event_id == "rt-replay")
+    return Result(
+        "replayed sighting (same bytes again)", "decided once; the replay is skipped", f"{n} decision(s)", first is not None and n == 1
+    )
+
+
 def _checkpointed(ctx: Context) -> list[tuple[Path, int]]:
     """Chain files with a key-holder checkpoint (their mirror had entries acknowledged), and that seq."""
     keys = HttpKeySource(ctx.keys.url, ctx.keys.token)
@@ -269,6 +304,8 @@ CATALOGUE: list[Callable[[Context], Result]] = [
     forged_erasure,
     pseudonymised_leak,
     revoked_token,
+    edge_destroys_keys,
+    replayed_sighting,
     altered_audit,
     cut_audit_tail,
     deleted_audit_chain,
