@@ -306,6 +306,14 @@ def audit_scan(
         console.print(str(f), highlight=False)
     if len(report.findings) > show:
         console.print(f"... and {len(report.findings) - show} more")
+    d = report.delivery
+    if d:
+        dead = ", ".join(f"{k} {v}" for k, v in sorted(d["dead_lettered"].items())) or "none"
+        console.print(
+            f"delivery: admitted {d['admitted']:,}, decided {d['decided']:,}, in flight {d['in_flight']:,}, "
+            f"lost {d['lost']:,}, decided twice {d['decided_twice']:,}; dead-lettered: {dead}",
+            soft_wrap=True,
+        )
     console.print(f"not scanned by design: {'; '.join(report.excluded)}")
     color = "green" if report.clean else "red"
     console.print(f"[{color}]expired-readable {a} / non-consented {b} / audit {c}[/]")

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from broker import messages as m
+from broker.topics import ADMITTED
 from policy.audit import audit_dir, batch_rows_msgpack, check_batch, is_batch, read_records, record_hash, verify_dir
 from policy.consent import ConsentRegistry
 from policy.crypto import EpochKeyRing, KeySource, SubjectVault
@@ -42,7 +43,6 @@ from policy.policyfile import Policy
 
 Kind = Literal["expired-readable", "non-consented", "audit"]
 EXCLUDED = (
-    "erasure topic (names the subjects to erase)",
     "consent registry (the consent record itself)",
     "scenario ground truth (simulation truth, not system data)",
 )
@@ -65,6 +65,8 @@ class ScanReport:
     undecodable: Tally = field(default_factory=Tally)
     scanned_at: float = 0.0
     excluded: tuple[str, ...] = EXCLUDED
+    # admitted events vs decisions on the topics: decided, in flight, lost, decided twice, dead-lettered per stage
+    delivery: dict = field(default_factory=dict)
 
     def count(self, kind: Kind) -> int:
         return sum(1 for f in self.findings if f.kind == kind)
@@ -163,6 +165,9 @@ class Scanner:
         self._subject_refs: list[_Pending] = []
         self._audit_topic: list[tuple[str, m.AuditRecord, bytes]] = []
         self._seen_subjects: set[str] = set()
+        self._admitted: dict[str, float] = {}  # event id → captured_at, from the admitted topic
+        self._decisions: Tally[str] = Tally()  # event id → decisions on the matches topic
+        self._dead: Tally[str] = Tally()  # stage → dead letters
 
     # ------------------------------------------------------------------------------------ topics
 
@@ -177,7 +182,37 @@ class Scanner:
         if isinstance(msg, m.AuditRecord):
             self._audit_topic.append((where, msg, value or b""))
             return
+        if isinstance(msg, m.Sighting) and topic == ADMITTED.name:
+            self._admitted[msg.event_id] = msg.captured_at
+        elif isinstance(msg, m.Match):
+            self._decisions[msg.event_id] += 1
+        elif isinstance(msg, m.DeadLetter):
+            self._dead[msg.stage] += 1
         self._add_message(where, msg)
+
+    def _check_delivery(self) -> None:
+        """What the gate admitted against what the matchers decided. An admitted event older than the policy's
+        ``max_event_age_s`` with no decision is lost (a finding: a run that loses events is not clean);
+        younger ones may still be in flight. Decided twice: at-least-once duplicates, reported, not a leak."""
+        if not self._admitted and not self._decisions:
+            return
+        horizon = self.now - self.policy.max_event_age_s
+        undecided = [e for e in self._admitted if e not in self._decisions]
+        lost = [e for e in undecided if self._admitted[e] < horizon]
+        self.report.delivery = {
+            "admitted": len(self._admitted),
+            "decided": sum(1 for e in self._admitted if e in self._decisions),
+            "in_flight": len(undecided) - len(lost),
+            "lost": len(lost),
+            "decided_twice": sum(1 for n in self._decisions.values() if n > 1),
+            "dead_lettered": dict(self._dead),
+        }
+        if lost:
+            self._find(
+                "audit",
+                ADMITTED.name,
+                f"{len(lost)} admitted event(s) older than {self.policy.max_event_age_s:g}s were never decided (lost), e.g. {sorted(lost)[0]}",
+            )
 
     def _expired(self, at: float, ttl: float) -> bool:
         return not (self.now - at <= ttl + self.grace_s)  # NaN times count as expired
@@ -256,7 +291,18 @@ class Scanner:
                     return
                 if not isinstance(inner, m.DeadLetter):
                     self._add_message(f"{where}→{msg.source_topic}", inner)
-        # ZoneCount: aggregate, no person; ErasureRequest: excluded by design
+        elif isinstance(msg, m.ErasureRequest):
+            # with a key holder, requests travel sealed: one naming its subject (and pseudonym) in clear lets any
+            # broker reader re-link the erased person to the pseudonymous matches and tracks left on the broker
+            if self.vault is not None and not msg.sealed:
+                self._find(
+                    "non-consented",
+                    where,
+                    f"erasure request {msg.request_id} names {msg.subject_id}"
+                    + (f" and its pseudonym {msg.subject_ref}" if msg.subject_ref else "")
+                    + " in clear (unsealed)",
+                )
+        # ZoneCount: aggregate, no person
 
     # ------------------------------------------------------------------------------------ stores
 
@@ -363,6 +409,7 @@ class Scanner:
         return ids
 
     def finish(self) -> ScanReport:
+        self._check_delivery()
         identities = self._identities()
         for p in self._subject_refs:
             sid = identities.get(p.subject_ref)
@@ -430,8 +477,6 @@ async def run_scan(
     consent = consent if consent is not None else open_consent(state, consent_path(settings))
     scanner = Scanner(policy, consent, keys, now=now)
     for topic in t.ALL:
-        if topic is t.ERASURES:
-            continue
         if progress:
             progress(topic.name)
         for rec in await read_all(settings, topic.name):

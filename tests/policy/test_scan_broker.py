@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -18,7 +19,7 @@ from broker.messages import Match, Sighting, decode, embedding_to_bytes, encode
 from broker.reader import read_all
 from policy.audit import AuditLog
 from policy.consent import ConsentRecord, ConsentRegistry, registry_path
-from policy.crypto import EpochKeyRing, KeyExpired, KeyHolder, LocalKeySource, SubjectVault, open_sighting, seal_sighting
+from policy.crypto import CONTROL_CLASS, EpochKeyRing, KeyExpired, KeyHolder, LocalKeySource, SubjectVault, open_sighting, seal_sighting
 from policy.erasure import ErasureWorker, publish_pending
 from policy.policyfile import parse_policy
 from policy.scan import StoredItem, run_scan
@@ -168,10 +169,12 @@ def test_withdrawal_propagates_over_the_erasure_topic_and_the_scan_comes_back_cl
     state = client_settings.state_dir
     consent = ConsentRegistry.open(registry_path(state))
     consent.grant(ConsentRecord("pax-7", "boarding", now - 10, now + 1000, ("gate",)))
-    holder = KeyHolder({"sightings": (0.25, 2.0)})
+    holder = KeyHolder({"sightings": (0.25, 2.0), CONTROL_CLASS: (86_400.0, 30 * 86_400.0)})
     vault = SubjectVault(LocalKeySource(holder))
+    control = EpochKeyRing(LocalKeySource(holder), CONTROL_CLASS)  # requests travel sealed, as in every keyed run
     store = ListStore(rows=[StoredItem("gallery#pax-7", "pax-7", None, None, now)])
-    asyncio.run(produce(client_settings, [(t.MATCHES.name, encode(match("m1", vault.pseudonym("pax-7"), now, "gate", "boarding")))]))
+    vault_ps = vault.pseudonym("pax-7")
+    asyncio.run(produce(client_settings, [(t.MATCHES.name, encode(match("m1", vault_ps, now, "gate", "boarding")))]))
 
     def scan():  # noqa: ANN202
         return asyncio.run(run_scan(client_settings, POLICY, LocalKeySource(holder), stores=[store], consent=consent))
@@ -183,7 +186,9 @@ def test_withdrawal_propagates_over_the_erasure_topic_and_the_scan_comes_back_cl
     def drop_from_store(r) -> None:  # noqa: ANN001
         store.rows = [i for i in store.rows if i.subject_ref != r.subject_id]
 
-    worker = ErasureWorker("matcher", [drop_from_store, lambda r: vault.erase(r.subject_id)], audit=AuditLog.in_state_dir(state, "matcher"))
+    worker = ErasureWorker(
+        "matcher", [drop_from_store, lambda r: vault.erase(r.subject_id)], audit=AuditLog.in_state_dir(state, "matcher"), control=control
+    )
 
     async def propagate() -> None:
         # the stage is running when the withdrawal is published, as in production (a worker started later
@@ -193,7 +198,7 @@ def test_withdrawal_propagates_over_the_erasure_topic_and_the_scan_comes_back_cl
         await asyncio.sleep(0.5)
         producer = await start_producer(client_settings)
         try:
-            assert await publish_pending(consent, producer) == 1
+            assert await publish_pending(consent, producer, vault, control) == 1
         finally:
             await producer.stop()
         for _ in range(300):
@@ -210,6 +215,13 @@ def test_withdrawal_propagates_over_the_erasure_topic_and_the_scan_comes_back_cl
     assert report.counts == (0, 0, 0), [str(f) for f in report.findings]  # the match on the broker is now unlinkable
     recs = asyncio.run(read_all(client_settings, t.ERASURES.name))
     assert decode(recs[0].value).request_id == req.request_id
+
+    # the same request unsealed (as it travelled before requests were sealed): subject and pseudonym in clear
+    # re-link the erased subject to the match left on the broker, and the scan says so
+    plain = msgspec.structs.replace(req, subject_ref=vault_ps)
+    asyncio.run(produce(client_settings, [(t.ERASURES.name, encode(plain))]))
+    found = [str(f) for f in scan().findings]
+    assert len(found) == 1 and f"names pax-7 and its pseudonym {vault_ps} in clear" in found[0], found
 
 
 def test_training_export_from_the_broker_refuses_and_audits_subjects_without_that_consent(client_settings, tmp_path):
@@ -423,3 +435,31 @@ def test_the_scan_reads_the_stages_logs_and_resolves_pseudonyms_in_them(tmp_path
         ("dashboard.log:1", "stored item in logs about pax-gone"),
         ("matcher.log:2", f"stored item in logs about pax-never (as {never})"),
     ]
+
+
+def test_the_scan_accounts_for_delivery_and_an_event_lost_between_gate_and_matcher_is_not_clean(client_settings):
+    """Admitted events against decisions, from the topics: decided, in flight (younger than max_event_age_s),
+    lost (older and undecided: a finding), decided twice, dead-lettered per stage."""
+    from broker.messages import DeadLetter
+
+    now = time.time()
+    holder = KeyHolder({"sightings": (0.25, 2.0)})
+    old, recent = now - POLICY.max_event_age_s - 5, now - 1
+    admitted = [("e-done", recent), ("e-twice", recent), ("e-flight", recent), ("e-lost", old)]
+    # the embeddings do not matter here (and the old one's key is long destroyed): sightings without them
+    items = [(t.ADMITTED.name, encode(msgspec.structs.replace(sighting(e, at), embedding=b""))) for e, at in admitted]
+    items += [(t.MATCHES.name, encode(match(e, None, recent))) for e in ("e-done", "e-twice", "e-twice")]
+    dl = DeadLetter(source_topic=t.ADMITTED.name, source_partition=0, source_offset=9, stage="matcher", reason="undecodable: x", at=now)
+    items.append((t.DEADLETTER.name, encode(dl)))
+    asyncio.run(produce(client_settings, items))
+    report = asyncio.run(run_scan(client_settings, POLICY, LocalKeySource(holder), stores=[], consent=ConsentRegistry()))
+    assert report.delivery == {
+        "admitted": 4,
+        "decided": 2,
+        "in_flight": 1,
+        "lost": 1,
+        "decided_twice": 1,
+        "dead_lettered": {"matcher": 1},
+    }
+    found = [str(f) for f in report.findings]
+    assert len(found) == 1 and "1 admitted event(s) older than" in found[0] and "e-lost" in found[0], found
