@@ -131,6 +131,9 @@ class MatcherState:
         self.restored = False
         self.changed = False  # since the last snapshot
         self.erased = False  # an erasure since the last snapshot: write the next one soon
+        # references erased in this process: a snapshot restored or matches read back later (a replica that
+        # joins its group after its erasure worker caught up) must not bring their trajectories back
+        self.forgotten: set[str] = set()
 
     def to_snapshot(self, partitions: list[int]) -> snapshot.Snapshot:
         """The state now (call between batches), with the offsets of ``partitions``."""
@@ -142,10 +145,9 @@ class MatcherState:
     def restore(self, snap: snapshot.Snapshot, known: set[str] | None) -> None:
         """Start from ``snap``; ``known``: subject references still in the gallery (None = keep all)."""
         self.trajectories.restore(snap.trajectories)
-        if known is not None:
-            for ref in self.trajectories.subjects():
-                if ref not in known:  # erased after the snapshot was written
-                    self.trajectories.erase(ref)
+        for ref in self.trajectories.subjects():
+            if ref in self.forgotten or (known is not None and ref not in known):  # erased after the snapshot
+                self.trajectories.erase(ref)
         if snap.state:
             st = msgspec.msgpack.decode(snap.state, type=_ServiceState)
             self.decided = OrderedDict(st.decided)
@@ -169,7 +171,7 @@ class MatcherState:
         """Record a decision; for an identification, move the subject's trajectory (None if already applied)
         and return the alerts it raises that were not raised before."""
         self.remember(m.event_id, m.matched_at)
-        if m.decision not in IDENTIFIED or m.subject_id is None:
+        if m.decision not in IDENTIFIED or m.subject_id is None or m.subject_id in self.forgotten:
             return None, []
         update = self.trajectories.apply(m.event_id, m.subject_id, m.camera_id, m.zone, m.captured_at, at=m.matched_at)
         if update is None:
@@ -316,6 +318,7 @@ class Matcher:
             if gallery.remove(req.subject_id):
                 gallery.save(path, self.rt.vault)
         self.state.trajectories.erase(ref or req.subject_id)
+        self.state.forgotten.update(r for r in (ref, req.subject_id) if r)
         self.state.erased = True  # the next snapshot (soon) no longer holds the trajectory
         if self.rt.vault is not None:
             self.rt.vault.erase(req.subject_id)

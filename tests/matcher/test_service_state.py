@@ -97,6 +97,21 @@ def test_snapshot_roundtrip_restores_state_and_drops_erased_subjects(tmp_path):
     assert _run(fresh, STREAM[4:]) == []  # the dwell alert of this visit was raised before the snapshot
 
 
+def test_a_reference_erased_before_the_replica_restores_or_reads_back_never_comes_back(tmp_path):
+    """A restarted replica's erasure worker can catch up before the replica joins its group: the snapshot it
+    then restores and the matches it reads back still name the erased pseudonym."""
+    from matcher import snapshot
+
+    old = MatcherState(600.0, ZONES, 3600.0, POLICY)
+    _run(old, [_m("a1", "security", 1.0), _m("b1", "security", 1.0, subject="ps-b")])
+    snapshot.write(tmp_path / "s.bin", old.to_snapshot([0]))
+    fresh = MatcherState(600.0, ZONES, 3600.0, POLICY)
+    fresh.forgotten.add("ps-b")  # what Matcher.erase records
+    fresh.restore(snapshot.read(tmp_path / "s.bin"), known=None)
+    _run(fresh, [_m("b2", "egate", 200.0, subject="ps-b")])  # read back from the matches topic
+    assert fresh.trajectories.subjects() == ["ps-a"] and fresh.seen("b2")
+
+
 def test_every_replica_has_its_own_snapshot_file(settings, monkeypatch):
     from matcher.service import snapshot_path
 
