@@ -60,19 +60,9 @@ class UpRun:
 
     def processes(self) -> dict[str, psutil.Process]:
         """Stage processes by name (``matcher-2`` …), plus ``keyd`` and ``broker``."""
-        out = {}
-        for p in psutil.Process(self.proc.pid).children(recursive=False):
-            try:
-                cmd = p.cmdline()
-                if "policy.keyd" in cmd:
-                    out["keyd"] = p
-                elif any(c.endswith("tansu") for c in cmd):
-                    out["broker"] = p
-                elif "paxsim.cli" in cmd:
-                    out[p.environ().get("PAXSIM_INSTANCE") or cmd[cmd.index("paxsim.cli") + 1]] = p
-            except psutil.NoSuchProcess:
-                continue
-        return out
+        from paxsim.up import processes_of
+
+        return processes_of(self.proc.pid)
 
     @property
     def bootstrap(self) -> str:

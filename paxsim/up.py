@@ -81,6 +81,26 @@ class _Edge:
     current: float = 0.0
 
 
+def processes_of(up_pid: int) -> dict:
+    """A running ``paxsim up``'s processes by stage name (``matcher-2`` …), plus ``keyd`` and ``broker``:
+    for tools and tests that watch or fault a stack from outside. Values are ``psutil.Process``."""
+    import psutil
+
+    out = {}
+    for p in psutil.Process(up_pid).children(recursive=False):
+        try:
+            cmd = p.cmdline()
+            if "policy.keyd" in cmd:
+                out["keyd"] = p
+            elif any(c.endswith("tansu") for c in cmd):
+                out["broker"] = p
+            elif "paxsim.cli" in cmd:
+                out[p.environ().get("PAXSIM_INSTANCE") or cmd[cmd.index("paxsim.cli") + 1]] = p
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
 def matcher_names(n: int) -> list[str]:
     return ["matcher"] + [f"matcher-{i}" for i in range(2, n + 1)]
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import httpx
 import msgspec
-import psutil
 import pytest
 
+from paxsim.up import processes_of
 from tests.deploy.conftest import EXAMPLE_CONFIG, ROOT
 from tests.deploy.test_up import SMALL
 
@@ -73,20 +73,6 @@ def until(what: str, check, timeout_s: float = 60.0, every_s: float = 0.5):  # n
             return last
         time.sleep(every_s)
     pytest.fail(f"{what}: not within {timeout_s:.0f} s (last: {last!r})")
-
-
-def stage_processes(up_pid: int) -> dict[str, psutil.Process]:
-    """The stage processes of ``paxsim up`` by stage name, plus ``keyd`` and ``broker``."""
-    out = {}
-    for p in psutil.Process(up_pid).children(recursive=False):
-        cmd = p.cmdline()
-        if "policy.keyd" in cmd:
-            out["keyd"] = p
-        elif any(c.endswith("tansu") for c in cmd):
-            out["broker"] = p
-        elif "paxsim.cli" in cmd:
-            out[p.environ().get("PAXSIM_INSTANCE") or cmd[cmd.index("paxsim.cli") + 1]] = p
-    return out
 
 
 def erasures_applied(run_dir: Path) -> dict[str, float]:
@@ -193,7 +179,7 @@ def test_one_erasure_reaches_every_replica_and_store_through_sigkills_and_links_
     try:
         out.wait_for("all stages up", 120)
         bootstrap = re.search(r"\(Tansu\) on (\S+?);", out.text).group(1)  # type: ignore[union-attr]
-        procs = stage_processes(proc.pid)
+        procs = processes_of(proc.pid)
         # the key holder's address from a stage, the admin credential from the key holder itself (a stage's own
         # credential may not resolve pseudonyms)
         keyd_env = {**procs["matcher"].environ(), "PAXSIM_KEYD_TOKEN": procs["keyd"].environ()["PAXSIM_KEYD_TOKEN"]}

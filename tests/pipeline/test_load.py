@@ -3,21 +3,43 @@ headless Debian chromium (PAXSIM_UPDATE_SCREENSHOT=1 also writes docs/img/load-r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.dashboard.conftest import need_binary
 from tests.dashboard.test_browser import ARGS, CHROMIUM
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 DOC_SHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "load-report.png"
 
 
 def load_command() -> list[str]:
     return [sys.executable, "-m", "paxsim.cli", "load"]
+
+
+@contextlib.contextmanager
+def report_page(report: Path) -> Iterator[tuple[Page, list[str]]]:
+    """The HTML report open in headless Debian chromium, and the page errors it raised."""
+    need_binary(CHROMIUM)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(report.as_uri())
+        yield page, errors
+        browser.close()
 
 
 def test_load_ramp_writes_report_with_figures_and_it_renders(tmp_path: Path):
@@ -59,22 +81,13 @@ def test_load_ramp_writes_report_with_figures_and_it_renders(tmp_path: Path):
         assert all(p["cpu_s"] > 0 and p["rss_max_mb"] > 10 for p in s["processes"].values())
     assert steps[1]["produced_rate"] > steps[0]["produced_rate"]
 
-    need_binary(CHROMIUM)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(report.as_uri())
+    with report_page(report) as (page, errors):
         page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 5", timeout=20_000)
         # every chart has data points (traces drawn), not an empty frame
         assert page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].every(p => p.data.length > 0)")
         shot = tmp_path / "load-report.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 50_000 and not errors, errors
-        browser.close()
     if os.environ.get("PAXSIM_UPDATE_SCREENSHOT"):
         DOC_SHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, DOC_SHOT)
@@ -159,19 +172,13 @@ def test_load_replays_rendered_videos_through_the_real_edge(tmp_path: Path):
     assert set(acc["groups"]) == {"nationality_group", "sex", "age_band"}
     assert sum(g["events"] for g in acc["groups"]["sex"].values()) == acc["events"]
 
-    need_binary(CHROMIUM)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(report.as_uri())
+    with report_page(report) as (page, errors):
         page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 8", timeout=20_000)
         assert page.evaluate(
             "() => ['fig-recall-by-size', 'fig-tracking', 'fig-groups'].every(id => document.getElementById(id).data.length > 0)"
         )
         page.screenshot(path=str(tmp_path / "videos.png"), full_page=True)
-        browser.close()
+        assert not errors, errors
 
 
 COMPARE_SHOT = DOC_SHOT.with_name("load-compare.png")
@@ -213,15 +220,7 @@ def test_load_compare_answers_what_a_policy_change_does_and_the_comparison_rende
     leaks = rows["identifications of non-consented people"]
     assert leaks["a"] == 0 and leaks["meaning"] in ("no change", "not measured in both"), leaks
 
-    need_binary(CHROMIUM)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(report.as_uri())
+    with report_page(report) as (page, errors):
         page.wait_for_function("() => document.getElementById('fig-comparison')?.data?.length > 0", timeout=20_000)
         bars = page.evaluate("() => document.getElementById('fig-comparison').data.map(t => t.name)")
         assert any(n.startswith("A: airport") for n in bars) and any(n.startswith("B: no-security-matching") for n in bars)
@@ -230,6 +229,5 @@ def test_load_compare_answers_what_a_policy_change_does_and_the_comparison_rende
         shot = tmp_path / "load-compare.png"
         page.screenshot(path=str(shot), clip={"x": 0, "y": top - 8, "width": 1400, "height": min(height + 8, 2400)}, full_page=True)
         assert shot.stat().st_size > 50_000 and not errors, errors
-        browser.close()
     if os.environ.get("PAXSIM_UPDATE_SCREENSHOT"):
         shutil.copy(shot, COMPARE_SHOT)
