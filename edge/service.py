@@ -40,6 +40,7 @@ UNSEALABLE = Counter("paxsim_edge_unsealable_total", "Sightings dropped because 
 TICK_S = 0.05
 LATE_S = 1.0  # a virtual sighting this far behind real time is dropped (counted), like a frame the edge could not analyse
 COUNT_WINDOW_S = 1.0
+START_TIMEOUT_S = 60.0  # a video edge's --duration starts at its first frame, or after this long without one
 SCHEDULE_WINDOW_S = 0.1
 VIRTUAL_FACE_PX = 96  # virtual sightings have no pixels; they stand for a face of this nominal width
 
@@ -292,6 +293,13 @@ async def run_video_edge(
             flush_counts()
 
     async def stopper() -> None:
+        # ``duration_s`` is of video, counted from the first frame read: a slow start (models and a synthetic
+        # world loading on a busy host) must not use it up before a camera delivered anything
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while duration_s is not None and not stop.is_set() and time.monotonic() < deadline:
+            if any(c.status().get("read", 0) for c in cams):
+                break
+            await asyncio.sleep(0.1)
         try:
             await asyncio.wait_for(stop.wait(), timeout=duration_s)
         except TimeoutError:

@@ -85,7 +85,9 @@ def broker(config: str | None = ConfigOpt, port: int = typer.Option(9092, help="
 def edge(
     virtual: bool = typer.Option(True, "--virtual/--no-virtual", help="virtual cameras in embedding space"),
     cameras: Path | None = typer.Option(None, "--cameras", help="camera list YAML for real video (files, streams, webcams, synthetic)"),
-    duration: float = typer.Option(30.0, "--duration", min=0.1, help="seconds to run"),
+    duration: float = typer.Option(
+        30.0, "--duration", min=0.1, help="seconds to run (video cameras: from the first frame read, so a slow start is not counted)"
+    ),
     ground_truth: Path | None = typer.Option(None, "--ground-truth", help="append event id → traveller here (evaluation only)"),
     shard: str = typer.Option("1/1", "--shard", help="I/N: run only cameras whose index modulo N is I-1 (N edge agents split the airport)"),
     track_log: Path | None = typer.Option(
