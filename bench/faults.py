@@ -43,6 +43,7 @@ def run_fault(fault: str, seconds: float, kill_at: float, rate: float) -> dict:
         run.processes()[fault].kill()
     summary = run.wait(seconds + 240)
     d = summary["delivery"]
+    restarts = {**summary["restarts"], **({"broker": summary["broker_restarts"]} if summary.get("broker_restarts") else {})}
     return {
         "produced": int(summary["published"]),
         "admitted": int(summary["admitted"]),
@@ -50,8 +51,7 @@ def run_fault(fault: str, seconds: float, kill_at: float, rate: float) -> dict:
         "lost": d["undecided"],
         "doubled": d["decided_twice"],
         "lost_with_log": d.get("lost_with_broker_log", 0),
-        "restarts": ", ".join(f"{k} {v}" for k, v in sorted(summary["restarts"].items()))
-        + (f"broker {summary['broker_restarts']}" if summary.get("broker_restarts") else ""),
+        "restarts": ", ".join(f"{k} {v}" for k, v in sorted(restarts.items())),
         "scan": summary["audit_scan_exit"],
         "scan_line": next((ln.strip() for ln in run.lines if "expired-readable" in ln), ""),
     }

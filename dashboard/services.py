@@ -94,10 +94,9 @@ class Services:
         """Subject keys of the run (to attach pseudonyms to erasures); None when the run has no key holder.
         Made once: each vault keeps its own key cache and refresh thread."""
         if self._vault is None:
-            try:
-                self._vault = SubjectVault(HttpKeySource.from_env())
-            except KeyUnavailable:
+            if self.keys is None:
                 return None
+            self._vault = SubjectVault(self.keys)
         return self._vault
 
     @property
@@ -114,10 +113,9 @@ class Services:
     def control(self) -> EpochKeyRing | None:
         """The control key class's ring (erasure requests are sealed under it); None without a key holder."""
         if self._control is None:
-            try:
-                self._control = EpochKeyRing(HttpKeySource.from_env(), CONTROL_CLASS)
-            except KeyUnavailable:
+            if self.keys is None:
                 return None
+            self._control = EpochKeyRing(self.keys, CONTROL_CLASS)
             self.view.control = self._control
         return self._control
 

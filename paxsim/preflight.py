@@ -11,6 +11,8 @@ import base64
 import binascii
 from collections.abc import Mapping
 
+from policy.keyd import MIN_TOKEN_CHARS
+
 # values deploy/.env.example ships: public, so never a secret (tests/deploy keeps this list and the file in step)
 SHIPPED = {
     "KAFKA_CLUSTER_ID": {"CvlxKcJ7RDajXHSyc3MNBw"},
@@ -18,7 +20,6 @@ SHIPPED = {
     "PAXSIM_KEYD_TOKEN": {"change-me-to-a-long-random-token"},
 }
 MIN_PASSWORD_CHARS = 12
-MIN_TOKEN_CHARS = 32  # the key holder's own minimum (policy.keyd.MIN_TOKEN_CHARS)
 
 MAKE = {
     "KAFKA_CLUSTER_ID": "python3 -c \"import uuid,base64;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip('='))\"",

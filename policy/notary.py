@@ -96,11 +96,13 @@ class AnchorProblem:
         return f"{self.chain}: {self.kind}: {self.detail}"
 
 
-def verify_anchored(directory: Path, signed: dict, known_key: str | None = None) -> tuple[list, list[AnchorProblem]]:
+def verify_anchored(
+    directory: Path, signed: dict, known_key: str | None = None
+) -> tuple[list, list[AnchorProblem], dict[str, tuple[int, str]]]:
     """Verify every chain file in ``directory`` against the key holder's checkpoints. Returns the per-file
-    reports (:func:`policy.audit.verify`, with the checkpoint as anchor) and the problems only the anchors
-    show: a bad signature, a checkpointed chain whose file is gone. ``known_key``: the public key to insist
-    on (else the one the checkpoints came with)."""
+    reports (:func:`policy.audit.verify`, with the checkpoint as anchor), the problems only the anchors
+    show (a bad signature, a checkpointed chain whose file is gone), and the anchors whose signature holds,
+    chain → (seq, hash). ``known_key``: the public key to insist on (else the one the checkpoints came with)."""
     from policy.audit import verify
 
     key = known_key or signed["public_key"]
@@ -116,7 +118,7 @@ def verify_anchored(directory: Path, signed: dict, known_key: str | None = None)
         if chain not in files:
             problems.append(AnchorProblem(chain, "deleted", f"checkpointed at seq {seq}, and its chain file is gone"))
     reports = [verify(p, anchor=anchors.get(name)) for name, p in files.items()]
-    return reports, problems
+    return reports, problems, anchors
 
 
 def verify_with(directory: Path, keys: object | None) -> tuple[list, list[AnchorProblem], bool]:
@@ -126,5 +128,5 @@ def verify_with(directory: Path, keys: object | None) -> tuple[list, list[Anchor
 
     if keys is None:
         return verify_dir(directory), [], False
-    reports, problems = verify_anchored(directory, keys.checkpoints())  # type: ignore[attr-defined]
+    reports, problems, _anchors = verify_anchored(directory, keys.checkpoints())  # type: ignore[attr-defined]
     return reports, problems, True

@@ -382,14 +382,12 @@ class Scanner:
         (policy.notary: a cut tail, a rewrite, a deleted chain file); the checkpointed seq per chain."""
         if self.keys is None:
             return verify_dir(directory), {}
-        from policy.notary import signature_ok, verify_anchored
+        from policy.notary import verify_anchored
 
-        signed = self.keys.checkpoints()
-        reports, problems = verify_anchored(directory, signed)
+        reports, problems, anchors = verify_anchored(directory, self.keys.checkpoints())
         for p in problems:
             self._find("audit", f"{directory}/{p.chain}.jsonl", f"{p.kind}: {p.detail}")
-        anchors = {cp["chain"]: int(cp["seq"]) for cp in signed.get("checkpoints", []) if signature_ok(signed["public_key"], cp)}
-        return reports, anchors
+        return reports, {chain: seq for chain, (seq, _hash) in anchors.items()}
 
     audit_topic_name = "audit-topic"
 

@@ -26,6 +26,7 @@ import httpx
 import msgspec
 import pytest
 
+from core.obs import parse_samples, total
 from paxsim.up import processes_of
 from tests.deploy.conftest import EXAMPLE_CONFIG, ROOT
 from tests.deploy.test_up import SMALL
@@ -86,11 +87,11 @@ def erasures_applied(run_dir: Path) -> dict[str, float]:
         except httpx.HTTPError:
             out[job] = 0.0
             continue
-        out[job] = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if (line.startswith("paxsim_policy_erasures_total{") and ('outcome="applied"' in line or 'outcome="replayed"' in line))
-            or line.startswith("paxsim_dashboard_erasures_total ")
+        samples = parse_samples(text)
+        out[job] = (
+            total(samples, "paxsim_policy_erasures_total", outcome="applied")
+            + total(samples, "paxsim_policy_erasures_total", outcome="replayed")
+            + total(samples, "paxsim_dashboard_erasures_total")
         )
     return out
 
