@@ -337,7 +337,7 @@ def trajectory_list(
     s = svc(request)
     s.view.expire()
     rows = []
-    for sid, visits in s.view.trajectories.items():
+    for sid, visits in s.view.subjects():
         last = max(visits, key=lambda v: v.captured_at)
         rows.append({"subject_id": sid, "points": len(visits), "last_zone": last.zone, "last_seen": last.captured_at})
     rows.sort(key=lambda r: -r["last_seen"])
@@ -373,6 +373,19 @@ def trajectory_get(
         }
         for v in visits
     ]
+
+
+@router.get("/state/refs", tags=["audit"])
+def state_refs(
+    request: Request, who: Annotated[Principal, Depends(require(Role.admin, Role.auditor, endpoint="state.refs"))]
+) -> list[dict]:
+    """Every subject reference the dashboard holds in memory (trajectory points, recent alerts) with its purpose,
+    zone and time, for the leak scanner (``policy.livestores.DashboardStore``); no visit detail (audited)."""
+    s = svc(request)
+    s.view.expire()
+    rows = s.view.refs()
+    s.audit(who, "api.state.refs", "allow", object_id=f"{len(rows)} references")
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------- audit

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import Counter, OrderedDict, defaultdict, deque
 from dataclasses import dataclass, field
@@ -86,6 +87,8 @@ class StreamView:
     alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=50))
     records: int = 0
     connected: bool = False
+    # the feed writes on the event loop while API endpoints read in the thread pool: every access holds it
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def ttl_for(self, purpose: str) -> float:
         return self.ttl.get(purpose, self.default_ttl_s)
@@ -94,7 +97,10 @@ class StreamView:
 
     def apply(self, topic: str, value: bytes, now: float | None = None) -> None:
         """Fold one record in. Raises MessageError for an undecodable one (the caller counts and skips it)."""
-        now = time.time() if now is None else now
+        with self.lock:
+            self._apply(topic, value, time.time() if now is None else now)
+
+    def _apply(self, topic: str, value: bytes, now: float) -> None:
         self.records += 1
         if topic == t.MATCHES.name:
             self._match(decode(value, Match), now)
@@ -165,6 +171,10 @@ class StreamView:
     def erase(self, req: ErasureRequest, now: float) -> ErasureStat:
         """Delete every stored point of the subject; idempotent by request id. A later copy of the same request
         that names a reference the first did not (the topic's copy carries the pseudonym) is applied too."""
+        with self.lock:
+            return self._erase(req, now)
+
+    def _erase(self, req: ErasureRequest, now: float) -> ErasureStat:
         removed = 0
         for name in {req.subject_id, req.subject_ref} - {""}:  # stored under the pseudonym when the run has keys
             self.erased[name] = max(self.erased.get(name, 0.0), req.requested_at)
@@ -183,7 +193,10 @@ class StreamView:
 
     def expire(self, now: float | None = None) -> dict[str, dict]:
         """Delete points past their purpose's TTL; return per purpose: oldest age, TTL, points held."""
-        now = time.time() if now is None else now
+        with self.lock:
+            return self._expire(time.time() if now is None else now)
+
+    def _expire(self, now: float) -> dict[str, dict]:
         oldest: dict[str, float] = {}
         held: Counter[str] = Counter()
         for sid in list(self.trajectories):
@@ -213,6 +226,10 @@ class StreamView:
 
     def summary(self) -> dict:
         """Aggregates only: no subject id, no trajectory."""
+        with self.lock:
+            return self._summary()
+
+    def _summary(self) -> dict:
         return {
             "decisions": dict(self.decisions),
             "refused_by_rule": dict(self.refused_by_rule),
@@ -225,7 +242,34 @@ class StreamView:
         }
 
     def trajectory(self, subject_id: str) -> list[Visit]:
-        return sorted(self.trajectories.get(subject_id, []), key=lambda v: v.captured_at)
+        with self.lock:
+            return sorted(self.trajectories.get(subject_id, []), key=lambda v: v.captured_at)
+
+    def subjects(self) -> list[tuple[str, list[Visit]]]:
+        """Every subject with stored points and a copy of its visits (a consistent read)."""
+        with self.lock:
+            return [(sid, list(visits)) for sid, visits in self.trajectories.items()]
+
+    def refs(self) -> list[dict]:
+        """Every subject reference held in memory (trajectory points, recent alerts), for the leak scanner."""
+        with self.lock:
+            rows = [
+                {
+                    "where": f"trajectories[{sid}]@{v.captured_at:.3f}",
+                    "subject_ref": sid,
+                    "purpose": v.purpose,
+                    "zone": v.zone,
+                    "at": v.captured_at,
+                }
+                for sid, visits in self.trajectories.items()
+                for v in visits
+            ]
+            rows += [
+                {"where": f"alerts[{a.kind}]@{a.at:.3f}", "subject_ref": a.subject_id, "purpose": None, "zone": None, "at": a.at}
+                for a in self.alerts
+                if a.subject_id
+            ]
+            return rows
 
 
 async def follow(settings: Settings, view: StreamView, stop: asyncio.Event) -> None:

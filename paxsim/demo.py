@@ -42,7 +42,7 @@ from policy.consent import ConsentRecord, ConsentRegistry, consent_path
 from policy.crypto import HttpKeySource, KeySource, SubjectVault
 from policy.keyd import KeydProcess, spawn_keyd
 from policy.policyfile import DEFAULT_POLICY_PATH, POLICY_ENV, load_policy
-from policy.scan import run_scan
+from policy.scan import LogStore, open_consent, registered_stores, run_scan
 from scenario.virtual import VirtualAirport
 from scenario.world import load_world
 
@@ -377,6 +377,7 @@ def summary_table(s: dict) -> Table:
     scan = s.get("audit_scan")
     if scan is not None:
         tab.add_row("audit scan: expired-readable / non-consented / audit gaps", " / ".join(str(v) for v in scan.values()))
+        tab.add_row("audit scan: unlinkable references (erased subjects)", str(s.get("audit_unlinkable", 0)))
     tab.add_row("end-to-end latency p50 / p99", f"{p50:.1f} / {p99:.1f} ms" if p50 is not None else "n/a")
     return tab
 
@@ -395,6 +396,27 @@ def drain_marker(stack: Stack) -> tuple[float, float] | None:
     if not joined or lag > 0:
         return None
     return total(g, "paxsim_gate_events_total"), total(m, "paxsim_matcher_events_total") + total(m, "paxsim_matcher_duplicates_total")
+
+
+def live_stores(stack: Stack, settings: Settings) -> list:
+    """What the leak scanner reads from the running stages: every live stage's /metrics label values and the
+    dashboard's in-memory state (read with an auditor token issued for it and revoked at once)."""
+    from dashboard.auth import TokenStore
+    from dashboard.services import tokens_path
+    from policy.livestores import DashboardStore, MetricsStore
+
+    subjects = open_consent(Path(settings.state_dir), consent_path(settings)).subjects()
+    urls = {c.name: c.metrics_url for c in stack.children.values() if c.alive()}
+    stores: list = [MetricsStore.fetch(urls, subjects, time.time())]
+    dash = stack.children.get("dashboard")
+    if dash is not None and dash.alive():
+        tokens = TokenStore(tokens_path(settings))
+        token = tokens.issue("paxsim-audit-scan", "auditor")
+        try:
+            stores.append(DashboardStore.fetch(f"http://127.0.0.1:{dash.metrics_port}", token))
+        finally:
+            tokens.revoke("paxsim-audit-scan")
+    return stores
 
 
 async def watch(stack: Stack, console: Console | None, drain_timeout_s: float = 30.0) -> StageCounts:
@@ -483,6 +505,7 @@ async def run_pipeline(
             if live:
                 say(f"live camera [bold]{live}[/]: rendered frames through the real edge (decode, detect, track, embed)")
             counts = await watch(stack, console)
+            running = await asyncio.to_thread(live_stores, stack, settings)  # before the stages stop
         finally:
             stack.stop()
         wall_s = time.monotonic() - t_start
@@ -496,9 +519,13 @@ async def run_pipeline(
         key_source = HttpKeySource(keys.url, keys.token)
         summary = await summarise(client_settings, key_source, evaluation)
         # the embedded broker forgets everything when it stops: scan every topic and store while it still runs
-        report = await run_scan(client_settings, load_policy(policy_file(settings)), key_source)
+        consent = open_consent(run_dir, consent_path(settings))
+        stores = [*registered_stores(client_settings), LogStore(run_dir, consent.subjects()), *running]
+        report = await run_scan(client_settings, load_policy(policy_file(settings)), key_source, stores=stores, consent=consent)
         a, b, c = report.counts
         summary["audit_scan"] = {"expired_readable": a, "non_consented": b, "audit_gaps": c}
+        summary["audit_unlinkable"] = report.unlinkable  # references to erased subjects: the success case
+        summary["audit_scan_sources"] = {name: int(n) for name, n in report.records.items() if name.startswith(("live:", "store:"))}
         if live:
             perception = await asyncio.to_thread(live_camera_perception, run_dir / LIVE_LOG, live + LIVE_SUFFIX, live, load_world())
             if perception is not None:

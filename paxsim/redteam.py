@@ -193,6 +193,57 @@ def revoked_token(ctx: Context) -> Result:
     )
 
 
+def re_roled_token(ctx: Context) -> Result:
+    """An operator's token is re-issued under the same name as auditor: the old secret is dead at once and the
+    new one has the auditor's rights only (no trajectories)."""
+    store = TokenStore(tokens_path(ctx.settings))
+    old = store.issue("redteam-reroled", "operator")
+    new = store.issue("redteam-reroled", "auditor")
+    time.sleep(1.0)
+    with httpx.Client(base_url=ctx.dashboard, timeout=5) as api:
+        codes = [api.get("/api/trajectories", headers={"Authorization": f"Bearer {tok}"}).status_code for tok in (old, new)]
+    store.revoke("redteam-reroled")
+    return Result(
+        "dashboard token re-issued with another role",
+        "old secret 401, new one 403 on trajectories",
+        f"old {codes[0]}, new {codes[1]}",
+        codes == [401, 403],
+    )
+
+
+def dashboard_memory_leak(ctx: Context) -> Result:
+    """A track update for a never-consented subject's pseudonym reaches the dashboard, which keeps it in memory:
+    the scanner reads the dashboard's state through its API and names the subject there."""
+    from broker.messages import TrackUpdate
+    from policy.livestores import DashboardStore
+    from policy.scan import Scanner
+
+    stranger = "pax-redteam-in-dashboard"
+    ps = ctx.vault.pseudonym(stranger)
+    now = time.time()
+    tu = TrackUpdate(event_id="rt-dash", subject_id=ps, camera_id="cam-redteam", zone=ctx.zone, prev_zone=None, at=now, captured_at=now)
+    asyncio.run(_produce(ctx.settings, t.TRACKS.name, encode(tu)))
+    store = TokenStore(tokens_path(ctx.settings))
+    token = store.issue("redteam-scanner", "auditor")
+    found: list = []
+    deadline = time.monotonic() + ctx.wait_s
+    try:
+        while not found and time.monotonic() < deadline:
+            time.sleep(0.5)
+            consent = ConsentRegistry.open(consent_path(ctx.settings))
+            scanner = Scanner(load_policy(policy_file(ctx.settings)), consent, HttpKeySource(ctx.keys.url, ctx.keys.token))
+            scanner.add_store(DashboardStore.fetch(ctx.dashboard, token))
+            found = [f for f in scanner.finish().findings if stranger in f.detail and f.where.startswith("dashboard ")]
+    finally:
+        store.revoke("redteam-scanner")
+    return Result(
+        "trajectory of a never-consented subject held in the dashboard's memory (by pseudonym)",
+        "the scan of the dashboard's state reports it",
+        f"{len(found)} finding(s)",
+        bool(found),
+    )
+
+
 def altered_audit(ctx: Context) -> Result:
     chains = sorted(audit_dir(ctx.settings.state_dir).glob("*.jsonl"))
     target = next((p for p in chains if len(p.read_text().splitlines()) >= 2), None)
@@ -303,7 +354,9 @@ CATALOGUE: list[Callable[[Context], Result]] = [
     _poison("900 kB sealed payload", t.ADMITTED.name, oversized, "sealed payload"),
     forged_erasure,
     pseudonymised_leak,
+    dashboard_memory_leak,
     revoked_token,
+    re_roled_token,
     edge_destroys_keys,
     replayed_sighting,
     altered_audit,

@@ -41,6 +41,7 @@ from policy.policyfile import load_policy
 
 JOIN_TIMEOUT_S = 45.0
 DRAIN_TIMEOUT_S = 20.0
+SCAN_TOKEN_NAME = "paxsim-up-audit-scan"  # the scan's auditor token in the deployment's store, revoked after the scan
 EXIT_STAGE, EXIT_CONFIG, EXIT_BROKER = 1, 2, 3
 
 
@@ -264,12 +265,25 @@ def _run_dir(settings: Settings) -> Path:
     return Path(settings.state_dir).resolve() / "up"
 
 
-def run_audit_scan(env: dict[str, str], bootstrap: str, console: Console) -> int:
-    """``paxsim audit scan`` against the still-running broker and this run's stores; returns its exit code."""
-    console.print("[bold]paxsim audit scan[/] (every topic from offset 0, every store, the audit chains)")
+def run_audit_scan(stack: Stack, bootstrap: str, tokens_file: Path, console: Console) -> int:
+    """``paxsim audit scan`` against the still-running broker and stages (every stage's /metrics labels, the
+    dashboard's state with a short-lived auditor token) and this run's stores; returns its exit code."""
+    from dashboard.auth import TokenStore
+    from policy.cli import DASHBOARD_TOKEN_ENV
+
+    console.print("[bold]paxsim audit scan[/] (every topic from offset 0, every store, the audit chains, the running stages)")
     cmd = [sys.executable, "-m", "paxsim.cli", "audit", "scan", "--bootstrap", bootstrap]
+    cmd += [arg for c in stack.children.values() if c.alive() for arg in ("--metrics", f"{c.name}={c.metrics_url}")]
+    dash = stack.children.get("dashboard")
+    store = TokenStore(tokens_file)
+    token = store.issue(SCAN_TOKEN_NAME, "auditor")
+    if dash is not None and dash.alive():
+        cmd += ["--dashboard", f"http://127.0.0.1:{dash.metrics_port}"]
     base = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    return subprocess.run(cmd, env={**base, **env}, stdin=subprocess.DEVNULL, check=False).returncode
+    try:
+        return subprocess.run(cmd, env={**base, **stack.env, DASHBOARD_TOKEN_ENV: token}, stdin=subprocess.DEVNULL, check=False).returncode
+    finally:
+        store.revoke(SCAN_TOKEN_NAME)
 
 
 async def up(
@@ -277,8 +291,8 @@ async def up(
 ) -> dict:
     """Run the stack until ``duration`` seconds of traffic have passed (``None``: until SIGINT/SIGTERM).
 
-    With ``audit_scan`` the stages are stopped first and ``paxsim audit scan`` then reads the broker before it
-    goes away (the embedded broker keeps nothing after it stops); its exit code is in the summary.
+    With ``audit_scan``, once the stages have drained, ``paxsim audit scan`` reads the broker (the embedded one
+    keeps nothing after it stops), the stores and the running stages; its exit code is in the summary.
     Returns the final counts (also written to ``<state_dir>/up/up-summary.json``). Raises
     :class:`StageFailed` when a stage dies and ``BrokerUnreachable`` when an external broker is not there;
     every process it started is stopped on the way out in all cases."""
@@ -379,9 +393,9 @@ async def up(
             update={"broker": settings.broker.model_copy(update={"bootstrap": bootstrap, **({"profile": "embedded"} if embedded else {})})}
         )
         accounted = await _settle(client, DRAIN_TIMEOUT_S)
+        if audit_scan:  # while the stages run: their metric labels and the dashboard's memory are stores too
+            scan_code = await asyncio.to_thread(run_audit_scan, stack, bootstrap, Path(tokens[TOKENS_FILE_ENV]), console)
         await asyncio.to_thread(stack.stop)
-        if audit_scan:
-            scan_code = await asyncio.to_thread(run_audit_scan, stack.env, bootstrap, console)
     finally:
         if stack is not None:
             await asyncio.to_thread(stack.stop)

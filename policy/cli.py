@@ -27,6 +27,7 @@ audit_app = typer.Typer(no_args_is_help=True, help="Tamper-evident audit log: ve
 consent_app = typer.Typer(no_args_is_help=True, help="Consent registry: grant, withdraw (queues erasure), list.")
 policy_file_app = typer.Typer(no_args_is_help=True, help="The policy file: validate it, show the policy in force.")
 
+DASHBOARD_TOKEN_ENV = "PAXSIM_DASHBOARD_TOKEN"  # the scanner's dashboard credential (auditor), never on the command line
 StateOpt = typer.Option(None, "--state-dir", help="state directory (default: the configuration's state_dir)")
 ConfigOpt = typer.Option(None, "--config", "-c", envvar="PAXSIM_CONFIG", help="YAML configuration file")
 
@@ -108,6 +109,44 @@ def audit_verify(
         console.print(f"[red]{bad} problem(s): the audit log was altered or damaged[/]")
         raise typer.Exit(1)
     console.print("[green]every chain verifies[/]")
+
+
+@audit_app.command("export")
+def audit_export(
+    purpose: str = typer.Argument(..., help="an exportable purpose of the policy, e.g. model-training"),
+    state_dir: Path | None = StateOpt,
+    config: str | None = ConfigOpt,
+) -> None:
+    """Export the tracks topic for one purpose: only subjects who consented to it, by pseudonym, every decision
+    audited (chain ``export``). Written to <state>/exports/, where ``audit scan`` checks it like every store."""
+    import asyncio
+
+    from broker.clients import BrokerUnreachable
+    from core.config import ConfigError, load_settings
+    from policy.crypto import HttpKeySource, KeyUnavailable, SubjectVault
+    from policy.export import export_tracks, exports_dir
+
+    try:
+        settings = load_settings(config)
+        pol = load_policy()
+    except (ConfigError, PolicyError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    if state_dir is not None:
+        settings = settings.model_copy(update={"state_dir": state_dir})
+    try:
+        vault = SubjectVault(HttpKeySource.from_env())
+    except KeyUnavailable as exc:
+        console.print(f"[red]no key holder ({exc}): pseudonymous tracks cannot be checked against consent[/]")
+        raise typer.Exit(2) from None
+    out = exports_dir(settings.state_dir) / f"{purpose}-{time.strftime('%Y%m%dT%H%M%S')}.jsonl"
+    reg = ConsentRegistry.open(registry_path(settings.state_dir))
+    try:
+        res = asyncio.run(export_tracks(settings, pol, reg, vault, purpose, out, AuditLog.in_state_dir(settings.state_dir, "export")))
+    except BrokerUnreachable as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(3) from None
+    console.print(f"exported {res.exported} record(s) to {res.path}; refused {res.refused}; unlinkable (erased) {res.unlinkable}")
 
 
 # ---------------------------------------------------------------------------------------------- consent
@@ -248,10 +287,19 @@ def audit_scan(
     policy_path: Path | None = typer.Option(None, "--policy", help="policy file (default: $PAXSIM_POLICY or packaged)"),
     show: int = typer.Option(20, "--show", help="print at most this many findings"),
     no_keys: bool = typer.Option(False, "--no-keys", help="scan without a key holder (sealed payloads and pseudonyms unreadable)"),
+    metrics: list[str] | None = typer.Option(
+        None, "--metrics", help="STAGE=URL of a running stage's /metrics: its label values are scanned (repeat)"
+    ),
+    dashboard: str | None = typer.Option(
+        None,
+        "--dashboard",
+        help=f"base URL of the running dashboard: its in-memory state is scanned (auditor token in ${DASHBOARD_TOKEN_ENV})",
+    ),
 ) -> None:
     """Read every topic from offset 0 and every store; report (a) expired-readable, (b) non-consented, (c) audit gaps.
 
     Exit 1 if any count is not 0. Keys come from the run's key holder (PAXSIM_KEYD_URL / PAXSIM_KEYD_TOKEN).
+    With --metrics / --dashboard the running stages' metric labels and the dashboard's state are scanned too.
     """
     import asyncio
 
@@ -290,10 +338,31 @@ def audit_scan(
             raise typer.Exit(2) from None
         console.print(f"[yellow]no key holder ({exc}): sealed payloads count as unreadable, pseudonyms as unlinkable[/]")
         keys = None
+    from policy.consent import consent_path
+    from policy.livestores import DashboardStore, LiveStoreError, MetricsStore
+    from policy.scan import LogStore, open_consent, registered_stores
+
+    consent = open_consent(Path(settings.state_dir), consent_path(settings))
+    stores: list = [*registered_stores(settings), LogStore(Path(settings.state_dir), consent.subjects())]
+    try:  # the running stages first: they are read as they are now
+        if metrics:
+            urls = {item.partition("=")[0]: item.partition("=")[2] or item for item in metrics}
+            stores.append(MetricsStore.fetch(urls, consent.subjects(), time.time()))
+        if dashboard:
+            token = os.environ.get(DASHBOARD_TOKEN_ENV, "")
+            if not token:
+                console.print(f"[red]--dashboard needs an auditor token in ${DASHBOARD_TOKEN_ENV}[/]")
+                raise typer.Exit(2)
+            stores.append(DashboardStore.fetch(dashboard, token))
+    except LiveStoreError as exc:
+        console.print(f"[red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(3) from None
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("scanning", total=None)
         try:
-            report = asyncio.run(run_scan(settings, pol, keys, progress=lambda what: bar.update(task, description=what)))
+            report = asyncio.run(
+                run_scan(settings, pol, keys, stores=stores, consent=consent, progress=lambda what: bar.update(task, description=what))
+            )
         except BrokerUnreachable as exc:
             console.print(f"[red]{exc}[/]")
             raise typer.Exit(3) from None
@@ -314,6 +383,7 @@ def audit_scan(
             f"lost {d['lost']:,}, decided twice {d['decided_twice']:,}; dead-lettered: {dead}",
             soft_wrap=True,
         )
+    console.print(f"unlinkable references (subject erased, key destroyed): {report.unlinkable:,}")
     console.print(f"not scanned by design: {'; '.join(report.excluded)}")
     color = "green" if report.clean else "red"
     console.print(f"[{color}]expired-readable {a} / non-consented {b} / audit {c}[/]")

@@ -4,12 +4,16 @@
 pseudonym), asks the ``export`` chain (``export_purpose`` then ``purpose_binding``) per record, writes the
 allowed ones as JSON lines and audits every decision (refusals always; allows too unless the policy's
 ``audit.log_allows`` is off). Exported lines carry the pseudonym, never the subject id, and no embedding.
+Exports are written under ``<state_dir>/exports/`` (:func:`exports_dir`), where the leak scanner reads them
+(:class:`ExportStore`, entry point ``paxsim.stores:exports``): an exported line stays personal data, bound to
+its purpose's retention and its subject's consent, until its subject is erased.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +23,13 @@ from policy.audit import AuditLog
 from policy.consent import ConsentRegistry
 from policy.crypto import SubjectVault
 from policy.filters import ExportContext, export_chain
-from policy.policyfile import Policy
+from policy.policyfile import Policy, load_policy
+from policy.scan import StoredItem
+
+
+def exports_dir(state_dir: Path | str) -> Path:
+    """Where purpose-bound exports are written (and scanned)."""
+    return Path(state_dir) / "exports"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,3 +100,35 @@ async def export_tracks(
             )
             exported += 1
     return ExportResult(purpose, exported, refused, unlinkable, out)
+
+
+class ExportStore:
+    """Every exported line under :func:`exports_dir`, as the leak scanner reads it."""
+
+    name = "store:exports"
+
+    def __init__(self, directory: Path, purpose_for_zone: dict[str, str | None]) -> None:
+        self.directory, self.purpose_for_zone = directory, purpose_for_zone
+
+    def items(self) -> Iterator[StoredItem]:
+        for path in sorted(self.directory.glob("*.jsonl")):
+            try:
+                lines = path.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            for n, line in enumerate(lines, 1):
+                try:
+                    row = json.loads(line)
+                    ref, at = str(row["subject"]), float(row["captured_at"])
+                except (ValueError, KeyError, TypeError):
+                    yield StoredItem(f"{path}:{n}", None, None, None, 0.0)  # counted as read; names nobody we can parse
+                    continue
+                zone = row.get("zone")
+                purpose = row.get("purpose") or self.purpose_for_zone.get(zone or "")
+                yield StoredItem(f"{path}:{n}", ref, purpose, zone, at)
+
+
+def export_store(settings) -> ExportStore:  # noqa: ANN001
+    """Entry point ``paxsim.stores:exports``."""
+    policy = load_policy(settings.policy.file)
+    return ExportStore(exports_dir(settings.state_dir), {z: policy.purpose_for_zone(z) for z in policy.zones})

@@ -12,12 +12,16 @@
     (seqs the chain has but the topic skipped). Entries not mirrored *yet* (the tail, ~1 s) are counted
     in ``records["audit:unmirrored"]``, not reported.
 
-Subject references are either plain subject ids or pseudonyms (``ps-…``, :meth:`SubjectVault.pseudonym`);
-a pseudonym whose subject key was destroyed is unlinkable and therefore not personal data any more.
-Stores: every store a stage registers (gallery, matcher snapshots) and the stages' logs (:class:`LogStore`).
-Deliberately out of scope: the erasure topic (it must name the subject to erase), the consent registry
-(the record of consent and withdrawal itself) and the scenario's ground-truth file (the simulated
-world's truth, not system data); the report lists them as excluded.
+Subject references are either plain subject ids or pseudonyms (``ps-…``, :meth:`SubjectVault.pseudonym`),
+resolved against every live subject key (not only the registry's subjects); a pseudonym whose subject key was
+destroyed is unlinkable, no longer personal data, and counted as such (``ScanReport.unlinkable``).
+Sources: every topic (erasure requests and the audit copy included), every store a stage registers (gallery,
+matcher snapshots, exports), the stages' logs (:class:`LogStore`) and, while the stages run, the label values
+of their ``/metrics`` (:class:`MetricsStore`: no purpose covers a metric, so any linkable subject there is a
+finding) and the dashboard's in-memory state through its authenticated API (:class:`DashboardStore`).
+Deliberately out of scope: the consent registry and erasure bookkeeping (the record of consent, withdrawal
+and erasure itself) and the scenario's ground-truth file (the simulated world's truth, not system data); the
+report lists them as excluded.
 
 Key material: the scanner asks the run's key holder (``PAXSIM_KEYD_URL``/``PAXSIM_KEYD_TOKEN``) like any
 service. Without a key holder no epoch or subject key exists anywhere, so sealed payloads are unreadable.
@@ -43,7 +47,7 @@ from policy.policyfile import Policy
 
 Kind = Literal["expired-readable", "non-consented", "audit"]
 EXCLUDED = (
-    "consent registry (the consent record itself)",
+    "consent registry and erasure bookkeeping (the record of consent, withdrawal and erasure itself)",
     "scenario ground truth (simulation truth, not system data)",
 )
 
@@ -67,6 +71,7 @@ class ScanReport:
     excluded: tuple[str, ...] = EXCLUDED
     # admitted events vs decisions on the topics: decided, in flight, lost, decided twice, dead-lettered per stage
     delivery: dict = field(default_factory=dict)
+    unlinkable: int = 0  # references to erased subjects (their key is destroyed): the success case, not a finding
 
     def count(self, kind: Kind) -> int:
         return sum(1 for f in self.findings if f.kind == kind)
@@ -90,6 +95,7 @@ class StoredItem:
     zone: str | None
     stored_at: float  # the time its TTL runs from (capture time)
     readable: bool = True  # False if sealed under a key that no longer exists
+    never_allowed: str | None = None  # why no consent can cover it (a metric label): any linkable subject is a finding
 
 
 class Store(Protocol):
@@ -148,6 +154,7 @@ class _Pending:
     at: float
     ttl: float | None  # None: no TTL check (e.g. gallery templates live as long as consent)
     what: str
+    never_allowed: str | None = None
 
 
 class Scanner:
@@ -307,13 +314,23 @@ class Scanner:
     # ------------------------------------------------------------------------------------ stores
 
     def add_store(self, store: Store) -> None:
+        self.report.records[store.name] += 0  # listed as read even when it holds nothing
         for item in store.items():
             self.report.records[store.name] += 1
             if item.subject_ref is None or not item.readable:
                 continue
             ttl = self.policy.retention_for(item.purpose) if item.purpose else None
             self._subject_refs.append(
-                _Pending(item.where, item.subject_ref, item.purpose, item.zone, item.stored_at, ttl, f"stored item in {store.name}")
+                _Pending(
+                    item.where,
+                    item.subject_ref,
+                    item.purpose,
+                    item.zone,
+                    item.stored_at,
+                    ttl,
+                    f"stored item in {store.name}",
+                    item.never_allowed,
+                )
             )
 
     # ------------------------------------------------------------------------------------ audit
@@ -412,8 +429,12 @@ class Scanner:
         for p in self._subject_refs:
             sid = identities.get(p.subject_ref)
             if sid is None:
-                continue  # a pseudonym whose key is destroyed: unlinkable
+                self.report.unlinkable += 1  # a pseudonym whose key is destroyed
+                continue
             shown = sid if sid == p.subject_ref else f"{sid} (as {p.subject_ref})"
+            if p.never_allowed:
+                self._find("non-consented", p.where, f"{p.what} names {shown}: {p.never_allowed}")
+                continue
             if p.ttl is not None and self._expired(p.at, p.ttl):
                 self._find(
                     "expired-readable",

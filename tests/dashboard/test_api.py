@@ -42,6 +42,7 @@ MATRIX = [
     ("POST", "/api/policy/validate", {"text": "label: x"}, {"admin", "operator"}),
     ("GET", "/api/policy", None, {"admin", "operator", "auditor"}),
     ("GET", "/api/gallery", None, {"admin", "operator", "auditor"}),
+    ("GET", "/api/state/refs", None, {"admin", "auditor"}),
 ]
 
 
@@ -297,3 +298,66 @@ def test_a_flood_of_bad_tokens_is_throttled_and_leaves_the_audit_bounded(setting
     assert 1 <= len(denials) <= 5, f"{len(denials)} audit records for one client's flood"
     assert sum(int(rec.rule.split("x")[1]) if " x" in rec.rule else 1 for rec in denials) <= FLOOD + 1
     assert len(services.audit_out) <= 10, "every refusal queued a Kafka audit message"
+
+
+def test_the_scanner_reads_the_dashboards_memory_and_resolves_its_pseudonyms(settings: Settings, keys, monkeypatch):
+    """The dashboard keeps trajectories in memory, under pseudonyms when the run has keys. A withdrawn subject's
+    points that arrived from the tracks topic are found through the authenticated state endpoint; an erased
+    subject's pseudonym counts as unlinkable, not as a finding."""
+    from policy.crypto import HttpKeySource, SubjectVault
+    from policy.livestores import DashboardStore
+    from policy.policyfile import load_policy
+    from policy.scan import Scanner
+
+    _seed(settings)
+    for k, v in keys.env.items():
+        monkeypatch.setenv(k, v)
+    source = HttpKeySource(keys.url, keys.token)
+    vault = SubjectVault(source)
+    kept, withdrawn, erased = (vault.pseudonym(f"pax-{i:05d}") for i in (1, 2, 3))
+    app = create_app(settings, {"PAXSIM_DASHBOARD_TOKENS": TOKENS}, background=False)
+    with TestClient(app) as c:
+        view = app.state.services.view
+        now = time.time()
+        for n, ps in enumerate((kept, withdrawn, erased)):  # captured now: after the consent _seed granted
+            view.apply(t.TRACKS.name, _track(ps, "security", None, now, n), now)
+        reg = ConsentRegistry.open(registry_path(settings.state_dir))
+        reg.withdraw("pax-00002")  # its points are still in the dashboard's memory: the leak to find
+        vault.erase("pax-00003")  # key destroyed: the points left name nobody any more
+        assert c.get("/api/state/refs", headers=H["operator"]).status_code == 403  # operators read trajectories, not this
+        store = DashboardStore.fetch("", AUDITOR, http=c)
+        scanner = Scanner(load_policy(), ConsentRegistry.open(registry_path(settings.state_dir)), source)
+        scanner.add_store(store)
+        report = scanner.finish()
+    found = [f for f in report.findings if f.kind == "non-consented"]
+    assert len(found) == 1 and "pax-00002" in found[0].detail and withdrawn in found[0].where, [f.detail[:90] for f in found]
+    assert report.records["live:dashboard"] == 3 and report.unlinkable == 1
+
+
+def test_trajectory_reads_while_the_feed_writes_never_answer_500(client: TestClient):
+    """API endpoints run in the thread pool while the feed folds records in on the event loop: reads must see a
+    consistent view (no 'dictionary changed size during iteration')."""
+    import threading
+
+    view = client.app.state.services.view  # type: ignore[attr-defined]
+    stop = threading.Event()
+
+    def feed() -> None:
+        n = 0
+        while not stop.is_set():
+            now = time.time()
+            view.apply(t.TRACKS.name, _track(f"pax-{10000 + n % 3000:05d}", "gate", "security", now - 1, n), now)
+            if n % 3000 == 2999:
+                view.expire(now + 1e6)  # drops every point: the dict shrinks under the readers
+            n += 1
+            time.sleep(0.0002)  # leave the readers the GIL now and then
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        codes = Counter(client.get("/api/trajectories", headers=H["operator"]).status_code for _ in range(100))
+        codes += Counter(client.get("/api/state/refs", headers=H["auditor"]).status_code for _ in range(50))
+    finally:
+        stop.set()
+        writer.join()
+    assert set(codes) == {200}, codes

@@ -50,8 +50,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
 @pytest.mark.slow  # ~30 s: six processes start, 8 s of traffic, drain, audit scan
 def test_up_runs_the_stack_for_a_duration_and_the_audit_scan_is_clean(tmp_path: Path) -> None:
     """Issue 8's acceptance: ``paxsim up`` with the example config runs the whole stack and ``paxsim audit scan``
-    is clean after it. The scan runs inside ``up --audit-scan``, once the stages have stopped and before the
-    embedded broker (which keeps nothing) goes away."""
+    is clean after it. The scan runs inside ``up --audit-scan``, once the stages have drained and before they and
+    the embedded broker (which keeps nothing) go away: their metric labels and the dashboard's memory are read too."""
     from core.obs import free_port
 
     port = free_port()  # dashboard.port is honoured (the example's 8600 would collide with parallel tests)
@@ -69,6 +69,7 @@ def test_up_runs_the_stack_for_a_duration_and_the_audit_scan_is_clean(tmp_path: 
     assert f"http://127.0.0.1:{port}/" in r.stdout, "the dashboard page is not on the configured port"
     assert summary["audit_scan_exit"] == 0
     assert "expired-readable 0 / non-consented 0 / audit 0" in r.stdout
+    assert "live:metrics" in r.stdout and "live:dashboard" in r.stdout, "the running stages were not scanned"
     assert summary["embedded"] is True and summary["matchers"] == 2
     assert summary["published"] > 0
     assert summary["gate_in"] >= summary["published"]  # the gate saw everything the edge published

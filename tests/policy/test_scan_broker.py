@@ -463,3 +463,80 @@ def test_the_scan_accounts_for_delivery_and_an_event_lost_between_gate_and_match
     }
     found = [str(f) for f in report.findings]
     assert len(found) == 1 and "1 admitted event(s) older than" in found[0] and "e-lost" in found[0], found
+
+
+def test_the_scan_reads_metric_label_values_and_any_linkable_subject_there_is_a_finding():
+    """A stage that puts a subject reference into a metric label (as a per-subject counter would) exposes it to
+    every scraper with no purpose and no audit: a pseudonym of a never-consented subject and a consented
+    subject's plain id are both findings; an erased subject's pseudonym is unlinkable; camera ids are not ids."""
+    from prometheus_client import CollectorRegistry, Counter, start_http_server
+
+    from policy.livestores import MetricsStore
+    from policy.scan import Scanner
+
+    keys = LocalKeySource(KeyHolder({"sightings": (0.25, 2.0)}))
+    vault = SubjectVault(keys)
+    now = time.time()
+    consent = ConsentRegistry()
+    consent.grant(ConsentRecord("pax-ok", "boarding", granted_at=now - 10, expires_at=now + 600))
+    never, gone = vault.pseudonym("pax-never"), vault.pseudonym("pax-erased")
+    vault.erase("pax-erased")
+    registry = CollectorRegistry()
+    decided = Counter("paxsim_matcher_decided_by_subject_total", "a leak", ["subject", "camera"], registry=registry)
+    for ref in (never, "pax-ok", gone):
+        decided.labels(ref, "cam-001").inc()
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        store = MetricsStore.fetch({"matcher": url}, consent.subjects(), now)
+    finally:
+        server.shutdown()
+        thread.join(5)
+    scanner = Scanner(POLICY, consent, keys, now=now)
+    scanner.add_store(store)
+    report = scanner.finish()
+    found = sorted(f.detail.split(": a metric label")[0] for f in report.findings)
+    assert found == [
+        "stored item in live:metrics names pax-never (as " + never + ")",
+        "stored item in live:metrics names pax-ok",
+    ], [str(f) for f in report.findings]
+    assert all(
+        f.kind == "non-consented" and f.where.startswith("matcher paxsim_matcher_decided_by_subject{subject=") for f in report.findings
+    )
+    assert report.unlinkable == 1 and report.records["live:metrics"] == 3
+
+
+def test_the_scan_reads_exported_files_under_the_state_dir(client_settings):
+    """An export is personal data at rest: the scanner reads <state>/exports, a line whose subject withdrew the
+    exported purpose is a finding, and once the subject is erased the same line is unlinkable."""
+    from broker.messages import TrackUpdate
+    from policy.export import ExportStore, export_tracks, exports_dir
+    from policy.policyfile import load_policy
+    from policy.scan import Scanner
+
+    policy = load_policy()
+    now = time.time()
+    consent = ConsentRegistry.open(registry_path(client_settings.state_dir))
+    consent.grant_many([ConsentRecord("pax-x", p, now - 10, now + 100) for p in ("boarding", "model-training")])
+    keys = LocalKeySource(KeyHolder({}))
+    vault = SubjectVault(keys)
+    ps = vault.pseudonym("pax-x")
+    track = TrackUpdate(event_id="tx", subject_id=ps, camera_id="cam-1", zone="gate", prev_zone=None, at=now - 1, captured_at=now - 1)
+    asyncio.run(produce(client_settings, [(t.TRACKS.name, encode(track))]))
+    out = exports_dir(client_settings.state_dir) / "model-training-1.jsonl"
+    audit = AuditLog.in_state_dir(client_settings.state_dir, "export")
+    assert asyncio.run(export_tracks(client_settings, policy, consent, vault, "model-training", out, audit)).exported == 1
+
+    def scan() -> tuple[list[str], int]:
+        scanner = Scanner(policy, consent, keys, now=time.time())
+        scanner.add_store(ExportStore(exports_dir(client_settings.state_dir), {}))
+        report = scanner.finish()
+        assert report.records["store:exports"] == 1
+        return [f"{f.kind} {f.detail}" for f in report.findings], report.unlinkable
+
+    assert scan() == ([], 0)
+    consent.withdraw("pax-x", purpose="model-training")
+    found, _ = scan()
+    assert len(found) == 1 and found[0].startswith("non-consented stored item in store:exports about pax-x") and "withdrawn" in found[0]
+    vault.erase("pax-x")
+    assert scan() == ([], 1)
