@@ -130,14 +130,18 @@ def test_every_identity_access_and_refusal_is_audited(client: TestClient, settin
 
 
 def test_aggregates_carry_no_identity(client: TestClient):
-    for path in ("/api/summary", "/api/panels", "/healthz"):
+    ps = "ps-" + "ab" * 12  # a keyed run stores trajectories under pseudonyms: they must not surface either
+    now = time.time()
+    client.app.state.services.view.apply(t.TRACKS.name, _track(ps, "gate", "security", now, 9), now)  # type: ignore[attr-defined]
+    for path in ("/api/summary", "/api/panels", "/healthz", "/metrics"):
         r = client.get(path)
         assert r.status_code == 200
-        assert "pax-" not in r.text, path
+        assert "pax-" not in r.text and ps not in r.text, path
     panels = client.get("/api/panels").json()
     assert panels["decisions"] == {"match": 1}
-    assert panels["zones"]["flows"] == [{"from": "security", "to": "gate", "n": 1}]
-    assert "pax-" not in client.get("/api/stream?count=1").text
+    assert panels["zones"]["flows"] == [{"from": "security", "to": "gate", "n": 2}]
+    stream = client.get("/api/stream?count=1").text
+    assert "pax-" not in stream and ps not in stream
 
 
 def test_trajectory_read_then_erasure_deletes_it_everywhere_we_hold_it(client: TestClient, settings: Settings):
