@@ -433,6 +433,10 @@ class HttpKeySource:
     def chain(self, name: str) -> ChainState:
         return ChainState.from_json(self._call("GET", f"/v1/chain/{name}"))
 
+    def whoami(self) -> str:
+        """The role of this credential (KeyUnavailable if the holder is down or refuses the token)."""
+        return str(self._call("GET", "/v1/whoami")["role"])
+
     def subject_keys(self, subject_ids: list[str], create: bool) -> dict[str, tuple[str, bytes]]:
         d = self._call("POST", "/v1/subjects", {"ids": subject_ids, "create": create})
         return {sid: (v["key_id"], base64.b64decode(v["key"])) for sid, v in d["keys"].items()}

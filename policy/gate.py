@@ -30,7 +30,7 @@ EVENTS = Counter("paxsim_gate_events_total", "Sightings the gate handled, by out
 
 
 async def run_gate(settings: Settings, stop: asyncio.Event) -> None:
-    rt = PolicyRuntime.for_stage(settings, STAGE, policy_path=settings.policy.file)
+    rt = PolicyRuntime.for_stage(settings, STAGE, policy_path=settings.policy.file, sighting_keys=False)
     chain = rt.gate_chain()  # audited (batched), counted, timed; follows policy hot reloads
     background = asyncio.create_task(rt.background(stop))
     producer = await start_producer(settings)
@@ -61,6 +61,11 @@ async def run_gate(settings: Settings, stop: asyncio.Event) -> None:
                     refused = rt.plaintext_refused(s)
                     if refused:  # never forwarded: plaintext biometrics would reach a second topic
                         sends.append(await dead_letter(producer, rec, STAGE, "unsealed", refused))
+                        dead_c.inc()
+                        continue
+                    refused = rt.key_id_refused(s, now)
+                    if refused:  # by arithmetic on the key id: the gate holds no sighting key
+                        sends.append(await dead_letter(producer, rec, STAGE, "key id", refused))
                         dead_c.inc()
                         continue
                     if chain(GateContext(s, now)).allow:

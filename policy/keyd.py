@@ -11,6 +11,7 @@ keys, erasure tombstones and chain positions are kept in FILE, sealed under ``--
 :mod:`policy.keystore`), so a restarted holder carries on and an erased subject stays erased.
 
     GET    /healthz                       → {"ok": true}
+    GET    /v1/whoami                     → {"role": …} (any valid credential)
     GET    /v1/chain/<class>              → the chain state of the oldest live epoch
     POST   /v1/subjects {"ids": [...], "create": bool} → {"keys": {id: {"key_id", "key"}}}
     POST   /v1/subjects/destroy {"id": ...} → {"destroyed": bool}  (the id in the body: URLs end up in logs)
@@ -55,7 +56,7 @@ ROLE_TOKENS_ENV = "PAXSIM_KEYD_ROLE_TOKENS"  # "role:token,role:token": one cred
 # a key, nor resolve a pseudonym, nor touch the control class that authenticates erasure requests.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "edge": frozenset({"chain:sightings", "subjects", "subjects:create", "checkpoint"}),
-    "gate": frozenset({"chain:sightings", "chain:control", "subjects", "checkpoint"}),
+    "gate": frozenset({"chain:control", "subjects", "checkpoint"}),  # forwards sealed bytes: no sighting key
     "matcher": frozenset({"chain:sightings", "chain:tracklets", "chain:control", "subjects", "subjects:create", "destroy", "checkpoint"}),
     "dashboard": frozenset({"chain:control", "subjects", "checkpoint", "checkpoints"}),
     "auditor": frozenset({"chain:sightings", "chain:tracklets", "chain:control", "subjects", "resolve", "checkpoints"}),
@@ -160,6 +161,8 @@ class _Handler(BaseHTTPRequestHandler):
             except KeyExpired as exc:
                 return self._send(404, {"detail": str(exc)})
             return self._send(200, state.to_json())
+        if self.path == "/v1/whoami":  # any valid credential: the role it carries (a stage's start-up probe)
+            return self._send(200, {"role": self.role})
         if self.path == "/v1/audit/checkpoints":
             if not self._may("checkpoints"):
                 return None

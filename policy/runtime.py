@@ -41,6 +41,7 @@ from policy.audit import AuditLog, DecisionRow
 from policy.consent import ConsentRegistry, registry_path
 from policy.crypto import (
     CONTROL_CLASS,
+    MAX_FUTURE_EPOCHS,
     EpochKeyRing,
     HttpKeySource,
     KeyExpired,
@@ -48,6 +49,7 @@ from policy.crypto import (
     KeyUnavailable,
     SealError,
     SubjectVault,
+    epoch_of,
     open_sighting,
     seal_sighting,
 )
@@ -77,10 +79,13 @@ class PolicyRuntime:
         keys: KeySource | None,
         audit: AuditLog,
         settings: Any = None,
+        sighting_keys: bool = True,
     ) -> None:  # noqa: ANN401
         self.stage, self.state_dir, self.settings = stage, state_dir, settings
         self.holder, self.consent, self.keys, self.audit = holder, consent, keys, audit
-        self.ring = EpochKeyRing(keys, "sightings") if keys is not None else None
+        # the edge seals and the matcher opens from their first record on (keys fetched now); the gate forwards
+        # sealed bytes and never holds a sighting key (its key-holder role may not fetch the chain)
+        self._ring: EpochKeyRing | None = EpochKeyRing(keys, "sightings") if keys is not None and sighting_keys else None
         self.vault = SubjectVault(keys) if keys is not None else None
         self._control: EpochKeyRing | None = None
         self._rows: dict[str, list[DecisionRow]] = {}
@@ -99,6 +104,7 @@ class PolicyRuntime:
         policy_path: str | Path | None = None,  # noqa: ANN001
         keys: KeySource | None = None,
         require_keys: bool = False,
+        sighting_keys: bool = True,
     ) -> PolicyRuntime:
         """Open the policy, consent registry, key source and the stage's audit chain.
 
@@ -109,14 +115,14 @@ class PolicyRuntime:
         if keys is None:
             try:
                 keys = HttpKeySource.from_env()
-                keys.chain("sightings")
+                keys.whoami()  # reachable, and the credential is valid (each role has only its own rights)
             except KeyUnavailable as exc:
                 if require_keys and holder.current.enforcement == "on":
                     raise
                 log.warning("no key holder: this stage can neither seal nor unseal", extra={"error": str(exc)})
                 keys = None
         consent = ConsentRegistry.open(registry_path(state))
-        return cls(stage, state, holder, consent, keys, AuditLog.in_state_dir(state, stage), settings=settings)
+        return cls(stage, state, holder, consent, keys, AuditLog.in_state_dir(state, stage), settings=settings, sighting_keys=sighting_keys)
 
     # ------------------------------------------------------------------------------------ enforcement
 
@@ -236,6 +242,16 @@ class PolicyRuntime:
 
     # ------------------------------------------------------------------------------------ keys
 
+    @property
+    def ring(self) -> EpochKeyRing | None:
+        """The sightings key ring (edges seal, matchers open); None without a key holder, and in the gate."""
+        return self._ring
+
+    @property
+    def sealed_run(self) -> bool:
+        """True when the run has a key holder: every honest edge seals its embeddings."""
+        return self.keys is not None
+
     def seal(self, s: Sighting) -> Sighting:
         if not self.enforcing:
             return s
@@ -253,8 +269,21 @@ class PolicyRuntime:
     def plaintext_refused(self, s: Sighting) -> str | None:
         """Why a sighting carrying a plaintext embedding must not go on, or None. With a key holder and enforcement
         on, every honest edge seals: plaintext is a hostile or broken producer, never a face to match."""
-        if s.embedding and self.ring is not None and self.enforcing:
+        if s.embedding and self.sealed_run and self.enforcing:
             return "plaintext embedding refused: this run seals every embedding at the edge"
+        return None
+
+    def key_id_refused(self, s: Sighting, now: float) -> str | None:
+        """Why a sealed sighting's key id cannot be honest, or None: an epoch more than the clock-skew allowance
+        ahead of now (checked by arithmetic, no key derived), or a key id that is not ``class:chain:epoch``."""
+        if not s.sealed:
+            return None
+        parts = s.key_id.split(":")
+        if len(parts) != 3 or not parts[2].isdigit():
+            return f"malformed key id {s.key_id[:40]!r}"
+        current = epoch_of(now, self.holder.current.retention.epoch_s)
+        if int(parts[2]) > current + MAX_FUTURE_EPOCHS:
+            return f"key id epoch {parts[2][:20]} is ahead of the current one ({current})"
         return None
 
     def unseal(self, s: Sighting) -> Sighting:
@@ -278,8 +307,8 @@ class PolicyRuntime:
         try:
             while not stop.is_set():
                 self.holder.reload()
-                if self.ring is not None:
-                    self.ring.shred()
+                if self._ring is not None:
+                    self._ring.shred()
                 try:
                     await asyncio.wait_for(stop.wait(), reload_s)
                 except TimeoutError:
@@ -316,6 +345,6 @@ class PolicyRuntime:
         self.flush_audit()
         self.audit.close()
         self.consent.close()
-        for refresher in (self.ring, self.vault):  # background key-refresh threads
+        for refresher in (self._ring, self.vault):  # background key-refresh threads
             if refresher is not None:
                 refresher.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from core.paths import ground_truth_path
 from core.stack import Stack, total
 from paxsim.demo import child_env, drain_marker, enrol_scenario, resolve_pseudonyms, start_pipeline
 from policy.consent import ConsentRegistry, consent_path
-from policy.crypto import HttpKeySource, seal_sighting
+from policy.crypto import EpochKeyRing, HttpKeySource, seal_sighting
 from policy.policyfile import load_policy
 from policy.scan import run_scan
 from scenario.virtual import VirtualAirport
@@ -167,6 +168,16 @@ def test_garbage_goes_to_dead_letter_and_matcher_keeps_running(settings: Setting
     huge = msgspec.structs.replace(poison, event_id="poison-huge", embedding=b"", sealed=b"\x01" * 900_000, key_id="sightings:1")
     # a valid-looking plaintext embedding while the run seals everything: refused at the gate and at the matcher
     plain = msgspec.structs.replace(poison, event_id="poison-plain", embedding=embedding_to_bytes(np.full(128, 0.05, np.float32)))
+    # no embedding at all, and a 4096-D one, straight onto the admitted topic
+    dim0 = msgspec.structs.replace(poison, event_id="poison-dim0", embedding=b"", dim=0)
+    dim4096 = msgspec.structs.replace(poison, event_id="poison-dim4096", embedding=embedding_to_bytes(np.ones(4096, np.float32)), dim=4096)
+    # a message of a version this contract does not know
+    unknown = msgspec.msgpack.encode({**msgspec.to_builtins(plain), "type": "sighting.v9", "event_id": "poison-v9"})
+    # properly sealed under the run's key, with a key id 10^9 epochs ahead: refused without deriving a single key
+    ring = EpochKeyRing(HttpKeySource(keys.url, keys.token), "sightings", background=False)
+    good = seal_sighting(ring, msgspec.structs.replace(plain, event_id="poison-future"))
+    cls, chain, epoch = good.key_id.split(":")
+    future = msgspec.structs.replace(good, key_id=f"{cls}:{chain}:{int(epoch) + 10**9}")
 
     async def inject() -> None:
         p = await start_producer(cs)
@@ -178,6 +189,11 @@ def test_garbage_goes_to_dead_letter_and_matcher_keeps_running(settings: Setting
         await p.send_and_wait(t.ADMITTED.name, encode(huge), key=b"cam-002")
         await p.send_and_wait(t.SIGHTINGS.name, encode(plain), key=b"cam-001")
         await p.send_and_wait(t.ADMITTED.name, encode(msgspec.structs.replace(plain, event_id="poison-plain-admitted")), key=b"cam-002")
+        await p.send_and_wait(t.ADMITTED.name, encode(dim0), key=b"cam-002")
+        await p.send_and_wait(t.ADMITTED.name, encode(dim4096), key=b"cam-002")
+        await p.send_and_wait(t.ADMITTED.name, unknown, key=b"cam-002")
+        await p.send_and_wait(t.ADMITTED.name, encode(future), key=b"cam-002")
+        await p.send_and_wait(t.SIGHTINGS.name, encode(msgspec.structs.replace(future, event_id="poison-future-gate")), key=b"cam-001")
         await p.stop()
 
     try:
@@ -188,20 +204,39 @@ def test_garbage_goes_to_dead_letter_and_matcher_keeps_running(settings: Setting
         stack.spawn("edge", start_edge)
         wait_drained(stack)
         assert stack.children["matcher"].alive() and stack.children["policy"].alive()
+        first = len(topic(cs, t.DEADLETTER.name))
+        # a restart resumes after the poison (its offsets were committed with the batch): nothing is read again
+        log = stack.children["matcher"].log_path
+        assigned = log.read_text().count("partition assigned")
+        for name in ("policy", "matcher"):
+            stack.kill(name, signal.SIGTERM)
+            stack.restart(name)
+        assert stack.wait_ready("matcher", 30) and stack.wait_ready("policy", 30)
+        deadline = time.monotonic() + 30
+        while log.read_text().count("partition assigned") <= assigned:
+            assert time.monotonic() < deadline, "the restarted matcher did not get its partitions"
+            time.sleep(0.2)
+        time.sleep(3.0)  # a re-read would have dead-lettered again by now
+        assert stack.children["matcher"].alive() and stack.children["policy"].alive()
     finally:
         stack.stop()
     dead = [decode(r.value, DeadLetter) for r in topic(cs, t.DEADLETTER.name)]
-    assert len(dead) == 8, [(d.stage, d.reason) for d in dead]
+    assert len(dead) == first == 13, [(d.stage, d.reason) for d in dead]
     plaintext = [d.stage for d in dead if "plaintext embedding refused" in d.reason]
     assert sorted(plaintext) == ["gate", "matcher"], "a plaintext embedding went on to the admitted topic or was matched"
-    forwarded = [decode(r.value, Sighting) for r in topic(cs, t.ADMITTED.name) if r.value[:1] != b"\xc1"]
-    forwarded = [s for s in forwarded if not s.event_id.endswith("-admitted")]  # those the test wrote there itself
+    forwarded = [decode(r.value, Sighting) for r in topic(cs, t.ADMITTED.name) if r.value[:1] != b"\xc1" and r.value != unknown]
+    written = {"poison-dim64-admitted", "poison-plain-admitted", "poison-dim0", "poison-dim4096", "poison-future"}
+    forwarded = [s for s in forwarded if s.event_id not in written]  # not those the test wrote there itself
     assert forwarded and not any(s.embedding for s in forwarded), "the gate forwarded a plaintext embedding"
     assert any(d.reason.startswith("undecodable") for d in dead if (d.stage, d.source_topic) == ("matcher", t.ADMITTED.name))
     assert any("NaN" in d.reason for d in dead if d.stage == "gate")
     assert any("dim 64" in d.reason for d in dead if d.stage == "gate")
     matcher_reasons = [d.reason for d in dead if d.stage == "matcher"]
     assert any("dim 64" in r for r in matcher_reasons) and any("900000 bytes" in r for r in matcher_reasons), matcher_reasons
+    assert any("dim 0" in r for r in matcher_reasons) and any("dim 4096" in r for r in matcher_reasons), matcher_reasons
+    assert any("ahead of the current" in r for r in matcher_reasons), matcher_reasons
+    assert any("ahead of the current" in d.reason for d in dead if d.stage == "gate"), "the gate forwarded a far-future key id"
+    assert any(d.payload == unknown and d.reason.startswith("undecodable") for d in dead), matcher_reasons
     assert any(d.payload == b"\x00not msgpack at all" for d in dead)
     # and the real traffic behind the poison was still decided
     assert sum(decode(r.value, Match).decision == "match" for r in topic(cs, t.MATCHES.name)) > 0
