@@ -137,6 +137,10 @@ class ErasureRequest(_Msg, tag="erasure.v1", frozen=True):  # frozen repeated fo
     # key class): a broker reader cannot join an erased subject to its pseudonymous matches and tracks
     sealed: bytes = b""
     key_id: str = ""
+    # with a key holder: who issued it (the key-holder role that asked for the signature) and the key holder's
+    # Ed25519 signature over the rest of the request; a request without a valid one changes nothing anywhere
+    issuer: str = ""
+    signature: bytes = b""
 
 
 class DeadLetter(_Msg, tag="deadletter.v1", frozen=True):  # frozen repeated for type checkers (msgspec inherits it)

@@ -85,13 +85,14 @@ async def _produce(settings: Settings, topic: str, *values: bytes, key: bytes = 
 
 
 def _dead_letter(ctx: Context, event_id: str) -> DeadLetter | None:
-    """The dead letter whose original record is the sighting ``event_id``, waiting up to WAIT_S."""
+    """The dead letter whose original record is the sighting (or erasure request) ``event_id``, waiting up to WAIT_S."""
     deadline = time.monotonic() + ctx.wait_s
     while time.monotonic() < deadline:
         for rec in asyncio.run(read_all(ctx.settings, t.DEADLETTER.name)):
             d: DeadLetter = decode(rec.value, DeadLetter)
             with contextlib.suppress(Exception):
-                if decode(d.payload, Sighting).event_id == event_id:
+                inner: Sighting | ErasureRequest = decode(d.payload, Sighting | ErasureRequest)
+                if getattr(inner, "event_id", getattr(inner, "request_id", None)) == event_id:
                     return d
         time.sleep(0.5)
     return None
@@ -143,18 +144,33 @@ def oversized(ctx: Context) -> Sighting:
 
 
 def forged_erasure(ctx: Context) -> Result:
+    """Two forged erasure requests for an enrolled traveller: one unsigned, one sealed under the control key (as
+    any holder of that key, a matcher included, could) and carrying a made-up signature in the dashboard's name."""
+    from policy.crypto import EpochKeyRing as Ring
+    from policy.crypto import KeyForbidden, seal_erasure
+    from policy.keyd import TOKEN_ENV
+
     victim = ctx.enrolled[1]
-    asyncio.run(
-        _produce(ctx.settings, t.ERASURES.name, encode(ErasureRequest(request_id="rt-forged", subject_id=victim, requested_at=time.time())))
-    )
-    time.sleep(3.0)  # every worker has read it by now (they follow the topic with 100 ms waits)
+    now = time.time()
+    unsigned = ErasureRequest(request_id="rt-forged-unsigned", subject_id=victim, requested_at=now)
+    matcher_keys = HttpKeySource(ctx.keys.url, ctx.keys.stage_env()["matcher"][TOKEN_ENV])
+    sealed = seal_erasure(Ring(matcher_keys, "control", background=False), msgspec.structs.replace(unsigned, request_id="rt-forged-signed"))
+    badly_signed = msgspec.structs.replace(sealed, issuer="dashboard", signature=bytes(64))
+    try:  # the matcher holds the control key but may not issue: the key holder will not sign for it
+        matcher_keys.sign_control(b"x")
+        matcher_may_sign = True
+    except KeyForbidden:
+        matcher_may_sign = False
+    asyncio.run(_produce(ctx.settings, t.ERASURES.name, encode(unsigned), encode(badly_signed)))
+    dead = {rid: _dead_letter(ctx, rid) for rid in ("rt-forged-unsigned", "rt-forged-signed")}
     key_alive = ctx.vault.existing_pseudonym(victim) is not None
     in_gallery = victim in Gallery.load(gallery_path(ctx.settings)).subjects()
+    lettered = sorted(rid for rid, d in dead.items() if d is not None and "forged" in d.reason)
     return Result(
-        "forged (unsealed) erasure request on the topic",
-        "refused by every stage: key and templates stay",
-        f"subject key alive={key_alive}, in gallery={in_gallery}",
-        key_alive and in_gallery,
+        "forged erasure requests on the topic (unsigned; sealed with a made-up signature)",
+        "refused and dead-lettered by every worker; key and templates stay; the key holder signs for no matcher",
+        f"key alive={key_alive}, in gallery={in_gallery}, dead letters {len(lettered)}/2, matcher may sign={matcher_may_sign}",
+        key_alive and in_gallery and len(lettered) == 2 and not matcher_may_sign,
     )
 
 

@@ -219,6 +219,10 @@ class KeySource(Protocol):
 
     def checkpoints(self) -> dict: ...
 
+    def sign_control(self, payload: bytes) -> tuple[str, bytes]: ...
+
+    def control_key(self) -> str: ...
+
 
 class KeyHolder:
     """The run's only owner of key material: ratchets per retention class and per-subject keys."""
@@ -289,6 +293,9 @@ class KeyHolder:
 
     def checkpoints(self) -> dict:
         return self.notary.signed()
+
+    def sign_control(self, issuer: str, payload: bytes) -> str:
+        return self.notary.sign_control(issuer, payload)
 
     def _tombstone(self, subject_id: str) -> bytes:
         return _mac(self._tomb_key, b"paxsim-tombstone:" + subject_id.encode())
@@ -378,6 +385,12 @@ class LocalKeySource:
     def resolve_pseudonyms(self, pseudonyms: list[str]) -> dict[str, str]:
         return self.holder.resolve_pseudonyms(pseudonyms)
 
+    def sign_control(self, payload: bytes) -> tuple[str, bytes]:
+        return LOCAL_ISSUER, base64.b64decode(self.holder.sign_control(LOCAL_ISSUER, payload))
+
+    def control_key(self) -> str:
+        return self.holder.notary.public_key
+
 
 class HttpKeySource:
     """A :class:`KeySource` talking to ``policy.keyd`` on loopback with the run's bearer token."""
@@ -388,6 +401,7 @@ class HttpKeySource:
         self._client = httpx.Client(
             base_url=url.rstrip("/"), timeout=timeout_s, headers={"Authorization": f"Bearer {token}"}, trust_env=False
         )
+        self._control_key: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> HttpKeySource:
@@ -453,6 +467,18 @@ class HttpKeySource:
 
     def checkpoints(self) -> dict:
         return self._call("GET", "/v1/audit/checkpoints")
+
+    def sign_control(self, payload: bytes) -> tuple[str, bytes]:
+        """The key holder's signature of a control message, as (issuer: this credential's role, signature);
+        KeyForbidden for a role that may not issue control messages."""
+        d = self._call("POST", "/v1/control/sign", {"payload": base64.b64encode(payload).decode()})
+        return str(d["issuer"]), base64.b64decode(d["signature"])
+
+    def control_key(self) -> str:
+        """The key holder's public key (Ed25519, base64) that control messages are signed with; cached."""
+        if self._control_key is None:
+            self._control_key = str(self._call("GET", "/v1/control/key")["public_key"])
+        return self._control_key
 
     def close(self) -> None:
         self._client.close()
@@ -778,6 +804,33 @@ def open_erasure(ring: EpochKeyRing, req: ErasureRequest) -> ErasureRequest:
     except msgspec.DecodeError as exc:  # authenticated but malformed: only a holder of the key could make it
         raise SealError(f"sealed erasure request {req.request_id} is malformed: {exc}") from None
     return msgspec.structs.replace(req, subject_id=subject_id, subject_ref=subject_ref, sealed=b"", key_id="")
+
+
+LOCAL_ISSUER = "local"  # control messages signed by an in-process key holder (tests, single-process tools)
+ISSUERS = frozenset({"gate", "dashboard", "admin", LOCAL_ISSUER})  # roles whose signed erasure requests count
+
+
+def _unsigned(req: ErasureRequest) -> bytes:
+    return msgspec.msgpack.encode(msgspec.structs.replace(req, issuer="", signature=b""))
+
+
+def sign_erasure(source: KeySource, req: ErasureRequest) -> ErasureRequest:
+    """The request with the key holder's signature for this stage's role (call it after sealing)."""
+    issuer, sig = source.sign_control(_unsigned(req))
+    return msgspec.structs.replace(req, issuer=issuer, signature=sig)
+
+
+def verify_erasure(source: KeySource, req: ErasureRequest) -> None:
+    """SealError unless ``req`` carries a valid key-holder signature for an issuing role: a producer that can
+    only write to the topic (or a stage whose role may not issue, such as a matcher) cannot make one."""
+    from policy.notary import control_signature_ok
+
+    if not req.signature:
+        raise SealError(f"erasure request {req.request_id[:40]} is not signed: forged or from outside the run")
+    if req.issuer not in ISSUERS:
+        raise SealError(f"erasure request {req.request_id[:40]} names issuer {req.issuer[:20]!r}, which may not issue")
+    if not control_signature_ok(source.control_key(), req.issuer, _unsigned(req), req.signature):
+        raise SealError(f"erasure request {req.request_id[:40]} has a bad signature: forged or altered")
 
 
 def _pseudonym(raw_key: bytes) -> str:

@@ -23,7 +23,17 @@ from broker import topics as t
 from broker.messages import ErasureRequest, MessageError, decode, encode
 from policy.audit import AuditLog
 from policy.consent import ConsentRegistry
-from policy.crypto import CryptoError, EpochKeyRing, KeyUnavailable, SealError, SubjectVault, open_erasure, seal_erasure
+from policy.crypto import (
+    CryptoError,
+    EpochKeyRing,
+    KeyUnavailable,
+    SealError,
+    SubjectVault,
+    open_erasure,
+    seal_erasure,
+    sign_erasure,
+    verify_erasure,
+)
 
 log = logging.getLogger("paxsim.policy.erasure")
 
@@ -55,7 +65,9 @@ def for_the_topic(req: ErasureRequest, vault: SubjectVault | None, control: Epoc
     if not req.subject_ref:
         ref = reference(req.subject_id, vault)
         req = msgspec.structs.replace(req, subject_ref=ref) if ref else req
-    return seal_erasure(control, req) if control is not None else req
+    if control is None:
+        return req
+    return sign_erasure(control.source, seal_erasure(control, req))
 
 
 async def send_erasures(producer, reqs: list[ErasureRequest], vault: SubjectVault | None, control: EpochKeyRing | None) -> None:  # noqa: ANN001
@@ -105,9 +117,12 @@ async def run_publisher(
 
 def open_request(req: ErasureRequest, control: EpochKeyRing | None) -> ErasureRequest:
     """The request with its subject references, opened under the control key class if sealed. With a key holder
-    (``control``), an unsealed request is refused: only a holder of the control key can make a valid one (the
-    AEAD tag authenticates it), so a producer that can merely write to the topic cannot erase anybody.
-    Raises SealError (forged, tampered) or KeyUnavailable (sealed, and no key holder here)."""
+    (``control``), a request must be signed by the key holder for an issuing role (the gate or the dashboard
+    publishing the consent outbox, an admin tool) and sealed: a producer that can merely write to the topic, or
+    a stage that holds the control key but may not issue (a matcher), cannot erase anybody.
+    Raises SealError (unsigned, forged, tampered) or KeyUnavailable (no key holder here, or it is down)."""
+    if control is not None:
+        verify_erasure(control.source, req)
     if not req.sealed:
         if control is not None:
             raise SealError(f"unsealed erasure request {req.request_id} while this run seals control messages: forged")
@@ -134,6 +149,7 @@ class ErasureWorker:
         # (request id, pseudonym) already applied here: two publishers of one outbox may both ship a request;
         # a copy that names a pseudonym the first did not is applied again
         self._done: set[tuple[str, str]] = set()
+        self._producer = None  # for dead letters (refused requests), made on first need
 
     def open(self, req: ErasureRequest) -> ErasureRequest:
         return open_request(req, self.control)
@@ -183,16 +199,25 @@ class ErasureWorker:
                         caught_up_to[tp] = consumer.highwater(tp)
                 for tp, records in batch.items():
                     for rec in records:
+                        fresh = rec.offset >= caught_up_to.get(tp, 0)  # a restart re-reads the topic: dead-letter once
                         try:
                             req = decode(rec.value or b"", ErasureRequest)
                         except MessageError as exc:
                             ERASURES.labels(self.stage, "undecodable").inc()
                             log.warning("undecodable erasure request skipped", extra={"error": str(exc)})
+                            if fresh:
+                                await self._dead_letter(settings, rec, "undecodable", str(exc))
                             continue
                         try:
                             req = await asyncio.to_thread(self.open, req)
+                        except SealError as exc:  # unsigned, badly signed, tampered: changes nothing, goes to dead letters
+                            ERASURES.labels(self.stage, "refused").inc()
+                            log.error("erasure request refused", extra={"request_id": req.request_id[:80], "error": str(exc)})
+                            if fresh:
+                                await self._dead_letter(settings, rec, "forged", str(exc))
+                            continue
                         except (CryptoError, KeyUnavailable) as exc:
-                            ERASURES.labels(self.stage, "refused" if not req.sealed else "unreadable").inc()
+                            ERASURES.labels(self.stage, "unreadable").inc()
                             log.error("sealed erasure request cannot be opened", extra={"request_id": req.request_id, "error": repr(exc)})
                             continue
                         if (req.request_id, req.subject_ref) in self._done:
@@ -201,6 +226,20 @@ class ErasureWorker:
                         await self._apply_until_done(req, replay=rec.offset < caught_up_to.get(tp, 0), stop=stop)
         finally:
             await consumer.stop()
+            if self._producer is not None:
+                await self._producer.stop()
+
+    async def _dead_letter(self, settings, rec, kind: str, reason: str) -> None:  # noqa: ANN001
+        """The refused record on the dead-letter topic with this stage's reason (a producer made on first need)."""
+        from broker.clients import start_producer
+        from broker.stream import dead_letter
+
+        try:
+            if self._producer is None:
+                self._producer = await start_producer(settings)
+            await (await dead_letter(self._producer, rec, self.stage, kind, reason))
+        except Exception as exc:  # the refusal stands without the copy; logged above
+            log.warning("dead letter not written", extra={"error": repr(exc)})
 
     async def _apply_until_done(self, req: ErasureRequest, replay: bool, stop: asyncio.Event) -> None:
         delay = RETRY_FIRST_S

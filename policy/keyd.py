@@ -12,6 +12,8 @@ keys, erasure tombstones and chain positions are kept in FILE, sealed under ``--
 
     GET    /healthz                       → {"ok": true}
     GET    /v1/whoami                     → {"role": …} (any valid credential)
+    GET    /v1/control/key                → {"public_key": …} (Ed25519, verifies control messages; any credential)
+    POST   /v1/control/sign {payload}     → {"issuer": role, "signature"} (roles that may issue: gate, dashboard)
     GET    /v1/chain/<class>              → the chain state of the oldest live epoch
     POST   /v1/subjects {"ids": [...], "create": bool} → {"keys": {id: {"key_id", "key"}}}
     POST   /v1/subjects/destroy {"id": ...} → {"destroyed": bool}  (the id in the body: URLs end up in logs)
@@ -56,9 +58,10 @@ ROLE_TOKENS_ENV = "PAXSIM_KEYD_ROLE_TOKENS"  # "role:token,role:token": one cred
 # a key, nor resolve a pseudonym, nor touch the control class that authenticates erasure requests.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "edge": frozenset({"chain:sightings", "subjects", "subjects:create", "checkpoint"}),
-    "gate": frozenset({"chain:control", "subjects", "checkpoint"}),  # forwards sealed bytes: no sighting key
+    # the gate forwards sealed bytes (no sighting key); it and the dashboard publish the erasure outbox (issue)
+    "gate": frozenset({"chain:control", "subjects", "checkpoint", "issue"}),
     "matcher": frozenset({"chain:sightings", "chain:tracklets", "chain:control", "subjects", "subjects:create", "destroy", "checkpoint"}),
-    "dashboard": frozenset({"chain:control", "subjects", "checkpoint", "checkpoints"}),
+    "dashboard": frozenset({"chain:control", "subjects", "checkpoint", "checkpoints", "issue"}),
     "auditor": frozenset({"chain:sightings", "chain:tracklets", "chain:control", "subjects", "resolve", "checkpoints"}),
     "admin": frozenset({"*"}),
 }
@@ -163,6 +166,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, state.to_json())
         if self.path == "/v1/whoami":  # any valid credential: the role it carries (a stage's start-up probe)
             return self._send(200, {"role": self.role})
+        if self.path == "/v1/control/key":  # public: what every stage verifies control messages with
+            return self._send(200, {"public_key": self.server.holder.notary.public_key})
         if self.path == "/v1/audit/checkpoints":
             if not self._may("checkpoints"):
                 return None
@@ -172,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         if not self._authorized():
             return
-        if self.path not in ("/v1/subjects", "/v1/subjects/destroy", "/v1/pseudonyms/resolve", "/v1/audit/checkpoint"):
+        if self.path not in ("/v1/subjects", "/v1/subjects/destroy", "/v1/pseudonyms/resolve", "/v1/audit/checkpoint", "/v1/control/sign"):
             return self._send(404, {"detail": "no such endpoint"})
         try:
             n = int(self.headers.get("Content-Length", "0"))
@@ -185,11 +190,19 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(413, {"detail": f"body over {MAX_BODY_BYTES} bytes"})
         try:
             body = json.loads(self.rfile.read(n) or b"{}")
-            need = {"/v1/subjects/destroy": "destroy", "/v1/pseudonyms/resolve": "resolve", "/v1/audit/checkpoint": "checkpoint"}.get(
-                self.path, "subjects:create" if body.get("create") else "subjects"
-            )
+            need = {
+                "/v1/subjects/destroy": "destroy",
+                "/v1/pseudonyms/resolve": "resolve",
+                "/v1/audit/checkpoint": "checkpoint",
+                "/v1/control/sign": "issue",
+            }.get(self.path, "subjects:create" if body.get("create") else "subjects")
             if not self._may(need):
                 return None
+            if self.path == "/v1/control/sign":  # signed for the credential's own role: an issuer cannot claim another
+                issuer = self.role or ""
+                return self._send(
+                    200, {"issuer": issuer, "signature": self.server.holder.sign_control(issuer, base64.b64decode(body["payload"]))}
+                )
             if self.path == "/v1/subjects/destroy":
                 return self._send(200, {"destroyed": self.server.holder.destroy_subject(str(body["id"]))})
             if self.path == "/v1/pseudonyms/resolve":

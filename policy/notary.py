@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 _LABEL = b"paxsim-audit-checkpoint-v1"
+_CONTROL_LABEL = b"paxsim-control-message-v1"  # the same key signs control messages: a separate domain
 
 
 class CheckpointRefused(Exception):
@@ -72,9 +73,23 @@ class Notary:
             self.checkpoints[chain] = cp
             return cp
 
+    def sign_control(self, issuer: str, payload: bytes) -> str:
+        """Sign a control message (an erasure request) on behalf of ``issuer``, the role of the credential that
+        asked: the issuer cannot claim another name, and a stage without the right cannot get a signature."""
+        return _b64(self._sk.sign(_CONTROL_LABEL + b"\n" + issuer.encode() + b"\n" + payload))
+
     def signed(self) -> dict:
         with self._lock:
             return {"public_key": self.public_key, "checkpoints": sorted(self.checkpoints.values(), key=lambda c: c["chain"])}
+
+
+def control_signature_ok(public_key: str, issuer: str, payload: bytes, signature: bytes) -> bool:
+    try:
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key))
+        key.verify(signature, _CONTROL_LABEL + b"\n" + issuer.encode() + b"\n" + payload)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
 
 
 def signature_ok(public_key: str, cp: dict) -> bool:

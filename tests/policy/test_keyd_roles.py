@@ -44,3 +44,38 @@ def test_each_stage_credential_gets_only_what_its_stage_needs():
             HttpKeySource(keyd.url, "x" * 43).chain("sightings")
     finally:
         keyd.stop()
+
+
+def test_erasure_requests_are_signed_for_the_issuing_role_and_nothing_else_verifies():
+    """Only the roles that publish the consent outbox (gate, dashboard) get a signature, in their own name; a
+    matcher holds the control key but cannot issue; a request altered after signing, unsigned, or carrying a
+    signature made for another request is refused by every verifier."""
+    import msgspec
+
+    from broker.messages import ErasureRequest
+    from policy.crypto import SealError
+    from policy.erasure import for_the_topic, open_request
+
+    keyd = spawn_keyd()
+    try:
+        envs = keyd.stage_env()
+        gate = HttpKeySource(keyd.url, envs["policy"][TOKEN_ENV])
+        matcher = HttpKeySource(keyd.url, envs["matcher"][TOKEN_ENV])
+        req = ErasureRequest(request_id="r-1", subject_id="pax-1", requested_at=time.time())
+        wire = for_the_topic(req, None, EpochKeyRing(gate, "control", background=False))
+        assert wire.issuer == "gate" and len(wire.signature) == 64 and wire.sealed and not wire.subject_id
+        verifier = EpochKeyRing(matcher, "control", background=False)
+        assert open_request(wire, verifier).subject_id == "pax-1"  # the matcher verifies and opens
+        with pytest.raises(KeyForbidden, match="may not issue"):
+            matcher.sign_control(b"anything")
+        other = for_the_topic(msgspec.structs.replace(req, request_id="r-2"), None, EpochKeyRing(gate, "control", background=False))
+        for forged in (
+            msgspec.structs.replace(wire, reason="altered"),  # changed after signing
+            msgspec.structs.replace(wire, issuer="admin"),  # claims another issuer
+            msgspec.structs.replace(wire, issuer="", signature=b""),  # unsigned
+            msgspec.structs.replace(wire, signature=other.signature),  # a real signature, of another request
+        ):
+            with pytest.raises(SealError):
+                open_request(forged, verifier)
+    finally:
+        keyd.stop()
