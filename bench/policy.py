@@ -11,7 +11,7 @@ One process, one real embedded broker (Tansu), fresh topics per round. Each stag
 its own aiokafka clients, shaped like the services (edge: bounded non-blocking publisher; gate: consume →
 decide → produce, commit after acks; matcher: consume batch → FAISS 1:N → decide → produce; sink).
 
-``on``  = everything the policy package adds: edge chain + AES-GCM sealing under the epoch ratchet, gate
+``on``  = everything the policy package adds: edge chain + sealed boxes to the epoch ratchet's public key, gate
           chain, unsealing, post-match chain against the SQLite consent registry, pseudonyms, and a
           hash-chained audit record per decision (the default policy audits allows too).
 ``off`` = the same code with none of it (plaintext embeddings, no chains, no audit).
@@ -527,7 +527,7 @@ def components(n: int = 20000) -> list[tuple[str, float]]:
     ctx_pm = PostMatchContext("pax-1", "boarding", "gate", now, "e1")
     cases = [
         ("edge chain (3 rules)", lambda: ec(EdgeContext("gate", 0.9, (0, 0, 80, 80))), 1),
-        ("seal (AES-GCM, epoch key)", lambda: rt.seal(s), 1),
+        ("seal (X25519 sealed box to the epoch's public key)", lambda: rt.seal(s), 1),
         ("gate chain (3 rules, audit row)", lambda: gc(GateContext(s, now)), 1),
         ("unseal", lambda: rt.unseal(sealed), 1),
         ("post-match chain (2 rules, consent, row)", lambda: pc(ctx_pm), 1),
@@ -536,6 +536,7 @@ def components(n: int = 20000) -> list[tuple[str, float]]:
         ("reference: pseudonym without the memo", lambda: rt.vault.pseudonym("pax-1"), 1),
         ("reference: 1 JSON+sha256 record/decision", lambda: rt.audit.append_many(entries), 100),
         ("reference: pass-through chain (off)", lambda: ec_off(EdgeContext("gate", 0.9, (0, 0, 80, 80))), 1),
+        ("reference: AES-GCM under the epoch key (symmetric)", lambda: rt.ring.seal(s.embedding, now), 1),
         ("reference: encode a sighting", lambda: encode(s), 1),
         ("reference: decode a sighting", lambda: decode(encode(s), Sighting), 1),
     ]

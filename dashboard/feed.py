@@ -28,6 +28,7 @@ from policy.erasure import open_request
 log = logging.getLogger("paxsim.dashboard")
 
 TIMELINE_S = 300  # seconds of per-second history kept for the live charts
+RETRY_ERASURES_S = 2.0  # how often erasure requests read during a key-holder outage are tried again
 FOLLOWED = (t.MATCHES, t.TRACKS, t.ZONE_COUNTS, t.ALERTS, t.ERASURES)
 
 
@@ -84,6 +85,7 @@ class StreamView:
     # the control key class's ring when the run has a key holder (erasure requests are sealed under it)
     control: EpochKeyRing | None = None
     erasures: dict[str, ErasureStat] = field(default_factory=dict)
+    unopened: list[ErasureRequest] = field(default_factory=list)  # read while the key holder was down
     alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=50))
     records: int = 0
     connected: bool = False
@@ -118,13 +120,36 @@ class StreamView:
         elif topic == t.ALERTS.name:
             self.alerts.append(decode(value, Alert))
         elif topic == t.ERASURES.name:
-            req = decode(value, ErasureRequest)
+            self._erasure(decode(value, ErasureRequest), now)
+
+    def _erasure(self, req: ErasureRequest, now: float) -> None:
+        try:
+            opened = open_request(req, self.control)
+        except KeyUnavailable as exc:  # the key holder is down: applied once it answers (retry_erasures)
+            log.warning("erasure request waits for the key holder", extra={"request_id": req.request_id, "error": repr(exc)})
+            self.unopened.append(req)
+            return
+        except CryptoError as exc:  # forged, tampered
+            log.error("erasure request not applied", extra={"request_id": req.request_id, "error": repr(exc)})
+            return
+        self._erase(opened, now)
+
+    def retry_erasures(self, now: float | None = None) -> int:
+        """Try again the erasure requests read while the key holder could not answer; returns how many remain."""
+        with self.lock:
+            waiting, self.unopened = self.unopened, []
+        for req in waiting:  # the key holder round trip happens outside the lock (API readers never wait on it)
             try:
-                req = open_request(req, self.control)
-            except (CryptoError, KeyUnavailable) as exc:  # forged, tampered, or sealed with no key holder here
+                opened = open_request(req, self.control)
+            except KeyUnavailable:
+                with self.lock:
+                    self.unopened.append(req)
+                continue
+            except CryptoError as exc:
                 log.error("erasure request not applied", extra={"request_id": req.request_id, "error": repr(exc)})
-                return
-            self.erase(req, now)
+                continue
+            self.erase(opened, time.time() if now is None else now)
+        return len(self.unopened)
 
     def _tick(self, at: float) -> Counter[str]:
         sec = int(at)
@@ -282,9 +307,13 @@ async def follow(settings: Settings, view: StreamView, stop: asyncio.Event) -> N
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         view.connected = True
+        retried = 0.0
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=2000)
             now = time.time()
+            if view.unopened and now - retried > RETRY_ERASURES_S:
+                retried = now
+                await asyncio.to_thread(view.retry_erasures, now)  # may wait on the key holder: off the loop
             for tp, recs in batch.items():
                 counter = M.RECORDS.labels(tp.topic)
                 for rec in recs:

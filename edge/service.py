@@ -47,7 +47,7 @@ VIRTUAL_FACE_PX = 96  # virtual sightings have no pixels; they stand for a face 
 
 def open_policy(settings: Settings) -> PolicyRuntime:
     """The edge's policy runtime. Fails closed: without the run's key holder no embedding may leave the edge."""
-    return PolicyRuntime.for_stage(settings, "edge", policy_path=settings.policy.file, require_keys=True)
+    return PolicyRuntime.for_stage(settings, "edge", policy_path=settings.policy.file, require_keys=True, sighting_keys="seal")
 
 
 def biometric_zones(rt: PolicyRuntime) -> set[str]:

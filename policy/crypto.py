@@ -2,9 +2,10 @@
 
 Two kinds of keys, both held only in memory (never written to the broker or to disk):
 
-* **Epoch keys** seal sighting embeddings on the broker (AES-256-GCM). Time is cut into epochs of
-  ``epoch_s``; the key of epoch *e* comes from a forward hash ratchet (``C[e+1] = HMAC(C[e], "next")``,
-  ``K[e] = HMAC(C[e], "enc")``). Whoever holds ``C[e]`` can derive every *later* key but never an earlier
+* **Epoch keys** seal sighting embeddings on the broker. Time is cut into epochs of ``epoch_s``; the keys
+  of epoch *e* come from a forward hash ratchet (``C[e+1] = HMAC(C[e], "next")``, ``K[e] = HMAC(C[e],
+  "enc")`` for AES-256-GCM, ``X[e] = X25519(HMAC(C[e], "x25519"))`` for sealed boxes: an edge gets only the
+  public half of ``X[e]`` (:class:`PublicKeyRing`), so it seals sightings it cannot open). Whoever holds ``C[e]`` can derive every *later* key but never an earlier
   one, so destroying old keys is just advancing the chain. The key of epoch *e* is destroyed once
   ``e * epoch_s + ttl_s <= now``: a payload sealed at time *t* is unreadable by ``t + ttl_s`` at the
   latest and readable for at least ``ttl_s - epoch_s``.
@@ -44,7 +45,10 @@ from typing import Protocol
 
 import msgspec
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from prometheus_client import Counter, Histogram
 
 from broker.messages import ErasureRequest, Sighting
@@ -145,13 +149,14 @@ class ChainState:
 class Ratchet:
     """A forward hash chain positioned at ``epoch``; derives keys of that epoch and later ones."""
 
-    __slots__ = ("name", "chain_id", "epoch", "_chain", "epoch_s", "ttl_s", "_keys")
+    __slots__ = ("name", "chain_id", "epoch", "_chain", "epoch_s", "ttl_s", "_keys", "_boxes")
 
     def __init__(self, state: ChainState) -> None:
         self.name, self.chain_id, self.epoch = state.name, state.chain_id, state.epoch
         self.epoch_s, self.ttl_s = state.epoch_s, state.ttl_s
         self._chain = bytearray(state.chain_key)
         self._keys: dict[int, AESGCM] = {}
+        self._boxes: dict[int, X25519PrivateKey] = {}  # sealed-box keys (sightings): the edge gets the public half
 
     @classmethod
     def fresh(cls, name: str, epoch_s: float, ttl_s: float, now: float) -> Ratchet:
@@ -171,28 +176,43 @@ class Ratchet:
             _wipe(self._chain)
             self._chain = bytearray(nxt)
             self._keys.pop(self.epoch, None)
+            self._boxes.pop(self.epoch, None)
             self.epoch += 1
             n += 1
         if n:
             SHRED.labels("epoch").inc(n)
         return n
 
-    def aead(self, epoch: int, now: float) -> AESGCM:
-        """The cipher of ``epoch``; :class:`KeyExpired` if that key is destroyed (or, as a result, never held)."""
+    def _chain_at(self, epoch: int, now: float) -> bytes:
+        """The chain key of ``epoch``; KeyExpired if destroyed, SealError if hostile (too far ahead)."""
         self.advance(now)
         if epoch < self.epoch:
             raise KeyExpired(f"epoch {epoch} of chain {self.name}:{self.chain_id} is destroyed")
-        cipher = self._keys.get(epoch)
+        # no honest sealer is more than a clock-skew allowance ahead of now: a later epoch is a hostile key
+        # id (deriving it would cost a hash per epoch, on the caller's event loop, and cache every key)
+        if epoch > epoch_of(now, self.epoch_s) + MAX_FUTURE_EPOCHS:
+            raise SealError(f"epoch {epoch} of chain {self.name} is ahead of the current one ({epoch_of(now, self.epoch_s)})")
+        chain = bytes(self._chain)
+        for _ in range(epoch - self.epoch):
+            chain = _mac(chain, b"paxsim-ratchet-next")
+        return chain
+
+    def aead(self, epoch: int, now: float) -> AESGCM:
+        """The cipher of ``epoch``; :class:`KeyExpired` if that key is destroyed (or, as a result, never held)."""
+        self.advance(now)
+        cipher = self._keys.get(epoch) if epoch >= self.epoch else None
         if cipher is None:
-            # no honest sealer is more than a clock-skew allowance ahead of now: a later epoch is a hostile key
-            # id (deriving it would cost a hash per epoch, on the caller's event loop, and cache every key)
-            if epoch > epoch_of(now, self.epoch_s) + MAX_FUTURE_EPOCHS:
-                raise SealError(f"epoch {epoch} of chain {self.name} is ahead of the current one ({epoch_of(now, self.epoch_s)})")
-            chain = bytes(self._chain)
-            for _ in range(epoch - self.epoch):
-                chain = _mac(chain, b"paxsim-ratchet-next")
-            cipher = self._keys[epoch] = AESGCM(_mac(chain, b"paxsim-epoch-key"))
+            cipher = self._keys[epoch] = AESGCM(_mac(self._chain_at(epoch, now), b"paxsim-epoch-key"))
         return cipher
+
+    def box_key(self, epoch: int, now: float) -> X25519PrivateKey:
+        """The X25519 private key of ``epoch`` (sealed boxes: edges seal to its public half and cannot open);
+        destroyed with the epoch like the AEAD key."""
+        self.advance(now)
+        key = self._boxes.get(epoch) if epoch >= self.epoch else None
+        if key is None:
+            key = self._boxes[epoch] = X25519PrivateKey.from_private_bytes(_mac(self._chain_at(epoch, now), b"paxsim-epoch-x25519"))
+        return key
 
 
 def _on_event_loop() -> bool:
@@ -222,6 +242,8 @@ class KeySource(Protocol):
     def sign_control(self, payload: bytes) -> tuple[str, bytes]: ...
 
     def control_key(self) -> str: ...
+
+    def public_chain(self, name: str) -> dict: ...
 
 
 class KeyHolder:
@@ -318,6 +340,23 @@ class KeyHolder:
                 self._save()
             return r.state(served_at=now)
 
+    def public_chain(self, name: str) -> dict:
+        """The public halves of the sealed-box keys of the previous, current and next epoch of a class: all a
+        sealer needs (a frame captured just before a boundary, a clock slightly ahead), nothing that opens."""
+        with self._lock:
+            r = self._chains.get(name)
+            if r is None:
+                raise KeyExpired(f"no key class {name!r}")
+            now = self.clock()
+            if r.advance(now):
+                self._save()
+            cur = epoch_of(now, r.epoch_s)
+            keys = {
+                str(e): base64.b64encode(_raw(r.box_key(e, now).public_key())).decode()
+                for e in range(max(r.epoch, cur - 1), cur + MAX_FUTURE_EPOCHS + 1)
+            }
+            return {"name": name, "chain_id": r.chain_id, "epoch_s": r.epoch_s, "served_at": now, "keys": keys}
+
     def shred(self) -> None:
         with self._lock:
             now = self.clock()
@@ -391,6 +430,9 @@ class LocalKeySource:
     def control_key(self) -> str:
         return self.holder.notary.public_key
 
+    def public_chain(self, name: str) -> dict:
+        return self.holder.public_chain(name)
+
 
 class HttpKeySource:
     """A :class:`KeySource` talking to ``policy.keyd`` on loopback with the run's bearer token."""
@@ -446,6 +488,10 @@ class HttpKeySource:
 
     def chain(self, name: str) -> ChainState:
         return ChainState.from_json(self._call("GET", f"/v1/chain/{name}"))
+
+    def public_chain(self, name: str) -> dict:
+        """The public sealing keys of a class's current epochs (an edge's credential gets only these)."""
+        return self._call("GET", f"/v1/chain/{name}/public")
 
     def whoami(self) -> str:
         """The role of this credential (KeyUnavailable if the holder is down or refuses the token)."""
@@ -551,6 +597,8 @@ class EpochKeyRing:
         self._lock = threading.Lock()
         # hot caches: key id → (valid until, cipher); valid until = min(key expiry, next required sync)
         self._open_hot: dict[str, tuple[float, AESGCM]] = {}
+        self._box_hot: dict[str, tuple[float, BoxOpener]] = {}
+        self._box_senders: dict[str, BoxSender] = {}
         self._seal_hot: tuple[int, float, str, AESGCM, float] | None = None  # epoch, epoch_s, key id, cipher, until
         self._prefix, self._counter = os.urandom(8), itertools.count()
         self._force_min_s, self._forced_at = force_min_s, -math.inf
@@ -651,6 +699,7 @@ class EpochKeyRing:
         now = self._now()
         with self._lock:
             self._open_hot = {k: v for k, v in self._open_hot.items() if now < v[0]}
+            self._box_hot = {k: v for k, v in self._box_hot.items() if now < v[0]}
             if self._seal_hot is not None and now >= self._seal_hot[4]:
                 self._seal_hot = None
             for cid, r in list(self._chains.items()):
@@ -691,11 +740,8 @@ class EpochKeyRing:
             n = next(self._counter)
         return self._prefix + n.to_bytes(4, "little")
 
-    def open(self, key_id: str, blob: bytes, aad: bytes = b"") -> bytes:
-        """Decrypt; :class:`KeyExpired` if the key is destroyed/unknown, :class:`SealError` if tampered."""
-        hot = self._open_hot.get(key_id)
-        if hot is not None and self._now() < hot[0]:
-            return self._decrypt(hot[1], key_id, blob, aad)
+    def _locate(self, key_id: str, now: float) -> tuple[Ratchet, int]:
+        """Under ``_lock``: the chain and epoch ``key_id`` names; SealError if malformed, KeyExpired if unknown."""
         try:
             name, chain_id, epoch_s = key_id.split(":")
             epoch = int(epoch_s)
@@ -705,16 +751,24 @@ class EpochKeyRing:
         if name != self.name:
             OPEN_FAIL.labels("wrong-class").inc()
             raise SealError(f"key id {key_id!r} is not of class {self.name!r}")
+        self._sync(now)
+        r = self._chains.get(chain_id)
+        if r is None:
+            self._sync(now, force=True)
+            r = self._chains.get(chain_id)
+        if r is None:
+            OPEN_FAIL.labels("unknown-chain").inc()
+            raise KeyExpired(f"chain {chain_id} is not known here (key holder restarted?)")
+        return r, epoch
+
+    def open(self, key_id: str, blob: bytes, aad: bytes = b"") -> bytes:
+        """Decrypt; :class:`KeyExpired` if the key is destroyed/unknown, :class:`SealError` if tampered."""
+        hot = self._open_hot.get(key_id)
+        if hot is not None and self._now() < hot[0]:
+            return self._decrypt(hot[1], key_id, blob, aad)
         now = self._now()
         with self._lock:
-            self._sync(now)
-            r = self._chains.get(chain_id)
-            if r is None:
-                self._sync(now, force=True)
-                r = self._chains.get(chain_id)
-            if r is None:
-                OPEN_FAIL.labels("unknown-chain").inc()
-                raise KeyExpired(f"chain {chain_id} is not known here (key holder restarted?)")
+            r, epoch = self._locate(key_id, now)
             try:
                 cipher = r.aead(epoch, now)
             except KeyExpired:
@@ -724,6 +778,42 @@ class EpochKeyRing:
                 self._open_hot.clear()
             self._open_hot[key_id] = (self._valid_until(r, epoch), cipher)
         return self._decrypt(cipher, key_id, blob, aad)
+
+    def seal_box(self, plaintext: bytes, at: float, aad: bytes = b"") -> tuple[str, bytes]:
+        """Seal to the public half of the epoch's X25519 key, as an edge does with :class:`PublicKeyRing`."""
+        now = self._now()
+        with self._lock:
+            r = self._sync(now)
+            epoch = epoch_of(at, r.epoch_s)
+            key_id = f"{self.name}:{r.chain_id}:{epoch}"
+            sender = self._box_senders.get(key_id)
+            if sender is None:
+                sender = BoxSender(r.box_key(epoch, now).public_key())
+                self._box_senders = {k: v for k, v in self._box_senders.items() if int(k.rsplit(":", 1)[1]) >= epoch - 2}
+                self._box_senders[key_id] = sender
+        return key_id, sender.seal(key_id, plaintext, aad)
+
+    def open_box(self, key_id: str, blob: bytes, aad: bytes = b"") -> bytes:
+        """Open a sealed box; :class:`KeyExpired` if the epoch's key is destroyed/unknown, :class:`SealError` if
+        tampered."""
+        hot = self._box_hot.get(key_id)
+        if hot is None or self._now() >= hot[0]:
+            now = self._now()
+            with self._lock:
+                r, epoch = self._locate(key_id, now)
+                try:
+                    key = r.box_key(epoch, now)
+                except KeyExpired:
+                    OPEN_FAIL.labels("expired").inc()
+                    raise
+                if len(self._box_hot) > 256:
+                    self._box_hot.clear()
+                hot = self._box_hot[key_id] = (self._valid_until(r, epoch), BoxOpener(key))
+        try:
+            return hot[1].open(key_id, blob, aad)
+        except SealError:
+            OPEN_FAIL.labels("tampered").inc()
+            raise
 
     @staticmethod
     def _decrypt(cipher: AESGCM, key_id: str, blob: bytes, aad: bytes) -> bytes:
@@ -752,6 +842,114 @@ class EpochKeyRing:
             return False
 
 
+BOX_INFO = b"paxsim-sealed-box-v1"
+BOX_HEADER = 32 + NONCE_BYTES  # ephemeral public key, nonce
+
+
+def _raw(public: X25519PublicKey) -> bytes:
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _box_cipher(shared: bytes, ephemeral: bytes, recipient: bytes) -> AESGCM:
+    return AESGCM(HKDF(hashes.SHA256(), KEY_BYTES, salt=None, info=BOX_INFO + ephemeral + recipient).derive(shared))
+
+
+class BoxSender:
+    """Seals to one recipient public key (an epoch's): an ephemeral X25519 key made here, HKDF-SHA256 of the
+    shared secret, AES-256-GCM. One sender per epoch keeps the cost of a seal at one AES-GCM (the exchange is
+    done once); the ephemeral private key lives only in this object and goes with the epoch, and no key-holder
+    credential can open the box. Layout: ephemeral public (32) || nonce (12) || ciphertext."""
+
+    __slots__ = ("_eph", "_cipher", "_prefix", "_counter")
+
+    def __init__(self, recipient: X25519PublicKey) -> None:
+        eph = X25519PrivateKey.generate()
+        self._eph = _raw(eph.public_key())
+        self._cipher = _box_cipher(eph.exchange(recipient), self._eph, _raw(recipient))
+        self._prefix, self._counter = os.urandom(8), itertools.count()
+
+    def seal(self, key_id: str, plaintext: bytes, aad: bytes = b"") -> bytes:
+        n = next(self._counter)
+        if n >= 0xFFFFFFFF:
+            self._prefix, self._counter = os.urandom(8), itertools.count()
+            n = next(self._counter)
+        nonce = self._prefix + n.to_bytes(4, "little")
+        return self._eph + nonce + self._cipher.encrypt(nonce, plaintext, aad + key_id.encode())
+
+
+class BoxOpener:
+    """Opens boxes sealed to one epoch's key; remembers the cipher per sender (ephemeral key), bounded."""
+
+    __slots__ = ("_key", "_public", "_ciphers")
+
+    def __init__(self, key: X25519PrivateKey) -> None:
+        self._key, self._public = key, _raw(key.public_key())
+        self._ciphers: dict[bytes, AESGCM] = {}
+
+    def open(self, key_id: str, blob: bytes, aad: bytes = b"") -> bytes:
+        if len(blob) < BOX_HEADER + 16:
+            raise SealError("sealed payload too short")
+        eph = blob[:32]
+        try:
+            cipher = self._ciphers.get(eph)
+            if cipher is None:
+                cipher = _box_cipher(self._key.exchange(X25519PublicKey.from_public_bytes(eph)), eph, self._public)
+                if len(self._ciphers) >= 1024:  # senders per epoch are few (one per edge process): a flood is hostile
+                    self._ciphers.clear()
+                self._ciphers[eph] = cipher
+            return cipher.decrypt(blob[32:BOX_HEADER], blob[BOX_HEADER:], aad + key_id.encode())
+        except (InvalidTag, ValueError):
+            raise SealError(f"payload sealed under {key_id} does not authenticate") from None
+
+
+class PublicKeyRing:
+    """What an edge holds: the public halves of the current epochs' X25519 keys of one class (never a private
+    key nor the chain), fetched from the key holder and refreshed in the background like :class:`EpochKeyRing`.
+    It seals (:meth:`seal_box`) and cannot open anything, its own payloads included."""
+
+    def __init__(self, source: KeySource, name: str = "sightings", background: bool | None = None) -> None:
+        self.source, self.name = source, name
+        self._lock = threading.Lock()
+        self._chain_id = ""
+        self._epoch_s = 0.0
+        self._keys: dict[int, X25519PublicKey] = {}
+        self._senders: dict[str, BoxSender] = {}  # key id → its sender (ephemeral key), the last few epochs only
+        self._refresher: _Refresher | None = None
+        if _auto_background(source, background):
+            self._refresher = _Refresher(self, "refresh", lambda: max(0.5, self._epoch_s / 2) if self._epoch_s else 0.5, f"pubring-{name}")
+
+    def refresh(self) -> None:
+        d = self.source.public_chain(self.name)
+        keys = {int(e): X25519PublicKey.from_public_bytes(base64.b64decode(k)) for e, k in d["keys"].items()}
+        with self._lock:
+            self._chain_id, self._epoch_s, self._keys = str(d["chain_id"]), float(d["epoch_s"]), keys
+
+    def seal_box(self, plaintext: bytes, at: float, aad: bytes = b"") -> tuple[str, bytes]:
+        """Seal to the key of the epoch containing ``at``; KeyExpired if the holder offers none for it."""
+        for attempt in (0, 1):
+            with self._lock:
+                if self._epoch_s:
+                    epoch = epoch_of(at, self._epoch_s)
+                    public = self._keys.get(epoch)
+                    if public is not None:
+                        key_id = f"{self.name}:{self._chain_id}:{epoch}"
+                        sender = self._senders.get(key_id)
+                        if sender is None:
+                            self._senders = {k: v for k, v in self._senders.items() if int(k.rsplit(":", 1)[1]) >= epoch - 2}
+                            sender = self._senders[key_id] = BoxSender(public)
+                        return key_id, sender.seal(key_id, plaintext, aad)
+            if attempt == 0:
+                self.refresh()
+        raise KeyExpired(f"no {self.name} public key for time {at:.3f} (too old, or the key holder is behind)")
+
+    def shred(self) -> None:
+        """Nothing secret to destroy; kept for the ring interface."""
+
+    def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.stop()
+
+
 _AAD_TAIL = struct.Struct("<dI")
 
 
@@ -764,9 +962,10 @@ def _sighting_aad(s: Sighting) -> bytes:
     return b"|".join(parts)
 
 
-def seal_sighting(ring: EpochKeyRing, s: Sighting) -> Sighting:
-    """Move the embedding into ``sealed`` (bound to the event's identity fields). Raises KeyExpired if stale."""
-    key_id, blob = ring.seal(s.embedding, s.captured_at, _sighting_aad(s))
+def seal_sighting(ring: EpochKeyRing | PublicKeyRing, s: Sighting) -> Sighting:
+    """Move the embedding into ``sealed``, a sealed box to the epoch's public key bound to the event's identity
+    fields: the edge that sealed it cannot open it. Raises KeyExpired if stale."""
+    key_id, blob = ring.seal_box(s.embedding, s.captured_at, _sighting_aad(s))
     return msgspec.structs.replace(s, embedding=b"", sealed=blob, key_id=key_id)
 
 
@@ -774,7 +973,7 @@ def open_sighting(ring: EpochKeyRing, s: Sighting) -> Sighting:
     """The same sighting with ``embedding`` restored. Plain (unsealed) sightings are returned unchanged."""
     if not s.sealed:
         return s
-    plain = ring.open(s.key_id, s.sealed, _sighting_aad(s))
+    plain = ring.open_box(s.key_id, s.sealed, _sighting_aad(s))
     return msgspec.structs.replace(s, embedding=plain, sealed=b"", key_id="")
 
 

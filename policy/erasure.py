@@ -209,7 +209,7 @@ class ErasureWorker:
                                 await self._dead_letter(settings, rec, "undecodable", str(exc))
                             continue
                         try:
-                            req = await asyncio.to_thread(self.open, req)
+                            req = await self._open_until_done(req, stop)
                         except SealError as exc:  # unsigned, badly signed, tampered: changes nothing, goes to dead letters
                             ERASURES.labels(self.stage, "refused").inc()
                             log.error("erasure request refused", extra={"request_id": req.request_id[:80], "error": str(exc)})
@@ -228,6 +228,25 @@ class ErasureWorker:
             await consumer.stop()
             if self._producer is not None:
                 await self._producer.stop()
+
+    async def _open_until_done(self, req: ErasureRequest, stop: asyncio.Event) -> ErasureRequest:
+        """Verify and open ``req``, waiting with back-off while the key holder cannot answer (it holds the key
+        that verifies and opens requests): a request read during an outage is applied after it, not skipped.
+        SealError (forged) and other crypto errors are raised at once; KeyUnavailable only on ``stop``."""
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                return await asyncio.to_thread(self.open, req)
+            except KeyUnavailable as exc:
+                if stop.is_set():
+                    raise
+                ERASURES.labels(self.stage, "waiting").inc()
+                log.warning("key holder unavailable; erasure request waits", extra={"request_id": req.request_id, "error": str(exc)})
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, RETRY_MAX_S)
 
     async def _dead_letter(self, settings, rec, kind: str, reason: str) -> None:  # noqa: ANN001
         """The refused record on the dead-letter topic with this stage's reason (a producer made on first need)."""

@@ -30,7 +30,7 @@ EVENTS = Counter("paxsim_gate_events_total", "Sightings the gate handled, by out
 
 
 async def run_gate(settings: Settings, stop: asyncio.Event) -> None:
-    rt = PolicyRuntime.for_stage(settings, STAGE, policy_path=settings.policy.file, sighting_keys=False)
+    rt = PolicyRuntime.for_stage(settings, STAGE, policy_path=settings.policy.file, sighting_keys="none")
     chain = rt.gate_chain()  # audited (batched), counted, timed; follows policy hot reloads
     background = asyncio.create_task(rt.background(stop))
     producer = await start_producer(settings)

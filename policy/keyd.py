@@ -12,6 +12,7 @@ keys, erasure tombstones and chain positions are kept in FILE, sealed under ``--
 
     GET    /healthz                       → {"ok": true}
     GET    /v1/whoami                     → {"role": …} (any valid credential)
+    GET    /v1/chain/{name}/public        → public sealing keys of the current epochs (the edge: seal, never open)
     GET    /v1/control/key                → {"public_key": …} (Ed25519, verifies control messages; any credential)
     POST   /v1/control/sign {payload}     → {"issuer": role, "signature"} (roles that may issue: gate, dashboard)
     GET    /v1/chain/<class>              → the chain state of the oldest live epoch
@@ -54,10 +55,11 @@ URL_ENV = "PAXSIM_KEYD_URL"
 ROLE_TOKENS_ENV = "PAXSIM_KEYD_ROLE_TOKENS"  # "role:token,role:token": one credential per stage (least privilege)
 
 # What each role may ask for. ``PAXSIM_KEYD_TOKEN`` is ``admin`` (enrolment, tools, single-token deployments).
-# The edge seals (sightings chain) and names e-gate claims by pseudonym (subject keys); it can neither destroy
-# a key, nor resolve a pseudonym, nor touch the control class that authenticates erasure requests.
+# The edge seals to the sightings class's public keys (it cannot open a sighting, its own included) and names
+# e-gate claims by pseudonym (subject keys); it can neither destroy a key, nor resolve a pseudonym, nor touch
+# the control class.
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "edge": frozenset({"chain:sightings", "subjects", "subjects:create", "checkpoint"}),
+    "edge": frozenset({"seal:sightings", "subjects", "subjects:create", "checkpoint"}),
     # the gate forwards sealed bytes (no sighting key); it and the dashboard publish the erasure outbox (issue)
     "gate": frozenset({"chain:control", "subjects", "checkpoint", "issue"}),
     "matcher": frozenset({"chain:sightings", "chain:tracklets", "chain:control", "subjects", "subjects:create", "destroy", "checkpoint"}),
@@ -155,6 +157,15 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if not self._authorized():
             return
+        if self.path.startswith("/v1/chain/") and self.path.endswith("/public"):
+            name = unquote(self.path[len("/v1/chain/") : -len("/public")])
+            perms = PERMISSIONS[self.role or ""]
+            if not ({"*", f"chain:{name}"} & perms) and not self._may(f"seal:{name}"):
+                return None
+            try:
+                return self._send(200, self.server.holder.public_chain(name))
+            except KeyExpired as exc:
+                return self._send(404, {"detail": str(exc)})
         if self.path.startswith("/v1/chain/"):
             name = unquote(self.path[len("/v1/chain/") :])
             if not self._may(f"chain:{name}"):

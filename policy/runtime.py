@@ -34,7 +34,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from broker.messages import Sighting
 from policy.audit import AuditLog, DecisionRow
@@ -47,6 +47,7 @@ from policy.crypto import (
     KeyExpired,
     KeySource,
     KeyUnavailable,
+    PublicKeyRing,
     SealError,
     SubjectVault,
     epoch_of,
@@ -79,13 +80,14 @@ class PolicyRuntime:
         keys: KeySource | None,
         audit: AuditLog,
         settings: Any = None,
-        sighting_keys: bool = True,
+        sighting_keys: Literal["open", "seal", "none"] = "open",
     ) -> None:  # noqa: ANN401
         self.stage, self.state_dir, self.settings = stage, state_dir, settings
         self.holder, self.consent, self.keys, self.audit = holder, consent, keys, audit
-        # the edge seals and the matcher opens from their first record on (keys fetched now); the gate forwards
-        # sealed bytes and never holds a sighting key (its key-holder role may not fetch the chain)
-        self._ring: EpochKeyRing | None = EpochKeyRing(keys, "sightings") if keys is not None and sighting_keys else None
+        # sighting keys, fetched now so the first record needs no round trip: the matcher opens (the chain), the
+        # edge seals (public keys only: it cannot open a sighting), the gate forwards sealed bytes (no key at all)
+        self._ring: EpochKeyRing | None = EpochKeyRing(keys, "sightings") if keys is not None and sighting_keys == "open" else None
+        self._sealer: PublicKeyRing | None = PublicKeyRing(keys, "sightings") if keys is not None and sighting_keys == "seal" else None
         self.vault = SubjectVault(keys) if keys is not None else None
         self._control: EpochKeyRing | None = None
         self._rows: dict[str, list[DecisionRow]] = {}
@@ -104,7 +106,7 @@ class PolicyRuntime:
         policy_path: str | Path | None = None,  # noqa: ANN001
         keys: KeySource | None = None,
         require_keys: bool = False,
-        sighting_keys: bool = True,
+        sighting_keys: Literal["open", "seal", "none"] = "open",
     ) -> PolicyRuntime:
         """Open the policy, consent registry, key source and the stage's audit chain.
 
@@ -244,7 +246,7 @@ class PolicyRuntime:
 
     @property
     def ring(self) -> EpochKeyRing | None:
-        """The sightings key ring (edges seal, matchers open); None without a key holder, and in the gate."""
+        """The sightings key ring that opens (the matcher's); None without a key holder, in the gate and the edge."""
         return self._ring
 
     @property
@@ -255,9 +257,10 @@ class PolicyRuntime:
     def seal(self, s: Sighting) -> Sighting:
         if not self.enforcing:
             return s
-        if self.ring is None:
+        sealer = self._sealer or self._ring
+        if sealer is None:
             raise KeyUnavailable("no key holder: refusing to publish an unsealed embedding")
-        return seal_sighting(self.ring, s)
+        return seal_sighting(sealer, s)
 
     @property
     def control(self) -> EpochKeyRing | None:
@@ -345,6 +348,6 @@ class PolicyRuntime:
         self.flush_audit()
         self.audit.close()
         self.consent.close()
-        for refresher in (self._ring, self.vault):  # background key-refresh threads
+        for refresher in (self._ring, self._sealer, self.vault):  # background key-refresh threads
             if refresher is not None:
                 refresher.close()

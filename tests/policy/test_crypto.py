@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -314,7 +315,7 @@ def test_a_key_id_far_in_the_future_is_refused_at_once_and_caches_nothing():
         with pytest.raises(SealError, match="ahead of the current"):
             open_sighting(ring, msgspec.structs.replace(s, key_id=f"{name}:{chain}:{int(epoch) + ahead}"))
     r = ring._chains[chain]
-    assert max(r._keys) <= int(epoch) + 1, "keys of future epochs were derived and cached"
+    assert max(r._boxes) <= int(epoch) + 1, "keys of future epochs were derived and cached"
     # one epoch ahead is clock skew between an edge and this stage: still opens (with the right ciphertext)
     clock.t -= 0.25
     assert open_sighting(ring, s).vector().shape == (128,)
@@ -438,3 +439,25 @@ def test_key_holder_refuses_weak_tokens_and_hostile_requests():
         assert HttpKeySource(keyd.url, keyd.token).subject_keys(["pax-1"], True)  # still serving
     finally:
         keyd.stop()
+
+
+def test_a_sealer_with_public_keys_only_cannot_open_and_the_box_dies_with_its_epoch():
+    """The edge's ring holds the public halves of the epoch keys: what it seals opens at the matcher's ring, not
+    with anything the edge has; a flipped byte does not authenticate; the epoch's expiry destroys the box's key."""
+    from policy.crypto import PublicKeyRing
+
+    clock, holder, ring = setup()
+    edge = PublicKeyRing(LocalKeySource(holder), background=False)
+    s = sighting(clock.t)
+    sealed = seal_sighting(edge, s)
+    assert sealed.embedding == b"" and s.embedding not in sealed.sealed
+    assert not hasattr(edge, "open_box") and not hasattr(edge, "open")  # nothing to open with
+    assert open_sighting(ring, sealed).embedding == s.embedding
+    again = seal_sighting(edge, s)
+    assert again.sealed != sealed.sealed  # a fresh nonce per box
+    tampered = msgspec.structs.replace(sealed, sealed=sealed.sealed[:-1] + bytes([sealed.sealed[-1] ^ 1]))
+    with pytest.raises(SealError):
+        open_sighting(ring, tampered)
+    clock.t += 60.0  # past the TTL of every epoch involved
+    with pytest.raises(KeyExpired):
+        open_sighting(ring, sealed)

@@ -1,6 +1,6 @@
 """Least privilege at the key holder: each stage has its own credential, and each credential only what that
-stage needs (policy.keyd.PERMISSIONS). An edge credential cannot destroy keys, resolve pseudonyms or reach the
-control class that authenticates erasure requests; a stranger's token gets nothing."""
+stage needs (policy.keyd.PERMISSIONS). An edge credential seals to public keys and can open no sighting, nor
+destroy keys, resolve pseudonyms or reach the control class; a stranger's token gets nothing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ import time
 
 import pytest
 
-from policy.crypto import EpochKeyRing, HttpKeySource, KeyForbidden, KeyUnavailable, SubjectVault, seal_sighting
+from policy.crypto import (
+    EpochKeyRing,
+    HttpKeySource,
+    KeyForbidden,
+    KeyUnavailable,
+    PublicKeyRing,
+    SubjectVault,
+    open_sighting,
+    seal_sighting,
+)
 from policy.keyd import STAGE_ROLES, TOKEN_ENV, spawn_keyd
 from tests.policy.test_crypto import sighting
 
@@ -24,9 +33,11 @@ def test_each_stage_credential_gets_only_what_its_stage_needs():
         matcher = HttpKeySource(keyd.url, envs["matcher"][TOKEN_ENV])
         dashboard = HttpKeySource(keyd.url, envs["dashboard"][TOKEN_ENV])
 
-        assert seal_sighting(EpochKeyRing(edge), sighting(time.time())).sealed  # the edge seals
+        sealed = seal_sighting(PublicKeyRing(edge), sighting(time.time()))  # the edge seals, to public keys only
+        assert sealed.sealed and open_sighting(EpochKeyRing(matcher), sealed).vector().shape == (128,)  # the matcher opens
         assert SubjectVault(edge).pseudonym("pax-1") == ps  # and names an e-gate claim by pseudonym
         for call in (
+            lambda: edge.chain("sightings"),  # so it cannot open a sighting, its own included
             lambda: edge.destroy_subject("pax-1"),
             lambda: edge.resolve_pseudonyms([ps]),
             lambda: edge.chain("control"),
