@@ -41,10 +41,11 @@ def require(*roles: Role, endpoint: str) -> Callable[..., Principal]:
 
     def dep(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
         s = svc(request)
-        who = s.tokens.authenticate(cred.credentials) if cred is not None else None
+        client = request.client.host if request.client else "?"
+        # a throttled client's token is checked only where that is free (verified before): no scrypt per guess
+        who = s.tokens.authenticate(cred.credentials, slow=not s.failed_auth.throttled(client)) if cred is not None else None
         if who is None:
             M.API_IDENTITY.labels(endpoint, "unauthenticated").inc()
-            client = request.client.host if request.client else "?"
             audit_n, wait_s = s.failed_auth.note(client)
             if audit_n is not None:  # one record per client per window, saying how many refusals it stands for
                 rule = "unauthenticated" if audit_n == 1 else f"unauthenticated x{audit_n}"

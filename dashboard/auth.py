@@ -1,8 +1,8 @@
 """API tokens and roles.
 
-A token is a random secret given once to its holder; only its SHA-256 is stored (``tokens.json`` in the
-dashboard's state dir, or ``PAXSIM_DASHBOARD_TOKENS`` for a testbed). Each token has a name (who holds it)
-and one role:
+A token is ``id.secret``, given once to its holder; only the id and an scrypt hash of the secret are stored
+(``tokens.json`` in the dashboard's state dir, 0600), with an expiry; ``PAXSIM_DASHBOARD_TOKENS`` holds
+testbed tokens in the environment (hashed in memory only). Each token has a name (who holds it) and one role:
 
 * ``admin``: everything, including consent changes, erasure, gallery changes and tokens;
 * ``operator``: runs the airport: trajectories, gallery size, the policy in force;
@@ -22,6 +22,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,20 +50,45 @@ class TokenError(ValueError):
     """A token definition that makes no sense (unknown role, empty name or secret)."""
 
 
+SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}  # ~16 MiB, tens of ms per check on one core (RFC 7914)
+DEFAULT_TTL_S = 90 * 86_400.0  # a token issued without an explicit lifetime expires after 90 days
+
+
+def _scrypt(secret: str, salt: bytes) -> str:
+    return hashlib.scrypt(secret.encode("utf-8", "surrogatepass"), salt=salt, **SCRYPT).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A token at rest: never the secret; scrypt of it under its own salt (file tokens, looked up by their
+    public id), or SHA-256 (environment tokens, which live in memory only, and files written before scrypt)."""
+
+    principal: Principal
+    digest: str
+    salt: str = ""  # hex; empty: ``digest`` is a SHA-256
+    expires_at: float | None = None
+
+    def valid(self, now: float) -> bool:
+        return self.expires_at is None or now < self.expires_at
+
+
 class TokenStore:
-    """Token hash → principal. ``authenticate`` compares hashes in constant time.
+    """Token id → principal, secrets stored as scrypt hashes (``id.secret``: the id finds the row, scrypt checks
+    the secret, in constant time). A verified token is remembered in memory (by its SHA-256) until the file
+    changes, so each request does not pay for scrypt; an unknown id costs nothing.
 
     The file is the source of truth and is re-read whenever it changes (checked on every authentication, a
     ``stat``): a token issued or revoked by ``paxsim dashboard-token`` in another process takes effect at the
     next request, without a restart. One token per name: issuing again (a new role) replaces the old one.
-    Revoking a name also disables environment tokens of that name (the file keeps the revocation)."""
+    Every file token expires (``ttl_s``, default 90 days). Revoking a name also disables environment tokens of
+    that name (the file keeps the revocation)."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path
-        self._by_hash: dict[str, Principal] = {}
-        self._env: dict[str, Principal] = {}  # from the environment: never written to the file
-        self._file: dict[str, Principal] = {}
+    def __init__(self, path: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.path, self.clock = path, clock
+        self._env: dict[str, _Entry] = {}  # sha256 → entry, from the environment: never written to the file
+        self._file: dict[str, _Entry] = {}  # token id (or "sha256:…" for rows written before scrypt) → entry
         self._revoked: set[str] = set()  # names whose tokens are refused, environment ones included
+        self._verified: dict[str, str] = {}  # sha256 of a token checked once → its key in _file/_env
         self._sig: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
         self._reload()
@@ -94,73 +120,126 @@ class TokenStore:
             return
         with self._lock:
             rows = json.loads(self.path.read_text()) if sig is not None else []
-            self._file = {r["sha256"]: Principal(r["name"], Role(r["role"])) for r in rows if "sha256" in r}
+            self._file = {}
+            for r in rows:
+                p = Principal(r["name"], Role(r["role"])) if "role" in r else None
+                if p is not None and "scrypt" in r:
+                    self._file[r["id"]] = _Entry(p, r["scrypt"], r["salt"], r.get("expires_at"))
+                elif p is not None and "sha256" in r:
+                    self._file["sha256:" + r["sha256"]] = _Entry(p, r["sha256"], "", r.get("expires_at"))
             self._revoked = {r["name"] for r in rows if r.get("revoked")}
+            self._verified.clear()
             self._sig = sig
-            self._rebuild()
 
-    def _rebuild(self) -> None:
-        merged = {**self._env, **self._file}
-        self._by_hash = {h: p for h, p in merged.items() if p.name not in self._revoked}
-
-    def add(self, token: str, name: str, role: str | Role, persist: bool = True) -> Principal:
+    @staticmethod
+    def _role(role: str | Role) -> Role:
         try:
-            r = Role(role)
+            return Role(role)
         except ValueError:
             raise TokenError(f"unknown role {role!r}; roles: {[x.value for x in Role]}") from None
+
+    def add(self, token: str, name: str, role: str | Role, persist: bool = True, ttl_s: float | None = DEFAULT_TTL_S) -> Principal:
+        """Register ``token``. Persisted tokens must be ``id.secret`` (as :meth:`issue` makes them)."""
+        r = self._role(role)
         if not name or len(token) < 16:
             raise TokenError("a token needs a name and a secret of at least 16 characters")
         p = Principal(name, r)
-        if persist:
-            self._reload()
+        if not persist:
+            with self._lock:
+                self._env[token_hash(token)] = _Entry(p, token_hash(token))
+                self._verified.clear()
+            return p
+        tid, dot, secret = token.partition(".")
+        if not dot or not tid or len(secret) < 16:
+            raise TokenError("a stored token is id.secret (paxsim dashboard-token issue makes one)")
+        salt = secrets.token_bytes(16)
+        entry = _Entry(p, _scrypt(secret, salt), salt.hex(), self.clock() + ttl_s if ttl_s is not None else None)
+        self._reload()
         with self._lock:
-            if not persist:
-                self._env[token_hash(token)] = p
-            else:
-                self._file = {h: q for h, q in self._file.items() if q.name != name}  # one token per name
-                self._file[token_hash(token)] = p
-                self._revoked.discard(name)
-                self._save()
-            self._rebuild()
+            self._file = {k: e for k, e in self._file.items() if e.principal.name != name}  # one token per name
+            self._file[tid] = entry
+            self._revoked.discard(name)
+            self._verified.clear()
+            self._save()
         return p
 
-    def issue(self, name: str, role: str | Role) -> str:
+    def issue(self, name: str, role: str | Role, ttl_s: float | None = DEFAULT_TTL_S) -> str:
         """Create a token for ``name`` with ``role``, replacing any earlier one of that name; returns the secret
-        (shown once, stored hashed)."""
-        token = secrets.token_urlsafe(24)
-        self.add(token, name, role)
+        (shown once, stored as scrypt). It expires after ``ttl_s`` (None: never)."""
+        self._role(role)
+        token = f"{secrets.token_hex(6)}.{secrets.token_urlsafe(24)}"
+        self.add(token, name, role, ttl_s=ttl_s)
         return token
 
     def revoke(self, name: str) -> int:
         """Refuse every token of ``name`` from now on (file and environment); returns how many there were."""
         self._reload()
         with self._lock:
-            gone = [h for h, p in {**self._env, **self._file}.items() if p.name == name]
-            self._file = {h: p for h, p in self._file.items() if p.name != name}
+            gone = [k for k, e in {**self._env, **self._file}.items() if e.principal.name == name]
+            self._file = {k: e for k, e in self._file.items() if e.principal.name != name}
             self._revoked.add(name)
+            self._verified.clear()
             self._save()
-            self._rebuild()
         return len(gone)
 
-    def principals(self) -> list[Principal]:
+    def entries(self) -> list[tuple[Principal, float | None]]:
+        """Every token holder that may authenticate now, with its expiry (None: never)."""
         self._reload()
-        return sorted(set(self._by_hash.values()), key=lambda p: p.name)
+        now = self.clock()
+        with self._lock:
+            live = [e for e in {**self._env, **self._file}.values() if e.principal.name not in self._revoked and e.valid(now)]
+        return sorted({(e.principal, e.expires_at) for e in live}, key=lambda x: x[0].name)
 
-    def authenticate(self, token: str) -> Principal | None:
+    def principals(self) -> list[Principal]:
+        return sorted({p for p, _exp in self.entries()}, key=lambda p: p.name)
+
+    def _usable(self, entry: _Entry | None) -> Principal | None:
+        if entry is None or entry.principal.name in self._revoked or not entry.valid(self.clock()):
+            return None
+        return entry.principal
+
+    def authenticate(self, token: str, slow: bool = True) -> Principal | None:
+        """The token's principal, or None. ``slow=False`` (a throttled client) answers only from what costs no
+        scrypt: tokens verified before and environment tokens."""
         self._reload()
         want = token_hash(token)
-        found = None
-        for h, p in list(self._by_hash.items()):  # constant time per entry; no early exit on a hit
-            if hmac.compare_digest(h, want):
-                found = p
-        return found
+        with self._lock:
+            key = self._verified.get(want)
+            if key is not None:
+                return self._usable(self._env.get(key) or self._file.get(key))
+            tid, dot, secret = token.partition(".")
+            entry = self._file.get(tid) if dot and tid else None
+            if entry is not None and entry.salt:
+                salt = bytes.fromhex(entry.salt)
+        if entry is not None and entry.salt:
+            if not slow:
+                return None
+            ok = hmac.compare_digest(_scrypt(secret, salt), entry.digest)  # outside the lock: ~tens of ms
+            with self._lock:
+                if not ok or self._file.get(tid) is not entry:  # wrong secret, or re-issued/revoked meanwhile
+                    return None
+                self._verified[want] = tid
+                return self._usable(entry)
+        found_key = None
+        with self._lock:
+            for k, e in [*self._env.items(), *((k, e) for k, e in self._file.items() if not e.salt)]:
+                if hmac.compare_digest(e.digest, want):  # constant time per entry; no early exit on a hit
+                    found_key = k
+            if found_key is None:
+                return None
+            self._verified[want] = found_key
+            return self._usable(self._env.get(found_key) or self._file.get(found_key))
 
     def _save(self) -> None:
         """Under ``_lock``: write the file (0600, atomically) and remember its signature as read."""
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        rows: list[dict[str, object]] = [{"sha256": h, "name": p.name, "role": p.role.value} for h, p in self._file.items()]
+        rows: list[dict[str, object]] = []
+        for k, e in self._file.items():
+            row: dict[str, object] = {"name": e.principal.name, "role": e.principal.role.value, "expires_at": e.expires_at}
+            row.update({"id": k, "scrypt": e.digest, "salt": e.salt} if e.salt else {"sha256": e.digest})
+            rows.append(row)
         rows += [{"name": n, "revoked": True} for n in sorted(self._revoked)]
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -188,6 +267,14 @@ class FailedAuth:
         )
         self._clients: OrderedDict[str, list[float]] = OrderedDict()  # client -> [tokens, last refill, last audit, unaudited]
         self._lock = threading.Lock()
+
+    def throttled(self, client: str) -> bool:
+        """True while ``client`` has no failure left to spend: its next request is answered 429 without checking
+        its token (a flood of guesses costs no scrypt)."""
+        now = self.clock()
+        with self._lock:
+            st = self._clients.get(client)
+            return st is not None and min(float(self.burst), st[0] + (now - st[1]) * self.rate) < 1.0
 
     def note(self, client: str) -> tuple[int | None, float | None]:
         """Record one failure. Returns (failures to audit now, or None to stay quiet; seconds to wait, or None)."""

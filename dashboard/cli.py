@@ -34,13 +34,15 @@ def _store(path: Path | None, config: str | None) -> TokenStore:
 def issue(
     name: str = typer.Option(..., "--name", help="who holds the token"),
     role: Role = typer.Option(..., "--role", help="admin | operator | auditor"),
+    days: float = typer.Option(90.0, "--days", min=0.0, help="lifetime in days (0: never expires)"),
     path: Path | None = FileOpt,
     config: str | None = ConfigOpt,
 ) -> None:
-    """Create a token; it is printed once (only its hash is stored)."""
+    """Create a token; it is printed once (only an scrypt hash is stored). Issuing for a name that holds one
+    replaces it (its old secret stops working at once)."""
     store = _store(path, config)
     try:
-        token = store.issue(name, role)
+        token = store.issue(name, role, ttl_s=days * 86_400.0 if days > 0 else None)
     except TokenError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
@@ -50,10 +52,12 @@ def issue(
 
 @tokens_app.command("list")
 def list_tokens(path: Path | None = FileOpt, config: str | None = ConfigOpt) -> None:
-    """Token holders and roles (never the tokens)."""
-    table = Table("name", "role")
-    for p in _store(path, config).principals():
-        table.add_row(p.name, p.role.value)
+    """Token holders, roles and expiry (never the tokens)."""
+    import time
+
+    table = Table("name", "role", "expires")
+    for p, expires in _store(path, config).entries():
+        table.add_row(p.name, p.role.value, time.strftime("%Y-%m-%d %H:%M", time.localtime(expires)) if expires else "never")
     console.print(table)
 
 
