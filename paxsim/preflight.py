@@ -14,17 +14,19 @@ from collections.abc import Mapping
 from policy.keyd import MIN_TOKEN_CHARS
 
 # values deploy/.env.example ships: public, so never a secret (tests/deploy keeps this list and the file in step)
+# the key holder's admin token (enrolment, tools) and one credential per stage role (policy.keyd.PERMISSIONS)
+KEYD_TOKENS = ("PAXSIM_KEYD_TOKEN", *(f"PAXSIM_KEYD_TOKEN_{role.upper()}" for role in ("edge", "gate", "matcher", "dashboard", "auditor")))
 SHIPPED = {
     "KAFKA_CLUSTER_ID": {"CvlxKcJ7RDajXHSyc3MNBw"},
     "GRAFANA_ADMIN_PASSWORD": {"change-me-before-use", "admin"},
-    "PAXSIM_KEYD_TOKEN": {"change-me-to-a-long-random-token"},
+    **{name: {"change-me-to-a-long-random-token"} for name in KEYD_TOKENS},
 }
 MIN_PASSWORD_CHARS = 12
 
 MAKE = {
     "KAFKA_CLUSTER_ID": "python3 -c \"import uuid,base64;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip('='))\"",
     "GRAFANA_ADMIN_PASSWORD": 'python3 -c "import secrets; print(secrets.token_urlsafe(18))"',
-    "PAXSIM_KEYD_TOKEN": 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"',
+    **{name: 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"' for name in KEYD_TOKENS},
 }
 
 
@@ -52,8 +54,10 @@ def problems(env: Mapping[str, str]) -> list[str]:
             why = _cluster_id_problem(value)
         elif name == "GRAFANA_ADMIN_PASSWORD" and len(value) < MIN_PASSWORD_CHARS:
             why = f"is shorter than {MIN_PASSWORD_CHARS} characters"
-        elif name == "PAXSIM_KEYD_TOKEN" and len(value) < MIN_TOKEN_CHARS:
+        elif name in KEYD_TOKENS and len(value) < MIN_TOKEN_CHARS:
             why = f"is shorter than {MIN_TOKEN_CHARS} characters"
+        elif name in KEYD_TOKENS and sum(env.get(n, "").strip() == value for n in KEYD_TOKENS) > 1:
+            why = "is the same as another key-holder token (one credential per stage)"
         if why:
             out.append(f"{name} {why}; make one with: {MAKE[name]}")
     return out

@@ -44,6 +44,33 @@ def test_docker_compose_config_accepts_the_files(docker_compose: str, files: tup
             assert text.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
 
 
+def test_each_stage_presents_its_own_key_holder_credential_and_no_stage_the_admin_one(docker_compose: str, tmp_path: Path) -> None:
+    """With distinct tokens in deploy/.env, the resolved compose file gives the key holder one credential per
+    role and each long-running stage only its own role's; the admin token stays with the one-shots."""
+    import secrets
+
+    from policy.keyd import PERMISSIONS, STAGE_ROLES, parse_role_tokens
+
+    values = {k: v for k, v in env_example().items()}
+    tokens = {k: secrets.token_urlsafe(32) for k in values if k.startswith("PAXSIM_KEYD_TOKEN")}
+    env = tmp_path / "env"
+    env.write_text("\n".join(f"{k}={v}" for k, v in {**values, **tokens}.items()) + "\n")
+    r = compose_config(docker_compose, COMPOSE, env_file=env)
+    assert r.returncode == 0, r.stderr
+    services = yaml.safe_load(r.stdout)["services"]
+    roles = parse_role_tokens(services["keyd"]["environment"]["PAXSIM_KEYD_ROLE_TOKENS"])  # token → role
+    assert sorted(roles.values()) == sorted(set(PERMISSIONS) - {"admin"})
+    admin = tokens["PAXSIM_KEYD_TOKEN"]
+    assert admin not in roles
+    for name, svc in services.items():
+        command = svc.get("command") or []
+        stage = command[0] if command else ""
+        if stage in STAGE_ROLES and svc.get("restart") != "no":
+            given = svc["environment"]["PAXSIM_KEYD_TOKEN"]
+            assert roles.get(given) == STAGE_ROLES[stage], f"{name} ({stage}) holds the {roles.get(given, 'admin')} credential"
+    assert services["enrol"]["environment"]["PAXSIM_KEYD_TOKEN"] == admin  # enrolment makes subject keys (admin)
+
+
 def test_docker_compose_config_rejects_a_broken_file(docker_compose: str, tmp_path: Path) -> None:
     """The validation is real: an unknown service key fails it."""
     broken = load_compose(COMPOSE)

@@ -9,9 +9,10 @@ import subprocess
 import sys
 import uuid
 
+from paxsim.preflight import KEYD_TOKENS
 from tests.deploy.conftest import COMPOSE, ROOT, env_example, load_compose
 
-SECRETS = ("KAFKA_CLUSTER_ID", "GRAFANA_ADMIN_PASSWORD", "PAXSIM_KEYD_TOKEN")
+SECRETS = ("KAFKA_CLUSTER_ID", "GRAFANA_ADMIN_PASSWORD", *KEYD_TOKENS)
 
 
 def preflight(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -25,7 +26,7 @@ def fresh() -> dict[str, str]:
     return {
         "KAFKA_CLUSTER_ID": base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
         "GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(18),
-        "PAXSIM_KEYD_TOKEN": secrets.token_urlsafe(32),
+        **{name: secrets.token_urlsafe(32) for name in KEYD_TOKENS},
     }
 
 
@@ -48,6 +49,10 @@ def test_fresh_secrets_pass_and_weak_or_missing_ones_do_not() -> None:
     assert "GRAFANA_ADMIN_PASSWORD is shorter than 12" in r.stdout
     assert "KAFKA_CLUSTER_ID is not a base64url UUID" in r.stdout
     assert "PAXSIM_KEYD_TOKEN is not set" in r.stdout
+    shared = fresh()
+    shared["PAXSIM_KEYD_TOKEN_EDGE"] = shared["PAXSIM_KEYD_TOKEN_MATCHER"]  # one credential for two stages
+    r = preflight(shared)
+    assert r.returncode == 2 and "PAXSIM_KEYD_TOKEN_EDGE is the same as another key-holder token" in r.stdout, r.stdout
 
 
 def test_nothing_in_the_compose_file_starts_before_preflight_succeeded() -> None:
