@@ -178,6 +178,23 @@ def create(
     raise typer.Exit(_report(states, boot))
 
 
+@app.command("acls")
+def acls(
+    prefix: str = typer.Option(
+        "paxsim-", "--user-prefix", help="SCRAM user of a stage: PREFIX + stage (edge, gate, matcher, dashboard, auditor)"
+    ),
+    bootstrap: str = typer.Option("localhost:19092", "--bootstrap", help="the broker listener the init step talks to"),
+) -> None:
+    """Print the kafka-acls.sh commands that give each stage's Kafka user exactly the topics it reads and writes
+    (broker/acls.py), one per line, for an init step on a broker with an authorizer."""
+    import shlex
+
+    from broker.acls import ACCESS, acl_arguments
+
+    for args in acl_arguments({stage: f"User:{prefix}{stage}" for stage in ACCESS}, bootstrap):
+        print(shlex.join(["kafka-acls.sh", *args]))
+
+
 @app.command("list")
 def list_(
     config: str | None = ConfigOpt,
