@@ -390,3 +390,31 @@ class ConsentRegistry:
 
     def all(self) -> list[ConsentRecord]:
         return [r for recs in self.records.values() for r in recs.values()]
+
+
+class ConsentStore:
+    """The consent registry as the leak scanner reads it (entry point ``paxsim.stores:consent``): an active
+    record is the legal basis itself; an ended one (withdrawn or expired) is proof kept for ``retention_s``
+    (the accountability period) and must be gone after it."""
+
+    name = "store:consent"
+
+    def __init__(self, registry: ConsentRegistry, retention_s: float) -> None:
+        self.registry, self.retention_s = registry, retention_s
+
+    def items(self):  # noqa: ANN201 - Iterator[policy.scan.StoredItem]; the scanner imports this module, not the reverse
+        from policy.scan import StoredItem
+
+        for sid, recs in sorted(self.registry.records.items()):
+            for purpose, r in sorted(recs.items()):
+                ended = r.withdrawn_at if r.withdrawn_at is not None else r.expires_at
+                if ended > time.time():
+                    continue  # in force: the basis of processing, not data held about the subject
+                yield StoredItem(f"consent:{sid}/{purpose}", sid, None, None, ended, retention_s=self.retention_s)
+
+
+def consent_store(settings) -> ConsentStore:  # noqa: ANN001
+    """Entry point ``paxsim.stores:consent``: the run's registry, ended records kept ``retention.audit_s``."""
+    from policy.scan import open_consent
+
+    return ConsentStore(open_consent(Path(settings.state_dir), consent_path(settings)), settings.retention.audit_s)

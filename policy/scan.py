@@ -19,9 +19,10 @@ Sources: every topic (erasure requests and the audit copy included), every store
 matcher snapshots, exports), the stages' logs (:class:`LogStore`) and, while the stages run, the label values
 of their ``/metrics`` (:class:`MetricsStore`: no purpose covers a metric, so any linkable subject there is a
 finding) and the dashboard's in-memory state through its authenticated API (:class:`DashboardStore`).
-Deliberately out of scope: the consent registry and erasure bookkeeping (the record of consent, withdrawal
-and erasure itself) and the scenario's ground-truth file (the simulated world's truth, not system data); the
-report lists them as excluded.
+The consent registry is a store too, with its own rule: an ended consent (withdrawn or expired) is kept
+as proof for the accountability period (``retention.audit_s``) and is a finding after it, whatever the
+consent says. Deliberately out of scope: the erasure bookkeeping (the record of erasure itself) and the
+scenario's ground-truth file (the simulated world's truth, not system data); the report lists them.
 
 Key material: the scanner asks the run's key holder (``PAXSIM_KEYD_URL``/``PAXSIM_KEYD_TOKEN``) like any
 service. Without a key holder no epoch or subject key exists anywhere, so sealed payloads are unreadable.
@@ -47,7 +48,7 @@ from policy.policyfile import Policy
 
 Kind = Literal["expired-readable", "non-consented", "audit"]
 EXCLUDED = (
-    "consent registry and erasure bookkeeping (the record of consent, withdrawal and erasure itself)",
+    "erasure bookkeeping (the record of erasure itself)",
     "scenario ground truth (simulation truth, not system data)",
 )
 
@@ -96,6 +97,8 @@ class StoredItem:
     stored_at: float  # the time its TTL runs from (capture time)
     readable: bool = True  # False if sealed under a key that no longer exists
     never_allowed: str | None = None  # why no consent can cover it (a metric label): any linkable subject is a finding
+    # kept for accountability, not under consent (an ended consent record): only this retention applies
+    retention_s: float | None = None
 
 
 class Store(Protocol):
@@ -155,6 +158,7 @@ class _Pending:
     ttl: float | None  # None: no TTL check (e.g. gallery templates live as long as consent)
     what: str
     never_allowed: str | None = None
+    consent_exempt: bool = False  # kept for accountability: only its retention is checked
 
 
 class Scanner:
@@ -319,7 +323,7 @@ class Scanner:
             self.report.records[store.name] += 1
             if item.subject_ref is None or not item.readable:
                 continue
-            ttl = self.policy.retention_for(item.purpose) if item.purpose else None
+            ttl = item.retention_s if item.retention_s is not None else self.policy.retention_for(item.purpose) if item.purpose else None
             self._subject_refs.append(
                 _Pending(
                     item.where,
@@ -330,6 +334,7 @@ class Scanner:
                     ttl,
                     f"stored item in {store.name}",
                     item.never_allowed,
+                    item.retention_s is not None,
                 )
             )
 
@@ -439,8 +444,10 @@ class Scanner:
                 self._find(
                     "expired-readable",
                     p.where,
-                    f"{p.what} about {shown} is {self.now - p.at:.0f}s old, past the {p.ttl:g}s retention of {p.purpose}",
+                    f"{p.what} about {shown} is {self.now - p.at:.0f}s old, past the {p.ttl:g}s retention of {p.purpose or 'its kind'}",
                 )
+            if p.consent_exempt:
+                continue
             if p.purpose is None:
                 ok = self.consent.has_any(sid, self.now)
             else:

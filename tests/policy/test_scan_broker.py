@@ -540,3 +540,21 @@ def test_the_scan_reads_exported_files_under_the_state_dir(client_settings):
     assert len(found) == 1 and found[0].startswith("non-consented stored item in store:exports about pax-x") and "withdrawn" in found[0]
     vault.erase("pax-x")
     assert scan() == ([], 1)
+
+
+def test_the_consent_registry_keeps_ended_consents_only_for_the_accountability_period():
+    """Withdrawn and expired consents stay as proof for retention.audit_s, then are data held past their time."""
+    from policy.consent import ConsentStore
+    from policy.scan import Scanner
+
+    now = time.time()
+    consent = ConsentRegistry()
+    consent.grant(ConsentRecord("pax-active", "boarding", now - 10, now + 600))
+    consent.grant(ConsentRecord("pax-recent", "boarding", now - 100, now + 600))
+    consent.withdraw("pax-recent", at=now - 50)  # withdrawn 50 s ago: proof of the withdrawal, kept
+    consent.grant(ConsentRecord("pax-old", "boarding", now - 5000, now - 4000))  # expired 4000 s ago
+    scanner = Scanner(POLICY, consent, None, now=now)
+    scanner.add_store(ConsentStore(consent, retention_s=3600.0))
+    report = scanner.finish()
+    assert report.records["store:consent"] == 2  # the active record is the basis of processing, not an item
+    assert [(f.kind, f.where) for f in report.findings] == [("expired-readable", "consent:pax-old/boarding")], report.findings
