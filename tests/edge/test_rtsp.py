@@ -84,10 +84,11 @@ def test_detect_reads_an_rtsp_stream_and_finds_the_rendered_faces(server: RtspSe
     gt_boxes: dict[int, list] = {}
     for (frame, _), row in gt.iterrows():
         gt_boxes.setdefault(int(frame), []).append((row.X - 1, row.Y - 1, row.Width, row.Height))
-    # each detection is a rendered face: some truth box near that frame overlaps it (RTSP may drop a frame)
+    # each detection is a rendered face: some truth box near that frame overlaps it (RTSP drops frames on a busy
+    # host, so the client's frame count can lag the clip's by a few; faces move little in 6 frames at 10 fps)
     for (frame, _), row in det.iterrows():
         box = (row.X, row.Y, row.Width, row.Height)
-        near = [b for f in range(frame - 3, frame + 4) for b in gt_boxes.get(f, [])]
+        near = [b for f in range(frame - 6, frame + 7) for b in gt_boxes.get(f, [])]
         assert max((iou(box, b) for b in near), default=0.0) > 0.3, f"frame {frame}: {box} is no rendered face"
 
 
