@@ -217,11 +217,18 @@ def test_one_erasure_reaches_every_replica_and_store_through_sigkills_and_links_
 
         until("the restarted dashboard published the accepted erasure", published, 60)
 
+        seen: list[dict[str, float]] = [{}]
+
         def everywhere() -> dict[str, float] | None:
-            a = erasures_applied(run_dir)
+            seen[0] = a = erasures_applied(run_dir)
             return a if all(a.get(n, 0) >= 1 for n in (*REPLICAS, "dashboard")) else None
 
-        applied = until("every replica and the dashboard applied the erasure", everywhere, 60)
+        # a restarted process first waits for the restarted key holder and its group's rebalance: on a loaded
+        # 2-core host that took over 60 s once, so allow 120 s and name who had not applied it
+        try:
+            applied = until("every replica and the dashboard applied the erasure", everywhere, 120)
+        except pytest.fail.Exception as exc:
+            raise AssertionError(f"{exc}; applied per process: {seen[0]}") from None
         assert until("the API forgets the pseudonym", lambda: api.get(f"/trajectories/{pseudonym}").status_code == 404, 30)
         assert subject not in api.get("/gallery/subjects").json()
         keys = HttpKeySource(keyd_env["PAXSIM_KEYD_URL"], keyd_env["PAXSIM_KEYD_TOKEN"])  # the restarted holder
