@@ -76,18 +76,19 @@ def until(what: str, check, timeout_s: float = 60.0, every_s: float = 0.5):  # n
     pytest.fail(f"{what}: not within {timeout_s:.0f} s (last: {last!r})")
 
 
-def erasures_applied(run_dir: Path) -> dict[str, float]:
+def erasures_applied(run_dir: Path, http: httpx.Client) -> dict[str, float | str]:
     """Per stage process (scrape-targets.json job): erasure requests applied or replayed (the dashboard
-    counts what it applied to its own store)."""
-    out = {}
+    counts what it applied to its own store), or why its /metrics could not be read."""
+    out: dict[str, float | str] = {}
     for group in json.loads((run_dir / "scrape-targets.json").read_text()):
         job, target = group["labels"]["job"], group["targets"][0]
         try:
-            text = httpx.get(f"http://{target}/metrics", timeout=2).text
-        except httpx.HTTPError:
-            out[job] = 0.0
+            r = http.get(f"http://{target}/metrics")
+            r.raise_for_status()
+        except httpx.HTTPError as exc:  # a process being restarted; kept so a timeout says which and why
+            out[job] = f"{target}: {type(exc).__name__} {exc}"
             continue
-        samples = parse_samples(text)
+        samples = parse_samples(r.text)
         out[job] = (
             total(samples, "paxsim_policy_erasures_total", outcome="applied")
             + total(samples, "paxsim_policy_erasures_total", outcome="replayed")
@@ -217,11 +218,13 @@ def test_one_erasure_reaches_every_replica_and_store_through_sigkills_and_links_
 
         until("the restarted dashboard published the accepted erasure", published, 60)
 
-        seen: list[dict[str, float]] = [{}]
+        seen: list[dict[str, float | str]] = [{}]
+        # one client, no proxy from the environment, and time for a /metrics answer from a loaded process
+        scraper = httpx.Client(timeout=10, trust_env=False)
 
-        def everywhere() -> dict[str, float] | None:
-            seen[0] = a = erasures_applied(run_dir)
-            return a if all(a.get(n, 0) >= 1 for n in (*REPLICAS, "dashboard")) else None
+        def everywhere() -> dict[str, float | str] | None:
+            seen[0] = a = erasures_applied(run_dir, scraper)
+            return a if all(isinstance(v := a.get(n), float) and v >= 1 for n in (*REPLICAS, "dashboard")) else None
 
         # a restarted process first waits for the restarted key holder and its group's rebalance: on a loaded
         # 2-core host that took over 60 s once, so allow 120 s and name who had not applied it
@@ -229,6 +232,8 @@ def test_one_erasure_reaches_every_replica_and_store_through_sigkills_and_links_
             applied = until("every replica and the dashboard applied the erasure", everywhere, 120)
         except pytest.fail.Exception as exc:
             raise AssertionError(f"{exc}; applied per process: {seen[0]}") from None
+        finally:
+            scraper.close()
         assert until("the API forgets the pseudonym", lambda: api.get(f"/trajectories/{pseudonym}").status_code == 404, 30)
         assert subject not in api.get("/gallery/subjects").json()
         keys = HttpKeySource(keyd_env["PAXSIM_KEYD_URL"], keyd_env["PAXSIM_KEYD_TOKEN"])  # the restarted holder

@@ -42,6 +42,9 @@ def report_page(report: Path) -> Iterator[tuple[Page, list[str]]]:
         browser.close()
 
 
+RENDER_S, TRAFFIC_S = 8, 10  # seconds of video rendered per camera; seconds of traffic replayed
+
+
 def test_load_replays_rendered_videos_through_the_real_edge(tmp_path: Path):
     """Video mode: rendered scenario videos replayed as looping cameras through detector, tracker, embedder,
     sealing, gate and matcher; the population the videos show is enrolled from their manifest."""
@@ -57,7 +60,7 @@ def test_load_replays_rendered_videos_through_the_real_edge(tmp_path: Path):
             "--out",
             str(videos),
             "--seconds",
-            "12",
+            str(RENDER_S),
             "--camera",
             "cam-security-1",
             "--camera",
@@ -84,7 +87,7 @@ def test_load_replays_rendered_videos_through_the_real_edge(tmp_path: Path):
             "--steps",
             "1",
             "--duration",
-            "14",
+            str(TRAFFIC_S),
             "--no-redteam",
             "--report",
             str(report),
@@ -102,17 +105,21 @@ def test_load_replays_rendered_videos_through_the_real_edge(tmp_path: Path):
     assert step["duplicate_decisions"] == 0 and step["deadletters"] == 0
     # scored against the rendered ground truth (the folder is a render, so it is its own --gt)
     acc = step["accuracy"]
-    assert abs(acc["link"]["sightings"] - step["produced_rate"] * 14) < 1  # every published sighting (rate rounded to 0.1/s)
+    assert abs(acc["link"]["sightings"] - step["produced_rate"] * TRAFFIC_S) < 1  # every published sighting (rate rounded to 0.1/s)
     assert acc["link"]["no_frame"] == 0  # ... found in the evaluation edge's track log
     assert acc["link"]["linked"] > 0 and acc["events"] == acc["link"]["linked"]
     assert acc["leaks"] == 0 and step["audit_scan"] == {"expired_readable": 0, "non_consented": 0, "audit_gaps": 0}
-    # the fifth camera replays the first video (sorted: cam-egate-1) from half-way (2 replicas: offsets 0 and 90 of 180 frames)
+    # the fifth camera replays the first video (sorted: cam-egate-1) from half-way (2 replicas: offsets 0 and n/2 of n frames)
     import yaml
+
+    frames = {r["frames"] for r in json.loads((videos / "manifest.json").read_text())["rendered"]}
+    assert len(frames) == 1
+    half = frames.pop() // 2
 
     cams = {
         c["camera_id"]: c for c in yaml.safe_load((tmp_path / "var" / "load" / "load" / "step-1" / "cameras.yaml").read_text())["cameras"]
     }
-    assert cams["cam-egate-1-r1"]["start_frame"] == 90 and cams["cam-egate-1"]["start_frame"] == 0  # staggered, same file
+    assert cams["cam-egate-1-r1"]["start_frame"] == half > 0 and cams["cam-egate-1"]["start_frame"] == 0  # staggered, same file
     assert cams["cam-egate-1-r1"]["source"] == cams["cam-egate-1"]["source"] and cams["cam-egate-1"]["source"].endswith("video.mp4")
     assert acc["cameras"] and set(acc["cameras"]) <= set(cams)
     for cam in acc["cameras"].values():
@@ -151,7 +158,7 @@ def test_load_ramp_and_compare_answer_what_a_policy_change_does_and_the_report_r
     b.write_text(changed)
     report = tmp_path / "compare.html"
     env = {**os.environ, "PAXSIM__STATE_DIR": str(tmp_path / "var"), "PAXSIM__SCENARIO__TRAVELLERS": "60"}
-    args = ["--virtual", "4", "--rate", "60", "--factor", "2", "--steps", "2", "--duration", "6", "--full-ramp", "--no-redteam"]
+    args = ["--virtual", "4", "--rate", "60", "--factor", "2", "--steps", "2", "--duration", "5", "--full-ramp", "--no-redteam"]
     # the red team's own run is tests/pipeline/test_redteam.py; its table in the report: test_report_attacks.py
     proc = subprocess.run(
         [*load_command(), *args, "--report", str(report), "--compare", str(a), str(b)], env=env, capture_output=True, text=True, timeout=300
