@@ -13,6 +13,7 @@ Aggregates (``/api/summary``, the live panels, ``/metrics``) carry no identity a
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import hmac
@@ -22,9 +23,11 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from core.files import write_private
 
 
 class Role(str, enum.Enum):
@@ -171,6 +174,16 @@ class TokenStore:
         self.add(token, name, role, ttl_s=ttl_s)
         return token
 
+    @contextlib.contextmanager
+    def temporary(self, name: str, role: str | Role, ttl_s: float = 900.0) -> Iterator[str]:
+        """A token for one job (an audit scan): revoked when the block ends, and expiring after ``ttl_s`` even
+        if the process dies before it could revoke it."""
+        token = self.issue(name, role, ttl_s=ttl_s)
+        try:
+            yield token
+        finally:
+            self.revoke(name)
+
     def revoke(self, name: str) -> int:
         """Refuse every token of ``name`` from now on (file and environment); returns how many there were."""
         self._reload()
@@ -241,11 +254,7 @@ class TokenStore:
             row.update({"id": k, "scrypt": e.digest, "salt": e.salt} if e.salt else {"sha256": e.digest})
             rows.append(row)
         rows += [{"name": n, "revoked": True} for n in sorted(self._revoked)]
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(rows, f, indent=1)
-        tmp.replace(self.path)
+        write_private(self.path, json.dumps(rows, indent=1).encode())
         self._sig = self._signature()
 
 

@@ -1,4 +1,4 @@
-"""``paxsim gallery enroll|list|remove`` and ``paxsim identify``: the gallery from the command line.
+"""``paxsim gallery enrol|list|remove`` and ``paxsim identify``: the gallery from the command line.
 
 Enrolment from images uses the edge's own detector, aligner and embedder (``edge.vision``), so gallery
 templates and live sightings come from the same model. An image must show exactly one face. Enrolment
@@ -95,7 +95,7 @@ def _stores(settings, vault=None):
     return gallery, gpath, consent, cpath
 
 
-def enroll_views(
+def enrol_views(
     subject_id: str,
     purposes: Sequence[str],
     images: Sequence[Path],
@@ -141,8 +141,8 @@ def enroll_views(
     return sum(s == subject_id for s in gallery.subject_ids)
 
 
-@app.command("enroll")
-def enroll(
+@app.command("enrol")
+def enrol_command(
     images: list[Path] = typer.Argument(..., help="one or more images, each showing only the subject's face"),
     subject_id: str = typer.Option(..., "--id", help="subject id"),
     consent: str = typer.Option(..., "--consent", help="purpose[,purpose]: what the subject consented to"),
@@ -153,7 +153,7 @@ def enroll(
     purposes = [p.strip() for p in consent.split(",") if p.strip()]
     try:
         with Progress(console=err, transient=True) as progress:
-            n = enroll_views(subject_id, purposes, images, settings, progress=progress)
+            n = enrol_views(subject_id, purposes, images, settings, progress=progress)
     except (ImageError, ValueError) as exc:
         err.print(f"[red]enrolment refused: {exc}[/] (nothing was stored)")
         raise typer.Exit(2) from None

@@ -10,13 +10,14 @@ event ids it already applied, so a sighting is applied exactly once.
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
+
+from core.files import write_private
 
 _MAGIC = b"PXSNAP1"
 
@@ -66,22 +67,9 @@ def decode(data: bytes) -> Snapshot:
 
 
 def write(path: str | Path, snap: Snapshot) -> int:
-    """Atomically replace ``path`` with ``snap`` (tmp + fsync + rename + dir fsync). Returns bytes written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = encode(snap)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-    return len(data)
+    """Atomically replace ``path`` with ``snap``, readable by its owner only (it holds trajectories). Returns
+    bytes written."""
+    return write_private(path, encode(snap))
 
 
 def read(path: str | Path) -> Snapshot | None:

@@ -410,12 +410,8 @@ def live_stores(stack: Stack, settings: Settings) -> list:
     stores: list = [MetricsStore.fetch(urls, subjects, time.time())]
     dash = stack.children.get("dashboard")
     if dash is not None and dash.alive():
-        tokens = TokenStore(tokens_path(settings))
-        token = tokens.issue("paxsim-audit-scan", "auditor")
-        try:
+        with TokenStore(tokens_path(settings)).temporary("paxsim-audit-scan", "auditor") as token:
             stores.append(DashboardStore.fetch(f"http://127.0.0.1:{dash.metrics_port}", token))
-        finally:
-            tokens.revoke("paxsim-audit-scan")
     return stores
 
 

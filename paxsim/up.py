@@ -275,15 +275,11 @@ def run_audit_scan(stack: Stack, bootstrap: str, tokens_file: Path, console: Con
     cmd = [sys.executable, "-m", "paxsim.cli", "audit", "scan", "--bootstrap", bootstrap]
     cmd += [arg for c in stack.children.values() if c.alive() for arg in ("--metrics", f"{c.name}={c.metrics_url}")]
     dash = stack.children.get("dashboard")
-    store = TokenStore(tokens_file)
-    token = store.issue(SCAN_TOKEN_NAME, "auditor")
     if dash is not None and dash.alive():
         cmd += ["--dashboard", f"http://127.0.0.1:{dash.metrics_port}"]
     base = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    try:
+    with TokenStore(tokens_file).temporary(SCAN_TOKEN_NAME, "auditor") as token:
         return subprocess.run(cmd, env={**base, **stack.env, DASHBOARD_TOKEN_ENV: token}, stdin=subprocess.DEVNULL, check=False).returncode
-    finally:
-        store.revoke(SCAN_TOKEN_NAME)
 
 
 async def up(

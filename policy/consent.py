@@ -403,13 +403,13 @@ class ConsentStore:
         self.registry, self.retention_s = registry, retention_s
 
     def items(self):  # noqa: ANN201 - Iterator[policy.scan.StoredItem]; the scanner imports this module, not the reverse
+        """Every record, timed from when it ends (withdrawal or expiry): at the scanner's clock, one still in
+        force has not started its retention, an ended one is kept ``retention_s`` from its end."""
         from policy.scan import StoredItem
 
         for sid, recs in sorted(self.registry.records.items()):
             for purpose, r in sorted(recs.items()):
                 ended = r.withdrawn_at if r.withdrawn_at is not None else r.expires_at
-                if ended > time.time():
-                    continue  # in force: the basis of processing, not data held about the subject
                 yield StoredItem(f"consent:{sid}/{purpose}", sid, None, None, ended, retention_s=self.retention_s)
 
 

@@ -41,7 +41,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import msgspec
 from cryptography.exceptions import InvalidTag
@@ -56,6 +56,7 @@ from policy.keystore import SealedState, b64, unb64
 from policy.notary import CheckpointRefused, Notary
 
 log = logging.getLogger("paxsim.policy.crypto")
+T = TypeVar("T")
 
 NONCE_BYTES = 12
 KEY_BYTES = 32
@@ -763,21 +764,27 @@ class EpochKeyRing:
 
     def open(self, key_id: str, blob: bytes, aad: bytes = b"") -> bytes:
         """Decrypt; :class:`KeyExpired` if the key is destroyed/unknown, :class:`SealError` if tampered."""
-        hot = self._open_hot.get(key_id)
+        cipher = self._hot(self._open_hot, key_id, lambda r, epoch, now: r.aead(epoch, now))
+        return self._decrypt(cipher, key_id, blob, aad)
+
+    def _hot(self, cache: dict[str, tuple[float, T]], key_id: str, make: Callable[[Ratchet, int, float], T]) -> T:
+        """What opens ``key_id`` (an AES key, a box opener): from ``cache`` while its epoch is live, else made
+        from the ratchet under the lock and cached (bounded). :class:`KeyExpired` if the key is gone."""
+        hot = cache.get(key_id)
         if hot is not None and self._now() < hot[0]:
-            return self._decrypt(hot[1], key_id, blob, aad)
+            return hot[1]
         now = self._now()
         with self._lock:
             r, epoch = self._locate(key_id, now)
             try:
-                cipher = r.aead(epoch, now)
+                made = make(r, epoch, now)
             except KeyExpired:
                 OPEN_FAIL.labels("expired").inc()
                 raise
-            if len(self._open_hot) > 256:
-                self._open_hot.clear()
-            self._open_hot[key_id] = (self._valid_until(r, epoch), cipher)
-        return self._decrypt(cipher, key_id, blob, aad)
+            if len(cache) > 256:
+                cache.clear()
+            cache[key_id] = (self._valid_until(r, epoch), made)
+        return made
 
     def seal_box(self, plaintext: bytes, at: float, aad: bytes = b"") -> tuple[str, bytes]:
         """Seal to the public half of the epoch's X25519 key, as an edge does with :class:`PublicKeyRing`."""
@@ -796,21 +803,9 @@ class EpochKeyRing:
     def open_box(self, key_id: str, blob: bytes, aad: bytes = b"") -> bytes:
         """Open a sealed box; :class:`KeyExpired` if the epoch's key is destroyed/unknown, :class:`SealError` if
         tampered."""
-        hot = self._box_hot.get(key_id)
-        if hot is None or self._now() >= hot[0]:
-            now = self._now()
-            with self._lock:
-                r, epoch = self._locate(key_id, now)
-                try:
-                    key = r.box_key(epoch, now)
-                except KeyExpired:
-                    OPEN_FAIL.labels("expired").inc()
-                    raise
-                if len(self._box_hot) > 256:
-                    self._box_hot.clear()
-                hot = self._box_hot[key_id] = (self._valid_until(r, epoch), BoxOpener(key))
+        opener = self._hot(self._box_hot, key_id, lambda r, epoch, now: BoxOpener(r.box_key(epoch, now)))
         try:
-            return hot[1].open(key_id, blob, aad)
+            return opener.open(key_id, blob, aad)
         except SealError:
             OPEN_FAIL.labels("tampered").inc()
             raise

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import stat
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from core.files import write_private
 
 MASTER_KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -44,28 +45,11 @@ def _private(path: Path) -> None:
         raise StateFileError(f"{path} has mode {mode:04o}: only its owner may read it (chmod 600 {path})")
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Atomic replace of ``path`` by a 0600 file holding ``data``."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)  # the rename itself survives a crash
-    finally:
-        os.close(dfd)
-
-
 def load_master_key(path: Path) -> bytes:
     """The master key in ``path``; a new random one is written (0600) when the file does not exist."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write_private(path, secrets.token_hex(MASTER_KEY_BYTES).encode())
+        write_private(path, secrets.token_hex(MASTER_KEY_BYTES).encode())
     _private(path)
     try:
         key = bytes.fromhex(path.read_text().strip())
@@ -103,4 +87,4 @@ class SealedState:
 
     def save(self, doc: dict) -> None:
         nonce = secrets.token_bytes(NONCE_BYTES)
-        _write_private(self.path, nonce + self._aead.encrypt(nonce, json.dumps(doc).encode(), AAD))
+        write_private(self.path, nonce + self._aead.encrypt(nonce, json.dumps(doc).encode(), AAD))

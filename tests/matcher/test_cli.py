@@ -39,12 +39,12 @@ def img(tmp_path, name, content):
     return str(p)
 
 
-def test_enroll_list_identify_remove(tmp_path, cfg, fake_embed):
+def test_enrol_list_identify_remove(tmp_path, cfg, fake_embed):
     a1, a2, b = img(tmp_path, "a1.png", "1"), img(tmp_path, "a2.png", "2"), img(tmp_path, "b.png", "3")
-    r = runner.invoke(cli.app, ["enroll", "--id", "alice", "--consent", "boarding,egate-verification", a1, a2, "-c", cfg])
+    r = runner.invoke(cli.app, ["enrol", "--id", "alice", "--consent", "boarding,egate-verification", a1, a2, "-c", cfg])
     assert r.exit_code == 0, r.output
     assert "2 view(s) added" in r.output
-    assert runner.invoke(cli.app, ["enroll", "--id", "bob", "--consent", "boarding", b, "-c", cfg]).exit_code == 0
+    assert runner.invoke(cli.app, ["enrol", "--id", "bob", "--consent", "boarding", b, "-c", cfg]).exit_code == 0
     r = runner.invoke(cli.app, ["list", "-c", cfg])
     assert r.exit_code == 0 and "alice" in r.output and "egate-verification" in r.output and "2 subject(s), 3 view(s)" in r.output
     g = Gallery.load(tmp_path / "state" / "gallery.npz")
@@ -59,11 +59,11 @@ def test_enroll_list_identify_remove(tmp_path, cfg, fake_embed):
     assert runner.invoke(cli.app, ["remove", "alice", "-c", cfg]).exit_code == 1
 
 
-def test_enroll_refuses_bad_purpose_or_bad_image_and_stores_nothing(tmp_path, cfg, fake_embed):
+def test_enrol_refuses_bad_purpose_or_bad_image_and_stores_nothing(tmp_path, cfg, fake_embed):
     good, bad = img(tmp_path, "g.png", "1"), img(tmp_path, "n.png", "none")
-    r = runner.invoke(cli.app, ["enroll", "--id", "x", "--consent", "marketing", good, "-c", cfg])
+    r = runner.invoke(cli.app, ["enrol", "--id", "x", "--consent", "marketing", good, "-c", cfg])
     assert r.exit_code == 2 and "unknown or missing purpose" in r.output
-    r = runner.invoke(cli.app, ["enroll", "--id", "x", "--consent", "boarding", good, bad, "-c", cfg])
+    r = runner.invoke(cli.app, ["enrol", "--id", "x", "--consent", "boarding", good, bad, "-c", cfg])
     assert r.exit_code == 2 and "no face found" in r.output
     assert not (tmp_path / "state" / "gallery.npz").exists()
 
@@ -80,7 +80,7 @@ def test_real_embedder_on_a_synthetic_face(tmp_path, cfg):
     frame, boxes = faces.scene([(5, 150, 200, 100, 0.0)])
     path = tmp_path / "face.png"
     cv2.imwrite(str(path), frame)
-    r = runner.invoke(cli.app, ["enroll", "--id", "synth-5", "--consent", "boarding", str(path), "-c", cfg])
+    r = runner.invoke(cli.app, ["enrol", "--id", "synth-5", "--consent", "boarding", str(path), "-c", cfg])
     assert r.exit_code == 0, r.output
     g = Gallery.load(tmp_path / "state" / "gallery.npz")
     live = cli.embed_image(path)
@@ -92,8 +92,8 @@ def test_offline_identify_and_list_obey_consent_and_identify_is_audited(tmp_path
     from policy.consent import ConsentRegistry, registry_path
 
     a, b = img(tmp_path, "a.png", "1"), img(tmp_path, "b.png", "3")
-    assert runner.invoke(cli.app, ["enroll", "--id", "alice", "--consent", "boarding", a, "-c", cfg]).exit_code == 0
-    assert runner.invoke(cli.app, ["enroll", "--id", "bob", "--consent", "boarding", b, "-c", cfg]).exit_code == 0
+    assert runner.invoke(cli.app, ["enrol", "--id", "alice", "--consent", "boarding", a, "-c", cfg]).exit_code == 0
+    assert runner.invoke(cli.app, ["enrol", "--id", "bob", "--consent", "boarding", b, "-c", cfg]).exit_code == 0
     from paxsim.cli import app as paxsim_app
 
     def app_run(args):  # noqa: ANN001, ANN202 (`paxsim identify`, `paxsim gallery list`)
@@ -123,7 +123,7 @@ def test_enrolment_records_every_grant_in_the_consent_chain(tmp_path, cfg, fake_
     from policy.audit import audit_dir, read_records, verify
 
     a = img(tmp_path, "a.png", "1")
-    assert runner.invoke(cli.app, ["enroll", "--id", "carol", "--consent", "boarding,flow-analytics", a, "-c", cfg]).exit_code == 0
+    assert runner.invoke(cli.app, ["enrol", "--id", "carol", "--consent", "boarding,flow-analytics", a, "-c", cfg]).exit_code == 0
     chain = audit_dir(tmp_path / "state") / "consent.jsonl"
     rows = [rec for _n, rec, _raw in read_records(chain) if rec is not None]
     assert sorted((x.action, x.subject_id, x.rule, x.object_id) for x in rows) == [
@@ -139,7 +139,7 @@ def test_identify_many_images_as_json_and_a_bad_image_loses_nothing_else(tmp_pat
     from paxsim.cli import app as paxsim_app
 
     a, b, bad = img(tmp_path, "a.png", "1"), img(tmp_path, "b.png", "3"), img(tmp_path, "bad.png", "none")
-    assert runner.invoke(cli.app, ["enroll", "--id", "alice", "--consent", "boarding", a, "-c", cfg]).exit_code == 0
+    assert runner.invoke(cli.app, ["enrol", "--id", "alice", "--consent", "boarding", a, "-c", cfg]).exit_code == 0
     r = runner.invoke(paxsim_app, ["identify", a, bad, b, "--json", "-c", cfg])
     assert r.exit_code == 2 and "bad.png: no face found" in r.output  # reported, and the other two still answered
     rows = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
