@@ -21,10 +21,9 @@ Two kinds of round, both with every service running:
   take) makes the rate depend on which frames happened to be dropped: measured here, it swung ±15 % (even
   bimodally) between rounds of the same mode, more than the policy could ever cost. A first warm-up round
   (discarded) takes the cold start (page cache, first model loads) that otherwise slowed the first round by 5-15 %.
-  Rounds alternate off, on, on, off, … and are also reported as adjacent pairs. This VM's CPUs slow down by
-  20-80 % for seconds at a time whatever the guest does (a fixed loop timed in thread CPU time: 5.4 ms
-  typical, 7-9.7 ms in such episodes, on an idle guest), and a round caught in one loses up to 15 % of its
-  frames in either mode. Since both modes analyse the same frames, the edge's CPU per frame measures the host's
+  Rounds alternate off, on, on, off, … and are also reported as adjacent pairs. A shared host's CPUs can slow
+  down for seconds at a time whatever the guest does (measured in docs/privacy.md), and a round caught in such
+  an episode loses frames in either mode. Since both modes analyse the same frames, the edge's CPU per frame measures the host's
   speed in that round, and the throughput is also reported at the run's median edge CPU per frame: the CPU
   share the edge kept, which is what the policy could take from it. The broker's and key holder's CPU are
   sampled too (the policy's audit mirror and key fetches land on them).
@@ -287,7 +286,7 @@ def report(out: dict[str, list[StackRound]], args: argparse.Namespace) -> None:
             f"  per round                   off {[round(r.frames_per_s, 1) for r in by['off']]}   on {[round(r.frames_per_s, 1) for r in by['on']]}"
         )
         # The edge analyses the same frames in both modes, so its CPU per frame is the host's speed in that round
-        # (this VM's CPUs slow down by 20-80 % for seconds at a time, whatever the guest does). Throughput at the
+        # (a shared host's CPUs slow down for seconds at a time, whatever the guest does). Throughput at the
         # run's median edge CPU per frame = the CPU-seconds per second the edge got = what the policy can take away.
         ref = statistics.median(r.edge_cpu_per_frame_ms for r in tp)
         n_off, n_on = (statistics.median(r.frames_per_s * r.edge_cpu_per_frame_ms / ref for r in by[m]) for m in ("off", "on"))

@@ -10,9 +10,9 @@ and the bench rewrites the policy file every window: ``on`` = the packaged polic
 ``enforcement: off`` (measurement only; the run carries the acknowledgement). Every service hot-reloads it
 (within ~1 s), which is how an operator would change it.
 
-Why one stack and short windows: this VM's CPUs slow down by 20-80 % for seconds at a time whatever the guest
-does, and separate stack rounds (``bench.policy_stack``) are minutes apart, so a round caught in such an episode
-moves a mode's median by more than the policy costs. Windows of ~12 s alternate on, off, off, on, … (each
+Why one stack and short windows: a shared host's CPUs can slow down for seconds at a time whatever the guest
+does (measured in docs/privacy.md), and separate stack rounds (``bench.policy_stack``) are minutes apart, so a
+round caught in such an episode moves a mode's median by more than the policy costs. Windows of ~12 s alternate on, off, off, on, … (each
 mode first in half the pairs), with the same warm processes, caches and broker, so an episode hits both modes
 alike and the adjacent pair ratios cancel slow drift.
 

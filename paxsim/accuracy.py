@@ -473,7 +473,7 @@ def video_enrolment(truth: RenderTruth, travellers: int, scenario: Path | None, 
     their rendered face would never match; a video run must enrol what the camera sees.
 
     Returns traveller id → the ``(k, 128)`` views with ``views`` (what the load run enrols: one gallery row a
-    view, the matcher scoring a subject by its closest view; rank-1 98 % instead of 96 % on the 180 s render), else
+    view, the matcher scoring a subject by its closest view: the better choice, measured in docs/load.md), else
     one vector, the mean of the views (:func:`template`, for a gallery of one vector a subject). Travellers none of whose views is
     detected are left out. Cached in ``cache`` (an .npz of the views keyed by traveller id)."""
     seen = travellers_seen(truth)
