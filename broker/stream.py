@@ -11,19 +11,18 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Gauge
 
+from broker import metricnames as broker_metrics
 from broker import topics as t
 from broker.messages import DeadLetter, encode
 
 log = logging.getLogger("paxsim.broker.stream")
 
 DEADLETTERS = Counter("paxsim_broker_deadletters_total", "Messages sent to the dead-letter topic", ["stage", "kind"])
-ASSIGNED = Gauge("paxsim_broker_assigned_partitions", "Partitions currently assigned to a consuming stage", ["stage"])
+ASSIGNED = Gauge(broker_metrics.ASSIGNED_PARTITIONS, "Partitions currently assigned to a consuming stage", ["stage"])
 COMMIT_FAILURES = Counter(
     "paxsim_broker_commit_failures_total", "Offset commits refused because the group rebalanced during the batch", ["stage"]
 )
-CONSUMER_LAG = Gauge(
-    "paxsim_broker_consumer_lag_messages", "Highwater minus position, per consuming stage", ["stage", "topic", "partition"]
-)
+CONSUMER_LAG = Gauge(broker_metrics.CONSUMER_LAG_MESSAGES, "Highwater minus position, per consuming stage", ["stage", "topic", "partition"])
 
 
 async def dead_letter(producer: AIOKafkaProducer, record: ConsumerRecord, stage: str, kind: str, reason: str) -> asyncio.Future[Any]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-RECORDS = Counter("paxsim_dashboard_records_total", "Records read from the output topics", ["topic"])
+from dashboard import metricnames as dashboard_metrics
+
+RECORDS = Counter(dashboard_metrics.RECORDS_TOTAL, "Records read from the output topics", ["topic"])
 UNDECODABLE = Counter("paxsim_dashboard_undecodable_total", "Records skipped because they did not decode", ["topic"])
 INGEST_SECONDS = Histogram(
-    "paxsim_dashboard_ingest_latency_seconds",
+    dashboard_metrics.INGEST_LATENCY_SECONDS,
     "Capture to the dashboard having the decision (matches topic)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
 )
@@ -16,7 +18,7 @@ ERASURE_SECONDS = Histogram(
     "Erasure request to the subject's data being gone from the dashboard's store",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
-ERASURES = Counter("paxsim_dashboard_erasures_total", "Erasure requests applied to the dashboard's store")
+ERASURES = Counter(dashboard_metrics.ERASURES_TOTAL, "Erasure requests applied to the dashboard's store")
 ERASURES_PUBLISHED = Counter("paxsim_dashboard_erasures_published_total", "Erasure requests the dashboard published to the erasure topic")
 DATA_AGE = Gauge("paxsim_dashboard_data_age_seconds", "Age of the oldest stored trajectory point, by purpose", ["purpose"])
 DATA_TTL = Gauge("paxsim_dashboard_data_ttl_seconds", "Retention limit (policy) of stored items, by purpose", ["purpose"])

@@ -12,8 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from broker import metricnames as broker_metrics
+from dashboard import metricnames as dashboard_metrics
 from dashboard.feed import StreamView
 from dashboard.scrape import Scraper, by_label
+from edge import metricnames as edge_metrics
+from matcher import metricnames as matcher_metrics
+from policy import metricnames as policy_metrics
 
 CAMERA_LIVE_S = 3.0  # a camera with an event this recent is "live"
 CAMERA_STALE_S = 30.0  # older than this: "down"
@@ -33,17 +38,19 @@ class StageSpec:
 STAGES = (
     StageSpec(
         "edge",
-        "paxsim_edge_published_total",
+        edge_metrics.PUBLISHED_TOTAL,
         (("topic", "paxsim.sightings.v1"),),
-        "paxsim_edge_publish_lag_seconds",
+        edge_metrics.PUBLISH_LAG_SECONDS,
         (),
         "enqueue → broker ack",
         None,
     ),
-    StageSpec("gate", "paxsim_gate_events_total", (), "paxsim_policy_decision_seconds", (("stage", "gate"),), "per policy rule", "gate"),
-    StageSpec("matcher", "paxsim_matcher_events_total", (), "paxsim_matcher_e2e_latency_seconds", (), "capture → decision", "matcher"),
     StageSpec(
-        "dashboard", "paxsim_dashboard_records_total", (), "paxsim_dashboard_ingest_latency_seconds", (), "capture → on the dashboard", None
+        "gate", policy_metrics.GATE_EVENTS_TOTAL, (), policy_metrics.DECISION_SECONDS, (("stage", "gate"),), "per policy rule", "gate"
+    ),
+    StageSpec("matcher", matcher_metrics.EVENTS_TOTAL, (), matcher_metrics.E2E_LATENCY_SECONDS, (), "capture → decision", "matcher"),
+    StageSpec(
+        "dashboard", dashboard_metrics.RECORDS_TOTAL, (), dashboard_metrics.INGEST_LATENCY_SECONDS, (), "capture → on the dashboard", None
     ),
 )
 
@@ -65,7 +72,7 @@ def _ms(x: float | None) -> float | None:
 
 
 def stage_rows(scraper: Scraper) -> list[dict]:
-    lag = by_label(scraper.merged_latest(), "paxsim_broker_consumer_lag_messages", "stage")
+    lag = by_label(scraper.merged_latest(), broker_metrics.CONSUMER_LAG_MESSAGES, "stage")
     rows = []
     for spec in STAGES:
         rate = 0.0
@@ -98,7 +105,7 @@ def rule_rows(scraper: Scraper, view: StreamView) -> list[dict]:
     """Policy decisions by stage and rule (allow/deny) from the stages' counters, plus the matcher's refusals."""
     rows: dict[tuple[str, str], dict] = {}
     for (name, labels), v in scraper.merged_latest().items():
-        if name != "paxsim_policy_decisions_total":
+        if name != policy_metrics.DECISIONS_TOTAL:
             continue
         lbl = dict(labels)
         row = rows.setdefault(
@@ -150,24 +157,24 @@ def zone_map(view: StreamView, biometric: set[str]) -> dict:
 
 def cameras(view: StreamView, scraper: Scraper, now: float) -> list[dict]:
     merged = scraper.merged_latest()
-    produced = by_label(merged, "paxsim_edge_sightings_total", "camera")
-    counted_only = by_label(merged, "paxsim_edge_count_only_faces_total", "camera")
+    produced = by_label(merged, edge_metrics.SIGHTINGS_TOTAL, "camera")
+    counted_only = by_label(merged, edge_metrics.COUNT_ONLY_FACES_TOTAL, "camera")
     rates: dict[str, float] = {}
     for ts in scraper.targets.values():
-        cams = set(by_label(ts.latest, "paxsim_edge_sightings_total", "camera")) | set(
-            by_label(ts.latest, "paxsim_edge_count_only_faces_total", "camera")
+        cams = set(by_label(ts.latest, edge_metrics.SIGHTINGS_TOTAL, "camera")) | set(
+            by_label(ts.latest, edge_metrics.COUNT_ONLY_FACES_TOTAL, "camera")
         )
         for cam in cams:
             rates[cam] = (
                 rates.get(cam, 0.0)
-                + ts.rate("paxsim_edge_sightings_total", camera=cam)
-                + ts.rate("paxsim_edge_count_only_faces_total", camera=cam)
+                + ts.rate(edge_metrics.SIGHTINGS_TOTAL, camera=cam)
+                + ts.rate(edge_metrics.COUNT_ONLY_FACES_TOTAL, camera=cam)
             )
     state: dict[str, str] = {}
     for (name, labels), v in merged.items():
-        if name == "paxsim_edge_source_state" and v >= 1:
+        if name == edge_metrics.SOURCE_STATE and v >= 1:
             lbl = dict(labels)
-            state[lbl.get("camera", "")] = lbl.get("paxsim_edge_source_state", "")
+            state[lbl.get("camera", "")] = lbl.get(edge_metrics.SOURCE_STATE, "")
     rows = []
     for cam in sorted(set(view.cameras) | set(produced) | set(counted_only)):
         st = view.cameras.get(cam)

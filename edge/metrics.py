@@ -10,6 +10,7 @@ import time
 
 from prometheus_client import Counter, Enum, Gauge, Histogram
 
+from edge import metricnames as edge_metrics
 from edge.sources.base import Source, SourceState
 
 _CAM = ["camera"]
@@ -19,8 +20,8 @@ FRAMES_READ = Counter("paxsim_edge_frames_read_total", "Read calls on the camera
 FRAMES_DECODED = Counter("paxsim_edge_frames_decoded_total", "Valid frames delivered by the source", _CAM)
 FRAMES_BAD = Counter("paxsim_edge_frames_bad_total", "Zero-size or undecodable frames skipped", _CAM)
 FRAMES_SKIPPED = Counter("paxsim_edge_frames_skipped_total", "Frames left out by the sampling rate", _CAM)
-FRAMES_DROPPED = Counter("paxsim_edge_frames_dropped_total", "Frames dropped because the pipeline was full", _CAM)
-FRAMES_PROCESSED = Counter("paxsim_edge_frames_processed_total", "Frames analysed (detected or carried by the tracker)", _CAM)
+FRAMES_DROPPED = Counter(edge_metrics.FRAMES_DROPPED_TOTAL, "Frames dropped because the pipeline was full", _CAM)
+FRAMES_PROCESSED = Counter(edge_metrics.FRAMES_PROCESSED_TOTAL, "Frames analysed (detected or carried by the tracker)", _CAM)
 FRAMES_COASTED = Counter(
     "paxsim_edge_frames_coasted_total", "Analysed frames the detector skipped (detect_interval): boxes from the tracker", _CAM
 )
@@ -44,7 +45,7 @@ PUBLISH_LAG = Histogram(
     _CAM,
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
-SOURCE_STATE = Enum("paxsim_edge_source_state", "State of the camera's source", _CAM, states=[s.value for s in SourceState])
+SOURCE_STATE = Enum(edge_metrics.SOURCE_STATE, "State of the camera's source", _CAM, states=[s.value for s in SourceState])
 SOURCE_RECONNECTS = Counter("paxsim_edge_source_reconnects_total", "Source reconnect attempts", _CAM)
 SOURCE_BACKOFF = Gauge("paxsim_edge_source_backoff_seconds", "Wait before the source's latest reconnect attempt", _CAM)
 SOURCE_ERRORS = Counter("paxsim_edge_source_errors_total", "Source errors by kind", ["camera", "kind"])

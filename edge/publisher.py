@@ -13,11 +13,13 @@ import time
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge, Histogram
 
-PUBLISHED = Counter("paxsim_edge_published_total", "Messages acknowledged by the broker", ["topic"])
-DROPPED = Counter("paxsim_edge_dropped_total", "Messages dropped at the edge", ["reason"])
+from edge import metricnames as edge_metrics
+
+PUBLISHED = Counter(edge_metrics.PUBLISHED_TOTAL, "Messages acknowledged by the broker", ["topic"])
+DROPPED = Counter(edge_metrics.DROPPED_TOTAL, "Messages dropped at the edge", ["reason"])
 QUEUE_DEPTH = Gauge("paxsim_edge_publish_queue_messages", "Messages waiting to be sent")
 PUBLISH_LAG = Histogram(
-    "paxsim_edge_publish_lag_seconds",
+    edge_metrics.PUBLISH_LAG_SECONDS,
     "Enqueue to broker acknowledgement",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )

@@ -24,6 +24,7 @@ from broker import topics as t
 from broker.clients import start_producer
 from broker.messages import Sighting, ZoneCount, embedding_to_bytes, encode
 from core.config import Settings
+from edge import metricnames as edge_metrics
 from edge.publisher import DROPPED, Publisher
 from edge.sources.virtual import VirtualCamera, VirtualFeed, VirtualSighting
 from policy.crypto import KeyExpired, KeyUnavailable
@@ -32,8 +33,8 @@ from policy.runtime import PolicyRuntime
 
 log = logging.getLogger("paxsim.edge")
 
-SIGHTINGS = Counter("paxsim_edge_sightings_total", "Face sightings produced by cameras", ["camera"])
-COUNT_ONLY = Counter("paxsim_edge_count_only_faces_total", "Faces in non-biometric zones, published as counts only", ["camera"])
+SIGHTINGS = Counter(edge_metrics.SIGHTINGS_TOTAL, "Face sightings produced by cameras", ["camera"])
+COUNT_ONLY = Counter(edge_metrics.COUNT_ONLY_FACES_TOTAL, "Faces in non-biometric zones, published as counts only", ["camera"])
 
 UNSEALABLE = Counter("paxsim_edge_unsealable_total", "Sightings dropped because no live epoch key could seal them", ["reason"])
 

@@ -48,6 +48,7 @@ from broker.stream import AssignmentGauge, acknowledged, commit, dead_letter, of
 from core.config import Settings
 from core.paths import gallery_path, instance_name
 from core.tasks import supervised
+from matcher import metricnames as matcher_metrics
 from matcher import snapshot
 from matcher.alerts import AlertPolicy, evaluate
 from matcher.gallery import Gallery, GallerySealed
@@ -67,14 +68,14 @@ STAGE = "matcher"
 PRUNE_EVERY_S = 5.0
 SNAPSHOT_FILE = "matcher-snapshot-{instance}.bin"
 GROUP = "paxsim-matcher"
-DECISIONS = Counter("paxsim_matcher_events_total", "Admitted sightings decided, by decision", ["decision"])
-DUPLICATES = Counter("paxsim_matcher_duplicates_total", "Redelivered sightings skipped because already decided")
+DECISIONS = Counter(matcher_metrics.EVENTS_TOTAL, "Admitted sightings decided, by decision", ["decision"])
+DUPLICATES = Counter(matcher_metrics.DUPLICATES_TOTAL, "Redelivered sightings skipped because already decided")
 SEARCH_SECONDS = Histogram(
     "paxsim_matcher_search_seconds", "FAISS search time per micro-batch", buckets=(1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5)
 )
 BATCH_SIZE = Histogram("paxsim_matcher_batch_size_events", "Events per micro-batch", buckets=(1, 4, 16, 64, 256, 1024))
 E2E_SECONDS = Histogram(
-    "paxsim_matcher_e2e_latency_seconds",
+    matcher_metrics.E2E_LATENCY_SECONDS,
     "Capture to decision latency",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),  # saturated runs reach minutes
 )

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from broker import metricnames as broker_metrics
 from broker import topics as t
 from broker.admin import ensure_topics
 from broker.embedded import EmbeddedBroker
@@ -35,8 +36,11 @@ from broker.reader import read_all
 from core.config import Settings
 from core.paths import gallery_path, ground_truth_path, state_dir
 from core.stack import Stack, total
+from edge import metricnames as edge_metrics
+from matcher import metricnames as matcher_metrics
 from matcher.gallery import Gallery
 from paxsim.accuracy import RenderTruth, Replica, live_camera_perception, read_track_log, read_truth, score, video_accuracy
+from policy import metricnames as policy_metrics
 from policy.audit import record_grants
 from policy.consent import ConsentRecord, ConsentRegistry, consent_path
 from policy.crypto import HttpKeySource, KeySource, SubjectVault
@@ -178,7 +182,7 @@ def start_consumers(stack: Stack, join_timeout_s: float = 30.0) -> None:
     stack.spawn("dashboard", ["dashboard"], metrics_flag="--port")
     deadline = time.monotonic() + join_timeout_s
     for name in ("policy", "matcher"):
-        while total(stack.scrape(name), "paxsim_broker_assigned_partitions") < 1:
+        while total(stack.scrape(name), broker_metrics.ASSIGNED_PARTITIONS) < 1:
             child = stack.children[name]
             if not child.alive():
                 raise RuntimeError(f"stage {name} exited during start-up (code {child.proc.returncode}); see {child.log_path}")  # type: ignore[union-attr]
@@ -221,35 +225,35 @@ def scrape_counts(stack: Stack, last: StageCounts) -> StageCounts:
     if stack.children["edge"].alive():
         e = stack.scrape("edge")
         if e:
-            c.published = total(e, "paxsim_edge_published_total", topic=t.SIGHTINGS.name)
-            c.count_only = total(e, "paxsim_edge_count_only_faces_total")
-            c.edge_dropped = total(e, "paxsim_edge_dropped_total")  # publish queue full
-            c.frames_dropped = total(e, "paxsim_edge_frames_dropped_total")  # video cameras: pipeline full
-            c.frames_processed = total(e, "paxsim_edge_frames_processed_total")
+            c.published = total(e, edge_metrics.PUBLISHED_TOTAL, topic=t.SIGHTINGS.name)
+            c.count_only = total(e, edge_metrics.COUNT_ONLY_FACES_TOTAL)
+            c.edge_dropped = total(e, edge_metrics.DROPPED_TOTAL)  # publish queue full
+            c.frames_dropped = total(e, edge_metrics.FRAMES_DROPPED_TOTAL)  # video cameras: pipeline full
+            c.frames_processed = total(e, edge_metrics.FRAMES_PROCESSED_TOTAL)
     live = stack.children.get("edge-live")
     if live is not None and live.alive():
         e = stack.scrape("edge-live")
         if e:
-            c.live_frames = total(e, "paxsim_edge_frames_processed_total")
+            c.live_frames = total(e, edge_metrics.FRAMES_PROCESSED_TOTAL)
     g = stack.scrape("policy")
     if g:
-        c.gate_admitted = total(g, "paxsim_gate_events_total", outcome="admitted")
-        c.gate_denied = total(g, "paxsim_gate_events_total", outcome="denied")
-        c.gate_dead = total(g, "paxsim_gate_events_total", outcome="deadletter")
+        c.gate_admitted = total(g, policy_metrics.GATE_EVENTS_TOTAL, outcome="admitted")
+        c.gate_denied = total(g, policy_metrics.GATE_EVENTS_TOTAL, outcome="denied")
+        c.gate_dead = total(g, policy_metrics.GATE_EVENTS_TOTAL, outcome="deadletter")
         rules: dict[str, float] = {}
         for (name, labels), v in g.items():
             lbl = dict(labels)
-            if name == "paxsim_policy_decisions_total" and lbl.get("decision") == "deny" and v:
+            if name == policy_metrics.DECISIONS_TOTAL and lbl.get("decision") == "deny" and v:
                 rules[f"{lbl['stage']}:{lbl['rule']}"] = v
         c.gate_denied_by_rule = rules
     m = stack.scrape("matcher")
     if m:
-        c.matched = total(m, "paxsim_matcher_events_total", decision="match")
-        c.unknown = total(m, "paxsim_matcher_events_total", decision="unknown")
-        c.refused = total(m, "paxsim_matcher_events_total", decision="refused")
-        c.verified = total(m, "paxsim_matcher_events_total", decision="verified")
-        c.rejected = total(m, "paxsim_matcher_events_total", decision="rejected")
-        c.duplicates = total(m, "paxsim_matcher_duplicates_total")
+        c.matched = total(m, matcher_metrics.EVENTS_TOTAL, decision="match")
+        c.unknown = total(m, matcher_metrics.EVENTS_TOTAL, decision="unknown")
+        c.refused = total(m, matcher_metrics.EVENTS_TOTAL, decision="refused")
+        c.verified = total(m, matcher_metrics.EVENTS_TOTAL, decision="verified")
+        c.rejected = total(m, matcher_metrics.EVENTS_TOTAL, decision="rejected")
+        c.duplicates = total(m, matcher_metrics.DUPLICATES_TOTAL)
     return c
 
 
@@ -391,11 +395,11 @@ def drain_marker(stack: Stack) -> tuple[float, float] | None:
 
     The pipeline has drained once the edge has exited and this marker stays the same for two polls."""
     g, m = stack.scrape("policy"), stack.scrape("matcher")
-    joined = total(g, "paxsim_broker_assigned_partitions") > 0 and total(m, "paxsim_broker_assigned_partitions") > 0
-    lag = total(g, "paxsim_broker_consumer_lag_messages") + total(m, "paxsim_broker_consumer_lag_messages")
+    joined = total(g, broker_metrics.ASSIGNED_PARTITIONS) > 0 and total(m, broker_metrics.ASSIGNED_PARTITIONS) > 0
+    lag = total(g, broker_metrics.CONSUMER_LAG_MESSAGES) + total(m, broker_metrics.CONSUMER_LAG_MESSAGES)
     if not joined or lag > 0:
         return None
-    return total(g, "paxsim_gate_events_total"), total(m, "paxsim_matcher_events_total") + total(m, "paxsim_matcher_duplicates_total")
+    return total(g, policy_metrics.GATE_EVENTS_TOTAL), total(m, matcher_metrics.EVENTS_TOTAL) + total(m, matcher_metrics.DUPLICATES_TOTAL)
 
 
 def live_stores(stack: Stack, settings: Settings) -> list:

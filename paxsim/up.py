@@ -29,12 +29,16 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from broker import metricnames as broker_metrics
 from broker import topics as t
 from broker.admin import ensure_topics
 from broker.embedded import EmbeddedBroker
 from core.config import ENV_PREFIX, Settings
 from core.stack import Stack, total
+from edge import metricnames as edge_metrics
+from matcher import metricnames as matcher_metrics
 from paxsim.demo import child_env, enrol_scenario, policy_file, rate_table
+from policy import metricnames as policy_metrics
 from policy.crypto import HttpKeySource, SubjectVault
 from policy.keyd import KeydProcess, spawn_keyd
 from policy.policyfile import load_policy
@@ -173,18 +177,18 @@ def scrape(stack: Stack, edge: _Edge, matchers: list[str], cycles: int, sup: Sup
     if stack.children["edge"].alive():
         e = stack.scrape("edge")
         if e:
-            edge.current = total(e, "paxsim_edge_published_total", topic=t.SIGHTINGS.name)
+            edge.current = total(e, edge_metrics.PUBLISHED_TOTAL, topic=t.SIGHTINGS.name)
     c = UpCounts(published=edge.done + edge.current, edge_cycles=cycles)
     g = sup.scrape(stack, "policy")
-    c.gate_in = total(g, "paxsim_gate_events_total")
-    c.admitted = total(g, "paxsim_gate_events_total", outcome="admitted")
+    c.gate_in = total(g, policy_metrics.GATE_EVENTS_TOTAL)
+    c.admitted = total(g, policy_metrics.GATE_EVENTS_TOTAL, outcome="admitted")
     for name in matchers:
         m = sup.scrape(stack, name)
-        c.per_matcher[name] = total(m, "paxsim_matcher_events_total")
+        c.per_matcher[name] = total(m, matcher_metrics.EVENTS_TOTAL)
         c.decided += c.per_matcher[name]
-        c.matched += total(m, "paxsim_matcher_events_total", decision="match")
-        c.verified += total(m, "paxsim_matcher_events_total", decision="verified")
-        c.duplicates += total(m, "paxsim_matcher_duplicates_total")
+        c.matched += total(m, matcher_metrics.EVENTS_TOTAL, decision="match")
+        c.verified += total(m, matcher_metrics.EVENTS_TOTAL, decision="verified")
+        c.duplicates += total(m, matcher_metrics.DUPLICATES_TOTAL)
     return c
 
 
@@ -203,7 +207,7 @@ async def _wait_joined(stack: Stack, names: list[str], stop: asyncio.Event) -> N
     """Every consumer stage holds at least one partition (so edge start-up does not count as latency)."""
     deadline = time.monotonic() + JOIN_TIMEOUT_S
     for name in names:
-        while total(await asyncio.to_thread(stack.scrape, name), "paxsim_broker_assigned_partitions") < 1:
+        while total(await asyncio.to_thread(stack.scrape, name), broker_metrics.ASSIGNED_PARTITIONS) < 1:
             _check_alive(stack)
             if stop.is_set():
                 return

@@ -21,6 +21,7 @@ from prometheus_client import Counter, Histogram
 
 from broker import topics as t
 from broker.messages import ErasureRequest, MessageError, decode, encode
+from policy import metricnames as policy_metrics
 from policy.audit import AuditLog
 from policy.consent import ConsentRegistry
 from policy.crypto import (
@@ -43,7 +44,7 @@ ERASURE_SECONDS = Histogram(
     ["stage"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
-ERASURES = Counter("paxsim_policy_erasures_total", "Erasure requests applied by a stage", ["stage", "outcome"])
+ERASURES = Counter(policy_metrics.ERASURES_TOTAL, "Erasure requests applied by a stage", ["stage", "outcome"])
 
 Handler = Callable[[ErasureRequest], Awaitable[None] | None]
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0  # back-off of a failed erasure, per request

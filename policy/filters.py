@@ -31,6 +31,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from broker.messages import Sighting
+from policy import metricnames as policy_metrics
 from policy.consent import ANY_ZONE
 from policy.policyfile import Policy, PolicyHolder, PurposeRule, ZoneRule
 
@@ -105,9 +106,11 @@ def _fold(counts: _Counts) -> None:
 class _PolicyCollector(Collector):
     def collect(self):  # noqa: ANN201
         decisions = CounterMetricFamily(
-            "paxsim_policy_decisions", "Policy decisions by stage, rule and outcome", labels=["stage", "rule", "decision"]
+            policy_metrics.DECISIONS_TOTAL.removesuffix("_total"),
+            "Policy decisions by stage, rule and outcome",
+            labels=["stage", "rule", "decision"],
         )
-        seconds = HistogramMetricFamily("paxsim_policy_decision_seconds", "Time one policy rule took to decide", labels=["stage", "rule"])
+        seconds = HistogramMetricFamily(policy_metrics.DECISION_SECONDS, "Time one policy rule took to decide", labels=["stage", "rule"])
         with _COUNTS_LOCK:
             tally = {id(st): [st.allow, st.deny] for st in _STATS.values()}
             for counts in list(_LIVE):

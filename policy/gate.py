@@ -18,6 +18,7 @@ from broker.messages import MessageError, Sighting, check_sighting, decode
 from broker.stream import AssignmentGauge, acknowledged, commit, dead_letter, offsets_after, update_lag
 from core.config import Settings
 from core.tasks import supervised
+from policy import metricnames as policy_metrics
 from policy.erasure import run_publisher
 from policy.filters import GateContext
 from policy.runtime import PolicyRuntime
@@ -26,7 +27,7 @@ log = logging.getLogger("paxsim.policy.gate")
 
 STAGE = "gate"
 GROUP = "paxsim-policy-gate"
-EVENTS = Counter("paxsim_gate_events_total", "Sightings the gate handled, by outcome", ["outcome"])
+EVENTS = Counter(policy_metrics.GATE_EVENTS_TOTAL, "Sightings the gate handled, by outcome", ["outcome"])
 
 
 async def run_gate(settings: Settings, stop: asyncio.Event) -> None:
