@@ -24,7 +24,7 @@ import numpy as np
 from core.config import Settings
 from core.paths import gallery_path
 from policy.consent import ConsentRegistry
-from policy.scan import StoredItem
+from policy.stores import StoredItem
 
 if TYPE_CHECKING:
     from policy.crypto import SubjectVault

@@ -14,7 +14,7 @@ from core.paths import gallery_path
 from matcher import snapshot
 from matcher.trajectory import decode_points
 from policy.policyfile import load_policy
-from policy.scan import StoredItem
+from policy.stores import StoredItem
 
 
 class SnapshotStore:

@@ -42,11 +42,11 @@ from matcher.gallery import Gallery
 from paxsim.accuracy import RenderTruth, Replica, live_camera_perception, read_track_log, read_truth, score, video_accuracy
 from policy import metricnames as policy_metrics
 from policy.audit import record_grants
-from policy.consent import ConsentRecord, ConsentRegistry, consent_path
+from policy.consent import ConsentRecord, ConsentRegistry, consent_path, open_consent
 from policy.crypto import HttpKeySource, KeySource, SubjectVault
 from policy.keyd import KeydProcess, spawn_keyd
 from policy.policyfile import DEFAULT_POLICY_PATH, POLICY_ENV, load_policy
-from policy.scan import LogStore, open_consent, registered_stores, run_scan
+from policy.scan import LogStore, registered_stores, run_scan
 from scenario.virtual import VirtualAirport
 from scenario.world import load_world
 

@@ -7,10 +7,12 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
-from paxsim.load import LoadResult
+if TYPE_CHECKING:  # paxsim.load calls the report: only the type is needed here
+    from paxsim.load import LoadResult
 
 STAGES = (
     ("produced_rate", "edge → sightings"),

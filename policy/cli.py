@@ -338,9 +338,9 @@ def audit_scan(
             raise typer.Exit(2) from None
         console.print(f"[yellow]no key holder ({exc}): sealed payloads count as unreadable, pseudonyms as unlinkable[/]")
         keys = None
-    from policy.consent import consent_path
+    from policy.consent import consent_path, open_consent
     from policy.livestores import DashboardStore, LiveStoreError, MetricsStore
-    from policy.scan import LogStore, open_consent, registered_stores
+    from policy.scan import LogStore, registered_stores
 
     consent = open_consent(Path(settings.state_dir), consent_path(settings))
     stores: list = [*registered_stores(settings), LogStore(Path(settings.state_dir), consent.subjects())]

@@ -21,13 +21,14 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from broker.messages import ErasureRequest
 from core import paths
 from core.config import Settings
+from policy.stores import StoredItem
 
 PURPOSES = ("egate-verification", "boarding", "flow-analytics", "model-training")
 WITHDRAWN_REASON = "consent-withdrawn"
@@ -402,19 +403,25 @@ class ConsentStore:
     def __init__(self, registry: ConsentRegistry, retention_s: float) -> None:
         self.registry, self.retention_s = registry, retention_s
 
-    def items(self):  # noqa: ANN201 - Iterator[policy.scan.StoredItem]; the scanner imports this module, not the reverse
+    def items(self) -> Iterator[StoredItem]:
         """Every record, timed from when it ends (withdrawal or expiry): at the scanner's clock, one still in
         force has not started its retention, an ended one is kept ``retention_s`` from its end."""
-        from policy.scan import StoredItem
-
         for sid, recs in sorted(self.registry.records.items()):
             for purpose, r in sorted(recs.items()):
                 ended = r.withdrawn_at if r.withdrawn_at is not None else r.expires_at
                 yield StoredItem(f"consent:{sid}/{purpose}", sid, None, None, ended, retention_s=self.retention_s)
 
 
+def open_consent(state_dir: Path, legacy_json: Path | None = None) -> ConsentRegistry:
+    """The run's consent registry: ``consent.sqlite`` in the state dir, else a legacy JSON file, else empty."""
+    sqlite = registry_path(state_dir)
+    if sqlite.exists():
+        return ConsentRegistry.open(sqlite, refresh_s=0.0)
+    if legacy_json is not None and legacy_json.exists():
+        return ConsentRegistry.load(legacy_json)
+    return ConsentRegistry()
+
+
 def consent_store(settings) -> ConsentStore:  # noqa: ANN001
     """Entry point ``paxsim.stores:consent``: the run's registry, ended records kept ``retention.audit_s``."""
-    from policy.scan import open_consent
-
     return ConsentStore(open_consent(Path(settings.state_dir), consent_path(settings)), settings.retention.audit_s)

@@ -24,7 +24,7 @@ from policy.consent import ConsentRegistry
 from policy.crypto import SubjectVault
 from policy.filters import ExportContext, export_chain
 from policy.policyfile import Policy, load_policy
-from policy.scan import StoredItem
+from policy.stores import StoredItem
 
 
 def exports_dir(state_dir: Path | str) -> Path:

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from policy.scan import PSEUDONYM, TOKEN, StoredItem
+from policy.scan import PSEUDONYM, TOKEN
+from policy.stores import StoredItem
 
 METRIC_LABEL = "a metric label (no purpose covers metrics: scraped, kept and shown without an audit record)"
 STATE_REFS_PATH = "/api/state/refs"

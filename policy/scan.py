@@ -37,14 +37,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from broker import messages as m
 from broker.topics import ADMITTED
 from policy.audit import audit_dir, batch_rows_msgpack, check_batch, is_batch, read_records, record_hash, verify_dir
-from policy.consent import ConsentRegistry
+from policy.consent import ConsentRegistry, open_consent
 from policy.crypto import EpochKeyRing, KeySource, SubjectVault
 from policy.policyfile import Policy
+from policy.stores import Store, StoredItem
 
 Kind = Literal["expired-readable", "non-consented", "audit"]
 EXCLUDED = (
@@ -84,29 +85,6 @@ class ScanReport:
     @property
     def clean(self) -> bool:
         return not self.findings
-
-
-@dataclass(frozen=True, slots=True)
-class StoredItem:
-    """One item in a project store, as a store reports it to the scanner."""
-
-    where: str
-    subject_ref: str | None  # subject id or pseudonym; None for anonymous items
-    purpose: str | None  # None: needs *any* active consent (e.g. a gallery template)
-    zone: str | None
-    stored_at: float  # the time its TTL runs from (capture time)
-    readable: bool = True  # False if sealed under a key that no longer exists
-    never_allowed: str | None = None  # why no consent can cover it (a metric label): any linkable subject is a finding
-    # kept for accountability, not under consent (an ended consent record): only this retention applies
-    retention_s: float | None = None
-
-
-class Store(Protocol):
-    """A project store the scanner reads: ``items()`` yields every item it holds."""
-
-    name: str
-
-    def items(self) -> Iterable[StoredItem]: ...
 
 
 STORE_PLUGINS = "paxsim.stores"
@@ -470,18 +448,6 @@ def _ranges(xs: list[int]) -> list[tuple[int, int]]:
         else:
             out.append((x, x))
     return out
-
-
-def open_consent(state_dir: Path, legacy_json: Path | None = None) -> ConsentRegistry:
-    """The run's consent registry: ``consent.sqlite`` in the state dir, else a legacy JSON file, else empty."""
-    from policy.consent import registry_path
-
-    sqlite = registry_path(state_dir)
-    if sqlite.exists():
-        return ConsentRegistry.open(sqlite, refresh_s=0.0)
-    if legacy_json is not None and legacy_json.exists():
-        return ConsentRegistry.load(legacy_json)
-    return ConsentRegistry()
 
 
 async def run_scan(

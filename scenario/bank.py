@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import enrol_view
+from .calibration import DIM, enrol_view
 from .faces import Light, build, portrait, render_view
 from .faces.jitter import scale_for_face_px
 from .faces.params import AGE_BANDS, INDEX, SEXES, Identity, random_identity
@@ -222,3 +222,25 @@ def load_bank_embeddings(path: Path = EMBEDDINGS_FILE) -> tuple[np.ndarray, np.n
     """(embeddings float32 (N, 128), seeds int64 (N,)) of the bank's frontal enrolment renders."""
     with np.load(path) as z:
         return z["embeddings"].astype(np.float32), z["seeds"].astype(np.int64)
+
+
+def base_embeddings(world) -> tuple[np.ndarray, np.ndarray]:
+    """Enrolment embeddings for every traveller of ``world`` (row i = ``world.travellers[i]``).
+
+    Returns ``(embeddings float32 (N, 128), measured bool (N,))``. Travellers with a bank identity get the
+    real embedder's descriptor of their frontal render (``bank_embeddings.npz``, ``measured`` True); the
+    others get a vector drawn, from their identity seed, from a diagonal Gaussian fitted to the bank's
+    descriptors (same mean and per-dimension spread, so pairwise distances match the bank's on average).
+    """
+    bank, _ = load_bank_embeddings()
+    mu, sd = bank.mean(axis=0), bank.std(axis=0)
+    out = np.empty((len(world.travellers), DIM), np.float32)
+    measured = np.zeros(len(world.travellers), bool)
+    for i, tr in enumerate(world.travellers):
+        if tr.bank_index is not None and tr.bank_index < len(bank):
+            out[i] = bank[tr.bank_index]
+            measured[i] = True
+        else:
+            rng = np.random.default_rng([0xBA5E, tr.identity.seed % (2**63)])
+            out[i] = (mu + sd * rng.standard_normal(DIM)).astype(np.float32)
+    return out, measured

@@ -214,27 +214,3 @@ def _default_model() -> NoiseModel:
     if _MODEL is None:
         _MODEL = load_noise_model()
     return _MODEL
-
-
-def base_embeddings(world) -> tuple[np.ndarray, np.ndarray]:
-    """Enrolment embeddings for every traveller of ``world`` (row i = ``world.travellers[i]``).
-
-    Returns ``(embeddings float32 (N, 128), measured bool (N,))``. Travellers with a bank identity get the
-    real embedder's descriptor of their frontal render (``bank_embeddings.npz``, ``measured`` True); the
-    others get a vector drawn, from their identity seed, from a diagonal Gaussian fitted to the bank's
-    descriptors (same mean and per-dimension spread, so pairwise distances match the bank's on average).
-    """
-    from .bank import load_bank_embeddings
-
-    bank, _ = load_bank_embeddings()
-    mu, sd = bank.mean(axis=0), bank.std(axis=0)
-    out = np.empty((len(world.travellers), DIM), np.float32)
-    measured = np.zeros(len(world.travellers), bool)
-    for i, tr in enumerate(world.travellers):
-        if tr.bank_index is not None and tr.bank_index < len(bank):
-            out[i] = bank[tr.bank_index]
-            measured[i] = True
-        else:
-            rng = np.random.default_rng([0xBA5E, tr.identity.seed % (2**63)])
-            out[i] = (mu + sd * rng.standard_normal(DIM)).astype(np.float32)
-    return out, measured

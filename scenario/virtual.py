@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.config import ScenarioSettings
-from scenario.calibration import base_embeddings, load_noise_model
+from scenario.bank import base_embeddings
+from scenario.calibration import load_noise_model
 from scenario.world import World, load_world
 
 DIM = 128

@@ -22,7 +22,8 @@ from policy.consent import ConsentRecord, ConsentRegistry, registry_path
 from policy.crypto import CONTROL_CLASS, EpochKeyRing, KeyExpired, KeyHolder, LocalKeySource, SubjectVault, open_sighting, seal_sighting
 from policy.erasure import ErasureWorker, publish_pending
 from policy.policyfile import parse_policy
-from policy.scan import StoredItem, run_scan
+from policy.scan import run_scan
+from policy.stores import StoredItem
 
 POLICY = parse_policy("""
 label: scan-test

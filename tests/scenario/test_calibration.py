@@ -66,7 +66,7 @@ def test_world_assigns_bank_identities_to_travellers():
 
 
 def test_base_embeddings_for_every_traveller():
-    from scenario.calibration import base_embeddings
+    from scenario.bank import base_embeddings
     from scenario.world import load_world
 
     w = load_world()
