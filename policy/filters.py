@@ -1,7 +1,7 @@
 """Policy filters at every stage boundary: small units that each decide allow/deny, counted and timed.
 
-A filter unit has a ``name`` and ``decide(ctx, policy) -> Decision``; :class:`Rule` turns a predicate
-``check(ctx, policy) -> reason | None`` into one. A :class:`Chain` pins the policy in force once per call
+A filter unit has a ``name`` and ``decide(ctx, policy) -> Decision``; a :class:`Rule` is written once, as a
+compiler from a policy to ``check(ctx) -> reason | None``. A :class:`Chain` pins the policy in force once per call
 (hot reload swaps it between calls, never inside one), asks each unit in order, stops at the first deny
 and returns a :class:`Decision` that records the policy version. A chain is itself a unit, so chains
 compose. Every unit's run increments ``paxsim_policy_decisions_total{stage,rule,decision}`` and is timed
@@ -151,6 +151,9 @@ class Decision:
 ALLOW = Decision(True, "")
 
 
+Check = Callable[[C], "str | None"]  # a compiled rule: a reason to deny, or None to allow
+
+
 class Filter(Protocol[C]):
     name: str
 
@@ -158,30 +161,32 @@ class Filter(Protocol[C]):
 
 
 class Rule(Generic[C]):
-    """A named predicate: ``check(ctx, policy)`` returns a reason string to deny, or None to allow.
-
-    Its decisions name the rule; the :class:`Chain` that runs it stamps the policy version and stage.
-    ``compile(policy)`` (optional) returns an equivalent check with that policy's values bound (sets and
-    numbers instead of model lookups); a chain compiles its rules once per pinned policy. ``functional``
-    marks a rule that is not a privacy control but a fact the stage depends on (``known_face``: is there
-    a subject at all); it still runs under ``enforcement: off``.
+    """A named rule, written once as a compiler: ``compile(policy)`` returns ``check(ctx) -> reason | None``
+    with that policy's values bound (sets and numbers, not model lookups). A :class:`Chain` compiles each rule
+    once per policy version and runs only the compiled checks. :meth:`simple` makes a rule from a predicate
+    that reads the policy at each decision. ``functional`` marks a rule that is not a privacy control but a
+    fact the stage depends on (``known_face``: is there a subject at all); it still runs under
+    ``enforcement: off``. Its decisions name the rule; the chain stamps the policy version and stage.
     """
 
-    __slots__ = ("name", "check", "compile", "functional", "_allow")
+    __slots__ = ("name", "compile", "functional")
 
-    def __init__(
-        self,
-        name: str,
-        check: Callable[[C, Policy], str | None],
-        compile: Callable[[Policy], Callable[[C, Policy], str | None]] | None = None,  # noqa: A002
-        functional: bool = False,
-    ) -> None:
-        self.name, self.check, self.compile, self.functional = name, check, compile, functional
-        self._allow = Decision(True, name)
+    def __init__(self, name: str, compile: Callable[[Policy], Check[C]], functional: bool = False) -> None:  # noqa: A002
+        self.name, self.compile, self.functional = name, compile, functional
+
+    @classmethod
+    def simple(cls, name: str, check: Callable[[C, Policy], str | None], functional: bool = False) -> Rule[C]:
+        """A rule with nothing to bind: ``check(ctx, policy)`` runs as is."""
+        return cls(name, lambda p: lambda ctx: check(ctx, p), functional)
 
     def decide(self, ctx: C, policy: Policy) -> Decision:
-        reason = self.check(ctx, policy)
-        return self._allow if reason is None else Decision(False, self.name, reason)
+        reason = self.compile(policy)(ctx)
+        return Decision(reason is None, self.name, reason or "")
+
+
+def _unit_check(unit: Filter[C], pol: Policy) -> Callable[[C], Decision]:
+    """A unit that is not a :class:`Rule` (a nested chain): asked with the pinned policy, answers a Decision."""
+    return lambda ctx: unit.decide(ctx, pol)
 
 
 PolicySource = PolicyHolder | Policy | Callable[[], Policy]
@@ -198,6 +203,7 @@ def _policy_getter(src: PolicySource) -> Callable[[], Policy]:
 class Chain(Generic[C]):
     """Run filter units in order against one pinned policy; the first deny wins.
 
+    The rules are compiled once per policy version (:meth:`_pin`); every decision runs those compiled checks.
     Every decision of every unit is counted; its latency is timed on one decision in ``time_every``
     (default 16; 1 = every decision), so the histogram's ``_count`` is the number of timed decisions.
     Under a policy with ``enforcement: off`` (measurement only) only ``functional`` rules run; every
@@ -218,12 +224,10 @@ class Chain(Generic[C]):
         self._policy = _policy_getter(policy if policy is not None else Policy())
         self._holder = policy if isinstance(policy, PolicyHolder) else None  # read .current without a call
         self.on_decision = on_decision
-        # (rule name, check function if a plain Rule else None, unit, stats)
-        self._units = [(f.name, f.check if isinstance(f, Rule) else None, f, rule_stats(stage, f.name)) for f in self.filters]
-        # the hot path: only plain Rules, compiled per pinned policy (a nested chain or other unit: general path)
-        self._plain = all(c is not None for _n, c, _u, _s in self._units)
-        self._checks: list | None = None
-        self._counts = _Counts([st for _n, _c, _u, st in self._units])
+        self._names = [f.name for f in self.filters]
+        self._stats = [rule_stats(stage, f.name) for f in self.filters]
+        self._checks: list[Callable[[C], str | Decision | None]] = []
+        self._counts = _Counts(self._stats)
         with _COUNTS_LOCK:
             _LIVE.add(self._counts)
         weakref.finalize(self, _fold, self._counts)
@@ -232,7 +236,7 @@ class Chain(Generic[C]):
         self._allow = ALLOW
         self._enforce = True
         self._bypass = ALLOW
-        self._functional: list = []
+        self._functional: list[tuple[str, Check[C]]] = []
         self._every = max(1, int(time_every))
         self._tick = self._every
 
@@ -241,14 +245,13 @@ class Chain(Generic[C]):
         return self._policy()
 
     def _pin(self, pol: Policy) -> None:
-        # reading pydantic private attributes is slow: once per policy object, not per decision
+        """Compile every rule for ``pol`` (reading pydantic models is slow: once per policy, not per decision)."""
         self._pinned, self._pinned_version = pol, pol.version
         self._allow = Decision(True, "", "", self._pinned_version, self.stage)
         self._enforce = pol.enforcement == "on"
         self._bypass = Decision(True, "enforcement_off", "policy enforcement is off (measurement only)", self._pinned_version, self.stage)
-        if self._plain:
-            self._checks = [u.compile(pol) if u.compile is not None else c for _n, c, u, _s in self._units]
-        self._functional = [(n, c) for n, c, u, _s in self._units if isinstance(u, Rule) and u.functional]
+        self._checks = [f.compile(pol) if isinstance(f, Rule) else _unit_check(f, pol) for f in self.filters]
+        self._functional = [(f.name, c) for f, c in zip(self.filters, self._checks) if isinstance(f, Rule) and f.functional]
 
     def decide(self, ctx: C, policy: Policy | None = None) -> Decision:
         if policy is not None:
@@ -260,20 +263,43 @@ class Chain(Generic[C]):
         if pol is not self._pinned:
             self._pin(pol)
         if not self._enforce:  # measurement-only mode: pass-through, nothing counted or audited
-            for name, check in self._functional:
-                reason = check(ctx, pol)
-                if reason is not None:
-                    return Decision(False, name, reason, self._pinned_version, self.stage)
+            for name, functional in self._functional:
+                why = functional(ctx)
+                if why is not None:
+                    return Decision(False, name, why, self._pinned_version, self.stage)
             return self._bypass
         self._tick -= 1
+        if self._tick <= 0:
+            self._tick = self._every
+            return self._decide_timed(ctx)
         checks = self._checks
-        if self._tick <= 0 or checks is None:
-            return self._decide_general(ctx, pol)
         for check in checks:
-            reason = check(ctx, pol)
+            reason = check(ctx)
             if reason is not None:
                 i = checks.index(check)
-                return self._deny(ctx, i, self._units[i][0], reason)
+                if isinstance(reason, Decision):  # a nested unit answered
+                    if reason.allow:
+                        continue
+                    return self._deny(ctx, i, reason.rule or self._names[i], reason.reason)
+                return self._deny(ctx, i, self._names[i], reason)
+        return self._pass(ctx)
+
+    def _decide_timed(self, ctx: C) -> Decision:
+        """The same compiled checks, each timed (one decision in ``time_every``)."""
+        perf = time.perf_counter
+        for i, check in enumerate(self._checks):
+            t0 = perf()
+            reason = check(ctx)
+            self._stats[i].observe(perf() - t0)
+            if isinstance(reason, Decision):
+                if reason.allow:
+                    continue
+                return self._deny(ctx, i, reason.rule or self._names[i], reason.reason)
+            if reason is not None:
+                return self._deny(ctx, i, self._names[i], reason)
+        return self._pass(ctx)
+
+    def _pass(self, ctx: C) -> Decision:
         self._counts.passed += 1
         if self.on_decision is not None:
             self.on_decision(ctx, self._allow)
@@ -285,33 +311,6 @@ class Chain(Generic[C]):
         if self.on_decision is not None:
             self.on_decision(ctx, result)
         return result
-
-    def _decide_general(self, ctx: C, pol: Policy) -> Decision:
-        """Any kind of unit, and every ``time_every``-th decision timed per unit."""
-        timed = self._tick <= 0
-        if timed:
-            self._tick = self._every
-        perf = time.perf_counter
-        compiled = self._checks
-        for i, (name, check, unit, stats) in enumerate(self._units):
-            if compiled is not None:
-                check = compiled[i]
-            if timed:
-                t0 = perf()
-            if check is not None:
-                reason = check(ctx, pol)
-            else:
-                d = unit.decide(ctx, pol)
-                reason = None if d.allow else d.reason
-                name = d.rule or name
-            if timed:
-                stats.observe(perf() - t0)
-            if reason is not None:
-                return self._deny(ctx, i, name, reason)
-        self._counts.passed += 1
-        if self.on_decision is not None:
-            self.on_decision(ctx, self._allow)
-        return self._allow
 
     __call__ = decide
 
@@ -327,45 +326,25 @@ class EdgeContext:
     image_bytes: int = 0
 
 
-def _edge_biometric(ctx: EdgeContext, p: Policy) -> str | None:
-    z = p.zones.get(ctx.zone)
-    return None if z is not None and z.biometric else f"zone {ctx.zone!r} is not biometric: counts only"
-
-
-def _edge_no_images(ctx: EdgeContext, p: Policy) -> str | None:
-    if ctx.image_bytes and not p.edge.allow_image_bytes:
-        return f"{ctx.image_bytes} image bytes may not leave the edge"
-    return None
-
-
-def _edge_quality(ctx: EdgeContext, p: Policy) -> str | None:
-    q = p.quality
-    if not ctx.quality >= q.min_quality:  # also catches NaN
-        return f"quality {ctx.quality:.2f} < {q.min_quality}"
-    if min(ctx.box[2], ctx.box[3]) < q.min_face_px:
-        return f"face {min(ctx.box[2], ctx.box[3])}px < {q.min_face_px}px"
-    return None
-
-
 def _biometric_zones(p: Policy) -> frozenset[str]:
     return frozenset(z for z, r in p.zones.items() if r.biometric)
 
 
-def _edge_biometric_c(p: Policy) -> Callable[[EdgeContext, Policy], str | None]:
+def _edge_biometric(p: Policy) -> Check[EdgeContext]:
     bio = _biometric_zones(p)
-    return lambda ctx, _p: None if ctx.zone in bio else f"zone {ctx.zone!r} is not biometric: counts only"
+    return lambda ctx: None if ctx.zone in bio else f"zone {ctx.zone!r} is not biometric: counts only"
 
 
-def _edge_no_images_c(p: Policy) -> Callable[[EdgeContext, Policy], str | None]:
+def _edge_no_images(p: Policy) -> Check[EdgeContext]:
     if p.edge.allow_image_bytes:
-        return lambda ctx, _p: None
-    return lambda ctx, _p: f"{ctx.image_bytes} image bytes may not leave the edge" if ctx.image_bytes else None
+        return lambda ctx: None
+    return lambda ctx: f"{ctx.image_bytes} image bytes may not leave the edge" if ctx.image_bytes else None
 
 
-def _edge_quality_c(p: Policy) -> Callable[[EdgeContext, Policy], str | None]:
+def _edge_quality(p: Policy) -> Check[EdgeContext]:
     mq, mpx = p.quality.min_quality, p.quality.min_face_px
 
-    def check(ctx: EdgeContext, _p: Policy) -> str | None:
+    def check(ctx: EdgeContext) -> str | None:
         if not ctx.quality >= mq:  # also catches NaN
             return f"quality {ctx.quality:.2f} < {mq}"
         b = ctx.box
@@ -381,9 +360,9 @@ def edge_chain(policy: PolicySource | None = None, **kw) -> Chain[EdgeContext]:
     return Chain(
         "edge",
         [
-            Rule("biometric_zone", _edge_biometric, _edge_biometric_c),
-            Rule("no_image_bytes", _edge_no_images, _edge_no_images_c),
-            Rule("quality", _edge_quality, _edge_quality_c),
+            Rule("biometric_zone", _edge_biometric),
+            Rule("no_image_bytes", _edge_no_images),
+            Rule("quality", _edge_quality),
         ],
         policy,
         **kw,
@@ -399,41 +378,20 @@ class GateContext:
     now: float
 
 
-def _gate_biometric(ctx: GateContext, p: Policy) -> str | None:
-    z = p.zones.get(ctx.sighting.zone)
-    return None if z is not None and z.biometric else f"zone {ctx.sighting.zone!r} is not a biometric zone"
-
-
-def _gate_purpose(ctx: GateContext, p: Policy) -> str | None:
-    purpose = p.purpose_for_zone(ctx.sighting.zone)
-    if purpose is None or purpose not in p.purposes:
-        return f"no purpose defined for zone {ctx.sighting.zone!r}"
-    return None
-
-
-def _gate_fresh(ctx: GateContext, p: Policy) -> str | None:
-    age = ctx.now - ctx.sighting.captured_at
-    if not age <= p.max_event_age_s:  # NaN is stale too
-        return f"stale by {age:.1f}s (max {p.max_event_age_s}s)"
-    if age < -p.max_clock_skew_s:
-        return f"from {-age:.1f}s in the future (max skew {p.max_clock_skew_s}s)"
-    return None
-
-
-def _gate_biometric_c(p: Policy) -> Callable[[GateContext, Policy], str | None]:
+def _gate_biometric(p: Policy) -> Check[GateContext]:
     bio = _biometric_zones(p)
-    return lambda ctx, _p: None if ctx.sighting.zone in bio else f"zone {ctx.sighting.zone!r} is not a biometric zone"
+    return lambda ctx: None if ctx.sighting.zone in bio else f"zone {ctx.sighting.zone!r} is not a biometric zone"
 
 
-def _gate_purpose_c(p: Policy) -> Callable[[GateContext, Policy], str | None]:
+def _gate_purpose(p: Policy) -> Check[GateContext]:
     ok = frozenset(z for z in p.zones if (pu := p.purpose_for_zone(z)) is not None and pu in p.purposes)
-    return lambda ctx, _p: None if ctx.sighting.zone in ok else f"no purpose defined for zone {ctx.sighting.zone!r}"
+    return lambda ctx: None if ctx.sighting.zone in ok else f"no purpose defined for zone {ctx.sighting.zone!r}"
 
 
-def _gate_fresh_c(p: Policy) -> Callable[[GateContext, Policy], str | None]:
+def _gate_fresh(p: Policy) -> Check[GateContext]:
     max_age, skew = p.max_event_age_s, p.max_clock_skew_s
 
-    def check(ctx: GateContext, _p: Policy) -> str | None:
+    def check(ctx: GateContext) -> str | None:
         age = ctx.now - ctx.sighting.captured_at
         if not age <= max_age:  # NaN is stale too
             return f"stale by {age:.1f}s (max {max_age}s)"
@@ -470,9 +428,9 @@ def gate_chain(
     return Chain(
         "gate",
         [
-            Rule("biometric_zone", _gate_biometric, _gate_biometric_c),
-            Rule("purpose", _gate_purpose, _gate_purpose_c),
-            Rule("fresh", _gate_fresh, _gate_fresh_c),
+            Rule("biometric_zone", _gate_biometric),
+            Rule("purpose", _gate_purpose),
+            Rule("fresh", _gate_fresh),
         ],
         policy,
         **kw,
@@ -503,25 +461,17 @@ def post_match_chain(
     def known(ctx: PostMatchContext, p: Policy) -> str | None:
         return "no consented enrolee within threshold" if ctx.subject_id is None else None
 
-    def consented(ctx: PostMatchContext, p: Policy) -> str | None:
-        rule = p.purposes.get(ctx.purpose)
-        if rule is not None and not rule.requires_consent:
-            return None
-        if not is_allowed(ctx.subject_id, ctx.purpose, ctx.zone, ctx.at):  # type: ignore[arg-type]
-            return f"no active consent for {ctx.purpose} in {ctx.zone}"
-        return None
-
-    def consented_c(p: Policy) -> Callable[[PostMatchContext, Policy], str | None]:
+    def consented(p: Policy) -> Check[PostMatchContext]:
         free = frozenset(name for name, r in p.purposes.items() if not r.requires_consent)
 
-        def check(ctx: PostMatchContext, _p: Policy) -> str | None:
+        def check(ctx: PostMatchContext) -> str | None:
             if ctx.purpose in free or is_allowed(ctx.subject_id, ctx.purpose, ctx.zone, ctx.at):  # type: ignore[arg-type]
                 return None
             return f"no active consent for {ctx.purpose} in {ctx.zone}"
 
         return check
 
-    return Chain("post_match", [Rule("known_face", known, functional=True), Rule("consent", consented, consented_c)], policy, **kw)
+    return Chain("post_match", [Rule.simple("known_face", known, functional=True), Rule("consent", consented)], policy, **kw)
 
 
 # --- store: anything written to a store -----------------------------------------------------------
@@ -542,7 +492,7 @@ def _store_retention(ctx: StoreContext, p: Policy) -> str | None:
 
 
 def store_chain(policy: PolicySource | None = None, **kw) -> Chain[StoreContext]:
-    return Chain("store", [Rule("retention", _store_retention)], policy, **kw)
+    return Chain("store", [Rule.simple("retention", _store_retention)], policy, **kw)
 
 
 # --- export: stores → outside --------------------------------------------------------------------
@@ -570,4 +520,4 @@ def export_chain(is_allowed: Callable[[str, str, str, float], bool], policy: Pol
             return f"subject has no active consent for {ctx.purpose!r}"
         return None
 
-    return Chain("export", [Rule("export_purpose", export_purpose), Rule("purpose_binding", purpose_binding)], policy, **kw)
+    return Chain("export", [Rule.simple("export_purpose", export_purpose), Rule.simple("purpose_binding", purpose_binding)], policy, **kw)
