@@ -341,7 +341,8 @@ def alerts_run(duration_s: float, travellers: int, cameras: int, eps: float) -> 
     from core.paths import ground_truth_path
     from core.stack import Stack
     from matcher.alerts import ALERTS_ENV, flag_rates
-    from paxsim.demo import child_env, enrol_scenario, resolve_pseudonyms, start_pipeline, watch
+    from paxsim.demo import resolve_pseudonyms, start_pipeline, watch
+    from paxsim.infra import child_env, enrol_scenario
     from policy.crypto import HttpKeySource
     from policy.keyd import spawn_keyd
 

@@ -276,7 +276,7 @@ def enrol_command(
     cycle: float = typer.Option(60.0, "--cycle", min=2, help="scenario length (the enrolled identities do not depend on it)"),
 ) -> None:
     """Enrol the scenario's consenting travellers into the gallery and consent registry of the state dir."""
-    from paxsim.demo import enrol_scenario
+    from paxsim.infra import enrol_scenario
     from policy.crypto import HttpKeySource, KeyUnavailable, SubjectVault
 
     settings = _settings(config)

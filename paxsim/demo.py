@@ -13,10 +13,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import shutil
 import time
-from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +27,6 @@ from rich.table import Table
 
 from broker import metricnames as broker_metrics
 from broker import topics as t
-from broker.admin import ensure_topics
-from broker.embedded import EmbeddedBroker
 from broker.messages import Match, Sighting, TrackUpdate, decode
 from broker.reader import read_all
 from core.config import Settings
@@ -40,19 +36,16 @@ from edge import metricnames as edge_metrics
 from matcher import metricnames as matcher_metrics
 from matcher.gallery import Gallery
 from paxsim.accuracy import RenderTruth, Replica, live_camera_perception, read_track_log, read_truth, score, video_accuracy
+from paxsim.infra import policy_file, start_infra
 from policy import metricnames as policy_metrics
-from policy.audit import record_grants
-from policy.consent import ConsentRecord, ConsentRegistry, consent_path, open_consent
-from policy.crypto import HttpKeySource, KeySource, SubjectVault
-from policy.keyd import KeydProcess, spawn_keyd
-from policy.policyfile import DEFAULT_POLICY_PATH, POLICY_ENV, load_policy
+from policy.consent import ConsentRegistry, consent_path, open_consent
+from policy.crypto import KeySource, SubjectVault
+from policy.policyfile import load_policy
 from policy.scan import LogStore, registered_stores, run_scan
-from scenario.virtual import VirtualAirport
 from scenario.world import load_world
 
 log = logging.getLogger("paxsim.demo")
 
-CONSENT_VALIDITY_S = 86400.0
 TRACK_LOG = "edge-tracks.jsonl"
 LIVE_LOG = "live-camera-tracks.jsonl"  # the demo's live rendered camera (scenario.live_camera)
 LIVE_SUFFIX = "-live"
@@ -65,66 +58,6 @@ class VideoEval:
     truth: RenderTruth
     replicas: dict[str, Replica]
     embeddings: dict[str, np.ndarray] | None = None  # enrolment vectors of the travellers the videos show
-
-
-def enrol_scenario(
-    settings: Settings,
-    duration_s: float,
-    embeddings: dict[str, np.ndarray] | None = None,
-    withheld: Collection[str] = (),
-    vault: SubjectVault | None = None,
-) -> tuple[int, int]:
-    """Write the gallery and consent registry for the scenario's enrolled travellers. Returns (subjects, purposes granted).
-
-    ``embeddings`` replaces the enrolment of the travellers it names: one vector, or ``(k, 128)`` views enrolled
-    as k gallery rows (video runs: the real embedder's descriptors of their portraits at several poses, where
-    the virtual model has synthetic vectors; the matcher scores a subject by its closest view).
-    ``withheld`` travellers are neither enrolled nor consented: strangers whose faces the matcher must call unknown.
-    Runs again over an existing registry: a withdrawn consent stays withdrawn and its subject is not enrolled.
-    With ``vault`` (the run's key holder) every template is sealed under its subject's key."""
-    airport = VirtualAirport(settings.scenario, duration_s)
-    ids, vecs, purposes = airport.enrolment()
-    keep = [i for i, sid in enumerate(ids) if sid not in set(withheld)]
-    ids, vecs = [ids[i] for i in keep], vecs[keep]
-    now = time.time()
-    consent = ConsentRegistry.open(consent_path(settings))
-    try:
-        grants = [ConsentRecord(sid, p, granted_at=now - 60, expires_at=now + CONSENT_VALIDITY_S) for sid in ids for p in purposes[sid]]
-        written = consent.grant_many(grants, keep_withdrawn=True)
-        granted = record_grants(state_dir(settings), written, "demo-enrolment")  # every grant in the consent chain
-        gallery = Gallery()
-        enrolled = [(sid, v) for sid, v in zip(ids, vecs) if consent.has_any(sid, now)]
-        for sid, v in enrolled:
-            gallery.enrol(sid, embeddings[sid] if embeddings and sid in embeddings else v, consent)
-    finally:
-        consent.close()
-    gallery.save(gallery_path(settings), vault)
-    return len(enrolled), granted
-
-
-def policy_file(settings: Settings) -> Path:
-    """The policy file in force: ``policy.file``, else ``$PAXSIM_POLICY``, else the packaged default (absolute)."""
-    return Path(settings.policy.file or os.environ.get(POLICY_ENV) or DEFAULT_POLICY_PATH).resolve()
-
-
-def child_env(settings: Settings, bootstrap: str, embedded: bool, keys: KeydProcess | None = None) -> dict[str, str]:
-    """Environment for stage processes: the effective configuration, written once into the state dir, and the
-    address and token of the run's key holder (in the environment only: never in argv or on disk).
-
-    Children load exactly the settings the parent validated (including ``--cameras`` style overrides),
-    pointed at the broker the parent started."""
-    effective = settings.model_copy(
-        update={
-            "state_dir": Path(settings.state_dir).resolve(),
-            "policy": settings.policy.model_copy(update={"file": policy_file(settings)}),
-            "broker": settings.broker.model_copy(
-                update={"bootstrap": bootstrap, "profile": "embedded" if embedded else settings.broker.profile}
-            ),
-        }
-    )
-    path = state_dir(effective) / "effective-config.yaml"
-    path.write_text(yaml.safe_dump(effective.model_dump(mode="json"), sort_keys=False))
-    return {"PAXSIM_CONFIG": str(path), **(keys.env if keys else {})}
 
 
 def start_pipeline(
@@ -475,23 +408,10 @@ async def run_pipeline(
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     say = console.print if console else (lambda *a, **k: None)
-    broker = EmbeddedBroker(settings) if settings.broker.embedded else None
-    supervisor = None
-    keys = spawn_keyd(policy_file(settings))
-    try:
-        if broker:
-            await broker.start()
-            bootstrap = broker.bootstrap
-            supervisor = asyncio.create_task(broker.supervise())
-            say(f"[bold]embedded broker[/] (Tansu) on {bootstrap}")
-        else:
-            bootstrap = settings.broker.bootstrap  # type: ignore[assignment]
-            await ensure_topics(settings, bootstrap, load_policy(policy_file(settings)).topic_retention())
-            say(f"[bold]external Kafka[/] at {bootstrap}")
-        vault = SubjectVault(HttpKeySource(keys.url, keys.token))  # templates are sealed per subject at rest
-        subjects, grants = enrol_scenario(settings, duration_s, evaluation.embeddings if evaluation else None, vault=vault)
+    async with start_infra(settings, say) as infra:
+        subjects, grants = infra.enrol(duration_s, evaluation.embeddings if evaluation else None)
         say(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
-        stack = Stack(run_dir, child_env(settings, bootstrap, broker is not None, keys), stage_env=keys.stage_env())
+        stack = infra.stack(run_dir)
         t_start = time.monotonic()
         live: str | None = None
         try:
@@ -509,14 +429,8 @@ async def run_pipeline(
         finally:
             stack.stop()
         wall_s = time.monotonic() - t_start
-        client_settings = settings.model_copy(
-            update={
-                "broker": settings.broker.model_copy(
-                    update={"bootstrap": bootstrap, "profile": "embedded" if broker else settings.broker.profile}
-                )
-            }
-        )
-        key_source = HttpKeySource(keys.url, keys.token)
+        client_settings = infra.client_settings
+        key_source = infra.key_source()
         summary = await summarise(client_settings, key_source, evaluation)
         # the embedded broker forgets everything when it stops: scan every topic and store while it still runs
         consent = open_consent(run_dir, consent_path(settings))
@@ -531,12 +445,6 @@ async def run_pipeline(
             if perception is not None:
                 perception["analysed_per_s"] = perception["frames_analysed"] / duration_s
             summary["live_camera"] = perception
-    finally:
-        if supervisor:
-            supervisor.cancel()
-        if broker:
-            await broker.stop()
-        keys.stop()
     summary["admitted"] = counts.gate_admitted
     summary["gate_dropped_by_rule"] = counts.gate_denied_by_rule or {}
     summary["edge_dropped"] = counts.edge_dropped

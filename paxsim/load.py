@@ -248,7 +248,8 @@ class LoadResult:
 async def run_load(settings: Settings, plan: LoadPlan, label: str, console: Console, stop_at_saturation: bool = True) -> LoadResult:
     """Run the ramp; each step in its own state dir under ``<state_dir>/load/<label>/step-N``."""
     from paxsim.accuracy import RenderTruth, video_enrolment
-    from paxsim.demo import VideoEval, policy_file, run_pipeline
+    from paxsim.demo import VideoEval, run_pipeline
+    from paxsim.infra import policy_file
     from policy.policyfile import load_policy
 
     result = LoadResult(label, plan)

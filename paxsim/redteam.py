@@ -35,7 +35,8 @@ from core.stack import Stack
 from dashboard.auth import TokenStore
 from dashboard.services import tokens_path
 from matcher.gallery import Gallery
-from paxsim.demo import child_env, enrol_scenario, policy_file, start_consumers
+from paxsim.demo import start_consumers
+from paxsim.infra import child_env, enrol_scenario, policy_file
 from policy.audit import audit_dir, verify_dir
 from policy.consent import ConsentRegistry, consent_path
 from policy.crypto import EpochKeyRing, HttpKeySource, KeyExpired, SubjectVault, seal_sighting

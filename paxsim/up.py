@@ -31,17 +31,14 @@ from rich.table import Table
 
 from broker import metricnames as broker_metrics
 from broker import topics as t
-from broker.admin import ensure_topics
-from broker.embedded import EmbeddedBroker
 from core.config import ENV_PREFIX, Settings
 from core.stack import Stack, total
 from edge import metricnames as edge_metrics
 from matcher import metricnames as matcher_metrics
-from paxsim.demo import child_env, enrol_scenario, policy_file, rate_table
+from paxsim.demo import rate_table
+from paxsim.infra import start_infra
 from policy import metricnames as policy_metrics
-from policy.crypto import HttpKeySource, SubjectVault
-from policy.keyd import KeydProcess, spawn_keyd
-from policy.policyfile import load_policy
+from policy.keyd import KeydProcess
 
 JOIN_TIMEOUT_S = 45.0
 DRAIN_TIMEOUT_S = 20.0
@@ -311,8 +308,6 @@ async def up(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    broker = EmbeddedBroker(settings) if embedded else None
-    supervisor: asyncio.Task[None] | None = None
     stack: Stack | None = None
     names = matcher_names(matchers)
     edge = _Edge()
@@ -321,92 +316,79 @@ async def up(
     cycles = 0
     counts = UpCounts()
     scan_code: int | None = None
-    # the run's key holder: edges seal, matchers unseal; its sealed state file lets a restart keep keys and tombstones
-    keys = spawn_keyd(policy_file(settings), state=run_dir / "keyd" / "state")
+    # the run's key holder keeps its sealed state in the run dir, so a restarted holder keeps keys and tombstones
+    bootstrap = ""
+    broker_restarts = 0
     try:
-        if broker:
-            await broker.start()
-            bootstrap = broker.bootstrap
-            supervisor = asyncio.create_task(broker.supervise())
-            console.print(f"[bold]embedded broker[/] (Tansu) on {bootstrap}; topics created")
-        else:
-            bootstrap = settings.broker.bootstrap  # type: ignore[assignment]
-            created = await ensure_topics(settings, bootstrap, load_policy(settings.policy.file).topic_retention())
-            console.print(f"[bold]Kafka[/] at {bootstrap}; created {len(created)} missing topic(s)")
-        if matchers > settings.broker.partitions:
-            console.print(
-                f"[yellow]{matchers} matchers but {settings.broker.partitions} partitions: {matchers - settings.broker.partitions} will sit idle[/]"
-            )
-        vault = SubjectVault(HttpKeySource(keys.url, keys.token))  # templates sealed per subject at rest
-        subjects, grants = await asyncio.to_thread(lambda: enrol_scenario(settings, cycle_s, vault=vault))
-        console.print(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
-        stack = Stack(run_dir, {**child_env(settings, bootstrap, embedded, keys), **tokens}, stage_env=keys.stage_env())
-        stack.spawn("policy", ["policy"])
-        for name in names:
-            stack.spawn(name, ["matcher"])
-        # the configured port (deploy/paxsim.example.yaml: 8600), so bookmarks and Prometheus targets hold; 0 = any free one
-        dash = stack.spawn("dashboard", ["dashboard"], metrics_flag="--port", port=settings.dashboard.port or None)
-        dashboard_url = f"http://{settings.dashboard.host}:{dash.metrics_port}/"
-        await _wait_joined(stack, ["policy", *names], stop)
-        cycle = min(cycle_s, duration) if duration else cycle_s
-        stack.spawn("edge", ["edge", "--virtual", "--duration", f"{cycle:g}"])
-        cycles = 1
-        console.print(
-            f"all stages up: policy, {len(names)} matcher(s), dashboard {dashboard_url}, edge ({settings.scenario.cameras} cameras)"
-        )
-        console.print(
-            f"dashboard tokens: {tokens[TOKENS_FILE_ENV]} (paxsim dashboard-token issue --name NAME --role ROLE, same config)",
-            soft_wrap=True,
-        )
-        t0 = last_t = time.monotonic()
-        deadline = t0 + duration if duration else None
-        with Live(_table(counts, counts, 1, 0, dashboard_url), console=console, refresh_per_second=2) as live:
-            while not stop.is_set():
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=1.0)
-                except TimeoutError:
-                    pass
-                now = time.monotonic()
-                new = await asyncio.to_thread(scrape, stack, edge, names, cycles, sup)
-                live.update(_table(new, counts, now - last_t, now - t0, dashboard_url))
-                counts, last_t = new, now
-                await asyncio.to_thread(sup.heal, stack, console, now)  # a killed stage is restarted, not fatal
-                await asyncio.to_thread(sup.heal_keyd, keys, console, now)
-                e = stack.children["edge"]
-                if not e.alive():
-                    code = e.proc.returncode  # type: ignore[union-attr]
-                    if code != 0:
-                        raise StageFailed(f"edge exited (code {code}); see {e.log_path}")
+        async with start_infra(settings, console.print, keyd_state=run_dir / "keyd" / "state") as infra:
+            bootstrap = infra.bootstrap
+            try:
+                if matchers > settings.broker.partitions:
+                    console.print(
+                        f"[yellow]{matchers} matchers but {settings.broker.partitions} partitions: {matchers - settings.broker.partitions} will sit idle[/]"
+                    )
+                subjects, grants = await asyncio.to_thread(infra.enrol, cycle_s)
+                console.print(f"enrolled {subjects} consenting travellers ({grants} purpose grants) of {settings.scenario.travellers}")
+                stack = infra.stack(run_dir, tokens)
+                stack.spawn("policy", ["policy"])
+                for name in names:
+                    stack.spawn(name, ["matcher"])
+                # the configured port (deploy/paxsim.example.yaml: 8600), so bookmarks and Prometheus targets hold; 0 = any free one
+                dash = stack.spawn("dashboard", ["dashboard"], metrics_flag="--port", port=settings.dashboard.port or None)
+                dashboard_url = f"http://{settings.dashboard.host}:{dash.metrics_port}/"
+                await _wait_joined(stack, ["policy", *names], stop)
+                cycle = min(cycle_s, duration) if duration else cycle_s
+                stack.spawn("edge", ["edge", "--virtual", "--duration", f"{cycle:g}"])
+                cycles = 1
+                console.print(
+                    f"all stages up: policy, {len(names)} matcher(s), dashboard {dashboard_url}, edge ({settings.scenario.cameras} cameras)"
+                )
+                console.print(
+                    f"dashboard tokens: {tokens[TOKENS_FILE_ENV]} (paxsim dashboard-token issue --name NAME --role ROLE, same config)",
+                    soft_wrap=True,
+                )
+                t0 = last_t = time.monotonic()
+                deadline = t0 + duration if duration else None
+                with Live(_table(counts, counts, 1, 0, dashboard_url), console=console, refresh_per_second=2) as live:
+                    while not stop.is_set():
+                        try:
+                            await asyncio.wait_for(stop.wait(), timeout=1.0)
+                        except TimeoutError:
+                            pass
+                        now = time.monotonic()
+                        new = await asyncio.to_thread(scrape, stack, edge, names, cycles, sup)
+                        live.update(_table(new, counts, now - last_t, now - t0, dashboard_url))
+                        counts, last_t = new, now
+                        await asyncio.to_thread(sup.heal, stack, console, now)  # a killed stage is restarted, not fatal
+                        await asyncio.to_thread(sup.heal_keyd, infra.keys, console, now)
+                        e = stack.children["edge"]
+                        if not e.alive():
+                            code = e.proc.returncode  # type: ignore[union-attr]
+                            if code != 0:
+                                raise StageFailed(f"edge exited (code {code}); see {e.log_path}")
+                            edge.done, edge.current = edge.done + edge.current, 0.0
+                            if deadline is not None and now >= deadline - 1.0:
+                                break
+                            stack.restart("edge")  # next scenario cycle; event ids carry a fresh nonce
+                            cycles += 1
+                        if deadline is not None and now >= deadline:
+                            break  # the edge still running gets SIGTERM below and stops at once
+                console.print("\nstopping: edge first, then gate and matchers drain")
+                if stack.children["edge"].alive():
+                    stack.kill("edge", signal.SIGTERM)
                     edge.done, edge.current = edge.done + edge.current, 0.0
-                    if deadline is not None and now >= deadline - 1.0:
-                        break
-                    stack.restart("edge")  # next scenario cycle; event ids carry a fresh nonce
-                    cycles += 1
-                if deadline is not None and now >= deadline:
-                    break  # the edge still running gets SIGTERM below and stops at once
-        console.print("\nstopping: edge first, then gate and matchers drain")
-        if stack.children["edge"].alive():
-            stack.kill("edge", signal.SIGTERM)
-            edge.done, edge.current = edge.done + edge.current, 0.0
-        counts = await _drain(stack, edge, names, cycles, sup)
-        client = settings.model_copy(
-            update={"broker": settings.broker.model_copy(update={"bootstrap": bootstrap, **({"profile": "embedded"} if embedded else {})})}
-        )
-        accounted = await _settle(client, DRAIN_TIMEOUT_S)
-        if audit_scan:  # while the stages run: their metric labels and the dashboard's memory are stores too
-            scan_code = await asyncio.to_thread(run_audit_scan, stack, bootstrap, Path(tokens[TOKENS_FILE_ENV]), console)
-        await asyncio.to_thread(stack.stop)
+                counts = await _drain(stack, edge, names, cycles, sup)
+                accounted = await _settle(infra.client_settings, DRAIN_TIMEOUT_S)
+                if audit_scan:  # while the stages run: their metric labels and the dashboard's memory are stores too
+                    scan_code = await asyncio.to_thread(run_audit_scan, stack, bootstrap, Path(tokens[TOKENS_FILE_ENV]), console)
+                await asyncio.to_thread(stack.stop)
+            finally:
+                if stack is not None:
+                    await asyncio.to_thread(stack.stop)
+            broker_restarts = infra.broker.restarts if infra.broker else 0
     finally:
-        if stack is not None:
-            await asyncio.to_thread(stack.stop)
-        if supervisor:
-            supervisor.cancel()
-        if broker:
-            await broker.stop()
-        keys.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-    broker_restarts = broker.restarts if broker else 0
     if broker_restarts and accounted:
         # a restarted embedded broker starts with an empty log: what the gate admitted before is gone from it
         accounted["lost_with_broker_log"] = max(0, int(counts.admitted) - accounted["admitted"])

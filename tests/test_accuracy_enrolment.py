@@ -67,7 +67,7 @@ def test_enrol_scenario_enrols_every_view_of_a_video_traveller(settings):
     closest view); a single vector still replaces one row, and the others keep the virtual model's vector."""
     from core.paths import gallery_path
     from matcher.gallery import Gallery
-    from paxsim.demo import enrol_scenario
+    from paxsim.infra import enrol_scenario
     from scenario.virtual import VirtualAirport
 
     ids, vecs, _ = VirtualAirport(settings.scenario, 5.0).enrolment()

@@ -15,7 +15,8 @@ import pytest
 from core.config import Settings
 from core.paths import ground_truth_path
 from core.stack import TARGETS_FILE_NAME, Stack, total
-from paxsim.demo import child_env, enrol_scenario, start_pipeline
+from paxsim.demo import start_pipeline
+from paxsim.infra import child_env, enrol_scenario
 
 SMALL = dict(cameras=8, travellers=150, events_per_second=120.0)
 

@@ -17,7 +17,7 @@ from broker.reader import read_all
 from core.config import Settings
 from core.stack import Stack, total
 from matcher.verify import claim_reference
-from paxsim.demo import child_env, enrol_scenario
+from paxsim.infra import child_env, enrol_scenario
 from policy.crypto import HttpKeySource
 from policy.runtime import PolicyRuntime
 from scenario.virtual import EGATE_PURPOSE, VirtualAirport

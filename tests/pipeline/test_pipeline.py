@@ -18,7 +18,8 @@ from broker.reader import read_all
 from core.config import Settings
 from core.paths import ground_truth_path
 from core.stack import Stack, total
-from paxsim.demo import child_env, drain_marker, enrol_scenario, resolve_pseudonyms, start_pipeline
+from paxsim.demo import drain_marker, resolve_pseudonyms, start_pipeline
+from paxsim.infra import child_env, enrol_scenario
 from policy.consent import ConsentRegistry, consent_path
 from policy.crypto import EpochKeyRing, HttpKeySource, seal_sighting
 from policy.policyfile import load_policy

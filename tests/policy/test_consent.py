@@ -157,7 +157,7 @@ def test_a_withdrawal_is_final_and_re_enrolment_keeps_it(tmp_path, settings):  #
 
     from core.paths import gallery_path
     from matcher.gallery import Gallery
-    from paxsim.demo import enrol_scenario
+    from paxsim.infra import enrol_scenario
     from policy.consent import consent_path
     from policy.crypto import KeyHolder, LocalKeySource, SubjectVault
 
