@@ -103,8 +103,8 @@ async def one_run(settings: Settings, duration_s: float) -> dict:
     if matches:
         for row, calls in zip(out["per_second"], keyd_calls(Path(settings.state_dir), out["t0"], len(out["per_second"]))):
             row.update(calls)
-    out["produced"], out["decided"], out["edge_dropped"] = summary["produced"], summary["decided"], summary["edge_dropped"]
-    out["processes"] = summary["processes"]
+    out["produced"], out["decided"], out["edge_dropped"] = summary.produced, summary.decided, summary.edge_dropped
+    out["processes"] = summary.processes
     return out
 
 

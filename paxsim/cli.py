@@ -51,7 +51,7 @@ def demo(
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: every stage stopped[/]")
         raise typer.Exit(130) from None
-    if summary["matched"] <= 0:
+    if summary.matched <= 0:
         console.print("[red]no sighting was matched: the pipeline is broken[/]")
         raise typer.Exit(1)
 

@@ -37,6 +37,7 @@ from matcher import metricnames as matcher_metrics
 from matcher.gallery import Gallery
 from paxsim.accuracy import RenderTruth, Replica, live_camera_perception, read_track_log, read_truth, score, video_accuracy
 from paxsim.infra import policy_file, start_infra
+from paxsim.summary import RunSummary
 from policy import metricnames as policy_metrics
 from policy.consent import ConsentRegistry, consent_path, open_consent
 from policy.crypto import KeySource, SubjectVault
@@ -225,7 +226,7 @@ def resolve_pseudonyms(matches: list, settings: Settings, keys: KeySource | None
     return [msgspec.structs.replace(m, subject_id=names.get(m.subject_id, m.subject_id)) if m.subject_id in names else m for m in matches]
 
 
-async def summarise(settings: Settings, keys: KeySource | None = None, evaluation: VideoEval | None = None) -> dict:
+async def summarise(settings: Settings, keys: KeySource | None = None, evaluation: VideoEval | None = None) -> RunSummary:
     """Figures computed from the matches topic itself (one record per decided event); with ``evaluation``,
     accuracy of a video run against the rendered ground truth (sightings linked through the edge's track log)."""
     sighting_records = await read_all(settings, t.SIGHTINGS.name)
@@ -261,61 +262,60 @@ async def summarise(settings: Settings, keys: KeySource | None = None, evaluatio
             evaluation.replicas,
             consent.is_allowed,
         )
-    return {
-        "accuracy": acc,
-        "produced": produced,
-        "decided": len(matches),
-        "duplicate_decisions": len(ids) - len(set(ids)),
-        "matched": by["match"],
-        "unknown": by["unknown"],
-        "refused": by["refused"],
-        "verified": by["verified"],
-        "rejected": by["rejected"],
-        "refused_by_rule": refused_by_rule,
-        "deadletters": len(dead),
-        "zone_transitions": len(moves),
-        "implausible_transitions": sum(not u.plausible for u in moves),
-        "latency_p50_ms": float(np.percentile(lat, 50) * 1000) if lat.size else None,
-        "latency_p99_ms": float(np.percentile(lat, 99) * 1000) if lat.size else None,
-    }
+    return RunSummary(
+        accuracy=acc,
+        produced=produced,
+        decided=len(matches),
+        duplicate_decisions=len(ids) - len(set(ids)),
+        matched=by["match"],
+        unknown=by["unknown"],
+        refused=by["refused"],
+        verified=by["verified"],
+        rejected=by["rejected"],
+        refused_by_rule=refused_by_rule,
+        deadletters=len(dead),
+        zone_transitions=len(moves),
+        implausible_transitions=sum(not u.plausible for u in moves),
+        latency_p50_ms=float(np.percentile(lat, 50) * 1000) if lat.size else None,
+        latency_p99_ms=float(np.percentile(lat, 99) * 1000) if lat.size else None,
+    )
 
 
-def summary_table(s: dict) -> Table:
+def summary_table(s: RunSummary) -> Table:
     tab = Table(title="paxsim demo summary")
     tab.add_column("figure")
     tab.add_column("value", justify="right")
-    tab.add_row("sightings produced (biometric zones)", f"{s['produced']:,}")
-    tab.add_row("faces counted only (non-biometric zones)", f"{s['count_only_faces']:,.0f}")
-    tab.add_row("dropped at the edge (backpressure)", f"{s['edge_dropped']:,.0f}")
-    tab.add_row("admitted by the policy gate", f"{s['admitted']:,.0f}")
-    for rule, n in sorted(s["gate_dropped_by_rule"].items()):
+    tab.add_row("sightings produced (biometric zones)", f"{s.produced:,}")
+    tab.add_row("faces counted only (non-biometric zones)", f"{s.count_only_faces:,.0f}")
+    tab.add_row("dropped at the edge (backpressure)", f"{s.edge_dropped:,.0f}")
+    tab.add_row("admitted by the policy gate", f"{s.admitted:,.0f}")
+    for rule, n in sorted(s.gate_dropped_by_rule.items()):
         tab.add_row(f"  dropped by {rule}", f"{n:,.0f}")
-    for rule, n in sorted(s["refused_by_rule"].items()):
-        tab.add_row(f"  dropped by {rule}", f"{n:,}")
-    tab.add_row("matched (consented, within threshold)", f"{s['matched']:,}")
-    tab.add_row("unknown (embedding discarded)", f"{s['unknown']:,}")
-    if s.get("verified") or s.get("rejected"):
-        tab.add_row("e-gate 1:1 verified / rejected", f"{s['verified']:,} / {s['rejected']:,}")
-    tab.add_row("decisions recorded / duplicates", f"{s['decided']:,} / {s['duplicate_decisions']}")
-    tab.add_row("dead letters", f"{s['deadletters']:,}")
-    tab.add_row("zone transitions / faster than walking", f"{s['zone_transitions']:,} / {s['implausible_transitions']:,}")
-    acc = s.get("accuracy")
+    for rule, m in sorted(s.refused_by_rule.items()):
+        tab.add_row(f"  dropped by {rule}", f"{m:,}")
+    tab.add_row("matched (consented, within threshold)", f"{s.matched:,}")
+    tab.add_row("unknown (embedding discarded)", f"{s.unknown:,}")
+    if s.verified or s.rejected:
+        tab.add_row("e-gate 1:1 verified / rejected", f"{s.verified:,} / {s.rejected:,}")
+    tab.add_row("decisions recorded / duplicates", f"{s.decided:,} / {s.duplicate_decisions}")
+    tab.add_row("dead letters", f"{s.deadletters:,}")
+    tab.add_row("zone transitions / faster than walking", f"{s.zone_transitions:,} / {s.implausible_transitions:,}")
+    acc = s.accuracy
     if acc and acc["rank1"] is not None:
         tab.add_row("rank-1 / FRR / FAR vs ground truth", f"{acc['rank1']:.1%} / {acc['frr']:.1%} / {(acc['far'] or 0):.2%}")
         tab.add_row("identifications of non-consented travellers", f"{acc['leaks']}")
-    live = s.get("live_camera")
+    live = s.live_camera
     if live:
         tab.add_row(
             f"live camera {live['camera']}: frames analysed/s, recall >= 30 / >= 60 px, precision, IDF1",
             f"{live['analysed_per_s']:.1f}/s, {_pct(live['recall_ge_30px'])} / {_pct(live['recall_ge_60px'])}, "
             f"{_pct(live['precision'])}, {_pct(live['idf1_ge_30px'])}",
         )
-    p50, p99 = s["latency_p50_ms"], s["latency_p99_ms"]
-    scan = s.get("audit_scan")
-    if scan is not None:
-        tab.add_row("audit scan: expired-readable / non-consented / audit gaps", " / ".join(str(v) for v in scan.values()))
-        tab.add_row("audit scan: unlinkable references (erased subjects)", str(s.get("audit_unlinkable", 0)))
-    tab.add_row("end-to-end latency p50 / p99", f"{p50:.1f} / {p99:.1f} ms" if p50 is not None else "n/a")
+    p50, p99 = s.latency_p50_ms, s.latency_p99_ms
+    if s.audit_scan is not None:
+        tab.add_row("audit scan: expired-readable / non-consented / audit gaps", " / ".join(str(v) for v in s.audit_scan.values()))
+        tab.add_row("audit scan: unlinkable references (erased subjects)", str(s.audit_unlinkable))
+    tab.add_row("end-to-end latency p50 / p99", f"{p50:.1f} / {p99:.1f} ms" if p50 is not None and p99 is not None else "n/a")
     return tab
 
 
@@ -396,7 +396,7 @@ async def run_pipeline(
     cameras: list[dict] | None = None,
     evaluation: VideoEval | None = None,
     live_camera: bool = False,
-) -> dict:
+) -> RunSummary:
     """Broker (embedded unless ``broker.bootstrap``), enrolment, every stage for ``duration_s`` of traffic, drain,
     stop; returns the summary with per-stage counts and resource use. ``cameras`` (edge.camera.CameraConfig
     mappings) replaces the virtual cameras with real video ones; ``evaluation`` scores them against rendered
@@ -437,29 +437,27 @@ async def run_pipeline(
         stores = [*registered_stores(client_settings), LogStore(run_dir, consent.subjects()), *running]
         report = await run_scan(client_settings, load_policy(policy_file(settings)), key_source, stores=stores, consent=consent)
         a, b, c = report.counts
-        summary["audit_scan"] = {"expired_readable": a, "non_consented": b, "audit_gaps": c}
-        summary["audit_unlinkable"] = report.unlinkable  # references to erased subjects: the success case
-        summary["audit_scan_sources"] = {name: int(n) for name, n in report.records.items() if name.startswith(("live:", "store:"))}
+        summary.audit_scan = {"expired_readable": a, "non_consented": b, "audit_gaps": c}
+        summary.audit_unlinkable = report.unlinkable  # references to erased subjects: the success case
+        summary.audit_scan_sources = {name: int(n) for name, n in report.records.items() if name.startswith(("live:", "store:"))}
         if live:
             perception = await asyncio.to_thread(live_camera_perception, run_dir / LIVE_LOG, live + LIVE_SUFFIX, live, load_world())
             if perception is not None:
                 perception["analysed_per_s"] = perception["frames_analysed"] / duration_s
-            summary["live_camera"] = perception
-    summary["admitted"] = counts.gate_admitted
-    summary["gate_dropped_by_rule"] = counts.gate_denied_by_rule or {}
-    summary["edge_dropped"] = counts.edge_dropped
-    summary["frames_dropped"] = counts.frames_dropped
-    summary["frames_processed"] = counts.frames_processed
-    summary["count_only_faces"] = counts.count_only
-    summary["wall_s"] = wall_s
-    summary["processes"] = {
-        c.name: {"cpu_s": round(c.cpu_s, 3), "rss_max_mb": round(c.rss_max / 2**20, 1)} for c in stack.children.values()
-    }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            summary.live_camera = perception
+    summary.admitted = counts.gate_admitted
+    summary.gate_dropped_by_rule = counts.gate_denied_by_rule or {}
+    summary.edge_dropped = counts.edge_dropped
+    summary.frames_dropped = counts.frames_dropped
+    summary.frames_processed = counts.frames_processed
+    summary.count_only_faces = counts.count_only
+    summary.wall_s = wall_s
+    summary.processes = {c.name: {"cpu_s": round(c.cpu_s, 3), "rss_max_mb": round(c.rss_max / 2**20, 1)} for c in stack.children.values()}
+    (run_dir / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2))
     return summary
 
 
-async def run_demo(settings: Settings, duration_s: float, console: Console) -> dict:
+async def run_demo(settings: Settings, duration_s: float, console: Console) -> RunSummary:
     """The demo: :func:`run_pipeline` in ``<state_dir>/demo`` with live progress, then the summary table."""
     run_dir = Path(settings.state_dir) / "demo"
     summary = await run_pipeline(settings.model_copy(update={"state_dir": run_dir}), duration_s, console, live_camera=True)

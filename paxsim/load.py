@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from core.config import Settings
+from paxsim.summary import RunSummary
 
 if TYPE_CHECKING:
     from paxsim.accuracy import Replica
@@ -148,50 +149,44 @@ def video_cameras(
 class StepResult:
     offered_rate: float
     traffic_s: float
-    summary: dict
+    summary: RunSummary
 
     @property
     def produced_rate(self) -> float:
-        return self.summary["produced"] / self.traffic_s
+        return self.summary.produced / self.traffic_s
 
     @property
     def decided_rate(self) -> float:
-        return self.summary["decided"] / self.traffic_s
+        return self.summary.decided / self.traffic_s
 
     @property
     def sustained(self) -> bool:
         s = self.summary
-        p99 = s["latency_p99_ms"] or 0.0
-        frames = s.get("frames_processed", 0) + s.get("frames_dropped", 0)
-        frames_ok = s.get("frames_dropped", 0) <= (1 - KEEP_UP) * frames  # video: the edge kept up with its cameras
-        return s["edge_dropped"] == 0 and frames_ok and s["decided"] >= KEEP_UP * s["produced"] and p99 <= P99_LIMIT_MS
+        p99 = s.latency_p99_ms or 0.0
+        frames = s.frames_processed + s.frames_dropped
+        frames_ok = s.frames_dropped <= (1 - KEEP_UP) * frames  # video: the edge kept up with its cameras
+        return s.edge_dropped == 0 and frames_ok and s.decided >= KEEP_UP * s.produced and p99 <= P99_LIMIT_MS
 
     def row(self) -> dict:
         s = self.summary
         return {
             "offered_rate": round(self.offered_rate, 1),
             "produced_rate": round(self.produced_rate, 1),
-            "admitted_rate": round(s["admitted"] / self.traffic_s, 1),
+            "admitted_rate": round(s.admitted / self.traffic_s, 1),
             "decided_rate": round(self.decided_rate, 1),
-            "matched_rate": round(s["matched"] / self.traffic_s, 1),
-            "latency_p50_ms": s["latency_p50_ms"],
-            "latency_p99_ms": s["latency_p99_ms"],
-            "edge_dropped": s["edge_dropped"],
-            "frames_processed_rate": round(s.get("frames_processed", 0) / self.traffic_s, 1),
-            "frames_dropped": s.get("frames_dropped", 0),
-            "deadletters": s["deadletters"],
-            "duplicate_decisions": s["duplicate_decisions"],
-            "decisions": {
-                "match": s["matched"],
-                "unknown": s["unknown"],
-                "refused": s["refused"],
-                "verified": s.get("verified", 0),
-                "rejected": s.get("rejected", 0),
-            },
-            "dropped_by_rule": {**s["gate_dropped_by_rule"], **s["refused_by_rule"]},
-            "accuracy": s.get("accuracy"),
-            "audit_scan": s.get("audit_scan"),  # compliance: expired-readable / non-consented / audit gaps
-            "processes": s["processes"],
+            "matched_rate": round(s.matched / self.traffic_s, 1),
+            "latency_p50_ms": s.latency_p50_ms,
+            "latency_p99_ms": s.latency_p99_ms,
+            "edge_dropped": s.edge_dropped,
+            "frames_processed_rate": round(s.frames_processed / self.traffic_s, 1),
+            "frames_dropped": s.frames_dropped,
+            "deadletters": s.deadletters,
+            "duplicate_decisions": s.duplicate_decisions,
+            "decisions": {"match": s.matched, "unknown": s.unknown, "refused": s.refused, "verified": s.verified, "rejected": s.rejected},
+            "dropped_by_rule": {**s.gate_dropped_by_rule, **s.refused_by_rule},
+            "accuracy": s.accuracy,
+            "audit_scan": s.audit_scan,  # compliance: expired-readable / non-consented / audit gaps
+            "processes": s.processes,
             "sustained": self.sustained,
         }
 
@@ -296,8 +291,8 @@ async def run_load(settings: Settings, plan: LoadPlan, label: str, console: Cons
             result.steps.append(step)
             progress.advance(task)
             console.print(
-                f"  step {i + 1}: {f'{level} cameras' if plan.videos else f'offered {rate:,.0f}/s'}, decided {step.decided_rate:,.1f}/s, p99 {summary['latency_p99_ms'] or 0:,.0f} ms, "
-                f"edge drops {summary['edge_dropped']:,.0f} → {'sustained' if step.sustained else '[red]saturated[/]'} ({time.monotonic() - t0:.0f} s)"
+                f"  step {i + 1}: {f'{level} cameras' if plan.videos else f'offered {rate:,.0f}/s'}, decided {step.decided_rate:,.1f}/s, p99 {summary.latency_p99_ms or 0:,.0f} ms, "
+                f"edge drops {summary.edge_dropped:,.0f} → {'sustained' if step.sustained else '[red]saturated[/]'} ({time.monotonic() - t0:.0f} s)"
             )
             if stop_at_saturation and not step.sustained:
                 break

@@ -26,6 +26,7 @@ def test_report_has_the_red_team_table_with_failures_marked(tmp_path: Path):
 
 def _step(matched: float, refused: int, p99: float, leaks: int):
     from paxsim.load import StepResult
+    from paxsim.summary import RunSummary
 
     summary = {
         "produced": 100, "admitted": 90, "decided": 90, "matched": matched, "unknown": 5, "refused": refused, "latency_p50_ms": 40.0,
@@ -33,7 +34,7 @@ def _step(matched: float, refused: int, p99: float, leaks: int):
         "refused_by_rule": {"post_match:consent": refused}, "accuracy": {"leaks": leaks},
         "audit_scan": {"expired_readable": 0, "non_consented": leaks, "audit_gaps": 0}, "processes": {"matcher": {"cpu_s": 2.0}},
     }  # fmt: skip
-    return StepResult(offered_rate=50.0, traffic_s=10.0, summary=summary)
+    return StepResult(offered_rate=50.0, traffic_s=10.0, summary=RunSummary(**summary))
 
 
 def test_compare_writes_a_policy_diff_and_figures_side_by_side_with_their_meaning(tmp_path: Path):
