@@ -19,6 +19,7 @@ class Access:
     reads: tuple[t.Topic, ...] = ()
     writes: tuple[t.Topic, ...] = ()
     groups: tuple[str, ...] = ()  # consumer groups it joins (Read on the group); group-less readers need none
+    describe_groups: bool = False  # may describe every consumer group (their offsets and lag), join none
 
 
 ACCESS: dict[str, Access] = {
@@ -32,13 +33,15 @@ ACCESS: dict[str, Access] = {
         groups=("paxsim-matcher",),
     ),
     "dashboard": Access(reads=(t.MATCHES, t.TRACKS, t.ZONE_COUNTS, t.ALERTS, t.ERASURES), writes=(t.ERASURES, t.AUDIT)),
-    "auditor": Access(reads=t.ALL),  # paxsim audit scan: every topic from offset 0
+    # paxsim audit scan: every topic from offset 0; the Kafka exporter: every group's lag
+    "auditor": Access(reads=t.ALL, describe_groups=True),
 }
 
 
 def acl_arguments(principals: dict[str, str], bootstrap: str = "localhost:19092") -> list[list[str]]:
     """``kafka-acls.sh`` argument lists granting each stage's principal (stage → ``User:name``) its access:
-    Read + Describe on what it reads, Write + Describe on what it writes, Read on its consumer groups."""
+    Read + Describe on what it reads, Write + Describe on what it writes, Read on its consumer groups, Describe on
+    every group for a monitor."""
     out: list[list[str]] = []
     base = ["--bootstrap-server", bootstrap, "--add"]
     for stage, access in ACCESS.items():
@@ -49,4 +52,6 @@ def acl_arguments(principals: dict[str, str], bootstrap: str = "localhost:19092"
             out.append([*base, *who, "--operation", "Write", "--operation", "Describe", "--topic", topic.name])
         for group in access.groups:
             out.append([*base, *who, "--operation", "Read", "--group", group])
+        if access.describe_groups:
+            out.append([*base, *who, "--operation", "Describe", "--group", "*"])
     return out

@@ -4,7 +4,8 @@
 #   secrets/kafka/kafka.keystore.p12     broker key + certificate (SAN kafka, localhost, 127.0.0.1), PKCS12
 #   secrets/kafka/keystore_password      its password (read by the apache/kafka start script)
 #   secrets/kafka/kafka_server_jaas.conf SCRAM login module for the SASL_SSL listeners
-#   secrets/kafka_client_password        the SCRAM password of the paxsim user (hex: safe in kafka-configs syntax)
+#   secrets/kafka-users/paxsim-<user>    the SCRAM password of each Kafka user (admin, edge, gate, matcher,
+#                                        dashboard, auditor; hex: safe in kafka-configs syntax)
 #   secrets/ca.key                       the CA key; keep it off the testbed hosts once certificates are made
 # Needs only openssl. Re-run with --force to replace everything (then `docker-compose ... down -v`).
 set -euo pipefail
@@ -33,10 +34,13 @@ openssl rand -hex 24 | tr -d '\n' > "$kdir/keystore_password"
 openssl pkcs12 -export -name kafka -inkey "$tmp/kafka.key" -in "$tmp/kafka.crt" -certfile "$kdir/ca.crt" \
     -passout "file:$kdir/keystore_password" -out "$kdir/kafka.keystore.p12"
 printf '%s\n' "KafkaServer {" "  org.apache.kafka.common.security.scram.ScramLoginModule required;" "};" > "$kdir/kafka_server_jaas.conf"
-openssl rand -hex 24 | tr -d '\n' > "$out/kafka_client_password"
+mkdir -p "$out/kafka-users"
+for user in admin edge gate matcher dashboard auditor; do
+    openssl rand -hex 24 | tr -d '\n' > "$out/kafka-users/paxsim-$user"
+done
 
 # The broker runs as uid 1000 and paxsim as uid 10001 in their containers: both read these bind mounts.
-chmod 755 "$out" "$kdir"
-chmod 644 "$kdir"/* "$out/kafka_client_password"
+chmod 755 "$out" "$kdir" "$out/kafka-users"
+chmod 644 "$kdir"/* "$out/kafka-users"/*
 echo "secrets written to $out (the CA key is $out/ca.key)"
 openssl x509 -in "$tmp/kafka.crt" -noout -subject -ext subjectAltName

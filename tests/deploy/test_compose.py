@@ -175,8 +175,9 @@ def test_prometheus_scrapes_every_metrics_endpoint_of_the_compose_file() -> None
             targets |= set(sd["names"])
     doc = load_compose(COMPOSE)
     long_running = {n for n, s in paxsim_services(doc).items() if s.get("restart") != "no"}
-    assert long_running <= targets, f"not scraped: {long_running - targets}"
-    assert "kafka-exporter" in targets
+    # the key holder is out of the monitoring network's reach (its own internal network): not scraped
+    assert long_running - {"keyd"} <= targets, f"not scraped: {long_running - {'keyd'} - targets}"
+    assert "keyd" not in targets and "kafka-exporter" in targets
 
 
 def test_grafana_dashboard_uses_the_provisioned_datasource_and_real_metrics() -> None:
@@ -205,3 +206,75 @@ def test_example_config_is_valid_and_uses_the_embedded_broker_by_default() -> No
     assert s.broker.embedded
     assert s.broker.partitions >= 2
     assert {topic.name for topic in t.ALL}  # catalogue importable with this config
+
+
+KEY_USERS = {"enrol", "policy", "matcher", "dashboard", "edge-1", "edge-2"}  # services that talk to the key holder
+
+
+def test_the_key_holder_is_on_an_internal_network_that_only_its_clients_join(docker_compose: str) -> None:
+    r = compose_config(docker_compose, COMPOSE)
+    assert r.returncode == 0, r.stderr
+    doc = yaml.safe_load(r.stdout)
+    assert doc["networks"]["keys"].get("internal") is True  # no route out of it
+    services = doc["services"]
+    assert set(services["keyd"]["networks"]) == {"keys"}
+    on_keys = {name for name, svc in services.items() if "keys" in (svc.get("networks") or {})}
+    assert on_keys == KEY_USERS | {"keyd"}, on_keys  # not Kafka, Prometheus, Grafana, the exporter or topic-init
+    assert "ports" not in services["keyd"]
+
+
+# compose service → its Kafka user (the key holder's role names: broker/acls.py ACCESS)
+KAFKA_USERS = {
+    "topic-init": "paxsim-admin",
+    "enrol": "paxsim-admin",
+    "policy": "paxsim-gate",
+    "matcher": "paxsim-matcher",
+    "dashboard": "paxsim-dashboard",
+    "edge-1": "paxsim-edge",
+    "edge-2": "paxsim-edge",
+}
+
+
+def test_sasl_gives_each_stage_its_own_kafka_user_and_password_and_the_broker_enforces_acls(docker_compose: str) -> None:
+    from broker.acls import ACCESS
+
+    r = compose_config(docker_compose, COMPOSE, COMPOSE_SASL)
+    assert r.returncode == 0, r.stderr
+    doc = yaml.safe_load(r.stdout)
+    services = doc["services"]
+    for name, user in KAFKA_USERS.items():
+        env = services[name]["environment"]
+        assert env["PAXSIM__BROKER__SECURITY__USERNAME"] == user, name
+        mounted = {s["source"]: s.get("target", s["source"]) for s in services[name]["secrets"]}
+        # its own password at the path the settings read, and no other user's
+        assert mounted == {f"kafka_password_{user.removeprefix('paxsim-')}": "kafka_password", "kafka_ca": "kafka_ca"}, (name, mounted)
+        assert env["PAXSIM__BROKER__SECURITY__PASSWORD_FILE"] == "/run/secrets/kafka_password"
+    exporter = services["kafka-exporter"]
+    assert "--sasl.username=paxsim-auditor" in exporter["command"]
+    assert {s["source"] for s in exporter["secrets"]} == {"kafka_password_auditor", "kafka_ca"}
+    kafka = services["kafka"]["environment"]
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert set(kafka["KAFKA_SUPER_USERS"].split(";")) == {"User:ANONYMOUS", "User:paxsim-admin"}
+    # ANONYMOUS (a super user) only exists on listeners bound to the broker container's loopback
+    plaintext = [x.split(":")[0] for x in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",") if x.endswith(":PLAINTEXT")]
+    for listener in kafka["KAFKA_LISTENERS"].split(","):
+        name, _, addr = listener.partition("://")
+        assert name not in plaintext or addr.startswith("127.0.0.1:"), listener
+    # make-secrets.sh writes a password for every user the stages present, and one per ACL principal
+    script = (DEPLOY / "kafka" / "make-secrets.sh").read_text()
+    made = set(script.split("for user in ", 1)[1].split(";", 1)[0].split())
+    assert {f"paxsim-{u}" for u in made} == set(KAFKA_USERS.values()) | {f"paxsim-{stage}" for stage in ACCESS}
+    assert set(doc["secrets"]) == {f"kafka_password_{u}" for u in made} | {"kafka_ca"}
+
+
+def test_the_acl_file_the_broker_applies_is_the_current_plan() -> None:
+    """kafka/init-sasl.sh applies deploy/kafka/acls.txt line by line: it must be what `paxsim topics acls`
+    prints from broker/acls.py today."""
+    out = subprocess.run([sys.executable, "-m", "paxsim.cli", "topics", "acls"], capture_output=True, text=True, check=True, cwd=ROOT)
+    committed = [ln for ln in (DEPLOY / "kafka" / "acls.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert committed == out.stdout.splitlines(), (
+        "deploy/kafka/acls.txt is stale: paxsim topics acls > deploy/kafka/acls.txt (keep the header)"
+    )
+    init = (DEPLOY / "kafka" / "init-sasl.sh").read_text()
+    assert "/opt/paxsim-kafka/acls.txt" in init and "kafka-configs.sh" in init
