@@ -149,12 +149,11 @@ def forged_erasure(ctx: Context) -> Result:
     any holder of that key, a matcher included, could) and carrying a made-up signature in the dashboard's name."""
     from policy.crypto import EpochKeyRing as Ring
     from policy.crypto import KeyForbidden, seal_erasure
-    from policy.keyd import TOKEN_ENV
 
     victim = ctx.enrolled[1]
     now = time.time()
     unsigned = ErasureRequest(request_id="rt-forged-unsigned", subject_id=victim, requested_at=now)
-    matcher_keys = HttpKeySource(ctx.keys.url, ctx.keys.stage_env()["matcher"][TOKEN_ENV])
+    matcher_keys = HttpKeySource(ctx.keys.url, ctx.keys.stage_token("matcher"))
     sealed = seal_erasure(Ring(matcher_keys, "control", background=False), msgspec.structs.replace(unsigned, request_id="rt-forged-signed"))
     badly_signed = msgspec.structs.replace(sealed, issuer="dashboard", signature=bytes(64))
     try:  # the matcher holds the control key but may not issue: the key holder will not sign for it
@@ -276,9 +275,8 @@ def altered_audit(ctx: Context) -> Result:
 def edge_destroys_keys(ctx: Context) -> Result:
     """The edge's own credential asks the key holder to destroy a subject key and to resolve a pseudonym."""
     from policy.crypto import KeyForbidden
-    from policy.keyd import TOKEN_ENV
 
-    edge = HttpKeySource(ctx.keys.url, ctx.keys.stage_env()["edge"][TOKEN_ENV])
+    edge = HttpKeySource(ctx.keys.url, ctx.keys.stage_token("edge"))
     subject = ctx.enrolled[0]
     refused = []
     for what, call in (("destroy", lambda: edge.destroy_subject(subject)), ("resolve", lambda: edge.resolve_pseudonyms(["ps-x"]))):

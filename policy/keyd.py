@@ -4,8 +4,10 @@ Key classes come from the policy: ``sightings`` (epoch ``retention.epoch_s``, TT
 and ``tracklets`` (TTL ``unknown_faces.tracklets.ttl_s``). A background thread destroys expired epoch keys
 every ``tick``; a policy reload changes TTLs (a shorter TTL destroys at once; a longer one cannot revive).
 
-Every request but ``/healthz`` needs ``Authorization: Bearer <token>``, the per-run token given in
-``PAXSIM_KEYD_TOKEN`` (environment, never argv). It binds to loopback only. Without ``--state`` nothing is
+Every request but ``/healthz`` needs ``Authorization: Bearer <token>``: the admin token and one token per stage
+role, read from 0600 files named by ``PAXSIM_KEYD_TOKEN_FILE`` and ``PAXSIM_KEYD_ROLE_TOKENS_FILE`` (or inline in
+``PAXSIM_KEYD_TOKEN`` / ``PAXSIM_KEYD_ROLE_TOKENS``; never argv). Its clients name their credential the same way.
+It binds to loopback only. Without ``--state`` nothing is
 written to disk and a restart loses every key (all sealed data becomes unreadable); with ``--state FILE`` the
 keys, erasure tombstones and chain positions are kept in FILE, sealed under ``--master-key`` (both 0600,
 :mod:`policy.keystore`), so a restarted holder carries on and an erased subject stays erased.
@@ -27,14 +29,17 @@ On start it prints one JSON line ``{"url": ..., "pid": ...}`` on stdout.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import ipaddress
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,16 +48,18 @@ from urllib.parse import unquote
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core.files import write_private
 from policy.crypto import CONTROL_CLASS, KeyExpired, KeyHolder, new_token, token_matches
+from policy.crypto.sources import TOKEN_ENV, TOKEN_FILE_ENV, URL_ENV, credential
 from policy.keystore import SealedState, StateFileError
 from policy.notary import CheckpointRefused
 from policy.policyfile import Policy, PolicyHolder
 
 log = logging.getLogger("paxsim.policy.keyd")
 
-TOKEN_ENV = "PAXSIM_KEYD_TOKEN"
-URL_ENV = "PAXSIM_KEYD_URL"
 ROLE_TOKENS_ENV = "PAXSIM_KEYD_ROLE_TOKENS"  # "role:token,role:token": one credential per stage (least privilege)
+# the role list read from a file (0600) instead: a process's environment is readable in /proc/PID/environ
+ROLE_TOKENS_FILE_ENV = "PAXSIM_KEYD_ROLE_TOKENS_FILE"
 
 # What each role may ask for. ``PAXSIM_KEYD_TOKEN`` is ``admin`` (enrolment, tools, single-token deployments).
 # The edge seals to the sightings class's public keys (it cannot open a sighting, its own included) and names
@@ -303,9 +310,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state", type=Path, default=None, help="sealed state file: keys and tombstones survive a restart")
     ap.add_argument("--master-key", type=Path, default=None, help="master key file of --state (default: FILE.key; made if missing)")
     args = ap.parse_args(argv)
-    token = os.environ.get(TOKEN_ENV)
+    try:
+        token = credential(os.environ, TOKEN_ENV, TOKEN_FILE_ENV)
+        role_spec = credential(os.environ, ROLE_TOKENS_ENV, ROLE_TOKENS_FILE_ENV)
+    except OSError as exc:
+        print(f"cannot read a key-holder credential file: {exc}", file=sys.stderr)
+        return 2
     if not token:
-        print(f"{TOKEN_ENV} is not set: refusing to serve keys without a token", file=sys.stderr)
+        print(f"neither {TOKEN_ENV} nor {TOKEN_FILE_ENV} is set: refusing to serve keys without a token", file=sys.stderr)
         return 2
     policies = PolicyHolder.from_settings_path(args.policy)
     store = None
@@ -321,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         holder = KeyHolder(key_classes(policies.current))
     policies.on_change(lambda old, new: [holder.set_ttl(n, ttl) for n, (_e, ttl) in key_classes(new).items()])
     try:
-        roles = parse_role_tokens(os.environ.get(ROLE_TOKENS_ENV, ""))
+        roles = parse_role_tokens(role_spec or "")
         server = KeyServer(holder, token, host=args.host, port=args.port, allow_remote=args.allow_remote, role_tokens=roles).start()
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
@@ -346,6 +358,7 @@ class KeydProcess:
     policy_path: str | Path | None = None
     state: Path | None = None
     roles: dict[str, str] | None = None  # role → token, one credential per stage
+    secrets: Path | None = None  # a 0700 directory of 0600 credential files: the children read their token there
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -354,17 +367,28 @@ class KeydProcess:
         """Start it again on the same address with the same token and state file (clients keep their settings)."""
         self.stop()
         port = int(self.url.rsplit(":", 1)[1].split("/")[0])
-        self.proc = spawn_keyd(self.policy_path, self.token, port=port, state=self.state, roles=self.roles).proc
+        self.proc = spawn_keyd(self.policy_path, self.token, port=port, state=self.state, roles=self.roles, secrets=self.secrets).proc
 
     @property
     def env(self) -> dict[str, str]:
-        """The admin credential (enrolment, tools, the audit scan)."""
+        """The admin credential (enrolment, tools, the audit scan): its file, or the token itself without one."""
+        if self.secrets is not None:
+            return {URL_ENV: self.url, TOKEN_FILE_ENV: str(self.secrets / "admin")}
         return {URL_ENV: self.url, TOKEN_ENV: self.token}
 
     def stage_env(self) -> dict[str, dict[str, str]]:
-        """Per ``paxsim`` stage command, the environment with that stage's own credential only."""
+        """Per ``paxsim`` stage command, the environment naming that stage's own credential only (its file)."""
         roles = self.roles or {}
-        return {cmd: {URL_ENV: self.url, TOKEN_ENV: roles[role]} for cmd, role in STAGE_ROLES.items() if role in roles}
+        out = {}
+        for cmd, role in STAGE_ROLES.items():
+            if role in roles:
+                given = {TOKEN_FILE_ENV: str(self.secrets / role)} if self.secrets is not None else {TOKEN_ENV: roles[role]}
+                out[cmd] = {URL_ENV: self.url, **given}
+        return out
+
+    def stage_token(self, command: str) -> str:
+        """The credential of the stage run by ``paxsim <command>``."""
+        return (self.roles or {})[STAGE_ROLES[command]]
 
     def stop(self, timeout: float = 5.0) -> None:
         if self.proc.poll() is None:
@@ -376,6 +400,16 @@ class KeydProcess:
                 self.proc.wait()
 
 
+def write_credentials(directory: Path, token: str, roles: dict[str, str]) -> Path:
+    """The admin token, each role's token and the role list as 0600 files in ``directory`` (made 0700)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_private(directory / "admin", token.encode())
+    for role, role_token in roles.items():
+        write_private(directory / role, role_token.encode())
+    write_private(directory / "role-tokens", ",".join(f"{r}:{t}" for r, t in roles.items()).encode())
+    return directory
+
+
 def spawn_keyd(
     policy_path: str | Path | None = None,
     token: str | None = None,
@@ -383,12 +417,19 @@ def spawn_keyd(
     timeout_s: float = 10.0,
     state: Path | None = None,
     roles: dict[str, str] | None = None,
+    secrets: Path | None = None,
 ) -> KeydProcess:
     """Start the key holder as a child process and wait for its ready line. ``state``: its sealed state file
-    (a restart with the same file keeps the keys and tombstones)."""
+    (a restart with the same file keeps the keys and tombstones). Credentials go by 0600 files in ``secrets``
+    (default: a private temporary directory, removed at exit), never in an environment."""
     token = token or new_token()
     roles = roles or {role: new_token() for role in PERMISSIONS if role != "admin"}
-    env = {**os.environ, TOKEN_ENV: token, ROLE_TOKENS_ENV: ",".join(f"{r}:{t}" for r, t in roles.items())}
+    if secrets is None:
+        secrets = Path(tempfile.mkdtemp(prefix="paxsim-keyd-"))
+        atexit.register(shutil.rmtree, secrets, True)
+    write_credentials(secrets, token, roles)
+    base = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, ROLE_TOKENS_ENV)}
+    env = {**base, TOKEN_FILE_ENV: str(secrets / "admin"), ROLE_TOKENS_FILE_ENV: str(secrets / "role-tokens")}
     cmd = [sys.executable, "-m", "policy.keyd", "--port", str(port)]
     if policy_path is not None:
         cmd += ["--policy", str(policy_path)]
@@ -410,7 +451,7 @@ def spawn_keyd(
     if "url" not in ready:
         proc.kill()
         raise RuntimeError(f"policy.keyd did not start within {timeout_s}s (exit code {proc.poll()})")
-    return KeydProcess(proc, ready["url"], token, policy_path, state, roles)
+    return KeydProcess(proc, ready["url"], token, policy_path, state, roles, secrets)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
 
 from policy.crypto.errors import KeyExpired, KeyForbidden, KeyUnavailable
@@ -17,6 +19,20 @@ from policy.crypto.ratchet import ChainState
 from policy.notary import CheckpointRefused
 
 log = logging.getLogger("paxsim.policy.crypto")
+
+
+URL_ENV = "PAXSIM_KEYD_URL"
+TOKEN_ENV = "PAXSIM_KEYD_TOKEN"  # a credential inline (tools, compose)
+TOKEN_FILE_ENV = "PAXSIM_KEYD_TOKEN_FILE"  # ... or in a 0600 file: an environment is readable in /proc/PID/environ
+
+
+def credential(env: Mapping[str, str], name: str, file_name: str) -> str | None:
+    """A credential from ``env[name]``, else from the file ``env[file_name]`` names (stripped); None if neither."""
+    if env.get(name):
+        return env[name]
+    if env.get(file_name):
+        return Path(env[file_name]).read_text().strip()
+    return None
 
 
 def _on_event_loop() -> bool:
@@ -96,12 +112,18 @@ class HttpKeySource:
         self._control_key: str | None = None
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> HttpKeySource:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HttpKeySource:
+        """The run's key holder: its URL and this process's credential, given as a file or (tools) inline."""
         env = os.environ if environ is None else environ
+        if not env.get(URL_ENV):
+            raise KeyUnavailable(f"{URL_ENV} is not set: no key holder for this run")
         try:
-            return cls(env["PAXSIM_KEYD_URL"], env["PAXSIM_KEYD_TOKEN"])
-        except KeyError as exc:
-            raise KeyUnavailable(f"{exc.args[0]} is not set: no key holder for this run") from None
+            token = credential(env, TOKEN_ENV, TOKEN_FILE_ENV)
+        except OSError as exc:
+            raise KeyUnavailable(f"cannot read the key-holder credential in ${TOKEN_FILE_ENV}: {exc}") from None
+        if not token:
+            raise KeyUnavailable(f"neither {TOKEN_ENV} nor {TOKEN_FILE_ENV} is set: no credential for the key holder")
+        return cls(env[URL_ENV], token)
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
         import httpx

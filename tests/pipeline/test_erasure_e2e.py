@@ -184,8 +184,8 @@ def test_one_erasure_reaches_every_replica_and_store_through_sigkills_and_links_
         procs = processes_of(proc.pid)
         # the key holder's address from a stage, the admin credential from the key holder itself (a stage's own
         # credential may not resolve pseudonyms)
-        keyd_env = {**procs["matcher"].environ(), "PAXSIM_KEYD_TOKEN": procs["keyd"].environ()["PAXSIM_KEYD_TOKEN"]}
-        keys = HttpKeySource(keyd_env["PAXSIM_KEYD_URL"], keyd_env["PAXSIM_KEYD_TOKEN"])
+        keyd_env = {**procs["matcher"].environ(), "PAXSIM_KEYD_TOKEN_FILE": procs["keyd"].environ()["PAXSIM_KEYD_TOKEN_FILE"]}
+        keys = HttpKeySource.from_env(keyd_env)
         vault = SubjectVault(keys)
 
         def victim() -> tuple[str, str] | None:
@@ -236,7 +236,7 @@ def test_one_erasure_reaches_every_replica_and_store_through_sigkills_and_links_
             scraper.close()
         assert until("the API forgets the pseudonym", lambda: api.get(f"/trajectories/{pseudonym}").status_code == 404, 30)
         assert subject not in api.get("/gallery/subjects").json()
-        keys = HttpKeySource(keyd_env["PAXSIM_KEYD_URL"], keyd_env["PAXSIM_KEYD_TOKEN"])  # the restarted holder
+        keys = HttpKeySource.from_env(keyd_env)  # the restarted holder
         assert keys.subject_keys([subject], create=True) == {}, "the key holder made a key for an erased subject"
         assert keys.resolve_pseudonyms([pseudonym]) == {}
 

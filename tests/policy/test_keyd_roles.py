@@ -4,6 +4,8 @@ destroy keys, resolve pseudonyms or reach the control class; a stranger's token 
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 
 import pytest
@@ -18,7 +20,7 @@ from policy.crypto import (
     open_sighting,
     seal_sighting,
 )
-from policy.keyd import STAGE_ROLES, TOKEN_ENV, spawn_keyd
+from policy.keyd import STAGE_ROLES, TOKEN_ENV, TOKEN_FILE_ENV, spawn_keyd
 from tests.policy.test_crypto import sighting
 
 
@@ -28,10 +30,13 @@ def test_each_stage_credential_gets_only_what_its_stage_needs():
         admin = HttpKeySource(keyd.url, keyd.token)
         ps = SubjectVault(admin).pseudonym("pax-1")  # enrolment (admin) made the subject's key
         envs = keyd.stage_env()
-        assert set(envs) == set(STAGE_ROLES) and len({e[TOKEN_ENV] for e in envs.values()} | {keyd.token}) == 5
-        edge = HttpKeySource(keyd.url, envs["edge"][TOKEN_ENV])
-        matcher = HttpKeySource(keyd.url, envs["matcher"][TOKEN_ENV])
-        dashboard = HttpKeySource(keyd.url, envs["dashboard"][TOKEN_ENV])
+        assert set(envs) == set(STAGE_ROLES) and len({keyd.stage_token(c) for c in STAGE_ROLES} | {keyd.token}) == 5
+        # each stage's credential is a 0600 file its environment names: never the token itself (/proc/PID/environ)
+        for env in envs.values():
+            assert TOKEN_ENV not in env and stat.S_IMODE(os.stat(env[TOKEN_FILE_ENV]).st_mode) == 0o600
+        edge = HttpKeySource.from_env(envs["edge"])
+        matcher = HttpKeySource.from_env(envs["matcher"])
+        dashboard = HttpKeySource.from_env(envs["dashboard"])
 
         sealed = seal_sighting(PublicKeyRing(edge), sighting(time.time()))  # the edge seals, to public keys only
         assert sealed.sealed and open_sighting(EpochKeyRing(matcher), sealed).vector().shape == (128,)  # the matcher opens
@@ -70,8 +75,8 @@ def test_erasure_requests_are_signed_for_the_issuing_role_and_nothing_else_verif
     keyd = spawn_keyd()
     try:
         envs = keyd.stage_env()
-        gate = HttpKeySource(keyd.url, envs["policy"][TOKEN_ENV])
-        matcher = HttpKeySource(keyd.url, envs["matcher"][TOKEN_ENV])
+        gate = HttpKeySource.from_env(envs["policy"])
+        matcher = HttpKeySource.from_env(envs["matcher"])
         req = ErasureRequest(request_id="r-1", subject_id="pax-1", requested_at=time.time())
         wire = for_the_topic(req, None, EpochKeyRing(gate, "control", background=False))
         assert wire.issuer == "gate" and len(wire.signature) == 64 and wire.sealed and not wire.subject_id
