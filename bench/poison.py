@@ -10,18 +10,22 @@ message of an unknown version, a plaintext embedding, a sealed payload with a ke
 sightings topic (the gate's input) and to the admitted topic (the matcher's), as a producer with broker write
 access could. It then reads the matches topic and prints, for the honest events decided before and during the
 poison window side by side: capture → decision latency p50 / p99 / max and the longest gap between two
-consecutive decisions (a stalled stage shows as a gap), with the ratio during / before; and how many poison
-records each stage dead-lettered.
+consecutive decisions (a stalled stage shows as a gap), with the ratio during / before; how long the gate's and
+the matcher's own event loops were held (their loop-lag histograms: wake-ups of a 10 ms sleep later than 50 ms,
+before and during the poison); and how many poison records each stage dead-lettered.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import math
 import re
 import threading
 import time
 
+import httpx
 import msgspec
 import numpy as np
 from rich.console import Console
@@ -33,6 +37,9 @@ from broker.clients import start_producer
 from broker.messages import DeadLetter, Match, MessageError, Sighting, decode, embedding_to_bytes, encode
 from broker.reader import read_all
 from core.config import Settings, load_settings
+from core.obs import parse_samples
+from matcher import metricnames as matcher_metrics
+from policy import metricnames as policy_metrics
 
 
 def poison_batch(n: int, chain: str) -> list[tuple[str, bytes]]:
@@ -80,6 +87,28 @@ def longest_gap_ms(times: list[float]) -> float:
     return max((b - a for a, b in zip(s, s[1:])), default=float("nan")) * 1000.0
 
 
+LAG_METRICS = {"policy": policy_metrics.GATE_LOOP_LAG_SECONDS, "matcher": matcher_metrics.LOOP_LAG_SECONDS}
+
+
+def loop_lag(run: UpRun) -> dict[str, dict[float, float]]:
+    """Per stage (gate, matcher): the cumulative bucket counts of its event-loop lag histogram, by upper bound."""
+    targets = {g["labels"]["job"]: g["targets"][0] for g in json.loads((run.run_dir / "scrape-targets.json").read_text())}
+    out = {}
+    for job, name in LAG_METRICS.items():
+        samples = parse_samples(httpx.get(f"http://{targets[job]}/metrics", timeout=10).text)
+        out[job] = {float(dict(labels)["le"]): v for (n, labels), v in samples.items() if n == name + "_bucket"}
+    return out
+
+
+def pauses(a: dict[float, float], b: dict[float, float]) -> tuple[int, int, str]:
+    """Between two bucket snapshots: sleeps observed, wake-ups later than 50 ms, and the bound of the longest."""
+    d = {le: b[le] - a.get(le, 0.0) for le in b}
+    n = int(d.get(math.inf, 0.0))
+    over = n - int(d.get(0.05, 0.0))
+    longest = next((le for le in sorted(d) if d[le] >= n), math.inf)
+    return n, over, ("≤ " + f"{longest * 1000:g} ms") if math.isfinite(longest) else "> 2.5 s"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=40.0)
@@ -95,7 +124,9 @@ def main() -> None:
     settings = settings.model_copy(
         update={"broker": settings.broker.model_copy(update={"bootstrap": run.bootstrap, "profile": "embedded"})}
     )
+    lag0 = loop_lag(run)
     time.sleep(args.poison_from)
+    lag1 = loop_lag(run)
     honest = [decode(r.value, Sighting) for r in asyncio.run(read_all(settings, t.ADMITTED.name))]
     chain = next(s.key_id.rsplit(":", 1)[0] for s in honest if s.key_id)
     window = [time.time(), 0.0]
@@ -118,6 +149,7 @@ def main() -> None:
     thread.start()
     thread.join()
     window[1] = time.time()
+    lag2 = loop_lag(run)
     time.sleep(3.0)
     matches = asyncio.run(read_all(settings, t.MATCHES.name))
     dead = asyncio.run(read_all(settings, t.DEADLETTER.name))
@@ -155,6 +187,14 @@ def main() -> None:
     ratio = [d / b if b else float("nan") for b, d in zip(rows["before the poison"], rows["during the poison"])]
     tab.add_row("during / before", "", *(f"{r:.2f}x" for r in ratio))
     console.print(tab)
+    lags = Table(title="each stage's own pauses: how late its event loop woke a 10 ms sleep (paxsim_<stage>_loop_lag_seconds)")
+    for col in ("stage", "window", "sleeps", "woke > 50 ms late", "longest"):
+        lags.add_column(col, justify="left" if col in ("stage", "window") else "right")
+    for job in LAG_METRICS:
+        for label, a, b in (("before the poison", lag0, lag1), ("during the poison", lag1, lag2)):
+            n, over, longest = pauses(a[job], b[job])
+            lags.add_row("gate" if job == "policy" else job, label, f"{n:,}", f"{over:,}", longest)
+    console.print(lags)
     for why, n in sorted(reasons.items()):
         console.print(f"  {n:5d}  {why}", highlight=False)
     console.print(f"poison dead-lettered: {by_stage or 'none'} of {sent[0]:,} sent; stage restarts: {summary['restarts'] or 'none'}")

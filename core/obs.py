@@ -5,6 +5,7 @@ Metric names follow ``paxsim_<stage>_<what>_<unit>``; each stage declares its ow
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -12,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from prometheus_client import start_http_server
+from prometheus_client import Histogram, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -71,6 +72,21 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> int:
     """Expose this process's registry at http://host:port/metrics; port 0 picks one. Returns the port."""
     server, _thread = start_http_server(port, addr=host)
     return server.server_port
+
+
+# how late the event loop woke a short sleep: 50 ms is the pause a stage may never take (poison included)
+LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+async def watch_loop_lag(hist: Histogram, stop: asyncio.Event, every_s: float = 0.01) -> None:
+    """Until ``stop``: sleep ``every_s`` and observe how much later than asked the loop woke up, i.e. how long
+    the stage's own event loop was held by one step (a CPU-bound record handled on the loop shows here, not the
+    broker's or the cameras' timing)."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        t0 = loop.time()
+        await asyncio.sleep(every_s)
+        hist.observe(max(0.0, loop.time() - t0 - every_s))
 
 
 def wait_port(host: str, port: int, timeout: float) -> bool:

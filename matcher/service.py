@@ -46,6 +46,7 @@ from broker.messages import Alert, ErasureRequest, Match, MessageError, Sighting
 from broker.reader import read_from
 from broker.stream import AssignmentGauge, acknowledged, commit, dead_letter, offsets_after, update_lag
 from core.config import Settings
+from core.obs import LOOP_LAG_BUCKETS, watch_loop_lag
 from core.paths import gallery_path, instance_name
 from core.tasks import supervised
 from matcher import metricnames as matcher_metrics
@@ -91,6 +92,7 @@ IDENTIFIED = ("match", "verified")  # decisions that name a subject
 RECOVERED = Counter("paxsim_matcher_recovered_decisions_total", "Decisions re-read from the matches topic on assignment")
 RESTORED = Counter("paxsim_matcher_snapshot_restored_decisions_total", "Decided event ids restored from the snapshot")
 SNAPSHOTS = Counter("paxsim_matcher_snapshots_total", "Snapshots written")
+LOOP_LAG = Histogram(matcher_metrics.LOOP_LAG_SECONDS, "How late the matcher's event loop woke a 10 ms sleep", buckets=LOOP_LAG_BUCKETS)
 KEYD_WAITS = Counter("paxsim_matcher_keyholder_waits_total", "Batches put back because the key holder was unavailable")
 KEYD_RETRY_FIRST_S, KEYD_RETRY_MAX_S = 0.5, 10.0
 TASK_RESTARTS = Counter("paxsim_matcher_task_restarts_total", "Background tasks restarted after a failure", ["task"])
@@ -521,6 +523,7 @@ async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
         await asyncio.to_thread(rt.vault.warm, matcher.subjects(), True)
     tasks = [
         asyncio.create_task(rt.background(stop)),
+        asyncio.create_task(watch_loop_lag(LOOP_LAG, stop)),
         asyncio.create_task(supervised("keys", lambda: matcher.keep_keys_warm(stop), stop, _count_restart)),
         asyncio.create_task(supervised("erasure", lambda: eraser.run(settings, stop), stop, _count_restart)),
     ]

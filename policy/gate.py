@@ -10,13 +10,14 @@ import asyncio
 import logging
 import time
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from broker import topics as t
 from broker.clients import start_consumer, start_producer
 from broker.messages import MessageError, Sighting, check_sighting, decode
 from broker.stream import AssignmentGauge, acknowledged, commit, dead_letter, offsets_after, update_lag
 from core.config import Settings
+from core.obs import LOOP_LAG_BUCKETS, watch_loop_lag
 from core.tasks import supervised
 from policy import metricnames as policy_metrics
 from policy.erasure import run_publisher
@@ -28,12 +29,14 @@ log = logging.getLogger("paxsim.policy.gate")
 STAGE = "gate"
 GROUP = "paxsim-policy-gate"
 EVENTS = Counter(policy_metrics.GATE_EVENTS_TOTAL, "Sightings the gate handled, by outcome", ["outcome"])
+LOOP_LAG = Histogram(policy_metrics.GATE_LOOP_LAG_SECONDS, "How late the gate's event loop woke a 10 ms sleep", buckets=LOOP_LAG_BUCKETS)
 
 
 async def run_gate(settings: Settings, stop: asyncio.Event) -> None:
     rt = PolicyRuntime.for_stage(settings, STAGE, policy_path=settings.policy.file, sighting_keys="none")
     chain = rt.gate_chain()  # audited (batched), counted, timed; follows policy hot reloads
     background = asyncio.create_task(rt.background(stop))
+    lag = asyncio.create_task(watch_loop_lag(LOOP_LAG, stop))
     producer = await start_producer(settings)
     # the gate also ships the consent registry's erasure outbox (withdrawals made by CLI or API) to the topic
     publisher = asyncio.create_task(
@@ -81,6 +84,7 @@ async def run_gate(settings: Settings, stop: asyncio.Event) -> None:
             update_lag(consumer, STAGE, batch)
     finally:
         background.cancel()
+        lag.cancel()
         publisher.cancel()
         await consumer.stop()
         await producer.stop()
