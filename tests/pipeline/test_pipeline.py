@@ -127,6 +127,8 @@ def test_matcher_kill_9_and_restart_loses_and_doubles_nothing(settings: Settings
             assert time.monotonic() < deadline
             time.sleep(0.1)
         stack.kill("matcher")  # SIGKILL: no chance to commit or flush
+        # what it had published before it died (decisions counted but not yet acknowledged are not among them)
+        published_before = len(topic(cs, t.MATCHES.name))
         time.sleep(1.5)  # sightings keep arriving while it is down
         stack.restart("matcher")
         wait_drained(stack)
@@ -140,7 +142,9 @@ def test_matcher_kill_9_and_restart_loses_and_doubles_nothing(settings: Settings
     # its own snapshot file, named for the replica: a second matcher would write (and restore) another one
     snaps = sorted(p.name for p in Path(cs.state_dir).glob("matcher-snapshot*"))
     assert snaps == ["matcher-snapshot-matcher.bin"], snaps
-    assert recovered + restored >= 100, "the restarted matcher did not recover its earlier decisions"
+    assert published_before >= 50 and recovered + restored >= published_before, (
+        f"the restarted matcher recovered {recovered + restored:.0f} of the {published_before} decisions published before the kill"
+    )
     # and the kill left nothing behind that the privacy scan objects to (expired-readable / non-consented / audit gaps)
     report = asyncio.run(run_scan(cs, load_policy(), HttpKeySource(keys.url, keys.token)))
     assert report.counts == (0, 0, 0), [f.__dict__ if hasattr(f, "__dict__") else f for f in report.findings[:5]]
