@@ -218,7 +218,10 @@ def preflight() -> None:
     for line in found:
         console.print(f"[red]preflight:[/] {line}", soft_wrap=True)
     if found:
-        console.print("[red]preflight:[/] edit deploy/.env (copied from deploy/.env.example) and start again", soft_wrap=True)
+        console.print(
+            "[red]preflight:[/] edit deploy/.env (copied from deploy/.env.example), run deploy/make-keyd-tokens.sh, and start again",
+            soft_wrap=True,
+        )
         raise typer.Exit(2)
     console.print("preflight: secrets set, none of them an example value")
 

@@ -58,8 +58,9 @@ from policy.policyfile import Policy, PolicyHolder
 log = logging.getLogger("paxsim.policy.keyd")
 
 ROLE_TOKENS_ENV = "PAXSIM_KEYD_ROLE_TOKENS"  # "role:token,role:token": one credential per stage (least privilege)
-# the role list read from a file (0600) instead: a process's environment is readable in /proc/PID/environ
-ROLE_TOKENS_FILE_ENV = "PAXSIM_KEYD_ROLE_TOKENS_FILE"
+# the same from files (0600) instead: a process's environment is readable in /proc/PID/environ and `docker inspect`
+ROLE_TOKENS_FILE_ENV = "PAXSIM_KEYD_ROLE_TOKENS_FILE"  # one file, "role:token,..."
+ROLE_TOKEN_FILES_ENV = "PAXSIM_KEYD_ROLE_TOKEN_FILES"  # "role:path,...", a file per role (compose secrets)
 
 # What each role may ask for. ``PAXSIM_KEYD_TOKEN`` is ``admin`` (enrolment, tools, single-token deployments).
 # The edge seals to the sightings class's public keys (it cannot open a sighting, its own included) and names
@@ -88,6 +89,12 @@ def parse_role_tokens(text: str) -> dict[str, str]:
             raise ValueError(f"{ROLE_TOKENS_ENV}: the {role} token is shorter than {MIN_TOKEN_CHARS} characters")
         out[token] = role
     return out
+
+
+def role_tokens_from_files(spec: str) -> str:
+    """``role:path,...`` → the ``role:token,...`` text :func:`parse_role_tokens` reads (each file stripped)."""
+    pairs = [item.strip().partition(":") for item in spec.split(",") if item.strip()]
+    return ",".join(f"{role}:{Path(path).read_text().strip()}" for role, _, path in pairs)
 
 
 MIN_TOKEN_CHARS = 32  # a guessable token would hand out every key: refuse to start with a short one
@@ -312,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         token = credential(os.environ, TOKEN_ENV, TOKEN_FILE_ENV)
-        role_spec = credential(os.environ, ROLE_TOKENS_ENV, ROLE_TOKENS_FILE_ENV)
+        role_spec = credential(os.environ, ROLE_TOKENS_ENV, ROLE_TOKENS_FILE_ENV) or role_tokens_from_files(
+            os.environ.get(ROLE_TOKEN_FILES_ENV, "")
+        )
     except OSError as exc:
         print(f"cannot read a key-holder credential file: {exc}", file=sys.stderr)
         return 2

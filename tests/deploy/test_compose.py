@@ -44,31 +44,37 @@ def test_docker_compose_config_accepts_the_files(docker_compose: str, files: tup
             assert text.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
 
 
-def test_each_stage_presents_its_own_key_holder_credential_and_no_stage_the_admin_one(docker_compose: str, tmp_path: Path) -> None:
-    """With distinct tokens in deploy/.env, the resolved compose file gives the key holder one credential per
-    role and each long-running stage only its own role's; the admin token stays with the one-shots."""
-    import secrets
+@pytest.mark.parametrize("files", COMPOSE_FILES, ids=["base", "base+sasl"])
+def test_each_stage_mounts_only_its_own_key_holder_credential_as_a_file(docker_compose: str, files: tuple[Path, ...]) -> None:
+    """No key-holder token is in any container's environment: each service that talks to the key holder mounts
+    its own role's credential file as the secret keyd_token; the key holder mounts every role's; the admin one
+    stays with enrolment (and the SASL override keeps all of it)."""
+    from policy.keyd import PERMISSIONS, ROLE_TOKEN_FILES_ENV, STAGE_ROLES, TOKEN_FILE_ENV
 
-    from policy.keyd import PERMISSIONS, STAGE_ROLES, parse_role_tokens
-
-    values = {k: v for k, v in env_example().items()}
-    tokens = {k: secrets.token_urlsafe(32) for k in values if k.startswith("PAXSIM_KEYD_TOKEN")}
-    env = tmp_path / "env"
-    env.write_text("\n".join(f"{k}={v}" for k, v in {**values, **tokens}.items()) + "\n")
-    r = compose_config(docker_compose, COMPOSE, env_file=env)
+    r = compose_config(docker_compose, *files)
     assert r.returncode == 0, r.stderr
-    services = yaml.safe_load(r.stdout)["services"]
-    roles = parse_role_tokens(services["keyd"]["environment"]["PAXSIM_KEYD_ROLE_TOKENS"])  # token → role
-    assert sorted(roles.values()) == sorted(set(PERMISSIONS) - {"admin"})
-    admin = tokens["PAXSIM_KEYD_TOKEN"]
-    assert admin not in roles
+    doc = yaml.safe_load(r.stdout)
+    services = doc["services"]
+    assert {name: Path(s["file"]).name for name, s in doc["secrets"].items() if name.startswith("keyd_")} == {
+        f"keyd_{role}": role for role in PERMISSIONS
+    }
+
+    def keyd_secrets(svc: dict) -> dict[str, str]:
+        return {s["source"]: s.get("target", s["source"]) for s in svc.get("secrets", []) if s["source"].startswith("keyd_")}
+
     for name, svc in services.items():
+        assert not any(k in ("PAXSIM_KEYD_TOKEN", "PAXSIM_KEYD_ROLE_TOKENS") for k in svc.get("environment") or {}), name
         command = svc.get("command") or []
         stage = command[0] if command else ""
-        if stage in STAGE_ROLES and svc.get("restart") != "no":
-            given = svc["environment"]["PAXSIM_KEYD_TOKEN"]
-            assert roles.get(given) == STAGE_ROLES[stage], f"{name} ({stage}) holds the {roles.get(given, 'admin')} credential"
-    assert services["enrol"]["environment"]["PAXSIM_KEYD_TOKEN"] == admin  # enrolment makes subject keys (admin)
+        if stage in STAGE_ROLES and name != "enrol":
+            assert keyd_secrets(svc) == {f"keyd_{STAGE_ROLES[stage]}": "keyd_token"}, (name, keyd_secrets(svc))
+            assert svc["environment"][TOKEN_FILE_ENV] == "/run/secrets/keyd_token"
+    assert keyd_secrets(services["enrol"]) == {"keyd_admin": "keyd_token"}  # enrolment makes subject keys (admin)
+    keyd = services["keyd"]
+    assert set(keyd_secrets(keyd)) == {f"keyd_{role}" for role in PERMISSIONS}
+    assert keyd["environment"][TOKEN_FILE_ENV] == "/run/secrets/keyd_admin"
+    roles = dict(item.split(":", 1) for item in keyd["environment"][ROLE_TOKEN_FILES_ENV].split(","))
+    assert roles == {role: f"/run/secrets/keyd_{role}" for role in PERMISSIONS if role != "admin"}
 
 
 def test_docker_compose_config_rejects_a_broken_file(docker_compose: str, tmp_path: Path) -> None:
@@ -245,13 +251,13 @@ def test_sasl_gives_each_stage_its_own_kafka_user_and_password_and_the_broker_en
     for name, user in KAFKA_USERS.items():
         env = services[name]["environment"]
         assert env["PAXSIM__BROKER__SECURITY__USERNAME"] == user, name
-        mounted = {s["source"]: s.get("target", s["source"]) for s in services[name]["secrets"]}
+        mounted = {s["source"]: s.get("target", s["source"]) for s in services[name]["secrets"] if s["source"].startswith("kafka_")}
         # its own password at the path the settings read, and no other user's
         assert mounted == {f"kafka_password_{user.removeprefix('paxsim-')}": "kafka_password", "kafka_ca": "kafka_ca"}, (name, mounted)
         assert env["PAXSIM__BROKER__SECURITY__PASSWORD_FILE"] == "/run/secrets/kafka_password"
     exporter = services["kafka-exporter"]
     assert "--sasl.username=paxsim-auditor" in exporter["command"]
-    assert {s["source"] for s in exporter["secrets"]} == {"kafka_password_auditor", "kafka_ca"}
+    assert {s["source"] for s in exporter["secrets"]} == {"kafka_password_auditor", "kafka_ca"}  # and no key-holder credential
     kafka = services["kafka"]["environment"]
     assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
     assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
@@ -265,7 +271,7 @@ def test_sasl_gives_each_stage_its_own_kafka_user_and_password_and_the_broker_en
     script = (DEPLOY / "kafka" / "make-secrets.sh").read_text()
     made = set(script.split("for user in ", 1)[1].split(";", 1)[0].split())
     assert {f"paxsim-{u}" for u in made} == set(KAFKA_USERS.values()) | {f"paxsim-{stage}" for stage in ACCESS}
-    assert set(doc["secrets"]) == {f"kafka_password_{u}" for u in made} | {"kafka_ca"}
+    assert {n for n in doc["secrets"] if n.startswith("kafka_")} == {f"kafka_password_{u}" for u in made} | {"kafka_ca"}
 
 
 def test_the_acl_file_the_broker_applies_is_the_current_plan() -> None:

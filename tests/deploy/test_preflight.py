@@ -8,51 +8,78 @@ import secrets
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
-from paxsim.preflight import KEYD_TOKENS
+from paxsim.preflight import KEYD_FILES_ENV, KEYD_ROLES
 from tests.deploy.conftest import COMPOSE, ROOT, env_example, load_compose
 
-SECRETS = ("KAFKA_CLUSTER_ID", "GRAFANA_ADMIN_PASSWORD", *KEYD_TOKENS)
+SECRETS = ("KAFKA_CLUSTER_ID", "GRAFANA_ADMIN_PASSWORD")
 
 
 def preflight(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    base = {k: v for k, v in os.environ.items() if k not in (*SECRETS, KEYD_FILES_ENV)}
     return subprocess.run(
         [sys.executable, "-m", "paxsim.cli", "preflight"], env={**base, **env}, cwd=ROOT, capture_output=True, text=True, timeout=60
     )
 
 
-def fresh() -> dict[str, str]:
+def keyd_files(directory: Path, tokens: dict[str, str]) -> str:
+    """The key holder's credentials as compose mounts them (one file per role); returns the preflight's list."""
+    directory.mkdir(exist_ok=True)
+    for role, token in tokens.items():
+        (directory / role).write_text(token + "\n")
+    return ",".join(f"{role}:{directory / role}" for role in KEYD_ROLES)
+
+
+def fresh(directory: Path) -> dict[str, str]:
     return {
         "KAFKA_CLUSTER_ID": base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
         "GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(18),
-        **{name: secrets.token_urlsafe(32) for name in KEYD_TOKENS},
+        KEYD_FILES_ENV: keyd_files(directory, {role: secrets.token_urlsafe(32) for role in KEYD_ROLES}),
     }
 
 
 def test_every_secret_shipped_in_env_example_is_refused_by_name_with_how_to_make_one() -> None:
     shipped = {k: v for k, v in env_example().items() if k in SECRETS}
     assert set(shipped) == set(SECRETS), "deploy/.env.example and paxsim.preflight disagree on the secrets"
+    assert not any(k.startswith("PAXSIM_KEYD_TOKEN") for k in env_example()), "key-holder tokens are files, not variables"
     r = preflight(shipped)
     assert r.returncode == 2, r.stdout + r.stderr
     for name in SECRETS:
         line = next((ln for ln in r.stdout.splitlines() if ln.startswith(f"preflight: {name} ")), "")
         assert "example value" in line and "make one with: python3 -c" in line, r.stdout
+    for role in KEYD_ROLES:  # no credential files at all: each role named, with the script that makes them
+        assert f"the key holder's {role} credential (no file given) is missing; make them with: deploy/make-keyd-tokens.sh" in r.stdout
 
 
-def test_fresh_secrets_pass_and_weak_or_missing_ones_do_not() -> None:
-    assert preflight(fresh()).returncode == 0
-    weak = {**fresh(), "GRAFANA_ADMIN_PASSWORD": "hunter2", "KAFKA_CLUSTER_ID": "not-a-uuid"}
-    del weak["PAXSIM_KEYD_TOKEN"]
+def test_fresh_secrets_pass_and_weak_missing_or_shared_ones_do_not(tmp_path: Path) -> None:
+    assert preflight(fresh(tmp_path / "ok")).returncode == 0
+    weak = {**fresh(tmp_path / "weak"), "GRAFANA_ADMIN_PASSWORD": "hunter2", "KAFKA_CLUSTER_ID": "not-a-uuid"}
+    (tmp_path / "weak" / "admin").unlink()
+    (tmp_path / "weak" / "edge").write_text("short")
     r = preflight(weak)
     assert r.returncode == 2
     assert "GRAFANA_ADMIN_PASSWORD is shorter than 12" in r.stdout
     assert "KAFKA_CLUSTER_ID is not a base64url UUID" in r.stdout
-    assert "PAXSIM_KEYD_TOKEN is not set" in r.stdout
-    shared = fresh()
-    shared["PAXSIM_KEYD_TOKEN_EDGE"] = shared["PAXSIM_KEYD_TOKEN_MATCHER"]  # one credential for two stages
+    assert "the key holder's admin credential" in r.stdout and "is missing" in r.stdout
+    assert "the key holder's edge credential" in r.stdout and "is shorter than 32" in r.stdout
+    shared = fresh(tmp_path / "shared")
+    (tmp_path / "shared" / "matcher").write_text((tmp_path / "shared" / "edge").read_text())  # one credential, two stages
     r = preflight(shared)
-    assert r.returncode == 2 and "PAXSIM_KEYD_TOKEN_EDGE is the same as another key-holder token" in r.stdout, r.stdout
+    assert r.returncode == 2 and "the key holder's matcher credential" in r.stdout and "same as another role's" in r.stdout, r.stdout
+
+
+def test_make_keyd_tokens_writes_one_strong_distinct_credential_per_role(tmp_path: Path) -> None:
+    import shutil
+
+    script = tmp_path / "deploy" / "make-keyd-tokens.sh"
+    script.parent.mkdir()
+    shutil.copy(ROOT / "deploy" / "make-keyd-tokens.sh", script)
+    assert subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60).returncode == 0
+    out = tmp_path / "deploy" / "secrets" / "keyd"
+    r = preflight({**fresh(tmp_path / "unused"), KEYD_FILES_ENV: ",".join(f"{role}:{out / role}" for role in KEYD_ROLES)})
+    assert r.returncode == 0, r.stdout
+    assert subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60).returncode == 1  # never overwrites
 
 
 def test_nothing_in_the_compose_file_starts_before_preflight_succeeded() -> None:

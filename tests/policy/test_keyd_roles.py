@@ -62,6 +62,31 @@ def test_each_stage_credential_gets_only_what_its_stage_needs():
         keyd.stop()
 
 
+def test_the_key_holder_reads_one_credential_file_per_role_as_compose_mounts_them(tmp_path):
+    """deploy/docker-compose.yml: the admin token and each role's in its own file (PAXSIM_KEYD_TOKEN_FILE,
+    PAXSIM_KEYD_ROLE_TOKEN_FILES), nothing in the environment."""
+    import json
+    import secrets
+    import subprocess
+    import sys
+
+    from policy.keyd import PERMISSIONS, ROLE_TOKEN_FILES_ENV
+
+    tokens = {role: secrets.token_urlsafe(32) for role in PERMISSIONS}
+    for role, token in tokens.items():
+        (tmp_path / role).write_text(token + "\n")
+    roles = ",".join(f"{r}:{tmp_path / r}" for r in PERMISSIONS if r != "admin")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAXSIM_KEYD")}
+    env |= {TOKEN_FILE_ENV: str(tmp_path / "admin"), ROLE_TOKEN_FILES_ENV: roles}
+    proc = subprocess.Popen([sys.executable, "-m", "policy.keyd"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        url = json.loads(proc.stdout.readline())["url"]  # type: ignore[union-attr]
+        assert {role: HttpKeySource(url, token).whoami() for role, token in tokens.items()} == {r: r for r in PERMISSIONS}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_erasure_requests_are_signed_for_the_issuing_role_and_nothing_else_verifies():
     """Only the roles that publish the consent outbox (gate, dashboard) get a signature, in their own name; a
     matcher holds the control key but cannot issue; a request altered after signing, unsigned, or carrying a
