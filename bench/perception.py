@@ -39,6 +39,8 @@ STYLES = {"default": None, "cctv": Path(__file__).resolve().parents[1] / "scenar
 DETECTORS = {
     "hog up0 (today)": DetectorSettings(kind="hog", upsample=0),
     "hog up1": DetectorSettings(kind="hog", upsample=1),
+    "yunet min 16 px": DetectorSettings(kind="yunet", min_face_px=16),
+    "yunet min 20 px": DetectorSettings(kind="yunet", min_face_px=20),
     "yunet min 24 px": DetectorSettings(kind="yunet", min_face_px=24),
     "yunet min 32 px": DetectorSettings(kind="yunet", min_face_px=32),
 }
