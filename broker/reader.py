@@ -6,6 +6,7 @@ embedded broker after batched produce, the highwater is right on both Tansu and 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -13,7 +14,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from broker.clients import start_consumer
 from core.config import Settings
 
-IDLE_POLLS = 3
+IDLE_POLLS = 3  # empty polls, once the broker has answered for every partition, that end a read
+READ_TIMEOUT_S = 60.0  # a read that cannot learn every partition's end by then fails: never a silent partial read
+
+
+class ReadIncomplete(RuntimeError):
+    """The broker did not answer for every partition in time: what was read is not the whole topic."""
 
 
 async def read_all(settings: Settings, topic: str, partitions: Iterable[int] | None = None) -> list[ConsumerRecord]:
@@ -49,13 +55,24 @@ async def _drain(consumer: AIOKafkaConsumer, tps: dict[TopicPartition, int]) -> 
         consumer.seek(tp, off)
     done: set[TopicPartition] = set()
     idle = 0
-    while len(done) < len(tps) and idle < IDLE_POLLS:
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    while len(done) < len(tps):
         batch = await consumer.getmany(*[tp for tp in tps if tp not in done], timeout_ms=200, max_records=10_000)
         idle = 0 if batch else idle + 1
         for recs in batch.values():
             out.extend(recs)
+        unknown = []
         for tp in tps:
+            if tp in done:
+                continue
             hw = consumer.highwater(tp)
-            if tp not in done and hw is not None and await consumer.position(tp) >= hw:
+            if hw is None:
+                unknown.append(tp)  # no fetch answer yet (a loaded broker): its end is not known, keep reading
+            elif await consumer.position(tp) >= hw:
                 done.add(tp)
+        # a recovering matcher that stopped before hearing from a partition would decide its events again
+        if idle >= IDLE_POLLS and not unknown:
+            break
+        if time.monotonic() > deadline:
+            raise ReadIncomplete(f"no answer for {sorted(f'{tp.topic}:{tp.partition}' for tp in unknown)} within {READ_TIMEOUT_S:.0f} s")
     return out
