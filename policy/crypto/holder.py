@@ -110,26 +110,26 @@ class KeyHolder:
             r.advance(self.clock())
             self._save()
 
+    def _current(self, name: str) -> tuple[Ratchet, float]:
+        """The class's ratchet advanced to now (saved when it moved), and now. Call with the lock held."""
+        r = self._chains.get(name)
+        if r is None:
+            raise KeyExpired(f"no key class {name!r}")
+        now = self.clock()
+        if r.advance(now):
+            self._save()
+        return r, now
+
     def chain(self, name: str) -> ChainState:
         with self._lock:
-            r = self._chains.get(name)
-            if r is None:
-                raise KeyExpired(f"no key class {name!r}")
-            now = self.clock()
-            if r.advance(now):
-                self._save()
+            r, now = self._current(name)
             return r.state(served_at=now)
 
     def public_chain(self, name: str) -> dict:
         """The public halves of the sealed-box keys of the previous, current and next epoch of a class: all a
         sealer needs (a frame captured just before a boundary, a clock slightly ahead), nothing that opens."""
         with self._lock:
-            r = self._chains.get(name)
-            if r is None:
-                raise KeyExpired(f"no key class {name!r}")
-            now = self.clock()
-            if r.advance(now):
-                self._save()
+            r, now = self._current(name)
             cur = epoch_of(now, r.epoch_s)
             keys = {
                 str(e): base64.b64encode(raw_public(r.box_key(e, now).public_key())).decode()
