@@ -20,7 +20,7 @@ from edge import metricnames as edge_metrics
 from matcher import metricnames as matcher_metrics
 from policy import metricnames as policy_metrics
 
-CAMERA_LIVE_S = 3.0  # a camera with an event this recent is "live"
+CAMERA_LIVE_S = 3.0  # a camera with a decided event this recent is "live" (so is one its edge reports producing)
 CAMERA_STALE_S = 30.0  # older than this: "down"
 
 
@@ -160,16 +160,17 @@ def cameras(view: StreamView, scraper: Scraper, now: float) -> list[dict]:
     produced = by_label(merged, edge_metrics.SIGHTINGS_TOTAL, "camera")
     counted_only = by_label(merged, edge_metrics.COUNT_ONLY_FACES_TOTAL, "camera")
     rates: dict[str, float] = {}
+    producing: set[str] = set()  # cameras whose edge counted frames or faces in the last scrape window
     for ts in scraper.targets.values():
         cams = set(by_label(ts.latest, edge_metrics.SIGHTINGS_TOTAL, "camera")) | set(
             by_label(ts.latest, edge_metrics.COUNT_ONLY_FACES_TOTAL, "camera")
         )
-        for cam in cams:
-            rates[cam] = (
-                rates.get(cam, 0.0)
-                + ts.rate(edge_metrics.SIGHTINGS_TOTAL, camera=cam)
-                + ts.rate(edge_metrics.COUNT_ONLY_FACES_TOTAL, camera=cam)
-            )
+        for cam in cams | set(by_label(ts.latest, edge_metrics.FRAMES_PROCESSED_TOTAL, "camera")):
+            rate = ts.rate(edge_metrics.SIGHTINGS_TOTAL, camera=cam) + ts.rate(edge_metrics.COUNT_ONLY_FACES_TOTAL, camera=cam)
+            if cam in cams:
+                rates[cam] = rates.get(cam, 0.0) + rate
+            if rate > 0 or ts.rate(edge_metrics.FRAMES_PROCESSED_TOTAL, camera=cam) > 0:
+                producing.add(cam)
     state: dict[str, str] = {}
     for (name, labels), v in merged.items():
         if name == edge_metrics.SOURCE_STATE and v >= 1:
@@ -179,7 +180,11 @@ def cameras(view: StreamView, scraper: Scraper, now: float) -> list[dict]:
     for cam in sorted(set(view.cameras) | set(produced) | set(counted_only)):
         st = view.cameras.get(cam)
         age = now - st.last_seen if st and st.last_seen else None
-        status = "live" if age is not None and age <= CAMERA_LIVE_S else "stale" if age is not None and age <= CAMERA_STALE_S else "down"
+        # a camera is live while its edge produces, even when decisions lag behind it (the lag panel shows that)
+        if cam in producing or (age is not None and age <= CAMERA_LIVE_S):
+            status = "live"
+        else:
+            status = "stale" if age is not None and age <= CAMERA_STALE_S else "down"
         rows.append(
             {
                 "camera": cam,
