@@ -1,32 +1,37 @@
-"""Policy overhead benchmark: the same load through edge → gate → matcher → sink with filters on and off.
+"""Policy overhead benchmark: the same load through edge → gate → matcher → sink with the controls on and off.
 
     .venv/bin/python -m bench.policy                      # defaults: 30000 events/round offered at 12000/s, ABAB
     .venv/bin/python -m bench.policy --events 20000 --rounds 3 --rate 500
 
 This is the worst case for the policy: events only, no frames, every stage in one Python process, so the
 controls compete with nothing but Kafka client work. The deployed stack under the load tests' camera load is
-measured by :mod:`bench.policy_stack`.
+measured by :mod:`bench.policy_stack` and :mod:`bench.policy_switch`.
 
-One process, one real embedded broker (Tansu), fresh topics per round. Each stage is an asyncio task with
-its own aiokafka clients, shaped like the services (edge: bounded non-blocking publisher; gate: consume →
-decide → produce, commit after acks; matcher: consume batch → FAISS 1:N → decide → produce; sink).
+Each round starts a fresh embedded broker (Tansu) and state directory (consent registry, gallery sealed per
+subject), then runs the real stage units in this process: the gate is :func:`policy.gate.run_gate` and the
+matcher :func:`matcher.service.run_matcher` (FAISS 1:N, trajectories, snapshots, erasure worker), each with
+its own clients and consumer group. The edge is the bench: it offers synthetic embeddings through the edge's
+policy chain and :func:`edge.service.offer_sighting` (seal, bounded non-blocking publisher); a sink reads the
+matches topic. Both modes run the same code; the stages are handed their :class:`PolicyRuntime`:
 
 ``on``  = everything the policy package adds: edge chain + sealed boxes to the epoch ratchet's public key, gate
-          chain, unsealing, post-match chain against the SQLite consent registry, pseudonyms, and a
-          hash-chained audit record per decision (the default policy audits allows too).
-``off`` = the same code with none of it (plaintext embeddings, no chains, no audit).
+          chain and checks, unsealing, post-match chain against the SQLite consent registry, pseudonyms, and a
+          hash-chained audit entry per batch (the default policy audits allows too).
+``off`` = the same policy with ``enforcement: off`` (plaintext embeddings, pass-through chains, no audit rows).
 
 Rounds alternate off/on (ABAB…) so drift hits both. Reported, side by side:
 
-* saturation throughput (``--sat-rate`` offered, above capacity, so the edge queue drops; events handled per second — delivered to the sink, or refused by a policy rule
-  on the way (stale at the gate, key expired at the matcher)) and the ratio on/off (goal ≥ 0.97);
-* at a fixed sub-saturation rate: policy work per event measured in line (sum over the stages of the time
-  spent in policy code, wall clock and thread CPU time, p50/p99: the *added* latency, goal p99 ≤ 1 ms;
-  on a loaded host the wall-clock tail includes preemption) and the end-to-end p50/p99 of both
-  modes (broker batching makes this noisy: ±several ms);
-* leaks at saturation: after each saturated round and a wait of one TTL, the audit scanner reads the
-  round's topics and the audit chain: (a)/(b)/(c) must be 0/0/0 with filters on. With filters off it
-  finds the plaintext embeddings left behind (which shows the scan is not vacuous).
+* saturation throughput (``--sat-rate`` offered, above capacity, so the edge queue drops; events handled per
+  second — decided by the matcher (its decisions include refusals such as an expired key), or refused by the gate)
+  and the ratio on/off (goal ≥ 0.97);
+* at a fixed sub-saturation rate: policy work per event, measured in line by a :class:`PolicyRuntime` that times
+  each call it serves (the edge chain, seal, gate checks and chain, unseal, post-match chain, pseudonym, and
+  each batch's audit entry shared by the batch's events): wall clock and thread CPU time, p50/p99, summed over
+  the stages (the *added* latency, goal p99 ≤ 1 ms; on a loaded host the wall-clock tail includes preemption),
+  and the end-to-end p50/p99 of both modes (broker batching makes this noisy: ±several ms);
+* leaks at saturation: after each saturated round and a wait of one TTL, the project's scanner
+  (:func:`policy.scan.run_scan`: every topic, store and audit chain of the round): (a)/(b)/(c) must be 0/0/0
+  with the controls on. With them off it finds the plaintext embeddings left behind (the scan is not vacuous).
 """
 
 from __future__ import annotations
@@ -37,28 +42,35 @@ import shutil
 import statistics
 import tempfile
 import time
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client import REGISTRY
 
+from broker import metricnames as broker_metrics
+from broker import topics as t
 from broker.clients import start_consumer, start_producer
 from broker.embedded import EmbeddedBroker
-from broker.messages import Match, Sighting, check_sighting, decode, embedding_from_bytes, encode
-from broker.reader import read_all
-from broker.stream import acknowledged, offsets_after
-from core.config import load_settings
+from broker.messages import Match, Sighting, decode, encode
+from broker.stream import ASSIGNED
+from core.config import Settings, load_settings
+from core.paths import gallery_path
 from edge.publisher import Publisher
-from matcher.index import GalleryIndex
+from edge.service import offer_sighting
+from matcher.gallery import Gallery
+from matcher.service import run_matcher
+from policy import metricnames as policy_metrics
 from policy.audit import AuditLog
 from policy.consent import ConsentRecord, ConsentRegistry, registry_path
-from policy.crypto import KeyExpired, KeyHolder, LocalKeySource
+from policy.crypto import KeyHolder, LocalKeySource, SubjectVault
 from policy.filters import EdgeContext, GateContext, PostMatchContext
+from policy.gate import run_gate
 from policy.policyfile import Policy, PolicyHolder, parse_policy
 from policy.runtime import PolicyRuntime
-from policy.scan import Scanner
+from policy.scan import run_scan
 
 POLICY_TEXT = """
 label: bench
@@ -108,8 +120,8 @@ class RoundResult:
     mode: str
     offered: int
     dropped_edge: int = 0
-    refused_gate: int = 0
-    delivered: int = 0
+    refused_gate: int = 0  # refused by a gate rule, or dead-lettered by the gate
+    delivered: int = 0  # decisions on the matches topic (refusals such as an expired key included)
     matched: int = 0
     expired_at_matcher: int = 0
     seconds: float = 0.0
@@ -125,16 +137,12 @@ class RoundResult:
 
     @property
     def handled(self) -> int:
-        """Events the pipeline finished with: delivered, or refused by a policy rule on the way."""
-        return self.delivered + self.refused_gate + self.expired_at_matcher
+        """Events the pipeline finished with: decided by the matcher, or refused by the gate."""
+        return self.delivered + self.refused_gate
 
     @property
     def throughput(self) -> float:
         return self.handled / self.seconds if self.seconds else 0.0
-
-
-def _zero() -> float:
-    return 0.0
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -143,205 +151,162 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q))
 
 
-async def make_topics(bootstrap: str, names: list[str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
-    finally:
-        await admin.close()
+class TimedRuntime(PolicyRuntime):
+    """A stage's runtime that adds the wall-clock and thread-CPU time of each piece of policy work it serves to the
+    event it was done for (``wall``/``cpu``: event id → seconds); a batch's audit entry is shared by the events
+    the stage handled since the previous one. Nested calls (``unseal`` checks ``plaintext_refused``) count once."""
+
+    def __init__(self, *args: Any, wall: dict[str, float], cpu: dict[str, float], **kwargs: Any) -> None:  # noqa: ANN401
+        super().__init__(*args, **kwargs)
+        self.wall, self.cpu = wall, cpu
+        self._batch: list[str] = []
+        self._current = ""  # the event the post-match chain decided last: its pseudonym comes next
+        self._depth = 0
+
+    def _timed(self, event_id: str, fn: Callable[..., Any], *args: Any) -> Any:  # noqa: ANN401
+        self._depth += 1
+        w0, c0 = time.perf_counter(), time.thread_time()
+        try:
+            return fn(*args)
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self.charge([event_id], time.perf_counter() - w0, time.thread_time() - c0)
+
+    def charge(self, events: list[str], wall_s: float, cpu_s: float) -> None:
+        for eid in events:
+            self.wall[eid] = self.wall.get(eid, 0.0) + wall_s / len(events)
+            self.cpu[eid] = self.cpu.get(eid, 0.0) + cpu_s / len(events)
+
+    def seal(self, s: Sighting) -> Sighting:
+        return self._timed(s.event_id, super().seal, s)
+
+    def unseal(self, s: Sighting) -> Sighting:
+        self._batch.append(s.event_id)
+        return self._timed(s.event_id, super().unseal, s)
+
+    def plaintext_refused(self, s: Sighting) -> str | None:
+        return self._timed(s.event_id, super().plaintext_refused, s)
+
+    def key_id_refused(self, s: Sighting, now: float) -> str | None:
+        return self._timed(s.event_id, super().key_id_refused, s, now)
+
+    def gate_chain(self) -> Any:  # noqa: ANN401
+        chain = super().gate_chain()
+
+        def decide(ctx: GateContext) -> Any:  # noqa: ANN401
+            self._batch.append(ctx.sighting.event_id)
+            return self._timed(ctx.sighting.event_id, chain, ctx)
+
+        return decide
+
+    def post_match_chain(self, pseudonymise: bool = True) -> Any:  # noqa: ANN401
+        chain = super().post_match_chain(pseudonymise)
+
+        def decide(ctx: PostMatchContext) -> Any:  # noqa: ANN401
+            self._current = ctx.event_id or ""
+            return self._timed(self._current, chain, ctx)
+
+        return decide
+
+    def reference(self, subject_id: str) -> str:
+        return self._timed(self._current, super().reference, subject_id)
+
+    def flush_audit(self) -> int:
+        w0, c0 = time.perf_counter(), time.thread_time()
+        n = super().flush_audit()
+        events = list(dict.fromkeys(self._batch))
+        self._batch.clear()
+        if events:
+            self.charge(events, time.perf_counter() - w0, time.thread_time() - c0)
+        return n
 
 
-async def drop_topics(bootstrap: str, names: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics(names)
-    except Exception:
-        pass
-    finally:
-        await admin.close()
-
-
-def make_runtime(stage: str, uid: str, policy: Policy, state: Path, consent: ConsentRegistry, keys: KeyHolder) -> PolicyRuntime:
-    """A stage's PolicyRuntime as the services build it (own audit chain, shared registry file, the run's keys)."""
-    return PolicyRuntime(
-        stage, state, PolicyHolder(policy=policy), consent, LocalKeySource(keys), AuditLog.in_state_dir(state, f"bench-{uid}-{stage}")
+def grant_and_enrol(settings: Settings, world: World, keys: KeyHolder) -> None:
+    """The round's consent registry (a share of the subjects consent) and gallery (templates sealed per subject)."""
+    consent = ConsentRegistry.open(registry_path(Path(settings.state_dir)))
+    now = time.time()
+    rng = np.random.default_rng(1)
+    consent.grant_many(
+        ConsentRecord(sid, p, now - 60, now + 86400)
+        for sid in world.ids
+        if rng.random() < CONSENT_SHARE
+        for p in ("egate-verification", "boarding")
     )
+    gallery = Gallery()
+    for sid, v in zip(world.ids, world.gallery):
+        if consent.has_any(sid, now):
+            gallery.enrol(sid, v, consent)
+    consent.close()
+    gallery.save(gallery_path(settings), SubjectVault(LocalKeySource(keys)))
 
 
-async def run_round(
-    settings,
-    world: World,
-    mode: str,
-    rate: float,
-    state: Path,
-    keys: KeyHolder,  # noqa: ANN001, C901
-    consent: ConsentRegistry,
-    scan: bool,
-    instrument: bool,
-) -> RoundResult:
-    """One round; ``instrument`` times the policy work per event (latency rounds only: it costs CPU itself).
+def runtime_factory(settings: Settings, policy: Policy, keys: KeyHolder, res: RoundResult | None) -> Callable[[str, str], PolicyRuntime]:
+    """Builds each stage's runtime as ``PolicyRuntime.for_stage`` would (own consent handle and audit chain, the
+    run's keys), timed per event when ``res`` is given."""
+    state = Path(settings.state_dir)
 
-    Both modes run the same code through :class:`PolicyRuntime`; ``off`` uses the same policy with
-    ``enforcement: off`` (pass-through chains, no sealing, no pseudonyms, no audit rows)."""
+    def make(stage: str, sighting_keys: str) -> PolicyRuntime:
+        args = (stage, state, PolicyHolder(policy=policy), ConsentRegistry.open(registry_path(state)), LocalKeySource(keys))
+        audit = AuditLog.in_state_dir(state, stage)
+        if res is None:
+            return PolicyRuntime(*args, audit, settings=settings, sighting_keys=sighting_keys)
+        return TimedRuntime(*args, audit, settings=settings, sighting_keys=sighting_keys, wall=res.policy_s, cpu=res.policy_cpu)  # type: ignore[arg-type]
+
+    return make
+
+
+def gate_refusals() -> float:
+    return sum(REGISTRY.get_sample_value(policy_metrics.GATE_EVENTS_TOTAL, {"outcome": o}) or 0.0 for o in ("denied", "deadletter"))
+
+
+async def assigned(stages: tuple[str, ...], timeout_s: float = 60.0) -> None:
+    """Wait until every stage's consumer holds its partitions (joined its group, recovered its state); the gauge is
+    reset when the stages start."""
+    deadline = time.monotonic() + timeout_s
+    while not all(REGISTRY.get_sample_value(broker_metrics.ASSIGNED_PARTITIONS, {"stage": s}) for s in stages):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the stages {stages} did not join their groups within {timeout_s:.0f} s")
+        await asyncio.sleep(0.1)
+
+
+async def run_round(base: Settings, world: World, mode: str, rate: float, *, scan: bool, instrument: bool) -> RoundResult:
+    """One round on a fresh broker, key holder and state directory; ``instrument`` times the policy work per event
+    (latency rounds only: it costs CPU itself)."""
+    keys = KeyHolder({"sightings": (0.5, 5.0)})  # in process: the audit checkpoints it signs belong to this round
     policy = POLICY_ON if mode == "on" else POLICY_OFF
-    uid = uuid.uuid4().hex[:8]
-    t_s, t_a, t_m = f"bench.{uid}.sightings", f"bench.{uid}.admitted", f"bench.{uid}.matches"
-    await make_topics(settings.broker.bootstrap, [t_s, t_a, t_m], 2)
     res = RoundResult(mode, len(world.events))
-    work, cpu = res.policy_s, res.policy_cpu
-    if instrument:
-        tt, perf = time.thread_time, time.perf_counter
-    else:
-        tt = perf = _zero
-    rt_edge, rt_gate, rt_match = (make_runtime(st, uid, policy, state, consent, keys) for st in ("edge", "gate", "matcher"))
-    if rt_match.vault is not None:
-        rt_match.vault.warm(world.ids)
-    echain, gchain, pchain = rt_edge.edge_chain(), rt_gate.gate_chain(), rt_match.post_match_chain()
-    purpose_of = {z: policy.purpose_for_zone(z) or "" for z in {z for z, _v in world.events}}
-    # the matcher service's own index (FAISS flat, searched from a worker thread with the service's OpenMP team
-    # sizing): a raw faiss index here would search small batches on every core, and OpenMP's spin-waiting
-    # threads then steal CPU from the event loop and the broker (measured: ~90 µs per event, see docs/privacy.md)
-    index = GalleryIndex(128, "flat")
-    index.add_many(world.ids, world.gallery)
-    done = asyncio.Event()
+    state = Path(tempfile.mkdtemp(prefix=f"bench-policy-{mode}-"))
+    settings = base.model_copy(update={"state_dir": state})
+    grant_and_enrol(settings, world, keys)
+    try:
+        async with EmbeddedBroker(settings) as b:
+            settings = settings.model_copy(
+                update={"broker": settings.broker.model_copy(update={"bootstrap": b.bootstrap, "profile": "embedded"})}
+            )
+            make = runtime_factory(settings, policy, keys, res if instrument else None)
+            await _drive(settings, world, rate, res, make)
+            if scan:
+                await asyncio.sleep(policy.retention.sightings_s + 0.2)
+                report = await run_scan(settings, POLICY_ON, LocalKeySource(keys))
+                res.leaks = report.counts
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    return res
 
-    async def edge() -> None:
-        producer = await start_producer(settings)
-        pub = Publisher(producer, maxsize=2000)
-        sender = asyncio.create_task(pub.run())
-        t0 = time.time()
-        try:
-            for i, (zone, vec) in enumerate(world.events):
-                if i % 20 == 0:  # pace in small bursts (sub-ms sleeps are not precise)
-                    delay = t0 + i / rate - time.time()
-                    await asyncio.sleep(max(0.0, delay))
-                if pub.queue.full():  # backpressure first: no work for an event that would be dropped
-                    res.dropped_edge += 1
-                    continue
-                eid = f"e{i}"
-                s = Sighting(
-                    event_id=eid,
-                    camera_id=f"cam-{i % 8}",
-                    zone=zone,
-                    captured_at=time.time(),
-                    track_id=i,
-                    box=(0, 0, 80, 80),
-                    quality=0.9,
-                    embedding=vec.tobytes(),
-                )
-                w0, c0 = perf(), tt()
-                if not echain(EdgeContext(zone, s.quality, s.box)).allow:
-                    continue
-                s = rt_edge.seal(s)
-                work[eid], cpu[eid] = perf() - w0, tt() - c0
-                if not pub.offer(t_s, encode(s), s.camera_id.encode()):
-                    res.dropped_edge += 1
-            await pub.close()
-            await sender
-        finally:
-            await producer.stop()
 
-    async def gate() -> None:
-        producer = await start_producer(settings)
-        consumer = await start_consumer(settings, t_s, group_id=f"g-{uid}")
-        try:
-            while not done.is_set():
-                batch = await consumer.getmany(timeout_ms=50, max_records=1000)
-                sends, decided = [], []
-                now = time.time()
-                for recs in batch.values():
-                    for rec in recs:
-                        s = decode(rec.value, Sighting)
-                        check_sighting(s)
-                        w0, c0 = perf(), tt()
-                        d = gchain(GateContext(s, now))
-                        work[s.event_id] = work.get(s.event_id, 0.0) + perf() - w0
-                        cpu[s.event_id] = cpu.get(s.event_id, 0.0) + tt() - c0
-                        if instrument:
-                            decided.append(s.event_id)
-                        if not d.allow:
-                            res.refused_gate += 1
-                            continue
-                        sends.append(await producer.send(t_a, rec.value, key=rec.key))
-                await acknowledged(sends)
-                if batch:
-                    w0, c0 = perf(), tt()
-                    n = rt_gate.flush_audit()  # one chain entry for the batch's decisions
-                    if n:
-                        share, cshare = (perf() - w0) / n, (tt() - c0) / n
-                        for eid in decided:
-                            work[eid] = work.get(eid, 0.0) + share
-                            cpu[eid] = cpu.get(eid, 0.0) + cshare
-                    await consumer.commit(offsets_after(batch))
-        finally:
-            await consumer.stop()
-            await producer.stop()
-
-    async def matcher() -> None:
-        producer = await start_producer(settings)
-        consumer = await start_consumer(settings, t_a, group_id=f"m-{uid}")
-        try:
-            while not done.is_set():
-                batch = await consumer.getmany(timeout_ms=50, max_records=256)
-                pending: list[tuple[Sighting, np.ndarray]] = []
-                for recs in batch.values():
-                    for rec in recs:
-                        s = decode(rec.value, Sighting)
-                        w0, c0 = perf(), tt()
-                        try:
-                            s = rt_match.unseal(s)
-                        except KeyExpired:
-                            res.expired_at_matcher += 1
-                            continue
-                        finally:
-                            work[s.event_id] = work.get(s.event_id, 0.0) + perf() - w0
-                            cpu[s.event_id] = cpu.get(s.event_id, 0.0) + tt() - c0
-                        pending.append((s, embedding_from_bytes(s.embedding, s.dim)))
-                sends = []
-                if pending:
-                    found = await asyncio.to_thread(index.search, np.stack([p[1] for p in pending]))  # as the service
-                    now = time.time()
-                    for (s, _v), result in zip(pending, found):
-                        purpose = purpose_of[s.zone]
-                        hit = result.identify(THRESHOLD)
-                        best = hit.subject_id if hit is not None else None
-                        dd = hit.distance if hit is not None else 0.0
-                        w0, c0 = perf(), tt()
-                        d = pchain(PostMatchContext(best, purpose, s.zone, s.captured_at, s.event_id))
-                        subject = rt_match.reference(best) if d.allow and best else None
-                        work[s.event_id] = work.get(s.event_id, 0.0) + perf() - w0
-                        cpu[s.event_id] = cpu.get(s.event_id, 0.0) + tt() - c0
-                        m = Match(
-                            event_id=s.event_id,
-                            camera_id=s.camera_id,
-                            zone=s.zone,
-                            purpose=purpose,
-                            captured_at=s.captured_at,
-                            matched_at=now,
-                            decision="match" if subject else "unknown",
-                            subject_id=subject,
-                            distance=float(dd) if subject else None,
-                        )
-                        sends.append(await producer.send(t_m, encode(m), key=s.camera_id.encode()))
-                if batch:  # one chain entry per batch; its cost is shared by the batch's events
-                    w0, c0 = perf(), tt()
-                    n = rt_match.flush_audit()
-                    if n:
-                        share, cshare = (perf() - w0) / n, (tt() - c0) / n
-                        for s, _v in pending:
-                            work[s.event_id] = work.get(s.event_id, 0.0) + share
-                            cpu[s.event_id] = cpu.get(s.event_id, 0.0) + cshare
-                await acknowledged(sends)
-                if batch:
-                    await consumer.commit(offsets_after(batch))
-        finally:
-            await consumer.stop()
-            await producer.stop()
+async def _drive(settings: Settings, world: World, rate: float, res: RoundResult, make: Callable[[str, str], PolicyRuntime]) -> None:
+    stop, edge_done = asyncio.Event(), asyncio.Event()
+    for stage in ("gate", "matcher"):
+        ASSIGNED.labels(stage).set(0)  # the previous round's stages held partitions of another broker
+    stages = [
+        asyncio.create_task(run_gate(settings, stop, rt=make("gate", "none"))),
+        asyncio.create_task(run_matcher(settings, stop, rt=make("matcher", "open"))),
+    ]
+    last = [0.0]
 
     async def sink() -> None:
-        consumer = await start_consumer(settings, t_m, group_id=f"s-{uid}")
+        consumer = await start_consumer(settings, t.MATCHES.name, group_id=None)  # every partition, no group to join
         idle_since = None
         try:
             while True:
@@ -349,10 +314,11 @@ async def run_round(
                 now = time.time()
                 for recs in batch.values():
                     for rec in recs:
-                        m = decode(rec.value, Match)
+                        m: Match = decode(rec.value or b"", Match)
                         res.e2e.append(now - m.captured_at)
                         res.delivered += 1
                         res.matched += m.decision in ("match", "verified")
+                        res.expired_at_matcher += m.rule == "retention"
                 if batch:
                     idle_since = None
                     last[0] = now
@@ -363,84 +329,82 @@ async def run_round(
         finally:
             await consumer.stop()
 
-    edge_done = asyncio.Event()
-    last = [0.0]
-    tasks = [asyncio.create_task(c()) for c in (gate, matcher)]
-    sink_task = asyncio.create_task(sink())
-    await asyncio.sleep(2.5)  # let the consumer groups join before the clock starts
-    t0, c0 = time.time(), time.process_time()
-    await edge()
-    edge_done.set()
-    await sink_task
-    res.cpu_s = time.process_time() - c0
-    res.seconds = max(1e-9, last[0] - t0)
-    done.set()
-    await asyncio.gather(*tasks)
-    for rt in (rt_edge, rt_gate, rt_match):
-        rt.flush_audit()
-        rt.audit.close()  # the consent registry is shared by the rounds: closed by the caller
-    if scan:
-        await asyncio.sleep(policy.retention.sightings_s + 0.2)
-        sc = Scanner(POLICY_ON, consent, LocalKeySource(keys))
-        for topic in (t_s, t_a, t_m):
-            for rec in await read_all(settings, topic):
-                sc.add_record(topic, rec.partition, rec.offset, rec.value)
-        sc.add_audit_chains(state / "audit")
-        res.leaks = sc.finish().counts
-    await drop_topics(settings.broker.bootstrap, [t_s, t_a, t_m])
-    return res
+    async def edge(rt: PolicyRuntime) -> None:
+        chain = rt.edge_chain()
+        producer = await start_producer(settings)
+        pub = Publisher(producer, maxsize=2000)
+        sender = asyncio.create_task(pub.run())
+        t0 = time.time()
+        try:
+            for i, (zone, vec) in enumerate(world.events):
+                if i % 20 == 0:  # pace in small bursts (sub-ms sleeps are not precise)
+                    await asyncio.sleep(max(0.0, t0 + i / rate - time.time()))
+                if pub.queue.full():  # backpressure first: no work for an event that would be dropped
+                    res.dropped_edge += 1
+                    continue
+                s = Sighting(
+                    event_id=f"e{i}",
+                    camera_id=f"cam-{i % 8}",
+                    zone=zone,
+                    captured_at=time.time(),
+                    track_id=i,
+                    box=(0, 0, 80, 80),
+                    quality=0.9,
+                    embedding=vec.tobytes(),
+                )
+                w0, c0 = time.perf_counter(), time.thread_time()
+                allowed = chain(EdgeContext(zone, s.quality, s.box)).allow
+                if isinstance(rt, TimedRuntime):
+                    rt.charge([s.event_id], time.perf_counter() - w0, time.thread_time() - c0)
+                if allowed and not offer_sighting(pub, rt, s):
+                    res.dropped_edge += 1
+            await pub.close()
+            await sender
+        finally:
+            await producer.stop()
+
+    rt_edge = make("edge", "seal")
+    try:
+        await assigned(("gate", "matcher"))
+        sink_task = asyncio.create_task(sink())
+        await asyncio.sleep(0.5)  # the sink has its partitions before the clock starts
+        refused0 = gate_refusals()
+        t0, c0 = time.time(), time.process_time()
+        await edge(rt_edge)
+        edge_done.set()
+        await sink_task
+        res.cpu_s = time.process_time() - c0
+        res.seconds = max(1e-9, last[0] - t0)
+        res.refused_gate = int(gate_refusals() - refused0)
+    finally:
+        stop.set()
+        await asyncio.gather(*stages)
+        rt_edge.close()
 
 
 async def main_async(args: argparse.Namespace) -> None:
     settings = load_settings(environ={})
-    state = Path(tempfile.mkdtemp(prefix="bench-policy-"))
-    settings = settings.model_copy(update={"state_dir": state})
     world = make_world(args.events)
-    consent = ConsentRegistry.open(registry_path(state))
-    now = time.time()
-    rng = np.random.default_rng(1)
-    consent.grant_many(
-        ConsentRecord(sid, p, now - 60, now + 86400)
-        for sid in world.ids
-        if rng.random() < CONSENT_SHARE
-        for p in ("egate-verification", "boarding")
-    )
-    keys = KeyHolder({"sightings": (0.5, 5.0)})
-    try:
-        await _run_all(args, settings, state, world, consent, keys)
-    finally:
-        consent.close()
-        shutil.rmtree(state, ignore_errors=True)
+    sat: dict[str, list[RoundResult]] = {"off": [], "on": []}
+    for r in range(args.rounds):
+        for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
+            rr = await run_round(settings, world, mode, args.sat_rate, scan=True, instrument=False)
+            sat[mode].append(rr)
+            print(
+                f"saturation round {r + 1} {mode:>3}: {rr.throughput:8.0f} ev/s "
+                f"cpu/event={rr.cpu_per_event * 1e3:.3f} ms delivered={rr.delivered} "
+                f"dropped_edge={rr.dropped_edge} refused_gate={rr.refused_gate} expired={rr.expired_at_matcher} "
+                f"leaks(a/b/c)={rr.leaks}",
+                flush=True,
+            )
+    fixed: dict[str, RoundResult] = {}
+    lat_world = make_world(args.latency_events, seed=8)
+    for mode in ("off", "on"):
+        fixed[mode] = await run_round(settings, lat_world, mode, args.rate, scan=False, instrument=True)
+    report(args, sat, fixed)
 
 
-async def _run_all(
-    args: argparse.Namespace,
-    settings,
-    state: Path,
-    world: World,
-    consent: ConsentRegistry,  # noqa: ANN001
-    keys: KeyHolder,
-) -> None:
-    async with EmbeddedBroker(settings) as b:
-        settings = settings.model_copy(
-            update={"broker": settings.broker.model_copy(update={"bootstrap": b.bootstrap, "profile": "embedded"})}
-        )
-        sat: dict[str, list[RoundResult]] = {"off": [], "on": []}
-        for r in range(args.rounds):
-            for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
-                rr = await run_round(settings, world, mode, args.sat_rate, state, keys, consent, scan=True, instrument=False)
-                sat[mode].append(rr)
-                print(
-                    f"saturation round {r + 1} {mode:>3}: {rr.throughput:8.0f} ev/s "
-                    f"cpu/event={rr.cpu_per_event * 1e3:.3f} ms delivered={rr.delivered} "
-                    f"dropped_edge={rr.dropped_edge} refused_gate={rr.refused_gate} expired={rr.expired_at_matcher} "
-                    f"leaks(a/b/c)={rr.leaks}",
-                    flush=True,
-                )
-        fixed: dict[str, RoundResult] = {}
-        lat_world = make_world(args.latency_events, seed=8)
-        for mode in ("off", "on"):
-            fixed[mode] = await run_round(settings, lat_world, mode, args.rate, state, keys, consent, scan=False, instrument=True)
+def report(args: argparse.Namespace, sat: dict[str, list[RoundResult]], fixed: dict[str, RoundResult]) -> None:
     off_tp = statistics.median(r.throughput for r in sat["off"])
     on_tp = statistics.median(r.throughput for r in sat["on"])
     work, cpu = list(fixed["on"].policy_s.values()), list(fixed["on"].policy_cpu.values())
@@ -487,6 +451,10 @@ async def _run_all(
     print(f"    {'total added per event':40s} {total:7.2f}")
 
 
+def make_runtime(stage: str, policy: Policy, state: Path, consent: ConsentRegistry, keys: KeyHolder) -> PolicyRuntime:
+    return PolicyRuntime(stage, state, PolicyHolder(policy=policy), consent, LocalKeySource(keys), AuditLog.in_state_dir(state, stage))
+
+
 def components(n: int = 20000) -> list[tuple[str, float]]:
     """CPU µs per event of each piece the ``on`` mode adds, as the services run it (PolicyRuntime, audited
     chains collecting rows, batch audit), in this process (min of 3 repeats). ``reference`` rows are not
@@ -498,8 +466,8 @@ def components(n: int = 20000) -> list[tuple[str, float]]:
     now = time.time()
     reg.grant_many(ConsentRecord(f"pax-{i}", "boarding", now - 10, now + 1000) for i in range(300))
     keys = KeyHolder({"sightings": (0.5, 5.0)})
-    rt = make_runtime("matcher", "components", POLICY_ON, state, reg, keys)
-    rt_off = make_runtime("matcher", "components-off", POLICY_OFF, state, reg, keys)
+    rt = make_runtime("matcher", POLICY_ON, state, reg, keys)
+    rt_off = make_runtime("matcher-off", POLICY_OFF, state, reg, keys)
     rt.vault.warm([f"pax-{i}" for i in range(300)])
     s = Sighting(
         event_id="e1",

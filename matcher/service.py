@@ -511,8 +511,9 @@ async def write_snapshot(settings: Settings, state: MatcherState, partitions: li
     SNAPSHOT_SECONDS.observe(time.perf_counter() - t0)
 
 
-async def run_matcher(settings: Settings, stop: asyncio.Event) -> None:
-    rt = PolicyRuntime.for_stage(settings, STAGE, policy_path=settings.policy.file)
+async def run_matcher(settings: Settings, stop: asyncio.Event, rt: PolicyRuntime | None = None) -> None:
+    """Run until ``stop``. ``rt``: the stage's policy runtime (default: built from ``settings``; closed on return)."""
+    rt = rt or PolicyRuntime.for_stage(settings, STAGE, policy_path=settings.policy.file)
     policy = rt.holder.current
     tracks_ttl = max((p.retention_s for p in policy.purposes.values()), default=policy.retention.sightings_s)
     state = MatcherState(settings.matcher.dedupe_window_s, zone_map(settings), tracks_ttl, AlertPolicy.load())

@@ -35,8 +35,9 @@ EVENTS = Counter(policy_metrics.GATE_EVENTS_TOTAL, "Sightings the gate handled, 
 LOOP_LAG = Histogram(policy_metrics.GATE_LOOP_LAG_SECONDS, "How late the gate's event loop woke a 10 ms sleep", buckets=LOOP_LAG_BUCKETS)
 
 
-async def run_gate(settings: Settings, stop: asyncio.Event) -> None:
-    rt = PolicyRuntime.for_stage(settings, STAGE, policy_path=settings.policy.file, sighting_keys="none")
+async def run_gate(settings: Settings, stop: asyncio.Event, rt: PolicyRuntime | None = None) -> None:
+    """Run until ``stop``. ``rt``: the stage's policy runtime (default: built from ``settings``; closed on return)."""
+    rt = rt or PolicyRuntime.for_stage(settings, STAGE, policy_path=settings.policy.file, sighting_keys="none")
     chain = rt.gate_chain()  # audited (batched), counted, timed; follows policy hot reloads
     background = asyncio.create_task(rt.background(stop))
     lag = asyncio.create_task(watch_loop_lag(LOOP_LAG, stop))
