@@ -92,7 +92,10 @@ async def run_virtual_edge(
     background = asyncio.create_task(rt.background(stop))
     claims_by_pseudonym = rt.vault is not None and rt.enforcing
     if claims_by_pseudonym and airport.egate_eligible:  # e-gate claims travel as pseudonyms: keys warm before traffic
-        await asyncio.to_thread(rt.vault.warm, airport.egate_eligible, True)
+        try:
+            await asyncio.to_thread(rt.vault.warm, airport.egate_eligible, True)
+        except KeyUnavailable as exc:  # fetched per claim later; a claim that cannot be named then is dropped
+            log.warning("e-gate claim keys not warmed", extra={"error": str(exc)})
     nonce = os.urandom(4).hex()
     track_ids: dict[tuple[str, str], int] = {}
     window: Tally[str] = Tally()
@@ -133,6 +136,9 @@ async def run_virtual_edge(
                         claim = rt.vault.pseudonym(claim)
                     except KeyExpired:  # an erased subject's key is never made again: its claim cannot travel
                         DROPPED.labels("erased_claim").inc()
+                        continue
+                    except KeyUnavailable:  # the key holder is restarting: the claim cannot be named now
+                        DROPPED.labels("no_key_claim").inc()
                         continue
                 offered += 1
                 track = track_ids.setdefault((cam.camera_id, vs.traveller_id), len(track_ids) + 1)

@@ -45,6 +45,7 @@ from policy.crypto import (
     EpochKeyRing,
     HttpKeySource,
     KeyExpired,
+    KeyHolderUnreachable,
     KeySource,
     KeyUnavailable,
     PublicKeyRing,
@@ -68,6 +69,32 @@ from policy.policyfile import Policy, PolicyHolder
 log = logging.getLogger("paxsim.policy.runtime")
 
 CONSENT_SYNC_S = 1.0  # also re-sync consent at least this often when no batch boundary is marked
+KEYD_START_WAIT_S = 60.0  # a stage starting while the run's key holder restarts waits this long for it
+
+
+def run_key_source(require_keys: bool, enforcing: bool, wait_s: float | None = None) -> KeySource | None:
+    """The run's key holder, once it answers with this process's credential. A key holder that is configured
+    but not answering (restarting beside this stage) is waited for, up to ``wait_s``, never skipped: a stage
+    started without its keys would dead-letter every sealed sighting. None only when the run has none."""
+    try:
+        keys = HttpKeySource.from_env()
+    except KeyUnavailable as exc:  # no key holder configured (or no credential for it)
+        if require_keys and enforcing:
+            raise
+        log.warning("no key holder: this stage can neither seal nor unseal", extra={"error": str(exc)})
+        return None
+    deadline = time.monotonic() + (KEYD_START_WAIT_S if wait_s is None else wait_s)
+    delay = 0.2
+    while True:
+        try:
+            keys.whoami()  # reachable, and the credential is valid (each role has only its own rights)
+            return keys
+        except KeyHolderUnreachable as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("waiting for the key holder", extra={"error": str(exc), "retry_s": delay})
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 class PolicyRuntime:
@@ -115,14 +142,7 @@ class PolicyRuntime:
         state = Path(settings.state_dir)
         holder = PolicyHolder.from_settings_path(policy_path)
         if keys is None:
-            try:
-                keys = HttpKeySource.from_env()
-                keys.whoami()  # reachable, and the credential is valid (each role has only its own rights)
-            except KeyUnavailable as exc:
-                if require_keys and holder.current.enforcement == "on":
-                    raise
-                log.warning("no key holder: this stage can neither seal nor unseal", extra={"error": str(exc)})
-                keys = None
+            keys = run_key_source(require_keys, holder.current.enforcement == "on")
         consent = ConsentRegistry.open(registry_path(state))
         return cls(stage, state, holder, consent, keys, AuditLog.in_state_dir(state, stage), settings=settings, sighting_keys=sighting_keys)
 

@@ -30,7 +30,7 @@ signing messages), ``vault`` (subject keys), ``tokens``, ``errors``, ``metrics``
 
 from __future__ import annotations
 
-from policy.crypto.errors import CryptoError, KeyExpired, KeyForbidden, KeyUnavailable, SealError
+from policy.crypto.errors import CryptoError, KeyExpired, KeyForbidden, KeyHolderUnreachable, KeyUnavailable, SealError
 from policy.crypto.holder import ISSUERS, LOCAL_ISSUER, KeyHolder
 from policy.crypto.payloads import CONTROL_CLASS, open_erasure, open_sighting, seal_erasure, seal_sighting, sign_erasure, verify_erasure
 from policy.crypto.ratchet import MAX_FUTURE_EPOCHS, ChainState, Ratchet, epoch_of, min_live_epoch
@@ -50,6 +50,7 @@ __all__ = [
     "KeyForbidden",
     "KeyHolder",
     "KeySource",
+    "KeyHolderUnreachable",
     "KeyUnavailable",
     "LOCAL_ISSUER",
     "LocalKeySource",

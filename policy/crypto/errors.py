@@ -15,6 +15,10 @@ class KeyUnavailable(CryptoError):
     """The key holder cannot be reached; callers must fail closed (drop, never send plaintext)."""
 
 
+class KeyHolderUnreachable(KeyUnavailable):
+    """No answer from a configured key holder (down, restarting, network): transient, worth waiting for."""
+
+
 class KeyForbidden(CryptoError):
     """This credential may not ask the key holder for that (its role's permissions, policy.keyd)."""
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-from policy.crypto.errors import KeyExpired, KeyForbidden, KeyUnavailable
+from policy.crypto.errors import KeyExpired, KeyForbidden, KeyHolderUnreachable, KeyUnavailable
 from policy.crypto.holder import LOCAL_ISSUER, KeyHolder
 from policy.crypto.metrics import KEYD_CALL
 from policy.crypto.ratchet import ChainState
@@ -134,7 +134,7 @@ class HttpKeySource:
         try:
             r = self._client.request(method, path, json=body)
         except httpx.HTTPError as exc:
-            raise KeyUnavailable(f"key holder unreachable: {exc}") from None
+            raise KeyHolderUnreachable(f"key holder unreachable: {exc}") from None
         finally:
             dt = time.perf_counter() - t0
             KEYD_CALL.labels(op, where).observe(dt)

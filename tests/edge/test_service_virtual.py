@@ -43,3 +43,25 @@ def test_virtual_edge_sheds_and_counts_late_sightings(client_settings: Settings,
     lags = [r.timestamp / 1000 - decode(r.value, Sighting).captured_at for r in records]
     # without shedding, the sightings due during the stall go out ~2.5 s late
     assert max(lags) < LATE_S + 0.75, sorted(lags)[-5:]
+
+
+def test_virtual_edge_outlives_its_key_holder_and_counts_what_it_could_not_seal_or_name(client_settings: Settings, key_holder):
+    # the key holder dies 1 s in: e-gate claims (pseudonyms, cached for 5 s) and new epochs can no longer be keyed
+    settings = client_settings.model_copy(update={"scenario": client_settings.scenario.model_copy(update={"events_per_second": 80.0})})
+    unsealable = "paxsim_edge_unsealable_total"
+    before = late_drops("no_key_claim") + (REGISTRY.get_sample_value(unsealable, {"reason": "no_key"}) or 0.0)
+
+    async def run() -> int:
+        async def kill() -> None:
+            await asyncio.sleep(1.0)
+            key_holder.stop()
+
+        killer = asyncio.create_task(kill())
+        offered = await run_virtual_edge(settings, asyncio.Event(), VirtualAirport(settings.scenario, 8.0), duration_s=8.0)
+        await killer
+        return offered
+
+    offered = asyncio.run(run())  # returns: the edge does not die with its key holder
+    assert offered > 0
+    dropped = late_drops("no_key_claim") + (REGISTRY.get_sample_value(unsealable, {"reason": "no_key"}) or 0.0) - before
+    assert dropped > 0

@@ -253,6 +253,8 @@ def test_one_erasure_reaches_every_replica_and_store_through_sigkills_and_links_
         assert subject not in keys.resolve_pseudonyms(sorted(refs)).values()
         proc.send_signal(signal.SIGINT)  # runs until told: a loaded host cannot end the run before the checks
         proc.wait(timeout=180)
+    except (AssertionError, pytest.fail.Exception) as exc:  # say what `paxsim up` saw (a stage that died, restarts)
+        raise AssertionError(f"{exc}\n--- paxsim up, last lines ---\n{out.text[-3000:]}") from None
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)

@@ -172,3 +172,32 @@ async def test_background_wipes_expired_keys(tmp_path):
     assert rt.ring._open_hot == {} and rt.ring._seal_hot is None
     with pytest.raises(KeyExpired):
         rt.unseal(sealed)
+
+
+def test_a_stage_starting_while_its_key_holder_restarts_waits_for_it_and_never_runs_keyless(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from policy import runtime
+    from policy.crypto import KeyHolderUnreachable
+    from policy.keyd import spawn_keyd
+
+    k = spawn_keyd()
+    try:
+        for name, value in k.env.items():
+            monkeypatch.setenv(name, value)
+        k.stop()  # down, as while `paxsim up` restarts it beside a restarted stage
+        with pytest.raises(KeyHolderUnreachable):  # still down after the wait: fail closed, the supervisor retries
+            runtime.run_key_source(require_keys=False, enforcing=True, wait_s=0.5)
+        with ThreadPoolExecutor(1) as pool:  # the stage starts; the holder comes back 1 s later
+            t0 = time.monotonic()
+            starting = pool.submit(PolicyRuntime.for_stage, S(tmp_path), "matcher")
+            time.sleep(1.0)
+            assert not starting.done()
+            k.restart()  # same address, token and credentials (from this thread: the child dies with its parent thread)
+            rt = starting.result(timeout=30)
+        assert time.monotonic() - t0 >= 1.0  # it waited for the holder rather than starting without keys
+        assert rt.keys is not None and rt.ring is not None and rt.vault is not None
+        assert rt.vault.pseudonym("pax-1").startswith("ps-")
+        rt.close()
+    finally:
+        k.stop()
