@@ -138,21 +138,27 @@ class Supervisor:
         return _add(self.carried.get(name, {}), got or {})
 
     def heal(self, stack: Stack, console: Console, now: float) -> None:
-        """Restart every dead stage but the edge (whose cycles end on purpose); StageFailed past the limit."""
+        """Restart every dead stage but the edge (whose cycles end on purpose: see :meth:`restart`);
+        StageFailed past the limit."""
         for name, child in list(stack.children.items()):
-            if name == "edge" or child.alive():
-                continue
-            n = self.restarts.get(name, 0)
-            code = child.proc.returncode  # type: ignore[union-attr]
-            if n >= MAX_RESTARTS:
-                raise StageFailed(f"stage {name} exited (code {code}) after {n} restarts; see {child.log_path}")
-            if now < self.next_try.get(name, 0.0):
-                continue
-            self.carried[name] = _add(self.carried.get(name, {}), self.last.pop(name, {}))
-            self.restarts[name] = n + 1
-            self.next_try[name] = now + min(RESTART_BACKOFF_S[1], RESTART_BACKOFF_S[0] * 2**n)
-            stack.restart(name)
-            console.print(f"[yellow]stage {name} exited (code {code}): restarted ({n + 1}/{MAX_RESTARTS}); see {child.log_path}[/]")
+            if name != "edge" and not child.alive():
+                self.restart(stack, name, console, now)
+
+    def restart(self, stack: Stack, name: str, console: Console, now: float) -> bool:
+        """Restart the dead stage ``name`` unless its back-off is still running (then False)."""
+        child = stack.children[name]
+        n = self.restarts.get(name, 0)
+        code = child.proc.returncode  # type: ignore[union-attr]
+        if n >= MAX_RESTARTS:
+            raise StageFailed(f"stage {name} exited (code {code}) after {n} restarts; see {child.log_path}")
+        if now < self.next_try.get(name, 0.0):
+            return False
+        self.carried[name] = _add(self.carried.get(name, {}), self.last.pop(name, {}))
+        self.restarts[name] = n + 1
+        self.next_try[name] = now + min(RESTART_BACKOFF_S[1], RESTART_BACKOFF_S[0] * 2**n)
+        stack.restart(name)
+        console.print(f"[yellow]stage {name} exited (code {code}): restarted ({n + 1}/{MAX_RESTARTS}); see {child.log_path}[/]")
+        return True
 
     def heal_keyd(self, keys: KeydProcess, console: Console, now: float) -> None:
         """Restart a dead key holder on its address, with its token and sealed state file: the stages wait for
@@ -363,14 +369,16 @@ async def up(
                         await asyncio.to_thread(sup.heal_keyd, infra.keys, console, now)
                         e = stack.children["edge"]
                         if not e.alive():
-                            code = e.proc.returncode  # type: ignore[union-attr]
-                            if code != 0:
-                                raise StageFailed(f"edge exited (code {code}); see {e.log_path}")
                             edge.done, edge.current = edge.done + edge.current, 0.0
-                            if deadline is not None and now >= deadline - 1.0:
-                                break
-                            stack.restart("edge")  # next scenario cycle; event ids carry a fresh nonce
-                            cycles += 1
+                            if e.proc.returncode != 0:  # type: ignore[union-attr]
+                                # crashed: restarted like any stage (back-off, counted, StageFailed past the limit)
+                                if await asyncio.to_thread(sup.restart, stack, "edge", console, now):
+                                    cycles += 1
+                            else:
+                                if deadline is not None and now >= deadline - 1.0:
+                                    break
+                                stack.restart("edge")  # next scenario cycle; event ids carry a fresh nonce
+                                cycles += 1
                         if deadline is not None and now >= deadline:
                             break  # the edge still running gets SIGTERM below and stops at once
                 console.print("\nstopping: edge first, then gate and matchers drain")

@@ -109,7 +109,15 @@ def test_up_stops_every_process_on_ctrl_c(tmp_path: Path) -> None:
         url = next(w.rstrip(",") for line in out for w in line.split() if w.startswith("http://") and w.rstrip(",").endswith("/"))
         r = httpx.get(url + "api/trajectories", headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert r.status_code == 200, (r.status_code, r.text)
-        time.sleep(2)
+        # a camera agent that crashes is restarted (counted), not the end of the run
+        from paxsim.up import processes_of
+
+        crashed = processes_of(proc.pid)["edge"]
+        crashed.kill()
+        deadline = time.monotonic() + 20
+        while (edge := processes_of(proc.pid).get("edge")) is None or edge.pid == crashed.pid:
+            assert time.monotonic() < deadline and proc.poll() is None, "the killed edge was not restarted"
+            time.sleep(0.25)
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 5  # broker, policy, matcher, dashboard, edge
         proc.send_signal(signal.SIGINT)
@@ -117,6 +125,8 @@ def test_up_stops_every_process_on_ctrl_c(tmp_path: Path) -> None:
         assert proc.returncode == 0, "".join(out) + rest
         gone, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, f"left running: {[p.pid for p in alive]}"
+        summary = json.loads((tmp_path / "state" / "up" / "up-summary.json").read_text())
+        assert summary["restarts"] == {"edge": 1}, summary["restarts"]
     finally:
         if proc.poll() is None:
             proc.kill()
