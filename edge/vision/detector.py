@@ -106,15 +106,18 @@ class HogDetector:
             raise ValueError(f"unknown detector kind {self.settings.kind!r}")
         self._det = dlib.get_frontal_face_detector()
 
-    def _run(self, image: np.ndarray, upsample: int, dx: int = 0, dy: int = 0) -> list[Detection]:
+    def _run(self, image: np.ndarray, upsample: int, dx: int = 0, dy: int = 0, frame: tuple[int, int] | None = None) -> list[Detection]:
+        """Faces in ``image`` (a crop at ``dx, dy`` of a ``frame`` = (width, height) image, or the whole image),
+        clipped to the frame, not to the crop."""
         rects, scores, _ = self._det.run(image, upsample, self.settings.threshold)
         h, w = image.shape[:2]
+        fw, fh = frame or (w + dx, h + dy)
         out = []
         for r, s in zip(rects, scores):
-            x0, y0 = max(0, r.left()), max(0, r.top())
-            x1, y1 = min(w, r.right() + 1), min(h, r.bottom() + 1)
+            x0, y0 = max(0, r.left() + dx), max(0, r.top() + dy)
+            x1, y1 = min(fw, r.right() + 1 + dx), min(fh, r.bottom() + 1 + dy)
             if x1 - x0 >= max(1, self.settings.min_size) and y1 > y0:
-                out.append(Detection((x0 + dx, y0 + dy, x1 - x0, y1 - y0), float(s), hog_confidence(s)))
+                out.append(Detection((x0, y0, x1 - x0, y1 - y0), float(s), hog_confidence(s)))
         return out
 
     def detect(self, image: np.ndarray, regions: Sequence[Box] = (), only: Sequence[Box] | None = None) -> list[Detection]:
@@ -124,7 +127,8 @@ class HogDetector:
         if only is None:
             dets = self._run(image, st.upsample)
         else:
-            dets = suppress([d for crop, x0, y0 in crops(image, only) for d in self._run(crop, st.upsample, x0, y0)])
+            h, w = image.shape[:2]
+            dets = suppress([d for crop, x0, y0 in crops(image, only) for d in self._run(crop, st.upsample, x0, y0, (w, h))])
         if st.region_redetect and regions:
             h, w = image.shape[:2]
             # Only faces too small for the whole-frame pass gain from a finer look; a bigger face the whole
@@ -140,7 +144,7 @@ class HogDetector:
                 if x1 - x0 < 24 or y1 - y0 < 24:
                     continue
                 crop = np.ascontiguousarray(image[y0:y1, x0:x1])
-                dets.extend(self._run(crop, st.region_upsample, x0, y0))
+                dets.extend(self._run(crop, st.region_upsample, x0, y0, (w, h)))
             dets = suppress(dets)
         return dets
 
@@ -175,8 +179,11 @@ class YunetDetector:
         want = YUNET_MIN_PX / float(min_face_px or self.settings.min_face_px)
         return min(1.0, want, YUNET_MAX_SIDE / max(width, height))
 
-    def _run(self, rgb: np.ndarray, scale: float, dx: int = 0, dy: int = 0) -> list[Detection]:
+    def _run(self, rgb: np.ndarray, scale: float, dx: int = 0, dy: int = 0, frame: tuple[int, int] | None = None) -> list[Detection]:
+        """Faces in ``rgb`` (a crop at ``dx, dy`` of a ``frame`` = (width, height) image, or the whole image).
+        Boxes are clipped to the frame, not to the crop: a face the crop's edge cuts keeps its whole box."""
         h, w = rgb.shape[:2]
+        fw, fh = frame or (w + dx, h + dy)
         if scale != 1.0:
             sw, sh = max(16, round(w * scale)), max(16, round(h * scale))
             img = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
@@ -189,11 +196,11 @@ class YunetDetector:
             c = conf / 100.0
             if c < self.settings.min_score:
                 continue
-            fx, fy, fs, _ = _to_dlib_box(x * kx, y * ky, bw * kx, bh * ky)
+            fx, fy, fs, _ = _to_dlib_box(x * kx + dx, y * ky + dy, bw * kx, bh * ky)
             x0, y0 = max(0, int(round(fx))), max(0, int(round(fy)))
-            x1, y1 = min(w, int(round(fx + fs))), min(h, int(round(fy + fs)))
+            x1, y1 = min(fw, int(round(fx + fs))), min(fh, int(round(fy + fs)))
             if x1 - x0 >= max(1, self.settings.min_size) and y1 > y0:
-                out.append(Detection((x0 + dx, y0 + dy, x1 - x0, y1 - y0), c, c))
+                out.append(Detection((x0, y0, x1 - x0, y1 - y0), c, c))
         return out
 
     def detect(self, image: np.ndarray, regions: Sequence[Box] = (), only: Sequence[Box] | None = None) -> list[Detection]:
@@ -207,7 +214,7 @@ class YunetDetector:
         if only is None:
             dets = self._run(image, scale)
         else:  # the same scale as the whole frame: a face is found at the same size either way
-            dets = suppress([d for crop, x0, y0 in crops(image, only) for d in self._run(crop, scale, x0, y0)])
+            dets = suppress([d for crop, x0, y0 in crops(image, only) for d in self._run(crop, scale, x0, y0, (w, h))])
         if st.region_redetect and regions and scale < 1.0:
             # A track whose face shrank below min_face_px is looked at again at full resolution, around
             # where the tracker predicts it (a head-sized crop costs little).
@@ -221,7 +228,7 @@ class YunetDetector:
                 if x1 - x0 < 24 or y1 - y0 < 24:
                     continue
                 crop = np.ascontiguousarray(image[y0:y1, x0:x1])
-                dets.extend(self._run(crop, 1.0, x0, y0))
+                dets.extend(self._run(crop, 1.0, x0, y0, (w, h)))
             dets = suppress(dets)
         return dets
 

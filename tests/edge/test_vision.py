@@ -58,6 +58,19 @@ def test_yunet_scale_follows_min_face_px():
     assert coarse.detect(rgb(img)) == []  # scanned at 1/8: a 28 px face is 3.5 px
 
 
+def test_a_face_cut_by_the_edge_of_a_scanned_crop_keeps_its_whole_box():
+    # a motion region (or a drifted track's region) whose lower edge runs through the face: the detector still
+    # sees it, and its box must be the face's, not the part inside the crop
+    img, (box,) = scene([(3, 80, 300, 200, 0.0)])
+    x, y, w, h = box
+    cut = (x - 150, y - 200, w + 300, 200 + int(h * 0.7))  # bigger than MIN_CROP; ends 70 % down the face
+    for det in (YunetDetector(), HogDetector(DetectorSettings(kind="hog", upsample=1))):
+        (part,) = det.detect(rgb(img), only=[cut])
+        assert part.box[1] + part.box[3] > cut[1] + cut[3] + 8, (type(det).__name__, part.box)  # past the crop's edge
+        assert part.box[2] == part.box[3] or abs(part.box[2] - part.box[3]) <= 1  # square, as both detectors draw faces
+        assert iou(part.box, box) > 0.6, (type(det).__name__, part.box, box)
+
+
 def test_region_redetection_finds_a_small_face_the_whole_frame_pass_misses():
     img, (box,) = scene([(3, 40, 300, 200, 0.0)])
     det = HogDetector(DetectorSettings(kind="hog", upsample=0))
