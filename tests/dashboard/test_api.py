@@ -298,30 +298,31 @@ def test_tokens_issued_revoked_or_re_roled_elsewhere_take_effect_without_a_resta
 
 
 # bad-token requests from one client (about 4-9 ms each through the test client); PAXSIM_TEST_FLOOD=10000 for the full flood
-FLOOD = int(os.environ.get("PAXSIM_TEST_FLOOD", "600"))
+FLOOD = int(os.environ.get("PAXSIM_TEST_FLOOD", "200"))
 
 
 def test_a_flood_of_bad_tokens_is_throttled_and_leaves_the_audit_bounded(settings: Settings):
     _seed(settings)
     app = create_app(settings, {"PAXSIM_DASHBOARD_TOKENS": TOKENS}, background=False)
     with TestClient(app) as c:
-        t0 = time.monotonic()
+        services = app.state.services
+        bucket = services.failed_auth
+        now = [1000.0]
+        bucket.clock = lambda: now[0]  # the bucket's own clock: what it refills does not depend on the host's speed
         codes = Counter(c.get("/api/trajectories", headers=BAD).status_code for _ in range(FLOOD))
-        elapsed = time.monotonic() - t0
+        assert codes == {401: bucket.burst, 429: FLOOD - bucket.burst}, codes  # the burst, then 429 for the rest
         # a valid token still works from the same client: throttling costs only failed attempts
         assert c.get("/api/trajectories", headers=H["operator"]).status_code == 200
         r = c.get("/api/audit", headers=BAD)
         assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
-        services = app.state.services
-    allowed = app.state.services.failed_auth.burst + elapsed * app.state.services.failed_auth.rate + 1  # the bucket's budget
-    assert codes[401] <= allowed and codes[401] + codes[429] == FLOOD and set(codes) == {401, 429}, (codes, elapsed)
+        now[0] += 2 / bucket.rate + 0.01  # time for two more failures
+        assert [c.get("/api/audit", headers=BAD).status_code for _ in range(3)] == [401, 401, 429]
     records = [rec for _n, rec, _raw in read_records(audit_dir(settings.state_dir) / "dashboard-api.jsonl") if rec is not None]
     denials = [rec for rec in records if rec.decision == "deny" and rec.rule.startswith("unauthenticated")]
-    window = app.state.services.failed_auth.audit_every_s  # one record per client per window, whatever the rate
-    assert 1 <= len(denials) <= elapsed / window + 2, f"{len(denials)} audit records for one client's flood in {elapsed:.0f} s"
+    # one audit record per client per window, whatever the rate: the flood and what followed fit in one window
+    assert now[0] - 1000.0 < bucket.audit_every_s and len(denials) == 1, [rec.rule for rec in denials]
     assert (audit_dir(settings.state_dir) / "dashboard-api.jsonl").stat().st_size < 20_000  # the disk: a few lines
-    assert sum(int(rec.rule.split("x")[1]) if " x" in rec.rule else 1 for rec in denials) <= FLOOD + 1
-    assert len(services.audit_out) <= elapsed / window + 4, "every refusal queued a Kafka audit message"
+    assert len(services.audit_out) <= 4, "every refusal queued a Kafka audit message"
 
 
 def test_guesses_at_a_stored_token_id_stop_costing_scrypt_once_the_client_is_throttled(settings: Settings, monkeypatch):
