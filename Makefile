@@ -35,7 +35,7 @@ sysdeps:
 # two workers: most integration tests wait on their stage processes, so the second core is not idle
 JOBS ?= 2
 test: $(STAMP) sysdeps
-	$(PY) -m pytest -q -n $(JOBS) --dist worksteal $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(JOBS) --dist worksteal --durations=15 $(PYTEST_ARGS)
 
 ## ruff, mypy and the import-linter layer contracts.
 lint: $(STAMP)

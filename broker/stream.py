@@ -63,8 +63,12 @@ async def acknowledged(futures: Iterable[asyncio.Future[Any]]) -> None:
 
 
 def update_lag(consumer: AIOKafkaConsumer, stage: str, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-    """Export lag as highwater − next offset (ListOffsets(latest) is wrong on Tansu; highwater is right)."""
+    """Export lag as highwater − next offset (ListOffsets(latest) is wrong on Tansu; highwater is right).
+    Partitions a rebalance took away while the batch was decided are skipped (their new owner exports them)."""
+    assigned = consumer.assignment()
     for tp, recs in batch.items():
+        if tp not in assigned:
+            continue
         hw = consumer.highwater(tp)
         if hw is not None and recs:
             CONSUMER_LAG.labels(stage, tp.topic, str(tp.partition)).set(max(0, hw - recs[-1].offset - 1))

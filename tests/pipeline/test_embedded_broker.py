@@ -70,3 +70,30 @@ def test_stop_kills_the_process(settings: Settings):
     except ProcessLookupError:
         alive = False
     assert not alive
+
+
+def test_lag_export_skips_a_partition_a_rebalance_took_away_during_the_batch(client_settings: Settings, broker):
+    from aiokafka import TopicPartition
+    from aiokafka.structs import ConsumerRecord
+
+    from broker.clients import start_consumer
+    from broker.stream import CONSUMER_LAG, update_lag
+
+    async def go() -> None:
+        consumer = await start_consumer(client_settings, group_id=None)
+        try:
+            mine, gone = TopicPartition(t.ADMITTED.name, 0), TopicPartition(t.ADMITTED.name, 1)
+            consumer.assign([mine])
+            await consumer.getmany(mine, timeout_ms=500)  # a fetch answer: the partition's highwater is known
+
+            def rec(tp: TopicPartition) -> ConsumerRecord:
+                return ConsumerRecord(tp.topic, tp.partition, 0, 0, 0, None, b"x", None, 1, 0, [])
+
+            # the batch was read before the rebalance: one of its partitions now belongs to another replica
+            update_lag(consumer, "test-lag", {mine: [rec(mine)], gone: [rec(gone)]})
+            exported = {s.labels["partition"] for m in CONSUMER_LAG.collect() for s in m.samples if s.labels.get("stage") == "test-lag"}
+            assert exported == {"0"}
+        finally:
+            await consumer.stop()
+
+    asyncio.run(go())
