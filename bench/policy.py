@@ -451,10 +451,6 @@ def report(args: argparse.Namespace, sat: dict[str, list[RoundResult]], fixed: d
     print(f"    {'total added per event':40s} {total:7.2f}")
 
 
-def make_runtime(stage: str, policy: Policy, state: Path, consent: ConsentRegistry, keys: KeyHolder) -> PolicyRuntime:
-    return PolicyRuntime(stage, state, PolicyHolder(policy=policy), consent, LocalKeySource(keys), AuditLog.in_state_dir(state, stage))
-
-
 def components(n: int = 20000) -> list[tuple[str, float]]:
     """CPU µs per event of each piece the ``on`` mode adds, as the services run it (PolicyRuntime, audited
     chains collecting rows, batch audit), in this process (min of 3 repeats). ``reference`` rows are not
@@ -466,8 +462,9 @@ def components(n: int = 20000) -> list[tuple[str, float]]:
     now = time.time()
     reg.grant_many(ConsentRecord(f"pax-{i}", "boarding", now - 10, now + 1000) for i in range(300))
     keys = KeyHolder({"sightings": (0.5, 5.0)})
-    rt = make_runtime("matcher", POLICY_ON, state, reg, keys)
-    rt_off = make_runtime("matcher-off", POLICY_OFF, state, reg, keys)
+    settings = load_settings(environ={}).model_copy(update={"state_dir": state})
+    rt = runtime_factory(settings, POLICY_ON, keys, None)("matcher", "open")
+    rt_off = runtime_factory(settings, POLICY_OFF, keys, None)("matcher-off", "open")
     rt.vault.warm([f"pax-{i}" for i in range(300)])
     s = Sighting(
         event_id="e1",
@@ -514,7 +511,7 @@ def components(n: int = 20000) -> list[tuple[str, float]]:
         out.append((name, best / (max(1, n // per) * per) * 1e6))
         rt._rows.clear()
     for r in (rt, rt_off):
-        r.audit.close()
+        r.close()
     reg.close()
     shutil.rmtree(state, ignore_errors=True)
     return out

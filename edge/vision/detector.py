@@ -124,13 +124,12 @@ class HogDetector:
         if image.size == 0:
             return []
         st = self.settings
+        h, w = image.shape[:2]
         if only is None:
             dets = self._run(image, st.upsample)
         else:
-            h, w = image.shape[:2]
             dets = suppress([d for crop, x0, y0 in crops(image, only) for d in self._run(crop, st.upsample, x0, y0, (w, h))])
         if st.region_redetect and regions:
-            h, w = image.shape[:2]
             # Only faces too small for the whole-frame pass gain from a finer look; a bigger face the whole
             # frame missed (turned, cut off) would be missed again by the same detector at the same scale.
             small = [r for r in regions if max(r[2], r[3]) < st.region_small] if st.region_upsample > st.upsample else []
