@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import socket
 import sys
 import time
@@ -52,8 +53,30 @@ def setup_logging(service: str, level: str = "INFO") -> logging.Logger:
     return logging.getLogger(service)
 
 
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def _below_ephemeral() -> tuple[int, int]:
+    """Ports the kernel never hands out by itself: the 12,000 below its ephemeral range (32768 on Linux)."""
+    try:
+        with open(EPHEMERAL_RANGE_FILE) as f:
+            first = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32768
+    return max(1024, first - 12000), first - 1
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A port free now for a child process to listen on. Picked at random below the ephemeral range: a port
+    from that range (what a bind on port 0 returns) can be taken by any outgoing connection or port-0 bind
+    on the host before the child binds it (seen: a dashboard's port lost to a parallel test's process)."""
+    lo, hi = _below_ephemeral()
+    pick = random.SystemRandom()
+    for _ in range(64):
+        port = pick.randint(lo, hi)
+        if port_free(host, port):
+            return port
+    with socket.socket() as s:  # that range is full: any free port
         s.bind((host, 0))
         return s.getsockname()[1]
 
