@@ -157,6 +157,8 @@ class Scanner:
         self._admitted: dict[str, float] = {}  # event id → captured_at, from the admitted topic
         self._decisions: Tally[str] = Tally()  # event id → decisions on the matches topic
         self._dead: Tally[str] = Tally()  # stage → dead letters
+        self._audit_dir: Path | None = None
+        self._checkpoints: dict | None = None  # the key holder's, when pinned (pin_checkpoints)
 
     # ------------------------------------------------------------------------------------ topics
 
@@ -321,8 +323,15 @@ class Scanner:
     def add_audit_chains(self, directory: Path) -> None:
         self._audit_dir = directory
 
+    def pin_checkpoints(self) -> None:
+        """Take the key holder's checkpoints now. Call it before reading the audit topic: a stage checkpoints only
+        what its mirror already had acknowledged, so every entry checkpointed by then is on the topic. Checkpoints
+        fetched later also cover entries mirrored after the topic was read (the scan's own audited reads)."""
+        if self.keys is not None:
+            self._checkpoints = self.keys.checkpoints()
+
     def _check_audit(self) -> None:
-        directory = getattr(self, "_audit_dir", None)
+        directory = self._audit_dir
         local: dict[tuple[str, int], str] = {}  # (actor, seq) → hash, from the chain files
         checkpointed: dict[str, set[tuple[str, int]]] = {}  # chain → its (actor, seq) up to the key holder's checkpoint
         if directory is not None:
@@ -384,7 +393,8 @@ class Scanner:
             return verify_dir(directory), {}
         from policy.notary import verify_anchored
 
-        reports, problems, anchors = verify_anchored(directory, self.keys.checkpoints())
+        pinned = self._checkpoints if self._checkpoints is not None else self.keys.checkpoints()
+        reports, problems, anchors = verify_anchored(directory, pinned)
         for p in problems:
             self._find("audit", f"{directory}/{p.chain}.jsonl", f"{p.kind}: {p.detail}")
         return reports, {chain: seq for chain, (seq, _hash) in anchors.items()}
@@ -468,6 +478,7 @@ async def run_scan(
     state = Path(settings.state_dir)
     consent = consent if consent is not None else open_consent(state, consent_path(settings))
     scanner = Scanner(policy, consent, keys, now=now)
+    scanner.pin_checkpoints()
     for topic in t.ALL:
         if progress:
             progress(topic.name)

@@ -567,3 +567,47 @@ def test_the_consent_registry_keeps_ended_consents_only_for_the_accountability_p
     # at the scanner's clock, not the wall clock: an hour and more after it expires, the active one is due too
     later = findings(now + 600 + 3600 + 60)
     assert ("expired-readable", "consent:pax-active/boarding") in later and ("expired-readable", "consent:pax-recent/boarding") in later
+
+
+def test_an_audited_read_by_the_scan_itself_is_not_an_emptied_audit_topic(client_settings):
+    """Reading the dashboard is an audited access: the dashboard writes an entry, mirrors it to the audit topic and
+    has it checkpointed while the scan goes on. The scan reads the audit topic before the stores, so it must judge
+    the topic against the checkpoints taken before it read the topic, not the later ones."""
+    import threading
+
+    from policy.audit import audit_dir
+    from policy.mirror import AuditMirror
+
+    state = client_settings.state_dir
+    keys = LocalKeySource(KeyHolder({"sightings": (0.25, 2.0)}))
+
+    def audited_read() -> None:  # what the dashboard does for one authenticated request, from its own thread
+        with AuditLog.in_state_dir(state, "dashboard-api", actor="dashboard-api") as log:
+            log.append("api.read", "allow", object_id="/api/scan/state")
+
+        async def mirror() -> None:
+            producer = await start_producer(client_settings)
+            try:
+                await AuditMirror(audit_dir(state) / "dashboard-api.jsonl", notary=keys).mirror_once(producer)
+            finally:
+                await producer.stop()
+
+        worker = threading.Thread(target=asyncio.run, args=(mirror(),))
+        worker.start()
+        worker.join(60)
+
+    @dataclass
+    class AuditedStore:
+        name: str = "live:dashboard"
+
+        def items(self) -> Iterable[StoredItem]:
+            audited_read()
+            return []
+
+    report = asyncio.run(run_scan(client_settings, POLICY, keys, stores=[AuditedStore()], consent=ConsentRegistry()))
+    assert keys.checkpoints()["checkpoints"], "the read was not checkpointed: the test planted nothing"
+    assert report.counts == (0, 0, 0), [str(f) for f in report.findings]
+    assert report.records["audit:unmirrored"] == 1  # it reached the topic after the scan had read the topic
+
+    later = asyncio.run(run_scan(client_settings, POLICY, keys, stores=[], consent=ConsentRegistry()))
+    assert later.counts == (0, 0, 0) and later.records["paxsim.audit.v1"] == 1, [str(f) for f in later.findings]
