@@ -51,6 +51,14 @@ PIPELINES = {  # name: (detector, detect interval, motion gating)
     "yunet, interval 3": (DetectorSettings(kind="yunet"), 3, False),
     "yunet, motion-gated": (DetectorSettings(kind="yunet"), 1, True),
     "yunet, motion + int. 2": (DetectorSettings(kind="yunet"), 2, True),
+    "yunet, weak 0.3": (DetectorSettings(kind="yunet", track_score=0.3), 1, False),
+    "yunet, weak 0.2": (DetectorSettings(kind="yunet", track_score=0.2), 1, False),
+    "yunet, weak 0.15": (DetectorSettings(kind="yunet", track_score=0.15), 1, False),
+    "yunet, weak 0.1": (DetectorSettings(kind="yunet", track_score=0.1), 1, False),
+    "yunet, motion, weak 0.2": (DetectorSettings(kind="yunet", track_score=0.2), 1, True),
+    "yunet, int. 2, weak 0.2": (DetectorSettings(kind="yunet", track_score=0.2), 2, False),
+    "yunet 16px, weak 0.3": (DetectorSettings(kind="yunet", min_face_px=16, track_score=0.3), 1, False),
+    "yunet, motion, weak 0.3": (DetectorSettings(kind="yunet", track_score=0.3), 1, True),
 }
 
 
@@ -154,12 +162,13 @@ async def run_pipeline(pool: VisionPool, cam_id: str, frames: list[np.ndarray], 
     return time.perf_counter() - t0, rows
 
 
-async def bench_pipelines(data: dict, rounds: int) -> dict[str, dict]:
+async def bench_pipelines(data: dict, rounds: int, names: list[str]) -> dict[str, dict]:
     res: dict[str, dict] = {}
     pool = VisionPool(1, "process")
     try:
         await pool.warm()
-        for name, (det, interval, motion) in PIPELINES.items():
+        for name in names:
+            det, interval, motion = PIPELINES[name]
             best = float("inf")
             gt_all, dt_all, n = [], [], 0
             for k in range(rounds):
@@ -177,6 +186,7 @@ async def bench_pipelines(data: dict, rounds: int) -> dict[str, dict]:
             rec = detection_recall(gt_df, dt_df, iou=0.5, min_px=30)
             loose = detection_recall(gt_df, dt_df, iou=0.3, min_px=30)
             trk = tracking_metrics(gt_df, dt_df, iou=0.5, min_px=30)
+            trk_loose = tracking_metrics(gt_df, dt_df, iou=0.3, min_px=30)
             res[name] = {
                 "fps_per_core": n / best,
                 "recall_ge_30": rec.recall_at_least_min,
@@ -184,6 +194,7 @@ async def bench_pipelines(data: dict, rounds: int) -> dict[str, dict]:
                 "recall_ge_30_iou03": loose.recall_at_least_min,
                 "precision_iou03": loose.precision,
                 "idf1_ge_30": trk["idf1"],
+                "idf1_ge_30_iou03": trk_loose["idf1"],
                 "id_switches": trk["num_switches"],
                 "frames": n,
             }
@@ -206,44 +217,50 @@ def main() -> None:
     ap.add_argument("--iou", type=float, default=0.5)
     ap.add_argument("--rounds", type=int, default=2, help="pipeline timing rounds (best counts)")
     ap.add_argument("--styles", default="default,cctv")
+    ap.add_argument("--pipelines", help="pipeline names separated by ; (default: all; the HOG one is always run)")
+    ap.add_argument("--skip-detectors", action="store_true", help="only the pipeline part")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    names = ["hog edge (today)", *[n for n in args.pipelines.split(";") if n != "hog edge (today)"]] if args.pipelines else list(PIPELINES)
+    if unknown := [n for n in names if n not in PIPELINES]:
+        ap.error(f"unknown pipeline(s) {unknown}; choose from {list(PIPELINES)}")
     out: dict[str, dict] = {}
     styles = args.styles.split(",")
     for style in styles:
         t0 = time.time()
-        out[style] = {"detectors": bench_detectors(style, render(style, args.seconds, args.every), args.iou)}
+        out[style] = {} if args.skip_detectors else {"detectors": bench_detectors(style, render(style, args.seconds, args.every), args.iou)}
         print(f"[{style}] detectors done in {time.time() - t0:.0f} s", flush=True)
         t0 = time.time()
-        out[style]["pipelines"] = asyncio.run(bench_pipelines(render(style, args.clip_seconds, 1), args.rounds))
+        out[style]["pipelines"] = asyncio.run(bench_pipelines(render(style, args.clip_seconds, 1), args.rounds, names))
         print(f"[{style}] pipelines done in {time.time() - t0:.0f} s", flush=True)
 
-    print(f"\nDetectors alone, one core, IoU >= {args.iou} (recall >=30 px | >=60 px | precision | CPU ms/frame), per style")
-    print(f"{'detector':<18}" + "".join(f" | {s:^37}" for s in styles))
-    loose: list[str] = []
-    for name in DETECTORS:
-        cells = []
-        for s in styles:
-            d = out[s]["detectors"][name]
-            cells.append(f"{d['recall_ge_30']:.3f} | {d['recall_ge_60']:.3f} | {d['precision']:.3f} | {d['cpu_ms_per_frame']:6.1f}")
-        loose.append(
-            f"  {name:<18} "
-            + "  ".join(
-                f"{s}: {out[s]['detectors'][name]['recall_ge_30_iou03']:.3f} / {out[s]['detectors'][name]['precision_iou03']:.3f}"
-                for s in styles
+    if not args.skip_detectors:
+        print(f"\nDetectors alone, one core, IoU >= {args.iou} (recall >=30 px | >=60 px | precision | CPU ms/frame), per style")
+        print(f"{'detector':<18}" + "".join(f" | {s:^37}" for s in styles))
+        loose: list[str] = []
+        for name in DETECTORS:
+            cells = []
+            for s in styles:
+                d = out[s]["detectors"][name]
+                cells.append(f"{d['recall_ge_30']:.3f} | {d['recall_ge_60']:.3f} | {d['precision']:.3f} | {d['cpu_ms_per_frame']:6.1f}")
+            loose.append(
+                f"  {name:<18} "
+                + "  ".join(
+                    f"{s}: {out[s]['detectors'][name]['recall_ge_30_iou03']:.3f} / {out[s]['detectors'][name]['precision_iou03']:.3f}"
+                    for s in styles
+                )
             )
-        )
-        print(f"{name:<18}" + "".join(f" | {c:^37}" for c in cells))
-    print("At IoU >= 0.3 (recall >= 30 px / precision), as the issue measured: YuNet's boxes are mapped to dlib's convention")
-    print("\n".join(loose))
-    for s in styles:
-        d = out[s]["detectors"]["hog up0 (today)"]
-        print(f"  {s}: {d['frames']} frames, {d['faces_ge_30']} faces >= 30 px, {d['faces_ge_60']} >= 60 px")
-    print("Recall >= 30 px by group (skin tone 1-6, sex)")
-    for name in DETECTORS:
+            print(f"{name:<18}" + "".join(f" | {c:^37}" for c in cells))
+        print("At IoU >= 0.3 (recall >= 30 px / precision), as the issue measured: YuNet's boxes are mapped to dlib's convention")
+        print("\n".join(loose))
         for s in styles:
-            g = out[s]["detectors"][name]["recall_ge_30_by_group"]
-            print(f"  {name:<18} {s:<8} " + "  ".join(f"{k} {v:.3f}" for k, v in g.items()))
+            d = out[s]["detectors"]["hog up0 (today)"]
+            print(f"  {s}: {d['frames']} frames, {d['faces_ge_30']} faces >= 30 px, {d['faces_ge_60']} >= 60 px")
+        print("Recall >= 30 px by group (skin tone 1-6, sex)")
+        for name in DETECTORS:
+            for s in styles:
+                g = out[s]["detectors"][name]["recall_ge_30_by_group"]
+                print(f"  {name:<18} {s:<8} " + "  ".join(f"{k} {v:.3f}" for k, v in g.items()))
 
     print(
         "\nEdge pipeline, one worker process, every frame (frames/s per core | vs HOG pipeline | vs raw YuNet | recall >=30 | precision | IDF1 >=30)"
@@ -252,12 +269,12 @@ def main() -> None:
         p = out[s]["pipelines"]
         base, raw = p["hog edge (today)"]["fps_per_core"], p["raw yunet detector"]["fps_per_core"]
         print(f"[{s}] raw YuNet detector {raw:.1f} frames/s per core")
-        for name in PIPELINES:
+        for name in names:
             r = p[name]
             print(
                 f"  {name:<20} {r['fps_per_core']:6.1f} | {r['fps_per_core'] / base:5.2f}x | {r['fps_per_core'] / raw:5.2f}x | "
                 f"{r['recall_ge_30']:.3f} | {r['precision']:.3f} | {r['idf1_ge_30']:.3f} ({int(r['id_switches'])} switches)"
-                f" | IoU 0.3: {r['recall_ge_30_iou03']:.3f} / {r['precision_iou03']:.3f}"
+                f" | IoU 0.3: {r['recall_ge_30_iou03']:.3f} / {r['precision_iou03']:.3f} / {r['idf1_ge_30_iou03']:.3f}"
             )
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))

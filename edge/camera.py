@@ -297,10 +297,14 @@ class Camera:
         m.align.observe(analysis.align_s)
         faces = analysis.faces
         tr = self.tracker
-        assignments = tr.update(frame.index, [f.box for f in faces], [f.quality for f in faces], [f.hist for f in faces])
+        assignments = tr.update(
+            frame.index, [f.box for f in faces], [f.quality for f in faces], [f.hist for f in faces], [f.weak for f in faces]
+        )
         started = sum(a.born for a in assignments)
         if started:
             m.tracks.inc(started)
+        if weak := sum(faces[a.det_index].weak for a in assignments):
+            m.weak_faces.inc(weak)
         jobs: list[tuple[Track, object, float, EmbedState]] = []
         if self.config.embed:
             for a in assignments:
@@ -315,7 +319,7 @@ class Camera:
                 jobs.append((track, view, q, tr.mark_embedded(track, q, frame.index)))
                 rows.append((track.track_id, view, False))  # reported at the box of that view
         fut = asyncio.ensure_future(self.pool.embed([v.chip for _, v, _, _ in jobs])) if jobs else None
-        return _Pending(frame, scale, len(faces), len(tr.tracks), rows, jobs, fut, started)
+        return _Pending(frame, scale, len(assignments), len(tr.tracks), rows, jobs, fut, started)  # weak faces no track took: none
 
     def _complete(self, p: _Pending) -> FrameResult:
         """Build the frame's observations once its embeddings (if any) are back; apply the filter chain."""

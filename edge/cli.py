@@ -127,6 +127,9 @@ def detect(
     out: Path | None = typer.Option(None, "--out", "-o", help="output file (default: standard output)"),
     detector: Kind | None = typer.Option(None, help="face detector (default: the camera's, else yunet)"),
     min_face_px: int | None = typer.Option(None, min=8, max=400, help="yunet: the smallest face to find (sets the scan scale)"),
+    track_score: float | None = typer.Option(
+        None, min=0.0, max=1.0, help="yunet: weaker faces down to this score only continue a live track (default: the camera's)"
+    ),
     upsample: int | None = typer.Option(None, min=0, max=3, help="hog: whole-frame upsampling (1 finds ~30 px faces, 4x slower)"),
     region: bool | None = typer.Option(None, help="re-detect around predicted track boxes"),
     detect_interval: int | None = typer.Option(None, min=1, max=30, help="detect on every k-th frame; the tracker carries the rest"),
@@ -151,7 +154,13 @@ def detect(
             err.print(f"[red]error:[/red] video file not found: {source}")
             raise typer.Exit(2)
         base = CameraConfig(camera_id=Path(source.split("?")[0]).stem or "video", source=source)
-    det = {"kind": detector.value if detector else None, "min_face_px": min_face_px, "upsample": upsample, "region_redetect": region}
+    det = {
+        "kind": detector.value if detector else None,
+        "min_face_px": min_face_px,
+        "track_score": track_score,
+        "upsample": upsample,
+        "region_redetect": region,
+    }
     over = {"sample_fps": sample_fps, "max_width": max_width, "detect_interval": detect_interval}
     cfg = CameraConfig.model_validate(
         {

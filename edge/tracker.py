@@ -119,6 +119,12 @@ def _cost(track_box: np.ndarray, det: Box, gate: float, iou_min: float, gap: int
     return _NO
 
 
+def _overlap_cost(track_box: np.ndarray, det: Box, iou_min: float) -> float:
+    """A weak detection pairs with a track by overlap alone (no centre-distance fallback, no new tracks)."""
+    o = iou((track_box[0], track_box[1], track_box[2], track_box[3]), det)
+    return 1.0 - o if o >= iou_min else _NO
+
+
 def appearance_distance(track: Track, hist: np.ndarray | None, embedding: np.ndarray | None = None) -> float | None:
     """Appearance distance in [0, 1] between a track and a detection, None if nothing to compare:
     embedding distance / 1.2 when both have an embedding (dlib: same person < 0.6), else the Hellinger
@@ -158,33 +164,46 @@ class Tracker:
         return out
 
     def update(
-        self, frame_index: int, boxes: Sequence[Box], qualities: Sequence[float], hists: Sequence[np.ndarray | None] | None = None
+        self,
+        frame_index: int,
+        boxes: Sequence[Box],
+        qualities: Sequence[float],
+        hists: Sequence[np.ndarray | None] | None = None,
+        weak: Sequence[bool] | None = None,
     ) -> list[Assignment]:
-        """Match this frame's detections; returns one Assignment per detection, in detection order.
-        ``hists`` (optional, one per box): normalised colour histograms of the face boxes."""
+        """Match this frame's detections; returns one Assignment per detection kept, in detection order.
+        ``hists`` (optional, one per box): normalised colour histograms of the face boxes. ``weak`` (optional,
+        one per box): low-score detections, matched by overlap to the tracks no confident detection took, and
+        dropped when none is left for them: they continue a face the detector is unsure of, never start one
+        (ByteTrack's second association)."""
         st = self.settings
         live = list(self.tracks.values())
         assigned: dict[int, Track] = {}
         hists = list(hists) if hists is not None else [None] * len(boxes)
-        if live and boxes:
+        is_weak = list(weak) if weak is not None else [False] * len(boxes)
+        strong = [i for i, w in enumerate(is_weak) if not w]
+        if live and strong:
             cost = np.array(
                 [
-                    [_cost(t.predicted(frame_index), b, st.centroid_gate, st.iou_min, frame_index - t.last_frame) for b in boxes]
+                    [_cost(t.predicted(frame_index), boxes[i], st.centroid_gate, st.iou_min, frame_index - t.last_frame) for i in strong]
                     for t in live
                 ]
             )
             if st.appearance_weight > 0:
-                self._add_appearance(cost, live, hists)
-            from scipy.optimize import linear_sum_assignment  # here, not at import: scipy.optimize costs ~0.6 s to load
-
-            rows, cols = linear_sum_assignment(cost)
-            for r, c in zip(rows, cols):
-                if cost[r, c] < _NO:
-                    assigned[c] = live[r]
+                self._add_appearance(cost, live, [hists[i] for i in strong])
+            self._assign(cost, live, strong, assigned)
+        weak_idx = [i for i, w in enumerate(is_weak) if w]
+        taken = {t.track_id for t in assigned.values()}
+        left = [t for t in live if t.track_id not in taken]
+        if left and weak_idx:
+            cost = np.array([[_overlap_cost(t.predicted(frame_index), boxes[i], st.iou_min) for i in weak_idx] for t in left])
+            self._assign(cost, left, weak_idx, assigned)
         out: list[Assignment] = []
         for i, (b, q) in enumerate(zip(boxes, qualities)):
             t = assigned.get(i)
             h = hists[i]
+            if t is None and is_weak[i]:
+                continue
             if t is None:
                 t = Track(next(self._ids), np.array(b, dtype=float), frame_index, quality=q, first_frame=frame_index)
                 t.hist = h
@@ -213,6 +232,16 @@ class Tracker:
                 if t.misses > st.max_misses:
                     del self.tracks[t.track_id]
         return out
+
+    @staticmethod
+    def _assign(cost: np.ndarray, tracks: list[Track], columns: list[int], assigned: dict[int, Track]) -> None:
+        """Hungarian assignment on ``cost`` (tracks × ``columns``); feasible pairs go into ``assigned`` by detection index."""
+        from scipy.optimize import linear_sum_assignment  # here, not at import: scipy.optimize costs ~0.6 s to load
+
+        rows, cols = linear_sum_assignment(cost)
+        for r, c in zip(rows, cols):
+            if cost[r, c] < _NO:
+                assigned[columns[c]] = tracks[r]
 
     def _add_appearance(self, cost: np.ndarray, live: list[Track], hists: list[np.ndarray | None]) -> None:
         """Add the weighted appearance distance to feasible pairings that are ambiguous: another feasible

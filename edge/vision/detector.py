@@ -34,7 +34,13 @@ class DetectorSettings(BaseModel):
     min_face_px: int = Field(
         default=24, ge=8, le=400, description="yunet: the smallest face (px wide, in the analysed frame) this camera must find"
     )
-    min_score: float = Field(default=0.6, ge=0.0, le=1.0, description="yunet: confidence threshold")
+    min_score: float = Field(default=0.6, ge=0.0, le=1.0, description="yunet: confidence that starts a track")
+    track_score: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="yunet: weaker faces down to this confidence only continue a live track (ByteTrack); >= min_score: off",
+    )
     upsample: int = Field(default=0, ge=0, le=3, description="whole-frame pyramid upsampling (0: faces >= ~60 px)")
     threshold: float = Field(default=0.0, description="HOG score threshold; lower finds more and more false faces")
     region_redetect: bool = Field(default=True, description="re-scan around predicted track boxes")
@@ -50,6 +56,7 @@ class Detection:
     box: Box
     score: float  # the detector's own score (HOG: SVM margin; YuNet: confidence)
     confidence: float = 0.0  # the same mapped to [0, 1], comparable across detectors
+    weak: bool = False  # below the score that starts a track: it may only continue one (DetectorSettings.track_score)
 
 
 def hog_confidence(score: float) -> float:
@@ -191,15 +198,16 @@ class YunetDetector:
             img, kx, ky = rgb, 1.0, 1.0
         img = np.ascontiguousarray(img)
         out = []
+        floor = min(self.settings.min_score, self.settings.track_score)
         for x, y, bw, bh, conf in self._detect(img.shape[1], img.shape[0], img.tobytes())[:256]:
             c = conf / 100.0
-            if c < self.settings.min_score:
+            if c < floor:
                 continue
             fx, fy, fs, _ = _to_dlib_box(x * kx + dx, y * ky + dy, bw * kx, bh * ky)
             x0, y0 = max(0, int(round(fx))), max(0, int(round(fy)))
             x1, y1 = min(fw, int(round(fx + fs))), min(fh, int(round(fy + fs)))
             if x1 - x0 >= max(1, self.settings.min_size) and y1 > y0:
-                out.append(Detection((x0, y0, x1 - x0, y1 - y0), c, c))
+                out.append(Detection((x0, y0, x1 - x0, y1 - y0), c, c, c < self.settings.min_score))
         return out
 
     def detect(self, image: np.ndarray, regions: Sequence[Box] = (), only: Sequence[Box] | None = None) -> list[Detection]:

@@ -55,6 +55,7 @@ class FaceCandidate:
     landmarks: np.ndarray | None  # (5, 2) float32, frame pixels
     chip: np.ndarray | None = field(repr=False)  # (150, 150, 3) uint8 RGB, aligned
     hist: np.ndarray | None = field(default=None, repr=False)  # hue × saturation histogram (sums to 1)
+    weak: bool = False  # a low-score detection: it may continue a live track, never start one
 
     @property
     def measured(self) -> bool:
@@ -171,19 +172,21 @@ def analyze_frame(
     t0 = time.perf_counter()
     rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     dets = _detector(settings).detect(rgb, regions, only)
+    # a weak face that overlaps no live track's predicted box can continue none (the tracker pairs weak faces by overlap)
+    dets = [d for d in dets if not d.weak or any(iou(d.box, r) > 0 for r in regions)]
     t1 = time.perf_counter()
     bars = list(bars) if bars is not None else [0.0] * len(regions)
     faces = []
     for d, bar in zip(dets, _bars_for(dets, regions, bars, default_bar)):
         hist = box_histogram(image_bgr, d.box) if histograms else None
         if quality.upper_bound(d.box[2], d.confidence) < bar:
-            faces.append(FaceCandidate(d.box, d.score, math.nan, None, None, hist))
+            faces.append(FaceCandidate(d.box, d.score, math.nan, None, None, hist, d.weak))
             continue
         aligner = _aligner()
         shape = aligner.shape(rgb, d.box)
         pts = aligner.points(shape)
         chip = aligner.chip(rgb, shape)
-        faces.append(FaceCandidate(d.box, d.score, quality.score(d.box[2], pts, chip, d.confidence), pts, chip, hist))
+        faces.append(FaceCandidate(d.box, d.score, quality.score(d.box[2], pts, chip, d.confidence), pts, chip, hist, d.weak))
     t2 = time.perf_counter()
     return FrameAnalysis(faces, t1 - t0, t2 - t1, (int(image_bgr.shape[0]), int(image_bgr.shape[1])))
 

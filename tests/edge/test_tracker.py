@@ -184,3 +184,21 @@ def test_a_track_missed_before_it_settles_has_its_best_view_embedded():
     tr.mark_embedded(t, q, 2)
     tr.update(3, [], [])
     assert tr.take_unsettled() == []  # once only
+
+
+def test_a_weak_detection_continues_a_live_track_but_never_starts_one():
+    """ByteTrack's second association: a low-score face overlapping a track that no confident face took keeps
+    that track alive; a low-score face elsewhere is dropped, and one beside a track taken by a confident face
+    starts nothing either."""
+    tr = Tracker(TrackerSettings(max_misses=1))
+    (a,) = tr.update(0, [(100, 100, 40, 40)], [0.5])
+    assert tr.update(1, [(300, 300, 40, 40)], [0.5], weak=[True]) == []  # nowhere near a track: no new track
+    for i in range(2, 8):  # the face's detector score stays low: only weak detections, the track lives on
+        (w,) = tr.update(i, [(101, 100, 40, 40)], [0.3], weak=[True])
+        assert w.track is a.track and not w.born
+    assert list(tr.tracks) == [a.track.track_id] and tr.started == 1
+    out = tr.update(8, [(101, 100, 40, 40), (104, 102, 40, 40)], [0.5, 0.3], weak=[False, True])
+    assert [(o.det_index, o.track.track_id) for o in out] == [(0, a.track.track_id)]  # the duplicate weak box: dropped
+    tr.update(9, [], [])
+    tr.update(10, [], [])
+    assert tr.tracks == {}  # without even a weak detection it ends as before

@@ -106,6 +106,19 @@ def test_views_that_cannot_reach_their_bar_get_no_landmarks():
     assert not new.measured
 
 
+def test_a_weak_face_is_kept_only_where_a_live_track_is_expected():
+    """Below ``min_score`` and above ``track_score`` a face is weak: analysis keeps it only when it overlaps a live
+    track's predicted box (the tracker pairs weak faces by overlap and drops the rest)."""
+    img, (box,) = scene([(4, 110, 200, 100, 0.0)])
+    st = DetectorSettings(min_score=0.999, track_score=0.3)  # this clear face scores below 0.999: weak here
+    assert analyze_frame(img, st).faces == []
+    (f,) = analyze_frame(img, st, regions=[box]).faces
+    assert f.weak and iou(f.box, box) > 0.5
+    (strong,) = analyze_frame(img, DetectorSettings(track_score=0.3)).faces
+    assert not strong.weak
+    assert analyze_frame(img, DetectorSettings(min_score=0.999, track_score=0.999), regions=[box]).faces == []  # no weak faces
+
+
 def test_embeddings_separate_identities():
     views = {}
     for seed in (5, 6):
