@@ -417,7 +417,7 @@ def compare_runs(a: LoadResult, b: LoadResult, policy_a: Path | None = None, pol
 
 # ------------------------------------------------------------------------------------------- command
 
-RENDER_CAMERAS = ("cam-security-1", "cam-immigration-1", "cam-egate-1", "cam-gate-1")  # the default airport's face cameras
+RENDER_CAMERAS = ("cam-security-1", "cam-immigration-1", "cam-egate-1", "cam-gate-1")  # the face cameras (both shipped scenarios)
 
 
 def rendered_population(settings: Settings, render: Path) -> Settings:
@@ -429,15 +429,32 @@ def rendered_population(settings: Settings, render: Path) -> Settings:
 
 
 def rendered_videos(settings: Settings, seconds: float, console: Console) -> Path:
-    """The default scenario's face cameras rendered for ``seconds`` into a cache dir (reused when present)."""
-    out = Path(settings.state_dir).resolve() / "rendered" / f"seed{settings.scenario.seed}-{seconds:g}s"
+    """The scenario's face cameras (``settings.scenario``: its file and seed, the world the run enrols from)
+    rendered for ``seconds`` into a cache dir (reused when present)."""
+    scen = settings.scenario
+    name = scen.file.stem if scen.file else "default"
+    out = Path(settings.state_dir).resolve() / "rendered" / f"{name}-seed{scen.seed}-{seconds:g}s"
     if (out / "manifest.json").exists():
         console.print(f"rendered videos: {out} (cached)")
         return out
-    console.print(f"rendering the default airport's face cameras ({seconds:g} s) into {out}")
+    console.print(f"rendering the face cameras of {scen.file or 'the built-in airport'} ({seconds:g} s) into {out}")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    cmd = [sys.executable, "-m", "paxsim.cli", "scenario", "render", "--out", str(tmp), "--seconds", f"{seconds:g}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "paxsim.cli",
+        "scenario",
+        "render",
+        "--out",
+        str(tmp),
+        "--seconds",
+        f"{seconds:g}",
+        "--seed",
+        str(scen.seed),
+    ]
+    if scen.file:
+        cmd += ["--scenario", str(scen.file)]
     for cam in RENDER_CAMERAS:
         cmd += ["--camera", cam]
     subprocess.run(cmd, check=True)
@@ -452,7 +469,7 @@ def load_command(
     virtual: int = typer.Option(8, "--virtual", min=1, help="virtual cameras (embedding space)"),
     videos: Path | None = typer.Option(None, "--videos", help="replay these videos (paxsim scenario render output or *.mp4) instead"),
     rendered: bool = typer.Option(
-        False, "--rendered", help="render the default airport's face cameras into a cache dir and replay them (with their ground truth)"
+        False, "--rendered", help="render the scenario's face cameras into a cache dir and replay them (with their ground truth)"
     ),
     render_seconds: float = typer.Option(60.0, "--render-seconds", min=2, help="with --rendered: length of the rendered videos"),
     gt: Path | None = typer.Option(

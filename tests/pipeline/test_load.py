@@ -211,3 +211,28 @@ def test_load_ramp_and_compare_answer_what_a_policy_change_does_and_the_report_r
     if os.environ.get("PAXSIM_UPDATE_SCREENSHOT"):
         shutil.copy(shot, COMPARE_SHOT)
         shutil.copy(whole, DOC_SHOT)
+
+
+def test_rendered_videos_come_from_the_scenario_the_run_enrols_from(tmp_path: Path):
+    """``paxsim load --rendered`` with a scenario file renders that scenario's cameras at the run's seed, so the
+    travellers it enrols are the ones the videos show (it rendered the built-in airport and enrolled the
+    file's population: every identification wrong)."""
+    from rich.console import Console
+
+    from core.config import load_settings
+    from paxsim.load import rendered_population, rendered_videos
+    from scenario.world import load_world
+
+    cctv = Path(__file__).resolve().parents[2] / "scenario" / "cctv_airport.yaml"
+    env = {"PAXSIM__STATE_DIR": str(tmp_path), "PAXSIM__SCENARIO__FILE": str(cctv)}
+    settings = load_settings(environ=env)
+    out = rendered_videos(settings, 0.2, Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["scenario"] == "cctv-small-airport" and manifest["seed"] == settings.scenario.seed
+    run = rendered_population(settings, out)
+    world = load_world(run.scenario.file, seed=run.scenario.seed, travellers=run.scenario.travellers)
+    shown = [(i["id"], i["identity_seed"], i["demographics"]["sex"]) for i in manifest["identities"]]
+    enrolled = [(t.id, t.identity.seed, t.demographics.sex) for t in world.travellers]
+    assert out.name.startswith("cctv_airport-") and shown == enrolled
+    default = rendered_videos(load_settings(environ={"PAXSIM__STATE_DIR": str(tmp_path)}), 0.2, Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    assert json.loads((default / "manifest.json").read_text())["scenario"] != "cctv-small-airport"
