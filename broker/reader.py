@@ -14,7 +14,6 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from broker.clients import start_consumer
 from core.config import Settings
 
-IDLE_POLLS = 3  # empty polls, once the broker has answered for every partition, that end a read
 READ_TIMEOUT_S = 60.0  # a read that cannot learn every partition's end by then fails: never a silent partial read
 
 
@@ -54,25 +53,22 @@ async def _drain(consumer: AIOKafkaConsumer, tps: dict[TopicPartition, int]) -> 
     for tp, off in tps.items():
         consumer.seek(tp, off)
     done: set[TopicPartition] = set()
-    idle = 0
     deadline = time.monotonic() + READ_TIMEOUT_S
     while len(done) < len(tps):
         batch = await consumer.getmany(*[tp for tp in tps if tp not in done], timeout_ms=200, max_records=10_000)
-        idle = 0 if batch else idle + 1
         for recs in batch.values():
             out.extend(recs)
-        unknown = []
+        behind: list[str] = []
         for tp in tps:
             if tp in done:
                 continue
             hw = consumer.highwater(tp)
-            if hw is None:
-                unknown.append(tp)  # no fetch answer yet (a loaded broker): its end is not known, keep reading
-            elif await consumer.position(tp) >= hw:
+            position = await consumer.position(tp)
+            if hw is not None and position >= hw:
                 done.add(tp)
-        # a recovering matcher that stopped before hearing from a partition would decide its events again
-        if idle >= IDLE_POLLS and not unknown:
-            break
-        if time.monotonic() > deadline:
-            raise ReadIncomplete(f"no answer for {sorted(f'{tp.topic}:{tp.partition}' for tp in unknown)} within {READ_TIMEOUT_S:.0f} s")
+            else:  # no fetch answer yet, or records before the end still to come (a loaded broker answers slowly)
+                behind.append(f"{tp.topic}:{tp.partition} at {position} of {'?' if hw is None else hw}")
+        # stopping early, even after empty polls, would make a recovering matcher decide the unread events again
+        if behind and time.monotonic() > deadline:
+            raise ReadIncomplete(f"not read to the end within {READ_TIMEOUT_S:.0f} s: {', '.join(behind)}")
     return out
