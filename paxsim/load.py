@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import typer
 from rich.console import Console
@@ -59,10 +59,18 @@ class LoadPlan:
         return [max(1, round(self.cameras * self.factor**i)) for i in range(self.steps)]
 
 
-def find_videos(folder: Path) -> list[tuple[str, str, Path, float | None]]:
-    """(camera id, zone, video path, fps) for every video: the ``paxsim scenario render`` layout
-    (``<camera>/video.mp4`` + ``manifest.json`` with zones), else every ``*.mp4`` with its zone read from the
-    name (``cam-<zone>-N``)."""
+class Video(NamedTuple):
+    camera_id: str
+    zone: str
+    path: Path
+    fps: float | None
+    min_face_px: int | None  # the smallest face the camera was installed to find (its detector's scan scale)
+
+
+def find_videos(folder: Path) -> list[Video]:
+    """Every video: the ``paxsim scenario render`` layout (``<camera>/video.mp4`` + ``manifest.json`` with each
+    camera's zone, fps and ``min_face_px``), else every ``*.mp4`` with its zone read from the name
+    (``cam-<zone>-N``)."""
     manifest = folder / "manifest.json"
     cams = {c["id"]: c for c in json.loads(manifest.read_text())["cameras"]} if manifest.exists() else {}
     out = []
@@ -70,7 +78,7 @@ def find_videos(folder: Path) -> list[tuple[str, str, Path, float | None]]:
         cid = video.parent.name if video.name == "video.mp4" else video.stem
         spec = cams.get(cid, {})
         zone = spec.get("zone") or (cid.split("-")[1] if cid.count("-") >= 2 else "")
-        out.append((cid, zone, video, spec.get("fps")))
+        out.append(Video(cid, zone, video, spec.get("fps"), spec.get("min_face_px")))
     if not out:
         raise FileNotFoundError(f"no videos in {folder} (expected <camera>/video.mp4 or *.mp4)")
     return out
@@ -108,9 +116,9 @@ def video_cameras(
         raise ValueError(f"stagger must be one of {STAGGERS}, got {stagger!r}")
     videos = find_videos(folder)
     if biometric is not None:
-        faces = [v for v in videos if v[1] in biometric]
+        faces = [v for v in videos if v.zone in biometric]
         if not faces:
-            zones = sorted({v[1] for v in videos})
+            zones = sorted({v.zone for v in videos})
             raise ValueError(f"no video in {folder} is from a biometric zone (videos: {zones}; biometric: {sorted(biometric)})")
         videos = faces
     import numpy as np
@@ -122,7 +130,7 @@ def video_cameras(
     replicas: dict[str, Replica] = {}
     for k in range(count):
         vi = k % len(videos)
-        cid, zone, path, fps = videos[vi]
+        cid, zone, path, fps, min_face_px = videos[vi]
         rep = k // len(videos)
         n = len(range(vi, count, len(videos)))  # replicas of this video
         camera_id = cid if rep == 0 else f"{cid}-r{rep}"
@@ -140,6 +148,8 @@ def video_cameras(
         }
         if fps and speed > 0:
             cam["fps"] = fps * speed
+        if min_face_px:
+            cam["detector"] = {"min_face_px": min_face_px}
         out.append(cam)
         replicas[camera_id] = Replica(camera_id, cid, offset)
     return out, replicas
@@ -430,10 +440,14 @@ def rendered_population(settings: Settings, render: Path) -> Settings:
 
 def rendered_videos(settings: Settings, seconds: float, console: Console) -> Path:
     """The scenario's face cameras (``settings.scenario``: its file and seed, the world the run enrols from)
-    rendered for ``seconds`` into a cache dir (reused when present)."""
+    rendered for ``seconds`` into a cache dir (reused when present; named by the scenario file's content, so an
+    edited scenario is rendered again)."""
+    import hashlib
+
     scen = settings.scenario
     name = scen.file.stem if scen.file else "default"
-    out = Path(settings.state_dir).resolve() / "rendered" / f"{name}-seed{scen.seed}-{seconds:g}s"
+    digest = hashlib.sha256(Path(scen.file).read_bytes()).hexdigest()[:8] if scen.file else "builtin"
+    out = Path(settings.state_dir).resolve() / "rendered" / f"{name}-{digest}-seed{scen.seed}-{seconds:g}s"
     if (out / "manifest.json").exists():
         console.print(f"rendered videos: {out} (cached)")
         return out

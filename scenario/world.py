@@ -87,6 +87,9 @@ class CameraSpec(_Spec):
     resolution: tuple[int, int] = (640, 480)
     fps: float = Field(default=15.0, gt=0.0, le=120.0)
     faces: bool = True
+    # the smallest face (px wide) this camera is installed to find; the edge's detector scans for it
+    # (``detector.min_face_px``); None: the edge's default
+    min_face_px: int | None = Field(default=None, ge=8, le=400)
     light: LightSpec = Field(default_factory=LightSpec)
     exposure: ExposureSpec = Field(default_factory=ExposureSpec)
 

@@ -220,7 +220,8 @@ def test_rendered_videos_come_from_the_scenario_the_run_enrols_from(tmp_path: Pa
     from rich.console import Console
 
     from core.config import load_settings
-    from paxsim.load import rendered_population, rendered_videos
+    from edge.camera import CameraConfig
+    from paxsim.load import rendered_population, rendered_videos, video_cameras
     from scenario.world import load_world
 
     cctv = Path(__file__).resolve().parents[2] / "scenario" / "cctv_airport.yaml"
@@ -236,3 +237,10 @@ def test_rendered_videos_come_from_the_scenario_the_run_enrols_from(tmp_path: Pa
     assert out.name.startswith("cctv_airport-") and shown == enrolled
     default = rendered_videos(load_settings(environ={"PAXSIM__STATE_DIR": str(tmp_path)}), 0.2, Console(file=open(os.devnull, "w")))  # noqa: SIM115
     assert json.loads((default / "manifest.json").read_text())["scenario"] != "cctv-small-airport"
+    # each replayed camera scans for the smallest face its scenario camera declares (cctv: 20 px; default: the
+    # edge's own default), the way an installer configures the edge per camera
+    declared = {c.id: c.min_face_px for c in world.cameras if c.faces}
+    cams, _ = video_cameras(out, len(declared), speed=0)
+    assert declared and set(declared.values()) == {20}
+    assert {c["camera_id"]: CameraConfig(**c).detector.min_face_px for c in cams} == declared
+    assert all("detector" not in c for c in video_cameras(default, 2, speed=0)[0])
