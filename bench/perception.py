@@ -50,6 +50,7 @@ DETECTORS = {
 PIPELINES = {  # name: (detector, detect interval, motion gating)
     "hog edge (today)": (DetectorSettings(kind="hog"), 1, False),
     "yunet, no weak faces": (DetectorSettings(kind="yunet", track_score=0.6, min_face_px=24), 1, False),
+    "yunet, declared px, no weak faces": (DetectorSettings(kind="yunet", track_score=0.6), 1, False),
     "yunet, every frame": (DetectorSettings(kind="yunet"), 1, False),
     "yunet, interval 2": (DetectorSettings(kind="yunet"), 2, False),
     "yunet, interval 3": (DetectorSettings(kind="yunet"), 3, False),
@@ -72,12 +73,14 @@ def skin_group(scale: int) -> str:
     return "skin 1-2" if scale <= 2 else "skin 3-4" if scale <= 4 else "skin 5-6"
 
 
-def render(style: str, seconds: float, every: int) -> dict[str, tuple[list[np.ndarray], list[tuple], list[int]]]:
+def render(
+    style: str, seconds: float, every: int, only: set[str] | None = None
+) -> dict[str, tuple[list[np.ndarray], list[tuple], list[int], int | None]]:
     world = load_world(STYLES[style])
     for tr in world.travellers:
         GROUPS[(style, tr.number)] = (skin_group(tr.identity.skin_tone_scale), tr.demographics.sex)
     out = {}
-    for cam in [c for c in world.cameras if c.faces]:
+    for cam in [c for c in world.cameras if c.faces and (only is None or c.id in only)]:
         r = CameraRenderer(world, cam.id)
         frames, gt, idx = [], [], []
         for i in range(0, int(seconds * r.fps), every):
@@ -230,6 +233,7 @@ def main() -> None:
     ap.add_argument("--styles", default="default,cctv")
     ap.add_argument("--pipelines", help="pipeline names separated by ; (default: all; the HOG one is always run)")
     ap.add_argument("--skip-detectors", action="store_true", help="only the pipeline part")
+    ap.add_argument("--cameras", help="face cameras to run, separated by , (default: every face camera of the style)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     names = ["hog edge (today)", *[n for n in args.pipelines.split(";") if n != "hog edge (today)"]] if args.pipelines else list(PIPELINES)
@@ -237,12 +241,15 @@ def main() -> None:
         ap.error(f"unknown pipeline(s) {unknown}; choose from {list(PIPELINES)}")
     out: dict[str, dict] = {}
     styles = args.styles.split(",")
+    only = set(args.cameras.split(",")) if args.cameras else None
     for style in styles:
         t0 = time.time()
-        out[style] = {} if args.skip_detectors else {"detectors": bench_detectors(style, render(style, args.seconds, args.every), args.iou)}
+        out[style] = (
+            {} if args.skip_detectors else {"detectors": bench_detectors(style, render(style, args.seconds, args.every, only), args.iou)}
+        )
         print(f"[{style}] detectors done in {time.time() - t0:.0f} s", flush=True)
         t0 = time.time()
-        out[style]["pipelines"] = asyncio.run(bench_pipelines(render(style, args.clip_seconds, 1), args.rounds, names))
+        out[style]["pipelines"] = asyncio.run(bench_pipelines(render(style, args.clip_seconds, 1, only), args.rounds, names))
         print(f"[{style}] pipelines done in {time.time() - t0:.0f} s", flush=True)
 
     if not args.skip_detectors:

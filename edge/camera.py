@@ -198,6 +198,7 @@ class Camera:
         self.processed = 0
         self._analysed = 0  # frames taken for analysis (detect_interval counts these)
         self._motion = MotionGate(config.motion) if config.motion.enabled else None
+        self.motion_gated = 0  # frames the detector saw only where they moved, or not at all (nothing moved)
         self.embedded = 0
         self.embeds_dropped = 0
         self.dropped = 0
@@ -221,6 +222,7 @@ class Camera:
             "reconnects": s.reconnects,
             "dropped": self.dropped,
             "processed": self.processed,
+            "motion_gated": self.motion_gated,
             "embedded": self.embedded,
             "embeds_dropped": self.embeds_dropped,
             "tracks_active": len(self.tracker.tracks),
@@ -418,6 +420,7 @@ class Camera:
                         continue
                     regions, bars, default_bar = self._bars(frame.index)
                     only = self._motion.regions(image, regions) if self._motion is not None else None
+                    self.motion_gated += only is not None
                     if only == []:  # nothing moved and no track is expected: the detector has nothing to look at
                         self.metrics.motion_idle.inc()
                         idle = asyncio.get_running_loop().create_future()

@@ -133,6 +133,9 @@ def detect(
     upsample: int | None = typer.Option(None, min=0, max=3, help="hog: whole-frame upsampling (1 finds ~30 px faces, 4x slower)"),
     region: bool | None = typer.Option(None, help="re-detect around predicted track boxes"),
     detect_interval: int | None = typer.Option(None, min=1, max=30, help="detect on every k-th frame; the tracker carries the rest"),
+    motion: bool | None = typer.Option(
+        None, "--motion/--no-motion", help="detect only where the frame moved or a track is expected (default: the camera's, on)"
+    ),
     frames: int | None = typer.Option(None, min=1, help="stop after this many analysed frames (a stream never ends)"),
     max_width: int | None = typer.Option(None, help="downscale wider frames before detection"),
     sample_fps: float | None = typer.Option(None, help="analyse this many frames per second (default: all)"),
@@ -169,6 +172,7 @@ def detect(
             "embed": False,
             "detector": {**base.detector.model_dump(), **{k: v for k, v in det.items() if v is not None}},
             "tracker": {**base.tracker.model_dump(), **({} if appearance_weight is None else {"appearance_weight": appearance_weight})},
+            "motion": {**base.motion.model_dump(), **({} if motion is None else {"enabled": motion})},
             "measure_all": format is Fmt.json,  # JSON reports every face's quality
             # a file offline loses no frame; a stream stays live (drops when the detector falls behind)
             "drop_when_full": base.drop_when_full if base.drop_when_full is not None or "://" in base.source else False,
@@ -195,7 +199,8 @@ def detect(
     if cam.state is SourceState.FAILED or st["decoded"] == 0:
         err.print(f"[red]error:[/red] {st['last_error'] or 'no frame could be read'}")
         raise typer.Exit(2)
-    err.print(f"{st['processed']} frames, {st['tracks_started']} tracks" + (f" -> {out}" if out else ""))
+    gated = f" ({st['motion_gated']} looked at only where they moved)" if st["motion_gated"] else ""
+    err.print(f"{st['processed']} frames{gated}, {st['tracks_started']} tracks" + (f" -> {out}" if out else ""))
     if gt is not None:
         _print_scores(gt, out)  # type: ignore[arg-type]
 

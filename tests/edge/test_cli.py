@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 from typer.testing import CliRunner
 
 from edge.cli import app
@@ -21,6 +23,20 @@ def test_detect_writes_mot_and_json_and_fails_clearly_on_a_missing_file(tmp_path
     assert len(lines) == 6 and lines[0] == '{"frame": 1, "faces": []}'
     r = runner.invoke(app, ["detect", str(tmp_path / "missing.mp4"), "--threads"])
     assert r.exit_code == 2 and "not found" in r.output
+
+
+def test_detect_is_motion_gated_unless_told_otherwise(tmp_path):
+    """By default the detector looks only where a frame moved (a small square crosses this clip);
+    ``--no-motion`` scans every frame whole."""
+    video = write_video(tmp_path / "v.mp4", n=12)
+    runner = CliRunner()
+    r = runner.invoke(app, ["detect", str(video), "--threads", "--out", str(tmp_path / "a.txt")])
+    assert r.exit_code == 0, r.output
+    gated = re.search(r"12 frames \((\d+) looked at only where they moved\)", r.output)
+    assert gated and 8 <= int(gated[1]) <= 11, r.output  # whole: the first frame (no background yet) and a few more
+    r = runner.invoke(app, ["detect", str(video), "--threads", "--no-motion", "--out", str(tmp_path / "b.txt")])
+    assert r.exit_code == 0, r.output
+    assert "12 frames, " in r.output
 
 
 def test_mot_lines_round_trip(tmp_path):
