@@ -269,11 +269,14 @@ def camera_tracking(log: list[dict], truth: RenderTruth, replicas: dict[str, Rep
         gtrows = np.vstack(parts) if parts else np.zeros((0, 7))
         gt = pd.DataFrame(gtrows, columns=["FrameId", "Id", *cols]).astype({"FrameId": int, "Id": int}).set_index(["FrameId", "Id"])
         det = detection_recall(gt, dt, bins=SIZE_BINS, min_px=60.0)
+        # at IoU 0.3 too: a 20-40 px face's box a few pixels off the renderer's fails IoU 0.5 without being a false face
+        loose = detection_recall(gt, dt, bins=SIZE_BINS, min_px=60.0, iou=0.3)
         trk = tracking_metrics(gt, dt)
         out[cid] = _finite(
             {
                 "frames": hi - lo + 1,
                 "detection": det.as_dict(),
+                "precision_iou03": loose.precision,
                 "idf1": trk["idf1"],
                 "mota": trk["mota"],
                 "id_switches": int(trk["num_switches"]),

@@ -124,6 +124,7 @@ def test_load_replays_rendered_videos_through_the_real_edge(tmp_path: Path):
     assert acc["cameras"] and set(acc["cameras"]) <= set(cams)
     for cam in acc["cameras"].values():
         assert 0 <= cam["idf1"] <= 1 and cam["frames"] > 0
+        assert cam["precision_iou03"] is None or cam["detection"]["precision"] <= cam["precision_iou03"] <= 1
     assert sum(b["found"] for b in acc["recall_by_size"]) > 0
     assert set(acc["groups"]) == {"nationality_group", "sex", "age_band"}
     assert sum(g["events"] for g in acc["groups"]["sex"].values()) == acc["events"]
