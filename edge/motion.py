@@ -21,10 +21,7 @@ from edge.vision.detector import Box
 class MotionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = Field(
-        default=True,
-        description="detect only where the frame moved or a track is expected (docs/edge.md: 2-3x the frames per core, same recall)",
-    )
+    enabled: bool = Field(default=True, description="detect only where the frame moved or a track is expected (why on: docs/edge.md)")
     width: int = Field(default=160, ge=32, le=1280, description="width of the grey copy motion is measured on")
     threshold: int = Field(default=20, ge=1, le=255, description="grey-level change that counts as motion")
     alpha: float = Field(default=0.1, gt=0.0, le=1.0, description="background update rate per frame")
