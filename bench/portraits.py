@@ -80,13 +80,78 @@ def run(identities, renders: int, settings: DetectorSettings, seed: int = 0, vec
     }
 
 
+def probes(models, renders: int, settings: DetectorSettings, seed: int = 0) -> list[tuple[int, np.ndarray]]:
+    """(identity index, embedding) of ``renders`` other views of each model (views the detector misses left out)."""
+    out = []
+    for k, m in enumerate(models):
+        rng = np.random.default_rng([seed, m.identity.seed])
+        per_px = scale_for_face_px(m, 40.0) / 40.0
+        chips = []
+        for _ in range(renders):
+            img, box, _ = jittered_view(m, rng, unit_scale=per_px)
+            chips.append(chip_for(img, settings, box))
+        got = [c for c in chips if c is not None]
+        if got:
+            out.extend((k, v) for v in embed_chips(got)[0])
+    return out
+
+
+def open_set(identities, impostors, renders: int, settings: DetectorSettings, threshold: float, margins: list[float]) -> dict:
+    """1:N as the matcher decides it, with people who were never enrolled among the probes: per margin rule
+    (nearest template within ``threshold`` *and* the second nearest subject at least ``margin`` farther), the
+    share of genuine views named right, named wrong and refused, and the share of impostor views accepted."""
+    models = [build(i) for i in identities]
+    enrol = [chip_for(enrol_view(m)[0], settings, None) for m in models]
+    ok = np.flatnonzero([c is not None for c in enrol])
+    gallery, _ = embed_chips([enrol[k] for k in ok])
+    genuine = [(k, v) for k, v in probes(models, renders, settings) if k in set(ok.tolist())]
+    strangers = probes([build(i) for i in impostors], renders, settings, seed=1)
+
+    def nearest(v: np.ndarray) -> tuple[int, float, float]:
+        d = np.linalg.norm(gallery - v, axis=1)
+        first, second = np.argsort(d)[:2]
+        return int(ok[first]), float(d[first]), float(d[second])
+
+    g = [(k, *nearest(v)) for k, v in genuine]
+    s = [nearest(v) for _, v in strangers]
+    out = {"enrolled": len(ok), "genuine_views": len(g), "impostor_views": len(s), "threshold": threshold, "rules": {}}
+    for m in margins:
+        acc = [(k, who) for k, who, d1, d2 in g if d1 < threshold and d2 - d1 >= m]
+        out["rules"][f"margin {m:.2f}"] = {
+            "rank1": sum(k == who for k, who in acc) / max(1, len(g)),
+            "wrong": sum(k != who for k, who in acc) / max(1, len(g)),
+            "frr": 1 - len(acc) / max(1, len(g)),
+            "far": sum(d1 < threshold and d2 - d1 >= m for _, d1, d2 in s) / max(1, len(s)),
+        }
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--identities", type=int, default=60)
     ap.add_argument("--renders", type=int, default=5)
     ap.add_argument("--styles", default="bank,random")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--impostors", type=int, default=0, help="open set: this many never-enrolled random identities as probes too (YuNet)")
     args = ap.parse_args()
+    if args.impostors:
+        from core.config import MatcherSettings
+
+        threshold = MatcherSettings().threshold
+        for style in args.styles.split(","):
+            idents = (
+                load_bank(BANK_FILE)[: args.identities]
+                if style == "bank"
+                else [random_identity(50_000 + i) for i in range(args.identities)]
+            )
+            strangers = [random_identity(90_000 + i) for i in range(args.impostors)]
+            r = open_set(idents, strangers, args.renders, DETECTORS["yunet"], threshold, [0.0, 0.02, 0.04, 0.06, 0.08])
+            print(
+                f"[{style}] open set: {r['enrolled']} enrolled, {r['genuine_views']} genuine and {r['impostor_views']} impostor views, threshold {threshold}"
+            )
+            for rule, v in r["rules"].items():
+                print(f"  {rule}: rank-1 {v['rank1']:.3f}  wrong {v['wrong']:.3f}  FRR {v['frr']:.3f}  FAR {v['far']:.3f}")
+        return
     styles = args.styles.split(",")
     out: dict[str, dict] = {}
     for style in styles:
