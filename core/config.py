@@ -147,6 +147,13 @@ class MatcherSettings(_Section):
         description="Euclidean distance; below = same person. Calibrated on the synthetic population (docs/scenario.md: "
         "EER threshold 0.393); dlib's 0.6 is for real faces and would match 74 % of different synthetic identities",
     )
+    margin: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="name the nearest subject only if the second nearest is at least this much farther (0: off); "
+        "calibrate it with the threshold on the population the cameras see (docs/load.md, open set)",
+    )
     batch_max: int = Field(default=256, ge=1)
     dedupe_window_s: float = Field(default=600.0, gt=0)
     snapshot_every_s: float = Field(default=5.0, gt=0, description="seconds between matcher state snapshots (when changed)")

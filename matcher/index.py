@@ -106,10 +106,15 @@ class SearchResult:
     def best(self) -> Hit | None:
         return self.hits[0] if self.hits else None
 
-    def identify(self, threshold: float) -> Hit | None:
-        """The best hit if its distance is below ``threshold`` (Euclidean), else None (unknown)."""
+    def identify(self, threshold: float, margin: float = 0.0) -> Hit | None:
+        """The best hit if its distance is below ``threshold`` (Euclidean) and, with ``margin``, the next
+        subject's is at least ``margin`` farther (search with k ≥ 2); else None (unknown)."""
         b = self.best
-        return b if b is not None and b.distance < threshold else None
+        if b is None or b.distance >= threshold:
+            return None
+        if margin > 0 and len(self.hits) > 1 and self.hits[1].distance - b.distance < margin:
+            return None  # two subjects about as near: naming either would be a guess
+        return b
 
 
 @dataclass(slots=True)

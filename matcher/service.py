@@ -278,7 +278,7 @@ class Matcher:
         GALLERY_SIZE.set(len(gallery))
         self.rt = rt
         self.chain = rt.post_match_chain()
-        self.threshold = settings.matcher.threshold
+        self.threshold, self.margin = settings.matcher.threshold, settings.matcher.margin
         self.producer = producer
         self.state = state
         self.tracklets = TrackletStore.for_policy(rt.holder)  # anonymous flow counting, off unless the policy enables it
@@ -367,7 +367,8 @@ class Matcher:
         if self.index is None:
             return [None] * len(queries)
         t0 = time.perf_counter()
-        results = await asyncio.to_thread(self.index.search, queries)  # FAISS releases the GIL
+        k = 2 if self.margin else 1  # the margin rule compares the two nearest subjects
+        results = await asyncio.to_thread(self.index.search, queries, k)  # FAISS releases the GIL
         SEARCH_SECONDS.observe(time.perf_counter() - t0)
         return list(results)
 
@@ -413,7 +414,7 @@ class Matcher:
         # raises KeyUnavailable here, and the batch is read again later (run_matcher), with nothing half-decided
         if self.rt.vault is not None and self.rt.enforcing:
             named = {r.subject_id for r in results if isinstance(r, Verification) and r.accepted}
-            named |= {hit.subject_id for r in results if isinstance(r, SearchResult) and (hit := r.identify(self.threshold))}
+            named |= {hit.subject_id for r in results if isinstance(r, SearchResult) and (hit := r.identify(self.threshold, self.margin))}
             if named:
                 await asyncio.to_thread(self.rt.vault.warm, sorted(named), True)
         tracks, matches = [], []
@@ -465,7 +466,7 @@ class Matcher:
 
     def _decide(self, s: Sighting, result: SearchResult | None, partition: int, offset: int, now: float) -> Match:
         purpose = self._purpose(s.zone)
-        hit = result.identify(self.threshold) if result is not None else None
+        hit = result.identify(self.threshold, self.margin) if result is not None else None
         common = self._common(s, purpose, partition, offset, now)
         if not purpose:
             return Match(decision="refused", rule="purpose", **common)

@@ -45,6 +45,8 @@ def test_identifies_noisy_views_with_euclidean_distance(kind):
             assert r.best.distance == pytest.approx(true, rel=1e-4)
         assert r.identify(0.6) is r.best
         assert r.identify(r.best.distance) is None  # strict: distance < threshold
+        gap = r.hits[1].distance - r.best.distance
+        assert r.identify(0.6, margin=gap / 2) is r.best and r.identify(0.6, margin=gap * 2) is None
 
 
 def test_multi_view_best_view_wins():

@@ -151,6 +151,23 @@ def test_matcher_kill_9_and_restart_loses_and_doubles_nothing(settings: Settings
     assert sum(report.records.values()) > 0
 
 
+def test_a_margin_wider_than_any_gap_between_subjects_names_nobody(settings: Settings, client_settings: Settings, broker, keys):
+    """``matcher.margin``: the real matcher searches the two nearest subjects and names the nearest only when the
+    second is that much farther. Wider than any gap between two subjects, it leaves every sighting unknown; the
+    same run without it names travellers (the first pipeline test)."""
+    cs = small(client_settings)
+    cs = cs.model_copy(update={"matcher": cs.matcher.model_copy(update={"margin": 0.99})})
+    enrol_scenario(cs, 3.0)
+    stack = Stack(Path(cs.state_dir), child_env(cs, broker.bootstrap, True, keys))
+    try:
+        start_pipeline(stack, 3.0, ground_truth_path(cs))
+        wait_drained(stack)
+    finally:
+        stack.stop()
+    decisions = [decode(r.value, Match).decision for r in topic(cs, t.MATCHES.name)]
+    assert decisions.count("unknown") > 0 and "match" not in decisions, sorted(set(decisions))
+
+
 def test_garbage_goes_to_dead_letter_and_matcher_keeps_running(settings: Settings, client_settings: Settings, broker, keys):
     cs = small(client_settings)
     enrol_scenario(cs, 3.0)
