@@ -249,7 +249,7 @@ def identify(
                 err.print(f"[red]{exc}[/]")
                 failed += 1
                 continue
-            answers = identify_matches(ids, vectors, vecs, settings.matcher.threshold)
+            answers = identify_matches(ids, vectors, vecs, settings.matcher.threshold, settings.matcher.margin)
             for named, _ in answers:
                 audit.append("identify", "allow", rule=f"purpose:{purpose or 'any'}", subject_id=named, object_id=str(image))
             if as_json:
@@ -263,17 +263,18 @@ def identify(
 
 
 def identify_matches(
-    subject_ids: Sequence[str], vectors: np.ndarray, queries: np.ndarray, threshold: float
+    subject_ids: Sequence[str], vectors: np.ndarray, queries: np.ndarray, threshold: float, margin: float = 0.0
 ) -> list[tuple[str | None, float | None]]:
-    """Per query: (subject, distance) of the best template below ``threshold``, else (None, None)."""
+    """Per query: (subject, distance) of the best template below ``threshold`` (and ``margin`` nearer than the
+    next subject, as the matcher decides: ``SearchResult.identify``), else (None, None)."""
     from matcher.index import GalleryIndex
 
     if not len(subject_ids):
         return [(None, None) for _ in range(len(queries))]
     idx = GalleryIndex.build(list(subject_ids), vectors)
     out: list[tuple[str | None, float | None]] = []
-    for r in idx.search(queries, k=1):
-        hit = r.identify(threshold)
+    for r in idx.search(queries, k=2 if margin else 1):
+        hit = r.identify(threshold, margin)
         out.append((None, None) if hit is None else (hit.subject_id, round(float(hit.distance), 4)))
     return out
 

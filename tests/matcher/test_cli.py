@@ -52,6 +52,11 @@ def test_enrol_list_identify_remove(tmp_path, cfg, fake_embed):
     lines = cli.identify_lines(g.subject_ids, g.vectors, q, threshold=0.55)
     assert lines[0].startswith("alice ") and float(lines[0].split()[1]) < 0.05
     assert lines[1] == "unknown"
+    # with a margin, alice is named only when bob is that much farther (as the matcher decides)
+    d = np.linalg.norm(g.vectors - q[0], axis=1)
+    gap = min(x for x, n in zip(d, g.subject_ids) if n == "bob") - min(x for x, n in zip(d, g.subject_ids) if n == "alice")
+    assert cli.identify_matches(g.subject_ids, g.vectors, q[:1], 0.55, margin=gap / 2)[0][0] == "alice"
+    assert cli.identify_matches(g.subject_ids, g.vectors, q[:1], 0.55, margin=gap * 2)[0][0] is None
     r = runner.invoke(cli.app, ["remove", "alice", "-c", cfg])
     assert r.exit_code == 0 and "removed 2 view(s)" in r.output and "erasure request" in r.output
     g = Gallery.load(tmp_path / "state" / "gallery.npz")
