@@ -39,6 +39,17 @@ def chip_for(img: np.ndarray, settings: DetectorSettings, box: tuple[int, int, i
     return faces[0].chip if faces else None
 
 
+def view_chips(model, renders: int, settings: DetectorSettings, seed: int = 0) -> list:
+    """The aligned chips of ``renders`` other views of ``model`` (None where the detector missed the face)."""
+    rng = np.random.default_rng([seed, model.identity.seed])
+    per_px = scale_for_face_px(model, 40.0) / 40.0
+    chips = []
+    for _ in range(renders):
+        img, box, _ = jittered_view(model, rng, unit_scale=per_px)
+        chips.append(chip_for(img, settings, box))
+    return chips
+
+
 def run(identities, renders: int, settings: DetectorSettings, seed: int = 0, vectors: dict | None = None) -> dict:
     models = [build(i) for i in identities]
     enrol = [chip_for(enrol_view(m)[0], settings, None) for m in models]
@@ -48,12 +59,7 @@ def run(identities, renders: int, settings: DetectorSettings, seed: int = 0, vec
     hits, found, total = 0, 0, 0
     by_sex: dict[str, list[int]] = {}
     for k, m in enumerate(models):
-        rng = np.random.default_rng([seed, m.identity.seed])
-        per_px = scale_for_face_px(m, 40.0) / 40.0
-        chips = []
-        for _ in range(renders):
-            img, box, _ = jittered_view(m, rng, unit_scale=per_px)
-            chips.append(chip_for(img, settings, box))
+        chips = view_chips(m, renders, settings, seed)
         total += renders
         got = [c for c in chips if c is not None]
         found += len(got)
@@ -84,13 +90,7 @@ def probes(models, renders: int, settings: DetectorSettings, seed: int = 0) -> l
     """(identity index, embedding) of ``renders`` other views of each model (views the detector misses left out)."""
     out = []
     for k, m in enumerate(models):
-        rng = np.random.default_rng([seed, m.identity.seed])
-        per_px = scale_for_face_px(m, 40.0) / 40.0
-        chips = []
-        for _ in range(renders):
-            img, box, _ = jittered_view(m, rng, unit_scale=per_px)
-            chips.append(chip_for(img, settings, box))
-        got = [c for c in chips if c is not None]
+        got = [c for c in view_chips(m, renders, settings, seed) if c is not None]
         if got:
             out.extend((k, v) for v in embed_chips(got)[0])
     return out

@@ -52,6 +52,16 @@ def wait_drained(stack: Stack, timeout: float = 40.0) -> None:
     raise AssertionError("pipeline did not drain")
 
 
+def run_to_end(cs: Settings, broker, keys, seconds: float) -> None:  # noqa: ANN001
+    """Edge, gate and matcher as separate processes over ``seconds`` of the scenario, until drained."""
+    stack = Stack(Path(cs.state_dir), child_env(cs, broker.bootstrap, True, keys))
+    try:
+        start_pipeline(stack, seconds, ground_truth_path(cs))
+        wait_drained(stack)
+    finally:
+        stack.stop()
+
+
 def topic(settings: Settings, name: str) -> list:
     return asyncio.run(read_all(settings, name))
 
@@ -92,12 +102,7 @@ def test_pipeline_end_to_end_exactly_once_and_consent(settings: Settings, client
     strangers_planted = list(dict.fromkeys(vs.traveller_id for vs in early if vs.camera.zone in biometric))[:5]
     assert len(strangers_planted) == 5
     enrol_scenario(cs, 6.0, withheld=strangers_planted)
-    stack = Stack(Path(cs.state_dir), child_env(cs, broker.bootstrap, True, keys))
-    try:
-        start_pipeline(stack, 6.0, ground_truth_path(cs))
-        wait_drained(stack)
-    finally:
-        stack.stop()
+    run_to_end(cs, broker, keys, 6.0)
     matches = check_exactly_once_and_consent(cs, keys)
     assert sum(m.decision == "match" for m in matches) > 0
     # travellers the ground truth says were never enrolled are decided unknown (up to false matches)
@@ -158,12 +163,7 @@ def test_a_margin_wider_than_any_gap_between_subjects_names_nobody(settings: Set
     cs = small(client_settings)
     cs = cs.model_copy(update={"matcher": cs.matcher.model_copy(update={"margin": 0.99})})
     enrol_scenario(cs, 3.0)
-    stack = Stack(Path(cs.state_dir), child_env(cs, broker.bootstrap, True, keys))
-    try:
-        start_pipeline(stack, 3.0, ground_truth_path(cs))
-        wait_drained(stack)
-    finally:
-        stack.stop()
+    run_to_end(cs, broker, keys, 3.0)
     decisions = [decode(r.value, Match).decision for r in topic(cs, t.MATCHES.name)]
     assert decisions.count("unknown") > 0 and "match" not in decisions, sorted(set(decisions))
 
