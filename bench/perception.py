@@ -50,7 +50,6 @@ DETECTORS = {
 PIPELINES = {  # name: (detector, detect interval, motion gating)
     "hog edge (today)": (DetectorSettings(kind="hog"), 1, False),
     "yunet, no weak faces": (DetectorSettings(kind="yunet", track_score=0.6, min_face_px=24), 1, False),
-    "yunet, declared px, no weak faces": (DetectorSettings(kind="yunet", track_score=0.6), 1, False),
     "yunet, every frame": (DetectorSettings(kind="yunet"), 1, False),
     "yunet, interval 2": (DetectorSettings(kind="yunet"), 2, False),
     "yunet, interval 3": (DetectorSettings(kind="yunet"), 3, False),

@@ -20,6 +20,7 @@ import numpy as np
 
 from edge.vision.detector import DetectorSettings, iou
 from edge.vision.pool import analyze_frame, embed_chips
+from matcher.index import GalleryIndex, search_k
 from scenario.bank import BANK_FILE, load_bank
 from scenario.calibration import enrol_view
 from scenario.faces import build, random_identity
@@ -97,31 +98,28 @@ def probes(models, renders: int, settings: DetectorSettings, seed: int = 0) -> l
 
 
 def open_set(identities, impostors, renders: int, settings: DetectorSettings, threshold: float, margins: list[float]) -> dict:
-    """1:N as the matcher decides it, with people who were never enrolled among the probes: per margin rule
-    (nearest template within ``threshold`` *and* the second nearest subject at least ``margin`` farther), the
+    """1:N as the matcher decides it (``GalleryIndex`` + ``SearchResult.identify``), with people who were never
+    enrolled among the probes: per margin rule (nearest template within ``threshold`` *and* the second nearest
+    subject at least ``margin`` farther), the
     share of genuine views named right, named wrong and refused, and the share of impostor views accepted."""
     models = [build(i) for i in identities]
     enrol = [chip_for(enrol_view(m)[0], settings, None) for m in models]
-    ok = np.flatnonzero([c is not None for c in enrol])
-    gallery, _ = embed_chips([enrol[k] for k in ok])
-    genuine = [(k, v) for k, v in probes(models, renders, settings) if k in set(ok.tolist())]
-    strangers = probes([build(i) for i in impostors], renders, settings, seed=1)
-
-    def nearest(v: np.ndarray) -> tuple[int, float, float]:
-        d = np.linalg.norm(gallery - v, axis=1)
-        first, second = np.argsort(d)[:2]
-        return int(ok[first]), float(d[first]), float(d[second])
-
-    g = [(k, *nearest(v)) for k, v in genuine]
-    s = [nearest(v) for _, v in strangers]
-    out = {"enrolled": len(ok), "genuine_views": len(g), "impostor_views": len(s), "threshold": threshold, "rules": {}}
+    ok = [k for k, c in enumerate(enrol) if c is not None]
+    index = GalleryIndex.build([str(k) for k in ok], embed_chips([enrol[k] for k in ok])[0])
+    genuine = [(str(k), v) for k, v in probes(models, renders, settings) if enrol[k] is not None]
+    strangers = [v for _, v in probes([build(i) for i in impostors], renders, settings, seed=1)]
+    k = search_k(max(margins))
+    found = index.search(np.stack([v for _, v in genuine]), k) if genuine else []
+    found_strangers = index.search(np.stack(strangers), k) if strangers else []
+    n, ns = max(1, len(genuine)), max(1, len(strangers))
+    out = {"enrolled": len(ok), "genuine_views": len(genuine), "impostor_views": len(strangers), "threshold": threshold, "rules": {}}
     for m in margins:
-        acc = [(k, who) for k, who, d1, d2 in g if d1 < threshold and d2 - d1 >= m]
+        named = [(who, r.identify(threshold, m)) for (who, _), r in zip(genuine, found)]
         out["rules"][f"margin {m:.2f}"] = {
-            "rank1": sum(k == who for k, who in acc) / max(1, len(g)),
-            "wrong": sum(k != who for k, who in acc) / max(1, len(g)),
-            "frr": 1 - len(acc) / max(1, len(g)),
-            "far": sum(d1 < threshold and d2 - d1 >= m for _, d1, d2 in s) / max(1, len(s)),
+            "rank1": sum(h is not None and h.subject_id == who for who, h in named) / n,
+            "wrong": sum(h is not None and h.subject_id != who for who, h in named) / n,
+            "frr": sum(h is None for _, h in named) / n,
+            "far": sum(r.identify(threshold, m) is not None for r in found_strangers) / ns,
         }
     return out
 

@@ -267,13 +267,13 @@ def identify_matches(
 ) -> list[tuple[str | None, float | None]]:
     """Per query: (subject, distance) of the best template below ``threshold`` (and ``margin`` nearer than the
     next subject, as the matcher decides: ``SearchResult.identify``), else (None, None)."""
-    from matcher.index import GalleryIndex
+    from matcher.index import GalleryIndex, search_k
 
     if not len(subject_ids):
         return [(None, None) for _ in range(len(queries))]
     idx = GalleryIndex.build(list(subject_ids), vectors)
     out: list[tuple[str | None, float | None]] = []
-    for r in idx.search(queries, k=2 if margin else 1):
+    for r in idx.search(queries, k=search_k(margin)):
         hit = r.identify(threshold, margin)
         out.append((None, None) if hit is None else (hit.subject_id, round(float(hit.distance), 4)))
     return out

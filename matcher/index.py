@@ -96,6 +96,12 @@ class Hit:
     rank: int
 
 
+def search_k(margin: float) -> int:
+    """Subjects a search must return for :meth:`SearchResult.identify` with ``margin``: the margin rule
+    compares the two nearest."""
+    return 2 if margin > 0 else 1
+
+
 @dataclass(frozen=True, slots=True)
 class SearchResult:
     """The candidates for one query, nearest first, one per subject (best view)."""

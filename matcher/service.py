@@ -53,7 +53,7 @@ from matcher import metricnames as matcher_metrics
 from matcher import snapshot
 from matcher.alerts import AlertPolicy, evaluate
 from matcher.gallery import Gallery, GallerySealed
-from matcher.index import GalleryIndex, SearchResult
+from matcher.index import GalleryIndex, SearchResult, search_k
 from matcher.site import load_site, site_file
 from matcher.trajectory import TrajectoryStore, ZoneMap
 from matcher.verify import Verification, Verifier
@@ -367,8 +367,7 @@ class Matcher:
         if self.index is None:
             return [None] * len(queries)
         t0 = time.perf_counter()
-        k = 2 if self.margin else 1  # the margin rule compares the two nearest subjects
-        results = await asyncio.to_thread(self.index.search, queries, k)  # FAISS releases the GIL
+        results = await asyncio.to_thread(self.index.search, queries, search_k(self.margin))  # FAISS releases the GIL
         SEARCH_SECONDS.observe(time.perf_counter() - t0)
         return list(results)
 
