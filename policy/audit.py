@@ -39,6 +39,7 @@ import msgspec
 from prometheus_client import Counter
 
 from broker.messages import AuditRecord
+from policy.stores import StoredItem
 
 GENESIS = "0" * 64
 _TAG = "audit.v1"
@@ -520,6 +521,32 @@ def verify_dir(directory: str | Path) -> list[VerifyReport]:
     """Verify every ``*.jsonl`` chain in ``directory``."""
     d = Path(directory)
     return [verify(p) for p in sorted(d.glob("*.jsonl"))] if d.is_dir() else []
+
+
+class AuditChainStore:
+    """Every subject reference in the chain files (a record's subject, each decision row of a batch), as the
+    leak scanner reads it: accountability records, kept ``retention_s`` (``retention.audit_s``) from when they
+    were written whatever the consent says; an erased subject's pseudonym there is unlinkable."""
+
+    name = "store:audit-chains"
+
+    def __init__(self, directory: Path, retention_s: float) -> None:
+        self.directory, self.retention_s = Path(directory), retention_s
+
+    def items(self) -> Iterator[StoredItem]:
+        for path in sorted(self.directory.glob("*.jsonl")) if self.directory.is_dir() else []:
+            try:
+                lines = list(read_records(path))
+            except OSError:
+                continue
+            for lineno, rec, raw in lines:
+                if rec is None:
+                    continue  # an unreadable line is the integrity check's finding, not a subject reference
+                refs = [rec.subject_id] if rec.subject_id else []
+                if is_batch(rec):
+                    refs += [str(row[5]) for row in batch_rows(raw) or [] if len(row) > 5 and row[5]]
+                for ref in refs:
+                    yield StoredItem(f"{path}:{lineno}", ref, None, None, rec.at, retention_s=self.retention_s)
 
 
 def record_grants(state_dir: str | Path, grants: Iterable, via: str, policy_version: str = "") -> int:

@@ -379,8 +379,9 @@ def audit_scan(
     if d:
         dead = ", ".join(f"{k} {v}" for k, v in sorted(d["dead_lettered"].items())) or "none"
         console.print(
-            f"delivery: admitted {d['admitted']:,}, decided {d['decided']:,}, in flight {d['in_flight']:,}, "
-            f"lost {d['lost']:,}, decided twice {d['decided_twice']:,}; dead-lettered: {dead}",
+            f"delivery: admitted {d['admitted']:,}, decided {d['decided']:,}, refused by a matcher (dead letter) "
+            f"{d['dead_lettered_admitted']:,}, in flight {d['in_flight']:,}, lost {d['lost']:,}, "
+            f"decided twice {d['decided_twice']:,}; dead-lettered: {dead}",
             soft_wrap=True,
         )
     console.print(f"unlinkable references (subject erased, key destroyed): {report.unlinkable:,}")

@@ -21,7 +21,8 @@ of their ``/metrics`` (:class:`MetricsStore`: no purpose covers a metric, so any
 finding) and the dashboard's in-memory state through its authenticated API (:class:`DashboardStore`).
 The consent registry is a store too, with its own rule: an ended consent (withdrawn or expired) is kept
 as proof for the accountability period (``retention.audit_s``) and is a finding after it, whatever the
-consent says. Deliberately out of scope: the erasure bookkeeping (the record of erasure itself) and the
+consent says; the same rule holds for every subject reference inside the audit chains
+(:class:`policy.audit.AuditChainStore`). Deliberately out of scope: the erasure bookkeeping (the record of erasure itself) and the
 scenario's ground-truth file (the simulated world's truth, not system data); the report lists them.
 
 Key material: the scanner asks the run's key holder (``PAXSIM_KEYD_URL``/``PAXSIM_KEYD_TOKEN``) like any
@@ -41,7 +42,7 @@ from typing import Literal
 
 from broker import messages as m
 from broker.topics import ADMITTED
-from policy.audit import audit_dir, batch_rows_msgpack, check_batch, is_batch, read_records, record_hash, verify_dir
+from policy.audit import AuditChainStore, audit_dir, batch_rows_msgpack, check_batch, is_batch, read_records, record_hash, verify_dir
 from policy.consent import ConsentRegistry, open_consent
 from policy.crypto import EpochKeyRing, KeySource, SubjectVault
 from policy.policyfile import Policy
@@ -155,6 +156,8 @@ class Scanner:
         self._audit_topic: list[tuple[str, m.AuditRecord, bytes]] = []
         self._seen_subjects: set[str] = set()
         self._admitted: dict[str, float] = {}  # event id → captured_at, from the admitted topic
+        self._admitted_at: dict[tuple[int, int], str] = {}  # (partition, offset) on the admitted topic → event id
+        self._dead_admitted: set[tuple[int, int]] = set()  # admitted records a matcher dead-lettered (with a reason)
         self._decisions: Tally[str] = Tally()  # event id → decisions on the matches topic
         self._dead: Tally[str] = Tally()  # stage → dead letters
         self._audit_dir: Path | None = None
@@ -175,10 +178,13 @@ class Scanner:
             return
         if isinstance(msg, m.Sighting) and topic == ADMITTED.name:
             self._admitted[msg.event_id] = msg.captured_at
+            self._admitted_at[(partition, offset)] = msg.event_id
         elif isinstance(msg, m.Match):
             self._decisions[msg.event_id] += 1
         elif isinstance(msg, m.DeadLetter):
             self._dead[msg.stage] += 1
+            if msg.source_topic == ADMITTED.name:
+                self._dead_admitted.add((msg.source_partition, msg.source_offset))
         self._add_message(where, msg)
 
     def _check_delivery(self) -> None:
@@ -188,12 +194,15 @@ class Scanner:
         if not self._admitted and not self._decisions:
             return
         horizon = self.now - self.policy.max_event_age_s
-        undecided = [e for e in self._admitted if e not in self._decisions]
+        # a record written straight onto the admitted topic that a matcher dead-lettered is accounted for, not lost
+        refused = {self._admitted_at[po] for po in self._dead_admitted if po in self._admitted_at}
+        undecided = [e for e in self._admitted if e not in self._decisions and e not in refused]
         lost = [e for e in undecided if self._admitted[e] < horizon]
         self.report.delivery = {
             "admitted": len(self._admitted),
             "decided": sum(1 for e in self._admitted if e in self._decisions),
             "in_flight": len(undecided) - len(lost),
+            "dead_lettered_admitted": len(refused - set(self._decisions)),
             "lost": len(lost),
             "decided_twice": sum(1 for n in self._decisions.values() if n > 1),
             "dead_lettered": dict(self._dead),
@@ -484,8 +493,12 @@ async def run_scan(
             progress(topic.name)
         for rec in await read_all(settings, topic.name):
             scanner.add_record(topic.name, rec.partition, rec.offset, rec.value)
-    if stores is None:  # the stages' own stores, and their logs (every subject the registry ever knew)
-        stores = [*registered_stores(settings), LogStore(state, consent.subjects())]
+    if stores is None:  # the stages' own stores, their logs (every subject the registry ever knew), the audit chains
+        stores = [
+            *registered_stores(settings),
+            LogStore(state, consent.subjects()),
+            AuditChainStore(audit_dir(state), settings.retention.audit_s),
+        ]
     for store in stores:
         if progress:
             progress(store.name)

@@ -39,9 +39,9 @@ def test_demo_runs_and_leaves_no_process(tmp_path: Path):
     assert summary["matched"] > 0 and summary["duplicate_decisions"] == 0
     assert summary["decided"] == summary["admitted"]
     assert summary["audit_scan"] == {"expired_readable": 0, "non_consented": 0, "audit_gaps": 0}
-    assert {"live:metrics", "live:dashboard", "store:gallery.npz", "store:matcher-snapshots"} <= set(summary["audit_scan_sources"]), (
+    assert {"live:metrics", "live:dashboard", "store:gallery.npz", "store:matcher-snapshots", "store:audit-chains"} <= set(
         summary["audit_scan_sources"]
-    )
+    ), summary["audit_scan_sources"]
     live = summary["live_camera"]  # a rendered camera through the real edge, scored against the renderer's truth
     assert live["camera"] == "cam-security-1" and live["frames_analysed"] > 0 and live["analysed_per_s"] > 0
     assert "live camera cam-security-1" in proc.stdout

@@ -438,6 +438,38 @@ def test_the_scan_reads_the_stages_logs_and_resolves_pseudonyms_in_them(tmp_path
     ]
 
 
+def test_the_scan_reads_subject_references_in_the_audit_chains(tmp_path):
+    """Chains are accountability records: the subjects in their decision rows and records are kept for
+    retention.audit_s whatever the consent says, then they are data held past their time (nothing cuts an
+    append-only chain, so a long run produces exactly this); an erased subject's pseudonym there is unlinkable."""
+    from policy.audit import AuditChainStore
+    from policy.scan import Scanner
+
+    keys = LocalKeySource(KeyHolder({"sightings": (0.25, 2.0)}))
+    vault = SubjectVault(keys)
+    now, keep = time.time(), 3600.0
+    never, erased, old = vault.pseudonym("pax-never"), vault.pseudonym("pax-erased"), vault.pseudonym("pax-old")
+    vault.erase("pax-erased")
+    audit = AuditLog.in_state_dir(tmp_path, "matcher")
+    v = POLICY.version
+    audit.append_batch(
+        "post_match.decisions",
+        [("e1", "post_match", "consent", "deny", v, never), ("e2", "post_match", "", "allow", v, erased)],
+        at=now - 5,
+    )
+    audit.append_batch("post_match.decisions", [("e0", "post_match", "", "allow", v, old)], at=now - keep - 60)
+    AuditLog.in_state_dir(tmp_path, "consent").append("consent.grant", "allow", rule="boarding", subject_id="pax-plain", at=now - keep - 1)
+    scanner = Scanner(POLICY, ConsentRegistry(), keys, now=now)
+    scanner.add_store(AuditChainStore(tmp_path / "audit", keep))
+    report = scanner.finish()
+    found = sorted((f.kind, f.where.rsplit("/", 1)[-1], f.detail.split(" is ")[0]) for f in report.findings)
+    assert found == [
+        ("expired-readable", "consent.jsonl:1", "stored item in store:audit-chains about pax-plain"),
+        ("expired-readable", "matcher.jsonl:2", f"stored item in store:audit-chains about pax-old (as {old})"),
+    ], [str(f) for f in report.findings]  # the refusal of a never-consented subject is proof, not a leak, while kept
+    assert report.records["store:audit-chains"] == 4 and report.unlinkable == 1
+
+
 def test_the_scan_accounts_for_delivery_and_an_event_lost_between_gate_and_matcher_is_not_clean(client_settings):
     """Admitted events against decisions, from the topics: decided, in flight (younger than max_event_age_s),
     lost (older and undecided: a finding), decided twice, dead-lettered per stage."""
@@ -453,14 +485,21 @@ def test_the_scan_accounts_for_delivery_and_an_event_lost_between_gate_and_match
     dl = DeadLetter(source_topic=t.ADMITTED.name, source_partition=0, source_offset=9, stage="matcher", reason="undecodable: x", at=now)
     items.append((t.DEADLETTER.name, encode(dl)))
     asyncio.run(produce(client_settings, items))
+    # a hostile record written straight onto the admitted topic that the matcher dead-lettered is accounted for
+    poison = msgspec.structs.replace(sighting("e-poison", old), embedding=b"", dim=64)
+    asyncio.run(produce(client_settings, [(t.ADMITTED.name, encode(poison))]))
+    rec = next(r for r in asyncio.run(read_all(client_settings, t.ADMITTED.name)) if b"e-poison" in r.value)
+    refused = msgspec.structs.replace(dl, source_partition=rec.partition, source_offset=rec.offset, reason="dim 64", payload=rec.value)
+    asyncio.run(produce(client_settings, [(t.DEADLETTER.name, encode(refused))]))
     report = asyncio.run(run_scan(client_settings, POLICY, LocalKeySource(holder), stores=[], consent=ConsentRegistry()))
     assert report.delivery == {
-        "admitted": 4,
+        "admitted": 5,
         "decided": 2,
         "in_flight": 1,
+        "dead_lettered_admitted": 1,
         "lost": 1,
         "decided_twice": 1,
-        "dead_lettered": {"matcher": 1},
+        "dead_lettered": {"matcher": 2},
     }
     found = [str(f) for f in report.findings]
     assert len(found) == 1 and "1 admitted event(s) older than" in found[0] and "e-lost" in found[0], found
