@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,10 +44,12 @@ from policy.consent import ConsentRegistry, consent_path
 from policy.crypto import EpochKeyRing, HttpKeySource, KeyExpired, SubjectVault, seal_sighting
 from policy.keyd import KeydProcess, spawn_keyd
 from policy.policyfile import load_policy
-from policy.scan import run_scan
+from policy.scan import ScanReport, run_scan
+from policy.stores import Store
 from scenario.virtual import VirtualAirport
 
 WAIT_S = 20.0  # how long a defence may take to show (dead letter, decision, erasure)
+PLANTED_CHAIN = "redteam-archive"  # the audit chain the red team writes its old subject reference to
 
 
 @dataclass
@@ -76,11 +80,11 @@ class Result:
     passed: bool
 
 
-async def _produce(settings: Settings, topic: str, *values: bytes, key: bytes = b"cam-redteam") -> None:
+async def _produce(settings: Settings, topic: str, *values: bytes, key: bytes = b"cam-redteam") -> list[str]:
+    """Write ``values`` to ``topic``; returns where each landed, as the scan names records (``topic/p@offset``)."""
     producer = await start_producer(settings)
     try:
-        for v in values:
-            await producer.send_and_wait(topic, v, key=key)
+        return [f"{topic}/{md.partition}@{md.offset}" for md in [await producer.send_and_wait(topic, v, key=key) for v in values]]
     finally:
         await producer.stop()
 
@@ -174,10 +178,26 @@ def forged_erasure(ctx: Context) -> Result:
     )
 
 
+def _scan(ctx: Context, stores: list[Store] | None = None) -> ScanReport:
+    """The audit scan of the run, as `paxsim audit scan` runs it (every topic; the stages' stores by default)."""
+    keys = HttpKeySource(ctx.keys.url, ctx.keys.token)
+    return asyncio.run(run_scan(ctx.settings, load_policy(policy_file(ctx.settings)), keys, stores=stores))
+
+
+def _reported(attack: str, report: ScanReport, kind: str, where: str, about: str = "") -> Result:
+    """Pass when the scan reports a ``kind`` finding at a place containing ``where`` (and naming ``about``)."""
+    found = [f for f in report.findings if f.kind == kind and where in f.where and about in f.detail]
+    seen = f"{len(found)} finding(s)" + (f": {found[0].detail[:70]}" if found else "")
+    return Result(attack, f"the audit scan reports it ({kind})", seen, bool(found))
+
+
+def _stranger(ctx: Context, name: str) -> str:
+    """A never-consented subject's pseudonym, minted the way the matcher names everybody (a live subject key)."""
+    return ctx.vault.pseudonym(f"pax-redteam-{name}")
+
+
 def pseudonymised_leak(ctx: Context) -> Result:
-    stranger = "pax-redteam-never-consented"
-    ps = ctx.vault.pseudonym(stranger)  # minted the way the matcher names everybody
-    now = time.time()
+    ps, now = _stranger(ctx, "never-consented"), time.time()
     leak = Match(
         event_id="rt-leak",
         camera_id="cam-redteam",
@@ -189,11 +209,141 @@ def pseudonymised_leak(ctx: Context) -> Result:
         subject_id=ps,
         distance=0.3,
     )
-    asyncio.run(_produce(ctx.settings, t.MATCHES.name, encode(leak)))
-    policy = load_policy(policy_file(ctx.settings))
-    report = asyncio.run(run_scan(ctx.settings, policy, HttpKeySource(ctx.keys.url, ctx.keys.token)))
-    found = [f for f in report.findings if f.kind == "non-consented" and stranger in str(f)]
-    return Result("match of a never-consented subject, by pseudonym", "the audit scan reports it", f"{len(found)} finding(s)", bool(found))
+    (where,) = asyncio.run(_produce(ctx.settings, t.MATCHES.name, encode(leak)))
+    return _reported("match of a never-consented subject on the matches topic, by pseudonym", _scan(ctx), "non-consented", where)
+
+
+def expired_embedding(ctx: Context) -> Result:
+    """A producer that skips sealing: a plaintext embedding stays readable on the append-only sightings topic
+    after its retention (the gate refuses it, but the log keeps it)."""
+    age = load_policy(policy_file(ctx.settings)).retention.sightings_s + 30
+    s = ctx.sighting("rt-expired", ctx.faces[0], captured_at=time.time() - age)
+    (where,) = asyncio.run(_produce(ctx.settings, t.SIGHTINGS.name, encode(s)))
+    return _reported("plaintext embedding past its retention on the sightings topic", _scan(ctx), "expired-readable", where)
+
+
+def stalled_matcher(ctx: Context) -> Result:
+    """An admitted event the matcher never decides (the matcher is frozen): the scan's delivery accounting
+    reports it lost once it is older than max_event_age_s; thawed, the matcher goes on deciding."""
+    proc = ctx.stack.children["matcher"].proc
+    if proc is None:
+        return Result("admitted event never decided (matcher frozen)", "-", "no matcher process", False)
+    age = load_policy(policy_file(ctx.settings)).max_event_age_s + 5
+    s = seal_sighting(ctx.ring, ctx.sighting("rt-lost", ctx.faces[3], captured_at=time.time() - age))
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        asyncio.run(_produce(ctx.settings, t.ADMITTED.name, encode(s)))
+        report = _scan(ctx)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    return _reported("admitted event never decided (matcher frozen)", report, "audit", t.ADMITTED.name, "rt-lost")
+
+
+def unsealed_erasure(ctx: Context) -> Result:
+    """An erasure request written in clear: it names its subject on the broker, where any reader can join the
+    erased person to the pseudonymous records left there (the workers refuse it as unsigned)."""
+    req = ErasureRequest(request_id="rt-unsealed", subject_id="pax-redteam-unsealed", requested_at=time.time())
+    (where,) = asyncio.run(_produce(ctx.settings, t.ERASURES.name, encode(req)))
+    return _reported("erasure request in clear on the erasure topic", _scan(ctx), "non-consented", where, "pax-redteam-unsealed")
+
+
+def gallery_template(ctx: Context) -> Result:
+    """A template of a never-consented person written into the gallery file past the consent check (a restored
+    backup, a bulk import)."""
+    path, subject = gallery_path(ctx.settings), "pax-redteam-gallery"
+    g = Gallery.load(path, ctx.vault)
+    g.subject_ids.append(subject)
+    g.vectors = np.vstack([g.vectors, ctx.faces[4:5]])
+    g.save(path, ctx.vault)
+    return _reported("template of a never-consented person in the gallery file", _scan(ctx), "non-consented", "gallery", subject)
+
+
+def stale_snapshot(ctx: Context) -> Result:
+    """A matcher replica's snapshot that holds a never-consented subject's trajectory (a replica that was down
+    when the erasure went by), by pseudonym."""
+    from matcher import snapshot
+    from matcher.service import MatcherState, snapshot_path, zone_map
+
+    ps, now, policy = _stranger(ctx, "snapshot"), time.time(), load_policy(policy_file(ctx.settings))
+    state = MatcherState(600.0, zone_map(ctx.settings), 3600.0)
+    m = Match(
+        event_id="rt-snap",
+        camera_id="cam-redteam",
+        zone=ctx.zone,
+        purpose=policy.purpose_for_zone(ctx.zone) or "",
+        captured_at=now,
+        matched_at=now,
+        decision="match",
+        subject_id=ps,
+        distance=0.3,
+    )
+    state.apply(m)
+    snapshot.write(snapshot_path(ctx.settings, "matcher-redteam"), state.to_snapshot([0]))
+    return _reported("a replica's snapshot holding a never-consented trajectory", _scan(ctx), "non-consented", "matcher-redteam", ps)
+
+
+def stray_export(ctx: Context) -> Result:
+    """An export file under the state dir naming a never-consented subject (written past `audit export`'s check)."""
+    from policy.export import exports_dir
+
+    ps, out = _stranger(ctx, "export"), exports_dir(ctx.settings.state_dir) / "model-training-redteam.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"subject": ps, "captured_at": time.time(), "zone": ctx.zone, "purpose": "model-training"}) + "\n")
+    return _reported("export file naming a never-consented subject", _scan(ctx), "non-consented", out.name, ps)
+
+
+def logged_pseudonym(ctx: Context) -> Result:
+    """A stage that logs the subject it decided: a never-consented subject's pseudonym in the matcher's log."""
+    ps, log = _stranger(ctx, "log"), ctx.stack.children["matcher"].log_path
+    with log.open("a") as f:
+        f.write(json.dumps({"msg": "decided", "subject": ps}) + "\n")
+    return _reported("never-consented subject's pseudonym in a stage's log", _scan(ctx), "non-consented", log.name, ps)
+
+
+def stale_consent(ctx: Context) -> Result:
+    """An ended consent kept past the accountability period (a registry nobody prunes)."""
+    from policy.consent import ConsentRecord
+
+    keep, now, subject = ctx.settings.retention.audit_s, time.time(), "pax-redteam-old-consent"
+    reg = ConsentRegistry.open(consent_path(ctx.settings))
+    reg.grant(ConsentRecord(subject, "flow-analytics", now - keep - 200, now - keep - 100))
+    reg.close()
+    return _reported("consent record ended longer ago than retention.audit_s", _scan(ctx), "expired-readable", f"consent:{subject}")
+
+
+def stale_audit_reference(ctx: Context) -> Result:
+    """A subject reference in an audit chain older than retention.audit_s, its key still alive (nothing cuts
+    an append-only chain)."""
+    from policy.audit import AuditLog
+
+    ps, at = _stranger(ctx, "audit"), time.time() - ctx.settings.retention.audit_s - 60
+    with AuditLog.in_state_dir(ctx.settings.state_dir, PLANTED_CHAIN) as audit:
+        audit.append("identify", "allow", rule="purpose:any", subject_id=ps, at=at)
+    return _reported("subject reference in an audit chain past retention.audit_s", _scan(ctx), "expired-readable", PLANTED_CHAIN, ps)
+
+
+def metric_label(ctx: Context) -> Result:
+    """A per-subject metric: a never-consented subject's pseudonym as a label value on a /metrics endpoint of
+    the run, scanned with every stage's endpoint as `up --audit-scan` does."""
+    from prometheus_client import CollectorRegistry, Counter, start_http_server
+
+    from policy.livestores import MetricsStore
+    from policy.scan import Scanner
+
+    ps, registry = _stranger(ctx, "metric"), CollectorRegistry()
+    Counter("paxsim_matcher_decided_by_subject_total", "per-subject", ["subject"], registry=registry).labels(ps).inc()
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    urls = {c.name: c.metrics_url for c in ctx.stack.children.values()}
+    urls["matcher-redteam"] = f"http://127.0.0.1:{server.server_port}/metrics"
+    try:
+        consent = ConsentRegistry.open(consent_path(ctx.settings))
+        scanner = Scanner(load_policy(policy_file(ctx.settings)), consent, HttpKeySource(ctx.keys.url, ctx.keys.token))
+        scanner.add_store(MetricsStore.fetch(urls, consent.subjects(), time.time()))
+        report = scanner.finish()
+    finally:
+        server.shutdown()
+        thread.join(5)
+    return _reported("never-consented subject's pseudonym as a metric label", report, "non-consented", "matcher-redteam", ps)
 
 
 def revoked_token(ctx: Context) -> Result:
@@ -307,12 +457,13 @@ def replayed_sighting(ctx: Context) -> Result:
 
 
 def _checkpointed(ctx: Context) -> list[tuple[Path, int]]:
-    """Chain files with a key-holder checkpoint (their mirror had entries acknowledged), and that seq."""
+    """The stages' chain files with a key-holder checkpoint (their mirror had entries acknowledged), and that seq."""
     keys = HttpKeySource(ctx.keys.url, ctx.keys.token)
     deadline = time.monotonic() + ctx.wait_s
     while True:
         cps = {cp["chain"]: int(cp["seq"]) for cp in keys.checkpoints()["checkpoints"]}
-        found = [(p, cps[p.stem]) for p in sorted(audit_dir(ctx.settings.state_dir).glob("*.jsonl")) if cps.get(p.stem, 0) >= 1]
+        chains = sorted(p for p in audit_dir(ctx.settings.state_dir).glob("*.jsonl") if p.stem != PLANTED_CHAIN)
+        found = [(p, cps[p.stem]) for p in chains if cps.get(p.stem, 0) >= 1]
         if len(found) >= 2 or time.monotonic() > deadline:
             return found
         time.sleep(0.5)
@@ -369,6 +520,16 @@ CATALOGUE: list[Callable[[Context], Result]] = [
     _poison("900 kB sealed payload", t.ADMITTED.name, oversized, "sealed payload"),
     forged_erasure,
     pseudonymised_leak,
+    expired_embedding,
+    stalled_matcher,
+    unsealed_erasure,
+    gallery_template,
+    stale_snapshot,
+    stray_export,
+    logged_pseudonym,
+    stale_consent,
+    stale_audit_reference,
+    metric_label,
     dashboard_memory_leak,
     revoked_token,
     re_roled_token,

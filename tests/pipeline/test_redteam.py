@@ -24,7 +24,10 @@ def test_every_attack_of_the_catalogue_is_defended(settings: Settings, tmp_path:
 
 
 def test_a_missing_defence_is_reported_as_failed(settings: Settings, tmp_path: Path, monkeypatch):
-    """With ``enforcement: off`` the gate forwards a plaintext embedding: the red team must say FAIL."""
+    """With ``enforcement: off`` the gate forwards a plaintext embedding, and a scan blind to the stages' stores
+    misses a planted gallery template: the red team must say FAIL for both."""
+    from paxsim import redteam
+    from policy import scan
     from policy.policyfile import DEFAULT_POLICY_PATH
 
     off = tmp_path / "off.yaml"  # the packaged policy, zones and all, with enforcement switched off
@@ -32,5 +35,7 @@ def test_a_missing_defence_is_reported_as_failed(settings: Settings, tmp_path: P
     monkeypatch.setenv("PAXSIM_UNSAFE_NO_POLICY", "1")
     s = _small(settings, tmp_path)
     s = s.model_copy(update={"policy": s.policy.model_copy(update={"file": off})})
-    (result,) = run_redteam(s, Console(quiet=True), attacks=[CATALOGUE[0]], wait_s=4.0)
-    assert not result.passed and "no dead letter" in result.observed, result
+    monkeypatch.setattr(scan, "registered_stores", lambda _settings: [])
+    plaintext, gallery = run_redteam(s, Console(quiet=True), attacks=[CATALOGUE[0], redteam.gallery_template], wait_s=4.0)
+    assert not plaintext.passed and "no dead letter" in plaintext.observed, plaintext
+    assert not gallery.passed and gallery.observed == "0 finding(s)", gallery
