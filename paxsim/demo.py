@@ -42,7 +42,7 @@ from policy import metricnames as policy_metrics
 from policy.consent import ConsentRegistry, consent_path, open_consent
 from policy.crypto import KeySource, SubjectVault
 from policy.policyfile import load_policy
-from policy.scan import LogStore, registered_stores, run_scan
+from policy.scan import run_scan, state_stores
 from scenario.world import load_world
 
 log = logging.getLogger("paxsim.demo")
@@ -434,7 +434,7 @@ async def run_pipeline(
         summary = await summarise(client_settings, key_source, evaluation)
         # the embedded broker forgets everything when it stops: scan every topic and store while it still runs
         consent = open_consent(run_dir, consent_path(settings))
-        stores = [*registered_stores(client_settings), LogStore(run_dir, consent.subjects()), *running]
+        stores = [*state_stores(client_settings, consent), *running]
         report = await run_scan(client_settings, load_policy(policy_file(settings)), key_source, stores=stores, consent=consent)
         a, b, c = report.counts
         summary.audit_scan = {"expired_readable": a, "non_consented": b, "audit_gaps": c}

@@ -340,10 +340,10 @@ def audit_scan(
         keys = None
     from policy.consent import consent_path, open_consent
     from policy.livestores import DashboardStore, LiveStoreError, MetricsStore
-    from policy.scan import LogStore, registered_stores
+    from policy.scan import state_stores
 
     consent = open_consent(Path(settings.state_dir), consent_path(settings))
-    stores: list = [*registered_stores(settings), LogStore(Path(settings.state_dir), consent.subjects())]
+    stores: list = state_stores(settings, consent)
     try:  # the running stages first: they are read as they are now
         if metrics:
             urls = {item.partition("=")[0]: item.partition("=")[2] or item for item in metrics}

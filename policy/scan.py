@@ -97,6 +97,17 @@ def registered_stores(settings) -> list[Store]:  # noqa: ANN001
     return [ep.load()(settings) for ep in sorted(entry_points(group=STORE_PLUGINS), key=lambda ep: ep.name)]
 
 
+def state_stores(settings, consent: ConsentRegistry) -> list[Store]:  # noqa: ANN001
+    """Every store at rest under the run's state dir: the stages' registered stores, their logs (every subject
+    the registry ever knew) and the subject references inside the audit chains."""
+    state = Path(settings.state_dir)
+    return [
+        *registered_stores(settings),
+        LogStore(state, consent.subjects()),
+        AuditChainStore(audit_dir(state), settings.retention.audit_s),
+    ]
+
+
 PSEUDONYM = re.compile(r"\bps-[0-9a-f]{24}\b")
 TOKEN = re.compile(r"[A-Za-z0-9_.:-]+")
 
@@ -493,12 +504,8 @@ async def run_scan(
             progress(topic.name)
         for rec in await read_all(settings, topic.name):
             scanner.add_record(topic.name, rec.partition, rec.offset, rec.value)
-    if stores is None:  # the stages' own stores, their logs (every subject the registry ever knew), the audit chains
-        stores = [
-            *registered_stores(settings),
-            LogStore(state, consent.subjects()),
-            AuditChainStore(audit_dir(state), settings.retention.audit_s),
-        ]
+    if stores is None:
+        stores = state_stores(settings, consent)
     for store in stores:
         if progress:
             progress(store.name)
