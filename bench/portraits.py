@@ -1,6 +1,7 @@
 """Portrait identification through the edge's own vision (detector → 5-point alignment → ResNet), per detector.
 
     .venv/bin/python -m bench.portraits [--identities 60] [--renders 5] [--styles bank,random]
+    .venv/bin/python -m bench.portraits --impostors 60 [--target-fpir 0.01,0.05]    # open set, operating points
 
 Each identity is enrolled from its frontal, evenly lit portrait; ``--renders`` other views of it (yaw ±25°,
 pitch ±10°, roll ±8°, light, 70-140 px, blur, noise, JPEG: ``scenario.faces.jitter``) are identified against
@@ -97,31 +98,76 @@ def probes(models, renders: int, settings: DetectorSettings, seed: int = 0) -> l
     return out
 
 
-def open_set(identities, impostors, renders: int, settings: DetectorSettings, threshold: float, margins: list[float]) -> dict:
-    """1:N as the matcher decides it (``GalleryIndex`` + ``SearchResult.identify``), with people who were never
-    enrolled among the probes: per margin rule (nearest template within ``threshold`` *and* the second nearest
-    subject at least ``margin`` farther), the
-    share of genuine views named right, named wrong and refused, and the share of impostor views accepted."""
+def open_set_searches(identities, impostors, renders: int, settings: DetectorSettings) -> tuple[list, list, list, list]:
+    """The matcher's own searches (``GalleryIndex``, two nearest subjects) of every view, with people who were
+    never enrolled among the probes: (true subject, search) per genuine view, the strangers' searches, and the
+    demographic group (sex, age band) of each, for ``matcher.calibration.open_set_point``."""
     models = [build(i) for i in identities]
     enrol = [chip_for(enrol_view(m)[0], settings, None) for m in models]
     ok = [k for k, c in enumerate(enrol) if c is not None]
     index = GalleryIndex.build([str(k) for k in ok], embed_chips([enrol[k] for k in ok])[0])
-    genuine = [(str(k), v) for k, v in probes(models, renders, settings) if enrol[k] is not None]
-    strangers = [v for _, v in probes([build(i) for i in impostors], renders, settings, seed=1)]
-    k = search_k(max(margins))
+    genuine = [(k, v) for k, v in probes(models, renders, settings) if enrol[k] is not None]
+    strangers = probes([build(i) for i in impostors], renders, settings, seed=1)
+    k = search_k(1.0)
     found = index.search(np.stack([v for _, v in genuine]), k) if genuine else []
-    found_strangers = index.search(np.stack(strangers), k) if strangers else []
-    n, ns = max(1, len(genuine)), max(1, len(strangers))
-    out = {"enrolled": len(ok), "genuine_views": len(genuine), "impostor_views": len(strangers), "threshold": threshold, "rules": {}}
-    for m in margins:
-        named = [(who, r.identify(threshold, m)) for (who, _), r in zip(genuine, found)]
-        out["rules"][f"margin {m:.2f}"] = {
-            "rank1": sum(h is not None and h.subject_id == who for who, h in named) / n,
-            "wrong": sum(h is not None and h.subject_id != who for who, h in named) / n,
-            "frr": sum(h is None for _, h in named) / n,
-            "far": sum(r.identify(threshold, m) is not None for r in found_strangers) / ns,
-        }
-    return out
+    found_strangers = index.search(np.stack([v for _, v in strangers]), k) if strangers else []
+    group = lambda ident: f"{ident.sex} {ident.age_band}"  # noqa: E731
+    return (
+        [(str(k), r) for (k, _), r in zip(genuine, found)],
+        list(found_strangers),
+        [group(identities[k]) for k, _ in genuine],
+        [group(impostors[k]) for k, _ in strangers],
+    )
+
+
+def _point_line(p) -> str:  # noqa: ANN001
+    return (
+        f"threshold {p.threshold:.2f} margin {p.margin:.2f}: named right {p.identified:.3f}, wrong {p.wrong:.3f}, "
+        f"FNIR {p.fnir:.3f}, FPIR {p.fpir:.3f} ({p.enrolled} genuine / {p.non_enrolled} stranger views)"
+    )
+
+
+def report_open_set(styles: list[str], n: int, impostors: int, renders: int, targets: list[float]) -> None:
+    """Per style: the margin rule at the configured threshold, then for each FPIR target the operating point
+    (threshold and margin together) and its rates per group; the random population's point is also applied
+    to the bank population (a point calibrated on one population, used on another)."""
+    from core.config import MatcherSettings
+    from matcher.calibration import OpenSetPoint, open_set_point, operating_point
+
+    threshold = MatcherSettings().threshold
+    thresholds = [round(0.30 + 0.01 * i, 2) for i in range(17)]  # 0.30 .. 0.46
+    margins = [round(0.01 * i, 2) for i in range(11)]  # 0 .. 0.10
+    data = {}
+    for style in styles:
+        idents = load_bank(BANK_FILE)[:n] if style == "bank" else [random_identity(50_000 + i) for i in range(n)]
+        data[style] = open_set_searches(idents, [random_identity(90_000 + i) for i in range(impostors)], renders, DETECTORS["yunet"])
+    chosen: dict[tuple[str, float], OpenSetPoint | None] = {}
+    for style, (genuine, strangers, g_groups, s_groups) in data.items():
+        print(f"[{style}] open set, YuNet, frontal enrolment; strangers are random identities never enrolled")
+        for m in (0.0, 0.02, 0.04, 0.06, 0.08):
+            print("  " + _point_line(open_set_point(genuine, strangers, threshold, m)))
+        for target in targets:
+            p = operating_point(genuine, strangers, target, thresholds, margins)
+            chosen[(style, target)] = p
+            print(f"  operating point for FPIR <= {target:g}: " + (_point_line(p) if p else "none in the grid"))
+            if p is None:
+                continue
+            for grp in sorted(set(g_groups) | set(s_groups)):
+                gi = [x for x, g in zip(genuine, g_groups) if g == grp]
+                si = [x for x, g in zip(strangers, s_groups) if g == grp]
+                q = open_set_point(gi, si, p.threshold, p.margin)
+                print(
+                    f"    {grp:<12} named right {q.identified:.3f}  wrong {q.wrong:.3f}  FPIR {q.fpir:.3f}  ({q.enrolled} / {q.non_enrolled})"
+                )
+    if "random" in data and "bank" in data:
+        genuine, strangers, *_ = data["bank"]
+        for target in targets:
+            p = chosen[("random", target)]
+            if p is not None:
+                print(
+                    f"[bank] with the random population's point for FPIR <= {target:g}: "
+                    + _point_line(open_set_point(genuine, strangers, p.threshold, p.margin))
+                )
 
 
 def main() -> None:
@@ -131,24 +177,12 @@ def main() -> None:
     ap.add_argument("--styles", default="bank,random")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--impostors", type=int, default=0, help="open set: this many never-enrolled random identities as probes too (YuNet)")
+    ap.add_argument("--target-fpir", default="0.01,0.05", help="open set: choose threshold and margin for each of these FPIR targets")
     args = ap.parse_args()
     if args.impostors:
-        from core.config import MatcherSettings
-
-        threshold = MatcherSettings().threshold
-        for style in args.styles.split(","):
-            idents = (
-                load_bank(BANK_FILE)[: args.identities]
-                if style == "bank"
-                else [random_identity(50_000 + i) for i in range(args.identities)]
-            )
-            strangers = [random_identity(90_000 + i) for i in range(args.impostors)]
-            r = open_set(idents, strangers, args.renders, DETECTORS["yunet"], threshold, [0.0, 0.02, 0.04, 0.06, 0.08])
-            print(
-                f"[{style}] open set: {r['enrolled']} enrolled, {r['genuine_views']} genuine and {r['impostor_views']} impostor views, threshold {threshold}"
-            )
-            for rule, v in r["rules"].items():
-                print(f"  {rule}: rank-1 {v['rank1']:.3f}  wrong {v['wrong']:.3f}  FRR {v['frr']:.3f}  FAR {v['far']:.3f}")
+        report_open_set(
+            args.styles.split(","), args.identities, args.impostors, args.renders, [float(x) for x in args.target_fpir.split(",")]
+        )
         return
     styles = args.styles.split(",")
     out: dict[str, dict] = {}

@@ -8,6 +8,9 @@ Conventions: distances are Euclidean; a comparison is *accepted* when ``distance
 - Open-set 1:N (:func:`open_set_rates`): rank-1 = enrolled probes whose best subject is right;
   FNIR = enrolled probes not returned as the right subject under the threshold;
   FPIR = probes of people not enrolled that get any subject under the threshold.
+- Operating point (:func:`operating_point`): threshold *and* margin chosen together, decided the way the
+  matcher decides (``SearchResult.identify``): the rule that names the most enrolled probes right among those
+  whose FPIR stays within a target.
 
 Every rate is also broken down per demographic group (:func:`per_group`), because an average can hide a
 group that the system fails.
@@ -15,10 +18,12 @@ group that the system fails.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from matcher.index import SearchResult
 
 DLIB_THRESHOLD = 0.6  # dlib's documented same-person rule for its ResNet embedding on real faces
 
@@ -176,3 +181,55 @@ def rates_table(rows: dict[Hashable, Rates | OpenSetRates]) -> str:
                 lines += ["| group | threshold | rank-1 | FNIR | FPIR | enrolled | not enrolled |", "|---|---|---|---|---|---|---|"]
             lines.append(f"| {grp} | {r.threshold:.3f} | {r.rank1:.4f} | {r.fnir:.4f} | {r.fpir:.4f} | {r.enrolled} | {r.non_enrolled} |")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSetPoint:
+    """One decision rule (``SearchResult.identify(threshold, margin)``) measured on an open-set probe set."""
+
+    threshold: float
+    margin: float
+    identified: float  # enrolled probes named as the right subject
+    wrong: float  # enrolled probes named as somebody else
+    fnir: float  # enrolled probes not named right (refused or wrong)
+    fpir: float  # probes of people never enrolled that were named as anybody
+    enrolled: int
+    non_enrolled: int
+
+
+def open_set_point(
+    genuine: Sequence[tuple[str, SearchResult]], strangers: Sequence[SearchResult], threshold: float, margin: float
+) -> OpenSetPoint:
+    """Rates of the rule on ``genuine`` (the probe's true subject, its search) and ``strangers`` (searches of
+    people never enrolled). Searches must hold at least ``matcher.index.search_k(margin)`` subjects."""
+    named = [(who, r.identify(threshold, margin)) for who, r in genuine]
+    right = sum(h is not None and h.subject_id == who for who, h in named)
+    wrong = sum(h is not None and h.subject_id != who for who, h in named)
+    fp = sum(r.identify(threshold, margin) is not None for r in strangers)
+    n, m, nan = len(genuine), len(strangers), float("nan")
+    return OpenSetPoint(
+        threshold,
+        margin,
+        right / n if n else nan,
+        wrong / n if n else nan,
+        (n - right) / n if n else nan,
+        fp / m if m else nan,
+        n,
+        m,
+    )
+
+
+def operating_point(
+    genuine: Sequence[tuple[str, SearchResult]],
+    strangers: Sequence[SearchResult],
+    target_fpir: float,
+    thresholds: Iterable[float],
+    margins: Iterable[float],
+) -> OpenSetPoint | None:
+    """The rule over ``thresholds`` × ``margins`` that names the most enrolled probes right while at most
+    ``target_fpir`` of the strangers are named (ties: fewer strangers named, then the stricter threshold);
+    None if no rule reaches the target. With ``m`` strangers, a target below ``1 / m`` means "none named"."""
+    margins = list(margins)
+    points = [open_set_point(genuine, strangers, t, g) for t in thresholds for g in margins]
+    ok = [p for p in points if p.fpir <= target_fpir]
+    return max(ok, key=lambda p: (p.identified, -p.fpir, -p.threshold)) if ok else None

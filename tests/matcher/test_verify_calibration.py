@@ -75,3 +75,30 @@ def test_open_set_rates():
     g = open_set_per_group(["x", None], [0.3, None], ["x", None], ["m", "f"], 0.6)
     assert g["m"].rank1 == 1.0 and g["f"].fpir == 0.0
     assert "FPIR" in rates_table(g)
+
+
+def test_the_operating_point_chooses_threshold_and_margin_together_the_way_the_matcher_decides():
+    """Two look-alike subjects (a, b) and one apart (c): a stranger between a and b is named by the threshold
+    alone; only a margin refuses it, at the price of a's ambiguous view. The chosen rule is the best one whose
+    FPIR meets the target, measured with the matcher's own index and ``SearchResult.identify``."""
+    from matcher.calibration import open_set_point, operating_point
+    from matcher.index import GalleryIndex
+
+    def unit(*xs: float) -> np.ndarray:
+        v = np.zeros(128, np.float32)
+        v[: len(xs)] = xs
+        return v
+
+    index = GalleryIndex.build(["a", "b", "c"], np.stack([unit(0, 0), unit(0.2, 0), unit(0, 1)]))
+    probe = lambda *xs: index.search(unit(*xs)[None, :], 2)[0]  # noqa: E731
+    # a's views: two farther from a than the stranger is (only a loose threshold names them), one near b
+    genuine = [("a", probe(-0.12, 0)), ("a", probe(0.08, 0)), ("a", probe(-0.15, 0.05)), ("c", probe(0, 0.95))]
+    strangers = [probe(0.1, 0.01)]  # halfway between a and b, 0.1 from each
+    loose = open_set_point(genuine, strangers, 0.3, 0.0)
+    assert (loose.identified, loose.fpir) == (1.0, 1.0)
+    chosen = operating_point(genuine, strangers, 0.0, [0.1, 0.3], [0.0, 0.05, 0.5])
+    assert chosen is not None and (chosen.threshold, chosen.margin) == (0.3, 0.05)
+    assert chosen.fpir == 0.0 and chosen.identified == 0.75 and chosen.wrong == 0.0 and chosen.fnir == 0.25
+    strict = open_set_point(genuine, strangers, 0.1, 0.0)  # the threshold alone must give up half of the views
+    assert (strict.identified, strict.fpir) == (0.5, 0.0)
+    assert operating_point(genuine, strangers, 0.0, [0.3], [0.0]) is None  # no rule meets the target
