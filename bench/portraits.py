@@ -108,7 +108,7 @@ def open_set_searches(identities, impostors, renders: int, settings: DetectorSet
     index = GalleryIndex.build([str(k) for k in ok], embed_chips([enrol[k] for k in ok])[0])
     genuine = [(k, v) for k, v in probes(models, renders, settings) if enrol[k] is not None]
     strangers = probes([build(i) for i in impostors], renders, settings, seed=1)
-    k = search_k(1.0)
+    k = search_k(1.0)  # the two nearest subjects: what any margin of the grid needs
     found = index.search(np.stack([v for _, v in genuine]), k) if genuine else []
     found_strangers = index.search(np.stack([v for _, v in strangers]), k) if strangers else []
     group = lambda ident: f"{ident.sex} {ident.age_band}"  # noqa: E731

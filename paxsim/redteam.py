@@ -45,7 +45,6 @@ from policy.crypto import EpochKeyRing, HttpKeySource, KeyExpired, SubjectVault,
 from policy.keyd import KeydProcess, spawn_keyd
 from policy.policyfile import load_policy
 from policy.scan import ScanReport, run_scan
-from policy.stores import Store
 from scenario.virtual import VirtualAirport
 
 WAIT_S = 20.0  # how long a defence may take to show (dead letter, decision, erasure)
@@ -178,10 +177,10 @@ def forged_erasure(ctx: Context) -> Result:
     )
 
 
-def _scan(ctx: Context, stores: list[Store] | None = None) -> ScanReport:
-    """The audit scan of the run, as `paxsim audit scan` runs it (every topic; the stages' stores by default)."""
+def _scan(ctx: Context) -> ScanReport:
+    """The audit scan of the run, as `paxsim audit scan` runs it: every topic and every store at rest."""
     keys = HttpKeySource(ctx.keys.url, ctx.keys.token)
-    return asyncio.run(run_scan(ctx.settings, load_policy(policy_file(ctx.settings)), keys, stores=stores))
+    return asyncio.run(run_scan(ctx.settings, load_policy(policy_file(ctx.settings)), keys))
 
 
 def _reported(attack: str, report: ScanReport, kind: str, where: str, about: str = "") -> Result:
