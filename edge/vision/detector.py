@@ -41,6 +41,13 @@ class DetectorSettings(BaseModel):
         le=1.0,
         description="yunet: weaker faces down to this confidence only continue a live track (ByteTrack); >= min_score: off",
     )
+    start_share: float = Field(
+        default=0.75,
+        ge=0.0,
+        le=1.0,
+        description="yunet: a face narrower than this share of min_face_px only continues a live track, never starts one "
+        "(a receding face keeps its track; a speck of background does not become one); 0: off",
+    )
     upsample: int = Field(default=0, ge=0, le=3, description="whole-frame pyramid upsampling (0: faces >= ~60 px)")
     threshold: float = Field(default=0.0, description="HOG score threshold; lower finds more and more false faces")
     region_redetect: bool = Field(default=True, description="re-scan around predicted track boxes")
@@ -199,6 +206,7 @@ class YunetDetector:
         img = np.ascontiguousarray(img)
         out = []
         floor = min(self.settings.min_score, self.settings.track_score)
+        start_px = self.settings.start_share * self.settings.min_face_px  # narrower: weak, whatever the score
         for x, y, bw, bh, conf in self._detect(img.shape[1], img.shape[0], img.tobytes())[:256]:
             c = conf / 100.0
             if c < floor:
@@ -207,7 +215,7 @@ class YunetDetector:
             x0, y0 = max(0, int(round(fx))), max(0, int(round(fy)))
             x1, y1 = min(fw, int(round(fx + fs))), min(fh, int(round(fy + fs)))
             if x1 - x0 >= max(1, self.settings.min_size) and y1 > y0:
-                out.append(Detection((x0, y0, x1 - x0, y1 - y0), c, c, c < self.settings.min_score))
+                out.append(Detection((x0, y0, x1 - x0, y1 - y0), c, c, c < self.settings.min_score or x1 - x0 < start_px))
         return out
 
     def detect(self, image: np.ndarray, regions: Sequence[Box] = (), only: Sequence[Box] | None = None) -> list[Detection]:

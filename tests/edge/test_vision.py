@@ -119,6 +119,20 @@ def test_a_weak_face_is_kept_only_where_a_live_track_is_expected():
     assert analyze_frame(img, DetectorSettings(min_score=0.999, track_score=0.999), regions=[box]).faces == []  # no weak faces
 
 
+def test_a_face_well_below_the_cameras_declared_size_continues_a_track_but_never_starts_one():
+    """Narrower than ``start_share`` of the camera's ``min_face_px``, a face is weak whatever its score: it can
+    continue a live track (a traveller walking away) but not start one (a speck of background)."""
+    img, (box,) = scene([(3, 60, 300, 200, 0.0)])
+    big = DetectorSettings(min_face_px=100)  # 60 px < 0.75 x 100; found by the full-resolution re-scan of the track
+    assert analyze_frame(img, big).faces == []
+    (f,) = analyze_frame(img, big, regions=[box]).faces
+    assert f.weak and f.score >= big.min_score and iou(f.box, box) > 0.5  # a confident face, weak for its size
+    (g,) = analyze_frame(img, DetectorSettings(min_face_px=60)).faces  # 60 px >= 0.75 x 60
+    assert not g.weak
+    (h,) = analyze_frame(img, big.model_copy(update={"start_share": 0.0}), regions=[box]).faces
+    assert not h.weak
+
+
 def test_embeddings_separate_identities():
     views = {}
     for seed in (5, 6):
