@@ -43,8 +43,9 @@ from policy.audit import audit_dir, verify_dir
 from policy.consent import ConsentRegistry, consent_path
 from policy.crypto import EpochKeyRing, HttpKeySource, KeyExpired, SubjectVault, seal_sighting
 from policy.keyd import KeydProcess, spawn_keyd
-from policy.policyfile import load_policy
+from policy.policyfile import Policy, load_policy
 from policy.scan import ScanReport, run_scan
+from policy.stores import Store
 from scenario.virtual import VirtualAirport
 
 WAIT_S = 20.0  # how long a defence may take to show (dead letter, decision, erasure)
@@ -61,6 +62,7 @@ class Context:
     enrolled: list[str]
     faces: np.ndarray  # the enrolled travellers' enrolment embeddings (synthetic)
     zone: str  # a biometric 1:N zone
+    policy: Policy  # the run's policy file, loaded once
     dashboard: str  # base URL
     wait_s: float = WAIT_S
 
@@ -180,7 +182,18 @@ def forged_erasure(ctx: Context) -> Result:
 def _scan(ctx: Context) -> ScanReport:
     """The audit scan of the run, as `paxsim audit scan` runs it: every topic and every store at rest."""
     keys = HttpKeySource(ctx.keys.url, ctx.keys.token)
-    return asyncio.run(run_scan(ctx.settings, load_policy(policy_file(ctx.settings)), keys))
+    return asyncio.run(run_scan(ctx.settings, ctx.policy, keys))
+
+
+def _scan_live(ctx: Context, store: Store) -> ScanReport:
+    """The scan of one store of the running stack (their /metrics, the dashboard's memory), as `up --audit-scan`
+    reads them before the stages stop."""
+    from policy.scan import Scanner
+
+    consent = ConsentRegistry.open(consent_path(ctx.settings))
+    scanner = Scanner(ctx.policy, consent, HttpKeySource(ctx.keys.url, ctx.keys.token))
+    scanner.add_store(store)
+    return scanner.finish()
 
 
 def _reported(attack: str, report: ScanReport, kind: str, where: str, about: str = "") -> Result:
@@ -215,7 +228,7 @@ def pseudonymised_leak(ctx: Context) -> Result:
 def expired_embedding(ctx: Context) -> Result:
     """A producer that skips sealing: a plaintext embedding stays readable on the append-only sightings topic
     after its retention (the gate refuses it, but the log keeps it)."""
-    age = load_policy(policy_file(ctx.settings)).retention.sightings_s + 30
+    age = ctx.policy.retention.sightings_s + 30
     s = ctx.sighting("rt-expired", ctx.faces[0], captured_at=time.time() - age)
     (where,) = asyncio.run(_produce(ctx.settings, t.SIGHTINGS.name, encode(s)))
     return _reported("plaintext embedding past its retention on the sightings topic", _scan(ctx), "expired-readable", where)
@@ -227,7 +240,7 @@ def stalled_matcher(ctx: Context) -> Result:
     proc = ctx.stack.children["matcher"].proc
     if proc is None:
         return Result("admitted event never decided (matcher frozen)", "-", "no matcher process", False)
-    age = load_policy(policy_file(ctx.settings)).max_event_age_s + 5
+    age = ctx.policy.max_event_age_s + 5
     s = seal_sighting(ctx.ring, ctx.sighting("rt-lost", ctx.faces[3], captured_at=time.time() - age))
     proc.send_signal(signal.SIGSTOP)
     try:
@@ -263,13 +276,13 @@ def stale_snapshot(ctx: Context) -> Result:
     from matcher import snapshot
     from matcher.service import MatcherState, snapshot_path, zone_map
 
-    ps, now, policy = _stranger(ctx, "snapshot"), time.time(), load_policy(policy_file(ctx.settings))
+    ps, now = _stranger(ctx, "snapshot"), time.time()
     state = MatcherState(600.0, zone_map(ctx.settings), 3600.0)
     m = Match(
         event_id="rt-snap",
         camera_id="cam-redteam",
         zone=ctx.zone,
-        purpose=policy.purpose_for_zone(ctx.zone) or "",
+        purpose=ctx.policy.purpose_for_zone(ctx.zone) or "",
         captured_at=now,
         matched_at=now,
         decision="match",
@@ -327,7 +340,6 @@ def metric_label(ctx: Context) -> Result:
     from prometheus_client import CollectorRegistry, Counter, start_http_server
 
     from policy.livestores import MetricsStore
-    from policy.scan import Scanner
 
     ps, registry = _stranger(ctx, "metric"), CollectorRegistry()
     Counter("paxsim_matcher_decided_by_subject_total", "per-subject", ["subject"], registry=registry).labels(ps).inc()
@@ -335,10 +347,8 @@ def metric_label(ctx: Context) -> Result:
     urls = {c.name: c.metrics_url for c in ctx.stack.children.values()}
     urls["matcher-redteam"] = f"http://127.0.0.1:{server.server_port}/metrics"
     try:
-        consent = ConsentRegistry.open(consent_path(ctx.settings))
-        scanner = Scanner(load_policy(policy_file(ctx.settings)), consent, HttpKeySource(ctx.keys.url, ctx.keys.token))
-        scanner.add_store(MetricsStore.fetch(urls, consent.subjects(), time.time()))
-        report = scanner.finish()
+        subjects = ConsentRegistry.open(consent_path(ctx.settings)).subjects()
+        report = _scan_live(ctx, MetricsStore.fetch(urls, subjects, time.time()))
     finally:
         server.shutdown()
         thread.join(5)
@@ -381,7 +391,6 @@ def dashboard_memory_leak(ctx: Context) -> Result:
     the scanner reads the dashboard's state through its API and names the subject there."""
     from broker.messages import TrackUpdate
     from policy.livestores import DashboardStore
-    from policy.scan import Scanner
 
     stranger = "pax-redteam-in-dashboard"
     ps = ctx.vault.pseudonym(stranger)
@@ -395,10 +404,8 @@ def dashboard_memory_leak(ctx: Context) -> Result:
     try:
         while not found and time.monotonic() < deadline:
             time.sleep(0.5)
-            consent = ConsentRegistry.open(consent_path(ctx.settings))
-            scanner = Scanner(load_policy(policy_file(ctx.settings)), consent, HttpKeySource(ctx.keys.url, ctx.keys.token))
-            scanner.add_store(DashboardStore.fetch(ctx.dashboard, token))
-            found = [f for f in scanner.finish().findings if stranger in f.detail and f.where.startswith("dashboard ")]
+            report = _scan_live(ctx, DashboardStore.fetch(ctx.dashboard, token))
+            found = [f for f in report.findings if stranger in f.detail and f.where.startswith("dashboard ")]
     finally:
         store.revoke("redteam-scanner")
     return Result(
@@ -573,6 +580,7 @@ def _start(settings: Settings, console: Console) -> tuple[EmbeddedBroker, KeydPr
         [s for s, _ in active],
         np.stack([v for _, v in active]),
         zone,
+        policy,
         f"http://127.0.0.1:{dash.metrics_port}",
     )
     console.print(f"stack up: broker {broker.bootstrap}, key holder, policy, matcher, dashboard; {len(active)} enrolled")
