@@ -155,6 +155,12 @@ class MatcherSettings(_Section):
         "default removes nearly every wrong identity at a small cost in identifications; for a stated FPIR, calibrate "
         "both with the threshold on the population the cameras see (bench.portraits --impostors, docs/load.md)",
     )
+    metric_file: Path | None = Field(
+        default=None,
+        description="a learned metric (`paxsim scenario metric`, WCCN): templates and sightings are compared in its "
+        "space, with the threshold and margin calibrated in the file (threshold and margin above then do not apply); "
+        "for real or rendered cameras, not the virtual ones (their noise model is in the embedder's own space)",
+    )
     batch_max: int = Field(default=256, ge=1)
     dedupe_window_s: float = Field(default=600.0, gt=0)
     snapshot_every_s: float = Field(default=5.0, gt=0, description="seconds between matcher state snapshots (when changed)")

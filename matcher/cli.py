@@ -240,6 +240,16 @@ def identify(
 
     keep = [i for i, sid in enumerate(gallery.subject_ids) if allowed(sid)]
     ids, vectors = [gallery.subject_ids[i] for i in keep], gallery.vectors[keep]
+    threshold, margin, space = settings.matcher.threshold, settings.matcher.margin, (lambda x: x)
+    if settings.matcher.metric_file is not None:  # decide as the matcher does: in the learned space, with its rule
+        from matcher.metric import LearnedMetric, MetricError
+
+        try:
+            metric = LearnedMetric.load(settings.matcher.metric_file)
+        except MetricError as exc:
+            err.print(f"[red]{exc}[/]")
+            raise typer.Exit(2) from None
+        threshold, margin, space = metric.threshold, metric.margin, metric.apply
     failed = 0
     with AuditLog.in_state_dir(settings.state_dir, "offline-tools", actor="cli:identify") as audit:
         for image in images:
@@ -249,7 +259,7 @@ def identify(
                 err.print(f"[red]{exc}[/]")
                 failed += 1
                 continue
-            answers = identify_matches(ids, vectors, vecs, settings.matcher.threshold, settings.matcher.margin)
+            answers = identify_matches(ids, space(vectors), space(vecs), threshold, margin)
             for named, _ in answers:
                 audit.append("identify", "allow", rule=f"purpose:{purpose or 'any'}", subject_id=named, object_id=str(image))
             if as_json:

@@ -54,6 +54,7 @@ from matcher import snapshot
 from matcher.alerts import AlertPolicy, evaluate
 from matcher.gallery import Gallery, GallerySealed
 from matcher.index import GalleryIndex, SearchResult, search_k
+from matcher.metric import LearnedMetric
 from matcher.site import load_site, site_file
 from matcher.trajectory import TrajectoryStore, ZoneMap
 from matcher.verify import Verification, Verifier
@@ -274,16 +275,26 @@ class Matcher:
     def __init__(self, settings: Settings, producer: AIOKafkaProducer, state: MatcherState, rt: PolicyRuntime) -> None:
         self.settings = settings
         gallery = load_gallery(gallery_path(settings), rt.vault)
-        self.index = GalleryIndex.build(gallery.subject_ids, gallery.vectors) if len(gallery) else None
+        path = settings.matcher.metric_file
+        self.metric = LearnedMetric.load(path) if path is not None else None  # MetricError: a clear start-up failure
+        self.index = GalleryIndex.build(gallery.subject_ids, self._space(gallery.vectors)) if len(gallery) else None
         GALLERY_SIZE.set(len(gallery))
         self.rt = rt
         self.chain = rt.post_match_chain()
-        self.threshold, self.margin = settings.matcher.threshold, settings.matcher.margin
+        self.threshold, self.margin = (
+            (self.metric.threshold, self.metric.margin) if self.metric else (settings.matcher.threshold, settings.matcher.margin)
+        )
+        if self.metric is not None:
+            log.info("learned metric", extra={"file": str(path), "threshold": self.threshold, "margin": self.margin})
         self.producer = producer
         self.state = state
         self.tracklets = TrackletStore.for_policy(rt.holder)  # anonymous flow counting, off unless the policy enables it
         self._claims: dict[str, str] = {}  # pseudonym -> subject, for the gallery's subjects (refreshed with the keys)
         log.info("gallery loaded", extra={"templates": len(gallery), "subjects": len(gallery.subjects())})
+
+    def _space(self, vectors: np.ndarray) -> np.ndarray:
+        """Templates in the space the matcher compares them in (the learned metric's, when configured)."""
+        return self.metric.apply(vectors) if self.metric is not None else vectors
 
     def subjects(self) -> list[str]:
         return self.index.subjects() if self.index is not None else []
@@ -359,6 +370,9 @@ class Matcher:
         if self.index is None:
             return []
         t0 = time.perf_counter()
+        if self.metric is not None and claims:
+            vecs = self._space(np.stack([np.asarray(v, np.float32) for _, v in claims]))
+            claims = [(sid, v) for (sid, _), v in zip(claims, vecs)]
         out = await asyncio.to_thread(Verifier(self.index, self.threshold).verify_many, claims)
         VERIFY_SECONDS.observe(time.perf_counter() - t0)
         return out
@@ -367,7 +381,7 @@ class Matcher:
         if self.index is None:
             return [None] * len(queries)
         t0 = time.perf_counter()
-        results = await asyncio.to_thread(self.index.search, queries, search_k(self.margin))  # FAISS releases the GIL
+        results = await asyncio.to_thread(self.index.search, self._space(queries), search_k(self.margin))  # FAISS releases the GIL
         SEARCH_SECONDS.observe(time.perf_counter() - t0)
         return list(results)
 
