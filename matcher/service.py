@@ -366,14 +366,19 @@ class Matcher:
                 log.warning("claim resolution failed", extra={"error": repr(exc)})
         return [self._claims.get(c) for c in claims]
 
+    def _verify_many(self, claims: list[tuple[str, np.ndarray]]) -> list[Verification]:
+        """1:1 decisions in the matcher's space (run in a worker thread)."""
+        assert self.index is not None
+        if self.metric is not None and claims:
+            vecs = self._space(np.stack([np.asarray(v, np.float32) for _, v in claims]))
+            claims = [(sid, v) for (sid, _), v in zip(claims, vecs)]
+        return Verifier(self.index, self.threshold).verify_many(claims)
+
     async def _verify(self, claims: list[tuple[str, np.ndarray]]) -> list[Verification]:
         if self.index is None:
             return []
         t0 = time.perf_counter()
-        if self.metric is not None and claims:
-            vecs = self._space(np.stack([np.asarray(v, np.float32) for _, v in claims]))
-            claims = [(sid, v) for (sid, _), v in zip(claims, vecs)]
-        out = await asyncio.to_thread(Verifier(self.index, self.threshold).verify_many, claims)
+        out = await asyncio.to_thread(self._verify_many, claims)
         VERIFY_SECONDS.observe(time.perf_counter() - t0)
         return out
 
@@ -381,7 +386,8 @@ class Matcher:
         if self.index is None:
             return [None] * len(queries)
         t0 = time.perf_counter()
-        results = await asyncio.to_thread(self.index.search, self._space(queries), search_k(self.margin))  # FAISS releases the GIL
+        index, k = self.index, search_k(self.margin)
+        results = await asyncio.to_thread(lambda: index.search(self._space(queries), k))  # FAISS releases the GIL
         SEARCH_SECONDS.observe(time.perf_counter() - t0)
         return list(results)
 

@@ -97,7 +97,7 @@ def _calibrate(idents, embs, renders: int, out: Path) -> None:
 
 @app.command()
 def metric(
-    out: Path = typer.Option(Path(__file__).parent / "data" / "metric.npz", help="where to write the metric file"),
+    out: Path = typer.Option(Path(__file__).parent / "data" / "metric.npz", help="where to write the metric file (matcher.metric_file)"),
     fit_people: int = typer.Option(200, min=20, help="background people the within-person covariance is fitted on"),
     calibration_people: int = typer.Option(100, min=4, help="held-out people (half enrolled, half strangers) for the rule"),
     renders: int = typer.Option(5, min=2, help="jittered views per person"),

@@ -19,16 +19,16 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from edge.vision.detector import DetectorSettings, iou
+from edge.vision.embedder import DIM
 from edge.vision.pool import analyze_frame, embed_chips
 from matcher.calibration import OpenSetPoint, operating_point
 from matcher.index import GalleryIndex, search_k
 from matcher.metric import LearnedMetric, fit_wccn
 
-from .calibration import DATA, enrol_view
+from .calibration import enrol_view
 from .faces import build, random_identity
 from .faces.jitter import jittered_view, scale_for_face_px
 
-METRIC_FILE = DATA / "metric.npz"
 BACKGROUND_SEED = 1_000_000
 THRESHOLDS = [round(0.50 + 0.02 * i, 2) for i in range(41)]  # 0.50 .. 1.30 (unit vectors: 0 .. 2)
 MARGINS = [round(0.01 * i, 2) for i in range(0, 21, 2)]  # 0 .. 0.20
@@ -53,13 +53,13 @@ def view_chips(model, renders: int, settings: DetectorSettings, seed: int = 0) -
 
 
 def person_templates(seed: int, renders: int, view_seed: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
-    """(enrolment template or None, (m, 128) templates of the views the detector found) of identity ``seed``."""
+    """(enrolment template or None, (m, DIM) templates of the views the detector found) of identity ``seed``."""
     settings = DetectorSettings(kind="yunet")
     model = build(random_identity(seed))
     enrol = face_chip(enrol_view(model)[0], settings, None)
     views = [c for c in view_chips(model, renders, settings, view_seed) if c is not None]
     e = embed_chips([enrol])[0][0] if enrol is not None else None
-    return e, (embed_chips(views)[0] if views else np.zeros((0, 128), np.float32))
+    return e, (embed_chips(views)[0] if views else np.zeros((0, DIM), np.float32))
 
 
 def _person(args: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray]:
