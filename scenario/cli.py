@@ -104,17 +104,28 @@ def metric(
     shrinkage: float = typer.Option(0.3, min=0.001, help="share of the mean within-person variance added to every direction"),
     target_fpir: float = typer.Option(0.01, min=0.0, max=1.0, help="FPIR the threshold and margin are chosen for"),
     workers: int = typer.Option(2, min=1),
+    views: str = typer.Option("portrait", help="how background people are seen: portrait (jittered stills) or cctv (ceiling cameras)"),
 ) -> None:
     """Fit the matcher's learned metric (WCCN) on synthetic background people and calibrate its rule (~4 min).
 
     Use it with ``matcher.metric_file``; docs/matcher.md says when it helps and what it costs."""
-    from .metric import build_metric
+    from .metric import VIEWS, build_metric
 
+    if views not in VIEWS:
+        console.print(f"[red]--views {views!r}: one of {sorted(VIEWS)}[/]")
+        raise typer.Exit(2)
     t0 = time.time()
     with _progress() as prog:
         task = prog.add_task("background people", total=fit_people + calibration_people)
         m, point = build_metric(
-            fit_people, calibration_people, renders, shrinkage, target_fpir, workers, progress=lambda k, n: prog.update(task, completed=k)
+            fit_people,
+            calibration_people,
+            renders,
+            shrinkage,
+            target_fpir,
+            workers,
+            progress=lambda k, n: prog.update(task, completed=k),
+            views_of=views,
         )
     m.save(out)
     console.print(

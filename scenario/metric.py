@@ -27,11 +27,27 @@ from matcher.metric import LearnedMetric, fit_wccn
 
 from .calibration import enrol_view
 from .faces import build, random_identity
-from .faces.jitter import jittered_view, scale_for_face_px
+from .faces.jitter import JitterSpec, jittered_view, scale_for_face_px
 
 BACKGROUND_SEED = 1_000_000
 THRESHOLDS = [round(0.50 + 0.02 * i, 2) for i in range(41)]  # 0.50 .. 1.30 (unit vectors: 0 .. 2)
 MARGINS = [round(0.01 * i, 2) for i in range(0, 21, 2)]  # 0 .. 0.20
+# the views a background person is seen in: ``portrait`` is bench.portraits' jitter; ``cctv`` is a ceiling
+# camera's: 22-50 px faces seen 8-28 degrees from above, dim, blurred, noisy, compressed (scenario/cctv_airport.yaml)
+VIEWS = {
+    "portrait": JitterSpec(),
+    "cctv": JitterSpec(
+        yaw=30.0,
+        pitch=10.0,
+        pitch_centre=-18.0,
+        face_px=(22.0, 50.0),
+        intensity=(0.45, 1.0),
+        blur=(0.4, 2.0),
+        noise=(3.0, 7.0),
+        jpeg=(45, 75),
+    ),
+}
+VIEW_MIN_FACE_PX = {"portrait": 24, "cctv": 20}
 
 
 def face_chip(img: np.ndarray, settings: DetectorSettings, box: tuple[int, int, int, int] | None) -> np.ndarray | None:
@@ -45,32 +61,35 @@ def face_chip(img: np.ndarray, settings: DetectorSettings, box: tuple[int, int, 
     return faces[0].chip if faces else None
 
 
-def view_chips(model, renders: int, settings: DetectorSettings, seed: int = 0) -> list[np.ndarray | None]:  # noqa: ANN001
+def view_chips(model, renders: int, settings: DetectorSettings, seed: int = 0, spec: JitterSpec = JitterSpec()) -> list[np.ndarray | None]:  # noqa: ANN001
     """The aligned chips of ``renders`` jittered views of ``model`` (None where the detector missed the face)."""
     rng = np.random.default_rng([seed, model.identity.seed])
     per_px = scale_for_face_px(model, 40.0) / 40.0
-    return [face_chip(img, settings, box) for img, box, _ in (jittered_view(model, rng, unit_scale=per_px) for _ in range(renders))]
+    views = (jittered_view(model, rng, spec, unit_scale=per_px) for _ in range(renders))
+    return [face_chip(img, settings, box) for img, box, _ in views]
 
 
-def person_templates(seed: int, renders: int, view_seed: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
+def person_templates(seed: int, renders: int, views_of: str = "portrait", view_seed: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
     """(enrolment template or None, (m, DIM) templates of the views the detector found) of identity ``seed``."""
-    settings = DetectorSettings(kind="yunet")
+    settings = DetectorSettings(kind="yunet", min_face_px=VIEW_MIN_FACE_PX[views_of])
     model = build(random_identity(seed))
     enrol = face_chip(enrol_view(model)[0], settings, None)
-    views = [c for c in view_chips(model, renders, settings, view_seed) if c is not None]
+    views = [c for c in view_chips(model, renders, settings, view_seed, VIEWS[views_of]) if c is not None]
     e = embed_chips([enrol])[0][0] if enrol is not None else None
     return e, (embed_chips(views)[0] if views else np.zeros((0, DIM), np.float32))
 
 
-def _person(args: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray]:
+def _person(args: tuple[int, int, str]) -> tuple[np.ndarray | None, np.ndarray]:
     return person_templates(*args)
 
 
-def background(seeds: list[int], renders: int, workers: int = 2, progress: Callable[[int], None] | None = None) -> list:
+def background(
+    seeds: list[int], renders: int, views_of: str = "portrait", workers: int = 2, progress: Callable[[int], None] | None = None
+) -> list:
     """``person_templates`` of every seed, in ``workers`` processes."""
     out = []
     with ProcessPoolExecutor(workers) as ex:
-        for k, r in enumerate(ex.map(_person, [(s, renders) for s in seeds], chunksize=4)):
+        for k, r in enumerate(ex.map(_person, [(s, renders, views_of) for s in seeds], chunksize=4)):
             out.append(r)
             if progress:
                 progress(k + 1)
@@ -97,11 +116,12 @@ def build_metric(
     target_fpir: float = 0.01,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    views_of: str = "portrait",
 ) -> tuple[LearnedMetric, OpenSetPoint]:
     """Render, fit and calibrate (see the module docstring)."""
     total = fit_people + calibration_people
     seeds = [BACKGROUND_SEED + k for k in range(total)]
-    people = background(seeds, renders, workers, progress=(lambda k: progress(k, total)) if progress else None)
+    people = background(seeds, renders, views_of, workers, progress=(lambda k: progress(k, total)) if progress else None)
     fit_part, cal_part = people[:fit_people], people[fit_people:]
     vecs, labels = [], []
     for k, (e, v) in enumerate(fit_part):
@@ -109,7 +129,7 @@ def build_metric(
         vecs += rows
         labels += [k] * len(rows)
     desc = (
-        f"{fit_people} random identities (seeds {BACKGROUND_SEED}+) x (frontal enrolment + {renders} jittered views), "
+        f"{fit_people} random identities (seeds {BACKGROUND_SEED}+) x (frontal enrolment + {renders} {views_of} views), "
         f"YuNet + dlib ResNet; rule at FPIR <= {target_fpir:g} on {calibration_people} held-out people"
     )
     metric = fit_wccn(np.stack(vecs), labels, shrinkage, desc)

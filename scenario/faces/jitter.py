@@ -20,6 +20,7 @@ from .pose import Light, View, composite, render_view
 class JitterSpec:
     yaw: float = 25.0
     pitch: float = 10.0
+    pitch_centre: float = 0.0  # pitch drawn from centre ± pitch (< 0: seen from above)
     roll: float = 8.0
     face_px: tuple[float, float] = (70.0, 140.0)  # face-box width range
     intensity: tuple[float, float] = (0.55, 1.25)
@@ -62,7 +63,7 @@ def jittered_view(
 ) -> tuple[np.ndarray, tuple[int, int, int, int], dict]:
     """One random render of ``model``: returns (BGR image, true face box, the drawn parameters)."""
     yaw = float(rng.uniform(-spec.yaw, spec.yaw))
-    pitch = float(rng.uniform(-spec.pitch, spec.pitch))
+    pitch = spec.pitch_centre + float(rng.uniform(-spec.pitch, spec.pitch))
     roll = float(rng.uniform(-spec.roll, spec.roll))
     d = np.array([rng.uniform(-0.7, 0.7), rng.uniform(-0.7, 0.2), rng.uniform(0.5, 1.0)])
     tint = rng.uniform(0.85, 1.0, size=3)
