@@ -3,12 +3,13 @@
 Background people are fresh random identities from a seed range no scenario, bench or test draws from
 (``BACKGROUND_SEED`` upwards; the airport's travellers are drawn from 62-bit seeds, the bank is not used),
 so every evaluation of the metric is on people it never saw. Each is enrolled from its frontal portrait and
-seen in ``renders`` jittered views (``scenario.faces.jitter``), all through the edge's own vision (YuNet →
-5-point alignment → ResNet). The first ``fit_people`` fit the within-person covariance; the rest are split
+seen in ``renders`` jittered views (``VIEWS``: stills like bench.portraits', or a ceiling camera's), all
+through the edge's own vision (YuNet → 5-point alignment → ResNet). The first ``fit_people`` fit the within-person covariance; the rest are split
 into enrolled people and strangers to calibrate the rule (threshold and margin) at a stated FPIR with
 ``matcher.calibration.operating_point``, in the learned space.
 
     paxsim scenario metric [--out scenario/data/metric.npz]     # ~4 min on 2 cores
+    paxsim scenario metric --views cctv --out scenario/data/metric-cctv.npz
 """
 
 from __future__ import annotations
