@@ -33,7 +33,7 @@ from scenario.faces import build, random_identity
 from scenario.faces.jitter import JitterSpec
 from scenario.metric import MARGINS as METRIC_MARGINS
 from scenario.metric import THRESHOLDS as METRIC_THRESHOLDS
-from scenario.metric import VIEW_MIN_FACE_PX, VIEWS, view_chips
+from scenario.metric import VIEWS, view_chips
 from scenario.metric import face_chip as chip_for
 
 DETECTORS = {"hog (edge, upsample 0)": DetectorSettings(kind="hog"), "yunet": DetectorSettings(kind="yunet")}
@@ -210,9 +210,9 @@ def main() -> None:
         vecs: dict[str, dict] = {}
         for name, st in DETECTORS.items():
             t0 = time.time()
-            st = st.model_copy(update={"min_face_px": VIEW_MIN_FACE_PX[args.views]})
+            st = st.model_copy(update={"min_face_px": VIEWS[args.views].min_face_px})
             out.setdefault(style, {})[name] = run(
-                idents, args.renders, st, vectors=vecs.setdefault(name, {}), metric=metric, spec=VIEWS[args.views]
+                idents, args.renders, st, vectors=vecs.setdefault(name, {}), metric=metric, spec=VIEWS[args.views].spec
             )
             print(f"[{style}] {name} done in {time.time() - t0:.0f} s", flush=True)
         a, b = (vecs[n] for n in DETECTORS)

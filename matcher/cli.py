@@ -240,16 +240,14 @@ def identify(
 
     keep = [i for i, sid in enumerate(gallery.subject_ids) if allowed(sid)]
     ids, vectors = [gallery.subject_ids[i] for i in keep], gallery.vectors[keep]
-    threshold, margin, space = settings.matcher.threshold, settings.matcher.margin, (lambda x: x)
-    if settings.matcher.metric_file is not None:  # decide as the matcher does: in the learned space, with its rule
-        from matcher.metric import LearnedMetric, MetricError
+    from matcher.metric import MetricError, comparison
 
-        try:
-            metric = LearnedMetric.load(settings.matcher.metric_file)
-        except MetricError as exc:
-            err.print(f"[red]{exc}[/]")
-            raise typer.Exit(2) from None
-        threshold, margin, space = metric.threshold, metric.margin, metric.apply
+    try:  # decide as the matcher does (in the learned space with its rule, when one is configured)
+        metric, threshold, margin = comparison(settings.matcher)
+    except MetricError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    space = metric.apply if metric is not None else (lambda x: x)
     failed = 0
     with AuditLog.in_state_dir(settings.state_dir, "offline-tools", actor="cli:identify") as audit:
         for image in images:

@@ -15,10 +15,14 @@ Files are ``.npz`` without pickles, validated on load (``MetricError`` says what
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from core.config import MatcherSettings
 
 FORMAT = 1
 
@@ -50,7 +54,7 @@ class LearnedMetric:
         return (y / np.maximum(n, 1e-12)).astype(np.float32)
 
     def with_rule(self, threshold: float, margin: float) -> LearnedMetric:
-        return LearnedMetric(self.mean, self.transform, float(threshold), float(margin), self.shrinkage, self.background)
+        return replace(self, threshold=float(threshold), margin=float(margin))
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,6 +88,15 @@ class LearnedMetric:
         if not (0 < threshold <= 2 and 0 <= margin < 2):
             raise MetricError(f"{path}: threshold {threshold} / margin {margin} outside a unit-vector space's range")
         return cls(mean.astype(np.float32), transform.astype(np.float32), threshold, margin, shrinkage, str(background))
+
+
+def comparison(settings: MatcherSettings) -> tuple[LearnedMetric | None, float, float]:
+    """How the matcher compares, from its settings: (learned metric or None, threshold, margin); with a metric
+    file, its own calibrated rule. Raises ``MetricError`` for a bad file."""
+    if settings.metric_file is None:
+        return None, settings.threshold, settings.margin
+    metric = LearnedMetric.load(settings.metric_file)
+    return metric, metric.threshold, metric.margin
 
 
 def fit_wccn(vectors: np.ndarray, labels: Sequence[int] | np.ndarray, shrinkage: float = 0.3, background: str = "") -> LearnedMetric:

@@ -54,7 +54,7 @@ from matcher import snapshot
 from matcher.alerts import AlertPolicy, evaluate
 from matcher.gallery import Gallery, GallerySealed
 from matcher.index import GalleryIndex, SearchResult, search_k
-from matcher.metric import LearnedMetric
+from matcher.metric import comparison
 from matcher.site import load_site, site_file
 from matcher.trajectory import TrajectoryStore, ZoneMap
 from matcher.verify import Verification, Verifier
@@ -275,17 +275,15 @@ class Matcher:
     def __init__(self, settings: Settings, producer: AIOKafkaProducer, state: MatcherState, rt: PolicyRuntime) -> None:
         self.settings = settings
         gallery = load_gallery(gallery_path(settings), rt.vault)
-        path = settings.matcher.metric_file
-        self.metric = LearnedMetric.load(path) if path is not None else None  # MetricError: a clear start-up failure
+        self.metric, self.threshold, self.margin = comparison(settings.matcher)  # MetricError: a clear start-up failure
         self.index = GalleryIndex.build(gallery.subject_ids, self._space(gallery.vectors)) if len(gallery) else None
         GALLERY_SIZE.set(len(gallery))
         self.rt = rt
         self.chain = rt.post_match_chain()
-        self.threshold, self.margin = (
-            (self.metric.threshold, self.metric.margin) if self.metric else (settings.matcher.threshold, settings.matcher.margin)
-        )
         if self.metric is not None:
-            log.info("learned metric", extra={"file": str(path), "threshold": self.threshold, "margin": self.margin})
+            log.info(
+                "learned metric", extra={"file": str(settings.matcher.metric_file), "threshold": self.threshold, "margin": self.margin}
+            )
         self.producer = producer
         self.state = state
         self.tracklets = TrackletStore.for_policy(rt.holder)  # anonymous flow counting, off unless the policy enables it

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,22 +34,33 @@ from .faces.jitter import JitterSpec, jittered_view, scale_for_face_px
 BACKGROUND_SEED = 1_000_000
 THRESHOLDS = [round(0.50 + 0.02 * i, 2) for i in range(41)]  # 0.50 .. 1.30 (unit vectors: 0 .. 2)
 MARGINS = [round(0.01 * i, 2) for i in range(0, 21, 2)]  # 0 .. 0.20
-# the views a background person is seen in: ``portrait`` is bench.portraits' jitter; ``cctv`` is a ceiling
-# camera's: 22-50 px faces seen 8-28 degrees from above, dim, blurred, noisy, compressed (scenario/cctv_airport.yaml)
+
+
+class ViewKind(NamedTuple):
+    """How a background person is seen: the jitter of the views and the smallest face the detector looks for."""
+
+    spec: JitterSpec
+    min_face_px: int
+
+
+# ``portrait`` is bench.portraits' jitter; ``cctv`` is a ceiling camera's: 22-50 px faces seen 8-28 degrees
+# from above, dim, blurred, noisy, compressed (scenario/cctv_airport.yaml)
 VIEWS = {
-    "portrait": JitterSpec(),
-    "cctv": JitterSpec(
-        yaw=30.0,
-        pitch=10.0,
-        pitch_centre=-18.0,
-        face_px=(22.0, 50.0),
-        intensity=(0.45, 1.0),
-        blur=(0.4, 2.0),
-        noise=(3.0, 7.0),
-        jpeg=(45, 75),
+    "portrait": ViewKind(JitterSpec(), 24),
+    "cctv": ViewKind(
+        JitterSpec(
+            yaw=30.0,
+            pitch=10.0,
+            pitch_centre=-18.0,
+            face_px=(22.0, 50.0),
+            intensity=(0.45, 1.0),
+            blur=(0.4, 2.0),
+            noise=(3.0, 7.0),
+            jpeg=(45, 75),
+        ),
+        20,
     ),
 }
-VIEW_MIN_FACE_PX = {"portrait": 24, "cctv": 20}
 
 
 def face_chip(img: np.ndarray, settings: DetectorSettings, box: tuple[int, int, int, int] | None) -> np.ndarray | None:
@@ -72,10 +84,11 @@ def view_chips(model, renders: int, settings: DetectorSettings, seed: int = 0, s
 
 def person_templates(seed: int, renders: int, views_of: str = "portrait", view_seed: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
     """(enrolment template or None, (m, DIM) templates of the views the detector found) of identity ``seed``."""
-    settings = DetectorSettings(kind="yunet", min_face_px=VIEW_MIN_FACE_PX[views_of])
+    kind = VIEWS[views_of]
+    settings = DetectorSettings(kind="yunet", min_face_px=kind.min_face_px)
     model = build(random_identity(seed))
     enrol = face_chip(enrol_view(model)[0], settings, None)
-    views = [c for c in view_chips(model, renders, settings, view_seed, VIEWS[views_of]) if c is not None]
+    views = [c for c in view_chips(model, renders, settings, view_seed, kind.spec) if c is not None]
     e = embed_chips([enrol])[0][0] if enrol is not None else None
     return e, (embed_chips(views)[0] if views else np.zeros((0, DIM), np.float32))
 

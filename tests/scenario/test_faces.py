@@ -75,7 +75,7 @@ def test_cctv_background_views_are_small_dim_and_seen_from_above():
     from scenario.metric import VIEWS
 
     m, rng = build(random_identity(5)), np.random.default_rng(0)
-    cctv = [jittered_view(m, rng, VIEWS["cctv"])[2] for _ in range(8)]
+    cctv = [jittered_view(m, rng, VIEWS["cctv"].spec)[2] for _ in range(8)]
     assert all(-28 <= p["pitch"] <= -8 and 22 <= p["face_px"] <= 50 for p in cctv)
-    stills = [jittered_view(m, rng, VIEWS["portrait"])[2] for _ in range(8)]
+    stills = [jittered_view(m, rng, VIEWS["portrait"].spec)[2] for _ in range(8)]
     assert all(-10 <= p["pitch"] <= 10 and 70 <= p["face_px"] <= 140 for p in stills)
