@@ -114,6 +114,13 @@ class _ServiceState(msgspec.Struct):
     raised: list[tuple[str, float]]
 
 
+def _raised(exc: BaseException) -> str:
+    """A dead letter's reason for an exception no check foresaw (logged too: it names a missing check)."""
+    detail = f"{type(exc).__name__}: {str(exc)[:200]}"
+    log.warning("record raised in the matcher: dead-lettered", extra={"error": detail})
+    return detail
+
+
 def zone_map(settings: Settings) -> ZoneMap:
     """Walking distances between zones, from the site description (matcher/site.py)."""
     return load_site(site_file(settings)).zone_map()
@@ -392,6 +399,7 @@ class Matcher:
     async def decide_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         producer, state = self.producer, self.state
         pending: list[tuple[int, int, Sighting, np.ndarray | None]] = []
+        records_of: list[ConsumerRecord] = []  # pending[i] came from records_of[i]
         in_batch: set[str] = set()
         dead = []
         for tp, records in batch.items():
@@ -402,10 +410,12 @@ class Matcher:
                 except MessageError as exc:
                     dead.append(await dead_letter(producer, rec, STAGE, "undecodable", str(exc)))
                     continue
+                except Exception as exc:  # noqa: BLE001  no record, however built, may stop the matcher
+                    dead.append(await dead_letter(producer, rec, STAGE, "internal", _raised(exc)))
+                    continue
                 if state.seen(s.event_id) or s.event_id in in_batch:  # redelivered, or delivered twice in this batch
                     DUPLICATES.inc()
                     continue
-                in_batch.add(s.event_id)
                 try:
                     vec = self.rt.unseal(s).vector()
                 except KeyExpired:
@@ -413,7 +423,12 @@ class Matcher:
                 except (KeyUnavailable, SealError, MessageError) as exc:
                     dead.append(await dead_letter(producer, rec, STAGE, "unreadable", str(exc)))
                     continue
+                except Exception as exc:  # noqa: BLE001  e.g. a key id whose epoch overflows the clock arithmetic
+                    dead.append(await dead_letter(producer, rec, STAGE, "internal", _raised(exc)))
+                    continue
+                in_batch.add(s.event_id)
                 pending.append((tp.partition, rec.offset, s, vec))
+                records_of.append(rec)
         readable = [i for i, p in enumerate(pending) if p[3] is not None and not p[2].claimed_subject]
         claimed = [i for i, p in enumerate(pending) if p[3] is not None and p[2].claimed_subject]
         results: list[SearchResult | Verification | None] = [None] * len(pending)
@@ -436,14 +451,20 @@ class Matcher:
                 await asyncio.to_thread(self.rt.vault.warm, sorted(named), True)
         tracks, matches = [], []
         now = time.time()
-        for (partition, offset, s, vec), result in zip(pending, results):
-            if vec is None:
-                m = self._expired(s, partition, offset, now)
-            elif s.claimed_subject:
-                m = self._decide_claim(s, result, partition, offset, now)  # type: ignore[arg-type]
-            else:
-                m = self._decide(s, result, partition, offset, now)  # type: ignore[arg-type]
-            update, alerts = state.apply(m)
+        for (partition, offset, s, vec), result, rec in zip(pending, results, records_of):
+            try:
+                if vec is None:
+                    m = self._expired(s, partition, offset, now)
+                elif s.claimed_subject:
+                    m = self._decide_claim(s, result, partition, offset, now)  # type: ignore[arg-type]
+                else:
+                    m = self._decide(s, result, partition, offset, now)  # type: ignore[arg-type]
+                update, alerts = state.apply(m)
+            except (KeyUnavailable, asyncio.CancelledError):
+                raise  # the key holder is away: the whole batch is read again (run_matcher)
+            except Exception as exc:  # noqa: BLE001  a field no check foresaw: this record goes, the batch goes on
+                dead.append(await dead_letter(producer, rec, STAGE, "internal", _raised(exc)))
+                continue
             if update is not None:
                 if not update.plausible:
                     IMPLAUSIBLE.inc()  # faster than walking between the zones: probably a false match

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Literal
 
 # checking a plaintext embedding (only poison carries one: honest ones are sealed) needs numpy: imported at
 # start-up, not on the event loop at the first such record (which held the loop ~0.2 s)
@@ -24,7 +25,7 @@ from core.obs import LOOP_LAG_BUCKETS, watch_loop_lag
 from core.tasks import supervised
 from policy import metricnames as policy_metrics
 from policy.erasure import run_publisher
-from policy.filters import GateContext
+from policy.filters import Chain, GateContext
 from policy.runtime import PolicyRuntime
 
 log = logging.getLogger("paxsim.policy.gate")
@@ -33,6 +34,27 @@ STAGE = "gate"
 GROUP = "paxsim-policy-gate"
 EVENTS = Counter(policy_metrics.GATE_EVENTS_TOTAL, "Sightings the gate handled, by outcome", ["outcome"])
 LOOP_LAG = Histogram(policy_metrics.GATE_LOOP_LAG_SECONDS, "How late the gate's event loop woke a 10 ms sleep", buckets=LOOP_LAG_BUCKETS)
+
+
+Outcome = Literal["admitted", "denied", "undecodable", "unsealed", "key id", "internal"]
+
+
+def screen(rt: PolicyRuntime, chain: Chain, value: bytes, now: float) -> tuple[Outcome, str]:
+    """What the gate does with one record's bytes: admit, deny (the policy chain said no), or a dead-letter kind
+    with its reason. Pure but for the chain's audit rows and counters; the loop turns anything it raises into
+    an ``internal`` dead letter."""
+    try:
+        s = decode(value, Sighting)
+        check_sighting(s)
+    except MessageError as exc:
+        return "undecodable", str(exc)
+    refused = rt.plaintext_refused(s)
+    if refused:  # never forwarded: plaintext biometrics would reach a second topic
+        return "unsealed", refused
+    refused = rt.key_id_refused(s, now)
+    if refused:  # by arithmetic on the key id: the gate holds no sighting key
+        return "key id", refused
+    return ("admitted", "") if chain(GateContext(s, now)).allow else ("denied", "")
 
 
 async def run_gate(settings: Settings, stop: asyncio.Event, rt: PolicyRuntime | None = None) -> None:
@@ -60,28 +82,18 @@ async def run_gate(settings: Settings, stop: asyncio.Event, rt: PolicyRuntime | 
             for records in batch.values():
                 for rec in records:
                     try:
-                        s = decode(rec.value or b"", Sighting)
-                        check_sighting(s)
-                    except MessageError as exc:
-                        sends.append(await dead_letter(producer, rec, STAGE, "undecodable", str(exc)))
-                        dead_c.inc()
-                        continue
-                    refused = rt.plaintext_refused(s)
-                    if refused:  # never forwarded: plaintext biometrics would reach a second topic
-                        sends.append(await dead_letter(producer, rec, STAGE, "unsealed", refused))
-                        dead_c.inc()
-                        continue
-                    refused = rt.key_id_refused(s, now)
-                    if refused:  # by arithmetic on the key id: the gate holds no sighting key
-                        sends.append(await dead_letter(producer, rec, STAGE, "key id", refused))
-                        dead_c.inc()
-                        continue
-                    if chain(GateContext(s, now)).allow:
-                        # forwarded byte for byte: the gate never unseals the embedding
+                        outcome, detail = screen(rt, chain, rec.value or b"", now)
+                    except Exception as exc:  # noqa: BLE001  no record, however built, may stop the gate
+                        outcome, detail = "internal", f"{type(exc).__name__}: {str(exc)[:200]}"
+                        log.warning("record raised in the gate: dead-lettered", extra={"error": detail, "offset": rec.offset})
+                    if outcome == "admitted":  # forwarded byte for byte: the gate never unseals the embedding
                         sends.append(await producer.send(t.ADMITTED.name, rec.value, key=rec.key))
                         admitted_c.inc()
-                    else:
+                    elif outcome == "denied":
                         denied_c.inc()
+                    else:
+                        sends.append(await dead_letter(producer, rec, STAGE, outcome, detail))
+                        dead_c.inc()
             await acknowledged(sends)
             rt.flush_audit()
             await commit(consumer, offsets_after(batch), STAGE)

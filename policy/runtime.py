@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,6 +68,7 @@ from policy.filters import (
 from policy.policyfile import Policy, PolicyHolder
 
 log = logging.getLogger("paxsim.policy.runtime")
+_EPOCH = re.compile(r"[0-9]{1,20}")  # a key id's epoch: ASCII digits, at most 20 of them
 
 CONSENT_SYNC_S = 1.0  # also re-sync consent at least this often when no batch boundary is marked
 KEYD_START_WAIT_S = 60.0  # a stage starting while the run's key holder restarts waits this long for it
@@ -302,7 +304,8 @@ class PolicyRuntime:
         if not s.sealed:
             return None
         parts = s.key_id.split(":")
-        if len(parts) != 3 or not parts[2].isdigit():
+        # ASCII digits only: str.isdigit() also takes "²" or "٣", which int() then refuses (or reads as another number)
+        if len(parts) != 3 or _EPOCH.fullmatch(parts[2]) is None:
             return f"malformed key id {s.key_id[:40]!r}"
         current = epoch_of(now, self.holder.current.retention.epoch_s)
         if int(parts[2]) > current + MAX_FUTURE_EPOCHS:

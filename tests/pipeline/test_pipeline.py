@@ -200,6 +200,8 @@ def test_garbage_goes_to_dead_letter_and_matcher_keeps_running(settings: Setting
     good = seal_sighting(ring, msgspec.structs.replace(plain, event_id="poison-future"))
     cls, chain, epoch = good.key_id.split(":")
     future = msgspec.structs.replace(good, key_id=f"{cls}:{chain}:{int(epoch) + 10**9}")
+    # "1²".isdigit() is True and int("1²") raises: one such record used to stop the gate at every restart
+    digit = msgspec.structs.replace(good, event_id="poison-superscript", key_id=f"{cls}:{chain}:{epoch}²")
 
     async def inject() -> None:
         p = await start_producer(cs)
@@ -216,6 +218,10 @@ def test_garbage_goes_to_dead_letter_and_matcher_keeps_running(settings: Setting
         await p.send_and_wait(t.ADMITTED.name, unknown, key=b"cam-002")
         await p.send_and_wait(t.ADMITTED.name, encode(future), key=b"cam-002")
         await p.send_and_wait(t.SIGHTINGS.name, encode(msgspec.structs.replace(future, event_id="poison-future-gate")), key=b"cam-001")
+        await p.send_and_wait(t.SIGHTINGS.name, encode(digit), key=b"cam-001")
+        await p.send_and_wait(
+            t.ADMITTED.name, encode(msgspec.structs.replace(digit, event_id="poison-superscript-admitted")), key=b"cam-002"
+        )
         await p.stop()
 
     try:
@@ -243,11 +249,20 @@ def test_garbage_goes_to_dead_letter_and_matcher_keeps_running(settings: Setting
     finally:
         stack.stop()
     dead = [decode(r.value, DeadLetter) for r in topic(cs, t.DEADLETTER.name)]
-    assert len(dead) == first == 13, [(d.stage, d.reason) for d in dead]
+    assert len(dead) == first == 15, [(d.stage, d.reason) for d in dead]
+    superscript = sorted(d.stage for d in dead if "²" in d.reason)
+    assert superscript == ["gate", "matcher"], [(d.stage, d.reason) for d in dead]
     plaintext = [d.stage for d in dead if "plaintext embedding refused" in d.reason]
     assert sorted(plaintext) == ["gate", "matcher"], "a plaintext embedding went on to the admitted topic or was matched"
     forwarded = [decode(r.value, Sighting) for r in topic(cs, t.ADMITTED.name) if r.value[:1] != b"\xc1" and r.value != unknown]
-    written = {"poison-dim64-admitted", "poison-plain-admitted", "poison-dim0", "poison-dim4096", "poison-future"}
+    written = {
+        "poison-dim64-admitted",
+        "poison-plain-admitted",
+        "poison-dim0",
+        "poison-dim4096",
+        "poison-future",
+        "poison-superscript-admitted",
+    }
     forwarded = [s for s in forwarded if s.event_id not in written]  # not those the test wrote there itself
     assert forwarded and not any(s.embedding for s in forwarded), "the gate forwarded a plaintext embedding"
     assert any(d.reason.startswith("undecodable") for d in dead if (d.stage, d.source_topic) == ("matcher", t.ADMITTED.name))
