@@ -20,7 +20,7 @@ keys, erasure tombstones and chain positions are kept in FILE, sealed under ``--
     GET    /v1/chain/<class>              → the chain state of the oldest live epoch
     POST   /v1/subjects {"ids": [...], "create": bool} → {"keys": {id: {"key_id", "key"}}}
     POST   /v1/subjects/destroy {"id": ...} → {"destroyed": bool}  (the id in the body: URLs end up in logs)
-    DELETE /v1/subject/<id>               → {"destroyed": bool}  (older clients)
+    any other method                      → 405 (a key is destroyed through the POST route alone)
     POST   /v1/audit/checkpoint {"chain", "seq", "hash"} → the signed checkpoint (409: goes back, rewritten)
     GET    /v1/audit/checkpoints          → {"public_key", "checkpoints": [...]} (policy.notary)
 
@@ -245,12 +245,16 @@ class _Handler(BaseHTTPRequestHandler):
         keys = self.server.holder.subject_keys(ids, create)
         self._send(200, {"keys": {sid: {"key_id": kid, "key": base64.b64encode(k).decode()} for sid, (kid, k) in keys.items()}})
 
-    def do_DELETE(self) -> None:  # noqa: N802
-        if not self._authorized():
-            return
-        if not self.path.startswith("/v1/subject/"):
-            return self._send(404, {"detail": "no such endpoint"})
-        self._send(200, {"destroyed": self.server.holder.destroy_subject(unquote(self.path[len("/v1/subject/") :]))})
+    def _not_allowed(self) -> None:
+        """Every other method: 405, whoever asks. Keys are destroyed by POST /v1/subjects/destroy alone (the
+        ``destroy`` right), so that no second route can skip that check."""
+        self.close_connection = True  # a body we did not read may follow
+        self.send_response(405)
+        self.send_header("Allow", "GET, POST")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_DELETE = do_PUT = do_PATCH = do_HEAD = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed  # noqa: N815
 
 
 class KeyServer(ThreadingHTTPServer):

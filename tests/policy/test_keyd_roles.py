@@ -120,3 +120,32 @@ def test_erasure_requests_are_signed_for_the_issuing_role_and_nothing_else_verif
                 open_request(forged, verifier)
     finally:
         keyd.stop()
+
+
+def test_no_route_but_the_guarded_one_destroys_a_key():
+    """A subject key is destroyed only through POST /v1/subjects/destroy with the ``destroy`` right: every other
+    method on any path (the old DELETE /v1/subject/<id> took any valid credential) is 405 and changes nothing."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    keyd = spawn_keyd()
+    try:
+        admin = HttpKeySource(keyd.url, keyd.token)
+        ps = SubjectVault(admin).pseudonym("pax-1")
+        edge_token = keyd.stage_token("edge")
+        u = urlsplit(keyd.url)
+        for method in ("DELETE", "PUT", "PATCH", "OPTIONS"):
+            for path in ("/v1/subject/pax-1", "/v1/subject/pax-never-enrolled", "/v1/subjects/destroy"):
+                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
+                conn.request(method, path, body=b'{"id": "pax-1"}', headers={"Authorization": f"Bearer {edge_token}"})
+                status = conn.getresponse().status
+                conn.close()
+                assert status == 405, (method, path, status)
+        assert admin.resolve_pseudonyms([ps]) == {ps: "pax-1"}, "a key was destroyed by an unguarded route"
+        # an id that never had a key was not tombstoned either: it can still be enrolled
+        assert SubjectVault(admin).pseudonym("pax-never-enrolled").startswith("ps-")
+        edge = HttpKeySource.from_env(keyd.stage_env()["edge"])
+        with pytest.raises(KeyForbidden, match="may not destroy"):
+            edge.destroy_subject("pax-1")
+    finally:
+        keyd.stop()
