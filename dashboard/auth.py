@@ -18,6 +18,7 @@ import enum
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import threading
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.files import write_private
+
+log = logging.getLogger("paxsim.dashboard.auth")
 
 
 class Role(str, enum.Enum):
@@ -90,7 +93,8 @@ class TokenStore:
         self.path, self.clock = path, clock
         self._env: dict[str, _Entry] = {}  # sha256 → entry, from the environment: never written to the file
         self._file: dict[str, _Entry] = {}  # token id (or "sha256:…" for rows written before scrypt) → entry
-        self._revoked: set[str] = set()  # names whose tokens are refused, environment ones included
+        self._revoked: set[str] = set()  # names whose file tokens are refused (until the name is issued a new one)
+        self._revoked_env: set[str] = set()  # sha256 of environment tokens revoked: refused for good, whatever is issued
         self._verified: dict[str, str] = {}  # sha256 of a token checked once → its key in _file/_env
         self._sig: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
@@ -124,13 +128,17 @@ class TokenStore:
         with self._lock:
             rows = json.loads(self.path.read_text()) if sig is not None else []
             self._file = {}
+            legacy = 0
             for r in rows:
                 p = Principal(r["name"], Role(r["role"])) if "role" in r else None
                 if p is not None and "scrypt" in r:
                     self._file[r["id"]] = _Entry(p, r["scrypt"], r["salt"], r.get("expires_at"))
-                elif p is not None and "sha256" in r:
-                    self._file["sha256:" + r["sha256"]] = _Entry(p, r["sha256"], "", r.get("expires_at"))
+                elif p is not None:
+                    legacy += 1  # a bare sha256 row: anybody who can write the file could add one: never a credential
+            if legacy:
+                log.warning("token file rows without scrypt ignored: re-issue them", extra={"rows": legacy, "path": str(self.path)})
             self._revoked = {r["name"] for r in rows if r.get("revoked")}
+            self._revoked_env = {r["revoked_env"] for r in rows if "revoked_env" in r}
             self._verified.clear()
             self._sig = sig
 
@@ -191,6 +199,7 @@ class TokenStore:
             gone = [k for k, e in {**self._env, **self._file}.items() if e.principal.name == name]
             self._file = {k: e for k, e in self._file.items() if e.principal.name != name}
             self._revoked.add(name)
+            self._revoked_env |= {k for k, e in self._env.items() if e.principal.name == name}
             self._verified.clear()
             self._save()
         return len(gone)
@@ -200,14 +209,21 @@ class TokenStore:
         self._reload()
         now = self.clock()
         with self._lock:
-            live = [e for e in {**self._env, **self._file}.values() if e.principal.name not in self._revoked and e.valid(now)]
+            live = [e for e in {**self._env, **self._file}.values() if not self._refused(e) and e.valid(now)]
         return sorted({(e.principal, e.expires_at) for e in live}, key=lambda x: x[0].name)
 
     def principals(self) -> list[Principal]:
         return sorted({p for p, _exp in self.entries()}, key=lambda p: p.name)
 
+    def _refused(self, entry: _Entry) -> bool:
+        """Revoked: a file token by its name, an environment token by its own digest (issuing the name again
+        makes a new file token and brings no revoked environment token back)."""
+        if entry.salt:
+            return entry.principal.name in self._revoked
+        return entry.digest in self._revoked_env or entry.principal.name in self._revoked
+
     def _usable(self, entry: _Entry | None) -> Principal | None:
-        if entry is None or entry.principal.name in self._revoked or not entry.valid(self.clock()):
+        if entry is None or self._refused(entry) or not entry.valid(self.clock()):
             return None
         return entry.principal
 
@@ -235,13 +251,13 @@ class TokenStore:
                 return self._usable(entry)
         found_key = None
         with self._lock:
-            for k, e in [*self._env.items(), *((k, e) for k, e in self._file.items() if not e.salt)]:
+            for k, e in self._env.items():  # file tokens are scrypt only (above)
                 if hmac.compare_digest(e.digest, want):  # constant time per entry; no early exit on a hit
                     found_key = k
             if found_key is None:
                 return None
             self._verified[want] = found_key
-            return self._usable(self._env.get(found_key) or self._file.get(found_key))
+            return self._usable(self._env.get(found_key))
 
     def _save(self) -> None:
         """Under ``_lock``: write the file (0600, atomically) and remember its signature as read."""
@@ -251,9 +267,10 @@ class TokenStore:
         rows: list[dict[str, object]] = []
         for k, e in self._file.items():
             row: dict[str, object] = {"name": e.principal.name, "role": e.principal.role.value, "expires_at": e.expires_at}
-            row.update({"id": k, "scrypt": e.digest, "salt": e.salt} if e.salt else {"sha256": e.digest})
+            row.update({"id": k, "scrypt": e.digest, "salt": e.salt})
             rows.append(row)
         rows += [{"name": n, "revoked": True} for n in sorted(self._revoked)]
+        rows += [{"revoked_env": d} for d in sorted(self._revoked_env)]
         write_private(self.path, json.dumps(rows, indent=1).encode())
         self._sig = self._signature()
 

@@ -238,6 +238,34 @@ def test_token_store_keeps_only_scrypt_hashes_and_tokens_expire(tmp_path: Path):
     assert json.loads((tmp_path / "t2.json").read_text())[0]["name"] == "erin"
 
 
+def test_a_bare_sha256_row_in_the_token_file_is_no_credential(tmp_path: Path):
+    """Anybody who can write the token file could add an unsalted sha256 row of a token of their own choosing:
+    such rows are ignored (issued tokens are scrypt rows), so writing the file is not being admin."""
+    import hashlib
+
+    path = tmp_path / "tokens.json"
+    store = TokenStore(path)
+    store.issue("carol", Role.auditor)
+    forged = "f" * 40
+    rows = json.loads(path.read_text()) + [{"name": "mallory", "role": "admin", "sha256": hashlib.sha256(forged.encode()).hexdigest()}]
+    path.write_text(json.dumps(rows))
+    assert store.authenticate(forged) is None and TokenStore(path).authenticate(forged) is None
+    assert "mallory" not in {p.name for p in TokenStore(path).principals()}
+
+
+def test_issuing_a_revoked_name_again_does_not_revive_its_environment_token(tmp_path: Path):
+    env_token = "e" * 24
+    store = TokenStore.from_env(tmp_path / "tokens.json", {"PAXSIM_DASHBOARD_TOKENS": f"admin:erin:{env_token}"})
+    assert store.authenticate(env_token).role is Role.admin
+    assert store.revoke("erin") == 1 and store.authenticate(env_token) is None
+    new = store.issue("erin", Role.operator)  # the name again, with a smaller role
+    assert store.authenticate(new).role is Role.operator
+    assert store.authenticate(env_token) is None, "the revoked environment token (admin) came back with the name"
+    # and after a restart, which reads the environment again
+    again = TokenStore.from_env(tmp_path / "tokens.json", {"PAXSIM_DASHBOARD_TOKENS": f"admin:erin:{env_token}"})
+    assert again.authenticate(env_token) is None and again.authenticate(new).role is Role.operator
+
+
 def test_an_erasure_through_the_api_removes_trajectories_stored_under_the_pseudonym(settings: Settings, keys, monkeypatch):
     """With a key holder the matcher names subjects by pseudonym: the API's erasure must find those points, and the
     topic's later copy of the same request (which carries the pseudonym) must not be skipped as a duplicate."""
