@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import stat
 import subprocess
 import sys
 import uuid
@@ -77,6 +78,8 @@ def test_make_keyd_tokens_writes_one_strong_distinct_credential_per_role(tmp_pat
     shutil.copy(ROOT / "deploy" / "make-keyd-tokens.sh", script)
     assert subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60).returncode == 0
     out = tmp_path / "deploy" / "secrets" / "keyd"
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [out, *out.iterdir()]}
+    assert modes == {"keyd": 0o700, **{role: 0o600 for role in KEYD_ROLES}}, modes  # no credential readable by others
     r = preflight({**fresh(tmp_path / "unused"), KEYD_FILES_ENV: ",".join(f"{role}:{out / role}" for role in KEYD_ROLES)})
     assert r.returncode == 0, r.stdout
     assert subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60).returncode == 1  # never overwrites
