@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from broker import topics as t
 from broker.messages import MessageError, TrackUpdate, decode
+from core.files import write_private
 from policy.audit import AuditLog
 from policy.consent import ConsentRegistry
 from policy.crypto import SubjectVault
-from policy.filters import ExportContext, export_chain
+from policy.filters import ExportContext, StoreContext, export_chain, store_chain
 from policy.policyfile import Policy, load_policy
 from policy.stores import StoredItem
 
@@ -71,34 +72,39 @@ async def export_tracks(
     ids = {r: r for r in refs if not r.startswith("ps-")}
     if vault is not None:
         ids.update(vault.resolve(refs - set(ids), consent.subjects()))
+    # a record leaves no later than its own purpose allows: one already past that retention stays in (the `store`
+    # rule, audited like the export rules), and every exported line keeps the shorter of the two purposes' TTLs
+    keep = store_chain(policy, on_decision=audit.decision_hook("store", obj=lambda c: c.object_id, log_allows=policy.audit.log_allows))
     exported = refused = unlinkable = 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w") as f:
-        for r in records:
-            sid = ids.get(r.subject_id)
-            if sid is None:
-                unlinkable += 1
-                continue
-            d = chain(ExportContext(sid, purpose, now, object_id=r.event_id, actor="export"))
-            if not d.allow:
-                refused += 1
-                continue
-            ref = vault.pseudonym(sid) if vault is not None else r.subject_id
-            f.write(
-                json.dumps(
-                    {
-                        "subject": ref,
-                        "zone": r.zone,
-                        "prev_zone": r.prev_zone,
-                        "captured_at": r.captured_at,
-                        "camera_id": r.camera_id,
-                        "purpose": purpose,
-                        "policy_version": d.policy_version,
-                    }
-                )
-                + "\n"
-            )
-            exported += 1
+    lines: list[str] = []
+    for r in records:
+        sid = ids.get(r.subject_id)
+        if sid is None:
+            unlinkable += 1
+            continue
+        source = policy.purpose_for_zone(r.zone) or purpose
+        if not keep(StoreContext(source, r.captured_at, now, object_id=r.event_id)).allow:
+            refused += 1
+            continue
+        d = chain(ExportContext(sid, purpose, now, object_id=r.event_id, actor="export"))
+        if not d.allow:
+            refused += 1
+            continue
+        ref = vault.pseudonym(sid) if vault is not None else r.subject_id
+        row = {
+            "subject": ref,
+            "zone": r.zone,
+            "prev_zone": r.prev_zone,
+            "captured_at": r.captured_at,
+            "camera_id": r.camera_id,
+            "purpose": purpose,
+            "source_purpose": source,
+            "expires_at": r.captured_at + min(policy.retention_for(source), policy.retention_for(purpose)),
+            "policy_version": d.policy_version,
+        }
+        lines.append(json.dumps(row) + "\n")
+        exported += 1
+    write_private(out, "".join(lines).encode())  # personal data: owner-only, like every store
     return ExportResult(purpose, exported, refused, unlinkable, out)
 
 
@@ -107,8 +113,10 @@ class ExportStore:
 
     name = "store:exports"
 
-    def __init__(self, directory: Path, purpose_for_zone: dict[str, str | None]) -> None:
-        self.directory, self.purpose_for_zone = directory, purpose_for_zone
+    def __init__(
+        self, directory: Path, purpose_for_zone: dict[str, str | None], retention_for: Callable[[str], float] | None = None
+    ) -> None:
+        self.directory, self.purpose_for_zone, self.retention_for = directory, purpose_for_zone, retention_for
 
     def items(self) -> Iterator[StoredItem]:
         for path in sorted(self.directory.glob("*.jsonl")):
@@ -125,10 +133,13 @@ class ExportStore:
                     continue
                 zone = row.get("zone")
                 purpose = row.get("purpose") or self.purpose_for_zone.get(zone or "")
-                yield StoredItem(f"{path}:{n}", ref, purpose, zone, at)
+                source = row.get("source_purpose") or self.purpose_for_zone.get(zone or "")
+                # consent is that of the export's purpose; the retention no longer than the data's own purpose's
+                ttl = self.retention_for(source) if self.retention_for is not None and source else None
+                yield StoredItem(f"{path}:{n}", ref, purpose, zone, at, ttl_s=ttl)
 
 
 def export_store(settings) -> ExportStore:  # noqa: ANN001
     """Entry point ``paxsim.stores:exports``."""
     policy = load_policy(settings.policy.file)
-    return ExportStore(exports_dir(settings.state_dir), {z: policy.purpose_for_zone(z) for z in policy.zones})
+    return ExportStore(exports_dir(settings.state_dir), {z: policy.purpose_for_zone(z) for z in policy.zones}, policy.retention_for)

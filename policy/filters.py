@@ -482,6 +482,7 @@ class StoreContext:
     purpose: str
     captured_at: float
     now: float
+    object_id: str = ""  # the record, for the audit trail
 
 
 def _store_retention(ctx: StoreContext, p: Policy) -> str | None:

@@ -324,6 +324,8 @@ class Scanner:
             if item.subject_ref is None or not item.readable:
                 continue
             ttl = item.retention_s if item.retention_s is not None else self.policy.retention_for(item.purpose) if item.purpose else None
+            if item.ttl_s is not None:
+                ttl = item.ttl_s if ttl is None else min(ttl, item.ttl_s)
             self._subject_refs.append(
                 _Pending(
                     item.where,

@@ -21,6 +21,9 @@ class StoredItem:
     never_allowed: str | None = None  # why no consent can cover it (a metric label): any linkable subject is a finding
     # kept for accountability, not under consent (an ended consent record): only this retention applies
     retention_s: float | None = None
+    # under consent, but kept less long than its purpose allows (an export keeps the retention of the data's own
+    # purpose when that is shorter than the purpose it was exported for)
+    ttl_s: float | None = None
 
 
 class Store(Protocol):

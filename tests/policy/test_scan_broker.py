@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -650,3 +651,47 @@ def test_an_audited_read_by_the_scan_itself_is_not_an_emptied_audit_topic(client
 
     later = asyncio.run(run_scan(client_settings, POLICY, keys, stores=[], consent=ConsentRegistry()))
     assert later.counts == (0, 0, 0) and later.records["paxsim.audit.v1"] == 1, [str(f) for f in later.findings]
+
+
+def test_an_export_keeps_the_retention_of_the_data_s_own_purpose(client_settings, tmp_path):
+    """Tracks seen for boarding and exported for model-training (a longer TTL) leave no later than boarding's
+    retention allows (the `store` rule, audited), and the scanner judges the exported line by the shorter TTL."""
+    from broker.messages import TrackUpdate
+    from policy.audit import read_records
+    from policy.export import ExportStore, export_tracks, exports_dir
+    from policy.policyfile import load_policy
+    from policy.scan import Scanner
+
+    policy = load_policy()
+    boarding, training = policy.retention_for("boarding"), policy.retention_for("model-training")
+    assert boarding < training and policy.purpose_for_zone("gate") == "boarding"
+    now = time.time()
+    consent = ConsentRegistry.open(registry_path(client_settings.state_dir))
+    consent.grant_many([ConsentRecord("pax-x", p, now - 2 * training, now + training) for p in ("boarding", "model-training")])
+    keys = LocalKeySource(KeyHolder({}))
+    vault = SubjectVault(keys)
+    ps = vault.pseudonym("pax-x")
+    old, fresh = now - boarding - 60, now - 5
+    tracks = [
+        TrackUpdate(event_id=e, subject_id=ps, camera_id="cam-1", zone="gate", prev_zone=None, at=at, captured_at=at)
+        for e, at in (("t-old", old), ("t-fresh", fresh))
+    ]
+    asyncio.run(produce(client_settings, [(t.TRACKS.name, encode(x)) for x in tracks]))
+    out = exports_dir(client_settings.state_dir) / "model-training-1.jsonl"
+    audit = AuditLog.in_state_dir(client_settings.state_dir, "export")
+    res = asyncio.run(export_tracks(client_settings, policy, consent, vault, "model-training", out, audit, now=now))
+    assert (res.exported, res.refused) == (1, 1)
+    (row,) = [json.loads(x) for x in out.read_text().splitlines()]
+    assert row["source_purpose"] == "boarding" and row["expires_at"] == pytest.approx(fresh + boarding)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    denied = [(r.action, r.rule, r.object_id) for _n, r, _raw in read_records(audit.path) if r.decision == "deny"]
+    assert denied == [("store", "retention", "t-old")]
+
+    def findings(at: float) -> list[str]:
+        scanner = Scanner(policy, consent, keys, now=at)
+        scanner.add_store(ExportStore(exports_dir(client_settings.state_dir), {}, policy.retention_for))
+        return [f"{f.kind} {f.detail}" for f in scanner.finish().findings]
+
+    assert findings(fresh + boarding - 10) == []
+    late = findings(fresh + boarding + 10)  # within model-training's TTL, past boarding's: held too long
+    assert len(late) == 1 and late[0].startswith("expired-readable") and f"past the {boarding:g}s retention" in late[0], late
