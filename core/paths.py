@@ -17,8 +17,17 @@ def instance_name() -> str:
 
 
 def state_dir(settings: Settings) -> Path:
-    path = Path(settings.state_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    """The run's state directory, made owner-only (0700): it holds personal data, keys' credentials and logs."""
+    return private_dir(settings.state_dir)
+
+
+def private_dir(path: str | Path) -> Path:
+    """``path`` as a directory only its owner can enter (made if missing; an existing one we own is tightened)."""
+    path = Path(path)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.stat()
+    if st.st_uid == os.getuid() and st.st_mode & 0o077:
+        path.chmod(0o700)
     return path
 
 

@@ -12,6 +12,7 @@ key is destroyed are dropped on opening. Without a vault the file is plaintext (
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.config import Settings
+from core.files import write_private
 from core.paths import gallery_path
 from policy.consent import ConsentRegistry
 from policy.stores import StoredItem
@@ -90,7 +92,7 @@ class Gallery:
 
     def save(self, path: Path, vault: SubjectVault | None = None) -> None:
         """Write atomically; sealed per subject with ``vault`` (or when loaded sealed), else plaintext."""
-        tmp = path.with_name(path.name + ".tmp.npz")
+        buf = io.BytesIO()
         ids = np.array(self.subject_ids, dtype=object).astype(str)
         if vault is not None and not self.is_sealed:
             vault.warm(self.subjects(), True)
@@ -102,10 +104,11 @@ class Gallery:
         else:
             key_ids, blobs = self.key_ids, self.blobs
         if key_ids is not None and blobs is not None:
-            np.savez(tmp, subject_ids=ids, key_ids=np.array(key_ids, dtype=object).astype(str), blobs=blobs)
+            np.savez(buf, subject_ids=ids, key_ids=np.array(key_ids, dtype=object).astype(str), blobs=blobs)
         else:
-            np.savez(tmp, subject_ids=ids, vectors=self.vectors)
-        tmp.replace(path)
+            np.savez(buf, subject_ids=ids, vectors=self.vectors)
+        # 0600, a temporary file per process, fsync, rename: replicas applying one erasure never share a file
+        write_private(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: Path, vault: SubjectVault | None = None) -> Gallery:

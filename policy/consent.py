@@ -17,6 +17,7 @@ A subject without an active record for a purpose is, for that purpose, an unknow
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -28,6 +29,7 @@ from pathlib import Path
 from broker.messages import ErasureRequest
 from core import paths
 from core.config import Settings
+from core.paths import private_dir
 from policy.stores import StoredItem
 
 PURPOSES = ("egate-verification", "boarding", "flow-analytics", "model-training")
@@ -147,7 +149,11 @@ class ConsentRegistry:
         Changes made through this object are seen at once.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        # created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the database file's mode
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        if path.stat().st_mode & 0o077 and path.stat().st_uid == os.getuid():
+            path.chmod(0o600)
         db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA secure_delete=ON")
@@ -228,7 +234,9 @@ class ConsentRegistry:
                 self._data_version = db.execute("PRAGMA data_version").fetchone()[0]
             return len(rows)
 
-    def _write(self, recs: Iterable[ConsentRecord]) -> None:
+    def _write(self, recs: Iterable[ConsentRecord], erasure: ErasureRequest | None = None) -> None:
+        """Write ``recs`` (and queue ``erasure`` in the outbox) in one transaction: a withdrawal and its erasure
+        request are both on disk or neither is."""
         db = self._db
         if db is None:
             return
@@ -239,6 +247,8 @@ class ConsentRegistry:
                 "INSERT OR REPLACE INTO consents VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(r.subject_id, r.purpose, r.granted_at, r.expires_at, json.dumps(list(r.zones)), r.withdrawn_at, seq) for r in recs],
             )
+            if erasure is not None:
+                self._queue(erasure)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -301,11 +311,7 @@ class ConsentRegistry:
             req = ErasureRequest(
                 request_id=uuid.uuid4().hex, subject_id=subject_id, requested_at=at, reason=reason, subject_ref=subject_ref
             )
-            self._write(changed)
-            if self._db is not None:
-                self._db.execute(
-                    "INSERT INTO erasures VALUES (?, ?, ?, ?, NULL, ?)", (req.request_id, subject_id, at, reason, subject_ref or None)
-                )
+            self._write(changed, erasure=req)
             for r in changed:
                 self.records[subject_id][r.purpose] = r
             self.refresh(force=True)
@@ -320,12 +326,17 @@ class ConsentRegistry:
         req = ErasureRequest(request_id=uuid.uuid4().hex, subject_id=subject_id, requested_at=at, reason=reason, subject_ref=subject_ref)
         if self._db is not None:
             with self._lock:
-                self._db.execute(
-                    "INSERT INTO erasures VALUES (?, ?, ?, ?, NULL, ?)", (req.request_id, subject_id, at, reason, subject_ref or None)
-                )
+                self._queue(req)
         for cb in self._listeners:
             cb(req)
         return req
+
+    def _queue(self, req: ErasureRequest) -> None:
+        assert self._db is not None
+        self._db.execute(
+            "INSERT INTO erasures VALUES (?, ?, ?, ?, NULL, ?)",
+            (req.request_id, req.subject_id, req.requested_at, req.reason, req.subject_ref or None),
+        )
 
     def pending_erasures(self) -> list[ErasureRequest]:
         """Erasure requests not yet published to the erasure topic (oldest first)."""
@@ -344,6 +355,16 @@ class ConsentRegistry:
         self._db.executemany(
             "UPDATE erasures SET published_at = ?, subject_ref = NULL WHERE request_id = ?", [(at, i) for i in request_ids]
         )
+        self.wipe_wal()
+
+    def wipe_wal(self) -> bool:
+        """Copy the write-ahead log into the database and truncate it to nothing, so that a cleared value (an
+        erased subject's pseudonym) survives in neither (``secure_delete`` zeroes it in the database). False
+        while another connection still reads an older snapshot: the next call truncates it."""
+        if self._db is None:
+            return True
+        busy, _log, _done = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return busy == 0
 
     def erasures(self) -> list[tuple[ErasureRequest, float | None]]:
         """Every erasure request with its publication time (None = not yet published)."""
