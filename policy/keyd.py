@@ -9,8 +9,8 @@ role, read from 0600 files named by ``PAXSIM_KEYD_TOKEN_FILE`` and ``PAXSIM_KEYD
 ``PAXSIM_KEYD_TOKEN`` / ``PAXSIM_KEYD_ROLE_TOKENS``; never argv). Its clients name their credential the same way.
 It binds to loopback only. Without ``--state`` nothing is
 written to disk and a restart loses every key (all sealed data becomes unreadable); with ``--state FILE`` the
-keys, erasure tombstones and chain positions are kept in FILE, sealed under ``--master-key`` (both 0600,
-:mod:`policy.keystore`), so a restarted holder carries on and an erased subject stays erased.
+keys, erasure tombstones and chain positions are kept in FILE, sealed under ``--master-key`` (both 0600, the key
+in another directory; :mod:`policy.keystore`), so a restarted holder carries on and an erased subject stays erased.
 
     GET    /healthz                       → {"ok": true}
     GET    /v1/whoami                     → {"role": …} (any valid credential)
@@ -319,7 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", default=None, help="policy file (default: $PAXSIM_POLICY or the packaged default)")
     ap.add_argument("--reload-s", type=float, default=1.0)
     ap.add_argument("--state", type=Path, default=None, help="sealed state file: keys and tombstones survive a restart")
-    ap.add_argument("--master-key", type=Path, default=None, help="master key file of --state (default: FILE.key; made if missing)")
+    ap.add_argument(
+        "--master-key",
+        type=Path,
+        default=None,
+        help="master key file of --state (made if missing; required with --state, and not in the state file's directory)",
+    )
     args = ap.parse_args(argv)
     try:
         token = credential(os.environ, TOKEN_ENV, TOKEN_FILE_ENV)
@@ -335,7 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     policies = PolicyHolder.from_settings_path(args.policy)
     store = None
     if args.state is not None:
-        master = args.master_key or args.state.with_name(args.state.name + ".key")
+        master = args.master_key
+        if master is None or master.resolve().parent == args.state.resolve().parent:
+            # beside the state file, one copy of a directory (a backup, a volume snapshot) opens every key in it
+            print("--state needs --master-key FILE, kept outside the state file's directory (e.g. a secret mount)", file=sys.stderr)
+            return 2
         try:
             store = SealedState(args.state, master)
             holder = KeyHolder(key_classes(policies.current), store=store)
@@ -446,8 +455,8 @@ def spawn_keyd(
     cmd = [sys.executable, "-m", "policy.keyd", "--port", str(port)]
     if policy_path is not None:
         cmd += ["--policy", str(policy_path)]
-    if state is not None:
-        cmd += ["--state", str(state)]
+    if state is not None:  # the master key lives with the credentials, away from the state file
+        cmd += ["--state", str(state), "--master-key", str(secrets / "master.key")]
     from core.stack import die_with_parent  # the keys must not outlive the run, even after kill -9 of the parent
 
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, preexec_fn=die_with_parent)

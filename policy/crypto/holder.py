@@ -59,7 +59,8 @@ class KeyHolder:
         self._tomb_key = unb64(doc["tomb_key"])
         self._tombstones = {unb64(t) for t in doc["tombstones"]}
         self._subjects = {sid: (int(gen), unb64(key)) for sid, (gen, key) in doc["subjects"].items()}
-        self._generations = {sid: int(g) for sid, g in doc["generations"].items()}
+        # generations of live keys only: an erased subject's id is in no list (its tombstone is a keyed hash)
+        self._generations = {sid: int(g) for sid, g in doc["generations"].items() if sid in self._subjects}
         if "notary" in doc:
             self.notary = Notary(unb64(doc["notary"]["key"]), doc["notary"]["checkpoints"])
         for name, saved in doc["chains"].items():
@@ -173,6 +174,7 @@ class KeyHolder:
         claim must not bring the subject back under a new key)."""
         with self._lock:
             existed = self._subjects.pop(subject_id, None) is not None
+            self._generations.pop(subject_id, None)  # tombstoned: it never gets a key again, so no generation to keep
             self._tombstones.add(self._tombstone(subject_id))
             self._save()  # the erasure holds across a restart before it is confirmed
         if existed:

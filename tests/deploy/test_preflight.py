@@ -79,7 +79,8 @@ def test_make_keyd_tokens_writes_one_strong_distinct_credential_per_role(tmp_pat
     assert subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60).returncode == 0
     out = tmp_path / "deploy" / "secrets" / "keyd"
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [out, *out.iterdir()]}
-    assert modes == {"keyd": 0o700, **{role: 0o600 for role in KEYD_ROLES}}, modes  # no credential readable by others
+    assert modes == {"keyd": 0o700, "master.key": 0o600, **{role: 0o600 for role in KEYD_ROLES}}, modes  # none readable by others
+    assert len(bytes.fromhex((out / "master.key").read_text())) == 32
     r = preflight({**fresh(tmp_path / "unused"), KEYD_FILES_ENV: ",".join(f"{role}:{out / role}" for role in KEYD_ROLES)})
     assert r.returncode == 0, r.stdout
     assert subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60).returncode == 1  # never overwrites

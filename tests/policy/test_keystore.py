@@ -74,3 +74,34 @@ def test_keyd_killed_with_sigkill_comes_back_with_its_keys_on_the_same_address(t
         assert SubjectVault(src).open("pax-1", kid, blob) == b"template"
     finally:
         keyd.stop()
+
+
+def test_the_holder_keeps_no_list_of_erased_subjects(tmp_path: Path):
+    """Tombstones are keyed hashes: the sealed state, opened with its master key, names no erased subject."""
+    import json
+
+    h = holder(tmp_path, Clock())
+    h.subject_keys(["pax-erased", "pax-kept"], create=True)
+    assert h.destroy_subject("pax-erased")
+    doc = SealedState(tmp_path / "keyd.state", tmp_path / "keyd.state.key").load()
+    text = json.dumps(doc)
+    assert "pax-kept" in text and "pax-erased" not in text, "the state lists an erased subject"
+    again = holder(tmp_path, Clock())
+    assert again.subject_keys(["pax-erased"], create=True) == {}  # still erased, by its tombstone alone
+
+
+def test_keyd_refuses_a_state_file_without_a_master_key_kept_elsewhere(tmp_path: Path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PAXSIM_KEYD_TOKEN": "t" * 43}
+    for extra in ([], ["--master-key", str(tmp_path / "state.key")]):
+        r = subprocess.run(
+            [sys.executable, "-m", "policy.keyd", "--state", str(tmp_path / "state"), *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert r.returncode == 2 and "--master-key FILE, kept outside the state file's directory" in r.stderr, r.stderr
+    assert not (tmp_path / "state.key").exists() and not (tmp_path / "state").exists()
