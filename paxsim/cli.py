@@ -186,7 +186,9 @@ def keyd(
     policy_file: str | None = typer.Option(None, "--policy", help="policy file (key lifetimes come from it)"),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="allow a non-loopback --host (a private container network only)"),
     state: Path | None = typer.Option(None, "--state", help="sealed state file: keys and erasure tombstones survive a restart"),
-    master_key: Path | None = typer.Option(None, "--master-key", help="master key file of --state (required with it, outside its directory; made if missing)"),
+    master_key: Path | None = typer.Option(
+        None, "--master-key", help="master key file of --state (required with it, outside its directory; made if missing)"
+    ),
 ) -> None:
     """Run the key holder: epoch and subject keys, served to services that present $PAXSIM_KEYD_TOKEN (in memory
     only, or kept sealed in --state)."""

@@ -52,7 +52,7 @@ from core.files import write_private
 from policy.crypto import CONTROL_CLASS, KeyExpired, KeyHolder, new_token, token_matches
 from policy.crypto.sources import TOKEN_ENV, TOKEN_FILE_ENV, URL_ENV, credential
 from policy.keystore import SealedState, StateFileError
-from policy.notary import CheckpointRefused
+from policy.notary import CheckpointRefused, may_checkpoint
 from policy.policyfile import Policy, PolicyHolder
 
 log = logging.getLogger("paxsim.policy.keyd")
@@ -234,10 +234,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, {"subjects": self.server.holder.resolve_pseudonyms([str(p) for p in body["pseudonyms"]])})
             if self.path == "/v1/audit/checkpoint":
                 chain, seq, head = str(body["chain"]), int(body["seq"]), str(body["hash"])
+                prev = (int(body["prev"]["seq"]), str(body["prev"]["hash"])) if body.get("prev") is not None else None
+                if not may_checkpoint(self.role or "", chain):  # a stage anchors its own chain, never another's
+                    return self._send(403, {"detail": f"the {self.role} credential may not checkpoint chain {chain!r}"})
                 try:
-                    return self._send(200, self.server.holder.checkpoint(chain, seq, head))
+                    return self._send(200, self.server.holder.checkpoint(chain, seq, head, prev))
                 except CheckpointRefused as exc:
-                    return self._send(409, {"detail": str(exc)})
+                    return self._send(409, {"detail": str(exc), "need_seq": exc.need_seq})
             ids = [str(i) for i in body["ids"]]
             create = bool(body.get("create", False))
         except (ValueError, KeyError, TypeError) as exc:

@@ -59,6 +59,9 @@ class AuditMirror:
 
         self.notary = notary
         self.checkpointed = 0  # seq of the last head the notary signed
+        # (seq, hash) the file holds at ``checkpointed``, read from the next entry's prev_hash: the notary's proof
+        # that the new head extends its last checkpoint (never from memory: a regrown tail must not pass)
+        self._link: tuple[int, str] | None = None
         self.path = Path(path)
         self.topic = topic or t.AUDIT.name
         self.max_batch = max_batch
@@ -135,12 +138,24 @@ class AuditMirror:
             return
         from policy.notary import CheckpointRefused
 
+        chain, seq, head = self.path.stem, self.cursor.seq, self.cursor.hash
+        link = self._link if self._link is not None and self._link[0] == self.checkpointed else None
         try:
-            await asyncio.to_thread(self.notary.checkpoint, self.path.stem, self.cursor.seq, self.cursor.hash)
+            try:
+                await asyncio.to_thread(self.notary.checkpoint, chain, seq, head, link)
+            except CheckpointRefused as exc:
+                # the notary's last checkpoint is not the one this process made (a restart): show the chain's
+                # record at that seq, as the file holds it now, and ask once more
+                if exc.need_seq is None or (link is not None and link[0] == exc.need_seq):
+                    raise
+                found = await asyncio.to_thread(hash_at, self.path, exc.need_seq)
+                if found is None:
+                    raise CheckpointRefused(f"chain {chain} no longer holds its checkpointed seq {exc.need_seq} (truncated?)") from None
+                await asyncio.to_thread(self.notary.checkpoint, chain, seq, head, (exc.need_seq, found))
         except CheckpointRefused as exc:
-            CHECKPOINT_REFUSED.labels(self.path.stem).inc()
-            log.error("audit checkpoint refused", extra={"chain": self.path.stem, "error": str(exc)})
-        self.checkpointed = self.cursor.seq
+            CHECKPOINT_REFUSED.labels(chain).inc()
+            log.error("audit checkpoint refused", extra={"chain": chain, "error": str(exc)})
+        self.checkpointed, self._link = seq, None
 
     async def mirror_once(self, producer: Any) -> int:  # noqa: ANN401
         """Publish every new complete entry, wait for the acks, advance the cursor, then have the head
@@ -153,6 +168,9 @@ class AuditMirror:
             if not todo:
                 await self.anchor()
                 return total
+            first = todo[0][0]
+            if first.seq == self.checkpointed + 1:
+                self._link = (self.checkpointed, first.prev_hash)
             sends = [await producer.send(self.topic, encode_topic(rec, rows), key=rec.actor.encode()) for rec, rows, _pos, _raw in todo]
             await acknowledged(sends)
             last, _rows, pos, _raw = todo[-1]
@@ -184,15 +202,36 @@ class AuditMirror:
             log.warning("audit mirror failed; will retry", extra={"chain": self.path.stem, "error": repr(exc)})
 
 
-async def mirror_dir(directory: Path, producer: Any, stop: asyncio.Event, every_s: float = 1.0, notary: Any = None) -> None:  # noqa: ANN401
+def hash_at(path: Path, seq: int) -> str | None:
+    """The hash of the chain's record ``seq`` as the file holds it now (None: not there)."""
+    from policy.audit import read_records
+
+    for _n, rec, _raw in read_records(path):
+        if rec is not None and rec.seq == seq:
+            return rec.hash
+    return None
+
+
+async def mirror_dir(
+    directory: Path,
+    producer: Any,  # noqa: ANN401
+    stop: asyncio.Event,
+    every_s: float = 1.0,
+    notary: Any = None,  # noqa: ANN401
+    role: str = "admin",
+) -> None:
     """Mirror every chain in ``directory`` whose lock this process can take (new chains are picked up), and
-    have each mirrored head countersigned by ``notary`` (the run's key source) when there is one."""
+    have each mirrored head countersigned by ``notary`` (the run's key source) when there is one. ``role``: that
+    credential's; chains it may not anchor (another stage's, :func:`policy.notary.may_checkpoint`) are left to
+    their own stage."""
+    from policy.notary import may_checkpoint
+
     mirrors: dict[Path, AuditMirror] = {}
     try:
         while True:
             if directory.is_dir():
                 for p in sorted(directory.glob("*.jsonl")):
-                    if p not in mirrors:
+                    if p not in mirrors and (notary is None or may_checkpoint(role, p.stem)):
                         mirrors[p] = AuditMirror(p, notary=notary)
             for m in mirrors.values():
                 await m._tick(producer)

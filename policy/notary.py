@@ -31,7 +31,28 @@ _CONTROL_LABEL = b"paxsim-control-message-v1"  # the same key signs control mess
 
 
 class CheckpointRefused(Exception):
-    """The head goes back or contradicts the chain's checkpoint (truncated or rewritten)."""
+    """The head goes back, contradicts the chain's checkpoint (truncated or rewritten), or does not show that it
+    extends it. ``need_seq``: the checkpointed seq whose hash, as the chain now holds it, the caller must show."""
+
+    def __init__(self, detail: str, need_seq: int | None = None) -> None:
+        super().__init__(detail)
+        self.need_seq = need_seq
+
+
+# The chain each stage's runtime writes, anchored by that stage's credential alone. Every other chain (consent,
+# export, dashboard-api, offline tools) is written by tools and mirrored by whichever stage runs: any stage
+# credential but the edge's may anchor those. An edge credential anchors the edge's chain and nothing else.
+OWNED_CHAINS = {"edge": "edge", "gate": "gate", "matcher": "matcher"}
+
+
+def may_checkpoint(role: str, chain: str) -> bool:
+    """May a credential of ``role`` have ``chain``'s head countersigned?"""
+    if role == "admin":
+        return True
+    owner = next((r for r, name in OWNED_CHAINS.items() if chain == name), None)
+    if owner is not None:
+        return owner == role
+    return role in ("gate", "matcher", "dashboard")
 
 
 def _message(chain: str, seq: int, head: str, at: float) -> bytes:
@@ -57,8 +78,10 @@ class Notary:
     def public_key(self) -> str:
         return _b64(self._sk.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 
-    def checkpoint(self, chain: str, seq: int, head: str, at: float | None = None) -> dict:
-        """Keep and sign ``(chain, seq, head)``; CheckpointRefused when it contradicts the last one."""
+    def checkpoint(self, chain: str, seq: int, head: str, at: float | None = None, prev: tuple[int, str] | None = None) -> dict:
+        """Keep and sign ``(chain, seq, head)``; CheckpointRefused when it contradicts the last one. A head past
+        the last checkpoint needs ``prev``, the chain's ``(seq, hash)`` at that checkpoint as the chain holds it
+        now: a tail cut and regrown by the writer has another hash there, and is refused."""
         at = time.time() if at is None else at
         with self._lock:
             last = self.checkpoints.get(chain)
@@ -69,6 +92,10 @@ class Notary:
                     raise CheckpointRefused(f"chain {chain} seq {seq} was checkpointed with another hash (rewritten?)")
                 if seq == last["seq"]:
                     return last
+                if prev is None or prev[0] != last["seq"]:
+                    raise CheckpointRefused(f"chain {chain}: show its hash at seq {last['seq']}", need_seq=int(last["seq"]))
+                if prev[1] != last["hash"]:
+                    raise CheckpointRefused(f"chain {chain} holds another record at its checkpointed seq {last['seq']} (cut and regrown?)")
             cp = {"chain": chain, "seq": seq, "hash": head, "at": at, "sig": _b64(self._sk.sign(_message(chain, seq, head, at)))}
             self.checkpoints[chain] = cp
             return cp

@@ -87,10 +87,10 @@ class KeyHolder:
             }
         )
 
-    def checkpoint(self, chain: str, seq: int, head: str) -> dict:
+    def checkpoint(self, chain: str, seq: int, head: str, prev: tuple[int, str] | None = None) -> dict:
         """Keep and sign an audit chain's head (policy.notary); saved before it is answered."""
         with self._lock:
-            cp = self.notary.checkpoint(chain, seq, head, self.clock())
+            cp = self.notary.checkpoint(chain, seq, head, self.clock(), prev)
             self._save()
         return cp
 

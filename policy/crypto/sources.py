@@ -55,7 +55,7 @@ class KeySource(Protocol):
 
     def resolve_pseudonyms(self, pseudonyms: list[str]) -> dict[str, str]: ...
 
-    def checkpoint(self, chain: str, seq: int, head: str) -> dict: ...
+    def checkpoint(self, chain: str, seq: int, head: str, prev: tuple[int, str] | None = None) -> dict: ...
 
     def checkpoints(self) -> dict: ...
 
@@ -81,8 +81,8 @@ class LocalKeySource:
     def destroy_subject(self, subject_id: str) -> bool:
         return self.holder.destroy_subject(subject_id)
 
-    def checkpoint(self, chain: str, seq: int, head: str) -> dict:
-        return self.holder.checkpoint(chain, seq, head)
+    def checkpoint(self, chain: str, seq: int, head: str, prev: tuple[int, str] | None = None) -> dict:
+        return self.holder.checkpoint(chain, seq, head, prev)
 
     def checkpoints(self) -> dict:
         return self.holder.checkpoints()
@@ -151,7 +151,8 @@ class HttpKeySource:
         if r.status_code == 404:
             raise KeyExpired(r.json().get("detail", "not found"))
         if r.status_code == 409:
-            raise CheckpointRefused(r.json().get("detail", "checkpoint refused"))
+            body409 = r.json()
+            raise CheckpointRefused(body409.get("detail", "checkpoint refused"), need_seq=body409.get("need_seq"))
         if r.status_code == 403:
             raise KeyForbidden(r.json().get("detail", "forbidden"))
         if r.status_code != 200:
@@ -179,9 +180,13 @@ class HttpKeySource:
     def resolve_pseudonyms(self, pseudonyms: list[str]) -> dict[str, str]:
         return dict(self._call("POST", "/v1/pseudonyms/resolve", {"pseudonyms": pseudonyms})["subjects"])
 
-    def checkpoint(self, chain: str, seq: int, head: str) -> dict:
-        """The key holder's signed checkpoint of an audit chain head; CheckpointRefused (409) if it goes back."""
-        return self._call("POST", "/v1/audit/checkpoint", {"chain": chain, "seq": seq, "hash": head})
+    def checkpoint(self, chain: str, seq: int, head: str, prev: tuple[int, str] | None = None) -> dict:
+        """The key holder's signed checkpoint of an audit chain head; CheckpointRefused (409) if it goes back, or
+        does not show (``prev``: the chain's seq and hash at the last checkpoint) that it extends it."""
+        body: dict = {"chain": chain, "seq": seq, "hash": head}
+        if prev is not None:
+            body["prev"] = {"seq": prev[0], "hash": prev[1]}
+        return self._call("POST", "/v1/audit/checkpoint", body)
 
     def checkpoints(self) -> dict:
         return self._call("GET", "/v1/audit/checkpoints")
