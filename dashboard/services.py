@@ -96,7 +96,7 @@ class Services:
         if self._vault is None:
             if self.keys is None:
                 return None
-            self._vault = SubjectVault(self.keys)
+            self._vault = SubjectVault(self.keys, pseudonyms_only=True)  # names subjects; opens no template
         return self._vault
 
     @property

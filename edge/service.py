@@ -90,12 +90,6 @@ async def run_virtual_edge(
     pub = Publisher(producer, max_wait_s=LATE_S / 2)  # queued before a stall: shed, not sent late
     sender = asyncio.create_task(pub.run())
     background = asyncio.create_task(rt.background(stop))
-    claims_by_pseudonym = rt.vault is not None and rt.enforcing
-    if claims_by_pseudonym and airport.egate_eligible:  # e-gate claims travel as pseudonyms: keys warm before traffic
-        try:
-            await asyncio.to_thread(rt.vault.warm, airport.egate_eligible, True)
-        except KeyUnavailable as exc:  # fetched per claim later; a claim that cannot be named then is dropped
-            log.warning("e-gate claim keys not warmed", extra={"error": str(exc)})
     nonce = os.urandom(4).hex()
     track_ids: dict[tuple[str, str], int] = {}
     window: Tally[str] = Tally()
@@ -130,16 +124,7 @@ async def run_virtual_edge(
                     window[cam.camera_id] += 1  # not biometric here: the face becomes a count
                     COUNT_ONLY.labels(cam.camera_id).inc()
                     continue
-                claim = vs.claimed_subject or ""
-                if claim and claims_by_pseudonym:
-                    try:  # e-gate: the passport presented names a subject, by pseudonym on the broker
-                        claim = rt.vault.pseudonym(claim)
-                    except KeyExpired:  # an erased subject's key is never made again: its claim cannot travel
-                        DROPPED.labels("erased_claim").inc()
-                        continue
-                    except KeyUnavailable:  # the key holder is restarting: the claim cannot be named now
-                        DROPPED.labels("no_key_claim").inc()
-                        continue
+                claim = vs.claimed_subject or ""  # e-gate: sealed with the face (policy.crypto.seal_sighting)
                 offered += 1
                 track = track_ids.setdefault((cam.camera_id, vs.traveller_id), len(track_ids) + 1)
                 s = Sighting(

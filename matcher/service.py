@@ -294,7 +294,6 @@ class Matcher:
         self.producer = producer
         self.state = state
         self.tracklets = TrackletStore.for_policy(rt.holder)  # anonymous flow counting, off unless the policy enables it
-        self._claims: dict[str, str] = {}  # pseudonym -> subject, for the gallery's subjects (refreshed with the keys)
         log.info("gallery loaded", extra={"templates": len(gallery), "subjects": len(gallery.subjects())})
 
     def _space(self, vectors: np.ndarray) -> np.ndarray:
@@ -316,9 +315,9 @@ class Matcher:
             if subjects:
                 try:
                     await asyncio.to_thread(self.rt.vault.warm, subjects, True)
-                    self._claims = {self.rt.vault.pseudonym(sid): sid for sid in subjects}  # cache hits: no I/O
                 except Exception as exc:  # key holder briefly unreachable: pseudonym() will retry
-                    log.warning("subject key refresh failed", extra={"error": repr(exc)})
+                    # the type only: a lagging replica's KeyExpired concerns an erased subject, named in no log
+                    log.warning("subject key refresh failed", extra={"error": type(exc).__name__})
             try:
                 await asyncio.wait_for(stop.wait(), every_s)
             except TimeoutError:
@@ -359,17 +358,9 @@ class Matcher:
             return None
 
     async def resolve_claims(self, claims: list[str]) -> list[str | None]:
-        """The gallery subject each claim names (a pseudonym, or a plain id when the run has no key holder)."""
-        if self.rt.vault is None or self.index is None:
-            return [c if self.index is not None and c in self.index else None for c in claims]
-        unknown = {c for c in claims if c not in self._claims}
-        if unknown:  # keys not warm yet, or a claim of someone not enrolled: one round trip for the batch
-            try:
-                found = await asyncio.to_thread(self.rt.vault.resolve, unknown, self.subjects())
-                self._claims.update(found)
-            except Exception as exc:
-                log.warning("claim resolution failed", extra={"error": repr(exc)})
-        return [self._claims.get(c) for c in claims]
+        """The gallery subject each claim names, or None (not enrolled, or erased). Claims arrive as subject ids
+        inside the sealed payload (opened with the face), so no key holder round trip is needed."""
+        return [c if self.index is not None and c in self.index else None for c in claims]
 
     def _verify_many(self, claims: list[tuple[str, np.ndarray]]) -> list[Verification]:
         """1:1 decisions in the matcher's space (run in a worker thread)."""
@@ -417,7 +408,8 @@ class Matcher:
                     DUPLICATES.inc()
                     continue
                 try:
-                    vec = self.rt.unseal(s).vector()
+                    s = self.rt.unseal(s)  # the face, and any e-gate claim sealed with it
+                    vec = s.vector()
                 except KeyExpired:
                     vec = None  # past its retention: unreadable by design, decided as refused below
                 except (KeyUnavailable, SealError, MessageError) as exc:

@@ -66,11 +66,3 @@ class Verifier:
     def verify_many(self, claims: list[tuple[str, np.ndarray]]) -> list[Verification]:
         """Several claims (e.g. a micro-batch from e-gate cameras); run it in a worker thread."""
         return [self.verify(sid, vec) for sid, vec in claims]
-
-
-def claim_reference(vault, subject_id: str | None) -> str:  # noqa: ANN001 (policy.crypto.SubjectVault | None)
-    """How an e-gate claim travels in ``Sighting.claimed_subject``: the subject's pseudonym when the run has a
-    key holder (never the plain id on the broker), the id otherwise, "" for no claim. The matcher resolves it."""
-    if not subject_id:
-        return ""
-    return vault.pseudonym(subject_id) if vault is not None else subject_id

@@ -19,6 +19,7 @@ in another directory; :mod:`policy.keystore`), so a restarted holder carries on 
     POST   /v1/control/sign {payload}     → {"issuer": role, "signature"} (roles that may issue: gate, dashboard)
     GET    /v1/chain/<class>              → the chain state of the oldest live epoch
     POST   /v1/subjects {"ids": [...], "create": bool} → {"keys": {id: {"key_id", "key"}}}
+    POST   /v1/subjects/pseudonym-keys {"ids": [...]} → {"keys": {id: {"key_id", "key"}}}: pseudonym keys, no raw key
     POST   /v1/subjects/destroy {"id": ...} → {"destroyed": bool}  (the id in the body: URLs end up in logs)
     any other method                      → 405 (a key is destroyed through the POST route alone)
     POST   /v1/audit/checkpoint {"chain", "seq", "hash"} → the signed checkpoint (409: goes back, rewritten)
@@ -66,12 +67,16 @@ ROLE_TOKEN_FILES_ENV = "PAXSIM_KEYD_ROLE_TOKEN_FILES"  # "role:path,...", a file
 # The edge seals to the sightings class's public keys (it cannot open a sighting, its own included) and names
 # e-gate claims by pseudonym (subject keys); it can neither destroy a key, nor resolve a pseudonym, nor touch
 # the control class.
+# ``subjects``: raw subject keys (they seal and open gallery templates): the matcher and the auditor only.
+# ``pseudonyms``: pseudonym keys (policy.crypto.holder.pseudonym_key), which name a subject and open nothing: the
+# gate and the dashboard, which attach pseudonyms to erasure requests and API answers.
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "edge": frozenset({"seal:sightings", "subjects", "subjects:create", "checkpoint"}),
+    # e-gate claims are sealed with the face: the edge needs no subject key at all
+    "edge": frozenset({"seal:sightings", "checkpoint"}),
     # the gate forwards sealed bytes (no sighting key); it and the dashboard publish the erasure outbox (issue)
-    "gate": frozenset({"chain:control", "subjects", "checkpoint", "issue"}),
+    "gate": frozenset({"chain:control", "pseudonyms", "checkpoint", "issue"}),
     "matcher": frozenset({"chain:sightings", "chain:tracklets", "chain:control", "subjects", "subjects:create", "destroy", "checkpoint"}),
-    "dashboard": frozenset({"chain:control", "subjects", "checkpoint", "checkpoints", "issue"}),
+    "dashboard": frozenset({"chain:control", "pseudonyms", "checkpoint", "checkpoints", "issue"}),
     "auditor": frozenset({"chain:sightings", "chain:tracklets", "chain:control", "subjects", "resolve", "checkpoints"}),
     "admin": frozenset({"*"}),
 }
@@ -202,7 +207,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         if not self._authorized():
             return
-        if self.path not in ("/v1/subjects", "/v1/subjects/destroy", "/v1/pseudonyms/resolve", "/v1/audit/checkpoint", "/v1/control/sign"):
+        if self.path not in (
+            "/v1/subjects",
+            "/v1/subjects/pseudonym-keys",
+            "/v1/subjects/destroy",
+            "/v1/pseudonyms/resolve",
+            "/v1/audit/checkpoint",
+            "/v1/control/sign",
+        ):
             return self._send(404, {"detail": "no such endpoint"})
         try:
             n = int(self.headers.get("Content-Length", "0"))
@@ -220,6 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "/v1/pseudonyms/resolve": "resolve",
                 "/v1/audit/checkpoint": "checkpoint",
                 "/v1/control/sign": "issue",
+                "/v1/subjects/pseudonym-keys": "pseudonyms",
             }.get(self.path, "subjects:create" if body.get("create") else "subjects")
             if not self._may(need):
                 return None
@@ -243,9 +256,12 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._send(409, {"detail": str(exc), "need_seq": exc.need_seq})
             ids = [str(i) for i in body["ids"]]
             create = bool(body.get("create", False))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return self._send(400, {"detail": f"bad request: {exc}"})
-        keys = self.server.holder.subject_keys(ids, create)
+        if self.path == "/v1/subjects/pseudonym-keys":  # existing subjects only: naming never makes a key
+            keys = self.server.holder.pseudonym_keys(ids, False)
+        else:
+            keys = self.server.holder.subject_keys(ids, create)
         self._send(200, {"keys": {sid: {"key_id": kid, "key": base64.b64encode(k).decode()} for sid, (kid, k) in keys.items()}})
 
     def _not_allowed(self) -> None:

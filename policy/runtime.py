@@ -117,7 +117,9 @@ class PolicyRuntime:
         # edge seals (public keys only: it cannot open a sighting), the gate forwards sealed bytes (no key at all)
         self._ring: EpochKeyRing | None = EpochKeyRing(keys, "sightings") if keys is not None and sighting_keys == "open" else None
         self._sealer: PublicKeyRing | None = PublicKeyRing(keys, "sightings") if keys is not None and sighting_keys == "seal" else None
-        self.vault = SubjectVault(keys) if keys is not None else None
+        # subject keys: raw for the stage that opens faces (the matcher: gallery templates, pseudonyms); pseudonym
+        # keys for the others, which name subjects (erasure requests) and can open no template
+        self.vault = SubjectVault(keys, pseudonyms_only=sighting_keys != "open") if keys is not None else None
         self._control: EpochKeyRing | None = None
         self._rows: dict[str, list[DecisionRow]] = {}
         self._pseudonyms: dict[str, str] = {}
@@ -296,6 +298,8 @@ class PolicyRuntime:
         on, every honest edge seals: plaintext is a hostile or broken producer, never a face to match."""
         if s.embedding and self.sealed_run and self.enforcing:
             return "plaintext embedding refused: this run seals every embedding at the edge"
+        if s.claimed_subject and self.sealed_run and self.enforcing:
+            return "e-gate claim in clear refused: this run seals every claim with its embedding at the edge"
         return None
 
     def key_id_refused(self, s: Sighting, now: float) -> str | None:

@@ -21,9 +21,19 @@ LOCAL_ISSUER = "local"  # control messages signed by an in-process key holder (t
 ISSUERS = frozenset({"gate", "dashboard", "admin", LOCAL_ISSUER})  # roles whose signed erasure requests count
 
 
+def pseudonym_key(raw_key: bytes) -> bytes:
+    """What a stage that names subjects but opens nothing (gate, dashboard) gets instead of the subject key: it
+    derives the pseudonym and cannot open a template sealed under the subject key."""
+    return hmac.new(raw_key, b"paxsim-pseudonym-key", hashlib.sha256).digest()
+
+
+def pseudonym_from_key(ps_key: bytes) -> str:
+    return "ps-" + hmac.new(ps_key, b"paxsim-pseudonym", hashlib.sha256).hexdigest()[:24]
+
+
 def pseudonym_of(raw_key: bytes) -> str:
     """A subject's pseudonym: derived from their key, so it dies with it (erasure unlinks every copy)."""
-    return "ps-" + hmac.new(raw_key, b"paxsim-pseudonym", hashlib.sha256).hexdigest()[:24]
+    return pseudonym_from_key(pseudonym_key(raw_key))
 
 
 class KeyHolder:
@@ -160,6 +170,10 @@ class KeyHolder:
             if created:
                 self._save()  # a key is on disk before anybody seals with it
         return out
+
+    def pseudonym_keys(self, subject_ids: list[str], create: bool = False) -> dict[str, tuple[str, bytes]]:
+        """Like :meth:`subject_keys`, with each key replaced by its pseudonym key (:func:`pseudonym_key`)."""
+        return {sid: (kid, pseudonym_key(raw)) for sid, (kid, raw) in self.subject_keys(subject_ids, create).items()}
 
     def resolve_pseudonyms(self, pseudonyms: list[str]) -> dict[str, str]:
         """pseudonym → subject for every live subject key, whoever holds consent or not (the auditor's question:

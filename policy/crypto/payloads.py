@@ -17,27 +17,35 @@ _AAD_TAIL = struct.Struct("<dI")
 
 
 def _sighting_aad(s: Sighting) -> bytes:
-    """Binds a sealed embedding to its event: id, camera, zone, capture time, dimension and any e-gate claim
-    (so the claim cannot be swapped on a sealed sighting)."""
-    parts = [b"sighting", s.event_id.encode(), s.camera_id.encode(), s.zone.encode(), _AAD_TAIL.pack(s.captured_at, s.dim)]
-    if s.claimed_subject:
-        parts.append(b"claim:" + s.claimed_subject.encode())
-    return b"|".join(parts)
+    """Binds a sealed payload to its event: id, camera, zone, capture time and dimension."""
+    return b"|".join([b"sighting", s.event_id.encode(), s.camera_id.encode(), s.zone.encode(), _AAD_TAIL.pack(s.captured_at, s.dim)])
 
 
 def seal_sighting(ring: EpochKeyRing | PublicKeyRing, s: Sighting) -> Sighting:
-    """Move the embedding into ``sealed``, a sealed box to the epoch's public key bound to the event's identity
-    fields: the edge that sealed it cannot open it. Raises KeyExpired if stale."""
-    key_id, blob = ring.seal_box(s.embedding, s.captured_at, _sighting_aad(s))
-    return msgspec.structs.replace(s, embedding=b"", sealed=blob, key_id=key_id)
+    """Move the embedding, and any e-gate claim (the subject on the presented passport), into ``sealed``: a
+    sealed box to the epoch's public key bound to the event's identity fields. The edge that sealed it cannot
+    open it, and the claim dies with the epoch key like the face (nothing about the traveller is left in
+    clear on the sightings topics). Raises KeyExpired if stale."""
+    key_id, blob = ring.seal_box(s.embedding + s.claimed_subject.encode(), s.captured_at, _sighting_aad(s))
+    return msgspec.structs.replace(s, embedding=b"", claimed_subject="", sealed=blob, key_id=key_id)
 
 
 def open_sighting(ring: EpochKeyRing, s: Sighting) -> Sighting:
-    """The same sighting with ``embedding`` restored. Plain (unsealed) sightings are returned unchanged."""
+    """The same sighting with ``embedding`` and ``claimed_subject`` restored. Plain (unsealed) sightings are
+    returned unchanged; a claim in clear beside a sealed payload is refused (honest edges seal it)."""
     if not s.sealed:
         return s
+    if s.claimed_subject:
+        raise SealError("an e-gate claim in clear beside a sealed payload: claims travel sealed")
     plain = ring.open_box(s.key_id, s.sealed, _sighting_aad(s))
-    return msgspec.structs.replace(s, embedding=plain, sealed=b"", key_id="")
+    size = 4 * s.dim  # float32 embedding first, then the claim's UTF-8 bytes
+    if len(plain) < size:
+        raise SealError(f"sealed payload of {len(plain)} bytes holds no {s.dim}-D embedding")
+    try:
+        claim = plain[size:].decode()
+    except UnicodeDecodeError:
+        raise SealError("sealed e-gate claim is not UTF-8") from None
+    return msgspec.structs.replace(s, embedding=plain[:size], claimed_subject=claim, sealed=b"", key_id="")
 
 
 CONTROL_CLASS = "control"  # key class of control messages (erasure requests): see policy.keyd.key_classes

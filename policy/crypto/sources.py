@@ -51,6 +51,8 @@ class KeySource(Protocol):
 
     def subject_keys(self, subject_ids: list[str], create: bool) -> dict[str, tuple[str, bytes]]: ...
 
+    def pseudonym_keys(self, subject_ids: list[str], create: bool) -> dict[str, tuple[str, bytes]]: ...
+
     def destroy_subject(self, subject_id: str) -> bool: ...
 
     def resolve_pseudonyms(self, pseudonyms: list[str]) -> dict[str, str]: ...
@@ -77,6 +79,9 @@ class LocalKeySource:
 
     def subject_keys(self, subject_ids: list[str], create: bool) -> dict[str, tuple[str, bytes]]:
         return self.holder.subject_keys(subject_ids, create)
+
+    def pseudonym_keys(self, subject_ids: list[str], create: bool) -> dict[str, tuple[str, bytes]]:
+        return self.holder.pseudonym_keys(subject_ids, create)
 
     def destroy_subject(self, subject_id: str) -> bool:
         return self.holder.destroy_subject(subject_id)
@@ -172,6 +177,11 @@ class HttpKeySource:
 
     def subject_keys(self, subject_ids: list[str], create: bool) -> dict[str, tuple[str, bytes]]:
         d = self._call("POST", "/v1/subjects", {"ids": subject_ids, "create": create})
+        return {sid: (v["key_id"], base64.b64decode(v["key"])) for sid, v in d["keys"].items()}
+
+    def pseudonym_keys(self, subject_ids: list[str], create: bool = False) -> dict[str, tuple[str, bytes]]:
+        """Pseudonym keys of existing subjects (never made here: ``create`` is ignored by the holder)."""
+        d = self._call("POST", "/v1/subjects/pseudonym-keys", {"ids": subject_ids})
         return {sid: (v["key_id"], base64.b64decode(v["key"])) for sid, v in d["keys"].items()}
 
     def destroy_subject(self, subject_id: str) -> bool:

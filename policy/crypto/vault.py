@@ -10,8 +10,8 @@ from collections.abc import Callable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from policy.crypto.errors import KeyExpired, SealError
-from policy.crypto.holder import pseudonym_of
+from policy.crypto.errors import KeyExpired, KeyForbidden, SealError
+from policy.crypto.holder import pseudonym_from_key, pseudonym_of
 from policy.crypto.metrics import OPEN_FAIL
 from policy.crypto.ratchet import NONCE_BYTES
 from policy.crypto.ring import Refresher, auto_background
@@ -40,10 +40,14 @@ class SubjectVault:
         background: bool | None = None,
         refresh_at: float = 0.4,
         batch: int = 2000,
+        pseudonyms_only: bool = False,
     ) -> None:
+        """``pseudonyms_only``: ask for pseudonym keys (the gate's and the dashboard's right): this vault names
+        existing subjects and seals or opens nothing."""
         self.source, self.clock, self.cache_s = source, clock, cache_s
+        self.pseudonyms_only = pseudonyms_only
         self.refresh_at, self.batch = refresh_at, batch
-        self._cache: dict[str, tuple[float, str, AESGCM, str]] = {}
+        self._cache: dict[str, tuple[float, str, AESGCM | None, str]] = {}  # cipher None: a pseudonym key
         self._lock = threading.Lock()
         self._forgets = 0  # bumped by forget(): a fetch that started before a forget must not re-insert the key
         self._forgotten: dict[str, int] = {}
@@ -71,12 +75,20 @@ class SubjectVault:
         for sid, (kid, raw) in fetched.items():
             if self._forgotten.get(sid, -1) > since:
                 continue  # erased while this fetch was in flight: never bring it back
+            if self.pseudonyms_only:
+                self._cache[sid] = (now, kid, None, pseudonym_from_key(raw))
+                continue
             cipher = AESGCM(raw)
             self._cache[sid] = (now, kid, cipher, pseudonym_of(raw))
             out[sid] = (kid, cipher)
         return out
 
-    def _fresh(self, subject_id: str, now: float) -> tuple[float, str, AESGCM, str] | None:
+    def _fetch(self, subject_ids: list[str], create: bool) -> dict[str, tuple[str, bytes]]:
+        if self.pseudonyms_only:  # never creates: a stage that only names subjects cannot enrol one
+            return self.source.pseudonym_keys(subject_ids, False)
+        return self.source.subject_keys(subject_ids, create)
+
+    def _fresh(self, subject_id: str, now: float) -> tuple[float, str, AESGCM | None, str] | None:
         """The cached (confirmed at, key id, cipher, pseudonym) if confirmed within ``cache_s``."""
         hit = self._cache.get(subject_id)
         return hit if hit is not None and now - hit[0] < self.cache_s else None
@@ -89,13 +101,15 @@ class SubjectVault:
             since = self._forgets
             for sid in subject_ids:
                 hit = self._fresh(sid, now)
-                if hit is not None:
+                if hit is not None and hit[2] is not None:
                     out[sid] = (hit[1], hit[2])
+                elif hit is not None:
+                    continue  # a pseudonym key: named, nothing to seal or open with
                 else:
                     missing.append(sid)
         for i in range(0, len(missing), self.batch):
             part = missing[i : i + self.batch]
-            fetched = self.source.subject_keys(part, create)
+            fetched = self._fetch(part, create)
             with self._lock:
                 out.update(self._install(fetched, part, now, since))
         return out
@@ -111,7 +125,7 @@ class SubjectVault:
                 self._forgotten = {k: v for k, v in self._forgotten.items() if v >= since - 100}
         for i in range(0, len(aging), self.batch):
             part = aging[i : i + self.batch]
-            fetched = self.source.subject_keys(part, False)
+            fetched = self._fetch(part, False)
             with self._lock:
                 self._install(fetched, part, now, since)
         return len(aging)
@@ -120,26 +134,34 @@ class SubjectVault:
         """Fetch many keys in one round trip (e.g. at gallery load, before consuming)."""
         self._keys(subject_ids, create)
 
+    def _cipher_needed(self) -> None:
+        if self.pseudonyms_only:
+            raise KeyForbidden("this credential holds pseudonym keys only: it seals and opens nothing")
+
     def seal(self, subject_id: str, plaintext: bytes, aad: bytes = b"") -> tuple[str, bytes]:
+        self._cipher_needed()
         got = self._keys([subject_id], True).get(subject_id)
         if got is None:
-            raise KeyExpired(f"subject {subject_id} was erased: no key can be made for it again")
+            raise KeyExpired("the subject was erased: no key can be made for it again")  # no id: messages reach logs
         kid, cipher = got
         nonce = secrets.token_bytes(NONCE_BYTES)
         return kid, nonce + cipher.encrypt(nonce, plaintext, aad + kid.encode())
 
     def open(self, subject_id: str, key_id: str, blob: bytes, aad: bytes = b"") -> bytes:
+        self._cipher_needed()
         got = self._keys([subject_id], False).get(subject_id)
         if got is None or got[0] != key_id:
             OPEN_FAIL.labels("subject-erased").inc()
-            raise KeyExpired(f"key {key_id} of subject {subject_id} is destroyed")
+            raise KeyExpired("the subject's key is destroyed")
         try:
             return got[1].decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad + key_id.encode())
         except InvalidTag:
             OPEN_FAIL.labels("tampered").inc()
-            raise SealError(f"payload of subject {subject_id} does not authenticate") from None
+            raise SealError("a payload sealed under a subject key does not authenticate") from None
 
     def can_open(self, subject_id: str, key_id: str) -> bool:
+        if self.pseudonyms_only:
+            return False
         got = self._keys([subject_id], False).get(subject_id)
         return got is not None and got[0] == key_id
 
@@ -152,17 +174,20 @@ class SubjectVault:
         hit = self._fresh(subject_id, self.clock())  # hot path: one dict read (atomic), no list, no lock
         if hit is not None:
             return hit[3]
-        self._keys([subject_id], True)
+        self._keys([subject_id], not self.pseudonyms_only)
         with self._lock:
             hit = self._cache.get(subject_id)
         if hit is None:  # forgotten (erased) in between
-            raise KeyExpired(f"key of subject {subject_id} is destroyed")
+            raise KeyExpired("the subject's key is destroyed")
         return hit[3]
 
     def existing_pseudonym(self, subject_id: str) -> str | None:
         """The subject's pseudonym if its key exists; never creates a key (use before an erasure destroys it)."""
-        fetched = self.source.subject_keys([subject_id], False)
-        return pseudonym_of(fetched[subject_id][1]) if subject_id in fetched else None
+        fetched = self._fetch([subject_id], False)
+        if subject_id not in fetched:
+            return None
+        key = fetched[subject_id][1]
+        return pseudonym_from_key(key) if self.pseudonyms_only else pseudonym_of(key)
 
     def resolve_all(self, pseudonyms: set[str]) -> dict[str, str]:
         """pseudonym → subject for every subject whose key still exists, consented or not (erased ones stay unknown)."""
@@ -170,8 +195,9 @@ class SubjectVault:
 
     def resolve(self, pseudonyms: set[str], candidates: list[str]) -> dict[str, str]:
         """pseudonym → subject, for those of ``candidates`` whose key still exists (erased ones stay unknown)."""
-        fetched = self.source.subject_keys(list(candidates), False)
-        return {ps: sid for sid, (_kid, raw) in fetched.items() if (ps := pseudonym_of(raw)) in pseudonyms}
+        fetched = self._fetch(list(candidates), False)
+        name = pseudonym_from_key if self.pseudonyms_only else pseudonym_of
+        return {ps: sid for sid, (_kid, key) in fetched.items() if (ps := name(key)) in pseudonyms}
 
     def forget(self, subject_id: str) -> None:
         with self._lock:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,8 @@ from broker.messages import Match, Sighting, TrackUpdate, decode, embedding_to_b
 from broker.reader import read_all
 from core.config import Settings
 from core.stack import Stack, total
-from matcher.verify import claim_reference
 from paxsim.infra import child_env, enrol_scenario
-from policy.crypto import HttpKeySource
+from policy.crypto import HttpKeySource, SubjectVault
 from policy.runtime import PolicyRuntime
 from scenario.virtual import EGATE_PURPOSE, VirtualAirport
 
@@ -63,16 +61,17 @@ def test_egate_claims_are_verified_one_to_one_and_impostors_rejected(client_sett
     def live(tr) -> np.ndarray:  # a fresh capture of this traveller, well within the threshold
         return (tr.base + rng.normal(0.0, 0.005, tr.base.shape)).astype(np.float32)
 
-    edge = PolicyRuntime.for_stage(cs, "test-edge", keys=HttpKeySource(keys.url, keys.token))
-    ps = partial(claim_reference, edge.vault)  # claims travel as pseudonyms, never as plain ids
-    cases = {
-        "genuine-a": (live(a), ps(a.traveller_id), "verified", ""),
-        "genuine-b": (live(b), ps(b.traveller_id), "verified", ""),
-        "impostor": (live(b), ps(a.traveller_id), "rejected", "verification"),  # b presents a's passport
-        "not-enrolled": (live(outsider), ps(outsider.traveller_id), "rejected", "unknown-subject"),
+    edge = PolicyRuntime.for_stage(cs, "test-edge", keys=HttpKeySource.from_env(keys.stage_env()["edge"]), sighting_keys="seal")
+    admin = SubjectVault(HttpKeySource(keys.url, keys.token))
+    ps = admin.pseudonym  # how the matcher names a verified subject on its output
+    cases = {  # the claim is the subject on the passport, sealed with the face: never on the topic in clear
+        "genuine-a": (live(a), a.traveller_id, "verified", ""),
+        "genuine-b": (live(b), b.traveller_id, "verified", ""),
+        "impostor": (live(b), a.traveller_id, "rejected", "verification"),  # b presents a's passport
+        "not-enrolled": (live(outsider), outsider.traveller_id, "rejected", "unknown-subject"),
     }
     if no_egate:  # enrolled, but never consented to e-gate verification
-        cases["no-consent"] = (live(no_egate[0]), ps(no_egate[0].traveller_id), "refused", "consent")
+        cases["no-consent"] = (live(no_egate[0]), no_egate[0].traveller_id, "refused", "consent")
     one_to_n = {"no-claim": (live(a), "", "match", "")}  # same zone, no passport read: 1:N as before
 
     async def inject() -> None:
@@ -102,7 +101,7 @@ def test_egate_claims_are_verified_one_to_one_and_impostors_rejected(client_sett
         assert (m.decision, m.rule) == (decision, rule), (eid, m)
         assert m.purpose == "egate-verification"
         if decision == "verified":
-            assert m.subject_id == claim and m.distance is not None and m.distance < threshold
+            assert m.subject_id == ps(claim) and m.distance is not None and m.distance < threshold
         else:
             assert m.subject_id is None and m.distance is None, f"{eid}: a {decision} claim leaked identity data"
     assert total(metrics, "paxsim_matcher_verifications_total") == len(cases)
@@ -112,6 +111,13 @@ def test_egate_claims_are_verified_one_to_one_and_impostors_rejected(client_sett
     assert total(metrics, "paxsim_matcher_events_total", decision="rejected") == 2
     tracks = [decode(r.value, TrackUpdate) for r in asyncio.run(read_all(cs, t.TRACKS.name))]
     assert sorted(u.event_id for u in tracks) == ["genuine-a", "genuine-b", "no-claim"]
+    # nothing names a claimed traveller on either sightings topic: not the id, not the pseudonym
+    for topic_name in (t.SIGHTINGS.name, t.ADMITTED.name):
+        wire = [decode(r.value, Sighting) for r in asyncio.run(read_all(cs, topic_name))]
+        assert wire and not any(x.claimed_subject for x in wire), topic_name
+        blob = b"".join(r.value for r in asyncio.run(read_all(cs, topic_name)))
+        for tr in (a, b, outsider):
+            assert tr.traveller_id.encode() not in blob and ps(tr.traveller_id).encode() not in blob, (topic_name, tr.traveller_id)
 
 
 def test_alerts_reach_the_alerts_topic_once_per_id_and_only_for_permitted_purposes(client_settings: Settings, broker, keys, tmp_path):

@@ -105,3 +105,27 @@ def test_withdrawal_and_its_erasure_request_are_one_transaction(tmp_path: Path):
     for r in (reg, again):
         r.close()
     db.close()
+
+
+def test_no_key_error_names_the_erased_subject():
+    """Key errors end up in logs (a lagging replica's key refresh logged ``KeyExpired('key of subject pax-…')``):
+    none may name the subject, which is erased and must be in no store, logs included."""
+    import pytest
+
+    from policy.crypto import KeyExpired, KeyHolder, LocalKeySource, SealError, SubjectVault
+
+    vault = SubjectVault(LocalKeySource(KeyHolder({})))
+    kid, blob = vault.seal("pax-erased-7", b"template")
+    with pytest.raises(SealError) as tampered:
+        vault.open("pax-erased-7", kid, blob[:-1] + bytes([blob[-1] ^ 1]))
+    assert vault.erase("pax-erased-7")
+    errors = [tampered.value]
+    for call in (
+        lambda: vault.seal("pax-erased-7", b"x"),
+        lambda: vault.open("pax-erased-7", kid, blob),
+        lambda: vault.pseudonym("pax-erased-7"),
+    ):
+        with pytest.raises(KeyExpired) as exc:
+            call()
+        errors.append(exc.value)
+    assert not [e for e in errors if "pax-erased-7" in f"{e!s} {e!r}"], errors

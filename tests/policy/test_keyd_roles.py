@@ -9,6 +9,8 @@ import stat
 import time
 
 import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from policy.crypto import (
     EpochKeyRing,
@@ -40,8 +42,22 @@ def test_each_stage_credential_gets_only_what_its_stage_needs():
 
         sealed = seal_sighting(PublicKeyRing(edge), sighting(time.time()))  # the edge seals, to public keys only
         assert sealed.sealed and open_sighting(EpochKeyRing(matcher), sealed).vector().shape == (128,)  # the matcher opens
-        assert SubjectVault(edge).pseudonym("pax-1") == ps  # and names an e-gate claim by pseudonym
+        gate = HttpKeySource.from_env(envs["policy"])
+        kid, template = SubjectVault(matcher).seal("pax-1", b"template")  # a gallery template, sealed per subject
+        for namer in (gate, dashboard):  # pseudonym keys: the same pseudonyms, and not one template opened
+            named = SubjectVault(namer, pseudonyms_only=True)
+            assert named.pseudonym("pax-1") == ps and named.existing_pseudonym("pax-9") is None
+            with pytest.raises(KeyForbidden):
+                named.open("pax-1", kid, template)
+            ((_kid, pkey),) = namer.pseudonym_keys(["pax-1"], False).values()
+            with pytest.raises(InvalidTag):  # nor by using the pseudonym key as if it were the subject key
+                AESGCM(pkey).decrypt(template[:12], template[12:], kid.encode())
+        assert SubjectVault(matcher).open("pax-1", kid, template) == b"template"
         for call in (
+            lambda: edge.subject_keys(["pax-1"], False),  # e-gate claims are sealed with the face: no subject key
+            lambda: edge.pseudonym_keys(["pax-1"], False),
+            lambda: gate.subject_keys(["pax-1"], False),
+            lambda: dashboard.subject_keys(["pax-1"], False),
             lambda: edge.chain("sightings"),  # so it cannot open a sighting, its own included
             lambda: edge.destroy_subject("pax-1"),
             lambda: edge.resolve_pseudonyms([ps]),
