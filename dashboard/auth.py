@@ -94,7 +94,9 @@ class TokenStore:
         self._env: dict[str, _Entry] = {}  # sha256 → entry, from the environment: never written to the file
         self._file: dict[str, _Entry] = {}  # token id (or "sha256:…" for rows written before scrypt) → entry
         self._revoked: set[str] = set()  # names whose file tokens are refused (until the name is issued a new one)
-        self._revoked_env: set[str] = set()  # sha256 of environment tokens revoked: refused for good, whatever is issued
+        # names whose environment tokens are refused for good: issuing the name again (a file token) does not bring
+        # them back, in this process or any other reading the file (the dashboard reloads it)
+        self._revoked_env: set[str] = set()
         self._verified: dict[str, str] = {}  # sha256 of a token checked once → its key in _file/_env
         self._sig: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
@@ -138,7 +140,7 @@ class TokenStore:
             if legacy:
                 log.warning("token file rows without scrypt ignored: re-issue them", extra={"rows": legacy, "path": str(self.path)})
             self._revoked = {r["name"] for r in rows if r.get("revoked")}
-            self._revoked_env = {r["revoked_env"] for r in rows if "revoked_env" in r}
+            self._revoked_env = {r["name"] for r in rows if r.get("revoked_env")}
             self._verified.clear()
             self._sig = sig
 
@@ -199,7 +201,7 @@ class TokenStore:
             gone = [k for k, e in {**self._env, **self._file}.items() if e.principal.name == name]
             self._file = {k: e for k, e in self._file.items() if e.principal.name != name}
             self._revoked.add(name)
-            self._revoked_env |= {k for k, e in self._env.items() if e.principal.name == name}
+            self._revoked_env.add(name)
             self._verified.clear()
             self._save()
         return len(gone)
@@ -216,11 +218,11 @@ class TokenStore:
         return sorted({p for p, _exp in self.entries()}, key=lambda p: p.name)
 
     def _refused(self, entry: _Entry) -> bool:
-        """Revoked: a file token by its name, an environment token by its own digest (issuing the name again
-        makes a new file token and brings no revoked environment token back)."""
+        """Revoked: a file token until its name is issued again; an environment token for good (issuing the name
+        again makes a new file token and brings no revoked environment token back)."""
         if entry.salt:
             return entry.principal.name in self._revoked
-        return entry.digest in self._revoked_env or entry.principal.name in self._revoked
+        return entry.principal.name in self._revoked_env or entry.principal.name in self._revoked
 
     def _usable(self, entry: _Entry | None) -> Principal | None:
         if entry is None or self._refused(entry) or not entry.valid(self.clock()):
@@ -270,7 +272,7 @@ class TokenStore:
             row.update({"id": k, "scrypt": e.digest, "salt": e.salt})
             rows.append(row)
         rows += [{"name": n, "revoked": True} for n in sorted(self._revoked)]
-        rows += [{"revoked_env": d} for d in sorted(self._revoked_env)]
+        rows += [{"name": n, "revoked_env": True} for n in sorted(self._revoked_env)]
         write_private(self.path, json.dumps(rows, indent=1).encode())
         self._sig = self._signature()
 

@@ -264,6 +264,12 @@ def test_issuing_a_revoked_name_again_does_not_revive_its_environment_token(tmp_
     # and after a restart, which reads the environment again
     again = TokenStore.from_env(tmp_path / "tokens.json", {"PAXSIM_DASHBOARD_TOKENS": f"admin:erin:{env_token}"})
     assert again.authenticate(env_token) is None and again.authenticate(new).role is Role.operator
+    # revoked and re-issued by another process (the CLI) that never saw the environment: the dashboard still refuses
+    served = TokenStore.from_env(tmp_path / "t2.json", {"PAXSIM_DASHBOARD_TOKENS": f"admin:finn:{env_token}"})
+    assert served.authenticate(env_token).role is Role.admin
+    TokenStore(tmp_path / "t2.json").revoke("finn")
+    newer = TokenStore(tmp_path / "t2.json").issue("finn", Role.auditor)
+    assert served.authenticate(env_token) is None and served.authenticate(newer).role is Role.auditor
 
 
 def test_an_erasure_through_the_api_removes_trajectories_stored_under_the_pseudonym(settings: Settings, keys, monkeypatch):
