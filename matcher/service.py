@@ -45,6 +45,7 @@ from broker.clients import start_consumer, start_producer
 from broker.messages import Alert, ErasureRequest, Match, MessageError, Sighting, TrackUpdate, check_sighting, decode, encode
 from broker.reader import read_from
 from broker.stream import AssignmentGauge, acknowledged, commit, dead_letter, offsets_after, update_lag
+from core import faults
 from core.config import Settings
 from core.obs import LOOP_LAG_BUCKETS, watch_loop_lag
 from core.paths import gallery_path, instance_name
@@ -116,6 +117,8 @@ class _ServiceState(msgspec.Struct):
 
 def _raised(exc: BaseException) -> str:
     """A dead letter's reason for an exception no check foresaw (logged too: it names a missing check)."""
+    if faults.disabled("record.isolation"):
+        raise exc
     detail = f"{type(exc).__name__}: {str(exc)[:200]}"
     log.warning("record raised in the matcher: dead-lettered", extra={"error": detail})
     return detail
@@ -167,7 +170,7 @@ class MatcherState:
         self.base = dict(snap.offsets)
 
     def seen(self, event_id: str) -> bool:
-        return event_id in self.decided
+        return event_id in self.decided and not faults.disabled("matcher.dedupe")
 
     def remember(self, event_id: str, at: float) -> None:
         self.decided[event_id] = at
@@ -424,9 +427,24 @@ class Matcher:
         readable = [i for i, p in enumerate(pending) if p[3] is not None and not p[2].claimed_subject]
         claimed = [i for i, p in enumerate(pending) if p[3] is not None and p[2].claimed_subject]
         results: list[SearchResult | Verification | None] = [None] * len(pending)
+        refused: set[int] = set()  # dead-lettered after all (their search raised)
         if readable:
             BATCH_SIZE.observe(len(readable))
-            found = await self._search(np.stack([pending[i][3] for i in readable]))
+            try:
+                found = await self._search(np.stack([pending[i][3] for i in readable]))
+            except (KeyUnavailable, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # noqa: BLE001  one record the batch cannot hold: search them one by one
+                log.warning("batch search failed; searching its records one by one", extra={"error": _raised(exc)})
+                found, bad = [], set()
+                for i in readable:
+                    try:
+                        found += await self._search(np.asarray(pending[i][3])[None, :])
+                    except Exception as one:  # noqa: BLE001
+                        found.append(None)
+                        bad.add(i)
+                        dead.append(await dead_letter(producer, records_of[i], STAGE, "internal", _raised(one)))
+                refused |= bad
             for i, r in zip(readable, found):
                 results[i] = r
         if claimed:
@@ -443,7 +461,9 @@ class Matcher:
                 await asyncio.to_thread(self.rt.vault.warm, sorted(named), True)
         tracks, matches = [], []
         now = time.time()
-        for (partition, offset, s, vec), result, rec in zip(pending, results, records_of):
+        for k, ((partition, offset, s, vec), result, rec) in enumerate(zip(pending, results, records_of)):
+            if k in refused:
+                continue
             try:
                 if vec is None:
                     m = self._expired(s, partition, offset, now)

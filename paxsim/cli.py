@@ -163,19 +163,27 @@ def dashboard(config: str | None = ConfigOpt, port: int | None = typer.Option(No
 
 
 @app.command()
-def redteam(config: str | None = ConfigOpt) -> None:
+def redteam(
+    config: str | None = ConfigOpt,
+    defences_off: bool = typer.Option(
+        False, "--defences-off", help="the same run with every tested defence switched off: each check must then say FAIL"
+    ),
+) -> None:
     """Start a stack, run the catalogue of planted leaks and attacks against it, print what each defence did.
 
-    Exit 1 if any defence failed. State goes to ``<state_dir>/redteam`` (emptied first)."""
+    Exit 1 if any defence failed (with --defences-off: if any check passed, i.e. does not test its defence).
+    State goes to ``<state_dir>/redteam`` (emptied first)."""
     from paxsim.redteam import results_table, run_redteam
 
     settings = _settings(config)
     settings = settings.model_copy(update={"state_dir": Path(settings.state_dir) / "redteam"})
-    results = run_redteam(settings, console)
+    results = run_redteam(settings, console, defences_off=defences_off)
     console.print(results_table(results))
     failed = sum(not r.passed for r in results)
-    print(f"redteam: {len(results) - failed} passed, {failed} failed")
-    if failed:
+    print(
+        f"redteam: {len(results) - failed} passed, {failed} failed" + (" (defences off: every check should fail)" if defences_off else "")
+    )
+    if (failed < len(results)) if defences_off else failed:
         raise typer.Exit(1)
 
 

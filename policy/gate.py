@@ -20,6 +20,7 @@ from broker import topics as t
 from broker.clients import start_consumer, start_producer
 from broker.messages import MessageError, Sighting, check_sighting, decode
 from broker.stream import AssignmentGauge, acknowledged, commit, dead_letter, offsets_after, update_lag
+from core import faults
 from core.config import Settings
 from core.obs import LOOP_LAG_BUCKETS, watch_loop_lag
 from core.tasks import supervised
@@ -84,6 +85,8 @@ async def run_gate(settings: Settings, stop: asyncio.Event, rt: PolicyRuntime | 
                     try:
                         outcome, detail = screen(rt, chain, rec.value or b"", now)
                     except Exception as exc:  # noqa: BLE001  no record, however built, may stop the gate
+                        if faults.disabled("record.isolation"):
+                            raise
                         outcome, detail = "internal", f"{type(exc).__name__}: {str(exc)[:200]}"
                         log.warning("record raised in the gate: dead-lettered", extra={"error": detail, "offset": rec.offset})
                     if outcome == "admitted":  # forwarded byte for byte: the gate never unseals the embedding

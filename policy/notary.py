@@ -26,6 +26,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from core import faults
+
 _LABEL = b"paxsim-audit-checkpoint-v1"
 _CONTROL_LABEL = b"paxsim-control-message-v1"  # the same key signs control messages: a separate domain
 
@@ -160,6 +162,8 @@ def verify_anchored(
         if chain not in files:
             problems.append(AnchorProblem(chain, "deleted", f"checkpointed at seq {seq}, and its chain file is gone"))
     reports = [verify(p, anchor=anchors.get(name)) for name, p in files.items()]
+    if faults.disabled("audit.anchor"):
+        problems = []
     return reports, problems, anchors
 
 

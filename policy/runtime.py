@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from broker.messages import Sighting
+from core import faults
 from policy.audit import AuditLog, DecisionRow
 from policy.consent import ConsentRegistry, registry_path
 from policy.crypto import (
@@ -296,6 +297,8 @@ class PolicyRuntime:
     def plaintext_refused(self, s: Sighting) -> str | None:
         """Why a sighting carrying a plaintext embedding must not go on, or None. With a key holder and enforcement
         on, every honest edge seals: plaintext is a hostile or broken producer, never a face to match."""
+        if faults.disabled("gate.unsealed"):
+            return None
         if s.embedding and self.sealed_run and self.enforcing:
             return "plaintext embedding refused: this run seals every embedding at the edge"
         if s.claimed_subject and self.sealed_run and self.enforcing:
@@ -305,7 +308,7 @@ class PolicyRuntime:
     def key_id_refused(self, s: Sighting, now: float) -> str | None:
         """Why a sealed sighting's key id cannot be honest, or None: an epoch more than the clock-skew allowance
         ahead of now (checked by arithmetic, no key derived), or a key id that is not ``class:chain:epoch``."""
-        if not s.sealed:
+        if not s.sealed or faults.disabled("key-id.epoch"):
             return None
         parts = s.key_id.split(":")
         # ASCII digits only: str.isdigit() also takes "²" or "٣", which int() then refuses (or reads as another number)

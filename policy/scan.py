@@ -42,6 +42,7 @@ from typing import Literal
 
 from broker import messages as m
 from broker.topics import ADMITTED
+from core import faults
 from policy.audit import AuditChainStore, audit_dir, batch_rows_msgpack, check_batch, is_batch, read_records, record_hash, verify_dir
 from policy.consent import ConsentRegistry, open_consent
 from policy.crypto import EpochKeyRing, KeySource, SubjectVault
@@ -202,7 +203,7 @@ class Scanner:
         """What the gate admitted against what the matchers decided. An admitted event older than the policy's
         ``max_event_age_s`` with no decision is lost (a finding: a run that loses events is not clean);
         younger ones may still be in flight. Decided twice: at-least-once duplicates, reported, not a leak."""
-        if not self._admitted and not self._decisions:
+        if (not self._admitted and not self._decisions) or faults.disabled("scan.delivery"):
             return
         horizon = self.now - self.policy.max_event_age_s
         # a record written straight onto the admitted topic that a matcher dead-lettered is accounted for, not lost
@@ -229,6 +230,8 @@ class Scanner:
         return not (self.now - at <= ttl + self.grace_s)  # NaN times count as expired
 
     def _add_message(self, where: str, msg: m.Message) -> None:
+        if faults.disabled("scan.topics"):
+            return
         pol = self.policy
         if isinstance(msg, m.Sighting):
             ttl = pol.retention.sightings_s
@@ -319,6 +322,8 @@ class Scanner:
 
     def add_store(self, store: Store) -> None:
         self.report.records[store.name] += 0  # listed as read even when it holds nothing
+        if faults.disabled("scan.stores"):
+            return
         for item in store.items():
             self.report.records[store.name] += 1
             if item.subject_ref is None or not item.readable:

@@ -23,19 +23,13 @@ def test_every_attack_of_the_catalogue_is_defended(settings: Settings, tmp_path:
     assert not failed, failed
 
 
-def test_a_missing_defence_is_reported_as_failed(settings: Settings, tmp_path: Path, monkeypatch):
-    """With ``enforcement: off`` the gate forwards a plaintext embedding, and a scan blind to the stages' stores
-    misses a planted gallery template: the red team must say FAIL for both."""
-    from paxsim import redteam
-    from policy import scan
-    from policy.policyfile import DEFAULT_POLICY_PATH
-
-    off = tmp_path / "off.yaml"  # the packaged policy, zones and all, with enforcement switched off
-    off.write_text(Path(DEFAULT_POLICY_PATH).read_text() + "\nenforcement: off\n")
-    monkeypatch.setenv("PAXSIM_UNSAFE_NO_POLICY", "1")
-    s = _small(settings, tmp_path)
-    s = s.model_copy(update={"policy": s.policy.model_copy(update={"file": off})})
-    monkeypatch.setattr(scan, "registered_stores", lambda _settings: [])
-    plaintext, gallery = run_redteam(s, Console(quiet=True), attacks=[CATALOGUE[0], redteam.gallery_template], wait_s=4.0)
-    assert not plaintext.passed and "no dead letter" in plaintext.observed, plaintext
-    assert not gallery.passed and gallery.observed == "0 finding(s)", gallery
+def test_every_check_fails_with_its_defence_off(settings: Settings, tmp_path: Path):
+    """The same catalogue on a stack whose every tested defence is switched off (core.faults, honoured by the key
+    holder, the stages and the scanner, started the real way): every check must say FAIL. A check that passes
+    here does not test the defence it names."""
+    results = run_redteam(_small(settings, tmp_path), Console(quiet=True), wait_s=4.0, defences_off=True)
+    assert len(results) == len(CATALOGUE)
+    passed = [(r.attack, r.observed) for r in results if r.passed]
+    assert not passed, f"checks that pass without their defence: {passed}"
+    crashed = [(r.attack, r.observed) for r in results if r.observed.startswith("error:")]
+    assert not crashed, f"the harness failed rather than observed the missing defence: {crashed}"
