@@ -28,7 +28,10 @@ TARGETS_FILE_NAME = "scrape-targets.json"  # Prometheus file_sd of the children;
 
 
 def die_with_parent() -> None:
-    """``preexec_fn`` for children: the kernel SIGKILLs the child when its parent dies, however it dies."""
+    """``preexec_fn`` for children: the kernel SIGKILLs the child when its parent dies, however it dies; and the
+    child gets a process group of its own, so that a terminal's Ctrl-C (SIGINT to the whole foreground group)
+    reaches the parent alone, which then stops its children in order instead of seeing them all exit at once."""
+    os.setpgid(0, 0)
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:

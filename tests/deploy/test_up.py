@@ -133,6 +133,41 @@ def test_up_stops_every_process_on_ctrl_c(tmp_path: Path) -> None:
             proc.wait()
 
 
+@pytest.mark.slow  # ~25 s
+def test_ctrl_c_in_a_terminal_stops_up_cleanly(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C sends SIGINT to the whole foreground process group, not to `paxsim up` alone: the
+    stages used to exit with it, and `up` took that for crashes (restarts, a restarted broker, a scan not clean).
+    Here `up` leads its own group, as under a shell, and the group gets the signal."""
+    proc = subprocess.Popen(
+        [*up_command(), "--config", str(EXAMPLE_CONFIG), "--audit-scan"],
+        env=_env(tmp_path),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, like a job started from a terminal
+    )
+    try:
+        out = _wait_all_up(proc)
+        time.sleep(3.0)  # some traffic
+        children = psutil.Process(proc.pid).children(recursive=True)
+        os.killpg(proc.pid, signal.SIGINT)
+        rest, _ = proc.communicate(timeout=120)
+        text = "".join(out) + rest
+        assert proc.returncode == 0, text[-3000:]
+        assert "restarted" not in rest, rest[-2000:]
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"left running: {[p.pid for p in alive]}"
+        summary = json.loads((tmp_path / "state" / "up" / "up-summary.json").read_text())
+        assert summary["restarts"] == {}, summary["restarts"]
+        assert summary["audit_scan_exit"] == 0, text[-3000:]
+        assert "expired-readable 0 / non-consented 0 / audit 0" in rest, rest[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_up_fails_clearly_when_the_configured_kafka_is_not_there(tmp_path: Path) -> None:
     env = {**_env(tmp_path), "PAXSIM__BROKER__BOOTSTRAP": "127.0.0.1:9", "PAXSIM__BROKER__CONNECT_TIMEOUT_S": "2"}
     r = subprocess.run(
