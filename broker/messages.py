@@ -88,6 +88,10 @@ class Match(_Msg, tag="match.v1", frozen=True):  # frozen repeated for type chec
     rule: str = ""  # policy rule that refused it ("refused"), or why a claim was "rejected"
     source_partition: int = -1
     source_offset: int = -1
+    # with a key holder the subject reference travels sealed under its purpose's epoch key (policy.crypto.outputs):
+    # ``subject_id`` is then empty here, and the record names nobody once the key holder destroyed that key at TTL
+    sealed: bytes = b""
+    key_id: str = ""
 
 
 class TrackUpdate(_Msg, tag="trackupdate.v1", frozen=True):  # frozen repeated for type checkers (msgspec inherits it)
@@ -102,6 +106,8 @@ class TrackUpdate(_Msg, tag="trackupdate.v1", frozen=True):  # frozen repeated f
     captured_at: float
     dwell_s: float = 0.0
     plausible: bool = True  # False when the transition is faster than walking
+    sealed: bytes = b""  # the subject reference, sealed under its purpose's epoch key (as on Match)
+    key_id: str = ""
 
 
 class Alert(_Msg, tag="alert.v1", frozen=True):  # frozen repeated for type checkers (msgspec inherits it)
@@ -111,6 +117,8 @@ class Alert(_Msg, tag="alert.v1", frozen=True):  # frozen repeated for type chec
     zone: str
     subject_id: str | None = None
     detail: str = ""
+    sealed: bytes = b""  # the subject reference, sealed under its purpose's epoch key (as on Match)
+    key_id: str = ""
 
 
 class AuditRecord(_Msg, tag="audit.v1", frozen=True):  # frozen repeated for type checkers (msgspec inherits it)

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter, OrderedDict, defaultdict, deque
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from aiokafka import TopicPartition
 
@@ -22,9 +23,11 @@ from broker.clients import start_consumer
 from broker.messages import Alert, ErasureRequest, Match, MessageError, TrackUpdate, ZoneCount, decode
 from core.config import Settings
 from dashboard import metrics as M
-from policy.crypto import CryptoError, EpochKeyRing, KeyUnavailable
+from policy.crypto import CryptoError, EpochKeyRing, KeyUnavailable, SealError
+from policy.crypto.outputs import OutputKeys
 from policy.erasure import open_request
 
+_Out = TypeVar("_Out", Match, TrackUpdate, Alert)
 log = logging.getLogger("paxsim.dashboard")
 
 TIMELINE_S = 300  # seconds of per-second history kept for the live charts
@@ -84,6 +87,9 @@ class StreamView:
     erased: dict[str, float] = field(default_factory=dict)  # subject → latest erasure request time
     # the control key class's ring when the run has a key holder (erasure requests are sealed under it)
     control: EpochKeyRing | None = None
+    # the purpose rings: subject references on matches, tracks and alerts travel sealed (policy.crypto.outputs);
+    # one past its purpose's retention opens to nobody and is counted, never stored
+    outputs: OutputKeys | None = None
     erasures: dict[str, ErasureStat] = field(default_factory=dict)
     unopened: list[ErasureRequest] = field(default_factory=list)  # read while the key holder was down
     alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=50))
@@ -105,9 +111,13 @@ class StreamView:
     def _apply(self, topic: str, value: bytes, now: float) -> None:
         self.records += 1
         if topic == t.MATCHES.name:
-            self._match(decode(value, Match), now)
+            match: Match = decode(value, Match)
+            self._match(self._opened(match), now)
         elif topic == t.TRACKS.name:
-            self._track(decode(value, TrackUpdate))
+            raw_tu: TrackUpdate = decode(value, TrackUpdate)
+            tu = self._opened(raw_tu)
+            if tu.subject_id:
+                self._track(tu)
         elif topic == t.ZONE_COUNTS.name:
             zc = decode(value, ZoneCount)
             self.zone_faces[zc.zone] += zc.faces
@@ -118,9 +128,21 @@ class StreamView:
             M.ZONE_FACES.labels(zc.zone, "counted").inc(zc.faces)
             M.CAMERA_LAST.labels(zc.camera_id).set(cam.last_seen)
         elif topic == t.ALERTS.name:
-            self.alerts.append(decode(value, Alert))
+            alert: Alert = decode(value, Alert)
+            self.alerts.append(self._opened(alert))
         elif topic == t.ERASURES.name:
             self._erasure(decode(value, ErasureRequest), now)
+
+    def _opened(self, msg: _Out) -> _Out:
+        """``msg`` with its sealed subject reference opened (None when its purpose key is gone: past retention)."""
+        if not msg.sealed:
+            return msg
+        if self.outputs is None:
+            raise MessageError("a sealed subject reference and no key holder to open it")
+        try:
+            return self.outputs.open(msg)[0]
+        except SealError as exc:
+            raise MessageError(str(exc)) from None
 
     def _erasure(self, req: ErasureRequest, now: float) -> None:
         try:

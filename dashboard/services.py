@@ -30,6 +30,7 @@ from matcher.gallery import Gallery
 from policy.audit import AuditLog
 from policy.consent import ConsentRecord, ConsentRegistry, consent_path
 from policy.crypto import CONTROL_CLASS, EpochKeyRing, HttpKeySource, KeyUnavailable, SubjectVault
+from policy.crypto.outputs import OutputKeys
 from policy.erasure import reference, send_erasures
 from policy.policyfile import Policy, PolicyError, load_policy
 
@@ -117,6 +118,7 @@ class Services:
                 return None
             self._control = EpochKeyRing(self.keys, CONTROL_CLASS)
             self.view.control = self._control
+            self.view.outputs = OutputKeys(self.keys)
         return self._control
 
     @property

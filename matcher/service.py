@@ -32,7 +32,9 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 import numpy as np
@@ -60,19 +62,25 @@ from matcher.site import load_site, site_file
 from matcher.trajectory import TrajectoryStore, ZoneMap
 from matcher.verify import Verification, Verifier
 from policy.crypto import KeyExpired, KeyUnavailable, SealError
+from policy.crypto.outputs import OutputKeys, is_sealed_blob, open_blob, seal_blob
 from policy.erasure import ErasureWorker
 from policy.filters import PostMatchContext
+from policy.policyfile import Policy
 from policy.runtime import PolicyRuntime
 from policy.tracklets import TrackletStore
 
 log = logging.getLogger("paxsim.matcher")
 
+_Out = TypeVar("_Out", Match, TrackUpdate, Alert)
 STAGE = "matcher"
 PRUNE_EVERY_S = 5.0
 SNAPSHOT_FILE = "matcher-snapshot-{instance}.bin"
 GROUP = "paxsim-matcher"
 DECISIONS = Counter(matcher_metrics.EVENTS_TOTAL, "Admitted sightings decided, by decision", ["decision"])
 DUPLICATES = Counter(matcher_metrics.DUPLICATES_TOTAL, "Redelivered sightings skipped because already decided")
+EXPIRED_OUTPUTS = Counter(
+    "paxsim_matcher_outputs_past_retention_total", "Subject references not published: the event was already past its purpose's retention"
+)
 SEARCH_SECONDS = Histogram(
     "paxsim_matcher_search_seconds", "FAISS search time per micro-batch", buckets=(1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5)
 )
@@ -149,16 +157,25 @@ class MatcherState:
         # joins its group after its erasure worker caught up) must not bring their trajectories back
         self.forgotten: set[str] = set()
 
-    def to_snapshot(self, partitions: list[int]) -> snapshot.Snapshot:
-        """The state now (call between batches), with the offsets of ``partitions``."""
+    def to_snapshot(self, partitions: list[int], seal: Callable[[bytes], bytes] | None = None) -> snapshot.Snapshot:
+        """The state now (call between batches), with the offsets of ``partitions``; ``seal``: how the trajectories
+        are kept at rest (sealed so that they die with their first point's retention, :func:`trajectory_sealer`)."""
         offsets = {(t.ADMITTED.name, p): self.next_input[p] for p in partitions if p in self.next_input}
         offsets.update({(t.MATCHES.name, p): self.next_match[p] for p in partitions if p in self.next_match})
         extra = msgspec.msgpack.encode(_ServiceState(list(self.decided.items()), list(self.raised.items())))
-        return snapshot.Snapshot(b"", self.trajectories.to_bytes(), offsets, {"written_at": f"{time.time():.3f}"}, extra)
+        trajectories = self.trajectories.to_bytes()
+        if seal is not None:
+            trajectories = seal(trajectories)
+        return snapshot.Snapshot(b"", trajectories, offsets, {"written_at": f"{time.time():.3f}"}, extra)
 
-    def restore(self, snap: snapshot.Snapshot, known: set[str] | None) -> None:
-        """Start from ``snap``; ``known``: subject references still in the gallery (None = keep all)."""
-        self.trajectories.restore(snap.trajectories)
+    def restore(self, snap: snapshot.Snapshot, known: set[str] | None, outputs: OutputKeys | None = None) -> None:
+        """Start from ``snap``; ``known``: subject references still in the gallery (None = keep all). Sealed
+        trajectories are opened with ``outputs``; past their retention they are gone, and so left out."""
+        data = snap.trajectories
+        if is_sealed_blob(data):
+            opened = open_blob(outputs, data, snapshot.TRAJECTORIES_AAD) if outputs is not None else None
+            data = opened or b""
+        self.trajectories.restore(data)
         for ref in self.trajectories.subjects():
             if ref in self.forgotten or (known is not None and ref not in known):  # erased after the snapshot
                 self.trajectories.erase(ref)
@@ -199,8 +216,12 @@ class MatcherState:
         return update, fresh
 
 
-async def read_back_matches(settings: Settings, starts: dict[int, int], state: MatcherState) -> dict[int, int]:
-    """Replay the matches partitions from ``starts`` into ``state``; return the next input offset per partition."""
+async def read_back_matches(
+    settings: Settings, starts: dict[int, int], state: MatcherState, outputs: OutputKeys | None = None
+) -> dict[int, int]:
+    """Replay the matches partitions from ``starts`` into ``state``; return the next input offset per partition.
+    Sealed subject references are opened with ``outputs``; one past its purpose's retention names nobody (its
+    event id still counts as decided)."""
     next_offset = {p: 0 for p in starts}
     for p, off in starts.items():
         state.next_match[p] = max(state.next_match.get(p, 0), off)
@@ -208,7 +229,9 @@ async def read_back_matches(settings: Settings, starts: dict[int, int], state: M
         state.next_match[rec.partition] = max(state.next_match[rec.partition], rec.offset + 1)
         try:
             m = decode(rec.value or b"", Match)
-        except MessageError:
+            if outputs is not None:
+                m, _readable = outputs.open(m)
+        except (MessageError, SealError):
             continue
         state.apply(m)
         RECOVERED.inc()
@@ -256,7 +279,7 @@ class _Recover(AssignmentGauge):
         if snap is None:
             return
         known = await self.matcher.known_references()
-        self.state.restore(snap, known)
+        self.state.restore(snap, known, self.matcher.rt.outputs)
         log.info("restored from snapshot", extra={"decided": len(self.state.decided), "subjects": len(self.state.trajectories.subjects())})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -265,7 +288,7 @@ class _Recover(AssignmentGauge):
             state.restored = True
             await self._restore()
         starts = {tp.partition: state.base.get((t.MATCHES.name, tp.partition), 0) for tp in assigned}
-        resumes = await read_back_matches(self.settings, starts, state)
+        resumes = await read_back_matches(self.settings, starts, state, self.matcher.rt.outputs)
         for tp in assigned:
             resume = max(resumes[tp.partition], state.base.get((t.ADMITTED.name, tp.partition), 0))
             committed = await consumer.committed(tp) or 0
@@ -459,6 +482,14 @@ class Matcher:
             named |= {hit.subject_id for r in results if isinstance(r, SearchResult) and (hit := r.identify(self.threshold, self.margin))}
             if named:
                 await asyncio.to_thread(self.rt.vault.warm, sorted(named), True)
+            if self.rt.outputs is not None and named:  # the purpose rings too: sealing below needs no key holder
+                # the oldest capture and now, per purpose: a ring that can seal both derives every epoch between
+                oldest: dict[str, float] = {}
+                for _part, _off, s, _vec in pending:
+                    if purpose := self._purpose(s.zone):
+                        oldest[purpose] = min(oldest.get(purpose, s.captured_at), s.captured_at)
+                when = {(p, at) for p, at in oldest.items()} | {(p, time.time()) for p in oldest}
+                await asyncio.to_thread(self.rt.outputs.warm, when)
         tracks, matches = [], []
         now = time.time()
         for k, ((partition, offset, s, vec), result, rec) in enumerate(zip(pending, results, records_of)):
@@ -477,22 +508,41 @@ class Matcher:
             except Exception as exc:  # noqa: BLE001  a field no check foresaw: this record goes, the batch goes on
                 dead.append(await dead_letter(producer, rec, STAGE, "internal", _raised(exc)))
                 continue
-            if update is not None:
+            if update is not None and (out := self._sealed(update, m.purpose)) is not None:
                 if not update.plausible:
                     IMPLAUSIBLE.inc()  # faster than walking between the zones: probably a false match
-                tracks.append(await producer.send(t.TRACKS.name, encode(update), key=update.subject_id.encode()))
+                # keyed by camera: a key naming the subject would outlive the sealed reference on the log
+                tracks.append(await producer.send(t.TRACKS.name, encode(out), key=update.camera_id.encode()))
             for a in alerts:
+                if (sealed_alert := self._sealed(a, m.purpose)) is None:
+                    continue
                 ALERTS.labels(a.kind).inc()
-                tracks.append(await producer.send(t.ALERTS.name, encode(a), key=a.zone.encode()))
+                tracks.append(await producer.send(t.ALERTS.name, encode(sealed_alert), key=a.zone.encode()))
             DECISIONS.labels(m.decision).inc()
             self.tracklets.observe(s, m, now)  # unknown/refused/rejected only; keeps zone and times, never the face
             E2E_SECONDS.observe(max(0.0, now - s.captured_at))
-            matches.append((partition, m))
+            matches.append((partition, self._sealed(m, m.purpose) or msgspec.structs.replace(m, subject_id=None)))
         await acknowledged(tracks + dead)  # a recorded match implies its track update and alerts exist
         sent = [await producer.send(t.MATCHES.name, encode(m), key=m.camera_id.encode(), partition=p) for p, m in matches]
         for md in await asyncio.gather(*sent):
             state.next_match[md.partition] = max(state.next_match.get(md.partition, 0), md.offset + 1)
         state.changed = True
+
+    def _sealed(self, msg: _Out, purpose: str) -> _Out | None:
+        """``msg`` as it goes on its topic: its subject reference sealed under ``purpose``'s epoch key (per-purpose
+        retention, policy.crypto.outputs); None when its time is already past that retention (nobody may be
+        named then). Unchanged without a key holder or with enforcement off."""
+        if self.rt.outputs is None or not self.rt.enforcing:
+            return msg
+        try:
+            return self.rt.outputs.seal(msg, purpose)
+        except KeyExpired:
+            EXPIRED_OUTPUTS.inc()
+            return None
+        except KeyUnavailable:  # warmed before the batch: not expected; the event is decided, naming nobody
+            EXPIRED_OUTPUTS.inc()
+            log.warning("purpose key unavailable after warming: a decision published naming nobody")
+            return None
 
     def _common(self, s: Sighting, purpose: str, partition: int, offset: int, now: float) -> dict:
         return dict(
@@ -551,10 +601,30 @@ class Matcher:
             return Match(decision="refused", rule="erased", **common)
 
 
-async def write_snapshot(settings: Settings, state: MatcherState, partitions: list[int]) -> None:
+def trajectory_sealer(state: MatcherState, outputs: OutputKeys, policy: Policy) -> Callable[[bytes], bytes]:
+    """Seal a snapshot's trajectories under the purpose with the shortest retention, at the time that makes the
+    key die when the first point it holds reaches its own retention (at most one epoch later): a snapshot left on
+    disk (a replica stopped) names nobody past any point's retention. Points already past it are pruned first."""
+    shortest = min(policy.purposes, key=lambda p: policy.purposes[p].retention_s)
+    ttl = policy.purposes[shortest].retention_s
+
+    def seal(data: bytes) -> bytes:  # called right after a prune (write_snapshot): no point is past its retention
+        first = state.trajectories.first_expiry()
+        if first is None:
+            return data  # no point held: nothing personal
+        return seal_blob(outputs, data, shortest, min(time.time(), first - ttl), snapshot.TRAJECTORIES_AAD)
+
+    return seal
+
+
+async def write_snapshot(
+    settings: Settings, state: MatcherState, partitions: list[int], seal: Callable[[bytes], bytes] | None = None
+) -> None:
     """Capture the state between batches, write it off the event loop (atomic file, fsync)."""
     t0 = time.perf_counter()
-    snap = state.to_snapshot(partitions)
+    if seal is not None:
+        state.trajectories.prune(time.time())  # each point by its purpose's retention, before it goes to disk
+    snap = state.to_snapshot(partitions, seal)
     state.changed = state.erased = False
     size = await asyncio.to_thread(snapshot.write, snapshot_path(settings), snap)
     SNAPSHOTS.inc()
@@ -568,6 +638,9 @@ async def run_matcher(settings: Settings, stop: asyncio.Event, rt: PolicyRuntime
     policy = rt.holder.current
     tracks_ttl = max((p.retention_s for p in policy.purposes.values()), default=policy.retention.sightings_s)
     state = MatcherState(settings.matcher.dedupe_window_s, zone_map(settings), tracks_ttl, AlertPolicy.load())
+    # each trajectory point kept only as long as its zone's purpose allows (the live holder's policy, reloads too)
+    state.trajectories.ttl_for_zone = lambda zone: rt.holder.current.retention_for(rt.holder.current.purpose_for_zone(zone) or "")
+    sealer = trajectory_sealer(state, rt.outputs, policy) if rt.outputs is not None and rt.enforcing and policy.purposes else None
     producer = await start_producer(settings)
     matcher = Matcher(settings, producer, state, rt)
     eraser = ErasureWorker(STAGE, [matcher.erase], audit=rt.audit, control=rt.control)
@@ -593,7 +666,7 @@ async def run_matcher(settings: Settings, stop: asyncio.Event, rt: PolicyRuntime
                 matcher.tracklets.prune(time.time())  # anonymous tracklets past theirs
                 pruned_at = time.monotonic()
             if (state.erased or (state.changed and time.monotonic() - snapped_at > every)) and consumer.assignment():
-                await write_snapshot(settings, state, [tp.partition for tp in consumer.assignment()])
+                await write_snapshot(settings, state, [tp.partition for tp in consumer.assignment()], sealer)
                 snapped_at = time.monotonic()
             batch = await consumer.getmany(timeout_ms=200, max_records=settings.matcher.batch_max)
             if not batch:

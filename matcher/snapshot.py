@@ -20,6 +20,7 @@ import msgspec
 from core.files import write_private
 
 _MAGIC = b"PXSNAP1"
+TRAJECTORIES_AAD = b"paxsim-matcher-snapshot-trajectories"  # binds sealed trajectories to what they are
 
 
 class SnapshotError(ValueError):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -175,9 +175,12 @@ class TrajectoryStore:
         ttl_s: float = 86400.0,
         dedupe_window_s: float = 600.0,
         max_sightings_per_subject: int = 4096,
+        ttl_for_zone: Callable[[str], float] | None = None,
     ) -> None:
+        """``ttl_for_zone``: the retention of a point seen in a zone (its purpose's); default ``ttl_s`` for all."""
         self.zones = zones
         self.ttl_s = ttl_s
+        self.ttl_for_zone = ttl_for_zone
         self.dedupe_window_s = dedupe_window_s
         self.max_sightings = max_sightings_per_subject
         self._tracks: dict[str, _Track] = {}
@@ -261,6 +264,10 @@ class TrajectoryStore:
             if k:
                 del seen[:k]
                 dropped += k
+            if self.ttl_for_zone is not None:  # each point by its own purpose's retention
+                kept = [s for s in seen if s.t >= now - self.ttl_for_zone(s.zone)]
+                dropped += len(seen) - len(kept)
+                seen[:] = kept
             if not seen:
                 del self._tracks[sid]
         dcut = now - max(self.dedupe_window_s, 0.0)
@@ -321,6 +328,11 @@ class TrajectoryStore:
         return vs[-1] if vs else None
 
     # ---- snapshots -------------------------------------------------------------------------------
+
+    def first_expiry(self) -> float | None:
+        """When the first point held reaches its retention (None when nothing is held)."""
+        ttl = self.ttl_for_zone or (lambda _zone: self.ttl_s)
+        return min((s.t + ttl(s.zone) for tr in self._tracks.values() for s in tr.seen), default=None)
 
     def to_bytes(self) -> bytes:
         state = _State(

@@ -41,6 +41,7 @@ from paxsim.summary import RunSummary
 from policy import metricnames as policy_metrics
 from policy.consent import ConsentRegistry, consent_path, open_consent
 from policy.crypto import KeySource, SubjectVault
+from policy.crypto.outputs import OutputKeys
 from policy.policyfile import load_policy
 from policy.scan import run_scan, state_stores
 from scenario.world import load_world
@@ -217,8 +218,15 @@ def progress_table(c: StageCounts, prev: StageCounts, dt: float, elapsed: float)
 
 
 def resolve_pseudonyms(matches: list, settings: Settings, keys: KeySource | None) -> list:
-    """Matches (or track updates) with pseudonyms replaced by subject ids, for scoring against ground truth
-    (needs the live keys; subjects whose key is destroyed stay pseudonymous)."""
+    """Matches (or track updates, alerts) with sealed references opened and pseudonyms replaced by subject ids,
+    for scoring against ground truth (needs the live keys; references past their purpose's retention name
+    nobody, subjects whose key is destroyed stay pseudonymous)."""
+    if keys is not None and any(m.sealed for m in matches):
+        outputs = OutputKeys(keys, background=False)
+        try:
+            matches = [outputs.open(m)[0] for m in matches]
+        finally:
+            outputs.close()
     refs = {m.subject_id for m in matches if m.subject_id and m.subject_id.startswith("ps-")}
     if not refs or keys is None or not gallery_path(settings).exists():
         return matches

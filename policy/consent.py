@@ -34,6 +34,7 @@ from policy.stores import StoredItem
 
 PURPOSES = ("egate-verification", "boarding", "flow-analytics", "model-training")
 WITHDRAWN_REASON = "consent-withdrawn"
+EXPIRED_REASON = "consent-expired"  # every consent of the subject ended without a withdrawal: erased all the same
 ANY_ZONE = "*"  # for questions that are not about a place (exports): any zone scope matches
 
 _SCHEMA = """
@@ -330,6 +331,37 @@ class ConsentRegistry:
         for cb in self._listeners:
             cb(req)
         return req
+
+    def queue_lapsed(self, now: float | None = None) -> list[ErasureRequest]:
+        """Consent expiry is treated like withdrawal for the stores: every subject none of whose consents is still
+        active (all expired or withdrawn) and for whom no erasure request exists yet gets one queued, reason
+        ``consent-expired``, in one transaction (several publishers may run this: each subject is queued once)."""
+        db = self._db
+        if db is None:
+            return []
+        now = self.clock() if now is None else now
+        out: list[ErasureRequest] = []
+        with self._lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(
+                    "SELECT subject_id FROM consents GROUP BY subject_id "
+                    "HAVING SUM(CASE WHEN withdrawn_at IS NULL AND expires_at > ? THEN 1 ELSE 0 END) = 0 "
+                    "AND subject_id NOT IN (SELECT subject_id FROM erasures)",
+                    (now,),
+                ).fetchall()
+                for (sid,) in rows:
+                    req = ErasureRequest(request_id=uuid.uuid4().hex, subject_id=sid, requested_at=now, reason=EXPIRED_REASON)
+                    self._queue(req)
+                    out.append(req)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        for req in out:
+            for cb in self._listeners:
+                cb(req)
+        return out
 
     def _queue(self, req: ErasureRequest) -> None:
         assert self._db is not None

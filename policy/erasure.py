@@ -95,6 +95,9 @@ async def publish_pending(
     return len(pending)
 
 
+LAPSED_SWEEP_S = 1.0  # how often a publisher looks for subjects whose consents have all lapsed
+
+
 async def run_publisher(
     registry: ConsentRegistry,
     producer,
@@ -103,9 +106,16 @@ async def run_publisher(
     vault: SubjectVault | None = None,
     control: EpochKeyRing | None = None,
 ) -> None:
-    """Poll the outbox until ``stop``; a failed send is retried on the next poll."""
+    """Poll the outbox until ``stop``; a failed send is retried on the next poll. About every second, subjects
+    whose consents have all lapsed are queued for erasure first (``ConsentRegistry.queue_lapsed``)."""
+    swept_at = -1e18
     while not stop.is_set():
         try:
+            if time.monotonic() - swept_at >= LAPSED_SWEEP_S:
+                swept_at = time.monotonic()
+                lapsed = registry.queue_lapsed()  # one indexed query, on the loop: the connection is not shared across threads
+                if lapsed:
+                    log.info("erasures queued for lapsed consents", extra={"count": len(lapsed)})
             n = await publish_pending(registry, producer, vault, control)
             if n:
                 log.info("erasure requests published", extra={"count": n})

@@ -22,7 +22,8 @@ from broker.messages import MessageError, TrackUpdate, decode
 from core.files import write_private
 from policy.audit import AuditLog
 from policy.consent import ConsentRegistry
-from policy.crypto import SubjectVault
+from policy.crypto import SealError, SubjectVault
+from policy.crypto.outputs import OutputKeys
 from policy.filters import ExportContext, StoreContext, export_chain, store_chain
 from policy.policyfile import Policy, load_policy
 from policy.stores import StoredItem
@@ -63,11 +64,23 @@ async def export_tracks(
         ),
     )
     records = []
-    for rec in await read_all(settings, t.TRACKS.name):
-        try:
-            records.append(decode(rec.value or b"", TrackUpdate))
-        except MessageError:
-            continue
+    outputs = OutputKeys(vault.source, background=False) if vault is not None else None
+    sealed_gone = 0  # references past their purpose's retention: nobody to export
+    try:
+        for rec in await read_all(settings, t.TRACKS.name):
+            try:
+                tu: TrackUpdate = decode(rec.value or b"", TrackUpdate)
+                if tu.sealed and outputs is not None:
+                    tu, readable = outputs.open(tu)
+                    if not readable:
+                        sealed_gone += 1
+                        continue
+            except (MessageError, SealError):
+                continue
+            records.append(tu)
+    finally:
+        if outputs is not None:
+            outputs.close()
     refs = {r.subject_id for r in records}
     ids = {r: r for r in refs if not r.startswith("ps-")}
     if vault is not None:
@@ -105,7 +118,7 @@ async def export_tracks(
         lines.append(json.dumps(row) + "\n")
         exported += 1
     write_private(out, "".join(lines).encode())  # personal data: owner-only, like every store
-    return ExportResult(purpose, exported, refused, unlinkable, out)
+    return ExportResult(purpose, exported, refused, unlinkable + sealed_gone, out)
 
 
 class ExportStore:

@@ -52,6 +52,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from core import faults
 from core.files import write_private
 from policy.crypto import CONTROL_CLASS, KeyExpired, KeyHolder, new_token, token_matches
+from policy.crypto.outputs import PURPOSE_CLASS_PREFIX, purpose_class, purpose_epoch_s
 from policy.crypto.sources import TOKEN_ENV, TOKEN_FILE_ENV, URL_ENV, credential
 from policy.keystore import SealedState, StateFileError
 from policy.notary import CheckpointRefused, may_checkpoint
@@ -76,9 +77,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "edge": frozenset({"seal:sightings", "checkpoint"}),
     # the gate forwards sealed bytes (no sighting key); it and the dashboard publish the erasure outbox (issue)
     "gate": frozenset({"chain:control", "pseudonyms", "checkpoint", "issue"}),
-    "matcher": frozenset({"chain:sightings", "chain:tracklets", "chain:control", "subjects", "subjects:create", "destroy", "checkpoint"}),
-    "dashboard": frozenset({"chain:control", "pseudonyms", "checkpoint", "checkpoints", "issue"}),
-    "auditor": frozenset({"chain:sightings", "chain:tracklets", "chain:control", "subjects", "resolve", "checkpoints"}),
+    # chain:purpose: every purpose class (sealing and opening the subject references of matches, tracks, alerts)
+    "matcher": frozenset(
+        {"chain:sightings", "chain:tracklets", "chain:control", "chain:purpose", "subjects", "subjects:create", "destroy", "checkpoint"}
+    ),
+    "dashboard": frozenset({"chain:control", "chain:purpose", "pseudonyms", "checkpoint", "checkpoints", "issue"}),
+    "auditor": frozenset({"chain:sightings", "chain:tracklets", "chain:control", "chain:purpose", "subjects", "resolve", "checkpoints"}),
     "admin": frozenset({"*"}),
 }
 STAGE_ROLES = {"edge": "edge", "policy": "gate", "matcher": "matcher", "dashboard": "dashboard"}  # paxsim command → role
@@ -110,13 +114,17 @@ CONTROL_KEYS = (86_400.0, 30 * 86_400.0)  # control messages: daily epochs, kept
 
 
 def key_classes(policy: Policy) -> dict[str, tuple[float, float]]:
-    """name → (epoch_s, ttl_s) for every key class the policy defines."""
+    """name → (epoch_s, ttl_s) for every key class the policy defines: sightings, tracklets, control, and one
+    class per purpose (``purpose.<name>``: the subject references on the output topics, policy.crypto.outputs)."""
     r, tr = policy.retention, policy.unknown_faces.tracklets
-    return {
+    classes = {
         "sightings": (r.epoch_s, r.sightings_s),
         "tracklets": (min(r.epoch_s, tr.ttl_s / 4), tr.ttl_s),
         CONTROL_CLASS: CONTROL_KEYS,
     }
+    for name, rule in policy.purposes.items():
+        classes[purpose_class(name)] = (purpose_epoch_s(rule.retention_s, r.epoch_s), rule.retention_s)
+    return classes
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -188,7 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(404, {"detail": str(exc)})
         if self.path.startswith("/v1/chain/"):
             name = unquote(self.path[len("/v1/chain/") :])
-            if not self._may(f"chain:{name}"):
+            if not self._may("chain:purpose" if name.startswith(PURPOSE_CLASS_PREFIX) else f"chain:{name}"):
                 return None
             try:
                 state = self.server.holder.chain(name)
@@ -375,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     else:
         holder = KeyHolder(key_classes(policies.current))
-    policies.on_change(lambda old, new: [holder.set_ttl(n, ttl) for n, (_e, ttl) in key_classes(new).items()])
+    policies.on_change(lambda old, new: [holder.set_ttl(n, ttl, e) for n, (e, ttl) in key_classes(new).items()])
     try:
         roles = parse_role_tokens(role_spec or "")
         server = KeyServer(holder, token, host=args.host, port=args.port, allow_remote=args.allow_remote, role_tokens=roles).start()

@@ -57,6 +57,7 @@ from policy.crypto import (
     open_sighting,
     seal_sighting,
 )
+from policy.crypto.outputs import OutputKeys
 from policy.filters import (
     Chain,
     Decision,
@@ -121,6 +122,8 @@ class PolicyRuntime:
         # subject keys: raw for the stage that opens faces (the matcher: gallery templates, pseudonyms); pseudonym
         # keys for the others, which name subjects (erasure requests) and can open no template
         self.vault = SubjectVault(keys, pseudonyms_only=sighting_keys != "open") if keys is not None else None
+        # the purpose rings that seal subject references on the output topics (the matcher's; policy.crypto.outputs)
+        self.outputs: OutputKeys | None = OutputKeys(keys) if keys is not None and sighting_keys == "open" else None
         self._control: EpochKeyRing | None = None
         self._rows: dict[str, list[DecisionRow]] = {}
         self._pseudonyms: dict[str, str] = {}
@@ -392,6 +395,6 @@ class PolicyRuntime:
         self.flush_audit()
         self.audit.close()
         self.consent.close()
-        for refresher in (self._ring, self._sealer, self.vault):  # background key-refresh threads
+        for refresher in (self._ring, self._sealer, self.vault, self.outputs):  # background key-refresh threads
             if refresher is not None:
                 refresher.close()

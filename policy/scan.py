@@ -45,7 +45,8 @@ from broker.topics import ADMITTED
 from core import faults
 from policy.audit import AuditChainStore, audit_dir, batch_rows_msgpack, check_batch, is_batch, read_records, record_hash, verify_dir
 from policy.consent import ConsentRegistry, open_consent
-from policy.crypto import EpochKeyRing, KeySource, SubjectVault
+from policy.crypto import EpochKeyRing, KeySource, KeyUnavailable, SealError, SubjectVault
+from policy.crypto.outputs import PURPOSE_CLASS_PREFIX, OutputKeys, purpose_epoch_s
 from policy.policyfile import Policy
 from policy.stores import Store, StoredItem
 
@@ -162,6 +163,7 @@ class Scanner:
         self.now = time.time() if now is None else now
         self.ring = EpochKeyRing(keys, "sightings") if keys is not None else None
         self.vault = SubjectVault(keys) if keys is not None else None
+        self.outputs = OutputKeys(keys, background=False) if keys is not None else None  # the purpose rings
         self.keys = keys
         self.report = ScanReport(scanned_at=self.now)
         self._subject_refs: list[_Pending] = []
@@ -226,12 +228,38 @@ class Scanner:
                 f"{len(lost)} admitted event(s) older than {self.policy.max_event_age_s:g}s were never decided (lost), e.g. {sorted(lost)[0]}",
             )
 
+    def _open_output(self, where: str, msg: m.Match | m.TrackUpdate | m.Alert) -> m.Match | m.TrackUpdate | m.Alert | None:
+        """A sealed subject reference opened (then judged like any other), or None: its purpose key is destroyed
+        (unlinkable: retention held) or it does not open at all (counted undecodable)."""
+        if self.outputs is None:
+            self.report.undecodable["sealed-without-keys"] += 1
+            return None
+        try:
+            opened, readable = self.outputs.open(msg)  # type: ignore[type-var]
+        except (SealError, KeyUnavailable):
+            self.report.undecodable["sealed-reference"] += 1
+            return None
+        if not readable:
+            self.report.unlinkable += 1  # past its purpose's retention: the key holder destroyed the key
+            return None
+        return opened
+
+    def _epoch_of_key(self, key_id: str) -> float:
+        purpose = key_id.split(":", 1)[0].removeprefix(PURPOSE_CLASS_PREFIX)
+        return purpose_epoch_s(self.policy.retention_for(purpose), self.policy.retention.epoch_s)
+
     def _expired(self, at: float, ttl: float) -> bool:
         return not (self.now - at <= ttl + self.grace_s)  # NaN times count as expired
 
     def _add_message(self, where: str, msg: m.Message) -> None:
         if faults.disabled("scan.topics"):
             return
+        slack = 0.0  # a sealed reference's key may live one epoch of its class past the TTL (the retention bound)
+        if isinstance(msg, m.Match | m.TrackUpdate | m.Alert) and msg.sealed:
+            opened = self._open_output(where, msg)
+            if opened is None:
+                return
+            msg, slack = opened, self._epoch_of_key(msg.key_id)
         pol = self.policy
         if isinstance(msg, m.Sighting):
             ttl = pol.retention.sightings_s
@@ -264,7 +292,7 @@ class Scanner:
                         msg.purpose,
                         msg.zone,
                         msg.captured_at,
-                        pol.retention_for(msg.purpose),
+                        pol.retention_for(msg.purpose) + slack,
                         f"match ({msg.decision})",
                     )
                 )
@@ -277,7 +305,7 @@ class Scanner:
                     purpose or f"<none for zone {msg.zone}>",
                     msg.zone,
                     msg.captured_at,
-                    pol.retention_for(purpose or ""),
+                    pol.retention_for(purpose or "") + slack,
                     "track update",
                 )
             )
@@ -290,7 +318,7 @@ class Scanner:
                         None,
                         None,
                         msg.at,
-                        max(p.retention_s for p in pol.purposes.values()) if pol.purposes else 0.0,
+                        (max(p.retention_s for p in pol.purposes.values()) if pol.purposes else 0.0) + slack,
                         f"alert {msg.kind}",
                     )
                 )
@@ -324,6 +352,9 @@ class Scanner:
         self.report.records[store.name] += 0  # listed as read even when it holds nothing
         if faults.disabled("scan.stores"):
             return
+        use_keys = getattr(store, "use_keys", None)
+        if use_keys is not None:  # a store that holds sealed items opens them with the scanner's keys
+            use_keys(self.keys)
         for item in store.items():
             self.report.records[store.name] += 1
             if item.subject_ref is None or not item.readable:

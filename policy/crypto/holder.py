@@ -113,10 +113,15 @@ class KeyHolder:
     def _tombstone(self, subject_id: str) -> bytes:
         return mac(self._tomb_key, b"paxsim-tombstone:" + subject_id.encode())
 
-    def set_ttl(self, name: str, ttl_s: float) -> None:
-        """Change a class's TTL (policy reload). A longer TTL cannot bring back keys already destroyed."""
+    def set_ttl(self, name: str, ttl_s: float, epoch_s: float | None = None) -> None:
+        """Change a class's TTL (policy reload). A longer TTL cannot bring back keys already destroyed. A class the
+        holder does not have yet (a purpose added by the reload) starts now with ``epoch_s``."""
         with self._lock:
-            r = self._chains[name]
+            r = self._chains.get(name)
+            if r is None:
+                if epoch_s is None:
+                    raise KeyError(name)
+                r = self._chains[name] = Ratchet.fresh(name, epoch_s, ttl_s, self.clock())
             r.ttl_s = ttl_s
             r.advance(self.clock())
             self._save()

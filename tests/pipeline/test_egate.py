@@ -17,6 +17,7 @@ from core.config import Settings
 from core.stack import Stack, total
 from paxsim.infra import child_env, enrol_scenario
 from policy.crypto import HttpKeySource, SubjectVault
+from policy.crypto.outputs import OutputKeys
 from policy.runtime import PolicyRuntime
 from scenario.virtual import EGATE_PURPOSE, VirtualAirport
 
@@ -93,6 +94,9 @@ def test_egate_claims_are_verified_one_to_one_and_impostors_rejected(client_sett
     finally:
         stack.stop()
         edge.close()
+    outputs = OutputKeys(HttpKeySource(keys.url, keys.token), background=False)
+    assert not any(m.subject_id for m in got), "a subject reference in clear on the matches topic"
+    got = [outputs.open(m)[0] for m in got]  # the purpose key of a match a moment old lives: every one opens
     by_id = {m.event_id: m for m in got}
     assert len(got) == len(by_id) == len(cases) + 1, [m.event_id for m in got]
     assert by_id["no-claim"].decision == "match" and by_id["no-claim"].subject_id == ps(a.traveller_id)
@@ -146,6 +150,11 @@ def test_alerts_reach_the_alerts_topic_once_per_id_and_only_for_permitted_purpos
     assert alerts and published == len(alerts)
     assert len({a.alert_id for a in alerts}) == len(alerts), "an alert id was published twice"
     assert all(a.kind == DWELL and a.zone == "security" for a in alerts), "an alert for a purpose the rules do not permit"
-    assert all(a.subject_id and a.subject_id.startswith("ps-") for a in alerts), "a plain subject id in an alert"
+    # the subject reference travels sealed under the purpose's epoch key; opened, it is a pseudonym
+    assert all(a.sealed and a.key_id.startswith("purpose.flow-analytics:") and not a.subject_id for a in alerts)
+    outputs = OutputKeys(HttpKeySource(keys.url, keys.token), background=False)
+    opened = [outputs.open(a) for a in alerts]
+    assert all(ok and a.subject_id and a.subject_id.startswith("ps-") for a, ok in opened), "a plain subject id in an alert"
+    alerts = [a for a, _ok in opened]
     named = resolve_pseudonyms(alerts, cs, HttpKeySource(keys.url, keys.token))
     assert all(not a.subject_id.startswith("ps-") for a in named)  # every alert names an enrolled subject

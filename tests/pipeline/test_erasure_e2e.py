@@ -134,10 +134,15 @@ def linked(records: list[tuple[str, bytes, dict]], a: str, b: str) -> list[str]:
     return [records[i][0] for i, vals in enumerate(values) if b in vals and find(i) in with_a]
 
 
-async def broker_records(bootstrap: str) -> list[tuple[str, bytes, dict]]:
+async def broker_records(bootstrap: str, keys=None) -> list[tuple[str, bytes, dict]]:  # noqa: ANN001
+    """Every record on every topic as a document; with ``keys`` (the admin's), sealed subject references on
+    matches, tracks and alerts are opened first, as the strongest reader of the broker would."""
     from broker import topics as t
     from broker.reader import read_all
     from core.config import Settings
+    from policy.crypto.outputs import OutputKeys
+
+    outputs = OutputKeys(keys, background=False) if keys is not None else None
 
     base = Settings()
     settings = base.model_copy(update={"broker": base.broker.model_copy(update={"bootstrap": bootstrap, "profile": "embedded"})})
@@ -145,9 +150,12 @@ async def broker_records(bootstrap: str) -> list[tuple[str, bytes, dict]]:
     for topic in t.ALL:
         for r in await read_all(settings, topic.name):
             try:
-                doc = msgspec.to_builtins(msgspec.msgpack.decode(r.value or b"", type=topic.message))
+                msg = msgspec.msgpack.decode(r.value or b"", type=topic.message)
             except msgspec.DecodeError:
                 continue
+            if outputs is not None and getattr(msg, "sealed", b"") and str(getattr(msg, "key_id", "")).startswith("purpose."):
+                msg, _readable = outputs.open(msg)
+            doc = msgspec.to_builtins(msg)
             out.append((topic.name, r.key or b"", doc))
     return out
 
@@ -243,7 +251,7 @@ def test_one_erasure_reaches_every_replica_and_store_through_sigkills_and_links_
         # traffic of the erased subject keeps arriving: nothing may name them again. Read the topics once they hold
         # more than 10 pseudonyms (how many after a given time depends on the host's speed)
         def topics_with_pseudonyms() -> tuple[list, set[str]] | None:
-            records = asyncio.run(broker_records(bootstrap))
+            records = asyncio.run(broker_records(bootstrap, keys))
             refs = {str(doc.get(f)) for _t, _k, doc in records for f in ("subject_id", "subject_ref") if str(doc.get(f)).startswith("ps-")}
             return (records, refs) if len(records) > 500 and len(refs) > 10 else None
 

@@ -129,3 +129,29 @@ def test_no_key_error_names_the_erased_subject():
             call()
         errors.append(exc.value)
     assert not [e for e in errors if "pax-erased-7" in f"{e!s} {e!r}"], errors
+
+
+def test_consent_expiry_is_treated_like_withdrawal_for_the_stores(tmp_path: Path):
+    """A subject whose every consent lapsed (none withdrawn) gets one erasure request, once, whoever sweeps."""
+    reg = ConsentRegistry.open(registry_path(tmp_path))
+    other = ConsentRegistry.open(registry_path(tmp_path))  # a second publisher (gate and dashboard both sweep)
+    reg.grant_many(
+        [
+            ConsentRecord("pax-lapsed", "boarding", 0.0, 100.0),
+            ConsentRecord("pax-lapsed", "flow-analytics", 0.0, 200.0),
+            ConsentRecord("pax-half", "boarding", 0.0, 100.0),
+            ConsentRecord("pax-half", "flow-analytics", 0.0, 1000.0),
+            ConsentRecord("pax-withdrawn", "boarding", 0.0, 1000.0),
+        ]
+    )
+    reg.withdraw("pax-withdrawn", at=50.0)
+    assert reg.queue_lapsed(now=150.0) == []  # pax-lapsed still holds flow-analytics
+    queued = reg.queue_lapsed(now=250.0)
+    assert [(r.subject_id, r.reason) for r in queued] == [("pax-lapsed", "consent-expired")]
+    assert other.queue_lapsed(now=300.0) == [] and reg.queue_lapsed(now=300.0) == []  # once
+    pending = {r.subject_id for r in other.pending_erasures()}
+    assert pending == {"pax-lapsed", "pax-withdrawn"}
+    later = other.queue_lapsed(now=2000.0)
+    assert [r.subject_id for r in later] == ["pax-half"]
+    for r in (reg, other):
+        r.close()
