@@ -118,7 +118,7 @@ class Services:
                 return None
             self._control = EpochKeyRing(self.keys, CONTROL_CLASS)
             self.view.control = self._control
-            self.view.outputs = OutputKeys(self.keys)
+            self.view.outputs = OutputKeys(self.keys, purposes=lambda: self.policy.purposes)
         return self._control
 
     @property

@@ -62,7 +62,7 @@ from matcher.site import load_site, site_file
 from matcher.trajectory import TrajectoryStore, ZoneMap
 from matcher.verify import Verification, Verifier
 from policy.crypto import KeyExpired, KeyUnavailable, SealError
-from policy.crypto.outputs import OutputKeys, is_sealed_blob, open_blob, seal_blob
+from policy.crypto.outputs import OutputKeys, is_sealed_blob, open_blob, purpose_epoch_s, seal_blob
 from policy.erasure import ErasureWorker
 from policy.filters import PostMatchContext
 from policy.policyfile import Policy
@@ -171,11 +171,15 @@ class MatcherState:
     def restore(self, snap: snapshot.Snapshot, known: set[str] | None, outputs: OutputKeys | None = None) -> None:
         """Start from ``snap``; ``known``: subject references still in the gallery (None = keep all). Sealed
         trajectories are opened with ``outputs``; past their retention they are gone, and so left out."""
-        data = snap.trajectories
-        if is_sealed_blob(data):
-            opened = open_blob(outputs, data, snapshot.TRAJECTORIES_AAD) if outputs is not None else None
-            data = opened or b""
-        self.trajectories.restore(data)
+        data: bytes | None = snap.trajectories
+        if data and is_sealed_blob(data):
+            try:
+                data = open_blob(outputs, data, snapshot.TRAJECTORIES_AAD) if outputs is not None else None
+            except (SealError, KeyUnavailable) as exc:  # forged or unopenable now: start without trajectories
+                log.warning("snapshot trajectories not restored", extra={"error": type(exc).__name__})
+                data = None
+        if data:  # past their retention (key gone) or none: nothing to restore, the matches read back hold the rest
+            self.trajectories.restore(data)
         for ref in self.trajectories.subjects():
             if ref in self.forgotten or (known is not None and ref not in known):  # erased after the snapshot
                 self.trajectories.erase(ref)
@@ -233,6 +237,8 @@ async def read_back_matches(
                 m, _readable = outputs.open(m)
         except (MessageError, SealError):
             continue
+        except KeyUnavailable:  # the key holder is away: the event still counts as decided, naming nobody
+            m = msgspec.structs.replace(m, subject_id=None, sealed=b"", key_id="")
         state.apply(m)
         RECOVERED.inc()
         next_offset[rec.partition] = max(next_offset[rec.partition], m.source_offset + 1)
@@ -279,7 +285,10 @@ class _Recover(AssignmentGauge):
         if snap is None:
             return
         known = await self.matcher.known_references()
-        self.state.restore(snap, known, self.matcher.rt.outputs)
+        try:
+            self.state.restore(snap, known, self.matcher.rt.outputs)
+        except ValueError as exc:  # a corrupt trajectory part: recover from the matches topic alone
+            log.warning("matcher snapshot trajectories ignored", extra={"error": str(exc)})
         log.info("restored from snapshot", extra={"decided": len(self.state.decided), "subjects": len(self.state.trajectories.subjects())})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -607,12 +616,17 @@ def trajectory_sealer(state: MatcherState, outputs: OutputKeys, policy: Policy) 
     disk (a replica stopped) names nobody past any point's retention. Points already past it are pruned first."""
     shortest = min(policy.purposes, key=lambda p: policy.purposes[p].retention_s)
     ttl = policy.purposes[shortest].retention_s
+    epoch = purpose_epoch_s(ttl, policy.retention.epoch_s)
 
     def seal(data: bytes) -> bytes:  # called right after a prune (write_snapshot): no point is past its retention
         first = state.trajectories.first_expiry()
         if first is None:
             return data  # no point held: nothing personal
-        return seal_blob(outputs, data, shortest, min(time.time(), first - ttl), snapshot.TRAJECTORIES_AAD)
+        now = time.time()
+        # an epoch's key dies at its start + TTL, up to one epoch before a time in it reaches the TTL: never seal
+        # under an epoch that starts before now - TTL (its key may be gone), so at least one epoch later than that
+        at = min(now, max(first - ttl, now - ttl + epoch))
+        return seal_blob(outputs, data, shortest, at, snapshot.TRAJECTORIES_AAD)
 
     return seal
 
@@ -624,7 +638,11 @@ async def write_snapshot(
     t0 = time.perf_counter()
     if seal is not None:
         state.trajectories.prune(time.time())  # each point by its purpose's retention, before it goes to disk
-    snap = state.to_snapshot(partitions, seal)
+    try:
+        snap = state.to_snapshot(partitions, seal)
+    except (KeyExpired, KeyUnavailable) as exc:  # the purpose key cannot seal now: keep no trajectories on disk
+        log.warning("snapshot written without trajectories: they could not be sealed", extra={"error": type(exc).__name__})
+        snap = state.to_snapshot(partitions, lambda _data: b"")
     state.changed = state.erased = False
     size = await asyncio.to_thread(snapshot.write, snapshot_path(settings), snap)
     SNAPSHOTS.inc()

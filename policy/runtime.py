@@ -123,7 +123,9 @@ class PolicyRuntime:
         # keys for the others, which name subjects (erasure requests) and can open no template
         self.vault = SubjectVault(keys, pseudonyms_only=sighting_keys != "open") if keys is not None else None
         # the purpose rings that seal subject references on the output topics (the matcher's; policy.crypto.outputs)
-        self.outputs: OutputKeys | None = OutputKeys(keys) if keys is not None and sighting_keys == "open" else None
+        self.outputs: OutputKeys | None = (
+            OutputKeys(keys, purposes=lambda: self.holder.current.purposes) if keys is not None and sighting_keys == "open" else None
+        )
         self._control: EpochKeyRing | None = None
         self._rows: dict[str, list[DecisionRow]] = {}
         self._pseudonyms: dict[str, str] = {}
@@ -229,8 +231,12 @@ class PolicyRuntime:
         return ps
 
     def post_match_chain(self, pseudonymise: bool = True) -> Chain:
+        """The post-match chain, audited per batch. When the run seals subject references under purpose keys, the
+        audit rows name no subject: kept for ``retention.audit_s``, a pseudonym there, joined by event id to the
+        matches topic, would undo every purpose's shorter retention (the sealed match carries who it was)."""
+
         def subject(ctx: Any) -> str | None:
-            if ctx.subject_id is None:
+            if ctx.subject_id is None or (self.outputs is not None and self.enforcing and pseudonymise):
                 return None
             if not (pseudonymise and self.vault is not None):
                 return ctx.subject_id

@@ -163,7 +163,7 @@ class Scanner:
         self.now = time.time() if now is None else now
         self.ring = EpochKeyRing(keys, "sightings") if keys is not None else None
         self.vault = SubjectVault(keys) if keys is not None else None
-        self.outputs = OutputKeys(keys, background=False) if keys is not None else None  # the purpose rings
+        self.outputs = OutputKeys(keys, background=False, purposes=lambda: self.policy.purposes) if keys is not None else None
         self.keys = keys
         self.report = ScanReport(scanned_at=self.now)
         self._subject_refs: list[_Pending] = []

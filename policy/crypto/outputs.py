@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 import threading
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import msgspec
@@ -56,8 +57,10 @@ def _when(msg: Match | TrackUpdate | Alert) -> float:
 class OutputKeys:
     """The purpose rings of a run (made on first use per purpose)."""
 
-    def __init__(self, source: KeySource, background: bool | None = None) -> None:
-        self.source, self._background = source, background
+    def __init__(self, source: KeySource, background: bool | None = None, purposes: Callable[[], Iterable[str]] | None = None) -> None:
+        """``purposes``: the policy's purposes now (a hostile record naming any other class makes no ring: each
+        ring is a refresh thread and key-holder traffic); None accepts every class (single-process tools)."""
+        self.source, self._background, self._purposes = source, background, purposes
         self._rings: dict[str, EpochKeyRing] = {}
         self._lock = threading.Lock()
 
@@ -65,6 +68,8 @@ class OutputKeys:
         with self._lock:
             ring = self._rings.get(cls)
             if ring is None:
+                if self._purposes is not None and cls not in {purpose_class(p) for p in self._purposes()}:
+                    raise SealError(f"no purpose of this policy has key class {cls[:40]!r}")
                 ring = self._rings[cls] = EpochKeyRing(self.source, cls, background=self._background)
             return ring
 
@@ -93,6 +98,8 @@ class OutputKeys:
         class). Unsealed records are returned as they are."""
         if not msg.sealed:
             return msg, True
+        if msg.subject_id:  # a hostile record: one reference in clear for the scan to miss behind a sealed one
+            raise SealError("a subject reference both sealed and in clear")
         cls = msg.key_id.split(":", 1)[0]
         if not cls.startswith(PURPOSE_CLASS_PREFIX):
             raise SealError(f"output sealed under {msg.key_id[:40]!r}, not a purpose class")

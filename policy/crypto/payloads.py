@@ -16,6 +16,9 @@ from policy.crypto.sources import KeySource
 _AAD_TAIL = struct.Struct("<dI")
 
 
+CLAIM_PAD = 64  # bytes: e-gate claims (subject ids) are padded to a multiple of this inside the sealed payload
+
+
 def _sighting_aad(s: Sighting) -> bytes:
     """Binds a sealed payload to its event: id, camera, zone, capture time and dimension."""
     return b"|".join([b"sighting", s.event_id.encode(), s.camera_id.encode(), s.zone.encode(), _AAD_TAIL.pack(s.captured_at, s.dim)])
@@ -26,7 +29,10 @@ def seal_sighting(ring: EpochKeyRing | PublicKeyRing, s: Sighting) -> Sighting:
     sealed box to the epoch's public key bound to the event's identity fields. The edge that sealed it cannot
     open it, and the claim dies with the epoch key like the face (nothing about the traveller is left in
     clear on the sightings topics). Raises KeyExpired if stale."""
-    key_id, blob = ring.seal_box(s.embedding + s.claimed_subject.encode(), s.captured_at, _sighting_aad(s))
+    claim = s.claimed_subject.encode()
+    # padded to a multiple of CLAIM_PAD (an empty claim too): the length on the topic shows no claim, nor its size
+    padded = claim + b"\0" * (CLAIM_PAD - len(claim) % CLAIM_PAD if len(claim) % CLAIM_PAD or not claim else 0)
+    key_id, blob = ring.seal_box(s.embedding + padded, s.captured_at, _sighting_aad(s))
     return msgspec.structs.replace(s, embedding=b"", claimed_subject="", sealed=blob, key_id=key_id)
 
 
@@ -42,7 +48,7 @@ def open_sighting(ring: EpochKeyRing, s: Sighting) -> Sighting:
     if len(plain) < size:
         raise SealError(f"sealed payload of {len(plain)} bytes holds no {s.dim}-D embedding")
     try:
-        claim = plain[size:].decode()
+        claim = plain[size:].rstrip(b"\0").decode()
     except UnicodeDecodeError:
         raise SealError("sealed e-gate claim is not UTF-8") from None
     return msgspec.structs.replace(s, embedding=plain[:size], claimed_subject=claim, sealed=b"", key_id="")

@@ -56,7 +56,8 @@ def test_each_stage_mounts_only_its_own_key_holder_credential_as_a_file(docker_c
     doc = yaml.safe_load(r.stdout)
     services = doc["services"]
     assert {name: Path(s["file"]).name for name, s in doc["secrets"].items() if name.startswith("keyd_")} == {
-        f"keyd_{role}": role for role in PERMISSIONS
+        **{f"keyd_{role}": role for role in PERMISSIONS},
+        "keyd_master": "master.key",  # the key holder's master key: a secret, never a file in its state volume
     }
 
     def keyd_secrets(svc: dict) -> dict[str, str]:
@@ -71,7 +72,9 @@ def test_each_stage_mounts_only_its_own_key_holder_credential_as_a_file(docker_c
             assert svc["environment"][TOKEN_FILE_ENV] == "/run/secrets/keyd_token"
     assert keyd_secrets(services["enrol"]) == {"keyd_admin": "keyd_token"}  # enrolment makes subject keys (admin)
     keyd = services["keyd"]
-    assert set(keyd_secrets(keyd)) == {f"keyd_{role}" for role in PERMISSIONS}
+    assert set(keyd_secrets(keyd)) == {f"keyd_{role}" for role in PERMISSIONS} | {"keyd_master"}
+    assert "--master-key" in keyd["command"] and keyd["command"][keyd["command"].index("--master-key") + 1] == "/run/secrets/keyd_master"
+    assert not any("keyd_master" in str(s) for n, svc in services.items() if n != "keyd" for s in svc.get("secrets", []))
     assert keyd["environment"][TOKEN_FILE_ENV] == "/run/secrets/keyd_admin"
     roles = dict(item.split(":", 1) for item in keyd["environment"][ROLE_TOKEN_FILES_ENV].split(","))
     assert roles == {role: f"/run/secrets/keyd_{role}" for role in PERMISSIONS if role != "admin"}

@@ -118,3 +118,55 @@ def test_every_replica_has_its_own_snapshot_file(settings, monkeypatch):
     assert snapshot_path(settings, "matcher") != snapshot_path(settings, "matcher-2")
     monkeypatch.setenv("PAXSIM_INSTANCE", "matcher-3")
     assert snapshot_path(settings).name == "matcher-snapshot-matcher-3.bin"
+
+
+def test_sealed_snapshot_trajectories_are_written_near_their_first_expiry_and_die_with_it(tmp_path):
+    """The trajectories of a snapshot are sealed under the shortest-lived purpose so that they die with their first
+    point. A point close to its retention must not make the sealing fail (an epoch's key dies up to one epoch
+    before times in it reach the TTL), and a snapshot whose key is gone restores to no trajectories, no error."""
+    import math
+    import time
+
+    import yaml
+
+    from matcher import snapshot
+    from matcher.service import trajectory_sealer, write_snapshot
+    from policy.crypto import KeyHolder, LocalKeySource
+    from policy.crypto.outputs import OutputKeys
+    from policy.keyd import key_classes
+    from policy.policyfile import DEFAULT_POLICY_PATH, parse_policy
+
+    doc = yaml.safe_load(open(DEFAULT_POLICY_PATH).read())
+    for rule in doc["purposes"].values():
+        rule["retention_s"] = 3.0
+    doc["retention"]["epoch_s"] = 1.0
+    policy = parse_policy(yaml.safe_dump(doc))
+    outputs = OutputKeys(LocalKeySource(KeyHolder(key_classes(policy))), background=False)
+    state = MatcherState(600.0, ZONES, 3600.0)
+    state.trajectories.ttl_for_zone = lambda _zone: 3.0
+    while time.time() % 1.0 > 0.5:  # start in the first half of a second: the arithmetic below then holds
+        time.sleep(0.05)
+    now = time.time()
+    # captured 2.001 s before this second began: within its 3 s retention, but the key of its own epoch died at
+    # the start of this second (epoch start + 3 s), so sealing "at its first expiry - TTL" would fail
+    state.apply(_m("old", "security", math.floor(now) - 2.001))
+    state.apply(_m("new", "security", now - 0.1, subject="ps-b"))
+    seal = trajectory_sealer(state, outputs, policy)
+
+    import asyncio
+
+    from core.config import load_settings
+
+    settings = load_settings(environ={}).model_copy(update={"state_dir": tmp_path})
+    asyncio.run(write_snapshot(settings, state, [0], seal))  # used to raise KeyExpired here
+    from matcher.service import snapshot_path
+
+    snap = snapshot.read(snapshot_path(settings))
+    assert snap is not None and snap.trajectories.startswith(b"PXSEALED1")
+    fresh = MatcherState(600.0, ZONES, 3600.0)
+    fresh.restore(snap, None, outputs)
+    assert set(fresh.trajectories.subjects()) == {"ps-a", "ps-b"}
+    time.sleep(max(0.0, now + 3.0 + 2 * 1.0 + 0.2 - time.time()))  # past the first point's retention and an epoch
+    later = MatcherState(600.0, ZONES, 3600.0)
+    later.restore(snap, None, OutputKeys(outputs.source, background=False))  # no error: just nothing to restore
+    assert later.trajectories.subjects() == [] and later.decided  # the decided ids are still there
