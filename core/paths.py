@@ -31,6 +31,21 @@ def private_dir(path: str | Path) -> Path:
     return path
 
 
+RUN_MARKER = "up.pid"  # in <state_dir>/up while `paxsim up` runs there: its pid
+
+
+def live_run_dir(state: str | Path) -> Path | None:
+    """``<state>/up`` while a ``paxsim up`` of this state dir is running (its marker names a live process), else
+    None: the CLI then works on the running stack's registry and chains, not on a second set beside them."""
+    run = Path(state) / "up"
+    try:
+        pid = int((run / RUN_MARKER).read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return run
+
+
 def gallery_path(settings: Settings) -> Path:
     return state_dir(settings) / "gallery.npz"
 

@@ -32,6 +32,7 @@ from rich.table import Table
 from broker import metricnames as broker_metrics
 from broker import topics as t
 from core.config import ENV_PREFIX, Settings
+from core.paths import RUN_MARKER
 from core.stack import Stack, total
 from edge import metricnames as edge_metrics
 from matcher import metricnames as matcher_metrics
@@ -304,6 +305,8 @@ async def up(
     if embedded:
         shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
+    marker = run_dir / RUN_MARKER  # tools with the same configuration work on this run's state while it lives
+    marker.write_text(str(os.getpid()))
     # the deployment's dashboard token store: where `paxsim dashboard-token` writes with the same config, outside
     # the run dir (emptied at every start); the dashboard follows the file, so a token issued now works at once
     from dashboard.services import TOKENS_FILE_ENV, tokens_path
@@ -397,6 +400,7 @@ async def up(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        marker.unlink(missing_ok=True)  # the stack is gone: tools go back to the configuration's state dir
     if broker_restarts and accounted:
         # a restarted embedded broker starts with an empty log: what the gate admitted before is gone from it
         accounted["lost_with_broker_log"] = max(0, int(counts.admitted) - accounted["admitted"])

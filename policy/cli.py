@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -33,15 +34,23 @@ ConfigOpt = typer.Option(None, "--config", "-c", envvar="PAXSIM_CONFIG", help="Y
 
 
 def _state_dir(state_dir: Path | None, config: str | None) -> Path:
+    """``--state-dir`` as given; else the configuration's state dir, or the run dir of the ``paxsim up`` running
+    with it (one registry per configuration: a withdrawal goes where the running stack reads)."""
     if state_dir is not None:
         return state_dir
     from core.config import ConfigError, load_settings
+    from core.paths import live_run_dir
 
     try:
-        return Path(load_settings(config).state_dir)
+        sd = Path(load_settings(config).state_dir)
     except ConfigError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
+    live = live_run_dir(sd)
+    if live is not None:
+        print(f"a running `paxsim up` uses this configuration: working on its state in {live}", file=sys.stderr)
+        return live
+    return sd
 
 
 def _policy_version() -> str:

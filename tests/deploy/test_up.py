@@ -168,6 +168,55 @@ def test_ctrl_c_in_a_terminal_stops_up_cleanly(tmp_path: Path) -> None:
             proc.wait()
 
 
+@pytest.mark.slow  # ~30 s
+def test_a_withdrawal_with_the_cli_and_the_same_config_reaches_the_running_up(tmp_path: Path) -> None:
+    """`paxsim consent withdraw --config X` beside `paxsim up --config X` used to open another registry (the
+    configuration's state dir, not the run's) and answer "nothing to withdraw": the person was silently ignored.
+    Now it works on the running stack's registry, and the subject's templates leave every matcher replica."""
+    from matcher.gallery import Gallery
+    from tests.pipeline.test_erasure_e2e import erasures_applied, until
+
+    env = _env(tmp_path)
+    proc = subprocess.Popen(
+        [*up_command(), "--config", str(EXAMPLE_CONFIG), "--matchers", "2"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    run_dir = tmp_path / "state" / "up"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "paxsim.cli", *args, "--config", str(EXAMPLE_CONFIG)]
+        return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    try:
+        _wait_all_up(proc)
+        listed = cli("consent", "list", "--json")
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        assert "a running `paxsim up` uses this configuration" in listed.stderr, listed.stderr
+        active = {row["subject_id"] for row in map(json.loads, listed.stdout.splitlines()) if row.get("status") == "active"}
+        subject = sorted(active & set(Gallery.load(run_dir / "gallery.npz").subjects()))[0]
+        r = cli("consent", "withdraw", subject)
+        assert r.returncode == 0 and "withdrawn" in r.stdout, r.stdout + r.stderr
+        with httpx.Client(timeout=10, trust_env=False) as http:
+            until(
+                "both matcher replicas applied the erasure",
+                lambda: all(isinstance(v, float) and v >= 1 for k, v in erasures_applied(run_dir, http).items() if k.startswith("matcher")),
+                60,
+            )
+        until("the gallery file no longer holds the subject", lambda: subject not in Gallery.load(run_dir / "gallery.npz").subjects(), 30)
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, rest[-3000:]
+        assert not (run_dir / "up.pid").exists()  # tools go back to the configuration's state dir
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_up_fails_clearly_when_the_configured_kafka_is_not_there(tmp_path: Path) -> None:
     env = {**_env(tmp_path), "PAXSIM__BROKER__BOOTSTRAP": "127.0.0.1:9", "PAXSIM__BROKER__CONNECT_TIMEOUT_S": "2"}
     r = subprocess.run(
