@@ -66,8 +66,10 @@ from policy import metricnames as policy_metrics
 from policy.audit import AuditLog
 from policy.consent import ConsentRecord, ConsentRegistry, registry_path
 from policy.crypto import KeyHolder, LocalKeySource, SubjectVault
+from policy.crypto.outputs import PURPOSE_CLASS_PREFIX
 from policy.filters import EdgeContext, GateContext, PostMatchContext
 from policy.gate import run_gate
+from policy.keyd import key_classes
 from policy.policyfile import Policy, PolicyHolder, parse_policy
 from policy.runtime import PolicyRuntime
 from policy.scan import run_scan
@@ -461,7 +463,8 @@ def components(n: int = 20000) -> list[tuple[str, float]]:
     reg = ConsentRegistry.open(registry_path(state))
     now = time.time()
     reg.grant_many(ConsentRecord(f"pax-{i}", "boarding", now - 10, now + 1000) for i in range(300))
-    keys = KeyHolder({"sightings": (0.5, 5.0)})
+    purposes = {c: v for c, v in key_classes(POLICY_ON).items() if c.startswith(PURPOSE_CLASS_PREFIX)}
+    keys = KeyHolder({"sightings": (0.5, 5.0), **purposes})
     settings = load_settings(environ={}).model_copy(update={"state_dir": state})
     rt = runtime_factory(settings, POLICY_ON, keys, None)("matcher", "open")
     rt_off = runtime_factory(settings, POLICY_OFF, keys, None)("matcher-off", "open")
@@ -490,6 +493,12 @@ def components(n: int = 20000) -> list[tuple[str, float]]:
         }
     ] * 100
     ctx_pm = PostMatchContext("pax-1", "boarding", "gate", now, "e1")
+    match = Match(
+        event_id="e1", camera_id="cam-1", zone="gate", purpose="boarding", captured_at=now, matched_at=now, decision="match",
+        subject_id="ps-0123456789abcdef01234567",
+    )  # fmt: skip
+    assert rt.outputs is not None
+    sealed_match = rt.outputs.seal(match, "boarding")
     cases = [
         ("edge chain (3 rules)", lambda: ec(EdgeContext("gate", 0.9, (0, 0, 80, 80))), 1),
         ("seal (X25519 sealed box to the epoch's public key)", lambda: rt.seal(s), 1),
@@ -497,6 +506,8 @@ def components(n: int = 20000) -> list[tuple[str, float]]:
         ("unseal", lambda: rt.unseal(sealed), 1),
         ("post-match chain (2 rules, consent, row)", lambda: pc(ctx_pm), 1),
         ("pseudonym (memoised in the batch)", lambda: rt.reference("pax-1"), 1),
+        ("seal a match's reference (purpose key)", lambda: rt.outputs.seal(match, "boarding"), 1),  # type: ignore[union-attr]
+        ("reference: open a match's reference", lambda: rt.outputs.open(sealed_match), 1),  # type: ignore[union-attr]
         ("audit: 2 decisions in batch entries of 256", lambda: rt.audit.append_batch("x.decisions", rows), 128),
         ("reference: pseudonym without the memo", lambda: rt.vault.pseudonym("pax-1"), 1),
         ("reference: 1 JSON+sha256 record/decision", lambda: rt.audit.append_many(entries), 100),

@@ -14,9 +14,7 @@ import threading
 import time
 from collections import Counter, OrderedDict, defaultdict, deque
 from dataclasses import dataclass, field
-from typing import TypeVar
 
-import msgspec
 from aiokafka import TopicPartition
 
 from broker import topics as t
@@ -24,11 +22,10 @@ from broker.clients import start_consumer
 from broker.messages import Alert, ErasureRequest, Match, MessageError, TrackUpdate, ZoneCount, decode
 from core.config import Settings
 from dashboard import metrics as M
-from policy.crypto import CryptoError, EpochKeyRing, KeyUnavailable, SealError
-from policy.crypto.outputs import OutputKeys
+from policy.crypto import CryptoError, EpochKeyRing, KeyUnavailable
+from policy.crypto.outputs import Output, OutputKeys, anonymous
 from policy.erasure import open_request
 
-_Out = TypeVar("_Out", Match, TrackUpdate, Alert)
 log = logging.getLogger("paxsim.dashboard")
 
 TIMELINE_S = 300  # seconds of per-second history kept for the live charts
@@ -134,7 +131,7 @@ class StreamView:
         elif topic == t.ERASURES.name:
             self._erasure(decode(value, ErasureRequest), now)
 
-    def _opened(self, msg: _Out) -> _Out:
+    def _opened(self, msg: Output) -> Output:
         """``msg`` with its sealed subject reference opened (None when its purpose key is gone: past retention)."""
         if not msg.sealed:
             return msg
@@ -142,11 +139,10 @@ class StreamView:
             raise MessageError("a sealed subject reference and no key holder to open it")
         try:
             return self.outputs.open(msg)[0]
-        except SealError as exc:
-            raise MessageError(str(exc)) from None
         except KeyUnavailable:  # the key holder is away: counted, anonymous (re-reading would count it twice)
-            empty = "" if isinstance(msg, TrackUpdate) else None
-            return msgspec.structs.replace(msg, subject_id=empty, sealed=b"", key_id="")
+            return anonymous(msg)
+        except CryptoError as exc:  # forged (SealError) or refused: the caller counts and skips it
+            raise MessageError(str(exc)) from None
 
     def _erasure(self, req: ErasureRequest, now: float) -> None:
         try:

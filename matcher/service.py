@@ -34,7 +34,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import msgspec
 import numpy as np
@@ -61,8 +60,8 @@ from matcher.metric import comparison
 from matcher.site import load_site, site_file
 from matcher.trajectory import TrajectoryStore, ZoneMap
 from matcher.verify import Verification, Verifier
-from policy.crypto import KeyExpired, KeyUnavailable, SealError
-from policy.crypto.outputs import OutputKeys, is_sealed_blob, open_blob, purpose_epoch_s, seal_blob
+from policy.crypto import CryptoError, KeyExpired, KeyUnavailable, SealError
+from policy.crypto.outputs import Output, OutputKeys, anonymous, is_sealed_blob, open_blob, purpose_epoch_s, seal_blob
 from policy.erasure import ErasureWorker
 from policy.filters import PostMatchContext
 from policy.policyfile import Policy
@@ -71,7 +70,6 @@ from policy.tracklets import TrackletStore
 
 log = logging.getLogger("paxsim.matcher")
 
-_Out = TypeVar("_Out", Match, TrackUpdate, Alert)
 STAGE = "matcher"
 PRUNE_EVERY_S = 5.0
 SNAPSHOT_FILE = "matcher-snapshot-{instance}.bin"
@@ -233,12 +231,13 @@ async def read_back_matches(
         state.next_match[rec.partition] = max(state.next_match[rec.partition], rec.offset + 1)
         try:
             m = decode(rec.value or b"", Match)
-            if outputs is not None:
-                m, _readable = outputs.open(m)
-        except (MessageError, SealError):
+        except MessageError:
             continue
-        except KeyUnavailable:  # the key holder is away: the event still counts as decided, naming nobody
-            m = msgspec.structs.replace(m, subject_id=None, sealed=b"", key_id="")
+        if outputs is not None:
+            try:
+                m, _readable = outputs.open(m)
+            except CryptoError:  # forged, or the key holder away: the event still counts as decided, naming nobody
+                m = anonymous(m)
         state.apply(m)
         RECOVERED.inc()
         next_offset[rec.partition] = max(next_offset[rec.partition], m.source_offset + 1)
@@ -537,7 +536,7 @@ class Matcher:
             state.next_match[md.partition] = max(state.next_match.get(md.partition, 0), md.offset + 1)
         state.changed = True
 
-    def _sealed(self, msg: _Out, purpose: str) -> _Out | None:
+    def _sealed(self, msg: Output, purpose: str) -> Output | None:
         """``msg`` as it goes on its topic: its subject reference sealed under ``purpose``'s epoch key (per-purpose
         retention, policy.crypto.outputs); None when its time is already past that retention (nobody may be
         named then). Unchanged without a key holder or with enforcement off."""

@@ -224,7 +224,7 @@ def resolve_pseudonyms(matches: list, settings: Settings, keys: KeySource | None
     if keys is not None and any(m.sealed for m in matches):
         outputs = OutputKeys(keys, background=False)
         try:
-            matches = [outputs.open(m)[0] for m in matches]
+            matches = [m for m, _readable in outputs.open_all(matches)]
         finally:
             outputs.close()
     refs = {m.subject_id for m in matches if m.subject_id and m.subject_id.startswith("ps-")}

@@ -45,7 +45,7 @@ from broker.topics import ADMITTED
 from core import faults
 from policy.audit import AuditChainStore, audit_dir, batch_rows_msgpack, check_batch, is_batch, read_records, record_hash, verify_dir
 from policy.consent import ConsentRegistry, open_consent
-from policy.crypto import EpochKeyRing, KeySource, KeyUnavailable, SealError, SubjectVault
+from policy.crypto import CryptoError, EpochKeyRing, KeySource, SubjectVault
 from policy.crypto.outputs import PURPOSE_CLASS_PREFIX, OutputKeys, purpose_epoch_s
 from policy.policyfile import Policy
 from policy.stores import Store, StoredItem
@@ -236,7 +236,7 @@ class Scanner:
             return None
         try:
             opened, readable = self.outputs.open(msg)  # type: ignore[type-var]
-        except (SealError, KeyUnavailable):
+        except CryptoError:  # forged, or not openable now: counted, never taken for a retention that held
             self.report.undecodable["sealed-reference"] += 1
             return None
         if not readable:

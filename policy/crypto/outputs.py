@@ -54,6 +54,19 @@ def _when(msg: Match | TrackUpdate | Alert) -> float:
     return msg.at if isinstance(msg, Alert) else msg.captured_at
 
 
+def anonymous(msg: Output) -> Output:
+    """``msg`` naming nobody: what a reader keeps of a record whose reference it cannot (or may no longer) open."""
+    return msgspec.structs.replace(msg, subject_id="" if isinstance(msg, TrackUpdate) else None, sealed=b"", key_id="")
+
+
+def _purpose_key_class(key_id: str) -> str:
+    """The class named by a key id, which must be a purpose class (SealError otherwise: a forged record)."""
+    cls = key_id.split(":", 1)[0]
+    if not cls.startswith(PURPOSE_CLASS_PREFIX):
+        raise SealError(f"sealed under {key_id[:40]!r}, not a purpose class")
+    return cls
+
+
 class OutputKeys:
     """The purpose rings of a run (made on first use per purpose)."""
 
@@ -100,24 +113,18 @@ class OutputKeys:
             return msg, True
         if msg.subject_id:  # a hostile record: one reference in clear for the scan to miss behind a sealed one
             raise SealError("a subject reference both sealed and in clear")
-        cls = msg.key_id.split(":", 1)[0]
-        if not cls.startswith(PURPOSE_CLASS_PREFIX):
-            raise SealError(f"output sealed under {msg.key_id[:40]!r}, not a purpose class")
-        empty = "" if isinstance(msg, TrackUpdate) else None
-        try:
+        cls = _purpose_key_class(msg.key_id)
+        try:  # the ring too: a class the key holder does not have (any more) opens to nobody
             ref = msgspec.msgpack.decode(self.ring(cls).open(msg.key_id, msg.sealed, _aad(msg)), type=str)
         except KeyExpired:
-            return msgspec.structs.replace(msg, subject_id=empty, sealed=b"", key_id=""), False
+            return anonymous(msg), False
         except msgspec.DecodeError as exc:
             raise SealError(f"sealed subject reference is malformed: {exc}") from None
         return msgspec.structs.replace(msg, subject_id=ref, sealed=b"", key_id=""), True
 
-    def readable(self, msg: Match | TrackUpdate | Alert) -> bool:
-        """Can its subject reference still be opened (its purpose key lives)? True for unsealed records."""
-        if not msg.sealed:
-            return True
-        cls = msg.key_id.split(":", 1)[0]
-        return cls.startswith(PURPOSE_CLASS_PREFIX) and self.ring(cls).can_open(msg.key_id)
+    def open_all(self, msgs: list[Output]) -> list[tuple[Output, bool]]:
+        """:meth:`open` for each record (a tool reading a whole topic)."""
+        return [self.open(m) for m in msgs]
 
     def close(self) -> None:
         with self._lock:
@@ -135,7 +142,7 @@ def is_sealed_blob(data: bytes) -> bool:
 
 def seal_blob(keys: OutputKeys, data: bytes, purpose: str, at: float, aad: bytes) -> bytes:
     """``data`` sealed under ``purpose``'s epoch of time ``at``: unreadable once that epoch is past the purpose's
-    retention. Pick ``at`` so that it dies with the first item it holds (see matcher.service.seal_trajectories)."""
+    retention. Pick ``at`` so that it dies with the first item it holds (see matcher.service.trajectory_sealer)."""
     key_id, blob = keys.ring(purpose_class(purpose)).seal(data, at, aad)
     return SEALED_BLOB + msgspec.msgpack.encode([key_id, blob])
 
@@ -146,9 +153,7 @@ def open_blob(keys: OutputKeys, data: bytes, aad: bytes) -> bytes | None:
         key_id, blob = msgspec.msgpack.decode(data[len(SEALED_BLOB) :], type=tuple[str, bytes])
     except msgspec.DecodeError as exc:
         raise SealError(f"sealed blob is malformed: {exc}") from None
-    cls = key_id.split(":", 1)[0]
-    if not cls.startswith(PURPOSE_CLASS_PREFIX):
-        raise SealError(f"blob sealed under {key_id[:40]!r}, not a purpose class")
+    cls = _purpose_key_class(key_id)
     try:
         return keys.ring(cls).open(key_id, blob, aad)
     except KeyExpired:

@@ -76,12 +76,16 @@ class SubjectVault:
             if self._forgotten.get(sid, -1) > since:
                 continue  # erased while this fetch was in flight: never bring it back
             if self.pseudonyms_only:
-                self._cache[sid] = (now, kid, None, pseudonym_from_key(raw))
+                self._cache[sid] = (now, kid, None, self._name(raw))
                 continue
             cipher = AESGCM(raw)
             self._cache[sid] = (now, kid, cipher, pseudonym_of(raw))
             out[sid] = (kid, cipher)
         return out
+
+    def _name(self, key: bytes) -> str:
+        """The pseudonym a fetched key gives (a pseudonym key, or a raw subject key)."""
+        return pseudonym_from_key(key) if self.pseudonyms_only else pseudonym_of(key)
 
     def _fetch(self, subject_ids: list[str], create: bool) -> dict[str, tuple[str, bytes]]:
         if self.pseudonyms_only:  # never creates: a stage that only names subjects cannot enrol one
@@ -184,10 +188,7 @@ class SubjectVault:
     def existing_pseudonym(self, subject_id: str) -> str | None:
         """The subject's pseudonym if its key exists; never creates a key (use before an erasure destroys it)."""
         fetched = self._fetch([subject_id], False)
-        if subject_id not in fetched:
-            return None
-        key = fetched[subject_id][1]
-        return pseudonym_from_key(key) if self.pseudonyms_only else pseudonym_of(key)
+        return self._name(fetched[subject_id][1]) if subject_id in fetched else None
 
     def resolve_all(self, pseudonyms: set[str]) -> dict[str, str]:
         """pseudonym → subject for every subject whose key still exists, consented or not (erased ones stay unknown)."""
@@ -196,8 +197,7 @@ class SubjectVault:
     def resolve(self, pseudonyms: set[str], candidates: list[str]) -> dict[str, str]:
         """pseudonym → subject, for those of ``candidates`` whose key still exists (erased ones stay unknown)."""
         fetched = self._fetch(list(candidates), False)
-        name = pseudonym_from_key if self.pseudonyms_only else pseudonym_of
-        return {ps: sid for sid, (_kid, key) in fetched.items() if (ps := name(key)) in pseudonyms}
+        return {ps: sid for sid, (_kid, key) in fetched.items() if (ps := self._name(key)) in pseudonyms}
 
     def forget(self, subject_id: str) -> None:
         with self._lock:
